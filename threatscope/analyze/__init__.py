@@ -1,0 +1,1 @@
+"""threatscope analyze stage (see docs/architecture.md for its interface)."""

@@ -1,0 +1,1 @@
+"""threatscope detect stage (see docs/architecture.md for its interface)."""

@@ -1,0 +1,1 @@
+"""threatscope enrich stage (see docs/architecture.md for its interface)."""

@@ -1,0 +1,1 @@
+"""threatscope ingest stage (see docs/architecture.md for its interface)."""

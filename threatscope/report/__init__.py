@@ -1,0 +1,1 @@
+"""threatscope report stage (see docs/architecture.md for its interface)."""

@@ -1,0 +1,134 @@
+"""Column contracts between the stages.
+
+Every event row carries the common columns, then its kind's columns. Names follow the Elastic
+Common Schema with dots as underscores. IPs are kept as text (``source_ip``) and as a number
+(``source_ip_num``, UHUGEINT: IPv4 mapped into ``::ffff:0:0/96`` so v4 and v6 share one range
+space) so that CIDR tests and range joins are vectorised.
+
+The lake stores one Parquet dataset per kind, hive-partitioned by ``org_id`` and ``event_date``:
+``lake/<kind>/org_id=<org>/event_date=<YYYY-MM-DD>/<file_id>_<n>.parquet``. The file name starts
+with the ingest manifest's ``file_id`` so that an interrupted ingest can be rolled back by name.
+"""
+
+from __future__ import annotations
+
+# Columns every event kind has, in order. `org_id` and `event_date` are the partition columns.
+COMMON: list[tuple[str, str]] = [
+    ("org_id", "VARCHAR"),
+    ("ts", "TIMESTAMP"),  # UTC, naive
+    ("event_date", "DATE"),  # UTC day of ts (partition column)
+    ("event_kind", "VARCHAR"),  # 'http', 'alert', ...
+    ("file_id", "VARCHAR"),  # ingest_manifest.file_id
+    ("source_file", "VARCHAR"),  # path as given to ingest (archive member appended after '!')
+    ("source_line", "BIGINT"),  # 1-based line number in the decompressed stream
+    ("raw", "VARCHAR"),  # the original line, searched by Sigma keyword rules
+]
+
+# One row per HTTP request, from access logs (W3C, combined, common) or whole-request records
+# (http-jsonl, Suricata EVE http, Zeek http.log). Columns a format does not have are NULL.
+HTTP: list[tuple[str, str]] = COMMON + [
+    ("source_ip", "VARCHAR"),
+    ("source_ip_num", "UHUGEINT"),
+    ("source_port", "INTEGER"),
+    ("destination_ip", "VARCHAR"),
+    ("destination_port", "INTEGER"),
+    ("url_domain", "VARCHAR"),  # Host header / cs-host / server name
+    ("http_request_method", "VARCHAR"),  # as sent, not upper-cased
+    ("url_original", "VARCHAR"),  # request target as logged: path + '?' + query, still encoded
+    ("url_path", "VARCHAR"),  # encoded path (before '?')
+    ("url_query", "VARCHAR"),  # encoded query (after '?', without it), NULL when absent
+    ("url_decoded", "VARCHAR"),  # url_decode(url_original), '+' kept: what rules usually match
+    ("http_version", "VARCHAR"),  # e.g. 'HTTP/1.1'
+    ("http_response_status_code", "INTEGER"),
+    ("http_response_body_bytes", "BIGINT"),
+    ("http_request_referrer", "VARCHAR"),
+    ("user_agent_original", "VARCHAR"),
+    ("user_name", "VARCHAR"),
+    # JSON object text, header names lower-cased; NULL for access logs
+    ("http_request_headers", "VARCHAR"),
+    ("http_request_body_content", "VARCHAR"),  # request body as text; NULL for access logs
+]
+
+# Detections raised by the sensor itself (Suricata EVE `alert`): turned into detection rows.
+ALERT: list[tuple[str, str]] = COMMON + [
+    ("source_ip", "VARCHAR"),
+    ("source_ip_num", "UHUGEINT"),
+    ("destination_ip", "VARCHAR"),
+    ("destination_port", "INTEGER"),
+    ("signature_id", "BIGINT"),
+    ("signature", "VARCHAR"),
+    ("category", "VARCHAR"),
+    ("severity", "INTEGER"),  # Suricata: 1 high .. 3 low
+    ("cves", "VARCHAR[]"),  # from metadata cve / references
+    ("url_original", "VARCHAR"),
+    ("url_domain", "VARCHAR"),
+    ("http_request_method", "VARCHAR"),
+]
+
+KINDS: dict[str, list[tuple[str, str]]] = {"http": HTTP, "alert": ALERT}
+
+# One row per (event, rule) match. Written by detect into the catalog table `detection`.
+DETECTION: list[tuple[str, str]] = [
+    ("org_id", "VARCHAR"),
+    ("ts", "TIMESTAMP"),
+    ("src_ip", "VARCHAR"),
+    ("src_ip_num", "UHUGEINT"),
+    ("event_kind", "VARCHAR"),
+    ("file_id", "VARCHAR"),
+    ("source_file", "VARCHAR"),
+    ("source_line", "BIGINT"),
+    ("rule_id", "VARCHAR"),  # Sigma rule id, or 'suricata:<sid>'
+    ("title", "VARCHAR"),
+    ("severity", "VARCHAR"),  # informational|low|medium|high|critical
+    ("cves", "VARCHAR[]"),  # upper-case 'CVE-2018-7600'
+    ("attack_techniques", "VARCHAR[]"),  # upper-case 'T1190', 'T1059.001'
+    ("product", "VARCHAR"),  # e.g. 'drupal', 'iis', 'weblogic', 'gpon'
+    ("campaign", "VARCHAR"),  # campaign key, e.g. 'drupalgeddon2'; NULL for generic families
+    ("family", "VARCHAR"),  # generic attack family: 'sqli', 'xss', 'lfi', 'scanner', ...
+    ("malware_family", "VARCHAR"),
+    ("detector", "VARCHAR"),  # 'sigma' | 'suricata' | analyzer name
+    ("evidence", "VARCHAR"),  # short text shown to an analyst (e.g. the matched URI)
+]
+
+# One row per distinct attacking IP. Written by enrich into the catalog table `source`.
+SOURCE: list[tuple[str, str]] = [
+    ("ip", "VARCHAR"),
+    ("ip_num", "UHUGEINT"),
+    ("country_code", "VARCHAR"),  # ISO 3166 alpha-2, NULL when unknown
+    ("country_name", "VARCHAR"),
+    ("asn", "BIGINT"),
+    ("as_org", "VARCHAR"),
+    ("network_type", "VARCHAR"),  # 'hosting' | 'access' | 'unknown'
+    ("geo_source", "VARCHAR"),  # 'geoip2fast' or the .mmdb file name
+]
+
+# Catalog tables kept in catalog.duckdb (not in the lake).
+CATALOG_DDL = """
+CREATE TABLE IF NOT EXISTS org (
+    org_id VARCHAR PRIMARY KEY, name VARCHAR, sector VARCHAR, sensors INTEGER
+);
+CREATE TABLE IF NOT EXISTS ingest_manifest (
+    file_id VARCHAR PRIMARY KEY,      -- sha256 of the decompressed content (first 32 hex)
+    path VARCHAR, size BIGINT, sha256 VARCHAR, format VARCHAR, org_id VARCHAR,
+    lines_read BIGINT, rows_written BIGINT, rows_quarantined BIGINT, comment_lines BIGINT,
+    error VARCHAR,                    -- set when the stream ended early (e.g. truncated .gz)
+    started_at TIMESTAMP, finished_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    file_id VARCHAR, source_file VARCHAR, source_line BIGINT, format VARCHAR,
+    reason VARCHAR, raw VARCHAR       -- raw line, truncated to 4 KiB, invalid UTF-8 replaced
+);
+CREATE TABLE IF NOT EXISTS run_history (
+    run_id VARCHAR, stage VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, summary VARCHAR
+);
+"""
+
+
+def ddl_columns(cols: list[tuple[str, str]]) -> str:
+    """``name TYPE, ...`` for CREATE TABLE."""
+    return ", ".join(f'"{n}" {t}' for n, t in cols)
+
+
+def empty_select(cols: list[tuple[str, str]]) -> str:
+    """A typed zero-row SELECT with these columns (for views over an empty lake)."""
+    return "SELECT " + ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in cols) + " WHERE false"

@@ -1,0 +1,1 @@
+"""threatscope simulate stage (see docs/architecture.md for its interface)."""

@@ -1,0 +1,169 @@
+"""A workspace is a folder: ``catalog.duckdb``, ``lake/`` (Parquet) and ``config.toml``.
+
+    ws = Workspace.open("threatscope-ws", create=True)
+    with ws.connect() as con:          # views `http`, `alert` over the lake are ready
+        con.sql("SELECT count(*) FROM http").fetchone()
+
+Everything a report says can be recomputed from the workspace.
+"""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from threatscope import schema
+from threatscope.errors import UserError
+
+DEFAULT_WORKSPACE = "threatscope-ws"
+
+_DEFAULT_CONFIG = """\
+# threatscope workspace configuration
+[workspace]
+version = 1
+
+[detect]
+# Extra Sigma rule folders, used in addition to the built-in pack.
+rule_dirs = []
+
+[enrich]
+# MaxMind-format .mmdb files (country / ASN); without them the data geoip2fast ships is used.
+mmdb = []
+"""
+
+
+@dataclass
+class Org:
+    org_id: str
+    name: str
+    sector: str
+    sensors: int | None = None
+
+
+@dataclass
+class Workspace:
+    root: Path
+    config: dict = field(default_factory=dict)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    @classmethod
+    def open(cls, root: str | Path = DEFAULT_WORKSPACE, create: bool = False) -> Workspace:
+        """Open a workspace; with ``create`` make it (idempotent) when missing."""
+        root = Path(root)
+        if not (root / "config.toml").exists():
+            if not create:
+                raise UserError(
+                    f"no workspace at {root} (run `threatscope init -w {root}` first)"
+                )
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "lake").mkdir(exist_ok=True)
+            (root / "config.toml").write_text(_DEFAULT_CONFIG)
+        try:
+            config = tomllib.loads((root / "config.toml").read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{root / 'config.toml'}: invalid TOML: {e}") from None
+        ws = cls(root=root, config=config)
+        ws.lake.mkdir(exist_ok=True)
+        with ws.connect():
+            pass
+        return ws
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """A connection to the catalog with the catalog tables and lake views in place."""
+        try:
+            con = duckdb.connect(str(self.catalog_path), read_only=read_only)
+        except duckdb.IOException as e:
+            raise UserError(f"cannot open {self.catalog_path}: {e}") from None
+        if not read_only:
+            con.execute(schema.CATALOG_DDL)
+        self.refresh_views(con)
+        return con
+
+    def kind_glob(self, kind: str) -> str:
+        return str(self.lake / kind / "**" / "*.parquet")
+
+    def has_data(self, kind: str) -> bool:
+        return any((self.lake / kind).rglob("*.parquet")) if (self.lake / kind).exists() else False
+
+    def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """(Re)create one temp view per event kind over its Parquet files (or an empty one)."""
+        for kind, cols in schema.KINDS.items():
+            if self.has_data(kind):
+                names = ", ".join(f'"{n}"' for n, _ in cols)
+                src = (
+                    f"SELECT {names} FROM read_parquet('{_sql_str(self.kind_glob(kind))}', "
+                    "hive_partitioning = true, union_by_name = true, "
+                    "hive_types = {'org_id': VARCHAR, 'event_date': DATE})"
+                )
+            else:
+                src = schema.empty_select(cols)
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS {src}')
+
+    # -- organisations ------------------------------------------------------------------
+    def register_orgs(self, orgs: Iterable[Org]) -> int:
+        rows = [(o.org_id, o.name, o.sector, o.sensors) for o in orgs]
+        with self.connect() as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO org VALUES (?, ?, ?, ?)", rows
+            )
+        return len(rows)
+
+    def ensure_org(self, con: duckdb.DuckDBPyConnection, org_id: str) -> None:
+        """Make sure an organisation seen in data exists (sector unknown until registered)."""
+        con.execute(
+            "INSERT INTO org SELECT ?, ?, NULL, NULL WHERE NOT EXISTS "
+            "(SELECT 1 FROM org WHERE org_id = ?)",
+            [org_id, org_id, org_id],
+        )
+
+    @property
+    def rule_dirs(self) -> list[Path]:
+        return [Path(p) for p in self.config.get("detect", {}).get("rule_dirs", [])]
+
+    @property
+    def mmdb_files(self) -> list[Path]:
+        return [Path(p) for p in self.config.get("enrich", {}).get("mmdb", [])]
+
+
+def read_orgs_csv(path: str | Path) -> list[Org]:
+    """Read ``org_id,name,sector[,sensors]`` (header row required)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: organisations file not found")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        need = {"org_id", "name", "sector"}
+        if reader.fieldnames is None or not need <= {h.strip() for h in reader.fieldnames}:
+            raise UserError(f"{path}: header must be org_id,name,sector[,sensors]")
+        orgs = []
+        for n, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if not row["org_id"]:
+                raise UserError(f"{path}:{n}: empty org_id")
+            sensors = row.get("sensors") or None
+            try:
+                sensors = int(sensors) if sensors else None
+            except ValueError:
+                raise UserError(f"{path}:{n}: sensors must be an integer") from None
+            orgs.append(Org(row["org_id"], row["name"] or row["org_id"], row["sector"], sensors))
+    return orgs
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")
