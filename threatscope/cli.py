@@ -1,0 +1,385 @@
+"""The ``threatscope`` command line: one command per stage, ``run`` chains them.
+
+    threatscope init -w ws --orgs orgs.csv
+    threatscope ingest -w ws logs/            # files, folders, globs or - for stdin
+    threatscope detect -w ws --rules my-sigma/
+    threatscope enrich -w ws
+    threatscope report -w ws --period 2018Q2 -o out/
+    threatscope run --orgs orgs.csv logs/ -o out/   # all of the above
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from threatscope import __version__
+from threatscope.errors import UserError
+from threatscope.workspace import DEFAULT_WORKSPACE, Workspace, read_orgs_csv
+
+FORMATS = ["auto", "w3c", "combined", "common", "http-jsonl", "eve", "zeek"]
+
+
+def workspace_option(f: Callable) -> Callable:
+    return click.option(
+        "-w",
+        "--workspace",
+        "workspace",
+        default=DEFAULT_WORKSPACE,
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Workspace folder (catalog, lake, config).",
+    )(f)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Callable[[int, int | None, str], None] | None]:
+    """A ``progress(advance, total, description)`` callback drawing a rich bar on stderr."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_stderr_console(),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(advance: int, total: int | None, description: str) -> None:
+            if description not in tasks:
+                tasks[description] = bar.add_task(description, total=total)
+            bar.update(tasks[description], advance=advance, total=total)
+
+        yield update
+
+
+def _print_summary(summary, as_json: bool, title: str) -> None:
+    data = summary.to_dict() if hasattr(summary, "to_dict") else dict(summary)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    scalars = {k: v for k, v in data.items() if not isinstance(v, list | dict)}
+    click.echo(f"{title}: " + ", ".join(f"{k}={v}" for k, v in scalars.items()))
+    for err in data.get("errors") or []:
+        click.echo(f"  error: {err}", err=True)
+
+
+def handle_user_errors(f: Callable) -> Callable:
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="threatscope")
+def main() -> None:
+    """threatscope: telemetry of many organisations -> detections, sources, campaigns, report."""
+
+
+@main.command()
+@workspace_option
+@click.option("--orgs", type=click.Path(dir_okay=False, path_type=Path), help="org_id,name,sector[,sensors] CSV.")
+@handle_user_errors
+def init(workspace: Path, orgs: Path | None) -> None:
+    """Create a workspace (idempotent) and optionally register organisations."""
+    ws = Workspace.open(workspace, create=True)
+    if orgs:
+        n = ws.register_orgs(read_orgs_csv(orgs))
+        click.echo(f"registered {n} organisations")
+    click.echo(f"workspace ready: {ws.root}")
+
+
+def _ingest(ws: Workspace, paths, org, fmt, orgs, as_json: bool):
+    from threatscope import ingest
+
+    if orgs:
+        ws.register_orgs(read_orgs_csv(orgs))
+    with progress_bar(not as_json) as progress:
+        summary = ingest.ingest_paths(ws, list(paths), org=org, fmt=fmt, progress=progress)
+    _print_summary(summary, as_json, "ingest")
+    return summary
+
+
+@main.command("ingest")
+@workspace_option
+@click.option("--org", help="Organisation of every input (overrides the folder layout <org_id>/...).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--orgs", type=click.Path(dir_okay=False, path_type=Path), help="Register organisations from CSV first.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.argument("paths", nargs=-1, required=True)
+@handle_user_errors
+def ingest_cmd(workspace, org, fmt, orgs, as_json, paths) -> None:
+    """Ingest log files, folders, globs or - (stdin) into the workspace lake."""
+    ws = Workspace.open(workspace, create=True)
+    _ingest(ws, paths, org, fmt, orgs, as_json)
+
+
+def _detect(ws: Workspace, rules, as_json: bool):
+    from threatscope import detect
+
+    with progress_bar(not as_json) as progress:
+        summary = detect.run_detect(ws, rule_dirs=list(rules), progress=progress)
+    _print_summary(summary, as_json, "detect")
+    return summary
+
+
+@main.command("detect")
+@workspace_option
+@click.option("--rules", multiple=True, type=click.Path(exists=True, path_type=Path), help="Extra Sigma rule folder or file (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@handle_user_errors
+def detect_cmd(workspace, rules, as_json) -> None:
+    """Run the built-in rule pack and extra Sigma rules over the lake."""
+    _detect(Workspace.open(workspace), rules, as_json)
+
+
+def _enrich(ws: Workspace, mmdb, as_json: bool = False):
+    from threatscope import enrich
+
+    summary = enrich.run_enrich(ws, mmdb=list(mmdb))
+    _print_summary(summary, as_json, "enrich")
+    return summary
+
+
+@main.command("enrich")
+@workspace_option
+@click.option("--mmdb", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="MaxMind-format .mmdb (country/ASN), repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@handle_user_errors
+def enrich_cmd(workspace, mmdb, as_json) -> None:
+    """Attribute source IPs: country, AS organisation, hosting or access network."""
+    _enrich(Workspace.open(workspace), mmdb, as_json)
+
+
+def _report(ws: Workspace, period: str | None, out: Path) -> dict:
+    from threatscope import analyze, report
+
+    p = analyze.parse_period(period) if period else None
+    metrics = analyze.analyze(ws, p)
+    paths = report.write_report(metrics, out)
+    consistency = metrics.get("consistency") or {}
+    if consistency and not consistency.get("ok", True):
+        for problem in consistency.get("problems", []):
+            click.echo(f"  consistency: {problem}", err=True)
+    click.echo(f"report ({metrics['period']['label']} vs {metrics['baseline']['label']}): {paths['html']}")
+    return paths
+
+
+@main.command("report")
+@workspace_option
+@click.option("--period", help="2018Q2, 2018-05 or 2018-04-01..2018-06-30 (default: latest quarter with detections).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@handle_user_errors
+def report_cmd(workspace, period, out) -> None:
+    """Analyse a period against the one before and write report.html/.json/.md."""
+    _report(Workspace.open(workspace), period, out)
+
+
+@main.command("run")
+@workspace_option
+@click.option("--orgs", type=click.Path(dir_okay=False, path_type=Path), help="org_id,name,sector[,sensors] CSV.")
+@click.option("--org", help="Organisation of every input.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--rules", multiple=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--mmdb", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--period", help="Report period (default: latest quarter with detections).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True)
+@handle_user_errors
+def run_cmd(workspace, orgs, org, fmt, rules, mmdb, period, out, paths) -> None:
+    """All stages: ingest -> detect -> enrich -> report."""
+    ws = Workspace.open(workspace, create=True)
+    _ingest(ws, paths, org, fmt, orgs, False)
+    _detect(ws, rules, False)
+    _enrich(ws, mmdb)
+    _report(ws, period, out)
+
+
+EXPORT_COLUMNS = (
+    "org_id, ts, src_ip, source_file, source_line, rule_id, title, severity, cves, "
+    "attack_techniques, product, campaign"
+)
+
+
+@main.group("export")
+def export_group() -> None:
+    """Export tables of the workspace."""
+
+
+@export_group.command("detections")
+@workspace_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl", show_default=True)
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: stdout; required for parquet).")
+@handle_user_errors
+def export_detections(workspace, fmt, out) -> None:
+    """One row per detection: org, time, source, file and line, rule, CVEs, techniques, campaign."""
+    ws = Workspace.open(workspace)
+    with ws.connect(read_only=True) as con:
+        if not con.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = 'detection'"
+        ).fetchone():
+            raise UserError("no detections yet: run `threatscope detect` first")
+        query = f"SELECT {EXPORT_COLUMNS} FROM detection ORDER BY ts, org_id, source_file, source_line, rule_id"
+        if fmt == "parquet":
+            if out is None:
+                raise UserError("--format parquet needs -o FILE")
+            con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' (FORMAT parquet)")
+            return
+        if fmt == "csv":
+            # lists become ';'-joined text so that the CSV stays one value per cell
+            query = (
+                "SELECT * REPLACE (array_to_string(cves, ';') AS cves, "
+                f"array_to_string(attack_techniques, ';') AS attack_techniques) FROM ({query})"
+            )
+        if out is not None:
+            opts = "FORMAT json" if fmt == "jsonl" else "FORMAT csv, HEADER true"
+            con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' ({opts})")
+            return
+        _stream_rows(con, query, fmt)
+
+
+def _stream_rows(con, query: str, fmt: str) -> None:
+    import csv
+
+    reader = con.sql(query).to_arrow_reader(50_000)
+    cols = reader.schema.names
+    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    if writer:
+        writer.writerow(cols)
+    for batch in reader:
+        for row in batch.to_pylist():
+            if writer:
+                writer.writerow([row[c] for c in cols])
+            else:
+                sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")
+
+
+@main.group("rules")
+def rules_group() -> None:
+    """List or check Sigma rules (built-in pack plus --rules folders)."""
+
+
+@rules_group.command("list")
+@click.option("--rules", multiple=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@handle_user_errors
+def rules_list(rules, as_json) -> None:
+    """List compiled rules with their table, level, CVEs, techniques and campaign."""
+    from threatscope import detect
+
+    rows = detect.list_rules(list(rules))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table("id", "title", "level", "table", "cves", "techniques", "campaign")
+    for r in rows:
+        table.add_row(
+            *(escape(str(x)) for x in (
+                r.get("id"), r.get("title"), r.get("level"), r.get("table"),
+                ",".join(r.get("cves") or []), ",".join(r.get("attack_techniques") or []),
+                r.get("campaign") or "",
+            ))
+        )
+    Console().print(table)
+
+
+@rules_group.command("check")
+@click.option("--rules", multiple=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@handle_user_errors
+def rules_check(rules, as_json) -> None:
+    """Compile every rule; report per logsource how many compile and why the others do not."""
+    from threatscope import detect
+
+    result = detect.check_rules(list(rules))
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        _print_check(result)
+    if result.get("failed_count", 0) and not rules:
+        sys.exit(1)  # the built-in pack must compile completely
+
+
+def _print_check(result: dict) -> None:
+    click.echo(f"compiled {result.get('compiled_count', 0)}, failed {result.get('failed_count', 0)}")
+    for ls in result.get("by_logsource", []):
+        click.echo(f"  {ls.get('logsource')}: {ls.get('compiled', 0)} compiled, {ls.get('failed', 0)} failed")
+    for f in result.get("failures", []):
+        click.echo(f"  FAILED {f.get('path')}: {f.get('title', '')}: {f.get('reason')}")
+
+
+@main.command()
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--scale", default=1.0, show_default=True, type=float, help="Multiply the traffic volume.")
+@handle_user_errors
+def simulate(out, seed, scale) -> None:
+    """Write simulated telemetry of several organisations (with ground truth)."""
+    from threatscope import simulate as sim
+
+    path = sim.simulate(out, seed=seed, scale=scale)
+    click.echo(f"simulated telemetry in {path} (organisations: {Path(path) / 'orgs.csv'})")
+
+
+@main.command()
+@click.option("-o", "--out", "out", default="demo-out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=7, show_default=True, type=int)
+@handle_user_errors
+def demo(out: Path, seed: int) -> None:
+    """Simulate telemetry, run every stage on it and write a report."""
+    import shutil
+
+    from threatscope import simulate as sim
+
+    data, ws_dir = out / "data", out / "workspace"
+    for d in (data, ws_dir):
+        if d.exists():
+            shutil.rmtree(d)
+    click.echo(f"simulating telemetry into {data} ...")
+    sim.simulate(data, seed=seed)
+    ws = Workspace.open(ws_dir, create=True)
+    _ingest(ws, [str(data)], None, "auto", data / "orgs.csv", False)
+    _detect(ws, (), False)
+    _enrich(ws, ())
+    paths = _report(ws, None, out / "report")
+    click.echo(f"\nopen the report: {Path(paths['html']).resolve()}")
+
+
+if __name__ == "__main__":
+    main()
