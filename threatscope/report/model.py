@@ -43,7 +43,7 @@ def _span(v: Any) -> dict:
 
 
 _CAMPAIGN = ("campaign", "title", "product", "onset", "peak_day", "peak_count", "last_day",
-             "source_ips", "public_exploit_date", "days_exploit_to_onset")
+             "source_ips", "hosting_share", "public_exploit_date", "days_exploit_to_onset")
 
 
 def _campaign(c: dict) -> dict:
@@ -120,6 +120,12 @@ def build_view(metrics: dict) -> dict:
                                             "per_sensor", "rank", "baseline_per_org")),
         "key_findings": _rows(m.get("key_findings"), ("id", "text")),
     }
+    cons = m.get("consistency")  # written by the analysis stage: {"ok", "problems": [str]}
+    view["consistency"] = ({"ok": cons.get("ok"), "problems": _strs(cons.get("problems"))}
+                           if isinstance(cons, dict) else None)
+    notes = m.get("notes")  # analysis caveats: strings or {"text": ...}
+    view["notes"] = [str(n.get("text", "")) if isinstance(n, dict) else str(n)
+                     for n in notes if n] if isinstance(notes, list) else []
     det = view["totals"]["detections"]
     view["empty"] = not view["campaigns"] and not view["rules"] and not (det and det["period"])
     return view

@@ -88,7 +88,9 @@ def fmt_pct(v: object) -> str:
         return "0%"
     sign = "+" if n > 0 else "-"
     a = abs(n)
-    return f"{sign}{a:,.0f}%" if a >= 100 else f"{sign}{a:.1f}%"
+    if a >= 100:
+        return f"{sign}{a:,.0f}%"
+    return f"{sign}{a:.1f}%" if a >= 1 else f"{sign}{a:.2f}%"
 
 
 def fmt_share(v: object) -> str:

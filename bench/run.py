@@ -1,0 +1,106 @@
+"""Throughput benchmark: ingest alone and ingest+detect+enrich, as a ratio to `wc -l`.
+
+    python bench/run.py                       # 3M lines of combined and of W3C
+    python bench/run.py --lines 10000000      # the 10M-line peak-memory check
+    python bench/run.py --formats w3c --lines 1000000
+
+Machines are shared and noisy, so every figure is printed beside a baseline measured in the same
+run on the same file (`wc -l`, best of 3). Each stage runs as its own `threatscope` process so that
+its peak memory (max RSS) is measured alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+BIN = Path(sys.executable).parent / "threatscope"
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Run cmd; return (wall seconds, peak RSS in MiB of that process)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err[-2000:]}")
+    return wall, usage.ru_maxrss // 1024
+
+
+def best_of(n: int, cmd: list[str]) -> float:
+    return min(timed(cmd)[0] for _ in range(n))
+
+
+def bench_format(fmt: str, lines: int, seed: int) -> dict:
+    from threatscope.simulate import write_bench_log
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / f"bench-{fmt}-{lines}.log"
+    if not log.exists():
+        t0 = time.perf_counter()
+        write_bench_log(log, lines, fmt, seed)
+        print(f"  generated {log.name} in {time.perf_counter() - t0:.1f}s", flush=True)
+    n = sum(1 for _ in open(log, "rb"))
+    wc = best_of(3, ["wc", "-l", str(log)])
+    ws = OUT / f"ws-{fmt}"
+    shutil.rmtree(ws, ignore_errors=True)
+    t_ingest, m_ingest = timed([str(BIN), "ingest", "-w", str(ws), "--org", "bench", str(log)])
+    t_detect, m_detect = timed([str(BIN), "detect", "-w", str(ws)])
+    t_enrich, m_enrich = timed([str(BIN), "enrich", "-w", str(ws)])
+    shutil.rmtree(ws, ignore_errors=True)
+    e2e = t_ingest + t_detect + t_enrich
+    return {
+        "format": fmt,
+        "lines": n,
+        "mb": log.stat().st_size / 2**20,
+        "wc_l": n / wc,
+        "ingest": n / t_ingest,
+        "e2e": n / e2e,
+        "times": (wc, t_ingest, t_detect, t_enrich),
+        "peak_mib": max(m_ingest, m_detect, m_enrich),
+        "peak_by_stage": (m_ingest, m_detect, m_enrich),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lines", type=int, default=3_000_000)
+    ap.add_argument("--formats", default="combined,w3c")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    print(f"threatscope benchmark: {args.lines:,} lines per format, {os.cpu_count()} cores")
+    rows = []
+    for fmt in args.formats.split(","):
+        print(f"- {fmt} ...", flush=True)
+        r = bench_format(fmt.strip(), args.lines, args.seed)
+        rows.append(r)
+        wc, ti, td, te = r["times"]
+        print(
+            f"  {r['lines']:,} lines ({r['mb']:.0f} MiB): wc -l {r['wc_l']:,.0f} lines/s ({wc:.2f}s)\n"
+            f"  ingest            {r['ingest']:>12,.0f} lines/s  = 1/{r['wc_l'] / r['ingest']:.1f} of wc -l  ({ti:.1f}s)\n"
+            f"  ingest+detect+enrich {r['e2e']:>9,.0f} lines/s  = 1/{r['wc_l'] / r['e2e']:.1f} of wc -l  "
+            f"({ti:.1f}+{td:.1f}+{te:.1f}s)\n"
+            f"  peak memory {r['peak_mib']:,} MiB (ingest {r['peak_by_stage'][0]}, detect "
+            f"{r['peak_by_stage'][1]}, enrich {r['peak_by_stage'][2]})",
+            flush=True,
+        )
+    print("\nformat    lines       ingest/s   e2e/s     e2e vs wc -l  peak MiB")
+    for r in rows:
+        print(
+            f"{r['format']:<9} {r['lines']:>10,} {r['ingest']:>10,.0f} {r['e2e']:>9,.0f}"
+            f"   1/{r['wc_l'] / r['e2e']:<10.1f} {r['peak_mib']:>6,}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""Sigma semantics of the compiler, feature by feature: rows that must match and rows that must not.
+
+Each case is (detection YAML, [(row, expected match)]). Rows are `http` rows; columns not given
+are NULL (url_path/url_query/url_decoded are derived from url_original when absent).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.detect.sigma_helpers import matches
+
+
+def q(v):
+    return {"url_query": v}
+
+
+def stem(v):
+    return {"url_path": v}
+
+
+def m(v):
+    return {"http_request_method": v}
+
+
+CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
+    "plain value is case-insensitive equality": (
+        "sel:\n  cs-method: POST\ncondition: sel",
+        [(m("POST"), True), (m("post"), True), (m("PoSt"), True), (m("POSTX"), False),
+         (m("XPOST"), False), ({}, False)],
+    ),
+    "cased": (
+        "sel:\n  cs-method|cased: POST\ncondition: sel",
+        [(m("POST"), True), (m("post"), False)],
+    ),
+    "cased contains": (
+        "sel:\n  cs-uri-query|cased|contains: 'Exec'\ncondition: sel",
+        [(q("a=Exec"), True), (q("a=exec"), False)],
+    ),
+    "contains is case-insensitive": (
+        "sel:\n  cs-uri-query|contains: 'Union Select'\ncondition: sel",
+        [(q("id=1 UNION SELECT 2"), True), (q("union select"), True), (q("unionselect"), False)],
+    ),
+    "percent in value is literal": (
+        "sel:\n  cs-uri-query|contains: '100%'\ncondition: sel",
+        [(q("a=100%"), True), (q("a=1000"), False), (q("a=100"), False)],
+    ),
+    "underscore in value is literal": (
+        "sel:\n  cs-uri-query|contains: 'a_b'\ncondition: sel",
+        [(q("x=a_b"), True), (q("x=aXb"), False)],
+    ),
+    "percent and underscore in equality": (
+        "sel:\n  cs-uri-stem: '/a%b_c'\ncondition: sel",
+        [(stem("/a%b_c"), True), (stem("/aXXbYc"), False), (stem("/a%bzc"), False)],
+    ),
+    "like pattern keeps % _ literal around wildcards": (
+        "sel:\n  cs-uri-stem: '/x_*%y'\ncondition: sel",
+        [(stem("/x_abc%y"), True), (stem("/x_%y"), True), (stem("/xAabc%y"), False),
+         (stem("/x_abcQy"), False)],
+    ),
+    "backslash before ordinary char is literal": (
+        r"sel:\n  cs-uri-query|contains: 'think\app'\ncondition: sel".replace("\\n", "\n"),
+        [(q(r"s=think\app/x"), True), (q("s=thinkapp"), False)],
+    ),
+    "escaped backslash then wildcard (LIKE escape)": (
+        "sel:\n  cs-uri-stem: 'a\\\\b*c'\ncondition: sel",
+        [(stem("a\\bXXc"), True), (stem("a\\bc"), True), (stem("abXXc"), False),
+         (stem("a\\\\bc"), False)],
+    ),
+    "backslash in contains": (
+        "sel:\n  cs-uri-query|contains: '..\\\\..\\\\'\ncondition: sel",
+        [(q("f=..\\..\\windows"), True), (q("f=../../"), False)],
+    ),
+    "single quote in value": (
+        "sel:\n  cs-uri-query|contains: \"' or 1=1\"\ncondition: sel",
+        [(q("id=1' OR 1=1--"), True), (q("id=1 or 1=1"), False)],
+    ),
+    "wildcards * and ?": (
+        "sel:\n  cs-uri-stem: '/adm?n/*.php'\ncondition: sel",
+        [(stem("/admin/x.php"), True), (stem("/ADMIN/a/b.PHP"), True), (stem("/admn/x.php"), False),
+         (stem("/admin/x.phps"), False)],
+    ),
+    "escaped wildcards are literal": (
+        "sel:\n  cs-uri-query|contains:\n    - 'a\\*b'\n    - 'c\\?d'\ncondition: sel",
+        [(q("xa*by"), True), (q("xc?dy"), True), (q("xaZZb"), False), (q("xcZd"), False)],
+    ),
+    "lone star matches any non-null value": (
+        "sel:\n  cs-referer: '*'\ncondition: sel",
+        [({"http_request_referrer": "x"}, True), ({"http_request_referrer": ""}, True), ({}, False)],
+    ),
+    "startswith": (
+        "sel:\n  cs-uri-stem|startswith: '/WP-'\ncondition: sel",
+        [(stem("/wp-login.php"), True), (stem("/x/wp-login.php"), False)],
+    ),
+    "endswith": (
+        "sel:\n  cs-uri-stem|endswith: '.ENV'\ncondition: sel",
+        [(stem("/app/.env"), True), (stem("/app/.env.bak"), False)],
+    ),
+    "list is OR": (
+        "sel:\n  cs-method:\n    - PUT\n    - DELETE\ncondition: sel",
+        [(m("put"), True), (m("DELETE"), True), (m("GET"), False)],
+    ),
+    "contains|all is AND": (
+        "sel:\n  cs-uri-query|contains|all:\n    - 'select'\n    - 'from'\ncondition: sel",
+        [(q("select a from b"), True), (q("FROM x SELECT"), True), (q("select a"), False)],
+    ),
+    "fields of one selection are AND": (
+        "sel:\n  cs-method: POST\n  sc-status: 200\ncondition: sel",
+        [({"http_request_method": "POST", "http_response_status_code": 200}, True),
+         ({"http_request_method": "POST", "http_response_status_code": 404}, False)],
+    ),
+    "list of maps is OR": (
+        "sel:\n  - cs-method: PUT\n  - sc-status: 500\ncondition: sel",
+        [(m("PUT"), True), ({"http_response_status_code": 500}, True), (m("GET"), False)],
+    ),
+    "re is case-sensitive by default and unanchored": (
+        "sel:\n  cs-uri-query|re: 'Select\\s+\\w'\ncondition: sel",
+        [(q("a=Select  x"), True), (q("a=select x"), False)],
+    ),
+    "re|i": (
+        "sel:\n  cs-uri-query|re|i: 'select\\s+\\w'\ncondition: sel",
+        [(q("a=SELECT x"), True), (q("a=selectx"), False)],
+    ),
+    "re|m (^ and $ at line breaks)": (
+        "sel:\n  http.request.body.content|re|m: '^bar$'\ncondition: sel",
+        [({"http_request_body_content": "foo\nbar\nbaz"}, True),
+         ({"http_request_body_content": "foo bar baz"}, False)],
+    ),
+    "re without m: ^ is start of text": (
+        "sel:\n  http.request.body.content|re: '^bar$'\ncondition: sel",
+        [({"http_request_body_content": "foo\nbar\nbaz"}, False),
+         ({"http_request_body_content": "bar"}, True)],
+    ),
+    "re|s (dot matches newline)": (
+        "sel:\n  http.request.body.content|re|s: 'foo.bar'\ncondition: sel",
+        [({"http_request_body_content": "foo\nbar"}, True)],
+    ),
+    "re without s: dot does not match newline": (
+        "sel:\n  http.request.body.content|re: 'foo.bar'\ncondition: sel",
+        [({"http_request_body_content": "foo\nbar"}, False),
+         ({"http_request_body_content": "foo-bar"}, True)],
+    ),
+    "cidr IPv4 on numeric column": (
+        "sel:\n  c-ip|cidr: 10.0.0.0/8\ncondition: sel",
+        [({"source_ip": "10.1.2.3"}, True), ({"source_ip": "10.255.255.255"}, True),
+         ({"source_ip": "11.0.0.1"}, False), ({"source_ip": "9.255.255.255"}, False),
+         ({"source_ip": "::a01:203"}, False), ({}, False)],
+    ),
+    "cidr IPv6": (
+        "sel:\n  c-ip|cidr: '2001:db8::/32'\ncondition: sel",
+        [({"source_ip": "2001:db8::1"}, True), ({"source_ip": "2001:db8:ffff::1"}, True),
+         ({"source_ip": "2001:db9::1"}, False), ({"source_ip": "10.0.0.1"}, False)],
+    ),
+    "cidr list": (
+        "sel:\n  c-ip|cidr:\n    - 192.168.0.0/16\n    - 172.16.0.0/12\ncondition: sel",
+        [({"source_ip": "192.168.4.4"}, True), ({"source_ip": "172.31.0.1"}, True),
+         ({"source_ip": "172.32.0.1"}, False)],
+    ),
+    "cidr on a text-only IP column": (
+        "sel:\n  dst_ip|cidr: 192.168.0.0/23\ncondition: sel",
+        [({"destination_ip": "192.168.1.9"}, True), ({"destination_ip": "192.168.2.9"}, False),
+         ({"destination_ip": "1.192.168.1"}, False)],
+    ),
+    "null": (
+        "sel:\n  cs-referer: null\ncondition: sel",
+        [({}, True), ({"http_request_referrer": ""}, False), ({"http_request_referrer": "x"}, False)],
+    ),
+    "empty string is not null": (
+        "sel:\n  cs-referer: ''\ncondition: sel",
+        [({"http_request_referrer": ""}, True), ({}, False), ({"http_request_referrer": "x"}, False)],
+    ),
+    "exists true": (
+        "sel:\n  cs-referer|exists: true\ncondition: sel",
+        [({"http_request_referrer": "x"}, True), ({}, False)],
+    ),
+    "exists false": (
+        "sel:\n  cs-referer|exists: false\ncondition: sel",
+        [({"http_request_referrer": "x"}, False), ({}, True)],
+    ),
+    "number on integer column": (
+        "sel:\n  sc-status: 200\ncondition: sel",
+        [({"http_response_status_code": 200}, True), ({"http_response_status_code": 404}, False),
+         ({}, False)],
+    ),
+    "number list on integer column": (
+        "sel:\n  sc-status:\n    - 401\n    - 403\ncondition: sel",
+        [({"http_response_status_code": 403}, True), ({"http_response_status_code": 404}, False)],
+    ),
+    "gte": (
+        "sel:\n  sc-status|gte: 500\ncondition: sel",
+        [({"http_response_status_code": 500}, True), ({"http_response_status_code": 503}, True),
+         ({"http_response_status_code": 499}, False), ({}, False)],
+    ),
+    "lt on a text column": (
+        "sel:\n  cs-uri-query|lt: 10\ncondition: sel",
+        [(q("9"), True), (q("10"), False), (q("abc"), False)],
+    ),
+    "gt and lte together": (
+        "sel:\n  sc-status|gt: 399\nsel2:\n  sc-status|lte: 404\ncondition: sel and sel2",
+        [({"http_response_status_code": 404}, True), ({"http_response_status_code": 399}, False),
+         ({"http_response_status_code": 405}, False)],
+    ),
+    "fieldref equality (case-insensitive)": (
+        "sel:\n  cs-referer|fieldref: cs-host\ncondition: sel",
+        [({"http_request_referrer": "Example.org", "url_domain": "example.ORG"}, True),
+         ({"http_request_referrer": "a", "url_domain": "b"}, False),
+         ({"http_request_referrer": "a"}, False)],
+    ),
+    "not fieldref": (
+        "sel:\n  cs-referer|fieldref: cs-host\ncondition: not sel",
+        [({"http_request_referrer": "a", "url_domain": "a"}, False),
+         ({"http_request_referrer": "a"}, True)],
+    ),
+    "base64": (
+        "sel:\n  http.request.body.content|base64|contains: 'whoami'\ncondition: sel",
+        [({"http_request_body_content": "x=" + base64.b64encode(b"whoami").decode()}, True),
+         ({"http_request_body_content": "x=whoami"}, False)],
+    ),
+    "base64offset at each offset": (
+        "sel:\n  http.request.body.content|base64offset|contains: 'whoami'\ncondition: sel",
+        [({"http_request_body_content": base64.b64encode(p + b"whoami; id").decode()}, True)
+         for p in (b"", b"a", b"ab", b"abc")]
+        + [({"http_request_body_content": base64.b64encode(b"who am i").decode()}, False)],
+    ),
+    "windash": (
+        "sel:\n  cs-uri-query|windash|contains: ' -enc '\ncondition: sel",
+        [(q("c=powershell -enc AAA"), True), (q("c=powershell /enc AAA"), True),
+         (q("c=powershell \u2013enc AAA"), True), (q("c=powershell enc AAA"), False)],
+    ),
+    "header field by name, case-insensitive name": (
+        "sel:\n  http.request.headers.X-Api-Version|contains: '${jndi:'\ncondition: sel",
+        [({"http_request_headers": '{"x-api-version": "${JNDI:ldap://e/a}"}'}, True),
+         ({"http_request_headers": '{"x-other": "${jndi:ldap://e/a}"}'}, False), ({}, False)],
+    ),
+    "header shorthand cs-cookie": (
+        "sel:\n  cs-cookie|contains: 'admin=1'\ncondition: sel",
+        [({"http_request_headers": '{"cookie": "a=b; admin=1"}'}, True),
+         ({"http_request_headers": '{"cookie": "a=b"}'}, False)],
+    ),
+    "ECS field names and column names": (
+        "sel:\n  url.decoded|contains: '<script>'\n  user_agent_original|contains: 'curl'\n"
+        "condition: sel",
+        [({"url_original": "/?q=%3Cscript%3E", "user_agent_original": "curl/8"}, True),
+         ({"url_original": "/?q=%3Cscript%3E", "user_agent_original": "Mozilla"}, False)],
+    ),
+    "keywords search raw (substring, case-insensitive)": (
+        "keywords:\n  - 'UNION SELECT'\n  - '<script>'\ncondition: keywords",
+        [({"raw": 'GET /?id=1 union select 1 HTTP/1.1" 200'}, True),
+         ({"raw": "GET /<SCRIPT>alert(1)"}, True), ({"raw": "GET /index.html"}, False)],
+    ),
+    "keywords also search the decoded URL (percent-encoded access-log lines)": (
+        "keywords:\n  - 'union select'\ncondition: keywords",
+        [({"raw": 'GET /?id=1%20UNION%20SELECT%201 HTTP/1.1" 200',
+           "url_original": "/?id=1%20UNION%20SELECT%201"}, True),
+         ({"raw": "GET /?id=1%20UNION%201", "url_original": "/?id=1%20UNION%201"}, False)],
+    ),
+    "keywords with |all": (
+        "keywords:\n  '|all':\n    - 'POST'\n    - 200\n    - '/ecp/'\ncondition: keywords",
+        [({"raw": '"POST /ecp/x HTTP/1.1" 200 5'}, True), ({"raw": '"GET /ecp/x HTTP/1.1" 200 5'}, False)],
+    ),
+    "keyword with wildcard": (
+        "keywords:\n  - 'eval(*base64_decode'\ncondition: keywords",
+        [({"raw": "x=EVAL($_POST[a].base64_decode(1))"}, True), ({"raw": "x=base64_decode(eval"}, False)],
+    ),
+    "keyword with percent is literal": (
+        "keywords:\n  - '%00'\ncondition: keywords",
+        [({"raw": "GET /a%00.jpg"}, True), ({"raw": "GET /a00.jpg"}, False)],
+    ),
+    "1 of selection_*": (
+        "selection_a:\n  cs-method: PUT\nselection_b:\n  sc-status: 500\nother:\n  cs-uri-stem: '/x'\n"
+        "condition: 1 of selection_*",
+        [(m("PUT"), True), ({"http_response_status_code": 500}, True), (stem("/x"), False)],
+    ),
+    "all of selection_*": (
+        "selection_a:\n  cs-method: PUT\nselection_b:\n  sc-status: 500\ncondition: all of selection_*",
+        [({"http_request_method": "PUT", "http_response_status_code": 500}, True), (m("PUT"), False)],
+    ),
+    "1 of them": (
+        "a:\n  cs-method: PUT\nb:\n  sc-status: 500\ncondition: 1 of them",
+        [(m("PUT"), True), ({"http_response_status_code": 500}, True), (m("GET"), False)],
+    ),
+    "all of them": (
+        "a:\n  cs-method: PUT\nb:\n  sc-status: 500\ncondition: all of them",
+        [({"http_request_method": "PUT", "http_response_status_code": 500}, True),
+         ({"http_response_status_code": 500}, False)],
+    ),
+    "not and parentheses": (
+        "a:\n  cs-method: POST\nb:\n  sc-status: 200\nc:\n  cs-uri-stem: '/health'\n"
+        "condition: (a or b) and not c",
+        [(m("POST"), True), ({"http_response_status_code": 200, "url_path": "/health"}, False),
+         ({"http_response_status_code": 200, "url_path": "/x"}, True), (m("GET"), False)],
+    ),
+    "not over a NULL field is true (two-valued leaves)": (
+        "sel:\n  cs-method: GET\nfilter:\n  cs-user-agent|contains: 'bot'\n"
+        "condition: sel and not filter",
+        [(m("GET"), True), ({"http_request_method": "GET", "user_agent_original": "a bot"}, False)],
+    ),
+    "not 1 of filter_*": (
+        "sel:\n  cs-method: GET\nfilter_a:\n  cs-referer: 'x'\nfilter_b:\n  sc-status: 404\n"
+        "condition: sel and not 1 of filter_*",
+        [(m("GET"), True), ({"http_request_method": "GET", "http_response_status_code": 404}, False)],
+    ),
+    "multiple conditions are OR": (
+        "a:\n  cs-method: PUT\nb:\n  sc-status: 500\ncondition:\n  - a\n  - b",
+        [(m("PUT"), True), ({"http_response_status_code": 500}, True), (m("GET"), False)],
+    ),
+    "proxy category maps to http": (
+        "sel:\n  c-uri|contains: '/wp-admin'\n  c-useragent|startswith: 'python'\ncondition: sel",
+        [({"url_original": "/wp-admin/x", "user_agent_original": "Python-urllib"}, True),
+         ({"url_original": "/wp-admin/x", "user_agent_original": "Mozilla"}, False)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_sigma_feature(tmp_path, name):
+    detection, cases = CASES[name]
+    kw = {"logsource": "category: proxy"} if name.startswith(("proxy", "cidr on a text")) else {}
+    rows = [r for r, _ in cases]
+    want = [w for _, w in cases]
+    assert matches(tmp_path, detection, rows, **kw) == want

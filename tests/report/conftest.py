@@ -1,0 +1,245 @@
+"""Metrics documents (report.json, schema_version 1) built by hand from docs/architecture.md.
+
+``build_metrics()`` is a realistic quarter with four campaigns, ``build_empty()`` a period with
+nothing detected, ``build_hostile()`` the realistic one with an attack payload in every string.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from datetime import date, timedelta
+
+import pytest
+
+PAYLOADS = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "</style><script>alert(2)</script>",
+    "javascript:alert(3)",
+    "{{7*7}}${7*7}",
+    "a|b|c",
+    "`tick` ``x``",
+    "]]><svg onload=alert(4)>",
+    "</text></svg><iframe src=//evil.example/x></iframe>",
+    "\u202eexe.gnp",
+    "\x1b[31mred\x00nul\x07",
+    "[click](javascript:alert(5)) ![i](http://evil.example/i.png)",
+    "=HYPERLINK(\"http://evil.example\")",
+    "'; onmouseover='alert(6)",
+    "&lt;b&gt;already&amp;",
+    "*bold* _it_ # h\n- item\r\n| x |",
+]
+
+
+def change(period: int, baseline: int) -> dict:
+    """A change object exactly as the spec defines it."""
+    fold = period / baseline if baseline else None
+    pct = 100 * (period - baseline) / baseline if baseline else None
+    if baseline == 0 and period > 0:
+        flag = "new"
+    elif period == 0 and baseline > 0:
+        flag = "gone"
+    elif 0 < baseline < 10:
+        flag = "tiny-baseline"
+    elif fold is not None and fold >= 3 and baseline >= 10:
+        flag = "surging"
+    else:
+        flag = None
+    return {"period": period, "baseline": baseline, "fold_change": fold, "pct_change": pct,
+            "flag": flag}
+
+
+START, DAYS = date(2018, 4, 1), 91
+
+
+def _timeline(onset: int | None, peak: int, height: float, width: float, base: float = 0) -> list:
+    """Daily counts over the period: nothing before onset, a bump around ``peak``."""
+    out = []
+    for i in range(DAYS):
+        n = 0
+        if onset is not None and i >= onset:
+            n = round(base + height * math.exp(-(((i - peak) / width) ** 2)))
+        out.append({"day": (START + timedelta(days=i)).isoformat(), "count": n})
+    return out
+
+
+def _campaign(key, title, product, cves, baseline, tl, exploit, as_orgs, countries, ips):
+    period = sum(t["count"] for t in tl)
+    days = [t for t in tl if t["count"]]
+    peak = max(tl, key=lambda t: t["count"]) if days else None
+    onset = days[0]["day"] if days else None
+    e2o = ((date.fromisoformat(onset) - date.fromisoformat(exploit)).days
+           if onset and exploit else None)
+    return {"campaign": key, "title": title, "product": product, "cves": cves,
+            "techniques": ["T1190"], **change(period, baseline), "onset": onset,
+            "hosting_share": 0.8 if key == "iis-webdav" else None,
+            "peak_day": peak["day"] if peak else None, "peak_count": peak["count"] if peak else 0,
+            "last_day": days[-1]["day"] if days else None, "timeline": tl, "source_ips": ips,
+            "top_as_orgs": [{"as_org": a, "asn": n, "count": round(s * period), "share": s}
+                            for a, n, s in as_orgs],
+            "top_countries": [{"country_code": c, "count": round(s * period), "share": s}
+                              for c, s in countries],
+            "public_exploit_date": exploit, "days_exploit_to_onset": e2o}
+
+
+def build_metrics() -> dict:
+    """A realistic 2018Q2 report: IIS surge, GPON wave after its exploit date, Drupal, WebLogic."""
+    camps = [
+        _campaign("iis-webdav", "IIS 6.0 WebDAV ScStoragePathFromUrl overflow", "iis",
+                  ["CVE-2017-7269"], 10, _timeline(5, 60, 150, 24), "2017-03-27",
+                  [("Shenzhen Tencent Computer Systems Company Limited", 45090, 0.52),
+                   ("Hangzhou Alibaba Advertising Co.,Ltd.", 37963, 0.31)],
+                  [("CN", 0.86), ("US", 0.06)], 412),
+        _campaign("gpon", "GPON router authentication bypass and command injection", "gpon",
+                  ["CVE-2018-10561", "CVE-2018-10562"], 0, _timeline(32, 39, 260, 6),
+                  "2018-04-30", [("Korea Telecom", 4766, 0.22), ("Telmex", 8151, 0.11)],
+                  [("KR", 0.24), ("MX", 0.12)], 2280),
+        _campaign("drupalgeddon2", "Drupal form API remote code execution", "drupal",
+                  ["CVE-2018-7600"], 4, _timeline(12, 20, 40, 10, 2), "2018-04-12",
+                  [("DigitalOcean, LLC", 14061, 0.4)], [("US", 0.5)], 96),
+        _campaign("weblogic-wls-wsat", "WebLogic WLS-WSAT XMLDecoder deserialisation", "weblogic",
+                  ["CVE-2017-10271"], 400, _timeline(0, 45, 3, 200, 1), "2017-12-27",
+                  [("OVH SAS", 16276, 0.3)], [("FR", 0.3)], 40),
+    ]
+    camps.sort(key=lambda c: (-c["period"], c["campaign"]))
+    det_p = sum(c["period"] for c in camps) + 5400
+    det_b = sum(c["baseline"] for c in camps) + 4900
+    return {
+        "schema_version": 1,
+        "generated_at": "2018-07-02T08:00:00Z",
+        "tool": {"name": "threatscope", "version": "0.1.0"},
+        "workspace": "/srv/threatscope-ws",
+        "period": {"label": "2018Q2", "start": "2018-04-01", "end": "2018-06-30", "days": 91},
+        "baseline": {"label": "2018Q1", "start": "2018-01-01", "end": "2018-03-31", "days": 90},
+        "inputs": {"files": 48, "lines_read": 2_401_233, "rows_written": 2_398_100,
+                   "rows_quarantined": 2_911, "comment_lines": 222,
+                   "quarantine_reasons": [{"reason": "wrong field count", "count": 2_500},
+                                          {"reason": "invalid timestamp", "count": 411}],
+                   "formats": [{"format": "w3c", "files": 20, "rows": 1_500_000},
+                               {"format": "combined", "files": 28, "rows": 898_100}],
+                   "orgs": 12, "rules_loaded": 64, "rules_failed": 1},
+        "totals": {"events": change(2_398_100, 2_100_000), "detections": change(det_p, det_b),
+                   "source_ips": change(6_120, 3_200), "orgs_hit": change(12, 11)},
+        "campaigns": camps,
+        "products": sorted([{"product": c["product"], **change(c["period"], c["baseline"])}
+                            for c in camps] + [{"product": "struts", **change(3, 0)},
+                                               {"product": "bash", **change(0, 12)}],
+                           key=lambda r: (-r["period"], r["product"])),
+        "cves": sorted([{"cve": cve, **change(c["period"], c["baseline"])}
+                        for c in camps for cve in c["cves"]],
+                       key=lambda r: (-r["period"], r["cve"])),
+        "families": [{"family": "sqli", **change(3100, 2900)},
+                     {"family": "lfi", **change(1500, 1200)},
+                     {"family": "scanner", **change(800, 800)}],
+        "rules": [{"rule_id": f"ts-{c['campaign']}", "title": c["title"], "level": "high",
+                   **change(c["period"], c["baseline"])} for c in camps],
+        "sources": {
+            "distinct_ips": 6_120, "hosting_share": 0.71,
+            "top_countries": [
+                {"country_code": "CN", "country_name": "China", "detections": 8_100,
+                 "source_ips": 900, "share": 0.55},
+                {"country_code": "US", "country_name": "United States", "detections": 1_900,
+                 "source_ips": 1_400, "share": 0.13},
+                {"country_code": "KR", "country_name": "Korea, Republic of",
+                 "detections": 1_500, "source_ips": 800, "share": 0.1}],
+            "top_as_orgs": [
+                {"asn": 45090, "as_org": "Shenzhen Tencent Computer Systems Company Limited",
+                 "network_type": "hosting", "detections": 4_300, "source_ips": 210, "share": 0.29},
+                {"asn": 37963, "as_org": "Hangzhou Alibaba Advertising Co.,Ltd.",
+                 "network_type": "hosting", "detections": 2_600, "source_ips": 160, "share": 0.18},
+                {"asn": 4766, "as_org": "Korea Telecom", "network_type": "access",
+                 "detections": 1_100, "source_ips": 500, "share": 0.07}],
+            "top_ips": [
+                {"ip": "203.0.113.7", "country_code": "CN",
+                 "as_org": "Shenzhen Tencent Computer Systems Company Limited",
+                 "network_type": "hosting", "detections": 640, "rules": 3,
+                 "campaigns": ["iis-webdav"], "first_seen": "2018-04-06T01:02:03",
+                 "last_seen": "2018-06-28T22:10:00"},
+                {"ip": "2001:db8::1", "country_code": "US", "as_org": "DigitalOcean, LLC",
+                 "network_type": "hosting", "detections": 210, "rules": 2,
+                 "campaigns": ["drupalgeddon2", "weblogic-wls-wsat"],
+                 "first_seen": "2018-04-13T10:00:00", "last_seen": "2018-05-01T00:00:00"}],
+            "per_ip_distribution": {"p50": 2, "p90": 14, "p99": 120.5, "max": 640},
+        },
+        "sectors": [
+            {"sector": "finance", "orgs": 4, "sensors": 9, "detections": 7_000, "per_org": 1750.0,
+             "per_sensor": 777.8, "rank": 1, "baseline_per_org": 900.0},
+            {"sector": "health", "orgs": 3, "sensors": None, "detections": 3_000,
+             "per_org": 1000.0, "per_sensor": None, "rank": 2, "baseline_per_org": 800.0},
+            {"sector": "government", "orgs": 5, "sensors": 5, "detections": 4_600,
+             "per_org": 920.0, "per_sensor": 920.0, "rank": 3, "baseline_per_org": 1000.0}],
+        "consistency": {"ok": True, "problems": []},
+        "notes": ["Rule pack 0.1: 1 rule failed to compile and was left out."],
+        "key_findings": [
+            {"id": "kf-iis", "text": "IIS WebDAV exploitation rose 782-fold over 2018Q1, 83% of "
+                                     "it from Tencent and Alibaba address space."},
+            {"id": "kf-gpon", "text": "The GPON wave began 2 days after the public exploit and "
+                                      "peaked on 2018-05-10."},
+            {"id": "kf-sector", "text": "Finance saw the most detections per organisation."}],
+    }
+
+
+def build_empty() -> dict:
+    """A period with no detection at all (every list empty, shares unknown)."""
+    m = build_metrics()
+    zero = change(0, 0)
+    m.update(
+        period={"label": "2018Q3", "start": "2018-07-01", "end": "2018-09-30", "days": 92},
+        baseline={"label": "2018Q2", "start": "2018-04-01", "end": "2018-06-30", "days": 91},
+        totals={"events": change(0, 0), "detections": zero, "source_ips": zero,
+                "orgs_hit": zero},
+        campaigns=[], products=[], cves=[], families=[], rules=[], sectors=[], key_findings=[],
+        sources={"distinct_ips": 0, "hosting_share": None, "top_countries": [],
+                 "top_as_orgs": [], "top_ips": [], "per_ip_distribution": {}},
+    )
+    m["inputs"] = {"files": 0, "lines_read": 0, "rows_written": 0, "rows_quarantined": 0,
+                   "comment_lines": 0, "quarantine_reasons": [], "formats": [], "orgs": 0,
+                   "rules_loaded": 64, "rules_failed": 0}
+    return m
+
+
+# dates stay valid so the charts are drawn; every other string gets a payload
+_KEEP = {"day", "start", "end", "onset", "peak_day", "last_day", "public_exploit_date"}
+
+
+def build_hostile() -> dict:
+    """The realistic document with a payload appended to every string (cycling through PAYLOADS)."""
+    m = copy.deepcopy(build_metrics())
+    n = 0
+
+    def walk(v, key=None):
+        nonlocal n
+        if isinstance(v, dict):
+            return {k: walk(x, k) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x, key) for x in v]
+        if isinstance(v, str) and key not in _KEEP:
+            n += 1
+            return v + PAYLOADS[n % len(PAYLOADS)]
+        return v
+
+    m = walk(m)
+    # a few fields that are only the payload (a cell that starts with it)
+    m["campaigns"][0]["campaign"] = PAYLOADS[0]
+    m["sources"]["top_as_orgs"][0]["as_org"] = PAYLOADS[1]
+    m["sources"]["top_ips"][0]["ip"] = PAYLOADS[12]
+    m["key_findings"].append({"id": "all", "text": " ".join(PAYLOADS)})
+    m["consistency"] = {"ok": False, "problems": PAYLOADS[:]}
+    m["inputs"]["quarantine_reasons"] += [{"reason": p, "count": 1} for p in PAYLOADS]
+    return m
+
+
+@pytest.fixture
+def metrics() -> dict:
+    return build_metrics()
+
+
+@pytest.fixture
+def empty_metrics() -> dict:
+    return build_empty()
+
+
+@pytest.fixture
+def hostile_metrics() -> dict:
+    return build_hostile()

@@ -1,0 +1,139 @@
+"""Consistency checks over a metrics document: parts add up, shares and ratios agree.
+
+    problems = check_consistency(metrics)   # [] when consistent
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+EPS = 1e-3  # shares and ratios are rounded to 4 decimals in the document
+
+
+def _close(a: float, b: float, tol: float = EPS) -> bool:
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+def _change(where: str, c: dict[str, Any]) -> list[str]:
+    out = []
+    p, b = c.get("period"), c.get("baseline")
+    if not isinstance(p, int) or not isinstance(b, int) or p < 0 or b < 0:
+        return [f"{where}: period/baseline must be non-negative integers ({p!r}, {b!r})"]
+    fold, pct = c.get("fold_change"), c.get("pct_change")
+    if b == 0:
+        if fold is not None or pct is not None:
+            out.append(f"{where}: fold/pct change must be null on a zero baseline")
+    else:
+        if fold is None or abs(fold - p / b) > 1e-4:
+            out.append(f"{where}: fold_change {fold} != {p}/{b}")
+        if pct is None or abs(pct - 100 * (p - b) / b) > 0.01:
+            out.append(f"{where}: pct_change {pct} != 100*({p}-{b})/{b}")
+    expect = (
+        ("new" if p else None) if b == 0 else
+        "gone" if p == 0 else
+        "tiny-baseline" if b < 10 else
+        "surging" if p >= 3 * b else None
+    )
+    if c.get("flag") != expect:
+        out.append(f"{where}: flag {c.get('flag')!r}, expected {expect!r}")
+    return out
+
+
+def _shares(where: str, rows: list[dict], count_key: str, total: int | None) -> list[str]:
+    out = []
+    s = sum(r.get("share") or 0 for r in rows)
+    if s > 1 + EPS:
+        out.append(f"{where}: shares sum to {s:.4f} > 1")
+    if total:
+        for r in rows:
+            if r.get("share") is not None and not _close(r["share"], r[count_key] / total):
+                out.append(f"{where}: share {r['share']} != {r[count_key]}/{total}")
+                break
+        if sum(r[count_key] for r in rows) > total:
+            out.append(f"{where}: counts exceed the total {total}")
+    return out
+
+
+def _sorted(where: str, rows: list[dict], count: str, name: str) -> list[str]:
+    keys = [(-(r[count] or 0), str(r[name]) if r[name] is not None else "\uffff") for r in rows]
+    return [] if keys == sorted(keys) else [f"{where}: not sorted by {count} desc, then {name}"]
+
+
+def check_consistency(m: dict[str, Any]) -> list[str]:
+    """Problems found in metrics document ``m`` (an empty list when it is consistent)."""
+    out: list[str] = []
+    try:
+        totals = m["totals"]
+        for k, c in totals.items():
+            out += _change(f"totals.{k}", c)
+        det = totals["detections"]["period"]
+        events = totals.get("detected_events", totals["detections"])["period"]
+        if events > det:
+            out.append("totals: detected events exceed detections")
+        days = m["period"]["days"]
+        d0 = date.fromisoformat(m["period"]["start"])
+        for c in m["campaigns"]:
+            w = f"campaign {c['campaign']}"
+            out += _change(w, c)
+            tl = c["timeline"]
+            if len(tl) != days:
+                out.append(f"{w}: timeline has {len(tl)} days, period has {days}")
+            elif tl and date.fromisoformat(tl[0]["day"]) != d0:
+                out.append(f"{w}: timeline does not start on the period's first day")
+            if sum(x["count"] for x in tl) != c["period"]:
+                out.append(f"{w}: timeline sums to {sum(x['count'] for x in tl)}, period count is {c['period']}")
+            hit = [x for x in tl if x["count"]]
+            onset = hit[0]["day"] if hit else None
+            peak = max(hit, key=lambda x: x["count"]) if hit else None  # max keeps the earliest
+            if c["onset"] != onset:
+                out.append(f"{w}: onset {c['onset']} != first day with detections {onset}")
+            if c["peak_day"] != (peak["day"] if peak else None) or c["peak_count"] != (peak["count"] if peak else 0):
+                out.append(f"{w}: peak {c['peak_day']}/{c['peak_count']} disagrees with its timeline")
+            if c["period"] > events:
+                out.append(f"{w}: more events ({c['period']}) than all detected events ({events})")
+            out += _shares(f"{w} top_as_orgs", c["top_as_orgs"], "count", c["period"])
+            out += _shares(f"{w} top_countries", c["top_countries"], "count", c["period"])
+        out += _sorted("campaigns", m["campaigns"], "period", "campaign")
+        for section, name in (("products", "product"), ("cves", "cve"), ("families", "family"),
+                              ("rules", "rule_id")):
+            for r in m[section]:
+                out += _change(f"{section} {r[name]}", r)
+                if section != "rules" and r["period"] > events:
+                    out.append(f"{section} {r[name]}: more events than all detected events")
+            out += _sorted(section, m[section], "period", name)
+        rule_sum = sum(r["period"] for r in m["rules"])
+        if rule_sum != det:
+            out.append(f"rules: period counts sum to {rule_sum}, detections are {det}")
+
+        src = m["sources"]
+        if src["distinct_ips"] != totals["source_ips"]["period"]:
+            out.append("sources: distinct_ips differs from totals.source_ips")
+        h = src["hosting_share"]
+        if h is not None and not 0 <= h <= 1:
+            out.append(f"sources: hosting_share {h} outside 0..1")
+        out += _shares("sources top_countries", src["top_countries"], "detections", det)
+        out += _shares("sources top_as_orgs", src["top_as_orgs"], "detections", det)
+        dist = src["per_ip_distribution"]
+        if src["top_ips"] and dist["max"] != src["top_ips"][0]["detections"]:
+            out.append("sources: per-IP max differs from the top IP's detections")
+        if not dist["p50"] <= dist["p90"] <= dist["p99"] <= dist["max"]:
+            out.append("sources: per-IP percentiles are not increasing")
+        if sum(r["detections"] for r in src["top_ips"]) > det:
+            out.append("sources: top IPs hold more detections than there are")
+
+        sectors = m["sectors"]
+        sec_sum = sum(s["detections"] for s in sectors)
+        if sec_sum != det:
+            out.append(f"sectors: detections sum to {sec_sum}, total detections are {det}")
+        for s in sectors:
+            if s["orgs"] and not _close(s["per_org"], s["detections"] / s["orgs"], 1e-2):
+                out.append(f"sector {s['sector']}: per_org {s['per_org']} != {s['detections']}/{s['orgs']}")
+        per = [s["per_org"] if s["per_org"] is not None else -1 for s in sectors]
+        if per != sorted(per, reverse=True) or [s["rank"] for s in sectors] != list(range(1, len(sectors) + 1)):
+            out.append("sectors: not ranked by detections per organisation")
+        if m.get("inputs", {}).get("orgs") is not None and sum(s["orgs"] for s in sectors) != m["inputs"]["orgs"]:
+            out.append("sectors: organisations do not add up to inputs.orgs")
+    except (KeyError, TypeError, ValueError) as e:
+        out.append(f"malformed metrics document: {type(e).__name__}: {e}")
+    return out

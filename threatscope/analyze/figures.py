@@ -1,0 +1,330 @@
+"""Figure definitions (data) and the one function that evaluates them in DuckDB.
+
+Every number in the metrics document comes from a :class:`Figure`: a named relation, a filter,
+grouping columns and one aggregate, evaluated for the period and its baseline by
+:func:`evaluate`. Because definitions are data, the rows behind any figure can be listed again::
+
+    from threatscope.analyze import Period, figures
+    rows = figures.figure_rows(ws, "campaigns", Period.parse("2018Q2"), key={"campaign": "gpon"})
+
+The named relations (:data:`RELATIONS`) are built by :func:`prepare` on a connection: ``det``
+(detections with day, event key, source geo and sector), ``det_cve`` and ``det_technique`` (one
+row per detection and CVE / technique), ``events`` (all ingested events) and ``orgs`` (every
+organisation: registered or seen in detections).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from threatscope import schema
+from threatscope.analyze.period import Period
+from threatscope.workspace import Workspace
+
+# Distinct events (several rules can match one event): campaign / CVE / product / family counts.
+EVENTS = "count(DISTINCT ev)"
+# Rule matches: totals, rules, sources, sectors.
+MATCHES = "count(*)"
+HOSTING_EVENTS = "count(DISTINCT ev) FILTER (WHERE network_type = 'hosting') / count(DISTINCT ev)"
+TOP = 10
+
+
+@dataclass(frozen=True)
+class Figure:
+    """``measure`` over ``table`` rows matching ``where``, grouped ``by``, per time window.
+
+    windows: ``compare`` (period and baseline columns), ``period`` (period only), ``span``
+    (period and baseline rows pooled into ``period``: for metadata) or ``all`` (no time filter).
+    ``extra`` aggregates are computed over the period rows (``span``/``all``: all rows).
+    ``partition``/``top`` keep the first ``top`` groups of each partition; ``share`` is the
+    group's fraction of its partition's period value. ``rollup`` aggregates the grouped result.
+    """
+
+    table: str
+    measure: str
+    by: tuple[str, ...] = ()
+    where: str = "true"
+    windows: str = "compare"
+    extra: dict[str, str] = field(default_factory=dict)
+    partition: tuple[str, ...] = ()
+    top: int | None = None
+    rollup: str | None = None
+    zero: bool = True  # missing window value means 0 (counts); False keeps NULL (ratios)
+
+    def definition(self) -> dict:
+        """The compact, JSON-ready definition written next to a figure's value."""
+        d = {k: list(v) if isinstance(v, tuple) else v
+             for k, v in asdict(self).items() if v not in ((), {}, None)}
+        d.pop("zero", None)
+        if d.get("where") == "true":
+            d.pop("where")
+        return d
+
+
+CAMPAIGN = "campaign IS NOT NULL"
+
+FIGURES: dict[str, Figure] = {
+    "totals.events": Figure("events", MATCHES),
+    "totals.detections": Figure("det", MATCHES),
+    "totals.detected_events": Figure("det", EVENTS),
+    "totals.source_ips": Figure("det", "count(DISTINCT src_ip)"),
+    "totals.orgs_hit": Figure("det", "count(DISTINCT org_id)"),
+    "campaigns": Figure(
+        "det", EVENTS, ("campaign",), CAMPAIGN,
+        extra={"source_ips": "count(DISTINCT src_ip)", "hosting_share": HOSTING_EVENTS},
+    ),
+    "campaigns.meta": Figure(
+        "det", MATCHES, ("campaign",), CAMPAIGN, windows="span",
+        extra={
+            "title": "mode(title)",
+            "product": "mode(product)",
+            "cves": "list_sort(list_distinct(flatten(list(coalesce(cves, [])))))",
+            "techniques": "list_sort(list_distinct(flatten(list(coalesce(attack_techniques, [])))))",
+        },
+    ),
+    "campaigns.timeline": Figure("det", EVENTS, ("campaign", "day"), CAMPAIGN, windows="period"),
+    "campaigns.as_orgs": Figure(
+        "det", EVENTS, ("campaign", "as_org", "asn"), CAMPAIGN, windows="period",
+        partition=("campaign",), top=5,
+    ),
+    "campaigns.countries": Figure(
+        "det", EVENTS, ("campaign", "country_code"), CAMPAIGN, windows="period",
+        partition=("campaign",), top=5,
+    ),
+    "products": Figure(
+        "det", EVENTS, ("product",), "product IS NOT NULL",
+        extra={"source_ips": "count(DISTINCT src_ip)", "hosting_share": HOSTING_EVENTS},
+    ),
+    "products.as_orgs": Figure(
+        "det", EVENTS, ("product", "as_org", "asn", "network_type"), "product IS NOT NULL", windows="period",
+        partition=("product",), top=3,
+    ),
+    "cves": Figure("det_cve", EVENTS, ("cve",), "cve IS NOT NULL"),
+    "families": Figure("det", EVENTS, ("family",), "family IS NOT NULL"),
+    "rules": Figure("det", MATCHES, ("rule_id", "title", "severity")),
+    "sources.hosting_share": Figure(
+        "det", "avg(CASE WHEN network_type = 'hosting' THEN 1.0 ELSE 0.0 END)",
+        windows="period", zero=False,
+    ),
+    "sources.countries": Figure(
+        "det", MATCHES, ("country_code", "country_name"), windows="period", top=TOP,
+        extra={"source_ips": "count(DISTINCT src_ip)"},
+    ),
+    "sources.as_orgs": Figure(
+        "det", MATCHES, ("asn", "as_org", "network_type"), windows="period", top=TOP,
+        extra={"source_ips": "count(DISTINCT src_ip)"},
+    ),
+    "sources.ips": Figure(
+        "det", MATCHES, ("src_ip", "country_code", "as_org", "network_type"), windows="period",
+        top=20,
+        extra={
+            "rules": "count(DISTINCT rule_id)",
+            "campaigns": "list_sort(list(DISTINCT campaign) FILTER (WHERE campaign IS NOT NULL))",
+            "first_seen": "min(ts)",
+            "last_seen": "max(ts)",
+        },
+    ),
+    "sources.per_ip": Figure(
+        "det", MATCHES, ("src_ip",), windows="period",
+        rollup="quantile_cont(period, 0.5) AS p50, quantile_cont(period, 0.9) AS p90, "
+        "quantile_cont(period, 0.99) AS p99, max(period) AS max",
+    ),
+    "inputs.manifest": Figure(
+        "ingest_manifest", MATCHES, windows="all",
+        extra={
+            "lines_read": "coalesce(sum(lines_read), 0)",
+            "rows_written": "coalesce(sum(rows_written), 0)",
+            "rows_quarantined": "coalesce(sum(rows_quarantined), 0)",
+            "comment_lines": "coalesce(sum(comment_lines), 0)",
+        },
+    ),
+    "inputs.quarantine_reasons": Figure("quarantine", MATCHES, ("reason",), windows="all"),
+    "inputs.formats": Figure(
+        "ingest_manifest", MATCHES, ("format",), windows="all",
+        extra={"rows": "coalesce(sum(rows_written), 0)"},
+    ),
+    "inputs.orgs": Figure("orgs", MATCHES, windows="all"),
+    "sectors.detections": Figure("det", MATCHES, ("sector",)),
+    "sectors.orgs": Figure(
+        "orgs", MATCHES, ("sector",), windows="all",
+        # a sector's sensors are known only when every one of its organisations states them
+        extra={"sensors": "CASE WHEN count(sensors) = count(*) THEN sum(sensors) END"},
+    ),
+}
+
+SECTOR = "coalesce(nullif(trim(o.sector), ''), 'unknown')"
+
+# The named relations figures read. {detection}/{source} are the catalog tables or typed empty
+# stand-ins; det is materialised for the days [start, end) only.
+RELATIONS: dict[str, str] = {
+    "det": f"""
+        SELECT d.*, CAST(d.ts AS DATE) AS day,
+               -- the event (file, line) as one exact integer: distinct counts stay cheap
+               coalesce(f.fno, 0) * 68719476736 + coalesce(d.source_line, 0) AS ev,
+               s.country_code, s.country_name, s.asn, s.as_org, s.network_type,
+               {SECTOR} AS sector
+        FROM {{detection}} d
+        LEFT JOIN (SELECT file_id, row_number() OVER (ORDER BY file_id) AS fno
+                   FROM (SELECT DISTINCT file_id FROM {{detection}} WHERE file_id IS NOT NULL)) f
+               ON f.file_id = d.file_id
+        LEFT JOIN (SELECT * FROM {{source}} QUALIFY row_number() OVER (PARTITION BY ip) = 1) s
+               ON s.ip = d.src_ip
+        LEFT JOIN org o ON o.org_id = d.org_id
+        WHERE d.ts >= {{start}} AND d.ts < {{end}}""",
+    "det_cve": "SELECT *, unnest(list_distinct(cves)) AS cve FROM det",
+    "det_technique": "SELECT *, unnest(list_distinct(attack_techniques)) AS technique FROM det",
+    "events": """
+        SELECT org_id, ts, event_date AS day, event_kind FROM http
+        UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",
+    "orgs": f"""
+        SELECT o.org_id, {SECTOR} AS sector, o.sensors FROM org o
+        UNION ALL
+        SELECT DISTINCT org_id, 'unknown', CAST(NULL AS INTEGER) FROM {{detection}}
+        WHERE org_id IS NOT NULL AND org_id NOT IN (SELECT org_id FROM org)""",
+}
+
+
+def catalog_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the tables in the catalog's main schema."""
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[str, bool]:
+    """Create the named relations on ``con`` for the days ``[start, end)``.
+
+    Returns which optional inputs were present: ``{"detection": bool, "source": bool}``.
+    """
+    tables = catalog_tables(con)
+    have = {"detection": "detection" in tables, "source": "source" in tables}
+    subst = {
+        "detection": "detection" if have["detection"] else f"({schema.empty_select(schema.DETECTION)})",
+        "source": "source" if have["source"] else f"({schema.empty_select(schema.SOURCE)})",
+        "start": f"TIMESTAMP '{start.isoformat()}'",
+        "end": f"TIMESTAMP '{end.isoformat()}'",
+    }
+    for name, sql in RELATIONS.items():
+        body = sql.format(**subst)
+        if name == "det":  # read by every figure: join once, keep only the days analysed
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
+    return have
+
+
+def _window(day: str, p: Period) -> str:
+    return f"({day} >= DATE '{p.start.isoformat()}' AND {day} < DATE '{p.end.isoformat()}')"
+
+
+def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
+    """The SQL that evaluates ``fig``: columns ``by..., period, baseline, extra..., share, rank``
+    (or the ``rollup`` columns)."""
+    by = list(fig.by)
+    by_sel = "".join(f"{c}, " for c in by)
+    if fig.windows == "compare":
+        w = f"CASE WHEN {_window('day', period)} THEN 'period' WHEN {_window('day', baseline)} THEN 'baseline' END"
+        span = f"({_window('day', period)} OR {_window('day', baseline)})"
+    elif fig.windows == "period":
+        w, span = "'period'", _window("day", period)
+    elif fig.windows == "span":
+        w, span = "'period'", f"({_window('day', period)} OR {_window('day', baseline)})"
+    elif fig.windows == "all":
+        w, span = "'period'", "true"
+    else:
+        raise ValueError(f"unknown windows {fig.windows!r}")
+    extras = "".join(f", {expr} AS {name}" for name, expr in fig.extra.items())
+    grouped = (
+        f"SELECT {w} AS _w, {by_sel}{fig.measure} AS _v{extras} FROM {fig.table} "
+        f"WHERE ({fig.where}) AND {span} GROUP BY ALL"
+    )
+
+    def win(name: str) -> str:
+        v = f"max(_v) FILTER (WHERE _w = '{name}')"
+        return f"coalesce({v}, 0)" if fig.zero else v
+
+    # one row per group: the period value, the baseline value (a constant outside "compare")
+    baseline_col = {"compare": win("baseline"), "all": win("period")}.get(fig.windows, "0")
+    pivot_extra = "".join(f", any_value({n}) FILTER (WHERE _w = 'period') AS {n}" for n in fig.extra)
+    group_by = f" GROUP BY {', '.join(by)}" if by else ""
+    pivot = (f"SELECT {by_sel}{win('period')} AS period, {baseline_col} AS baseline{pivot_extra} "
+             f"FROM g{group_by}")
+    part = f"PARTITION BY {', '.join(fig.partition)} " if fig.partition else ""
+    # lists run by period value descending, then name (the grouping columns)
+    order = ", ".join(["period DESC NULLS LAST"] + [f"{c} ASC NULLS LAST" for c in by])
+    ranked = (
+        f"SELECT *, period / nullif(sum(period) OVER ({part}), 0) AS share, "
+        f"row_number() OVER ({part}ORDER BY {order}) AS rank FROM p"
+    )
+    keep = f" WHERE rank <= {int(fig.top)}" if fig.top else ""
+    outer_order = ", ".join([*fig.partition, "rank"])
+    sql = (
+        f"WITH g AS ({grouped}), p AS ({pivot}), r AS ({ranked}) "
+        f"SELECT * FROM r{keep} ORDER BY {outer_order}"
+    )
+    if fig.rollup:
+        sql = f"SELECT {fig.rollup} FROM ({sql})"
+    return sql
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection, fig: Figure | str, period: Period, baseline: Period
+) -> list[dict[str, Any]]:
+    """Evaluate one figure (a :class:`Figure` or an id in :data:`FIGURES`) on a prepared
+    connection; one dict per row."""
+    if isinstance(fig, str):
+        fig = FIGURES[fig]
+    cur = con.execute(figure_sql(fig, period, baseline))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def rows_sql(
+    fig: Figure, period: Period, key: dict[str, Any] | None = None
+) -> tuple[str, list[Any]]:
+    """SQL (and parameters) listing the rows behind ``fig`` for ``key`` in ``period``."""
+    key = key or {}
+    unknown = set(key) - set(fig.by)
+    if unknown:
+        raise ValueError(f"not grouping columns of this figure: {sorted(unknown)}")
+    conds = [f"({fig.where})"]
+    if fig.windows != "all":
+        conds.append(_window("day", period))
+    params: list[Any] = []
+    for col, val in key.items():
+        conds.append(f"{col} IS NOT DISTINCT FROM ?")
+        params.append(val)
+    return f"SELECT * FROM {fig.table} WHERE {' AND '.join(conds)}", params
+
+
+def figure_rows(
+    ws: Workspace,
+    figure_id: str,
+    period: Period,
+    key: dict[str, Any] | None = None,
+    baseline: bool = False,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """The rows behind figure ``figure_id`` (optionally one group ``key``) in ``period``, or in
+    its baseline with ``baseline=True``. What `threatscope explain` lists."""
+    from threatscope.errors import UserError
+
+    if figure_id not in FIGURES:
+        raise UserError(f"unknown figure {figure_id!r}; known: {', '.join(sorted(FIGURES))}")
+    base = period.baseline()
+    window = base if baseline else period
+    fig = FIGURES[figure_id]
+    with ws.connect() as con:
+        prepare(con, base.start, period.end)
+        try:
+            sql, params = rows_sql(fig, window, key)
+        except ValueError as e:
+            raise UserError(f"{figure_id}: {e}") from None
+        cur = con.execute(f"{sql} ORDER BY ALL LIMIT {int(limit)}", params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

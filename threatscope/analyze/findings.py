@@ -1,0 +1,146 @@
+"""Key findings: plain sentences built only from figures already in the metrics document.
+
+    key_findings(metrics)  # [{"id": "surge-iis", "text": "IIS exploitation rose 782-fold ..."}]
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+PRODUCT_NAMES = {
+    "iis": "IIS", "drupal": "Drupal", "weblogic": "WebLogic", "gpon": "GPON",
+    "struts": "Apache Struts", "thinkphp": "ThinkPHP", "phpunit": "PHPUnit", "bash": "Shellshock",
+    "jenkins": "Jenkins",
+}
+
+
+def product_name(product: str | None) -> str:
+    if not product:
+        return "Unattributed"
+    return PRODUCT_NAMES.get(product, product[:1].upper() + product[1:])
+
+
+def fmt_fold(f: float) -> str:
+    return f"{f:,.0f}" if f >= 10 else f"{f:.1f}"
+
+
+def fmt_num(v: float) -> str:
+    """``7`` for 7.0, ``4.5`` for 4.5: per-organisation rates read as counts where they are."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'s' * (count != 1)}"
+
+
+def fmt_day(iso: str, year: bool = True) -> str:
+    d = date.fromisoformat(iso)
+    return f"{d.day} {d.strftime('%B')}" + (f" {d.year}" if year else "")
+
+
+def fmt_pct(share: float) -> str:
+    return f"{round(100 * share)}%"
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _over(m: dict) -> str:
+    unit = m["period"].get("unit")
+    if unit == "quarter":
+        return "quarter over quarter"
+    if unit == "month":
+        return "month over month"
+    return f"against the {m['baseline']['days']} days before"
+
+
+def _relative(days: int) -> str:
+    if days == 0:
+        return "the day the public exploit appeared"
+    if days == 1:
+        return "the day after the public exploit"
+    if days == -1:
+        return "the day before the public exploit"
+    if days > 0:
+        return f"{days} days after the public exploit"
+    return f"{-days} days before the public exploit"
+
+
+def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
+    """Up to ``limit`` findings, most important first."""
+    out: list[dict[str, str]] = []
+    over = _over(m)
+
+    t = m["totals"]["detections"]
+    ips, orgs = m["totals"]["source_ips"]["period"], m["totals"]["orgs_hit"]["period"]
+    if t["period"] or t["baseline"]:
+        who = f", from {_n(ips, 'source IP')} against {_n(orgs, 'organisation')}"
+        if t["baseline"] == 0:
+            text = f"{_n(t['period'], 'detection')} in {m['period']['label']}{who}; none in {m['baseline']['label']}"
+        else:
+            verb = "rose" if t["period"] >= t["baseline"] else "fell"
+            text = (f"Detections {verb} {abs(t['pct_change']):.0f}% ({t['baseline']:,} → "
+                    f"{t['period']:,}) {over}" + (who if t["period"] else ""))
+        out.append({"id": "totals", "text": text + "."})
+
+    # products that grew at least threefold (new ones too), largest first
+    surges = [p for p in m["products"] if p["period"] >= 10 and p["period"] >= 3 * p["baseline"]]
+    for p in sorted(surges, key=lambda p: (-p["period"], p["product"]))[:2]:
+        name = product_name(p["product"])
+        if p["baseline"]:
+            text = (f"{name} exploitation rose {fmt_fold(p['fold_change'])}-fold "
+                    f"({p['baseline']:,} → {p['period']:,}) {over}")
+        else:
+            text = (f"{name} exploitation appeared: {_n(p['period'], 'detection')} in "
+                    f"{m['period']['label']}, none in {m['baseline']['label']}")
+        if p.get("hosting_share") is not None:
+            hosts = [a["as_org"] for a in p.get("top_as_orgs", [])
+                     if a.get("network_type") == "hosting" and a.get("as_org")][:2]
+            text += f"; {fmt_pct(p['hosting_share'])} of it came from hosting networks"
+            if hosts and p["hosting_share"] >= 0.5:
+                text += f", led by {_and(hosts)}"
+        out.append({"id": f"surge-{p['product']}", "text": text + "."})
+
+    # campaigns that started in the period, measured against their public exploit date
+    started = [c for c in m["campaigns"] if c["baseline"] == 0 and c["onset"]]
+    for c in sorted(started, key=lambda c: (-c["period"], c["campaign"]))[:2]:
+        name = product_name(c["product"]) if c["product"] else c["title"]
+        cve = f" ({c['cves'][0]})" if c["cves"] else ""
+        text = f"{name} exploitation{cve} started on {fmt_day(c['onset'])}"
+        if c["days_exploit_to_onset"] is not None and abs(c["days_exploit_to_onset"]) <= 60:
+            text += f", {_relative(c['days_exploit_to_onset'])},"
+        if c["peak_day"] == c["onset"]:
+            text += f" and peaked the same day ({_n(c['peak_count'], 'detection')})"
+        else:
+            same_year = c["peak_day"][:4] == c["onset"][:4]
+            peak = fmt_day(c["peak_day"], year=not same_year)
+            text += f" and peaked on {peak} ({_n(c['peak_count'], 'detection')})"
+        out.append({"id": f"onset-{c['campaign']}", "text": text + "."})
+
+    gone = [c for c in m["campaigns"] if c["flag"] == "gone"]
+    for c in sorted(gone, key=lambda c: (-c["baseline"], c["campaign"]))[:1]:
+        out.append({"id": f"gone-{c['campaign']}", "text": (
+            f"{c['title']} stopped: {_n(c['baseline'], 'detection')} in {m['baseline']['label']}, "
+            f"none in {m['period']['label']}.")})
+
+    ranked = [s for s in m["sectors"] if s["sector"] != "unknown" and s["per_org"]]
+    if ranked:
+        top = ranked[:2]
+        names = _and([s["sector"] for s in top])
+        names = names[:1].upper() + names[1:]
+        verb = "were" if len(top) > 1 else "was"
+        vals = _and([fmt_num(s["per_org"]) for s in top])
+        out.append({"id": "sectors", "text": (
+            f"{names} {verb} hit hardest per organisation ({vals} detections per organisation).")})
+
+    src = m["sources"]
+    known = [c for c in src["top_countries"] if c["country_code"]]
+    if known:
+        c = known[0]
+        text = f"The top source country was {c['country_name'] or c['country_code']} ({fmt_pct(c['share'])} of detections)"
+        if src["hosting_share"] is not None:
+            text += f"; hosting networks sent {fmt_pct(src['hosting_share'])} of all detections"
+        out.append({"id": "sources", "text": text + "."})
+    return out[:limit]

@@ -1,0 +1,313 @@
+"""The analyze stage: a period against its baseline, as the report.json metrics document.
+
+    ws = Workspace.open("threatscope-ws")
+    metrics = analyze(ws, Period.parse("2018Q2"))    # or analyze(ws): latest quarter
+    metrics["campaigns"][0]["fold_change"], metrics["consistency"]["ok"]
+
+Every figure is evaluated from a definition in :mod:`threatscope.analyze.figures`; this module
+only shapes the results into the document of docs/architecture.md ("report.json").
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+import threatscope
+from threatscope.analyze import figures as F
+from threatscope.analyze.consistency import check_consistency
+from threatscope.analyze.findings import key_findings
+from threatscope.analyze.knowledge import campaign_info, cve_info
+from threatscope.analyze.period import Period
+from threatscope.errors import UserError
+from threatscope.workspace import Workspace
+
+SCHEMA_VERSION = 1
+TINY_BASELINE = 10  # 0 < baseline < 10: a fold change over it is flagged
+SURGE_FOLD = 3
+
+
+def change(period: int | None, baseline: int | None) -> dict[str, Any]:
+    """The change object of two counts.
+
+    >>> change(4692, 6)["fold_change"], change(4692, 6)["flag"]
+    (782.0, 'tiny-baseline')
+    """
+    p, b = int(period or 0), int(baseline or 0)
+    fold = round(p / b, 4) if b else None
+    pct = round(100 * (p - b) / b, 2) if b else None
+    if b == 0:
+        flag = "new" if p > 0 else None
+    elif p == 0:
+        flag = "gone"
+    elif b < TINY_BASELINE:
+        flag = "tiny-baseline"
+    elif p >= SURGE_FOLD * b:
+        flag = "surging"
+    else:
+        flag = None
+    return {"period": p, "baseline": b, "fold_change": fold, "pct_change": pct, "flag": flag}
+
+
+def parse_period(spec: str, ws: Workspace | None = None) -> Period:
+    """``2018Q2``, ``2018-05`` or ``2018-04-01..2018-06-30`` as a :class:`Period` (``ws`` is
+    accepted for symmetry with the CLI and not needed)."""
+    return Period.parse(spec)
+
+
+def _latest_day(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The last day with detections, else the last day with events, else None."""
+    if "detection" in F.catalog_tables(con):
+        d = con.execute("SELECT CAST(max(ts) AS DATE) FROM detection").fetchone()[0]
+        if d is not None:
+            return d
+    d = con.execute(
+        "SELECT max(d) FROM (SELECT max(event_date) AS d FROM http "
+        "UNION ALL SELECT max(event_date) FROM alert)"
+    ).fetchone()[0]
+    return d
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, date | datetime) else v
+
+
+def _period_dict(p: Period) -> dict[str, Any]:
+    last = p.end - timedelta(days=1)
+    return {"label": p.label, "start": p.start.isoformat(), "end": last.isoformat(),
+            "days": p.days, "unit": p.unit}
+
+
+def _rules_summary(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:
+    """rules_loaded / rules_failed of the last detect run, from run_history when recorded."""
+    row = con.execute(
+        "SELECT summary FROM run_history WHERE stage = 'detect' "
+        "ORDER BY finished_at DESC NULLS LAST, started_at DESC NULLS LAST LIMIT 1"
+    ).fetchone()
+    if not row or not row[0]:
+        return None, None
+    try:
+        s = json.loads(row[0])
+    except (TypeError, ValueError):
+        return None, None
+
+    def n(v: Any) -> int | None:
+        return len(v) if isinstance(v, list) else (int(v) if isinstance(v, int | float) else None)
+
+    return n(s.get("rules_loaded")), n(s.get("rules_failed"))
+
+
+def _share(v: Any) -> float | None:
+    return None if v is None else round(float(v), 4)
+
+
+def analyze(ws: Workspace, period: Period | None = None) -> dict[str, Any]:
+    """The metrics document of ``period`` (default: the latest quarter with detections, or with
+    events when nothing was detected) against the period just before it."""
+    with ws.connect() as con:
+        latest = _latest_day(con)
+        if latest is None:
+            raise UserError(
+                f"workspace {ws.root} has no events or detections: run `threatscope ingest` first"
+            )
+        if period is None:
+            period = Period.containing(latest, "quarter")
+        base = period.baseline()
+        have = F.prepare(con, base.start, period.end)
+        doc = _build(con, ws, period, base, have)
+    doc["key_findings"] = key_findings(doc)
+    problems = check_consistency(doc)
+    doc["consistency"] = {"ok": not problems, "problems": problems}
+    return doc
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection, ws: Workspace, period: Period, base: Period, have: dict
+) -> dict[str, Any]:
+    def ev(fid: str) -> list[dict[str, Any]]:
+        return F.evaluate(con, F.FIGURES[fid], period, base)
+
+    notes: list[str] = []
+    if not have["detection"]:
+        notes.append("no detections table: run `threatscope detect` to detect attacks")
+    if not have["source"]:
+        notes.append(
+            "no source table: countries, AS organisations and hosting share are unknown "
+            "(run `threatscope enrich`)"
+        )
+    figs: list[dict[str, Any]] = []
+
+    def record(fid: str, row: dict[str, Any], key: tuple[str, ...] = ()) -> None:
+        k = {c: _iso(row[c]) for c in key}
+        fid_k = fid + "".join(f"[{c}={v}]" for c, v in k.items())
+        figs.append({"id": fid_k, "figure": fid, **({"key": k} if k else {}),
+                     "value": row["period"], "baseline": row["baseline"]})
+
+    # -- totals -------------------------------------------------------------------------
+    totals: dict[str, Any] = {}
+    for name in ("events", "detections", "detected_events", "source_ips", "orgs_hit"):
+        row = ev(f"totals.{name}")[0]
+        totals[name] = change(row["period"], row["baseline"])
+        record(f"totals.{name}", row)
+    if totals["detections"]["period"] == 0:
+        notes.append(f"no detections in {period.label}")
+
+    # -- inputs -------------------------------------------------------------------------
+    man = ev("inputs.manifest")[0]
+    loaded, failed = _rules_summary(con)
+    inputs = {
+        "files": man["period"] or 0,
+        **{k: int(man[k] or 0) for k in ("lines_read", "rows_written", "rows_quarantined",
+                                          "comment_lines")},
+        "quarantine_reasons": [{"reason": r["reason"], "count": r["period"]}
+                               for r in ev("inputs.quarantine_reasons")],
+        "formats": [{"format": r["format"], "files": r["period"], "rows": int(r["rows"] or 0)}
+                    for r in ev("inputs.formats")],
+        "orgs": ev("inputs.orgs")[0]["period"],
+        "rules_loaded": loaded,
+        "rules_failed": failed,
+    }
+
+    # -- campaigns ----------------------------------------------------------------------
+    meta = {r["campaign"]: r for r in ev("campaigns.meta")}
+    daily: dict[str, dict[date, int]] = {}
+    for r in ev("campaigns.timeline"):
+        daily.setdefault(r["campaign"], {})[r["day"]] = r["period"]
+    as_orgs: dict[str, list] = {}
+    for r in ev("campaigns.as_orgs"):
+        as_orgs.setdefault(r["campaign"], []).append(
+            {"as_org": r["as_org"], "asn": r["asn"], "count": r["period"], "share": _share(r["share"])})
+    countries: dict[str, list] = {}
+    for r in ev("campaigns.countries"):
+        countries.setdefault(r["campaign"], []).append(
+            {"country_code": r["country_code"], "count": r["period"], "share": _share(r["share"])})
+    days = [period.start + timedelta(days=i) for i in range(period.days)]
+    campaigns = []
+    for r in ev("campaigns"):
+        key = r["campaign"]
+        kb, m = campaign_info(key), meta.get(key, {})
+        counts = daily.get(key, {})
+        hit = [d for d in days if counts.get(d)]
+        peak = max(hit, key=lambda d: (counts[d], -d.toordinal())) if hit else None
+        cves = sorted(set(m.get("cves") or []) | set(kb["cves"]))
+        exploits = [x for c in cves if (x := cve_info(c)["public_exploit"])]
+        exploit = min(exploits) if exploits else kb["public_exploit_date"]
+        onset = hit[0] if hit else None
+        campaigns.append({
+            "campaign": key,
+            "title": kb["title"] or m.get("title") or key,
+            "product": kb["product"] or m.get("product"),
+            "cves": cves,
+            "techniques": list(m.get("techniques") or []),
+            **change(r["period"], r["baseline"]),
+            "onset": _iso(onset),
+            "peak_day": _iso(peak),
+            "peak_count": counts[peak] if peak else 0,
+            "last_day": _iso(hit[-1]) if hit else None,
+            "timeline": [{"day": d.isoformat(), "count": counts.get(d, 0)} for d in days],
+            "source_ips": r["source_ips"] or 0,
+            "hosting_share": _share(r["hosting_share"]) if have["source"] else None,
+            "top_as_orgs": as_orgs.get(key, []),
+            "top_countries": countries.get(key, []),
+            "public_exploit_date": _iso(exploit),
+            "days_exploit_to_onset": (onset - exploit).days if onset and exploit else None,
+        })
+        record("campaigns", r, ("campaign",))
+
+    # -- products, CVEs, families, rules -----------------------------------------------
+    prod_as: dict[str, list] = {}
+    for r in ev("products.as_orgs"):
+        prod_as.setdefault(r["product"], []).append(
+            {"as_org": r["as_org"], "asn": r["asn"], "network_type": r["network_type"],
+             "count": r["period"], "share": _share(r["share"])})
+    products = []
+    for r in ev("products"):
+        products.append({"product": r["product"], **change(r["period"], r["baseline"]),
+                         "source_ips": r["source_ips"] or 0,
+                         "hosting_share": _share(r["hosting_share"]) if have["source"] else None,
+                         "top_as_orgs": prod_as.get(r["product"], [])})
+        record("products", r, ("product",))
+    cves_l = []
+    for r in ev("cves"):
+        info = cve_info(r["cve"])
+        cves_l.append({"cve": r["cve"], **change(r["period"], r["baseline"]),
+                       "published": _iso(info["published"]),
+                       "public_exploit_date": _iso(info["public_exploit"])})
+        record("cves", r, ("cve",))
+    families = [{"family": r["family"], **change(r["period"], r["baseline"])}
+                for r in ev("families")]
+    rules = [{"rule_id": r["rule_id"], "title": r["title"], "level": r["severity"],
+              **change(r["period"], r["baseline"])} for r in ev("rules")]
+
+    # -- sources ------------------------------------------------------------------------
+    hosting = ev("sources.hosting_share")[0]["period"]
+    dist = ev("sources.per_ip")[0]
+    sources = {
+        "distinct_ips": totals["source_ips"]["period"],
+        "hosting_share": _share(hosting) if have["source"] and hosting is not None else None,
+        "top_countries": [
+            {"country_code": r["country_code"], "country_name": r["country_name"],
+             "detections": r["period"], "source_ips": r["source_ips"], "share": _share(r["share"])}
+            for r in ev("sources.countries")],
+        "top_as_orgs": [
+            {"asn": r["asn"], "as_org": r["as_org"], "network_type": r["network_type"],
+             "detections": r["period"], "source_ips": r["source_ips"], "share": _share(r["share"])}
+            for r in ev("sources.as_orgs")],
+        "top_ips": [
+            {"ip": r["src_ip"], "country_code": r["country_code"], "as_org": r["as_org"],
+             "network_type": r["network_type"], "detections": r["period"], "rules": r["rules"],
+             "campaigns": list(r["campaigns"] or []), "first_seen": _iso(r["first_seen"]),
+             "last_seen": _iso(r["last_seen"])}
+            for r in ev("sources.ips")],
+        "per_ip_distribution": {
+            k: (round(float(dist[k]), 2) if dist[k] is not None else 0)
+            for k in ("p50", "p90", "p99")} | {"max": int(dist["max"] or 0)},
+    }
+
+    # -- sectors ------------------------------------------------------------------------
+    det_by = {r["sector"]: r for r in ev("sectors.detections")}
+    sectors = []
+    org_rows = {r["sector"]: r for r in ev("sectors.orgs")}
+    for name in sorted(set(org_rows) | set(det_by)):
+        n_orgs = org_rows[name]["period"] if name in org_rows else 0
+        sensors = org_rows[name]["sensors"] if name in org_rows else None
+        d = det_by.get(name, {"period": 0, "baseline": 0})
+        sectors.append({
+            "sector": name, "orgs": n_orgs,
+            "sensors": int(sensors) if sensors is not None else None,
+            "detections": d["period"], "baseline_detections": d["baseline"],
+            "per_org": round(d["period"] / n_orgs, 2) if n_orgs else None,
+            "per_sensor": round(d["period"] / sensors, 2) if sensors else None,
+            "baseline_per_org": round(d["baseline"] / n_orgs, 2) if n_orgs else None,
+        })
+    sectors.sort(key=lambda s: (s["per_org"] is None, -(s["per_org"] or 0), s["sector"]))
+    for i, s in enumerate(sectors, start=1):
+        s["rank"] = i
+
+    used = {f["figure"] for f in figs} | {
+        "campaigns.timeline", "campaigns.as_orgs", "campaigns.countries", "cves", "families",
+        "rules", "sources.hosting_share", "sources.countries", "sources.as_orgs", "sources.ips",
+        "sources.per_ip", "sectors.detections", "sectors.orgs"}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "tool": {"name": "threatscope", "version": threatscope.__version__},
+        "workspace": str(ws.root),
+        "period": _period_dict(period),
+        "baseline": _period_dict(base),
+        "inputs": inputs,
+        "totals": totals,
+        "campaigns": campaigns,
+        "products": products,
+        "cves": cves_l,
+        "families": families,
+        "rules": rules,
+        "sources": sources,
+        "sectors": sectors,
+        "notes": notes,
+        "figures": figs,
+        "definitions": {k: F.FIGURES[k].definition() for k in sorted(used)},
+    }

@@ -1,0 +1,248 @@
+"""Loading Sigma YAML into compiled rules.
+
+    rs = load_rules(["my-rules/"])          # built-in pack + my-rules, recursively
+    for r in rs.rules: print(r.id, r.table, r.sql)
+    for f in rs.failed: print(f.path, f.name, f.reason)
+
+A rule either compiles or is listed in ``failed`` with the reason; it never silently vanishes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from threatscope import schema
+from threatscope.detect import mapping
+from threatscope.detect.compiler import CompileError, Need, compile_condition
+from threatscope.errors import UserError
+
+BUILTIN_RULES = Path(__file__).resolve().parent / "rules"
+
+# libyaml's safe loader when available: the pure-Python one dominates load time
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TECHNIQUE = re.compile(r"t\d{4}(\.\d{3})?")
+_GROUP_OR_SOFTWARE = re.compile(r"[gsm]\d{4}")
+
+
+@dataclass
+class CompiledRule:
+    """A Sigma rule compiled into a DuckDB boolean expression over ``table``."""
+
+    id: str
+    title: str
+    level: str | None
+    status: str | None
+    tags: list[str]
+    logsource: dict[str, str]
+    table: str
+    sql: str
+    path: str
+    cves: list[str] = field(default_factory=list)  # 'CVE-2018-7600'
+    attack_techniques: list[str] = field(default_factory=list)  # 'T1190', 'T1059.001'
+    tactics: list[str] = field(default_factory=list)  # 'initial-access'
+    product: str | None = None
+    campaign: str | None = None
+    family: str | None = None
+    need: Need = field(default=None, repr=False)  # prefilter requirement (compiler docstring)
+
+
+@dataclass(frozen=True)
+class FailedRule:
+    """A rule (or file) that did not compile: where, which, why."""
+
+    path: str
+    name: str  # rule id or title, or the file name when the YAML itself is broken
+    reason: str
+    logsource: str = ""  # 'product/category/service' ('-' for absent parts); '' if unknown
+
+
+@dataclass
+class RuleSet:
+    rules: list[CompiledRule] = field(default_factory=list)
+    failed: list[FailedRule] = field(default_factory=list)
+
+    def for_table(self, table: str) -> list[CompiledRule]:
+        return [r for r in self.rules if r.table == table]
+
+    def by_id(self, rule_id: str) -> CompiledRule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+
+def logsource_label(category: str | None, product: str | None, service: str | None) -> str:
+    return "/".join(x or "-" for x in (product, category, service))
+
+
+def rule_files(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> list[Path]:
+    """The .yml/.yaml files to load, builtin pack first, each folder sorted recursively."""
+    roots: list[Path] = [BUILTIN_RULES] if builtin else []
+    for d in rule_dirs:
+        p = Path(d)
+        if not p.exists():
+            raise UserError(f"{p}: rule file or folder not found")
+        roots.append(p)
+    files: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            files += sorted(
+                p for p in root.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file()
+            )
+        elif root.is_file():
+            files.append(root)
+    return files
+
+
+def load_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> RuleSet:
+    """Read and compile Sigma rules: the built-in pack (``builtin``) plus files/folders given."""
+    rs = RuleSet()
+    seen: dict[str, str] = {}
+    pipeline = mapping.processing_pipeline()
+    con = duckdb.connect()
+    for kind, cols in schema.KINDS.items():
+        con.execute(f'CREATE TABLE "{kind}" AS {schema.empty_select(cols)}')
+    try:
+        for path in rule_files(rule_dirs, builtin):
+            _load_file(path, rs, seen, pipeline, con)
+    finally:
+        con.close()
+    return rs
+
+
+def _load_file(path: Path, rs: RuleSet, seen: dict[str, str], pipeline, con) -> None:
+    spath = str(path)
+    try:
+        docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_YamlLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        rs.failed.append(FailedRule(spath, path.name, f"YAML error: {_one_line(e)}"))
+        return
+    docs = [d for d in docs if d is not None]
+    if not docs:
+        rs.failed.append(FailedRule(spath, path.name, "no Sigma rule in file"))
+        return
+    if not all(isinstance(d, dict) for d in docs):
+        rs.failed.append(FailedRule(spath, path.name, "not a Sigma rule (YAML is not a mapping)"))
+        return
+    rule_docs = []
+    for d in docs:
+        name = str(d.get("id") or d.get("title") or path.name)
+        if "correlation" in d:  # referenced rules may live in other files: not parsed at all
+            rs.failed.append(FailedRule(spath, name, "correlation rules not supported yet"))
+        elif "filter" in d and "detection" not in d:
+            rs.failed.append(FailedRule(spath, name, "Sigma filters are not supported yet"))
+        else:
+            rule_docs.append(d)
+    if not rule_docs:
+        return
+    docs = rule_docs
+    try:
+        coll = SigmaCollection.from_dicts(docs, collect_errors=True)
+    except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as e:
+        rs.failed.append(FailedRule(spath, path.name, f"invalid Sigma: {_one_line(e)}"))
+        return
+    owned = {id(e) for r in [*coll.rules, *coll.filters] for e in getattr(r, "errors", [])}
+    for err in coll.errors:
+        if id(err) in owned:  # reported with its rule below
+            continue
+        rs.failed.append(FailedRule(spath, path.name, f"invalid Sigma: {_one_line(err)}"))
+    for rule in coll.rules:
+        name = str(rule.id or rule.title or path.name)
+        if isinstance(rule, SigmaCorrelationRule):
+            rs.failed.append(FailedRule(spath, name, "correlation rules not supported yet"))
+            continue
+        if not isinstance(rule, SigmaRule):
+            rs.failed.append(FailedRule(spath, name, f"unsupported document {type(rule).__name__}"))
+            continue
+        ls = rule.logsource
+        label = logsource_label(ls.category, ls.product, ls.service)
+        if rule.errors:
+            reason = f"invalid Sigma: {_one_line(rule.errors[0])}"
+            rs.failed.append(FailedRule(spath, name, reason, label))
+            continue
+        try:
+            compiled = _compile(rule, spath, pipeline, con)
+        except (CompileError, SigmaError) as e:
+            rs.failed.append(FailedRule(spath, name, _one_line(e), label))
+            continue
+        if compiled.id in seen:
+            reason = f"duplicate rule id (already loaded from {seen[compiled.id]})"
+            rs.failed.append(FailedRule(spath, name, reason, label))
+            continue
+        seen[compiled.id] = spath
+        rs.rules.append(compiled)
+
+
+def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
+    ls = rule.logsource
+    table = mapping.table_for(ls.category, ls.product, ls.service)
+    if table is None:
+        raise CompileError(
+            f"no data for logsource {logsource_label(ls.category, ls.product, ls.service)}"
+        )
+    pipeline.apply(rule)
+    parts = [compile_condition(c.parsed, table) for c in rule.detection.parsed_condition]
+    if len(parts) == 1:
+        sql, need = parts[0]
+    else:
+        sql = "(" + " OR ".join(p[0] for p in parts) + ")"
+        needs = [p[1] for p in parts]
+        need = None if any(n is None for n in needs) else frozenset().union(*needs)
+    try:  # bind it once: catches regexes RE2 rejects and anything else DuckDB refuses
+        con.execute(f'SELECT count(*) FROM "{table}" WHERE {sql}').fetchall()
+    except duckdb.Error as e:
+        raise CompileError(f"DuckDB rejects the compiled expression: {_one_line(e)}") from None
+    meta = _tag_meta([str(t) for t in rule.tags])
+    return CompiledRule(
+        id=str(rule.id) if rule.id else (rule.name or Path(path).stem),
+        title=rule.title or "",
+        level=rule.level.name.lower() if rule.level else None,
+        status=rule.status.name.lower() if rule.status else None,
+        tags=[str(t) for t in rule.tags],
+        logsource={
+            k: v
+            for k, v in (("category", ls.category), ("product", ls.product), ("service", ls.service))
+            if v
+        },
+        table=table,
+        sql=sql,
+        path=path,
+        need=need,
+        **meta,
+    )
+
+
+def _tag_meta(tags: list[str]) -> dict:
+    """cves / attack_techniques / tactics / product / campaign / family from rule tags."""
+    meta: dict = {"cves": [], "attack_techniques": [], "tactics": [], "product": None,
+                  "campaign": None, "family": None}
+    for tag in tags:
+        ns, _, name = tag.lower().partition(".")
+        if ns == "cve" and name:
+            meta["cves"].append("CVE-" + name.upper())
+        elif ns == "attack" and name:
+            if _TECHNIQUE.fullmatch(name):
+                meta["attack_techniques"].append(name.upper())
+            elif not _GROUP_OR_SOFTWARE.fullmatch(name):
+                meta["tactics"].append(name.replace("_", "-"))
+        elif ns == "threatscope":
+            key, _, value = name.partition(".")
+            if key in ("product", "campaign", "family") and value and meta[key] is None:
+                meta[key] = value
+    for k in ("cves", "attack_techniques", "tactics"):
+        meta[k] = list(dict.fromkeys(meta[k]))
+    return meta
+
+
+def _one_line(e: object) -> str:
+    return " ".join(str(e).split())[:500]

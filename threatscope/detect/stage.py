@@ -1,0 +1,377 @@
+"""The detect stage: every rule of a table in one pass over it, into the `detection` table.
+
+    summary = run_detect(ws)                     # built-in pack + ws.rule_dirs
+    evaluate(load_rules(), "http", [{"url_original": "/?id=1 union select 1", ...}])
+
+One pass: a single SELECT per table. A cheap prefilter (one RE2 alternation of the rules'
+necessary literals per column, plus the few rules that have no literal) picks candidate rows;
+on those, each rule's expression yields its index and the list of hits is unnested into
+detection rows. DuckDB streams the scan, so memory stays bounded on large lakes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from threatscope import schema
+from threatscope.detect import mapping
+from threatscope.detect.compiler import sql_str
+from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
+from threatscope.errors import UserError
+
+Progress = Callable[[int, "int | None", str], None]
+
+
+# -- the one-pass match query -----------------------------------------------------------------
+def _key_sql(key: str) -> str:
+    if key.startswith("header:"):
+        path = '$."' + key[len("header:"):] + '"'
+        return f"json_extract_string(http_request_headers, {sql_str(path)})"
+    return f'"{key}"'
+
+
+def _re2_literal(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch.isascii() and ch.isalnum():
+            out.append(ch)
+        elif ch.isascii() and ch.isprintable() and ch != " ":
+            out.append("\\" + ch)
+        else:
+            out.append(f"\\x{{{ord(ch):x}}}")
+    return "".join(out)
+
+
+def prefilter_sql(rules: Sequence[CompiledRule]) -> str:
+    """A condition true for every row any of ``rules`` can match (and, ideally, few others)."""
+    lits: dict[str, set[str]] = defaultdict(set)
+    loose: list[str] = []
+    for r in rules:
+        if r.need is None:
+            loose.append(r.sql)
+        else:
+            for key, lit in r.need:
+                lits[key].add(lit)
+    terms = []
+    for key in sorted(lits):
+        # a literal containing another one of the same column adds nothing
+        keep = sorted(lits[key], key=len)
+        minimal: list[str] = []
+        for lit in keep:
+            if not any(m in lit for m in minimal):
+                minimal.append(lit)
+        alt = "|".join(_re2_literal(x) for x in sorted(minimal))
+        terms.append(f"regexp_matches({_key_sql(key)}, {sql_str('(?i)' + alt)})")
+    terms += loose
+    return "(" + " OR ".join(terms) + ")" if terms else "false"
+
+
+def match_sql(
+    rules: Sequence[CompiledRule], source: str, keep: str = "*", prefilter: bool = True
+) -> str:
+    """SELECT ``keep`` columns plus ``hits`` (indexes into ``rules``) of candidate rows.
+
+    Without ``prefilter`` every row is a candidate (same result, slower: used by tests)."""
+    if not rules:
+        return f"SELECT {keep}, []::INTEGER[] AS hits FROM ({source}) WHERE false"
+    cases = ", ".join(f"CASE WHEN {r.sql} THEN {i} END" for i, r in enumerate(rules))
+    return (
+        f"SELECT {keep}, list_distinct([{cases}]) AS hits "
+        f"FROM ({source}) WHERE {prefilter_sql(rules) if prefilter else 'true'}"
+    )
+
+
+# -- evaluate: the same SQL over rows given in Python ----------------------------------------
+def evaluate(ruleset: RuleSet, kind: str, rows: pa.Table | list[dict]) -> list[list[str]]:
+    """Ids of the rules of ``ruleset`` matching each row (in rule order), as the stage runs them.
+
+    ``rows`` has the kind's columns (schema.KINDS[kind]); missing columns are NULL, except that
+    (as ingest does) NULL or missing ``url_decoded``/``url_path``/``url_query`` of ``http`` rows
+    are derived from ``url_original``, and ``source_ip_num`` from ``source_ip``.
+
+        evaluate(rs, "http", [{"http_request_method": "GET", "url_original": "/a?b=%27"}])
+    """
+    if kind not in schema.KINDS:
+        raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.KINDS)})")
+    cols = schema.KINDS[kind]
+    tbl = rows if isinstance(rows, pa.Table) else _rows_table(rows, kind)
+    given = set(tbl.column_names)
+    if "source_ip" in given and "source_ip_num" in dict(cols):
+        ips = tbl.column("source_ip").to_pylist()
+        nums = (
+            tbl.column("source_ip_num").to_pylist() if "source_ip_num" in given else [None] * len(ips)
+        )
+        filled = pa.array(
+            [str(n) if n is not None else _ip_num(ip) for n, ip in zip(nums, ips, strict=True)],
+            pa.string(),
+        )
+        if "source_ip_num" in given:
+            tbl = tbl.set_column(tbl.column_names.index("source_ip_num"), "source_ip_num", filled)
+        else:
+            tbl = tbl.append_column("source_ip_num", filled)
+            given.add("source_ip_num")
+    tbl = tbl.append_column("__row", pa.array(range(tbl.num_rows), pa.int64()))
+    select = []
+    for name, typ in cols:
+        derived = _DERIVED.get(name) if kind == "http" and "url_original" in given else None
+        if name in given and derived:
+            select.append(f'CAST(coalesce("{name}", {derived}) AS {typ}) AS "{name}"')
+        elif name in given:
+            select.append(f'CAST("{name}" AS {typ}) AS "{name}"')
+        elif derived:
+            select.append(f'CAST({derived} AS {typ}) AS "{name}"')
+        else:
+            select.append(f'CAST(NULL AS {typ}) AS "{name}"')
+    rules = ruleset.for_table(kind)
+    out: list[list[str]] = [[] for _ in range(tbl.num_rows)]
+    con = duckdb.connect()
+    try:
+        con.register("__rows", tbl)
+        source = f"SELECT __row, {', '.join(select)} FROM __rows"
+        for row, hits in con.execute(match_sql(rules, source, "__row")).fetchall():
+            out[row] = [rules[i].id for i in sorted(hits)]
+    finally:
+        con.close()
+    return out
+
+
+_DERIVED = {
+    "url_decoded": "coalesce(try(url_decode(url_original)), url_original)",
+    "url_path": "split_part(url_original, '?', 1)",
+    "url_query": "CASE WHEN contains(url_original, '?') "
+    "THEN substr(url_original, strpos(url_original, '?') + 1) END",
+}
+
+
+def _rows_table(rows: list[dict], kind: str) -> pa.Table:
+    names: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in names:
+                names.append(k)
+    known = dict(schema.KINDS[kind])
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"unknown {kind} column(s): {', '.join(unknown)}")
+    arrays = {}
+    for n in names:
+        vals = [r.get(n) for r in rows]
+        if known[n].endswith("[]"):
+            arrays[n] = pa.array(vals, pa.list_(pa.string()))
+        elif known[n] == "UHUGEINT":
+            arrays[n] = pa.array([None if v is None else str(v) for v in vals], pa.string())
+        else:
+            arrays[n] = pa.array(vals)
+    return pa.table(arrays) if arrays else pa.table({"__empty": pa.nulls(len(rows))})
+
+
+def _ip_num(ip: str | None) -> str | None:
+    if not ip:
+        return None
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    n = int(a) + (0xFFFF << 32 if a.version == 4 else 0)
+    return str(n)
+
+
+# -- run_detect ------------------------------------------------------------------------------
+@dataclass
+class DetectSummary:
+    rules_loaded: int = 0
+    rules_failed: int = 0
+    detections: int = 0
+    sigma_detections: int = 0
+    suricata_detections: int = 0
+    events_scanned: dict[str, int] = field(default_factory=dict)
+    per_rule: dict[str, int] = field(default_factory=dict)
+    failed: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_SEVERITY = {1: "high", 2: "medium", 3: "low"}
+
+
+def run_detect(
+    ws, rule_dirs: Sequence[Path | str] = (), progress: Progress | None = None
+) -> DetectSummary:
+    """Run all rules over the workspace's lake; replace the catalog table ``detection``."""
+    started = datetime.now(UTC).replace(tzinfo=None)
+    t0 = time.perf_counter()
+    ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True)
+    summary = DetectSummary(rules_loaded=len(ruleset.rules), rules_failed=len(ruleset.failed))
+    summary.failed = [
+        {"path": f.path, "rule": f.name, "reason": f.reason, "logsource": f.logsource}
+        for f in ruleset.failed
+    ]
+    tables = sorted({r.table for r in ruleset.rules})
+    total = len(tables) + 1
+    con = ws.connect()
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE OR REPLACE TABLE detection ({schema.ddl_columns(schema.DETECTION)})")
+        for table in tables:
+            if progress:
+                progress(0, total, f"detect: {table}")
+            rules = ruleset.for_table(table)
+            summary.events_scanned[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
+            _insert_sigma(con, table, rules)
+            if progress:
+                progress(1, total, f"detect: {table}")
+        summary.suricata_detections = _insert_alerts(con, ruleset)
+        summary.events_scanned["alert"] = summary.suricata_detections
+        if progress:
+            progress(1, total, "detect: suricata alerts")
+        per_rule = con.execute(
+            "SELECT rule_id, count(*) FROM detection WHERE detector = 'sigma' "
+            "GROUP BY rule_id ORDER BY count(*) DESC, rule_id"
+        ).fetchall()
+        summary.per_rule = {r: n for r, n in per_rule}
+        summary.sigma_detections = sum(summary.per_rule.values())
+        summary.detections = summary.sigma_detections + summary.suricata_detections
+        summary.seconds = round(time.perf_counter() - t0, 3)
+        finished = datetime.now(UTC).replace(tzinfo=None)
+        record = {k: v for k, v in summary.to_dict().items() if k != "failed"}
+        con.execute(
+            "INSERT INTO run_history VALUES (?, 'detect', ?, ?, ?)",
+            [uuid.uuid4().hex, started, finished, json.dumps(record)],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+    return summary
+
+
+def _rule_meta(rules: Sequence[CompiledRule]) -> pa.Table:
+    return pa.table({
+        "idx": pa.array(range(len(rules)), pa.int32()),
+        "rule_id": [r.id for r in rules],
+        "title": [r.title for r in rules],
+        "severity": [r.level for r in rules],
+        "cves": pa.array([r.cves for r in rules], pa.list_(pa.string())),
+        "attack_techniques": pa.array([r.attack_techniques for r in rules], pa.list_(pa.string())),
+        "product": pa.array([r.product for r in rules], pa.string()),
+        "campaign": pa.array([r.campaign for r in rules], pa.string()),
+        "family": pa.array([r.family for r in rules], pa.string()),
+    })
+
+
+def _insert_sigma(con: duckdb.DuckDBPyConnection, table: str, rules: list[CompiledRule]) -> None:
+    con.register("__rule_meta", _rule_meta(rules))
+    has = dict(schema.KINDS[table])
+    src_ip = "source_ip" if "source_ip" in has else "NULL"
+    src_num = "source_ip_num" if "source_ip_num" in has else "NULL"
+    evidence = (
+        "left(concat_ws(' ', http_request_method, coalesce(url_original, raw)), 512)"
+        if table == "http" else "left(raw, 512)"
+    )
+    keep = (
+        f"org_id, ts, {src_ip} AS src_ip, {src_num} AS src_ip_num, event_kind, file_id, "
+        f"source_file, source_line, {evidence} AS evidence"
+    )
+    hits = match_sql(rules, f'SELECT * FROM "{table}"', keep)
+    con.execute(f"""
+        INSERT INTO detection
+        SELECT e.org_id, e.ts, e.src_ip, e.src_ip_num, e.event_kind, e.file_id, e.source_file,
+               e.source_line, m.rule_id, m.title, m.severity, m.cves, m.attack_techniques,
+               m.product, m.campaign, m.family, NULL, 'sigma', e.evidence
+        FROM (SELECT * EXCLUDE (hits), unnest(hits) AS idx FROM ({hits})) e
+        JOIN __rule_meta m USING (idx)
+    """)
+    con.unregister("__rule_meta")
+
+
+def _insert_alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet) -> int:
+    """Suricata EVE alerts are detections already; campaign/product from the pack's CVE tags."""
+    owners: dict[str, set[tuple[str | None, str | None]]] = defaultdict(set)
+    for r in ruleset.rules:
+        if r.campaign or r.product:
+            for c in r.cves:
+                owners[c].add((r.campaign, r.product))
+    cve_map = [(c, *next(iter(o))) for c, o in sorted(owners.items()) if len(o) == 1]
+    con.register("__cve_map", pa.table({
+        "cve": pa.array([c for c, _, _ in cve_map], pa.string()),
+        "campaign": pa.array([k for _, k, _ in cve_map], pa.string()),
+        "product": pa.array([p for _, _, p in cve_map], pa.string()),
+    }))
+    sev = " ".join(f"WHEN {k} THEN '{v}'" for k, v in _SEVERITY.items())
+    n = con.execute(f"""
+        INSERT INTO detection
+        SELECT a.org_id, a.ts, a.source_ip, a.source_ip_num, a.event_kind, a.file_id,
+               a.source_file, a.source_line, 'suricata:' || coalesce(CAST(a.signature_id AS VARCHAR), '?'),
+               a.signature, CASE a.severity {sev} ELSE 'informational' END,
+               a.cves_u, []::VARCHAR[],
+               (SELECT min(m.product) FROM __cve_map m WHERE list_contains(a.cves_u, m.cve)),
+               (SELECT min(m.campaign) FROM __cve_map m WHERE list_contains(a.cves_u, m.cve)),
+               NULL, NULL, 'suricata',
+               left(concat_ws(' ', a.signature, a.http_request_method, a.url_original), 512)
+        FROM (SELECT *, coalesce(list_transform(cves, lambda c: upper(c)), []::VARCHAR[]) AS cves_u
+              FROM alert) a
+    """).fetchall()[0][0]
+    con.unregister("__cve_map")
+    return int(n)
+
+
+# -- rules list / check ----------------------------------------------------------------------
+def list_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> list[dict]:
+    """One dict per compiled rule, for ``threatscope rules list``."""
+    rs = load_rules(rule_dirs, builtin)
+    return [
+        {"id": r.id, "title": r.title, "level": r.level, "table": r.table, "cves": r.cves,
+         "techniques": r.attack_techniques, "product": r.product, "campaign": r.campaign,
+         "family": r.family, "path": r.path}
+        for r in rs.rules
+    ]
+
+
+def check_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> dict:
+    """Compiled/failed counts per logsource and every failure with its reason.
+
+    ``{"compiled": int, "failed": int, "by_logsource": [{"logsource", "table", "compiled",
+    "failed"}], "failures": [{"path", "rule", "logsource", "reason"}]}``
+    """
+    rs = load_rules(rule_dirs, builtin)
+    counts: dict[str, Counter] = defaultdict(Counter)
+    tables: dict[str, str | None] = {}
+    for r in rs.rules:
+        label = logsource_label(r.logsource.get("category"), r.logsource.get("product"),
+                                r.logsource.get("service"))
+        counts[label]["compiled"] += 1
+        tables[label] = r.table
+    for f in rs.failed:
+        label = f.logsource or "(unparsed)"
+        counts[label]["failed"] += 1
+        if label not in tables and f.logsource:
+            prod, cat, serv = (None if x == "-" else x for x in f.logsource.split("/"))
+            tables[label] = mapping.table_for(cat, prod, serv)
+    by_ls = [
+        {"logsource": ls, "table": tables.get(ls), "compiled": c["compiled"], "failed": c["failed"]}
+        for ls, c in sorted(counts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+    ]
+    return {
+        "compiled": len(rs.rules),
+        "failed": len(rs.failed),
+        "by_logsource": by_ls,
+        "failures": [
+            {"path": f.path, "rule": f.name, "logsource": f.logsource, "reason": f.reason}
+            for f in rs.failed
+        ],
+    }

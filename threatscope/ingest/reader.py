@@ -1,0 +1,202 @@
+"""Read a (possibly compressed) log as Arrow batches of lines, without a per-line Python loop.
+
+    with open_source("access.log.gz") as src:
+        for batch in iter_batches(src):
+            batch.table            # pa.Table: n BIGINT (1-based line number), line VARCHAR
+            batch.bad              # [(n, reason, raw)] lines that cannot be parsed at all
+            batch.lines, batch.blank, batch.nbytes
+
+Blocks of ``BLOCK`` bytes are split into lines by Arrow (``split_pattern``) and validated as UTF-8
+in one cast. Only a block that fails validation is walked line by line in Python, to quarantine
+just its invalid lines. Lines longer than ``MAX_LINE`` are quarantined without ever holding more
+than ``MAX_LINE`` bytes of them in memory. Empty lines are counted (``blank``), not returned.
+Compression is recognised by magic bytes (gzip, zstd, bzip2), not by the file name.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+BLOCK = 16 << 20
+MAX_LINE = 1 << 20  # longer lines are quarantined ("line too long")
+RAW_KEEP = 4096  # bytes of a quarantined line kept in the quarantine table
+
+_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
+_IDX = pa.array(range(1 << 20), pa.int64())  # sliced + offset to number lines without Python
+
+
+def compression_of(head: bytes) -> str | None:
+    """'gzip' | 'zstd' | 'bzip2' | None from the first bytes of a file."""
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return None
+
+
+class Source(io.RawIOBase):
+    """A decompressed byte stream over a file; errors from damaged streams end it (see .error)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.error: str | None = None
+        self._raw = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self.compression = compression_of(self._raw.peek(4)[:4])
+        if self.compression == "gzip":
+            self._f = gzip.GzipFile(fileobj=self._raw, mode="rb")
+        elif self.compression == "bzip2":
+            self._f = bz2.BZ2File(self._raw, mode="rb")
+        elif self.compression == "zstd":
+            import zstandard
+
+            self._f = zstandard.ZstdDecompressor().stream_reader(
+                self._raw, read_across_frames=True
+            )
+        else:
+            self._f = self._raw
+
+    def read_block(self, n: int) -> bytes:
+        """Up to n bytes; b'' at the end or after a decompression error (kept in .error)."""
+        if self.error:
+            return b""
+        try:
+            return self._f.read(n)
+        except (EOFError, OSError, zlib.error, ValueError) as e:
+            self.error = f"{self.compression or 'stream'} error: {e}"
+        except Exception as e:  # zstandard.ZstdError and friends
+            self.error = f"{self.compression or 'stream'} error: {e}"
+        return b""
+
+    def close(self) -> None:
+        try:
+            if self._f is not self._raw:
+                self._f.close()
+        except Exception:
+            pass
+        self._raw.close()
+        super().close()
+
+
+def open_source(path: str) -> Source:
+    return Source(path)
+
+
+@dataclass
+class Batch:
+    table: pa.Table  # n BIGINT, line VARCHAR (non-empty lines that decoded)
+    lines: int  # lines in this batch, including blank and bad ones
+    blank: int = 0
+    bad: list[tuple[int, str, str]] = field(default_factory=list)
+    nbytes: int = 0
+
+
+def _empty_table() -> pa.Table:
+    return pa.table({"n": pa.array([], pa.int64()), "line": pa.array([], pa.string())})
+
+
+def _numbers(first: int, count: int) -> pa.Array:
+    if count <= len(_IDX):
+        return pc.add(_IDX.slice(0, count), first)
+    return pa.array(range(first, first + count), pa.int64())
+
+
+def lines_to_batch(block: bytes, first: int) -> Batch:
+    """Split a block of whole lines (no trailing newline) into a Batch numbered from ``first``."""
+    # Zero-copy: the whole block as a one-element binary array.
+    offsets = pa.array([0, len(block)], pa.int64()).buffers()[1]
+    arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(block)])
+    parts = pc.split_pattern(arr, b"\n").values
+    if b"\r" in block:
+        parts = _rstrip_cr(parts)
+    count = len(parts)
+    nums = _numbers(first, count)
+    bad: list[tuple[int, str, str]] = []
+    lengths = pc.binary_length(parts)
+    keep = None
+    if pc.max(lengths).as_py() > MAX_LINE:
+        too_long = pc.greater(lengths, MAX_LINE)
+        for i in pc.indices_nonzero(too_long).to_pylist():
+            raw = parts[i].as_py()[:RAW_KEEP]
+            bad.append((first + i, "line too long", raw.decode("utf-8", "replace")))
+        keep = pc.invert(too_long)
+    try:
+        lines = parts.cast(pa.string()) if keep is None else None
+    except pa.ArrowInvalid:
+        lines = None
+    if lines is None:
+        # Rare path: some line is invalid UTF-8 (or too long): walk this block in Python.
+        good_n: list[int] = []
+        good_l: list[str] = []
+        skip = set(pc.indices_nonzero(pc.invert(keep)).to_pylist()) if keep is not None else ()
+        for i, b in enumerate(parts.to_pylist()):
+            if i in skip:
+                continue
+            try:
+                s = b.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append((first + i, "invalid UTF-8", b[:RAW_KEEP].decode("utf-8", "replace")))
+                continue
+            good_n.append(first + i)
+            good_l.append(s)
+        nums = pa.array(good_n, pa.int64())
+        lines = pa.array(good_l, pa.string())
+    empty = pc.equal(pc.binary_length(lines), 0)
+    blank = pc.sum(empty).as_py() or 0
+    table = pa.table({"n": nums, "line": lines})
+    if blank:
+        table = table.filter(pc.invert(empty))
+    return Batch(table=table, lines=count, blank=blank, bad=bad, nbytes=len(block) + count)
+
+
+def _rstrip_cr(parts: pa.Array) -> pa.Array:
+    # Drop one trailing '\r' (CRLF files) without touching a '\r' inside a line.
+    ends_cr = pc.ends_with(parts, b"\r")
+    if not pc.any(ends_cr).as_py():
+        return parts
+    return pc.if_else(ends_cr, pc.binary_slice(parts, 0, -1), parts)
+
+
+def iter_batches(src: Source, block: int = BLOCK) -> Iterator[Batch]:
+    """Batches of whole lines from a Source, numbered from 1, bounded memory per line."""
+    carry = b""
+    first = 1
+    skipping: tuple[int, bytes] | None = None  # (line number, kept head) of a too-long line
+    while True:
+        data = src.read_block(block)
+        if not data:
+            break
+        if skipping is not None:
+            cut = data.find(b"\n")
+            if cut < 0:
+                continue
+            n, head = skipping
+            yield Batch(_empty_table(), 1, bad=[(n, "line too long",
+                                                 head.decode("utf-8", "replace"))],
+                        nbytes=MAX_LINE)
+            first = n + 1
+            skipping = None
+            data = data[cut + 1:]
+        buf = carry + data if carry else data
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            carry = buf
+            if len(carry) > MAX_LINE:
+                skipping = (first, carry[:RAW_KEEP])
+                carry = b""
+            continue
+        carry = buf[cut + 1:]
+        batch = lines_to_batch(buf[:cut], first)
+        first += batch.lines
+        yield batch
+    if skipping is not None:
+        n, head = skipping
+        yield Batch(_empty_table(), 1, bad=[(n, "line too long", head.decode("utf-8", "replace"))])
+    elif carry:
+        yield lines_to_batch(carry, first)

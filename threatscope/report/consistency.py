@@ -1,0 +1,106 @@
+"""Consistency checks the report runs over the metrics it renders.
+
+    checks = check_view(build_view(metrics))
+    [c for c in checks if not c["ok"]]     # each: {"check", "ok", "detail"}
+
+Each check restates a rule of docs/architecture.md (change = ratio of its counts, shares in 0..1,
+a campaign's timeline adds up to its period count, lines read = rows + quarantined + comments).
+The methodology section shows the result; a failure means the analysis stage has a bug.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+_EPS = 1e-6
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-3)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _change_problem(c: dict) -> str | None:
+    p, b, fold, pct = c["period"], c["baseline"], c["fold_change"], c["pct_change"]
+    if not (_is_num(p) and _is_num(b)):
+        return "period/baseline not numbers"
+    if b == 0:
+        if fold is not None or pct is not None:
+            return f"baseline 0 but fold/pct given ({fold}, {pct})"
+        return None
+    if not _is_num(fold) or not _close(fold, p / b):
+        return f"fold_change {fold} != {p}/{b}"
+    if not _is_num(pct) or not _close(pct, 100 * (p - b) / b):
+        return f"pct_change {pct} != 100*({p}-{b})/{b}"
+    return None
+
+
+def _changes(view: dict) -> Iterable[tuple[str, dict]]:
+    for k, c in view["totals"].items():
+        if c:
+            yield f"totals.{k}", c
+    for section, key in (("campaigns", "campaign"), ("products", "product"), ("cves", "cve"),
+                         ("families", "family"), ("rules", "rule_id")):
+        for row in view[section]:
+            yield f"{section}[{row[key]}]", row
+
+
+def check_view(view: dict) -> list[dict]:
+    """Run every check that the data present allows; returns one dict per check."""
+    out: list[dict] = []
+
+    def add(name: str, problems: list[str], n: int) -> None:
+        if n:
+            detail = "; ".join(problems[:5]) + (" …" if len(problems) > 5 else "")
+            out.append({"check": name, "ok": not problems,
+                        "detail": detail if problems else f"{n} checked"})
+
+    changes = list(_changes(view))
+    probs = [f"{name}: {p}" for name, c in changes if (p := _change_problem(c))]
+    add("fold and percent changes equal the ratio of their counts", probs, len(changes))
+
+    shares, probs = 0, []
+    lists = [("sources.top_countries", view["sources"]["top_countries"]),
+             ("sources.top_as_orgs", view["sources"]["top_as_orgs"])]
+    lists += [(f"campaigns[{c['campaign']}].{k}", c[k]) for c in view["campaigns"]
+              for k in ("top_as_orgs", "top_countries")]
+    for name, rows in lists:
+        vals = [r["share"] for r in rows if _is_num(r["share"])]
+        shares += len(vals)
+        if any(not 0 <= v <= 1 + _EPS for v in vals):
+            probs.append(f"{name}: share outside 0..1")
+        elif sum(vals) > 1 + 1e-3:
+            probs.append(f"{name}: shares sum to {sum(vals):.3f}")
+    hs = view["sources"]["hosting_share"]
+    if _is_num(hs):
+        shares += 1
+        if not 0 <= hs <= 1 + _EPS:
+            probs.append(f"hosting_share {hs} outside 0..1")
+    add("shares lie in 0..1 and sum to at most 100%", probs, shares)
+
+    probs, n = [], 0
+    for c in view["campaigns"]:
+        counts = [t["count"] for t in c["timeline"] if _is_num(t["count"])]
+        if not counts:
+            continue
+        n += 1
+        if _is_num(c["period"]) and sum(counts) != c["period"]:
+            probs.append(f"{c['campaign']}: timeline sums to {sum(counts)}, period {c['period']}")
+        if _is_num(c["peak_count"]) and max(counts) != c["peak_count"]:
+            probs.append(f"{c['campaign']}: peak_count {c['peak_count']} != max {max(counts)}")
+        days = view["period"]["days"]
+        if _is_num(days) and len(c["timeline"]) != days:
+            probs.append(f"{c['campaign']}: {len(c['timeline'])} timeline days, period {days}")
+    add("campaign timelines cover the period and add up to its count", probs, n)
+
+    i = view["inputs"]
+    parts = [i["rows_written"], i["rows_quarantined"], i["comment_lines"] or 0]
+    if _is_num(i["lines_read"]) and all(_is_num(p) for p in parts):
+        ok = i["lines_read"] == sum(parts)
+        add("lines read = rows written + quarantined + comment lines",
+            [] if ok else [f"{i['lines_read']} != {' + '.join(str(p) for p in parts)}"], 1)
+    return out

@@ -1,0 +1,132 @@
+"""The self-contained HTML report: Jinja2 with autoescape, inline CSS and inline SVG, no script.
+
+    html = render_html(metrics)       # one string, nothing fetched when it is opened
+
+Every value printed by the template goes through ``clean`` (control and bidi characters made
+visible) and then HTML escaping; charts are escaped markup from ``svg.py``. The page carries a
+Content-Security-Policy that allows only its own style element (by hash) and data: images, so even
+markup that slipped through could neither run script nor load anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import cache
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from threatscope.report import svg
+from threatscope.report.consistency import check_view
+from threatscope.report.model import build_view
+from threatscope.report.text import (
+    clean,
+    fmt_flag,
+    fmt_fold,
+    fmt_int,
+    fmt_num,
+    fmt_pct,
+    fmt_share,
+)
+
+_TEMPLATES = Path(__file__).with_name("templates")
+
+
+def _finalize(v: object) -> object:
+    # every {{ }} value: our Markup (charts) passes, any other string is made visible and cut
+    if isinstance(v, Markup) or not isinstance(v, str):
+        return v
+    return clean(v, 600)
+
+
+def _join(items: object) -> str:
+    # Jinja's own join returns Markup under autoescape, which would skip clean() in _finalize
+    return ", ".join(clean(x, 80) for x in items) if isinstance(items, list) else ""
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=False,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(int=fmt_int, num=fmt_num, fold=fmt_fold, pct=fmt_pct, share=fmt_share,
+                       flag=fmt_flag, jl=_join)
+    return env
+
+
+def _css() -> str:
+    return (_TEMPLATES / "report.css").read_text(encoding="utf-8")
+
+
+def csp_for(css: str) -> str:
+    """The page's Content-Security-Policy: nothing but this exact style element and data: images."""
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
+    return ("default-src 'none'; "
+            f"style-src 'sha256-{digest}'; img-src data:; font-src 'none'; script-src 'none'; "
+            "object-src 'none'; base-uri 'none'; form-action 'none'")
+
+
+def _span(s: dict) -> str:
+    if not s.get("start"):
+        return str(s.get("label") or "—")
+    days = f", {fmt_int(s['days'])} days" if s.get("days") is not None else ""
+    label = f"{s['label']}: " if s.get("label") else ""
+    return f"{label}{s['start']} – {s.get('end') or '?'}{days}"
+
+
+def _charts(v: dict) -> dict:
+    plabel = str(v["period"]["label"] or "period")
+    blabel = str(v["baseline"]["label"] or "baseline")
+    camps = v["campaigns"][:15]
+    src = v["sources"]
+    as_orgs = src["top_as_orgs"][:12]
+    countries = src["top_countries"][:12]
+    return {
+        "compare": svg.compare_bars(
+            [(c["campaign"], c["period"], c["baseline"]) for c in camps],
+            f"Detections per campaign, {plabel} vs {blabel}", plabel, blabel),
+        "timelines": [
+            svg.timeline(c["timeline"], f"Daily detections of {c['campaign']}", c["onset"],
+                         c["peak_day"], c["public_exploit_date"])
+            for c in v["campaigns"]
+        ],
+        "as_orgs": svg.hbars(
+            [(a["as_org"] or "unknown", a["detections"],
+              "hosting" if a["network_type"] == "hosting" else "access") for a in as_orgs],
+            "Detections by AS organisation",
+            [f"{fmt_int(a['detections'])} ({fmt_share(a['share'])})" for a in as_orgs]),
+        "countries": svg.hbars(
+            [(f"{c['country_name'] or 'unknown'} ({c['country_code'] or '??'})", c["detections"], None)
+             for c in countries],
+            "Detections by source country",
+            [f"{fmt_int(c['detections'])} ({fmt_share(c['share'])})" for c in countries]),
+        "sectors": svg.hbars(
+            [(s["sector"] or "unassigned", s["per_org"], None) for s in v["sectors"]],
+            "Detections per organisation by sector",
+            [f"{fmt_num(s['per_org'])} per org." for s in v["sectors"]]),
+    }
+
+
+def render_html(metrics: dict) -> str:
+    """Render the metrics document as one self-contained HTML page."""
+    v = build_view(metrics)
+    checks = check_view(v)
+    css = _css()
+    return _env().get_template("report.html.j2").render(
+        v=v,
+        css=Markup(css),  # our own file; hashed into the CSP
+        csp=csp_for(css),
+        charts=_charts(v),
+        checks=checks,
+        failed=[c for c in checks if not c["ok"]],
+        plabel=clean(v["period"]["label"] or "period", 40),
+        blabel=clean(v["baseline"]["label"] or "baseline", 40),
+        span=_span,
+    )

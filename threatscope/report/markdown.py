@@ -1,0 +1,248 @@
+"""The Markdown report: the HTML report's sections as headings, bullets and pipe tables.
+
+    text = render_markdown(metrics)
+
+Strings from the metrics go through ``md`` (after ``clean``): HTML-significant characters become
+entities, Markdown-significant ones are backslash-escaped (so ``|`` cannot split a table cell,
+``<script>`` cannot become HTML and ``[x](javascript:...)`` cannot become a link), and line breaks
+become spaces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from threatscope.report.consistency import check_view
+from threatscope.report.model import build_view
+from threatscope.report.text import (
+    clean,
+    fmt_flag,
+    fmt_fold,
+    fmt_int,
+    fmt_num,
+    fmt_pct,
+    fmt_share,
+)
+
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# significant anywhere: code spans, emphasis, link/image brackets, table pipes, strikethrough, math
+_BACKSLASH = set("\\`*_[]|~$")
+_LEADING = re.compile(r"^(\s*)([-+=#]|\d+[.)])")  # list, heading, setext markers at a line start
+
+
+def md(value: object, limit: int = 240) -> str:
+    """Hostile text as inert Markdown inline text (safe in a table cell)."""
+    s = clean(value, limit)
+    s = re.sub(r"[\r\n]+", " ", s)  # clean() already made them visible; belt and braces
+    out = []
+    for ch in s:
+        if ch in _ENTITIES:
+            out.append(_ENTITIES[ch])
+        elif ch in _BACKSLASH:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    s = "".join(out)
+    s = re.sub(r"(?i)\b(www)\.", r"\1\\.", s)  # GFM would autolink www.example.com
+    s = re.sub(r"(?i)([a-z])://", r"\1\\://", s)  # ... and http://example.com
+    return _LEADING.sub(lambda m: m[1] + m[2][:-1] + "\\" + m[2][-1], s)
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[str]],
+           align: Sequence[str] | None = None) -> str:
+    align = align or ["l"] * len(head)
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(c if c != "" else " " for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _change_table(rows: list[dict], key: str, head: str, plabel: str, blabel: str,
+                  limit: int = 50, extra: tuple[str, str] | None = None) -> str:
+    if not rows:
+        return "_None in this period._"
+    cols = [head] + ([extra[1]] if extra else []) + [plabel, blabel, "Fold change", "% change",
+                                                     "Flag"]
+    body = []
+    for r in rows[:limit]:
+        body.append([md(r[key])] + ([md(r[extra[0]])] if extra else [])
+                    + [fmt_int(r["period"]), fmt_int(r["baseline"]), fmt_fold(r["fold_change"]),
+                       fmt_pct(r["pct_change"]), md(fmt_flag(r["flag"]))])
+    text = _table(cols, body, ["l"] * (2 if extra else 1) + ["r"] * 4 + ["l"])
+    if len(rows) > limit:
+        text += f"\n\n_… {len(rows) - limit:,} more rows in report.json and tables/._"
+    return text
+
+
+def _span(s: dict) -> str:
+    if not s.get("start"):
+        return md(s.get("label") or "—")
+    days = f", {fmt_int(s['days'])} days" if s.get("days") is not None else ""
+    label = f"{md(s['label'])}: " if s.get("label") else ""
+    return f"{label}{md(s['start'])} – {md(s.get('end') or '?')}{days}"
+
+
+def render_markdown(metrics: dict) -> str:
+    """Render the metrics document as GitHub-flavoured Markdown."""
+    v = build_view(metrics)
+    p, b = v["period"], v["baseline"]
+    pl, bl = md(p["label"] or "period", 40), md(b["label"] or "baseline", 40)
+    out: list[str] = []
+    add = out.append
+    add(f"# Threat report {md(p['label'] or '(no period)')}\n")
+    add(f"Period **{_span(p)}** compared with the baseline **{_span(b)}**.\n")
+    add(f"_Generated {md(v['generated_at'] or '—')} by {md(v['tool']['name'])} "
+        f"{md(v['tool']['version'] or '')}; workspace {md(v['workspace'] or '—')}; "
+        f"schema version {md(v['schema_version'] or '—')}._\n")
+    if v["empty"]:
+        add(f"> **Nothing detected in this period.** The workspace has no detections between "
+            f"{md(p['start'] or '—')} and {md(p['end'] or '—')}.\n")
+    rows = []
+    for key, label in (("detections", "Detections"), ("events", "Events"),
+                       ("source_ips", "Source IPs"), ("orgs_hit", "Organisations hit")):
+        c = v["totals"][key]
+        if c:
+            rows.append([label, fmt_int(c["period"]), fmt_int(c["baseline"]),
+                         fmt_fold(c["fold_change"]), fmt_pct(c["pct_change"]), md(fmt_flag(c["flag"]))])
+    if rows:
+        add(_table(["Total", pl, bl, "Fold change", "% change", "Flag"], rows,
+                   ["l", "r", "r", "r", "r", "l"]) + "\n")
+
+    add("## Key findings\n")
+    if v["key_findings"]:
+        add("\n".join(f"{i}. {md(f['text'], 600)}" for i, f in enumerate(v["key_findings"], 1)) + "\n")
+    else:
+        add("_No key findings: nothing stood out._\n")
+
+    add("## Period comparison\n")
+    add("Fold change = period ÷ baseline. Flags: _tiny baseline_ (baseline below 10, fold change "
+        "not meaningful), _NEW_ (no baseline), _SURGING_ (at least 3× on a baseline of 10 or more).\n")
+    for sec, key, head, extra in (("campaigns", "campaign", "Campaign", ("title", "Title")),
+                                  ("products", "product", "Product", None),
+                                  ("cves", "cve", "CVE", None),
+                                  ("families", "family", "Family", None),
+                                  ("rules", "title", "Rule", ("level", "Level"))):
+        add(f"### {head}s\n")
+        add(_change_table(v[sec], key, head, pl, bl, 30 if sec == "rules" else 50, extra) + "\n")
+
+    add("## Campaign timelines\n")
+    if not v["campaigns"]:
+        add("_No campaign was detected in this period._\n")
+    for c in v["campaigns"]:
+        add(f"### {md(c['title'] or c['campaign'])} ({md(c['campaign'])})\n")
+        e2o = c["days_exploit_to_onset"]
+        facts = [
+            ("Product", md(c["product"] or "—")),
+            ("CVEs", md(", ".join(c["cves"]) or "—")),
+            ("Detections", f"{fmt_int(c['period'])} (baseline {fmt_int(c['baseline'])}, "
+                           f"{fmt_fold(c['fold_change'])}, {fmt_pct(c['pct_change'])}) "
+                           f"{md(fmt_flag(c['flag']))}".rstrip()),
+            ("Onset", md(c["onset"] or "—")),
+            ("Peak day", md(c["peak_day"] or "—")
+             + (f" ({fmt_int(c['peak_count'])})" if c["peak_day"] else "")),
+            ("Last day", md(c["last_day"] or "—")),
+            ("Public exploit", md(c["public_exploit_date"] or "unknown")),
+            ("Days from exploit to onset",
+             f"{fmt_int(e2o)} day{'' if e2o == 1 else 's'}" if isinstance(e2o, int) else "—"),
+            ("Source IPs", fmt_int(c["source_ips"])
+             + (f" ({fmt_share(c['hosting_share'])} of detections from hosting)"
+                if isinstance(c["hosting_share"], int | float) else "")),
+            ("Top AS orgs", "; ".join(f"{md(a['as_org'] or 'unknown')} ({fmt_share(a['share'])})"
+                                      for a in c["top_as_orgs"][:3]) or "—"),
+            ("Top countries", "; ".join(f"{md(a['country_code'] or '??')} ({fmt_share(a['share'])})"
+                                        for a in c["top_countries"][:3]) or "—"),
+        ]
+        add("\n".join(f"- **{k}:** {val}" for k, val in facts) + "\n")
+
+    s = v["sources"]
+    d = s["per_ip_distribution"]
+    add("## Sources\n")
+    add(f"- **Distinct source IPs:** {fmt_int(s['distinct_ips'])}\n"
+        f"- **Share of detections from hosting/cloud networks:** {fmt_share(s['hosting_share'])}\n"
+        f"- **Detections per source IP:** median {fmt_num(d['p50'])}, p90 {fmt_num(d['p90'])}, "
+        f"p99 {fmt_num(d['p99'])}, max {fmt_int(d['max'])}\n")
+    add("### Autonomous systems\n")
+    add(_table(["AS organisation", "ASN", "Network", "Detections", "Source IPs", "Share"],
+               [[md(r["as_org"] or "unknown"), md(r["asn"] if r["asn"] is not None else "—"),
+                 md(r["network_type"] or "—"), fmt_int(r["detections"]), fmt_int(r["source_ips"]),
+                 fmt_share(r["share"])] for r in s["top_as_orgs"]],
+               ["l", "r", "l", "r", "r", "r"]) + "\n" if s["top_as_orgs"]
+        else "_No attributed sources in this period._\n")
+    add("### Countries\n")
+    add(_table(["Country", "Code", "Detections", "Source IPs", "Share"],
+               [[md(r["country_name"] or "unknown"), md(r["country_code"] or "—"),
+                 fmt_int(r["detections"]), fmt_int(r["source_ips"]), fmt_share(r["share"])]
+                for r in s["top_countries"]], ["l", "l", "r", "r", "r"]) + "\n"
+        if s["top_countries"] else "_No source countries in this period._\n")
+    add("### Most active source IPs\n")
+    add(_table(["IP", "Country", "AS organisation", "Network", "Detections", "Rules", "Campaigns",
+                "First seen", "Last seen"],
+               [[md(r["ip"]), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
+                 md(r["network_type"] or "—"), fmt_int(r["detections"]), fmt_int(r["rules"]),
+                 md(", ".join(r["campaigns"]) or "—"), md(r["first_seen"] or "—"),
+                 md(r["last_seen"] or "—")] for r in s["top_ips"][:50]],
+               ["l", "l", "l", "l", "r", "r", "l", "l", "l"]) + "\n"
+        + (f"\n_… {len(s['top_ips']) - 50:,} more in tables/sources\\_top\\_ips.csv._\n"
+           if len(s["top_ips"]) > 50 else "")
+        if s["top_ips"] else "_No source IPs in this period._\n")
+
+    add("## Sectors\n")
+    add(_table(["Rank", "Sector", "Organisations", "Sensors", "Detections", "Per organisation",
+                "Per sensor", "Baseline per org."],
+               [[fmt_int(r["rank"]), md(r["sector"] or "unassigned"), fmt_int(r["orgs"]),
+                 fmt_int(r["sensors"]), fmt_int(r["detections"]), fmt_num(r["per_org"]),
+                 fmt_num(r["per_sensor"]), fmt_num(r["baseline_per_org"])] for r in v["sectors"]],
+               ["r", "l", "r", "r", "r", "r", "r", "r"]) + "\n"
+        if v["sectors"] else "_No sector figures for this period._\n")
+
+    i = v["inputs"]
+    add("## Methodology\n")
+    add("### Inputs\n")
+    add(_table(["Input", "Count"], [
+        ["Files ingested", fmt_int(i["files"])], ["Lines read", fmt_int(i["lines_read"])],
+        ["Rows written", fmt_int(i["rows_written"])],
+        ["Rows quarantined", fmt_int(i["rows_quarantined"])],
+        ["Comment / header lines", fmt_int(i["comment_lines"])],
+        ["Organisations", fmt_int(i["orgs"])], ["Rules loaded", fmt_int(i["rules_loaded"])],
+        ["Rules that failed to compile", fmt_int(i["rules_failed"])]], ["l", "r"]) + "\n")
+    if i["formats"]:
+        add("### Formats\n")
+        add(_table(["Format", "Files", "Rows"], [[md(f["format"]), fmt_int(f["files"]),
+                                                  fmt_int(f["rows"])] for f in i["formats"]],
+                   ["l", "r", "r"]) + "\n")
+    add("### Quarantine reasons\n")
+    add(_table(["Reason", "Lines"], [[md(q["reason"]), fmt_int(q["count"])]
+                                     for q in i["quarantine_reasons"]], ["l", "r"]) + "\n"
+        if i["quarantine_reasons"] else "_Nothing was quarantined._\n")
+    if i["rules_failed_list"]:
+        add("### Rules that failed to compile\n")
+        add(_table(["Rule file", "Title", "Reason"],
+                   [[md(r["path"]), md(r["title"]), md(r["reason"])]
+                    for r in i["rules_failed_list"]]) + "\n")
+    if v["notes"]:
+        add("### Notes from the analysis\n")
+        add("\n".join(f"- {md(n, 600)}" for n in v["notes"][:50]) + "\n")
+    checks = check_view(v)
+    add("### Consistency checks\n")
+    cons = v["consistency"]
+    if cons:
+        ok = cons["ok"] and not cons["problems"]
+        add("Analysis stage: " + ("consistent." if ok else f"**{len(cons['problems'])} problem(s).**")
+            + "\n")
+        if cons["problems"]:
+            add("\n".join(f"- {md(p, 600)}" for p in cons["problems"][:50]) + "\n")
+    if checks:
+        failed = sum(not c["ok"] for c in checks)
+        add("Report: " + (f"**{failed} of {len(checks)} checks failed.**" if failed
+                          else f"All {len(checks)} checks passed.") + "\n")
+        add(_table(["Check", "Result", "Detail"],
+                   [[md(c["check"]), "pass" if c["ok"] else "**FAIL**", md(c["detail"], 600)]
+                    for c in checks]) + "\n")
+    else:
+        add("_No figures to check._\n")
+    add("A detection is one event matched by one Sigma rule. Fold change is period ÷ baseline and "
+        "percent change 100 × (period − baseline) ÷ baseline, both undefined when the baseline is "
+        "zero. Countries and autonomous systems come from the source IP address alone. Every "
+        "figure is in report.json; the tables are also in tables/\\*.csv.\n")
+    return "\n".join(out)

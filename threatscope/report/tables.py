@@ -1,0 +1,83 @@
+"""The report's tables as CSV files (``tables/*.csv``), one per list in the metrics document.
+
+    paths = write_tables(metrics, "out/tables")     # {"campaigns": Path(...), ...}
+
+Values are the metrics' own (no rounding); lists become ``;``-joined text, missing values empty
+cells. A text cell that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab)
+gets a leading apostrophe, as OWASP recommends for CSV exports of untrusted data.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from threatscope.report.model import CHANGE, build_view
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # name: (where in the view, columns)
+    "campaigns": ("campaigns", ("campaign", "title", "product", "cves", "techniques") + CHANGE
+                  + ("onset", "peak_day", "peak_count", "last_day", "source_ips",
+                     "public_exploit_date", "days_exploit_to_onset")),
+    "products": ("products", ("product",) + CHANGE),
+    "cves": ("cves", ("cve",) + CHANGE),
+    "families": ("families", ("family",) + CHANGE),
+    "rules": ("rules", ("rule_id", "title", "level") + CHANGE),
+    "sources_top_countries": ("sources.top_countries",
+                              ("country_code", "country_name", "detections", "source_ips", "share")),
+    "sources_top_as_orgs": ("sources.top_as_orgs",
+                            ("asn", "as_org", "network_type", "detections", "source_ips", "share")),
+    "sources_top_ips": ("sources.top_ips", ("ip", "country_code", "as_org", "network_type",
+                                            "detections", "rules", "campaigns", "first_seen",
+                                            "last_seen")),
+    "sectors": ("sectors", ("sector", "orgs", "sensors", "detections", "per_org", "per_sensor",
+                            "rank", "baseline_per_org")),
+}
+
+
+def cell(v: object) -> str:
+    """One CSV cell: None -> '', list -> 'a;b', formula-looking text defused with a quote."""
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        v = ";".join("" if x is None else str(x) for x in v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return "'" + v if v.startswith(_FORMULA) else v
+    return str(v)
+
+
+def table_rows(view: dict, name: str) -> tuple[tuple[str, ...], list[list[str]]]:
+    """Header and rows of one table, from a view built by ``build_view``."""
+    if name == "campaign_timelines":
+        head = ("campaign", "day", "count")
+        return head, [[cell(c["campaign"]), cell(t["day"]), cell(t["count"])]
+                      for c in view["campaigns"] for t in c["timeline"]]
+    where, head = TABLES[name]
+    rows = view
+    for part in where.split("."):
+        rows = rows[part]
+    return head, [[cell(r.get(k)) for k in head] for r in rows]
+
+
+def write_tables(metrics: dict, folder: str | Path) -> dict[str, Path]:
+    """Write every table as ``<folder>/<name>.csv`` (UTF-8, header row); returns name -> path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    view = build_view(metrics)
+    out = {}
+    for name in [*TABLES, "campaign_timelines"]:
+        head, rows = table_rows(view, name)
+        path = folder / f"{name}.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(head)
+            w.writerows(rows)
+        os.replace(tmp, path)
+        out[name] = path
+    return out
