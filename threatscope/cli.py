@@ -179,12 +179,12 @@ def enrich_cmd(workspace, mmdb, as_json) -> None:
     _enrich(Workspace.open(workspace), mmdb, as_json)
 
 
-def _report(ws: Workspace, period: str | None, out: Path) -> dict:
+def _report(ws: Workspace, period: str | None, out: Path, pdf: bool = False) -> dict:
     from threatscope import analyze, report
 
     p = analyze.parse_period(period) if period else None
     metrics = analyze.analyze(ws, p)
-    paths = report.write_report(metrics, out)
+    paths = report.write_report(metrics, out, pdf=pdf)
     consistency = metrics.get("consistency") or {}
     if consistency and not consistency.get("ok", True):
         for problem in consistency.get("problems", []):
@@ -197,10 +197,11 @@ def _report(ws: Workspace, period: str | None, out: Path) -> dict:
 @workspace_option
 @click.option("--period", help="2018Q2, 2018-05 or 2018-04-01..2018-06-30 (default: latest quarter with detections).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--pdf", is_flag=True, help="Also print report.pdf (needs chromium).")
 @handle_user_errors
-def report_cmd(workspace, period, out) -> None:
-    """Analyse a period against the one before and write report.html/.json/.md."""
-    _report(Workspace.open(workspace), period, out)
+def report_cmd(workspace, period, out, pdf) -> None:
+    """Analyse a period against the one before and write report.html/.json/.md and tables/."""
+    _report(Workspace.open(workspace), period, out, pdf)
 
 
 @main.command("run")
@@ -212,15 +213,16 @@ def report_cmd(workspace, period, out) -> None:
 @click.option("--mmdb", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--period", help="Report period (default: latest quarter with detections).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--pdf", is_flag=True, help="Also print report.pdf (needs chromium).")
 @click.argument("paths", nargs=-1, required=True)
 @handle_user_errors
-def run_cmd(workspace, orgs, org, fmt, rules, mmdb, period, out, paths) -> None:
+def run_cmd(workspace, orgs, org, fmt, rules, mmdb, period, out, pdf, paths) -> None:
     """All stages: ingest -> detect -> enrich -> report."""
     ws = Workspace.open(workspace, create=True)
     _ingest(ws, paths, org, fmt, orgs, False)
     _detect(ws, rules, False)
     _enrich(ws, mmdb)
-    _report(ws, period, out)
+    _report(ws, period, out, pdf)
 
 
 EXPORT_COLUMNS = (
