@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS ingest_manifest (
     path VARCHAR, size BIGINT, sha256 VARCHAR, format VARCHAR, org_id VARCHAR,
     lines_read BIGINT, rows_written BIGINT, rows_quarantined BIGINT, comment_lines BIGINT,
     error VARCHAR,                    -- set when the stream ended early (e.g. truncated .gz)
-    started_at TIMESTAMP, finished_at TIMESTAMP
+    started_at TIMESTAMP, finished_at TIMESTAMP,
+    lines_ignored BIGINT              -- valid records of no interest (e.g. EVE flow events)
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     file_id VARCHAR, source_file VARCHAR, source_line BIGINT, format VARCHAR,

@@ -119,7 +119,7 @@ def test_run_detect_writes_detection_table(ws):
     assert ("access.log", 1) not in by_line and ("access.log", 5) not in by_line
 
     # our own rule: '%' and '_' in the value are literal ('_100%' is in the encoded '_100%25')
-    (mine,) = by_line[("access.log", 3)]
+    (mine,) = [r for r in by_line[("access.log", 3)] if r["rule_id"] == MY_RULE]
     assert mine["rule_id"] == MY_RULE and mine["family"] == "recon"
     assert mine["src_ip"] == "203.0.113.9" and mine["org_id"] == "acme"
     assert mine["attack_techniques"] == ["T1595"] and mine["severity"] == "high"

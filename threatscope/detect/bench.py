@@ -86,6 +86,7 @@ def bench(rows: int = 2_000_000, rule_dirs=(), threads: int | None = None) -> di
     rs = load_rules(rule_dirs)
     rules = rs.for_table("http")
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     make_rows(con, rows)

@@ -14,9 +14,10 @@ Semantics (Sigma specification):
 - keyword values (no field) are substring searches over the table's keyword columns
   (``mapping.KEYWORD_COLUMNS``).
 
-Each expression also yields a *requirement* for the one-pass prefilter: a set of
-``(column, literal)`` pairs of which at least one must occur (as a lower-cased substring) in any
-row the expression matches, or None when there is no such cheap necessary condition.
+Each expression also yields a *requirement* for the one-pass prefilter (``Req``): a set of
+``(column, literal)`` pairs and a list of "loose" SQL parts such that any row the expression
+matches contains one of the literals (lower-cased substring of that column) or satisfies one of
+the loose parts. Literals of ``re`` values are found by parsing the regular expression.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ from sigma.types import (
 
 from threatscope.detect import mapping
 
-Need = frozenset[tuple[str, str]] | None  # prefilter requirement, see module docstring
+Need = frozenset[tuple[str, str]] | None  # literals of a leaf (None: no useful literal)
+# Requirement of an expression: it implies (one of the literals occurs, lower-cased, in its
+# column) OR (one of the "loose" SQL parts, which have no literal, is true).
+# A loose part is ("sql", expression) or ("re", column key, RE2 pattern): the prefilter ORs all
+# regexes of a column into one alternation, so they cost one scan of the column together.
+Req = tuple[frozenset[tuple[str, str]], tuple[tuple[str, ...], ...]]
 
 
 class CompileError(Exception):
@@ -95,47 +101,138 @@ def resolve_field(field: str, table: str) -> _Col:
     raise CompileError(f"unknown field {field!r} for table {table}")
 
 
-def compile_condition(node, table: str) -> tuple[str, Need]:
+def compile_condition(node, table: str) -> tuple[str, Req]:
     """SQL and prefilter requirement of a postprocessed pySigma condition tree."""
     if isinstance(node, ConditionAND | ConditionOR):
         parts = [compile_condition(a, table) for a in node.args]
         op = " AND " if isinstance(node, ConditionAND) else " OR "
         sql = "(" + op.join(p[0] for p in parts) + ")"
-        needs = [p[1] for p in parts]
         if isinstance(node, ConditionAND):
-            return sql, _best(needs)
-        if any(n is None for n in needs):
-            return sql, None
-        return sql, frozenset().union(*needs)
+            return sql, _best_of_and(sql, [p[1] for p in parts])
+        return sql, req_union([p[1] for p in parts])
     if isinstance(node, ConditionNOT):
         sql, _ = compile_condition(node.args[0], table)
-        return f"(NOT {sql})", None
+        sql = f"(NOT {sql})"
+        return sql, (frozenset(), (("sql", sql),))
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _field_value(resolve_field(node.field, table), node.value, table)
-    if isinstance(node, ConditionValueExpression):
-        return _keyword(node.value, table)
-    raise CompileError(f"unsupported condition element {type(node).__name__}")
+        sql, need = _field_value(resolve_field(node.field, table), node.value, table)
+    elif isinstance(node, ConditionValueExpression):
+        sql, need = _keyword(node.value, table)
+    else:
+        raise CompileError(f"unsupported condition element {type(node).__name__}")
+    if isinstance(need, tuple):  # a regex without literal: merged into its column's scan
+        return sql, (frozenset(), (need,))
+    return sql, (need, ()) if need else (frozenset(), (("sql", sql),))
 
 
-# Literals shorter than this occur in almost every row: such a requirement filters nothing and
-# is treated as "no requirement" (the rule is then evaluated on every row on its own).
-MIN_LITERAL = 3
+def req_union(reqs: list[Req]) -> Req:
+    """Requirement of an OR: any literal of any part, or any loose part."""
+    lits = frozenset().union(*(r[0] for r in reqs))
+    loose = tuple(dict.fromkeys(x for r in reqs for x in r[1]))
+    return lits, loose
+
+
+def _best_of_and(sql: str, reqs: list[Req]) -> Req:
+    """For AND any child's requirement is necessary: keep the cheapest, most selective one.
+
+    Cost: SQL loose parts (run on every row) first, then regex loose parts (merged into one
+    scan per column), then the weakest literal."""
+    def cost(r: Req):
+        n_sql = sum(1 for x in r[1] if x[0] == "sql")
+        # a negation is true for almost every row: the worst requirement there is
+        n_not = sum(1 for x in r[1] if x[0] == "sql" and x[1].startswith("(NOT "))
+        score = min((literal_score(k, lit) for k, lit in r[0]), default=0)
+        return (n_not, n_sql, len(r[1]) - n_sql, -score, len(r[0]))
+
+    best = min(reqs, key=cost)
+    if sum(1 for x in best[1] if x[0] == "sql") > 1:  # the whole AND is a cheaper test
+        return frozenset(), (("sql", sql),)
+    return best
+
+
+# Literals scoring below this (about: shorter than 3 characters) occur in almost every row: such
+# a requirement filters nothing and is treated as "no requirement" (the expression then runs on
+# every row by itself). In URL columns a character that benign URLs rarely carry (quote, angle
+# bracket, semicolon, ...) counts as 3, so `'` or `;` still make a useful requirement there.
+MIN_SCORE = 3
+_URL_KEYS = {"url_original", "url_path", "url_query", "url_decoded"}
+_URL_COMMON = set("abcdefghijklmnopqrstuvwxyz0123456789/.-_?=&%+~:, ")
+
+
+# What ordinary traffic looks like (lower-cased), per column family: a literal found here would
+# let most rows through (e.g. 'php', 'windows', 'chr' of Chrome), so it scores 0. Only speed
+# depends on this list, never which rows match.
+_BENIGN_URLS = (
+    "/index.php?id=1&page=2&search=summer+shoes&lang=en&sort=price_asc&filter=brand%3dacme"
+    "&utm_source=newsletter&utm_medium=email&utm_campaign=spring /wp-content/uploads/2018/05/"
+    "photo-1.jpg /wp-login.php /wp-admin/admin-ajax.php /static/js/jquery.min.js?v=3.3.1 "
+    "/images/logo.png /css/style.css /api/v1/users/42/orders?limit=50&offset=100&format=json "
+    "/favicon.ico /robots.txt /sitemap.xml /login.php /download.php?file=report.pdf /?p=123 "
+    "/blog/2018/05/window-cleaning-tips/ /upload/files/ /search?q=hello+world "
+    "/products/view.aspx?item=7 /default.aspx /home/index.html /en-us/about/contact-us "
+    "/cgi-bin/test.cgi /feed/ /xmlrpc.php /user/login?destination=/node/1 /rss.xml "
+    "/assets/fonts/roboto.woff2 /ajax/load_more?offset=20 /print.php?type=text "
+)
+_BENIGN_UAS = (
+    "mozilla/5.0 (windows nt 10.0; win64; x64) applewebkit/537.36 (khtml, like gecko) "
+    "chrome/66.0.3359.139 safari/537.36 edge/17.17134 mozilla/5.0 (iphone; cpu iphone os 11_3 "
+    "like mac os x) applewebkit/605.1.15 (khtml, like gecko) version/11.0 mobile/15e148 "
+    "safari/604.1 mozilla/5.0 (x11; ubuntu; linux x86_64; rv:59.0) gecko/20100101 firefox/59.0 "
+    "mozilla/5.0 (compatible; googlebot/2.1; +http://www.google.com/bot.html) mozilla/5.0 "
+    "(compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) mozilla/5.0 (macintosh; intel "
+    "mac os x 10_13_4) applewebkit/605.1.15 (khtml, like gecko) version/11.1 safari/605.1.15 "
+    "mozilla/5.0 (linux; android 8.0.0; sm-g960f build/r16nw) applewebkit/537.36 (khtml, like "
+    "gecko) chrome/66.0.3359.126 mobile safari/537.36 mozilla/4.0 (compatible; msie 8.0; "
+    "windows nt 6.1; trident/4.0; .net clr 2.0.50727) curl/7.58.0 wget/1.19.4 (linux-gnu) "
+    "python-requests/2.18.4 go-http-client/1.1 java/1.8.0_151 okhttp/3.10.0 "
+    "apache-httpclient/4.5.5 (java/1.8.0_151) "
+)
+_BENIGN_OTHER = (
+    '{"host": "www.example.org", "accept": "text/html,application/xhtml+xml,application/xml;'
+    'q=0.9,*/*;q=0.8", "accept-encoding": "gzip, deflate, br", "accept-language": "en-us,en;'
+    'q=0.5", "connection": "keep-alive", "content-type": "application/x-www-form-urlencoded; '
+    'charset=utf-8", "cookie": "sessionid=abc123; csrftoken=xyz", "cache-control": "no-cache"} '
+    "username=alice&password=secret&remember=on&submit=login "
+)
+_BENIGN = {
+    "url": _BENIGN_URLS,
+    "user_agent_original": _BENIGN_UAS,
+    "http_request_referrer": "https://www.example.org" + _BENIGN_URLS,
+    "raw": '203.0.113.7 - - [10/may/2018:13:55:36 +0000] "get http/1.1" 200 512 "-" '
+    + _BENIGN_URLS + _BENIGN_UAS + _BENIGN_OTHER,
+}
+
+
+def _benign(key: str) -> str:
+    if key in _URL_KEYS:
+        return _BENIGN["url"]
+    return _BENIGN.get(key, _BENIGN_OTHER + _BENIGN_UAS)
+
+
+def literal_score(key: str, lit: str) -> int:
+    if lit in _benign(key):
+        return 0
+    if key in _URL_KEYS:
+        return sum(1 if c in _URL_COMMON else 3 for c in lit)
+    return len(lit)
+
+
+def _set_score(key: str, lits) -> int:
+    return min(literal_score(key, x) for x in lits)
 
 
 def _need(key: str, lits) -> Need:
     lits = frozenset(lits)
-    if not lits or min(len(x) for x in lits) < MIN_LITERAL:
+    if not lits or _set_score(key, lits) < MIN_SCORE:
         return None
     return frozenset((key, x) for x in lits)
 
 
-def _best(needs: list[Need]) -> Need:
-    """For AND: any child's requirement is necessary; keep the most selective one."""
-    cands = [n for n in needs if n]
-    if not cands:
-        return None
-    # longest shortest-literal first (a short literal lets many rows through), then fewer pairs
-    return max(cands, key=lambda n: (min(len(lit) for _, lit in n), -len(n)))
+def _or_needs(needs: list) -> Need:
+    """Literals of an OR of leaves: all of them, when every leaf has some."""
+    if all(isinstance(n, frozenset) and n for n in needs):
+        return frozenset().union(*needs)
+    return None
 
 
 def _keyword(value, table: str) -> tuple[str, Need]:
@@ -153,8 +250,7 @@ def _keyword(value, table: str) -> tuple[str, Need]:
         raise CompileError(f"unsupported keyword value type {type(value).__name__}")
     parts = [_field_value(resolve_field(c, table), value, table) for c in cols]
     sql = "(" + " OR ".join(p[0] for p in parts) + ")" if len(parts) > 1 else parts[0][0]
-    needs = [p[1] for p in parts]
-    return sql, None if any(n is None for n in needs) else frozenset().union(*needs)
+    return sql, _or_needs([p[1] for p in parts])
 
 
 def _two_valued(sql: str) -> str:
@@ -165,8 +261,7 @@ def _field_value(col: _Col, value, table: str) -> tuple[str, Need]:
     if isinstance(value, SigmaExpansion):  # base64offset, windash: alternatives, always OR
         parts = [_field_value(col, v, table) for v in value.values]
         sql = "(" + " OR ".join(p[0] for p in parts) + ")"
-        needs = [p[1] for p in parts]
-        return sql, None if any(n is None for n in needs) else frozenset().union(*needs)
+        return sql, _or_needs([p[1] for p in parts])
     if isinstance(value, SigmaString):  # includes SigmaCasedString
         return _string(col, value, cased=isinstance(value, SigmaCasedString))
     if isinstance(value, SigmaNull):
@@ -274,10 +369,10 @@ def _ascii_runs(s: str) -> list[str]:
 def _string_need(col: _Col, strs: list[str]) -> Need:
     # each literal part of the value is a necessary substring of lower(column): keep the longest
     runs = [r for s in strs for r in _ascii_runs(s)]
-    return _need(col.key, [max(runs, key=len)]) if runs else None
+    return _need(col.key, [max(runs, key=lambda r: literal_score(col.key, r))]) if runs else None
 
 
-def regex_literals(pattern: str) -> frozenset[str] | None:
+def regex_literals(pattern: str, key: str = "") -> frozenset[str] | None:
     """Lower-cased literals of which one occurs in every text ``pattern`` matches, or None.
 
     Parsed with Python's regex parser (RE2 syntax is a subset for what matters here); anything
@@ -289,7 +384,7 @@ def regex_literals(pattern: str) -> frozenset[str] | None:
         tree = _sre_parse.parse(pattern)
     except Exception:  # noqa: BLE001 - unparseable here means "no literal", not an error
         return None
-    return _seq_literals(list(tree))
+    return _seq_literals(list(tree), key)
 
 
 def _char(op, av) -> str | None:
@@ -303,7 +398,7 @@ def _char(op, av) -> str | None:
     return None
 
 
-def _seq_literals(items) -> frozenset[str] | None:
+def _seq_literals(items, key: str) -> frozenset[str] | None:
     cands: list[frozenset[str]] = []
     run = ""
     for op, av in items:
@@ -318,22 +413,22 @@ def _seq_literals(items) -> frozenset[str] | None:
             run = ""
         sub = None
         if op is _sre.SUBPATTERN:
-            sub = _seq_literals(av[3])
+            sub = _seq_literals(av[3], key)
         elif op is _sre.ATOMIC_GROUP:
-            sub = _seq_literals(av)
+            sub = _seq_literals(av, key)
         elif op is _sre.BRANCH:
-            alts = [_seq_literals(b) for b in av[1]]
+            alts = [_seq_literals(b, key) for b in av[1]]
             sub = None if any(a is None for a in alts) else frozenset().union(*alts)
         elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT) and av[0] >= 1:
-            sub = _seq_literals(av[2])
+            sub = _seq_literals(av[2], key)
         if sub:
             cands.append(sub)
     if run:
         cands.append(frozenset([run]))
-    cands = [c for c in cands if min(len(x) for x in c) >= MIN_LITERAL]
+    cands = [c for c in cands if _set_score(key, c) >= MIN_SCORE]
     if not cands:
         return None
-    return max(cands, key=lambda c: (min(len(x) for x in c), -len(c)))
+    return max(cands, key=lambda c: (_set_score(key, c), -len(c)))
 
 
 def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Need]:
@@ -347,11 +442,14 @@ def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Need]:
     if SigmaRegularExpressionFlag.DOTALL in value.flags:
         flags += "s"
     pattern = value.regexp.to_plain(regex=True)
-    lits = regex_literals(pattern)
+    lits = regex_literals(pattern, col.key)
     if flags:
         pattern = f"(?{flags}){pattern}"
     sql = _two_valued(f"regexp_matches({col.text}, {sql_str(pattern)})")
-    return sql, _need(col.key, lits) if lits else None
+    need = _need(col.key, lits) if lits else None
+    if need is None and col.is_text:
+        return sql, ("re", col.key, pattern)
+    return sql, need
 
 
 _V4_MAPPED = 0xFFFF << 32  # ::ffff:0:0/96, how schema stores IPv4 in *_ip_num
@@ -371,5 +469,4 @@ def _cidr(col: _Col, value: SigmaCIDRExpression) -> tuple[str, Need]:
     # no numeric twin: prefix patterns of the network's textual form (pySigma's expansion)
     parts = [_string(col, SigmaString(p), cased=False) for p in value.expand("*")]
     sql = "(" + " OR ".join(p[0] for p in parts) + ")"
-    needs = [p[1] for p in parts]
-    return sql, None if any(n is None for n in needs) else frozenset().union(*needs)
+    return sql, _or_needs([p[1] for p in parts])

@@ -23,7 +23,7 @@ from sigma.rule import SigmaRule
 
 from threatscope import schema
 from threatscope.detect import mapping
-from threatscope.detect.compiler import CompileError, Need, compile_condition
+from threatscope.detect.compiler import CompileError, Req, compile_condition, req_union
 from threatscope.errors import UserError
 
 BUILTIN_RULES = Path(__file__).resolve().parent / "rules"
@@ -53,7 +53,7 @@ class CompiledRule:
     product: str | None = None
     campaign: str | None = None
     family: str | None = None
-    need: Need = field(default=None, repr=False)  # prefilter requirement (compiler docstring)
+    need: Req = field(default=(frozenset(), ()), repr=False)  # prefilter requirement (compiler)
 
 
 @dataclass(frozen=True)
@@ -196,8 +196,7 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
         sql, need = parts[0]
     else:
         sql = "(" + " OR ".join(p[0] for p in parts) + ")"
-        needs = [p[1] for p in parts]
-        need = None if any(n is None for n in needs) else frozenset().union(*needs)
+        need = req_union([p[1] for p in parts])
     try:  # bind it once: catches regexes RE2 rejects and anything else DuckDB refuses
         con.execute(f'SELECT count(*) FROM "{table}" WHERE {sql}').fetchall()
     except duckdb.Error as e:

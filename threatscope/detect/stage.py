@@ -53,28 +53,50 @@ def _re2_literal(s: str) -> str:
     return "".join(out)
 
 
-def prefilter_sql(rules: Sequence[CompiledRule]) -> str:
-    """A condition true for every row any of ``rules`` can match (and, ideally, few others)."""
+def _scan_terms(pairs, loose=()) -> list[str]:
+    """One RE2 scan per column: its required literals (case-insensitive) and the regexes that
+    have none, as a single alternation; plus the loose SQL parts as they are."""
     lits: dict[str, set[str]] = defaultdict(set)
-    loose: list[str] = []
-    for r in rules:
-        if r.need is None:
-            loose.append(r.sql)
+    regexes: dict[str, list[str]] = defaultdict(list)
+    sqls: list[str] = []
+    for key, lit in pairs:
+        lits[key].add(lit)
+    for item in loose:
+        if item[0] == "re":
+            regexes[item[1]].append(item[2])
         else:
-            for key, lit in r.need:
-                lits[key].add(lit)
+            sqls.append(item[1])
     terms = []
-    for key in sorted(lits):
-        # a literal containing another one of the same column adds nothing
-        keep = sorted(lits[key], key=len)
-        minimal: list[str] = []
-        for lit in keep:
+    for key in sorted(set(lits) | set(regexes)):
+        minimal: list[str] = []  # a literal containing another one of the column adds nothing
+        for lit in sorted(lits[key], key=lambda x: (len(x), x)):
             if not any(m in lit for m in minimal):
                 minimal.append(lit)
-        alt = "|".join(_re2_literal(x) for x in sorted(minimal))
-        terms.append(f"regexp_matches({_key_sql(key)}, {sql_str('(?i)' + alt)})")
-    terms += loose
+        alts = []
+        if minimal:
+            alts.append("(?i:" + "|".join(_re2_literal(x) for x in sorted(minimal)) + ")")
+        alts += [f"(?:{r})" for r in dict.fromkeys(regexes[key])]
+        terms.append(f"regexp_matches({_key_sql(key)}, {sql_str('|'.join(alts))})")
+    return terms + list(dict.fromkeys(sqls))
+
+
+def _any(terms: list[str]) -> str:
     return "(" + " OR ".join(terms) + ")" if terms else "false"
+
+
+def prefilter_sql(rules: Sequence[CompiledRule]) -> str:
+    """A condition true for every row any of ``rules`` can match (and, ideally, few others)."""
+    pairs = frozenset().union(*(r.need[0] for r in rules)) if rules else frozenset()
+    loose = [x for r in rules for x in r.need[1]]
+    return _any(_scan_terms(pairs, loose))
+
+
+def _rule_case(i: int, r: CompiledRule) -> str:
+    lits, loose = r.need
+    if not lits and all(x[0] == "sql" for x in loose):  # nothing cheaper than the rule itself
+        return f"CASE WHEN {r.sql} THEN {i} END"
+    # the rule's own scan guards its (possibly long) expression on the candidate rows
+    return f"CASE WHEN {_any(_scan_terms(lits, loose))} AND {r.sql} THEN {i} END"
 
 
 def match_sql(
@@ -85,7 +107,7 @@ def match_sql(
     Without ``prefilter`` every row is a candidate (same result, slower: used by tests)."""
     if not rules:
         return f"SELECT {keep}, []::INTEGER[] AS hits FROM ({source}) WHERE false"
-    cases = ", ".join(f"CASE WHEN {r.sql} THEN {i} END" for i, r in enumerate(rules))
+    cases = ", ".join(_rule_case(i, r) for i, r in enumerate(rules))
     return (
         f"SELECT {keep}, list_distinct([{cases}]) AS hits "
         f"FROM ({source}) WHERE {prefilter_sql(rules) if prefilter else 'true'}"
@@ -223,6 +245,7 @@ def run_detect(
     total = len(tables) + 1
     con = ws.connect()
     try:
+        con.execute("SET enable_progress_bar = false")  # the CLI draws its own
         con.execute("BEGIN TRANSACTION")
         con.execute(f"CREATE OR REPLACE TABLE detection ({schema.ddl_columns(schema.DETECTION)})")
         for table in tables:

@@ -61,11 +61,12 @@ SCHEMA = pa.schema(
     ]
 )
 
-# SQL over a range table's Parquet file giving UHUGEINT bounds (used by the enrich join).
-def range_select(path: Path | str) -> str:
+def range_select(path: Path | str, rid: bool = False) -> str:
+    """SQL over a range table's Parquet file with UHUGEINT bounds ``first_num``/``last_num``."""
     p = str(path).replace("'", "''")
     return (
-        "SELECT (first_hi::UHUGEINT << 64) | first_lo::UHUGEINT AS first_num, "
+        f"SELECT {'rid, ' if rid else ''}"
+        "(first_hi::UHUGEINT << 64) | first_lo::UHUGEINT AS first_num, "
         "(last_hi::UHUGEINT << 64) | last_lo::UHUGEINT AS last_num, "
         f"country_code, country_name, asn, as_org FROM read_parquet('{p}')"
     )
@@ -273,10 +274,9 @@ def mmdb_layer(path: Path | str) -> tuple[str, Path]:
 
 def _combine(parts: list[tuple[str, Path]]) -> Path:
     """One range table from several: split into elementary intervals, each field taken from
-    the first table that has it. Lets enrich do one ASOF join instead of one per table."""
-    if len(parts) == 1:
-        return parts[0][1]
-    h = hashlib.sha256()
+    the first table that has it, numbered by ``rid``. Lets enrich do one narrow ASOF join
+    instead of one per table."""
+    h = hashlib.sha256(b"combined-v2\n")
     for _, p in parts:
         st = p.stat()
         h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -313,7 +313,8 @@ def _combine(parts: list[tuple[str, Path]]) -> Path:
                FROM b),
         j AS (SELECT iv.first_num, iv.last_num, {picked} FROM iv {asof}),
         m AS (SELECT first_num, last_num, {merged} FROM j)
-        SELECT (first_num >> 64)::UBIGINT AS first_hi, (first_num & {mask})::UBIGINT AS first_lo,
+        SELECT row_number() OVER (ORDER BY first_num) AS rid,
+               (first_num >> 64)::UBIGINT AS first_hi, (first_num & {mask})::UBIGINT AS first_lo,
                (last_num >> 64)::UBIGINT AS last_hi, (last_num & {mask})::UBIGINT AS last_lo,
                {', '.join(fields)}
         FROM m WHERE {' OR '.join(f'{f} IS NOT NULL' for f in fields)}

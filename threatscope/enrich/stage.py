@@ -45,15 +45,18 @@ class EnrichSummary:
 
 def _prepare(con: duckdb.DuckDBPyConnection, mmdb: Sequence[Path | str]) -> str:
     """Load the range table and the built-in AS list into temp tables; return geo_source."""
+    con.execute("SET enable_progress_bar = false")
+    # below this many probe rows DuckDB turns ASOF into a nested loop over all ranges: slow here
+    con.execute("SET asof_loop_join_threshold = 0")
     install_ip_macros(con)
     label, path = ranges.combined(mmdb)
-    # bounds and attributes apart: the ASOF join then carries three narrow columns
+    # views straight over Parquet (the ASOF join sorts anyway); bounds and attributes apart so
+    # that the join carries three narrow columns
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _ts_ranges AS SELECT row_number() OVER "
-        f"(ORDER BY first_num) AS rid, * FROM ({ranges.range_select(path)}) ORDER BY first_num"
+        f"CREATE OR REPLACE TEMP VIEW _ts_ranges AS {ranges.range_select(path, rid=True)}"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _ts_bounds AS "
-                "SELECT first_num, last_num, rid FROM _ts_ranges ORDER BY first_num")
+    con.execute("CREATE OR REPLACE TEMP VIEW _ts_bounds AS "
+                "SELECT first_num, last_num, rid FROM _ts_ranges")
     asns = netclass.builtin_asns()
     con.register(
         "_ts_asn_list_arrow",
@@ -194,7 +197,7 @@ def lookup(ips: Iterable[str | None], mmdb: Sequence[Path | str] = ()) -> pa.Tab
             f"SELECT {out} FROM _ts_in t LEFT JOIN ({_enrich_select('_ts_ips', geo_source)})"
             " e ON e.ip = t.ip ORDER BY t.pos"
         )
-        table = rel.fetch_arrow_table()
+        table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     finally:
         con.close()
     # inputs that were NULL still get a row; say what they are
@@ -208,6 +211,11 @@ def asn_ranges(asns: Iterable[int]) -> list[tuple[str, str, int, str]]:
     geoip2fast names organisations but not numbers: a number is found through the built-in
     list (``data/asn_network_types.csv``), so only ASNs listed there return ranges.
     """
+    return [(num_to_ip(a), num_to_ip(b), asn, org) for a, b, asn, org in asn_ranges_num(asns)]
+
+
+def asn_ranges_num(asns: Iterable[int]) -> list[tuple[int, int, int, str]]:
+    """:func:`asn_ranges` with bounds as numbers (``threatscope.schema`` number space)."""
     wanted = {int(a) for a in asns}
     names = {org: asn for asn, org, _ in netclass.builtin_asns() if asn in wanted}
     if not names:
@@ -225,10 +233,7 @@ def asn_ranges(asns: Iterable[int]) -> list[tuple[str, str, int, str]]:
         ).fetchall()
     finally:
         con.close()
-    return [
-        (num_to_ip((fh << 64) | fl), num_to_ip((lh << 64) | ll), asn, org)
-        for fh, fl, lh, ll, asn, org in rows
-    ]
+    return [((fh << 64) | fl, (lh << 64) | ll, asn, org) for fh, fl, lh, ll, asn, org in rows]
 
 
 def source_rows(ws: Workspace) -> list[dict]:

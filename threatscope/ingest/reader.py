@@ -18,7 +18,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -27,7 +26,8 @@ import pyarrow.compute as pc
 
 BLOCK = 16 << 20
 MAX_LINE = 1 << 20  # longer lines are quarantined ("line too long")
-RAW_KEEP = 4096  # bytes of a quarantined line kept in the quarantine table
+RAW_KEEP = 4096
+COMPRESSED_STEP = 256 << 10  # bytes of a quarantined line kept in the quarantine table
 
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
 _IDX = pa.array(range(1 << 20), pa.int64())  # sliced + offset to number lines without Python
@@ -63,16 +63,27 @@ class Source(io.RawIOBase):
             self._f = self._raw
 
     def read_block(self, n: int) -> bytes:
-        """Up to n bytes; b'' at the end or after a decompression error (kept in .error)."""
+        """Up to n bytes; b'' at the end or after a decompression error (kept in .error).
+
+        Compressed streams are read in small steps so that a damaged stream loses at most one
+        step of the data before the damage."""
         if self.error:
             return b""
-        try:
-            return self._f.read(n)
-        except (EOFError, OSError, zlib.error, ValueError) as e:
-            self.error = f"{self.compression or 'stream'} error: {e}"
-        except Exception as e:  # zstandard.ZstdError and friends
-            self.error = f"{self.compression or 'stream'} error: {e}"
-        return b""
+        if self._f is self._raw:
+            return self._raw.read(n)
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            try:
+                piece = self._f.read(min(n - got, COMPRESSED_STEP))
+            except Exception as e:  # EOFError, OSError, zlib.error, zstandard.ZstdError...
+                self.error = f"{self.compression} error: {e}"
+                break
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        return b"".join(parts)
 
     def close(self) -> None:
         try:

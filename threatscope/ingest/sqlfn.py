@@ -45,10 +45,9 @@ CREATE OR REPLACE TEMP MACRO _ts_v6sum(g) AS CASE
                      lambda acc, x: acc * 65536 + x) END;
 CREATE OR REPLACE TEMP MACRO _ts_v6num(s) AS
     _ts_v6sum(_ts_v6groups(string_split(_ts_v6tail(lower(split_part(s, '%', 1))), '::')));
-CREATE OR REPLACE TEMP MACRO ts_ip_num(ip) AS CASE
-    WHEN ip IS NULL THEN NULL
-    WHEN strpos(ip, ':') = 0 THEN _ts_v4num(ip)
-    ELSE _ts_v6num(ip) END;
+-- v4 first (the common case, cheap); the IPv6 expression only where there is a ':'
+CREATE OR REPLACE TEMP MACRO ts_ip_num(ip) AS coalesce(_ts_v4num(ip),
+    CASE WHEN strpos(ip, ':') > 0 THEN _ts_v6num(ip) END);
 CREATE OR REPLACE TEMP MACRO ts_url_path(u) AS CASE
     WHEN strpos(u, '?') = 0 THEN u ELSE substr(u, 1, strpos(u, '?') - 1) END;
 CREATE OR REPLACE TEMP MACRO ts_url_query(u) AS CASE

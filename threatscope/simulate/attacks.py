@@ -42,15 +42,18 @@ def _cmd(rng: random.Random) -> str:
 
 
 # -- IIS 6.0 WebDAV, CVE-2017-7269 --------------------------------------------------------------
+_CJK = [chr(c) for c in range(0x4E00, 0x9FA5)]
+
+
 def _filler(rng: random.Random, n: int) -> str:
     # ScStoragePathFromUrl copies the URL of the If header into a fixed stack buffer: a long
     # run of wide (non-ASCII) characters overflows it. Random CJK code points stand in here.
-    return "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(n))
+    return "".join(rng.choices(_CJK, k=n))
 
 
 def iis_webdav(rng: random.Random, host: str) -> Req:
     """PROPFIND of the root with an ``If: <http://...>`` header carrying the overflow."""
-    a = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randrange(100, 115)))
+    a = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randrange(100, 115)))
     if_header = (
         f"<http://{host}/{a}{_filler(rng, rng.randrange(20, 40))}> "
         f"(Not <locktoken:write1>) <http://{host}/b{_filler(rng, rng.randrange(60, 120))}>"

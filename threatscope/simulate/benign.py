@@ -54,6 +54,7 @@ SECTOR_PAGES = {
 SEARCH_WORDS = ["opening hours", "parking", "annual report", "jobs", "contact", "boots size 9",
                 "mortgage rates", "flu vaccine", "library hours", "tax return", "catalogue",
                 "gift card", "exam timetable", "press release", "warranty"]
+_REFERERS = ["-", "https://www.google.com/", "https://www.bing.com/"]
 API = ["/api/v1/session", "/api/v1/items?page=2", "/api/v1/items?page=3&sort=price",
        "/api/v1/notifications", "/api/v1/search/suggest?term=win", "/api/v1/cart/count"]
 
@@ -63,13 +64,12 @@ def benign(rng: random.Random, sector: str, ua: str) -> Req:
     r = rng.random()
     pages = SECTOR_PAGES.get(sector, SECTOR_PAGES["technology"])
     if r < 0.40:
-        page = rng.choice(pages + ["/"] * 3)
+        page = "/" if r < 0.1 else pages[int(rng.random() * len(pages))]
         status = 304 if rng.random() < 0.08 else 200
-        return Req("GET", page, status=status, ua=ua,
-                   referer=rng.choice(["-", "https://www.google.com/", "https://www.bing.com/"]))
+        return Req("GET", page, status=status, ua=ua, referer=_REFERERS[int(rng.random() * 3)])
     if r < 0.78:
         status = 304 if rng.random() < 0.3 else (404 if rng.random() < 0.02 else 200)
-        return Req("GET", rng.choice(ASSETS), status=status, ua=ua)
+        return Req("GET", ASSETS[int(rng.random() * len(ASSETS))], status=status, ua=ua)
     if r < 0.88:
         method = "POST" if rng.random() < 0.2 else "GET"
         return Req(method, rng.choice(API), status=200, ua=ua,

@@ -57,8 +57,11 @@ class DirectiveFormat(Format):
             schema = self.directive(text)
             if schema is not None:
                 self._set(schema)
-                seg_n.append(n)
-                seg_sid.append(self.sid)
+                if seg_n[-1] == n:  # a header on the batch's first line
+                    seg_sid[-1] = self.sid
+                else:
+                    seg_n.append(n)
+                    seg_sid.append(self.sid)
         if len(seg_n) == 1:
             self._add(con, result, self.sid, "(SELECT * FROM _batch WHERE NOT starts_with(line, '#'))")
             return result

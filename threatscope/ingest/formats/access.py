@@ -11,9 +11,10 @@ from threatscope.ingest.formats import Format, ParseResult, Part, register
 
 # Fallback for lines the quote split cannot handle (escaped \" inside a field, extra nginx
 # fields, missing time zone). RE2 syntax.
+# Greedy request group: old Apache versions logged quotes inside the request unescaped.
 _RX = (
-    r'^(\S+) (\S+) (\S+) \[([^\]]*)\] "((?:[^"\\]|\\.)*)" (\S+) (\S+)'
-    r'(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?'
+    r'^(\S+) (\S+) (\S+) \[([^\]]*)\] "(.*)" (\d{3}|-) (\d+|-)'
+    r'(?: "((?:[^"\\]|\\.)*)" "(.*)")?.*$'
 )
 _RX_FIELDS = "['ip', 'ident', 'usr', 'dt', 'req', 'status', 'bytes', 'ref', 'ua']"
 # Request lines other than "METHOD TARGET HTTP/x": "-", HTTP/0.9 "GET /", targets with spaces.

@@ -74,7 +74,7 @@ class Eve(Format):
         ignored = con.execute(
             "SELECT count(*) FROM _eve WHERE j IS NOT NULL AND j.event_type IS NOT NULL "
             "AND j.event_type NOT IN ('http', 'alert')"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         reason = """CASE WHEN j IS NULL THEN 'invalid JSON'
                          WHEN j.event_type IS NULL THEN 'not an EVE record (no event_type)'
                          WHEN ts IS NULL THEN 'invalid timestamp' END AS _reason"""

@@ -104,7 +104,7 @@ class Zeek(DirectiveFormat):
             return Part("http", f"""SELECT n AS source_line, line AS raw, NULL::TIMESTAMP AS ts,
                 'Zeek data line before any #fields header' AS _reason FROM {src}""")
         if schema.path not in (None, "http"):
-            return con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+            return con.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0]
         pos = {f: i + 1 for i, f in enumerate(schema.fields)}
         unset, empty = sql_str(schema.unset), sql_str(schema.empty)
 
@@ -135,7 +135,7 @@ class Zeek(DirectiveFormat):
         is_http = "(j.method IS NOT NULL OR j.uri IS NOT NULL OR j.status_code IS NOT NULL)"
         ignored = con.execute(
             f"SELECT count(*) FROM _zj WHERE j IS NOT NULL AND NOT {is_http}"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         sql = f"""
             SELECT n AS source_line, line AS raw, ts,
                 CASE WHEN j IS NULL THEN 'invalid JSON'
