@@ -16,8 +16,8 @@ Compression is recognised by magic bytes (gzip, zstd, bzip2), not by the file na
 from __future__ import annotations
 
 import bz2
-import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -50,9 +50,9 @@ class Source(io.RawIOBase):
         self._raw = open(path, "rb")  # noqa: SIM115 - closed in close()
         self.compression = compression_of(self._raw.peek(4)[:4])
         if self.compression == "gzip":
-            self._f = gzip.GzipFile(fileobj=self._raw, mode="rb")
+            self._f = _Members(self._raw, lambda: zlib.decompressobj(31))
         elif self.compression == "bzip2":
-            self._f = bz2.BZ2File(self._raw, mode="rb")
+            self._f = _Members(self._raw, bz2.BZ2Decompressor)
         elif self.compression == "zstd":
             import zstandard
 
@@ -93,6 +93,45 @@ class Source(io.RawIOBase):
             pass
         self._raw.close()
         super().close()
+
+
+class _Members:
+    """Multi-member gzip/bzip2 stream over decompressor objects. Unlike GzipFile, everything
+    decompressed before a damaged or truncated spot is returned before the error is raised."""
+
+    def __init__(self, raw, factory):
+        self._raw, self._factory = raw, factory
+        self._d = factory()
+        self._buf = bytearray()
+        self._error: Exception | None = None
+        self._done = False
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n and not self._done:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                self._done = True
+                if not self._d.eof:
+                    self._error = EOFError("compressed stream ended before its end marker")
+                break
+            try:
+                while chunk:
+                    self._buf += self._d.decompress(chunk)
+                    if not self._d.eof:
+                        break
+                    chunk = self._d.unused_data  # next member
+                    self._d = self._factory()
+            except Exception as e:  # zlib.error, OSError: damaged data
+                self._error, self._done = e, True
+        if not self._buf and self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def close(self) -> None:
+        pass
 
 
 def open_source(path: str) -> Source:
