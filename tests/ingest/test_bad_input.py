@@ -3,15 +3,15 @@ import os
 
 import pytest
 
+from tests.ingest.conftest import assert_invariant, manifest, quarantine, rows, run, write
 from threatscope.errors import UserError
 from threatscope.ingest import reader
-from tests.ingest.conftest import assert_invariant, manifest, quarantine, rows, run, write
 
-LINE = '192.0.2.{i} - - [01/May/2018:10:00:{s:02d} +0000] "GET /p{i} HTTP/1.1" 200 1 "-" "ua"\n'
+LINE = '192.0.2.{i} - - [01/May/2018:10:00:{s:02d} +0000] "GET /p{n} HTTP/1.1" 200 1 "-" "ua"\n'
 
 
 def lines(n: int, start: int = 0) -> str:
-    return "".join(LINE.format(i=i % 250, s=i % 60) for i in range(start, start + n))
+    return "".join(LINE.format(i=i % 250, s=i % 60, n=i) for i in range(start, start + n))
 
 
 def test_binary_garbage_named_file_is_quarantined(ws, tmp_path):
@@ -23,11 +23,9 @@ def test_binary_garbage_named_file_is_quarantined(ws, tmp_path):
 
 
 def test_invalid_utf8_and_long_lines_inside_a_good_file(ws, tmp_path):
-    body = (lines(3) + "1.2.3.4 - - [01/May/2018:10:00:00 +0000] \"GET /\xe9 HTTP/1.1\" 200 1 \"-\" \"x\"\n"
-            .encode("latin-1").decode("latin-1"))
+    # Line 4 is Latin-1 (as an old server might write it): invalid UTF-8.
     data = lines(3).encode() + b'1.2.3.4 - - [01/May/2018:10:00:00 +0000] "GET /\xe9 HTTP/1.1" 200 1\n'
     data += b"A" * (reader.MAX_LINE + 10) + b"\n" + lines(2, 3).encode()
-    assert body  # (the latin-1 line above is what an old server might write)
     s = run(ws, write(tmp_path / "mixed.log", data))
     assert_invariant(s)
     assert (s.lines_read, s.rows_written, s.rows_quarantined) == (7, 5, 2)
@@ -70,7 +68,7 @@ def test_truncated_gzip_keeps_lines_before_damage(ws, tmp_path):
     full = gzip.compress(lines(5000).encode())
     s = run(ws, write(tmp_path / "cut.log.gz", full[: len(full) // 2]))
     assert_invariant(s)
-    assert 0 < s.rows_written < 5000 and s.rows_quarantined == 0
+    assert 0 < s.rows_written < 5000 and s.rows_quarantined <= 1  # the cut last line
     assert len(s.errors) == 1 and "cut.log.gz" in s.errors[0] and "gzip" in s.errors[0]
     (m,) = manifest(ws)
     assert m["error"] and m["rows_written"] == s.rows_written

@@ -5,9 +5,9 @@ import sys
 import time
 from pathlib import Path
 
-from threatscope.workspace import Workspace
 from tests.ingest.conftest import manifest, rows, run, write
 from tests.ingest.test_bad_input import lines
+from threatscope.workspace import Workspace
 
 
 def _totals(ws: Workspace) -> tuple:

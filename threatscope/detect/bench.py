@@ -35,13 +35,17 @@ _ATTACKS = [
     "/GponForm/diag_Form?images/",
     "/scripts/..%c1%1c../winnt/system32/cmd.exe?/c+dir",
 ]
-_UAS = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/66.0.3359.139 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 11_3 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
-    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-    "curl/7.58.0",
-]
+# weighted by repetition: browsers dominate, bots and tools are a few percent (Googlebot's exact
+# UA is also flagged by SigmaHQ's proxy_ua_frameworks rule, as Metasploit sends it)
+_UAS = (
+    ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/66.0.3359.139 Safari/537.36"] * 9
+    + ["Mozilla/5.0 (iPhone; CPU iPhone OS 11_3 like Mac OS X) AppleWebKit/605.1.15 "
+       "(KHTML, like Gecko) Version/11.0 Mobile/15E148 Safari/604.1"] * 5
+    + ["Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:59.0) Gecko/20100101 Firefox/59.0"] * 4
+    + ["Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+       "curl/7.58.0"]
+)
 
 
 def _list(xs: list[str]) -> str:

@@ -120,9 +120,17 @@ def compile_condition(node, table: str) -> tuple[str, Req]:
         sql, need = _keyword(node.value, table)
     else:
         raise CompileError(f"unsupported condition element {type(node).__name__}")
-    if isinstance(need, tuple):  # a regex without literal: merged into its column's scan
-        return sql, (frozenset(), (need,))
-    return sql, (need, ()) if need else (frozenset(), (("sql", sql),))
+    return sql, _leaf_req(sql, need)
+
+
+def _leaf_req(sql: str, need) -> Req:
+    """Need of a leaf -> Req. A ("re", key, pattern) need (no useful literal) is merged into its
+    column's scan; a list is an OR of needs; None makes the leaf SQL itself the requirement."""
+    if need is None:
+        return frozenset(), (("sql", sql),)
+    items = need if isinstance(need, list) else [need]
+    lits = frozenset().union(*(n for n in items if isinstance(n, frozenset)))
+    return lits, tuple(n for n in items if isinstance(n, tuple))
 
 
 def req_union(reqs: list[Req]) -> Req:
@@ -228,11 +236,11 @@ def _need(key: str, lits) -> Need:
     return frozenset((key, x) for x in lits)
 
 
-def _or_needs(needs: list) -> Need:
-    """Literals of an OR of leaves: all of them, when every leaf has some."""
-    if all(isinstance(n, frozenset) and n for n in needs):
-        return frozenset().union(*needs)
-    return None
+def _or_needs(needs: list):
+    """Need of an OR of leaves: all of theirs, when every leaf has one."""
+    if any(n is None for n in needs):
+        return None
+    return [x for n in needs for x in (n if isinstance(n, list) else [n])]
 
 
 def _keyword(value, table: str) -> tuple[str, Need]:
@@ -350,7 +358,35 @@ def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Need]:
             _like_escape(p) if isinstance(p, str) else ("%" if p is star else "_") for p in parts
         )
         sql = f"{x} LIKE {lit(pat)} ESCAPE '\\'"
-    return _two_valued(sql), _string_need(col, strs)
+    need = _string_need(col, strs)
+    if need is None and col.is_text and all(p.isascii() for p in strs):
+        need = ("re", col.key, _string_regex(parts, cased))
+    return _two_valued(sql), need
+
+
+def re2_escape(s: str) -> str:
+    """``s`` as an RE2 literal (ASCII punctuation backslashed, the rest as \\x{..})."""
+    out = []
+    for ch in s:
+        if ch.isascii() and ch.isalnum():
+            out.append(ch)
+        elif ch.isascii() and ch.isprintable() and ch != " ":
+            out.append("\\" + ch)
+        else:
+            out.append(f"\\x{{{ord(ch):x}}}")
+    return "".join(out)
+
+
+def _string_regex(parts: list, cased: bool) -> str:
+    """The RE2 equivalent of a Sigma string match (ASCII values: same case folding as lower())."""
+    star = SpecialChars.WILDCARD_MULTI
+    head = "" if parts and parts[0] is star else "^"
+    tail = "" if parts and parts[-1] is star else "$"
+    inner = parts[1 if not head else 0: len(parts) - (1 if not tail else 0)]
+    body = "".join(
+        re2_escape(p) if isinstance(p, str) else (".*" if p is star else ".") for p in inner
+    )
+    return ("(?s)" if cased else "(?is)") + head + body + tail
 
 
 def _ascii_runs(s: str) -> list[str]:

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from threatscope import schema
 from threatscope.detect import mapping
-from threatscope.detect.compiler import sql_str
+from threatscope.detect.compiler import re2_escape, sql_str
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
 
@@ -39,18 +39,6 @@ def _key_sql(key: str) -> str:
         path = '$."' + key[len("header:"):] + '"'
         return f"json_extract_string(http_request_headers, {sql_str(path)})"
     return f'"{key}"'
-
-
-def _re2_literal(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch.isascii() and ch.isalnum():
-            out.append(ch)
-        elif ch.isascii() and ch.isprintable() and ch != " ":
-            out.append("\\" + ch)
-        else:
-            out.append(f"\\x{{{ord(ch):x}}}")
-    return "".join(out)
 
 
 def _scan_terms(pairs, loose=()) -> list[str]:
@@ -74,7 +62,7 @@ def _scan_terms(pairs, loose=()) -> list[str]:
                 minimal.append(lit)
         alts = []
         if minimal:
-            alts.append("(?i:" + "|".join(_re2_literal(x) for x in sorted(minimal)) + ")")
+            alts.append("(?i:" + "|".join(re2_escape(x) for x in sorted(minimal)) + ")")
         alts += [f"(?:{r})" for r in dict.fromkeys(regexes[key])]
         terms.append(f"regexp_matches({_key_sql(key)}, {sql_str('|'.join(alts))})")
     return terms + list(dict.fromkeys(sqls))
@@ -115,7 +103,9 @@ def match_sql(
 
 
 # -- evaluate: the same SQL over rows given in Python ----------------------------------------
-def evaluate(ruleset: RuleSet, kind: str, rows: pa.Table | list[dict]) -> list[list[str]]:
+def evaluate(
+    ruleset: RuleSet, kind: str, rows: pa.Table | list[dict], *, prefilter: bool = True
+) -> list[list[str]]:
     """Ids of the rules of ``ruleset`` matching each row (in rule order), as the stage runs them.
 
     ``rows`` has the kind's columns (schema.KINDS[kind]); missing columns are NULL, except that
@@ -123,6 +113,8 @@ def evaluate(ruleset: RuleSet, kind: str, rows: pa.Table | list[dict]) -> list[l
     are derived from ``url_original``, and ``source_ip_num`` from ``source_ip``.
 
         evaluate(rs, "http", [{"http_request_method": "GET", "url_original": "/a?b=%27"}])
+
+    ``prefilter=False`` evaluates every rule on every row (tests check both agree).
     """
     if kind not in schema.KINDS:
         raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.KINDS)})")
@@ -161,7 +153,8 @@ def evaluate(ruleset: RuleSet, kind: str, rows: pa.Table | list[dict]) -> list[l
     try:
         con.register("__rows", tbl)
         source = f"SELECT __row, {', '.join(select)} FROM __rows"
-        for row, hits in con.execute(match_sql(rules, source, "__row")).fetchall():
+        sql = match_sql(rules, source, "__row", prefilter=prefilter)
+        for row, hits in con.execute(sql).fetchall():
             out[row] = [rules[i].id for i in sorted(hits)]
     finally:
         con.close()

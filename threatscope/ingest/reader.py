@@ -111,16 +111,18 @@ class _Members:
             chunk = self._raw.read(1 << 20)
             if not chunk:
                 self._done = True
-                if not self._d.eof:
+                if self._d is not None and not self._d.eof:
                     self._error = EOFError("compressed stream ended before its end marker")
                 break
             try:
                 while chunk:
+                    if self._d is None:  # next member
+                        self._d = self._factory()
                     self._buf += self._d.decompress(chunk)
                     if not self._d.eof:
                         break
-                    chunk = self._d.unused_data  # next member
-                    self._d = self._factory()
+                    chunk = self._d.unused_data
+                    self._d = None
             except Exception as e:  # zlib.error, OSError: damaged data
                 self._error, self._done = e, True
         if not self._buf and self._error is not None:
