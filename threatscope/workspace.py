@@ -105,7 +105,11 @@ class Workspace:
         """(Re)create one temp view per event kind over its Parquet files (or an empty one)."""
         for kind, cols in schema.KINDS.items():
             if self.has_data(kind):
-                names = ", ".join(f'"{n}"' for n, _ in cols)
+                # Parquet has no 128-bit integer: IP numbers are stored as DECIMAL(38,0)
+                names = ", ".join(
+                    f'CAST("{n}" AS {t}) AS "{n}"' if t == "UHUGEINT" else f'"{n}"'
+                    for n, t in cols
+                )
                 src = (
                     f"SELECT {names} FROM read_parquet('{_sql_str(self.kind_glob(kind))}', "
                     "hive_partitioning = true, union_by_name = true, "

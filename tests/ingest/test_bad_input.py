@@ -135,3 +135,12 @@ def test_stdin(ws, tmp_path, monkeypatch):
     s = run(ws, "-")
     assert s.rows_written == 3
     assert {r["source_file"] for r in rows(ws, cols="source_file")} == {"<stdin>"}
+
+
+def test_progress_advances_to_the_total(ws, tmp_path):
+    a = write(tmp_path / "a.log", lines(100))
+    b = write(tmp_path / "b.log.gz", gzip.compress(lines(100, 100).encode()))
+    calls = []
+    run(ws, a, b, progress=lambda adv, total, desc: calls.append((adv, total, desc)))
+    total = a.stat().st_size + b.stat().st_size
+    assert sum(c[0] for c in calls) == total and {c[1] for c in calls} == {total}

@@ -81,7 +81,8 @@ def prefilter_sql(rules: Sequence[CompiledRule]) -> str:
 
 def _rule_case(i: int, r: CompiledRule) -> str:
     lits, loose = r.need
-    if not lits and all(x[0] == "sql" for x in loose):  # nothing cheaper than the rule itself
+    cheap = "regexp_matches" not in r.sql and len(r.sql) < 1500  # cheaper than any guard
+    if cheap or (not lits and all(x[0] == "sql" for x in loose)):
         return f"CASE WHEN {r.sql} THEN {i} END"
     # the rule's own scan guards its (possibly long) expression on the candidate rows
     return f"CASE WHEN {_any(_scan_terms(lits, loose))} AND {r.sql} THEN {i} END"

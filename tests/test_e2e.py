@@ -1,0 +1,119 @@
+"""End to end through the console script: simulate -> run -> report.json equals the ground truth."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from threatscope.simulate import simulate
+
+BIN = str(Path(sys.executable).parent / "threatscope")
+
+
+def ts(*args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"threatscope {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = simulate(root / "data", seed=11, scale=0.3)
+    ws, out = root / "ws", root / "out"
+    ts("run", "-w", str(ws), "--orgs", str(data / "orgs.csv"), str(data), "-o", str(out))
+    truth = json.loads((data / "ground_truth.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    return root, data, ws, out, truth, report
+
+
+def test_report_files(pipeline):
+    _, _, _, out, _, report = pipeline
+    for name in ("report.html", "report.md", "report.json"):
+        assert (out / name).stat().st_size > 1000
+    assert report["consistency"]["ok"], report["consistency"]["problems"]
+
+
+def test_every_line_accounted_for(pipeline):
+    _, _, _, _, truth, report = pipeline
+    inputs = report["inputs"]
+    assert inputs["files"] == truth["totals"]["files"]
+    assert inputs["lines_read"] == truth["totals"]["lines"]
+    assert inputs["rows_written"] == truth["totals"]["requests"]
+    assert inputs["rows_quarantined"] == 0
+    assert inputs["comment_lines"] == truth["totals"]["header_lines"]
+
+
+def test_periods(pipeline):
+    _, _, _, _, truth, report = pipeline
+    assert report["period"]["label"] == truth["period"]
+    assert report["baseline"]["label"] == truth["baseline"]
+
+
+def test_campaign_figures_equal_ground_truth(pipeline):
+    _, _, _, _, truth, report = pipeline
+    got = {c["campaign"]: c for c in report["campaigns"]}
+    period = truth["period"]
+    assert set(truth["campaigns"]) <= set(got)
+    for key, t in truth["campaigns"].items():
+        c, q = got[key], t["quarters"][period]
+        assert (c["baseline"], c["period"]) == (t["baseline"], t["period"]), key
+        if t["baseline"]:
+            assert c["fold_change"] == pytest.approx(t["period"] / t["baseline"]), key
+        else:
+            assert c["fold_change"] is None and c["flag"] == "new", key
+        assert c["onset"] == q["first_day"], key
+        assert c["peak_day"] == q["peak_day"], key
+        assert c["peak_count"] == q["peak_count"], key
+        assert c["source_ips"] == q["source_ips"], key
+        assert c["top_as_orgs"][0]["as_org"] == q["top_as_org"], key
+
+
+def test_headline_surge_and_attribution(pipeline):
+    _, _, _, _, truth, report = pipeline
+    iis = next(c for c in report["campaigns"] if c["campaign"] == "iis-webdav")
+    t = truth["campaigns"]["iis-webdav"]
+    assert iis["fold_change"] == pytest.approx(t["fold_change"])
+    # mostly Tencent and Alibaba hosting ranges
+    top2 = {o["as_org"] for o in iis["top_as_orgs"][:2]}
+    assert any("Tencent" in o for o in top2) and any("Alibaba" in o for o in top2)
+    gpon = next(c for c in report["campaigns"] if c["campaign"] == "gpon")
+    assert gpon["public_exploit_date"] == "2018-04-30"
+    assert gpon["days_exploit_to_onset"] == 1
+    assert gpon["peak_day"] == "2018-05-12"
+
+
+def test_sectors_cover_every_registered_org(pipeline):
+    _, _, _, _, truth, report = pipeline
+    sectors = {s["sector"]: s for s in report["sectors"]}
+    expected: dict[str, int] = {}
+    for org in truth["orgs"].values():
+        expected[org["sector"]] = expected.get(org["sector"], 0) + 1
+    assert {k: v["orgs"] for k, v in sectors.items()} == expected
+
+
+def test_rerun_adds_nothing(pipeline):
+    _, data, ws, out, _, report = pipeline
+    r = ts("ingest", "-w", str(ws), "--json", str(data))
+    summary = json.loads(r.stdout)
+    assert summary["rows_written"] == 0
+    assert summary["skipped_files"] == report["inputs"]["files"]
+
+
+def test_export_detections(pipeline):
+    root, _, ws, _, truth, _ = pipeline
+    out = root / "detections.jsonl"
+    ts("export", "detections", "-w", str(ws), "--format", "jsonl", "-o", str(out))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert set(rows[0]) == {
+        "org_id", "ts", "src_ip", "source_file", "source_line", "rule_id", "title", "severity",
+        "cves", "attack_techniques", "product", "campaign",
+    }
+    gpon = {(r["source_file"], r["source_line"]) for r in rows if r["campaign"] == "gpon"}
+    t = truth["campaigns"]["gpon"]
+    assert len(gpon) == t["baseline"] + t["period"]
+    csv_out = root / "detections.csv"
+    ts("export", "detections", "-w", str(ws), "--format", "csv", "-o", str(csv_out))
+    assert len(csv_out.read_text().splitlines()) == len(rows) + 1
