@@ -305,20 +305,15 @@ def rules_list(rules, as_json) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table("id", "title", "level", "table", "cves", "techniques", "campaign")
+    # one rule a line, tab-separated, so that it greps and pipes well
     for r in rows:
-        table.add_row(
-            *(escape(str(x)) for x in (
-                r.get("id"), r.get("title"), r.get("level"), r.get("table"),
-                ",".join(r.get("cves") or []), ",".join(r.get("attack_techniques") or []),
-                r.get("campaign") or "",
-            ))
-        )
-    Console().print(table)
+        click.echo("\t".join(str(x) for x in (
+            r.get("id"), r.get("level"), r.get("table"),
+            r.get("campaign") or r.get("family") or "-",
+            ",".join(r.get("cves") or []) or "-",
+            ",".join(r.get("attack_techniques") or r.get("techniques") or []) or "-",
+            r.get("title"),
+        )))
 
 
 @rules_group.command("check")
@@ -334,16 +329,37 @@ def rules_check(rules, as_json) -> None:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
         _print_check(result)
-    if result.get("failed_count", 0) and not rules:
-        sys.exit(1)  # the built-in pack must compile completely
+    builtin_failed = [f for f in result.get("failures", []) if _is_builtin(f.get("path"))]
+    if builtin_failed:
+        sys.exit(1)  # the built-in pack must always compile completely
+
+
+def _is_builtin(path: str | None) -> bool:
+    from threatscope import detect
+
+    return bool(path) and str(Path(detect.__file__).parent / "rules") in str(path)
 
 
 def _print_check(result: dict) -> None:
-    click.echo(f"compiled {result.get('compiled_count', 0)}, failed {result.get('failed_count', 0)}")
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    table = Table("logsource", "table", "compiled", "failed")
     for ls in result.get("by_logsource", []):
-        click.echo(f"  {ls.get('logsource')}: {ls.get('compiled', 0)} compiled, {ls.get('failed', 0)} failed")
+        table.add_row(
+            escape(str(ls.get("logsource"))), escape(str(ls.get("table") or "-")),
+            str(ls.get("compiled", 0)), str(ls.get("failed", 0)),
+        )
+    console.print(table)
+    console.print(f"compiled {result.get('compiled', 0)}, failed {result.get('failed', 0)}")
     for f in result.get("failures", []):
-        click.echo(f"  FAILED {f.get('path')}: {f.get('title', '')}: {f.get('reason')}")
+        console.print(
+            f"FAILED {escape(str(f.get('path')))} ({escape(str(f.get('rule') or ''))}): "
+            f"{escape(str(f.get('reason')))}",
+            highlight=False,
+        )
 
 
 @main.command()
