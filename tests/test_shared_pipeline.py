@@ -36,7 +36,7 @@ def test_honeynet_worm_traversal_detected(tmp_path):
             "SELECT count(*) FROM http WHERE url_path ILIKE '%default.ida'"
         ).fetchone()[0]
         codered_detected = con.execute(
-            "SELECT count(DISTINCT source_line) FROM detection WHERE title ILIKE '%code red%'"
+            "SELECT count(DISTINCT source_line) FROM detection WHERE list_contains(cves, 'CVE-2001-0500')"
         ).fetchone()[0]
     assert len(worm_lines) > 5000
     missed = worm_lines - detected
