@@ -115,6 +115,11 @@ CREATE TABLE IF NOT EXISTS ingest_manifest (
     started_at TIMESTAMP, finished_at TIMESTAMP,
     lines_ignored BIGINT              -- valid records of no interest (e.g. EVE flow events)
 );
+-- A file that grew since it was ingested is ingested again from the line after the last one
+-- ingested: its row counts the new lines only (lines first_line..), `continues` names the
+-- earlier row (whose sha256 is that of the first `size` bytes of this one).
+ALTER TABLE ingest_manifest ADD COLUMN IF NOT EXISTS first_line BIGINT DEFAULT 1;
+ALTER TABLE ingest_manifest ADD COLUMN IF NOT EXISTS continues VARCHAR;
 CREATE TABLE IF NOT EXISTS quarantine (
     file_id VARCHAR, source_file VARCHAR, source_line BIGINT, format VARCHAR,
     reason VARCHAR, raw VARCHAR       -- raw line, truncated to 4 KiB, invalid UTF-8 replaced

@@ -105,14 +105,19 @@ class Workspace:
         """(Re)create one temp view per event kind over its Parquet files (or an empty one)."""
         for kind, cols in schema.KINDS.items():
             if self.has_data(kind):
-                # Parquet has no 128-bit integer: IP numbers are stored as DECIMAL(38,0)
+                # Parquet has no 128-bit integer: IP numbers are stored as DECIMAL(38,0).
+                # file_id is not stored: ingest learns it (the content hash) only after the
+                # last row, so it is the lake file name's prefix (<file_id>_<n>.parquet).
                 names = ", ".join(
-                    f'CAST("{n}" AS {t}) AS "{n}"' if t == "UHUGEINT" else f'"{n}"'
+                    f'CAST("{n}" AS {t}) AS "{n}"' if t == "UHUGEINT"
+                    else "split_part(split_part(replace(filename, '\\', '/'), '/', -1), '_', 1)"
+                         f' AS "{n}"' if n == "file_id"
+                    else f'"{n}"'
                     for n, t in cols
                 )
                 src = (
                     f"SELECT {names} FROM read_parquet('{_sql_str(self.kind_glob(kind))}', "
-                    "hive_partitioning = true, union_by_name = true, "
+                    "hive_partitioning = true, union_by_name = true, filename = true, "
                     "hive_types = {'org_id': VARCHAR, 'event_date': DATE})"
                 )
             else:

@@ -97,7 +97,7 @@ def test_builtin_list_names_exist_in_geoip2fast_data():
     from threatscope.enrich import ranges
 
     _, asn_path = ranges.geoip2fast_layers()[1]
-    names = {r[0] for r in duckdb.sql(
+    names = {r[0] for r in duckdb.connect().sql(
         f"SELECT DISTINCT as_org FROM read_parquet('{asn_path}')").fetchall()}
     missing = [o for _, o, _ in builtin_asns() if o not in names]
     assert missing == []

@@ -46,7 +46,6 @@ import sys
 from threatscope.ingest import pipeline, reader
 from threatscope.workspace import Workspace
 reader.BLOCK = 64 << 10
-pipeline.CHUNK_BYTES = 256 << 10
 pipeline.ingest_paths(Workspace.open(sys.argv[1], create=True), [sys.argv[2]])
 """
 

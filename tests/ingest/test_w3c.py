@@ -58,10 +58,9 @@ def test_w3c_without_fields(ws, tmp_path):
 
 
 def test_w3c_fields_across_batches(ws, tmp_path, monkeypatch):
-    from threatscope.ingest import pipeline, reader
+    from threatscope.ingest import reader
 
-    monkeypatch.setattr(reader, "BLOCK", 4096)
-    monkeypatch.setattr(pipeline, "CHUNK_BYTES", 8192)
+    monkeypatch.setattr(reader, "BLOCK", 8192)
     head = "#Fields: date time c-ip cs-method cs-uri-stem sc-status\n"
     body = "".join(f"2018-04-01 10:{i // 60 % 60:02d}:{i % 60:02d} 10.1.1.{i % 250} GET /p{i} 200\n"
                    for i in range(2000))

@@ -71,10 +71,13 @@ def sql_str(s: str) -> str:
 
 
 class _Col:
-    """A resolved field: SQL expression, DuckDB type and requirement key."""
+    """A resolved field: SQL expression, DuckDB type, requirement key and the table column read."""
 
-    def __init__(self, sql: str, dtype: str, key: str, num_sql: str | None = None):
+    def __init__(
+        self, sql: str, dtype: str, key: str, num_sql: str | None = None, column: str = ""
+    ):
         self.sql, self.dtype, self.key, self.num_sql = sql, dtype, key, num_sql
+        self.column = column or key
 
     @property
     def is_text(self) -> bool:
@@ -90,14 +93,16 @@ def resolve_field(field: str, table: str) -> _Col:
     cols = mapping.columns(table)
     if field in cols:
         num = mapping.IP_NUM_COLUMNS.get(field)
-        return _Col(f'"{field}"', cols[field], field, f'"{num}"' if num in cols else None)
+        if num in cols:
+            return _Col(f'"{field}"', cols[field], field, f'"{num}"', column=field)
+        return _Col(f'"{field}"', cols[field], field)
     if field.lower().startswith(mapping.HEADER_PREFIX) and "http_request_headers" in cols:
         name = field[len(mapping.HEADER_PREFIX):].lower()
         if not name or any(c in name for c in "\"'\\") or any(ord(c) < 33 for c in name):
             raise CompileError(f"invalid header name in field {field!r}")
         path = '$."' + name + '"'
         expr = f"json_extract_string(http_request_headers, {sql_str(path)})"
-        return _Col(expr, "VARCHAR", f"header:{name}")
+        return _Col(expr, "VARCHAR", f"header:{name}", column="http_request_headers")
     raise CompileError(f"unknown field {field!r} for table {table}")
 
 
@@ -121,6 +126,35 @@ def compile_condition(node, table: str) -> tuple[str, Req]:
     else:
         raise CompileError(f"unsupported condition element {type(node).__name__}")
     return sql, _leaf_req(sql, need)
+
+
+def split_or(node) -> list:
+    """The disjuncts of a condition tree (nested ORs flattened; any other node is one)."""
+    if isinstance(node, ConditionOR):
+        return [d for a in node.args for d in split_or(a)]
+    return [node]
+
+
+def key_column(key: str) -> str:
+    """The table column a requirement key reads (``header:<name>`` keys read the headers)."""
+    return "http_request_headers" if key.startswith("header:") else key
+
+
+def condition_columns(node, table: str) -> frozenset[str]:
+    """The table columns an expression reads (an expression of one column can be evaluated once
+    per distinct value of that column)."""
+    if isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
+        return frozenset().union(*(condition_columns(a, table) for a in node.args))
+    if isinstance(node, ConditionValueExpression):
+        return frozenset(mapping.KEYWORD_COLUMNS.get(table, ()))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        col = resolve_field(node.field, table)
+        if isinstance(node.value, SigmaFieldReference):
+            return frozenset({col.column, resolve_field(node.value.field, table).column})
+        if isinstance(node.value, SigmaCIDRExpression) and col.num_sql is not None:
+            return frozenset({col.num_sql.strip('"')})
+        return frozenset({col.column})
+    raise CompileError(f"unsupported condition element {type(node).__name__}")
 
 
 def _leaf_req(sql: str, need) -> Req:

@@ -23,7 +23,14 @@ from sigma.rule import SigmaRule
 
 from threatscope import schema
 from threatscope.detect import mapping
-from threatscope.detect.compiler import CompileError, Req, compile_condition, req_union
+from threatscope.detect.compiler import (
+    CompileError,
+    Req,
+    compile_condition,
+    condition_columns,
+    req_union,
+    split_or,
+)
 from threatscope.errors import UserError
 
 BUILTIN_RULES = Path(__file__).resolve().parent / "rules"
@@ -32,6 +39,16 @@ BUILTIN_RULES = Path(__file__).resolve().parent / "rules"
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TECHNIQUE = re.compile(r"t\d{4}(\.\d{3})?")
 _GROUP_OR_SOFTWARE = re.compile(r"[gsm]\d{4}")
+
+
+@dataclass
+class RulePart:
+    """Disjuncts of a rule that read the same single column (``column``), or all the others
+    (``column`` None): the rule matches a row iff one of its parts does."""
+
+    column: str | None
+    sql: str
+    need: Req = field(default=(frozenset(), ()), repr=False)  # prefilter requirement of the part
 
 
 @dataclass
@@ -54,6 +71,7 @@ class CompiledRule:
     campaign: str | None = None
     family: str | None = None
     need: Req = field(default=(frozenset(), ()), repr=False)  # prefilter requirement (compiler)
+    parts: list[RulePart] = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True)
@@ -104,7 +122,9 @@ def rule_files(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> li
     return files
 
 
-def load_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> RuleSet:
+def load_rules(
+    rule_dirs: Sequence[Path | str] = (), builtin: bool = True, cache_dir: Path | str | None = None
+) -> RuleSet:
     """Read and compile Sigma rules: the built-in pack (``builtin``) plus files/folders given."""
     rs = RuleSet()
     seen: dict[str, str] = {}
@@ -191,12 +211,21 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
             f"no data for logsource {logsource_label(ls.category, ls.product, ls.service)}"
         )
     pipeline.apply(rule)
-    parts = [compile_condition(c.parsed, table) for c in rule.detection.parsed_condition]
-    if len(parts) == 1:
-        sql, need = parts[0]
-    else:
-        sql = "(" + " OR ".join(p[0] for p in parts) + ")"
-        need = req_union([p[1] for p in parts])
+    # one part per column read alone (evaluated once per distinct value by the stage) and one for
+    # the disjuncts reading several columns (evaluated per row)
+    by_col: dict[str | None, list[tuple[str, Req]]] = {}
+    for cond in rule.detection.parsed_condition:
+        for d in split_or(cond.parsed):
+            cols = condition_columns(d, table)
+            by_col.setdefault(next(iter(cols)) if len(cols) == 1 else None, []).append(
+                compile_condition(d, table)
+            )
+    parts = [
+        RulePart(c, _or_sql([x[0] for x in xs]), req_union([x[1] for x in xs]))
+        for c, xs in by_col.items()
+    ]
+    sql = _or_sql([p.sql for p in parts])
+    need = req_union([p.need for p in parts])
     try:  # bind it once: catches regexes RE2 rejects and anything else DuckDB refuses
         con.execute(f'SELECT count(*) FROM "{table}" WHERE {sql}').fetchall()
     except duckdb.Error as e:
@@ -217,8 +246,13 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
         sql=sql,
         path=path,
         need=need,
+        parts=parts,
         **meta,
     )
+
+
+def _or_sql(sqls: list[str]) -> str:
+    return sqls[0] if len(sqls) == 1 else "(" + " OR ".join(sqls) + ")"
 
 
 def _tag_meta(tags: list[str]) -> dict:

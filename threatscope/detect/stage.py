@@ -3,10 +3,10 @@
     summary = run_detect(ws)                     # built-in pack + ws.rule_dirs
     evaluate(load_rules(), "http", [{"url_original": "/?id=1 union select 1", ...}])
 
-One pass: a single SELECT per table. A cheap prefilter (one RE2 alternation of the rules'
-necessary literals per column, plus the few rules that have no literal) picks candidate rows;
-on those, each rule's expression yields its index and the list of hits is unnested into
-detection rows. DuckDB streams the scan, so memory stays bounded on large lakes.
+One pass: a single SELECT per table (matcher.match_sql): rule parts over low-variety columns run
+once per distinct value and are joined back, the others run per row on the few candidate rows a
+cheap prefilter lets through; the list of hits is unnested into detection rows. DuckDB streams
+the scan (its DISTINCT/join hash tables spill), so memory stays bounded on large lakes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,86 +26,21 @@ import pyarrow as pa
 
 from threatscope import schema
 from threatscope.detect import mapping
-from threatscope.detect.compiler import re2_escape, sql_str
+from threatscope.detect.matcher import distinct_columns, match_sql
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
 
 Progress = Callable[[int, "int | None", str], None]
 
 
-# -- the one-pass match query -----------------------------------------------------------------
-def _key_sql(key: str) -> str:
-    if key.startswith("header:"):
-        path = '$."' + key[len("header:"):] + '"'
-        return f"json_extract_string(http_request_headers, {sql_str(path)})"
-    return f'"{key}"'
-
-
-def _scan_terms(pairs, loose=()) -> list[str]:
-    """One RE2 scan per column: its required literals (case-insensitive) and the regexes that
-    have none, as a single alternation; plus the loose SQL parts as they are."""
-    lits: dict[str, set[str]] = defaultdict(set)
-    regexes: dict[str, list[str]] = defaultdict(list)
-    sqls: list[str] = []
-    for key, lit in pairs:
-        lits[key].add(lit)
-    for item in loose:
-        if item[0] == "re":
-            regexes[item[1]].append(item[2])
-        else:
-            sqls.append(item[1])
-    terms = []
-    for key in sorted(set(lits) | set(regexes)):
-        minimal: list[str] = []  # a literal containing another one of the column adds nothing
-        for lit in sorted(lits[key], key=lambda x: (len(x), x)):
-            if not any(m in lit for m in minimal):
-                minimal.append(lit)
-        alts = []
-        if minimal:
-            alts.append("(?i:" + "|".join(re2_escape(x) for x in sorted(minimal)) + ")")
-        alts += [f"(?:{r})" for r in dict.fromkeys(regexes[key])]
-        terms.append(f"regexp_matches({_key_sql(key)}, {sql_str('|'.join(alts))})")
-    return terms + list(dict.fromkeys(sqls))
-
-
-def _any(terms: list[str]) -> str:
-    return "(" + " OR ".join(terms) + ")" if terms else "false"
-
-
-def prefilter_sql(rules: Sequence[CompiledRule]) -> str:
-    """A condition true for every row any of ``rules`` can match (and, ideally, few others)."""
-    pairs = frozenset().union(*(r.need[0] for r in rules)) if rules else frozenset()
-    loose = [x for r in rules for x in r.need[1]]
-    return _any(_scan_terms(pairs, loose))
-
-
-def _rule_case(i: int, r: CompiledRule) -> str:
-    lits, loose = r.need
-    cheap = "regexp_matches" not in r.sql and len(r.sql) < 1500  # cheaper than any guard
-    if cheap or (not lits and all(x[0] == "sql" for x in loose)):
-        return f"CASE WHEN {r.sql} THEN {i} END"
-    # the rule's own scan guards its (possibly long) expression on the candidate rows
-    return f"CASE WHEN {_any(_scan_terms(lits, loose))} AND {r.sql} THEN {i} END"
-
-
-def match_sql(
-    rules: Sequence[CompiledRule], source: str, keep: str = "*", prefilter: bool = True
-) -> str:
-    """SELECT ``keep`` columns plus ``hits`` (indexes into ``rules``) of candidate rows.
-
-    Without ``prefilter`` every row is a candidate (same result, slower: used by tests)."""
-    if not rules:
-        return f"SELECT {keep}, []::INTEGER[] AS hits FROM ({source}) WHERE false"
-    cases = ", ".join(_rule_case(i, r) for i, r in enumerate(rules))
-    return (
-        f"SELECT {keep}, list_distinct([{cases}]) AS hits "
-        f"FROM ({source}) WHERE {prefilter_sql(rules) if prefilter else 'true'}"
-    )
-
-
 # -- evaluate: the same SQL over rows given in Python ----------------------------------------
 def evaluate(
-    ruleset: RuleSet, kind: str, rows: pa.Table | list[dict], *, prefilter: bool = True
+    ruleset: RuleSet,
+    kind: str,
+    rows: pa.Table | list[dict],
+    *,
+    prefilter: bool = True,
+    distinct: Collection[str] | None = None,
 ) -> list[list[str]]:
     """Ids of the rules of ``ruleset`` matching each row (in rule order), as the stage runs them.
 
@@ -115,7 +50,9 @@ def evaluate(
 
         evaluate(rs, "http", [{"http_request_method": "GET", "url_original": "/a?b=%27"}])
 
-    ``prefilter=False`` evaluates every rule on every row (tests check both agree).
+    ``prefilter=False`` evaluates every rule on every row (tests check both agree);
+    ``distinct`` names the columns evaluated once per distinct value (None: all of them, the
+    stage picks them from the data; see matcher.match_sql).
     """
     if kind not in schema.KINDS:
         raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.KINDS)})")
@@ -154,7 +91,7 @@ def evaluate(
     try:
         con.register("__rows", tbl)
         source = f"SELECT __row, {', '.join(select)} FROM __rows"
-        sql = match_sql(rules, source, "__row", prefilter=prefilter)
+        sql = match_sql(rules, source, "__row", prefilter=prefilter, distinct=distinct)
         for row, hits in con.execute(sql).fetchall():
             out[row] = [rules[i].id for i in sorted(hits)]
     finally:
@@ -304,7 +241,8 @@ def _insert_sigma(con: duckdb.DuckDBPyConnection, table: str, rules: list[Compil
         f"org_id, ts, {src_ip} AS src_ip, {src_num} AS src_ip_num, event_kind, file_id, "
         f"source_file, source_line, {evidence} AS evidence"
     )
-    hits = match_sql(rules, f'SELECT * FROM "{table}"', keep)
+    source = f'SELECT * FROM "{table}"'
+    hits = match_sql(rules, source, keep, distinct=distinct_columns(con, source, rules))
     con.execute(f"""
         INSERT INTO detection
         SELECT e.org_id, e.ts, e.src_ip, e.src_ip_num, e.event_kind, e.file_id, e.source_file,

@@ -1,4 +1,15 @@
-"""The ingest driver: paths -> files -> parsed Arrow/DuckDB batches -> staged Parquet -> commit."""
+"""The ingest driver: paths -> files -> batches of lines -> parsed in parallel -> staged Parquet
+-> commit.
+
+Per file, one thread reads the (decompressed) input, hashes it as it goes and splits it into
+batches of lines (``reader``); the format's ``prepare`` runs on each batch in file order and its
+``parse`` then runs on a pool of worker threads (one DuckDB connection each), followed by the
+projection to the lake columns (Arrow) and the Parquet writes. pyarrow and DuckDB release the
+GIL, so the batches of one big file use every core.
+
+A file is recognised as already ingested by its content hash (``file_id``); a file that grew
+since it was ingested (a live log) is read from where the earlier ingest stopped.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +23,13 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -26,13 +39,15 @@ import pyarrow.parquet as pq
 from threatscope import schema
 from threatscope.errors import UserError
 from threatscope.ingest import formats, lake, reader, sqlfn
+from threatscope.ingest.arrowfn import constant, per_distinct
 from threatscope.ingest.formats import Format, ParseResult, Part, sql_str
 from threatscope.workspace import Workspace
 
-CHUNK_BYTES = 64 << 20  # text parsed and written per step (bounds memory per worker)
 SNIFF_BYTES = 64 << 10
+INFLIGHT = 2  # batches of one file queued or being parsed (bounds memory)
 _ORG_OK = re.compile(r"[^A-Za-z0-9._-]")
 _GLOB = re.compile(r"[*?\[]")
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 Progress = Callable[[int, int | None, str], None]
 
@@ -65,6 +80,17 @@ class _Input:
 
 
 @dataclass
+class _Known:
+    """A manifest row, as needed to recognise a file seen before."""
+
+    file_id: str
+    size: int
+    sha256: str
+    first_line: int
+    lines_read: int
+
+
+@dataclass
 class _FileResult:
     inp: _Input
     status: str  # ingested | skipped | failed | unrecognised
@@ -77,6 +103,8 @@ class _FileResult:
     rows_quarantined: int = 0
     comment_lines: int = 0
     lines_ignored: int = 0
+    first_line: int = 1
+    continues: str | None = None  # file_id of the ingest of this file's first part
     rows_by_kind: dict = field(default_factory=dict)
     orgs: set = field(default_factory=set)
     error: str | None = None
@@ -90,7 +118,8 @@ class _FileResult:
             "format": self.fmt, "orgs": sorted(self.orgs), "lines_read": self.lines_read,
             "rows_written": self.rows_written, "rows_by_kind": self.rows_by_kind,
             "rows_quarantined": self.rows_quarantined, "comment_lines": self.comment_lines,
-            "lines_ignored": self.lines_ignored, "error": self.error,
+            "lines_ignored": self.lines_ignored, "first_line": self.first_line,
+            "error": self.error,
         }
 
 
@@ -99,7 +128,7 @@ class _Unrecognised(Format):
 
     name = "unknown"
 
-    def parse(self, con, table) -> ParseResult:
+    def parse(self, con, batch, prepared) -> ParseResult:
         return ParseResult([Part("http", "SELECT n AS source_line, line AS raw, "
                                  "NULL::TIMESTAMP AS ts, 'format not recognised' AS _reason "
                                  "FROM _batch")])
@@ -131,7 +160,8 @@ def ingest_paths(
     total, description)`` advances in bytes of the input files as stored (compressed size for
     compressed files); it may be called from worker threads (calls are serialised).
     A path that does not exist is an error line in the summary; if no path names any file,
-    UserError.
+    UserError. An uncompressed file that was ingested before and has grown since (same bytes,
+    more at the end) is read from the line after the last one ingested.
     """
     if fmt != "auto":
         formats.get(fmt)
@@ -158,12 +188,13 @@ def ingest_paths(
                 with lock:
                     progress(n, total, desc)
 
-        known = lake.committed_ids(con)
-        workers = max(1, min(2, len(inputs), os.cpu_count() or 1))
+        known = _known_files(con)
         tmpdir = ws.root / ".tmp"
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        cpus = os.cpu_count() or 1
+        with _Workers(cpus, tmpdir) as workers, \
+                ThreadPoolExecutor(max_workers=max(1, min(2, len(inputs), cpus))) as files:
             futures = [
-                pool.submit(_process, inp, fmt, org, stage_root, known, report, tmpdir)
+                files.submit(_process, inp, fmt, org, stage_root, known, report, workers)
                 for inp in inputs
             ]
             for fut in futures:
@@ -175,6 +206,16 @@ def ingest_paths(
         shutil.rmtree(stage_root, ignore_errors=True)
         shutil.rmtree(tmpdir, ignore_errors=True)
     return summary
+
+
+def _known_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[_Known]]:
+    """Manifest rows by path, largest first (the latest ingest of a growing file first)."""
+    known: dict[str, list[_Known]] = {}
+    for path, *row in con.execute(
+            "SELECT path, file_id, size, sha256, coalesce(first_line, 1), lines_read "
+            "FROM ingest_manifest ORDER BY size DESC").fetchall():
+        known.setdefault(path, []).append(_Known(*row))
+    return known
 
 
 # -- resolving inputs ----------------------------------------------------------------------
@@ -242,12 +283,47 @@ def _size(path: str) -> int:
 
 
 # -- one file --------------------------------------------------------------------------------
-def _hash(path: str) -> tuple[str, str | None]:
+class _Workers:
+    """The pool that parses batches, with one DuckDB connection per worker thread."""
+
+    def __init__(self, n: int, tmpdir: Path):
+        self.pool = ThreadPoolExecutor(max_workers=n)
+        self.tmpdir = tmpdir
+        self._local = threading.local()
+        self._cons: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+
+    def con(self) -> duckdb.DuckDBPyConnection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            self.tmpdir.mkdir(parents=True, exist_ok=True)
+            # Insertion order is kept: arrowfn.per_distinct relies on it.
+            con = duckdb.connect(config={"threads": os.cpu_count() or 1, "memory_limit": "1GB",
+                                         "temp_directory": str(self.tmpdir)})
+            sqlfn.install(con)
+            self._local.con = con
+            with self._lock:
+                self._cons.append(con)
+        return con
+
+    def submit(self, fn: Callable, *args) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True)
+        for con in self._cons:
+            con.close()
+
+
+def _hash(path: str) -> str:
     h = hashlib.sha256()
-    with reader.open_source(path) as src:
-        while block := src.read_block(reader.BLOCK):
-            h.update(block)
-        return h.hexdigest(), src.error
+    with reader.open_source(path, h) as src:
+        while src.read_block(reader.BLOCK):
+            pass
+    return h.hexdigest()
 
 
 def _sniff(path: str) -> tuple[str | None, bool]:
@@ -260,8 +336,9 @@ def _sniff(path: str) -> tuple[str | None, bool]:
     return formats.sniff(lines), bool(lines)
 
 
-def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path, known: set[str],
-             report: Callable[[int, str], None], tmpdir: Path) -> _FileResult:
+def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path,
+             known: dict[str, list[_Known]], report: Callable[[int, str], None],
+             workers: _Workers) -> _FileResult:
     res = _FileResult(inp, "failed", started_at=_now())
     try:
         if os.path.isdir(inp.path):
@@ -276,16 +353,20 @@ def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path, known: se
             res.fmt = name or "unknown"
         else:
             res.fmt = fmt
-        res.sha256, _ = _hash(inp.path)
-        res.file_id = res.sha256[:32]
-        if res.file_id in known:
-            res.status = "skipped"
-            report(res.size, inp.display)
-            return res
+        earlier = known.get(inp.display, []) if inp.path != "-" else []
+        if any(k.size == res.size for k in earlier):
+            # Probably unchanged: hash first rather than parse for nothing.
+            res.sha256 = _hash(inp.path)
+            res.file_id = res.sha256[:32]
+            if any(k.file_id == res.file_id for k in earlier):
+                res.status = "skipped"
+                report(res.size, inp.display)
+                return res
         res.staged = stage_root / uuid.uuid4().hex
         res.staged.mkdir(parents=True)
         parser = formats.FORMATS[res.fmt]() if res.fmt in formats.FORMATS else _Unrecognised()
-        _parse_file(inp, parser, org, res, report, tmpdir)
+        _parse_file(inp, parser, org, res, report, workers,
+                    [k for k in earlier if k.size < res.size])
         res.status = "ingested"
     except OSError as e:
         res.error = f"{inp.display}: cannot read: {e.strerror or e}"
@@ -294,7 +375,7 @@ def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path, known: se
     return res
 
 
-def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
+def _prefetch(it: Iterator, depth: int = 1) -> Iterator:
     """Run an iterator in a thread, ``depth`` items ahead (reading overlaps parsing)."""
     q: queue.Queue = queue.Queue(depth)
     done = object()
@@ -329,186 +410,236 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
                 t.join(0.05)
 
 
+def _resume(src: reader.Source, earlier: list[_Known]) -> _Known | None:
+    """If the file starts with the whole content of an earlier ingest of the same path that
+    ended with a newline, consume (and hash) that prefix and return that ingest."""
+    if src.compression or not earlier:
+        return None
+    prev = earlier[0]  # the largest: the latest ingest of a growing file
+    with open(src.path, "rb") as f:
+        f.seek(prev.size - 1)
+        if f.read(1) != b"\n":
+            return None
+    left = prev.size
+    while left and (data := src.read_block(min(left, reader.BLOCK))):
+        left -= len(data)
+    return prev if not left and src.hasher.copy().hexdigest() == prev.sha256 else None
+
+
 def _parse_file(inp: _Input, parser: Format, org: str | None, res: _FileResult,
-                report: Callable[[int, str], None], tmpdir: Path) -> None:
-    tmpdir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"threads": os.cpu_count() or 1, "memory_limit": "1GB",
-                                 "temp_directory": str(tmpdir),
-                                 "preserve_insertion_order": False})
+                report: Callable[[int, str], None], workers: _Workers,
+                earlier: list[_Known]) -> None:
+    hasher = hashlib.sha256() if res.sha256 is None else None
+    ctx = _Ctx(parser, res, org, inp)
+    src = reader.open_source(inp.path, hasher)
+    if hasher is not None and (prev := _resume(src, earlier)) is not None:
+        res.first_line, res.continues = prev.first_line + prev.lines_read, prev.file_id
+    elif src.raw_position():  # not a continuation after all: start over
+        src.close()
+        hasher = hashlib.sha256()
+        src = reader.open_source(inp.path, hasher)
+    pending: deque[Future] = deque()
+    pos = 0
     try:
-        sqlfn.install(con)
-        ctx = _Ctx(con, parser, res, org, inp)
-        with reader.open_source(inp.path) as src:
-            pending: list[reader.Batch] = []
-            size = 0
-            pos = 0
-            for batch in _prefetch(reader.iter_batches(src)):
-                pending.append(batch)
-                size += batch.nbytes
-                if size >= CHUNK_BYTES:
-                    ctx.chunk(pending)
-                    pending, size = [], 0
-                    new = src._raw.tell()
-                    report(new - pos, inp.display)
-                    pos = new
-            ctx.chunk(pending)
+        with src:
+            for k, batch in enumerate(_prefetch(reader.iter_batches(src, first=res.first_line))):
+                res.lines_read += batch.lines
+                res.comment_lines += batch.blank
+                prepared = parser.prepare(batch.table) if batch.table.num_rows else None
+                pending.append(workers.submit(ctx.chunk, workers, batch, prepared, k))
+                while len(pending) > INFLIGHT:
+                    ctx.collect(pending.popleft().result())
+                new = src.raw_position()
+                report(new - pos, inp.display)
+                pos = new
+            while pending:
+                ctx.collect(pending.popleft().result())
             report(res.size - pos, inp.display)
             if src.error:
                 res.error = f"{inp.display}: {src.error} (kept {res.lines_read} lines read before)"
     finally:
-        con.close()
+        for fut in pending:  # an error: let the queued work finish before the caller cleans up
+            fut.cancel()
+            if not fut.cancelled():
+                fut.exception()
+    if hasher is not None:
+        res.sha256 = hasher.hexdigest()
+        res.file_id = res.sha256[:32]
     accounted = res.rows_written + res.rows_quarantined + res.comment_lines + res.lines_ignored
     if accounted != res.lines_read:
         raise RuntimeError(f"line accounting mismatch: {res.lines_read} read, {accounted} "
                            "accounted for")
 
 
+@dataclass
+class _ChunkOut:
+    comments: int = 0
+    ignored: int = 0
+    quarantined: int = 0
+    rows_by_kind: dict = field(default_factory=dict)
+    orgs: set = field(default_factory=set)
+    quarantine_file: Path | None = None
+
+
 class _Ctx:
     """Per-file parse state: turns batches into staged Parquet and quarantine files."""
 
-    def __init__(self, con, parser: Format, res: _FileResult, org: str | None, inp: _Input):
-        self.con, self.parser, self.res, self.inp = con, parser, res, inp
-        self.org_sql = sql_str(org) if org else None
+    def __init__(self, parser: Format, res: _FileResult, org: str | None, inp: _Input):
+        self.parser, self.res, self.inp, self.org = parser, res, inp, org
         self.fallback_org = inp.folder_org or "default"
-        self.n = 0
 
-    def chunk(self, batches: list[reader.Batch]) -> None:
-        res, con = self.res, self.con
-        bad = [b for batch in batches for b in batch.bad]
-        res.lines_read += sum(b.lines for b in batches)
-        res.comment_lines += sum(b.blank for b in batches)
-        tables = [b.table for b in batches if b.table.num_rows]
-        parts: list[tuple[str, str]] = []  # (kind, temp table)
-        if tables:
-            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            con.register("_batch", table)
-            result = self.parser.parse(con, table)
-            res.comment_lines += result.comments
-            res.lines_ignored += result.ignored
-            for i, part in enumerate(result.parts):
-                name = f"_part{i}"
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {part.sql}")
-                parts.append((part.kind, name))
-            con.unregister("_batch")
-        self._write(parts, bad)
-        for _, name in parts:
-            con.execute(f"DROP TABLE IF EXISTS {name}")
+    def collect(self, out: _ChunkOut) -> None:
+        res = self.res
+        res.comment_lines += out.comments
+        res.lines_ignored += out.ignored
+        res.rows_quarantined += out.quarantined
+        for kind, n in out.rows_by_kind.items():
+            res.rows_by_kind[kind] = res.rows_by_kind.get(kind, 0) + n
+            res.rows_written += n
+        res.orgs |= out.orgs
+        if out.quarantine_file:
+            res.quarantine_files.append(out.quarantine_file)
 
-    def _write(self, parts: list[tuple[str, str]], bad: list[tuple[int, str, str]]) -> None:
-        res, con = self.res, self.con
-        chunk = self.n
-        self.n += 1
-        for kind in schema.KINDS:
-            names = [t for k, t in parts if k == kind]
-            if not names:
-                continue
-            projections = [self._project(kind, t) for t in names]
-            rows = 0
-            for t, (_, org) in zip(names, projections, strict=True):
-                for o, c in con.execute(f"SELECT {org}, count(*) FROM {t} "
-                                        "WHERE _reason IS NULL GROUP BY ALL").fetchall():
-                    res.orgs.add(o)
-                    rows += c
-            if not rows:
-                continue
-            sel = " UNION ALL ".join(p for p, _ in projections)
-            res.rows_written += rows
-            res.rows_by_kind[kind] = res.rows_by_kind.get(kind, 0) + rows
-            _write_partitions(con.sql(sel).to_arrow_table(), res.staged / kind / f"c{chunk}")
-        qsel = [f"SELECT source_line, _reason AS reason, left(raw, {reader.RAW_KEEP}) AS raw "
-                f"FROM {t} WHERE _reason IS NOT NULL" for _, t in parts]
-        if bad:
-            con.register("_bad", pa.table({
-                "source_line": pa.array([b[0] for b in bad], pa.int64()),
-                "reason": [b[1] for b in bad], "raw": [b[2] for b in bad]}))
-            qsel.append("SELECT * FROM _bad")
-        if qsel:
-            con.execute("CREATE OR REPLACE TEMP TABLE _q AS " + " UNION ALL ".join(qsel))
-            nq = con.execute("SELECT count(*) FROM _q").fetchall()[0][0]
-            if nq:
-                res.rows_quarantined += nq
-                qf = res.staged / f"quarantine_{chunk}.parquet"
-                con.execute(f"COPY _q TO {sql_str(str(qf))} (FORMAT parquet)")
-                res.quarantine_files.append(qf)
-            con.execute("DROP TABLE _q")
-        if bad:
-            con.unregister("_bad")
+    def chunk(self, workers: _Workers, batch: reader.Batch, prepared: Any, k: int) -> _ChunkOut:
+        """Parse one batch and write its rows (runs on a worker thread)."""
+        con = workers.con()
+        out = _ChunkOut()
+        parts: list[tuple[str, pa.Table]] = []
+        if batch.table.num_rows:
+            con.register("_batch", batch.table)
+            result = ParseResult()
+            try:
+                result = self.parser.parse(con, batch, prepared)
+                for part in result.parts:
+                    table = part.table if part.table is not None else \
+                        con.sql(part.sql).to_arrow_table().combine_chunks()
+                    parts.append((part.kind, table))
+            finally:
+                for view in ["_batch", *result.views]:
+                    con.unregister(view)
+            out.comments, out.ignored = result.comments, result.ignored
+        quarantine = []
+        if batch.bad:
+            quarantine.append(pa.table({
+                "source_line": pa.array([b[0] for b in batch.bad], pa.int64()),
+                "reason": pa.array([b[1] for b in batch.bad], pa.string()),
+                "raw": pa.array([b[2] for b in batch.bad], pa.string())}))
+        for i, (kind, table) in enumerate(parts):
+            rows, bad = self._project(con, kind, table)
+            if bad is not None:
+                quarantine.append(bad)
+            if rows is not None and rows.num_rows:
+                out.rows_by_kind[kind] = out.rows_by_kind.get(kind, 0) + rows.num_rows
+                out.orgs |= _write_partitions(rows, self.res.staged / kind / f"c{k}p{i}")
+        if quarantine:
+            q = pa.concat_tables(quarantine)
+            out.quarantined = q.num_rows
+            out.quarantine_file = self.res.staged / f"quarantine_{k}.parquet"
+            pq.write_table(q, out.quarantine_file)
+        return out
 
-    def _project(self, kind: str, table: str) -> tuple[str, str]:
-        """(SELECT of the kind's columns from a part table, the org_id expression)."""
-        have = {r[0] for r in self.con.execute(f"DESCRIBE {table}").fetchall()}
-        org = self.org_sql or (
-            f"coalesce(nullif(left(regexp_replace(_org, '[^A-Za-z0-9._-]', '_', 'g'), 100), ''), "
-            f"{sql_str(self.fallback_org)})" if "_org" in have else sql_str(self.fallback_org))
-        fixed = {
-            "org_id": org, "ts": "ts", "event_date": "CAST(ts AS DATE)",
-            "event_kind": sql_str(kind), "file_id": sql_str(self.res.file_id),
-            "source_file": sql_str(self.inp.display), "source_line": "source_line", "raw": "raw",
-        }
-        derived = {}
-        if "source_ip" in have:
-            # The IPv6 expression is costly even where unused: only when the chunk has one.
-            v6 = self.con.execute(
-                f"SELECT bool_or(strpos(source_ip, ':') > 0) FROM {table}").fetchall()[0][0]
-            derived["source_ip_num"] = "ts_ip_num(source_ip)" if v6 else "_ts_v4num(source_ip)"
-        if "url_original" in have:
-            derived["url_path"] = "ts_url_path(url_original)"
-            derived["url_query"] = "ts_url_query(url_original)"
-            derived["url_decoded"] = "ts_url_decode(url_original)"
-        cols = []
+    def _project(self, con, kind: str, t: pa.Table) -> tuple[pa.Table | None, pa.Table | None]:
+        """(the kind's lake columns of the good rows, with org_id and event_date; the
+        quarantine rows (source_line, reason, raw))."""
+        bad = None
+        if "_reason" in t.column_names:
+            reason = t.column("_reason")
+            if reason.null_count < len(reason):
+                is_bad = pc.is_valid(reason)
+                q = t.filter(is_bad)
+                bad = pa.table({
+                    "source_line": q.column("source_line").cast(pa.int64()),
+                    "reason": q.column("_reason").cast(pa.string()),
+                    "raw": pc.utf8_slice_codeunits(q.column("raw").cast(pa.string()), 0,
+                                                   reader.RAW_KEEP)})
+                t = t.filter(pc.invert(is_bad))
+        n = t.num_rows
+        if not n:
+            return None, bad
+        have = set(t.column_names)
+        if self.org:
+            org = constant(self.org, n)
+        elif "_org" in have:
+            (org,) = per_distinct(con, t.column("_org"), [
+                "nullif(left(regexp_replace(v, '[^A-Za-z0-9._-]', '_', 'g'), 100), '')"])
+            org = pc.fill_null(org.cast(pa.string()), self.fallback_org)
+        else:
+            org = constant(self.fallback_org, n)
+        cols: dict[str, Any] = {"org_id": org}
+        derived: dict[str, Any] = {}
+        if "source_ip" in have and "source_ip_num" not in have:
+            # Parquet has no 128-bit integer: DECIMAL(38,0) is exact for IPv4 and all of
+            # 2000::/3; the view reads it back as UHUGEINT.
+            (derived["source_ip_num"],) = per_distinct(
+                con, t.column("source_ip"), ["TRY_CAST(ts_ip_num(v) AS DECIMAL(38,0))"])
+        urls = [c for c in ("url_path", "url_query", "url_decoded") if c not in have]
+        if "url_original" in have and urls:
+            derived.update(zip(urls, per_distinct(con, t.column("url_original"),
+                                                  [_URL_SQL[c] for c in urls]), strict=True))
+        fixed = {"event_kind": constant(kind, n), "source_file": constant(self.inp.display, n)}
         for name, typ in schema.KINDS[kind]:
-            if name in fixed:
-                expr = fixed[name]
-            elif name in have:
-                expr = f'"{name}"'
-            elif name in derived:
-                expr = derived[name]
-            else:
-                expr = "NULL"
-            if typ == "UHUGEINT":
-                # Parquet has no 128-bit integer (DuckDB would write DOUBLE): DECIMAL(38,0) is
-                # exact for IPv4 and all of 2000::/3; read it back with CAST(.. AS UHUGEINT).
-                cols.append(f'TRY_CAST({expr} AS DECIMAL(38,0)) AS "{name}"')
-            else:
-                cols.append(f'CAST({expr} AS {typ}) AS "{name}"')
-        return f"SELECT {', '.join(cols)} FROM {table} WHERE _reason IS NULL", org
+            if name in ("org_id", "file_id"):  # file_id: from the file name (workspace view)
+                continue
+            if name == "event_date":
+                cols[name] = pc.cast(cols["ts"], pa.date32())
+                continue
+            col = fixed.get(name)
+            if col is None:
+                col = t.column(name) if name in have else derived.get(name)
+            cols[name] = _as_type(col, _ARROW[typ], n)
+        return pa.table(cols), bad
 
 
-# Columns with few distinct values: dictionary-encoded in Parquet (the others are not, which
-# saves the writer a dictionary attempt on every long string).
-_DICT_COLUMNS = ["event_kind", "file_id", "source_file", "http_request_method", "http_version",
-                 "url_domain", "destination_ip", "user_agent_original", "http_request_referrer",
-                 "category", "signature"]
+_URL_SQL = {"url_path": "ts_url_path(v)", "url_query": "ts_url_query(v)",
+            "url_decoded": "ts_url_decode(v)"}
+_ARROW = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(),
+          "BIGINT": pa.int64(), "INTEGER": pa.int32(), "UHUGEINT": pa.decimal128(38, 0),
+          "VARCHAR[]": pa.list_(pa.string())}
 
 
-def _write_partitions(table: pa.Table, out: Path) -> None:
+def _as_type(col, typ: pa.DataType, n: int):
+    if col is None:
+        return pa.nulls(n, typ)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if col.type == typ or (isinstance(col, pa.DictionaryArray) and col.type.value_type == typ):
+        return col
+    return col.cast(typ)
+
+
+def _write_partitions(table: pa.Table, out: Path) -> set[str]:
     """Write ``out/org_id=<o>/event_date=<d>/part_<i>.parquet`` (hive layout, NULL date as
-    ``__HIVE_DEFAULT_PARTITION__``). DuckDB's PARTITION_BY costs about twice a plain write;
-    logs are mostly in time order, so partitions are usually contiguous runs: slice them."""
-    if not table.num_rows:
-        return
-    dates = pc.fill_null(pc.cast(table.column("event_date"), pa.string()),
-                         "__HIVE_DEFAULT_PARTITION__")
-    key = pc.binary_join_element_wise(table.column("org_id"), dates, "\x00")
-    runs = pc.run_end_encode(key).combine_chunks() if isinstance(key, pa.ChunkedArray) else \
-        pc.run_end_encode(key)
+    ``__HIVE_DEFAULT_PARTITION__``); returns the organisations written. Logs are mostly in
+    time order, so partitions are usually contiguous runs: slice them, sort only if not."""
+    org = table.column("org_id").combine_chunks()
+    dates = table.column("event_date").combine_chunks()
+    one_org = isinstance(org, pa.DictionaryArray) and len(org.dictionary) == 1
+    key = dates if one_org else pc.binary_join_element_wise(
+        org.cast(pa.string()), pc.fill_null(dates.cast(pa.string()), _HIVE_NULL), "\x00")
+    runs = pc.run_end_encode(key)
     if len(runs.values) != len(pc.unique(key)):  # not grouped: sort once
         order = pc.sort_indices(key)
         table, key = table.take(order), pc.take(key, order)
+        org = table.column("org_id").combine_chunks()
         runs = pc.run_end_encode(key)
-        if isinstance(runs, pa.ChunkedArray):
-            runs = runs.combine_chunks()
     data = table.drop_columns(["org_id", "event_date"])
-    dict_cols = [c for c in _DICT_COLUMNS if c in data.column_names]
+    dict_cols = [c for c in data.column_names if c not in ("raw", "source_line")]
+    orgs: set[str] = set()
     start = 0
     for i, (end, k) in enumerate(zip(runs.run_ends.to_pylist(), runs.values.to_pylist(),
                                      strict=True)):
-        org, date = k.split("\x00")
-        folder = out / f"org_id={org}" / f"event_date={date}"
+        if one_org:
+            o, date = org.dictionary[0].as_py(), _HIVE_NULL if k is None else k.isoformat()
+        else:
+            o, date = k.split("\x00")
+        orgs.add(o)
+        folder = out / f"org_id={o}" / f"event_date={date}"
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(data.slice(start, end - start), folder / f"part_{i}.parquet",
-                       compression="snappy", use_dictionary=dict_cols)
+                       compression="snappy", use_dictionary=dict_cols,
+                       write_statistics=["ts", "source_line"])
         start = end
+    return orgs
 
 
 # -- commit ----------------------------------------------------------------------------------
@@ -547,10 +678,12 @@ def _commit(ws: Workspace, con: duckdb.DuckDBPyConnection, res: _FileResult,
         con.execute(
             "INSERT INTO ingest_manifest (file_id, path, size, sha256, format, org_id, "
             "lines_read, rows_written, rows_quarantined, comment_lines, lines_ignored, error, "
-            "started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "started_at, finished_at, first_line, continues) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [res.file_id, inp.display, res.size, res.sha256, res.fmt, ",".join(orgs),
              res.lines_read, res.rows_written, res.rows_quarantined, res.comment_lines,
-             res.lines_ignored, res.error, res.started_at, _now()])
+             res.lines_ignored, res.error, res.started_at, _now(), res.first_line,
+             res.continues])
         for o in orgs:
             ws.ensure_org(con, o)
         con.execute("COMMIT")

@@ -1,10 +1,14 @@
 """Read a (possibly compressed) log as Arrow batches of lines, without a per-line Python loop.
 
-    with open_source("access.log.gz") as src:
+    with open_source("access.log.gz", hasher=hashlib.sha256()) as src:
         for batch in iter_batches(src):
             batch.table            # pa.Table: n BIGINT (1-based line number), line VARCHAR
             batch.bad              # [(n, reason, raw)] lines that cannot be parsed at all
+            batch.block            # the batch's bytes when every line is in table (else None)
             batch.lines, batch.blank, batch.nbytes
+        src.hasher.hexdigest()     # of all the decompressed bytes read
+
+One batch holds the whole lines of one ``BLOCK`` of input (the unit of parallel work).
 
 Blocks of ``BLOCK`` bytes are split into lines by Arrow (``split_pattern``) and validated as UTF-8
 in one cast. Only a block that fails validation is walked line by line in Python, to quarantine
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-BLOCK = 16 << 20
+BLOCK = 32 << 20
 MAX_LINE = 1 << 20  # longer lines are quarantined ("line too long")
 RAW_KEEP = 4096
 COMPRESSED_STEP = 256 << 10  # bytes of a quarantined line kept in the quarantine table
@@ -42,10 +46,13 @@ def compression_of(head: bytes) -> str | None:
 
 
 class Source(io.RawIOBase):
-    """A decompressed byte stream over a file; errors from damaged streams end it (see .error)."""
+    """A decompressed byte stream over a file; errors from damaged streams end it (see .error).
 
-    def __init__(self, path: str):
+    With a ``hasher`` (hashlib object), every byte returned by ``read_block`` is fed to it."""
+
+    def __init__(self, path: str, hasher=None):
         self.path = path
+        self.hasher = hasher
         self.error: str | None = None
         self._raw = open(path, "rb")  # noqa: SIM115 - closed in close()
         self.compression = compression_of(self._raw.peek(4)[:4])
@@ -67,6 +74,16 @@ class Source(io.RawIOBase):
 
         Compressed streams are read in small steps so that a damaged stream loses at most one
         step of the data before the damage."""
+        data = self._read(n)
+        if self.hasher is not None and data:
+            self.hasher.update(data)  # releases the GIL: overlaps the parsing threads
+        return data
+
+    def raw_position(self) -> int:
+        """Bytes of the file as stored (compressed size for compressed files) consumed so far."""
+        return self._raw.tell()
+
+    def _read(self, n: int) -> bytes:
         if self.error:
             return b""
         if self._f is self._raw:
@@ -136,8 +153,8 @@ class _Members:
         pass
 
 
-def open_source(path: str) -> Source:
-    return Source(path)
+def open_source(path: str, hasher=None) -> Source:
+    return Source(path, hasher)
 
 
 @dataclass
@@ -147,6 +164,9 @@ class Batch:
     blank: int = 0
     bad: list[tuple[int, str, str]] = field(default_factory=list)
     nbytes: int = 0
+    # The bytes of exactly the lines of ``table`` (newline separated, CRLF allowed, no lone CR)
+    # when no line was blank, bad or too long: parsers may split it themselves (pyarrow.csv).
+    block: bytes | None = None
 
 
 def _empty_table() -> pa.Table:
@@ -204,7 +224,11 @@ def lines_to_batch(block: bytes, first: int) -> Batch:
     table = pa.table({"n": nums, "line": lines})
     if blank:
         table = table.filter(pc.invert(empty))
-    return Batch(table=table, lines=count, blank=blank, bad=bad, nbytes=len(block) + count)
+    clean = not blank and not bad and (
+        b"\r" not in block
+        or block.count(b"\r") - block.count(b"\r\n") == int(block.endswith(b"\r")))
+    return Batch(table=table, lines=count, blank=blank, bad=bad, nbytes=len(block) + count,
+                 block=block if clean else None)
 
 
 def _rstrip_cr(parts: pa.Array) -> pa.Array:
@@ -215,10 +239,10 @@ def _rstrip_cr(parts: pa.Array) -> pa.Array:
     return pc.if_else(ends_cr, pc.binary_slice(parts, 0, -1), parts)
 
 
-def iter_batches(src: Source, block: int = BLOCK) -> Iterator[Batch]:
-    """Batches of whole lines from a Source, numbered from 1, bounded memory per line."""
+def iter_batches(src: Source, block: int | None = None, first: int = 1) -> Iterator[Batch]:
+    """Batches of whole lines from a Source, numbered from ``first``, bounded memory per line."""
+    block = block or BLOCK
     carry = b""
-    first = 1
     skipping: tuple[int, bytes] | None = None  # (line number, kept head) of a too-long line
     while True:
         data = src.read_block(block)

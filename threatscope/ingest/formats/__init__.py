@@ -1,20 +1,25 @@
 """Log format plug-ins: one small class per format, found by name in ``FORMATS``.
 
     from threatscope.ingest.formats import FORMATS, sniff
-    fmt_cls = FORMATS["w3c"]            # or sniff(first_lines) -> "w3c" | None
-    parser = fmt_cls()                  # one instance per file: it may keep header state
-    result = parser.parse(con, table)   # table: pa.Table(n BIGINT, line VARCHAR), also `_batch`
+    fmt_cls = FORMATS["w3c"]                  # or sniff(first_lines) -> "w3c" | None
+    parser = fmt_cls()                        # one instance per file: it may keep header state
+    prepared = parser.prepare(batch.table)    # in file order (header state)
+    result = parser.parse(con, batch, prepared)   # any thread; batch.table is also `_batch`
 
 A plug-in subclasses ``Format``, sets ``name``, implements ``sniff`` (a score 0..1 on the first
-lines of a file) and ``parse`` (SQL over the batch), and lives in a module of this package:
-modules here are imported automatically, so adding a format touches nothing else.
+lines of a file) and ``parse``, and lives in a module of this package: modules here are imported
+automatically, so adding a format touches nothing else. The driver parses the batches of a file
+in parallel: ``prepare`` is called for each batch in file order and is the only method that may
+change the instance (e.g. apply ``#Fields:`` headers); ``parse`` must not change it.
 
-``parse`` returns ``ParseResult(parts, comments, ignored)``. Each ``Part(kind, sql)`` is a
-SELECT over the registered view ``_batch`` (or the plug-in's own views) giving, per line it
-covers: ``source_line``, ``raw``, ``ts``, ``_reason`` (NULL when the line is a good row, else the
-quarantine reason), optionally ``_org`` (an organisation named by the record) and any columns of
-the kind (``schema.KINDS``). The driver fills the rest (org_id, event_date, file_id, ip number,
-url split/decoding...). Every line of the batch must land in exactly one part or count.
+``parse`` returns ``ParseResult(parts, comments, ignored, views)``. Each ``Part`` is either
+``Part(kind, sql)``, a SELECT over the registered view ``_batch`` (or views the plug-in
+registered on ``con`` and lists in ``views``), or ``Part(kind, table=...)``, an Arrow table;
+either gives, per line it covers: ``source_line``, ``raw``, ``ts``, ``_reason`` (NULL when the
+line is a good row, else the quarantine reason; may be absent when all rows are good),
+optionally ``_org`` (an organisation named by the record) and any columns of the kind
+(``schema.KINDS``). The driver fills the rest (org_id, event_date, ip number, url split and
+decoding...). Every line of the batch must land in exactly one part or count.
 """
 
 from __future__ import annotations
@@ -22,18 +27,22 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 import pyarrow as pa
 
 from threatscope.errors import UserError
 
+if TYPE_CHECKING:
+    from threatscope.ingest.reader import Batch
+
 
 @dataclass
 class Part:
     kind: str  # an event kind of schema.KINDS
-    sql: str
+    sql: str | None = None
+    table: pa.Table | None = None
 
 
 @dataclass
@@ -41,6 +50,7 @@ class ParseResult:
     parts: list[Part] = field(default_factory=list)
     comments: int = 0  # header / comment lines
     ignored: int = 0  # valid records of no interest (e.g. EVE flow events)
+    views: list[str] = field(default_factory=list)  # registered by parse; dropped after use
 
 
 class Format:
@@ -54,7 +64,12 @@ class Format:
         """How sure (0..1) that these first non-empty lines of a file are this format."""
         return 0.0
 
-    def parse(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> ParseResult:
+    def prepare(self, table: pa.Table) -> Any:
+        """Called once per batch in file order before ``parse``; returns what ``parse`` needs of
+        the per-file state at that batch. The default has no state."""
+        return None
+
+    def parse(self, con: duckdb.DuckDBPyConnection, batch: Batch, prepared: Any) -> ParseResult:
         raise NotImplementedError
 
 

@@ -6,7 +6,12 @@ Both plug-ins share one parser, so a file that mixes the two layouts is read eit
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from threatscope.ingest.arrowfn import expand, per_distinct, split_fields
 from threatscope.ingest.formats import Format, ParseResult, Part, register
 
 # Fallback for lines the quote split cannot handle (escaped \" inside a field, extra nginx
@@ -21,7 +26,7 @@ _RX_FIELDS = "['ip', 'ident', 'usr', 'dt', 'req', 'status', 'bytes', 'ref', 'ua'
 _REQ_RX = r"^([A-Za-z][A-Za-z0-9_.-]*) (.*?)(?: (HTTP/[0-9.]+))?$"
 
 _SQL = rf"""
-WITH s AS (SELECT n, line, string_split(line, '"') AS q FROM _batch),
+WITH s AS (SELECT n, line, string_split(line, '"') AS q FROM {{src}}),
 p AS (
     SELECT n, line, q, len(q) AS nq, string_split(q[1], ' ') AS h,
            string_split(trim(q[3]), ' ') AS st
@@ -78,9 +83,71 @@ _HEAD = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] "')
 _COMBINED = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] ".*" \S+ \S+ ".*" ".*"')
 
 
+# Fast path: the fields split by pyarrow.csv (space separated, '"' quoting), then the same
+# expressions as _SQL's split path, evaluated per distinct value (arrowfn.per_distinct).
+_TS = ("CASE WHEN starts_with(v, '[') AND ends_with(v, ']') THEN "
+       "try_strptime(substr(split_part(v, ' ', 1), 2), '%d/%b/%Y:%H:%M:%S') "
+       "- to_minutes(_ts_tzmin(rtrim(split_part(v, ' ', 2), ']'))) END")
+_SIMPLE = "len(r) = 3 AND starts_with(r[3], 'HTTP/')"
+_REQUEST = [f"CASE WHEN {_SIMPLE} THEN r[{i}] END" for i in (1, 2, 3)] + [_SIMPLE]
+_STATUS = ["try_cast(v AS INTEGER)", "v = '-' OR try_cast(v AS INTEGER) IS NOT NULL"]
+
+
 class _Access(Format):
-    def parse(self, con, table) -> ParseResult:
-        return ParseResult([Part("http", _SQL)])
+    fields: ClassVar[int]  # space-separated fields of a well-formed line
+
+    def parse(self, con, batch, prepared) -> ParseResult:
+        result = ParseResult()
+        fast = self._fast(con, batch) if batch.block is not None else None
+        rest = batch.table
+        if fast is not None:
+            part, rest = fast
+            if part.num_rows:
+                result.parts.append(Part("http", table=part))
+        if rest.num_rows:
+            con.register("_rest", rest)
+            result.views.append("_rest")
+            result.parts.append(Part("http", _SQL.replace("{src}", "_rest")))
+        return result
+
+    def _fast(self, con, batch) -> tuple[pa.Table, pa.Table] | None:
+        """(rows read on the fast path, the (n, line) rows left to _SQL), or None."""
+        split = split_fields(batch.block, self.fields, quote='"')
+        if split is None:
+            return None
+        f, valid = split
+        table = batch.table if valid is None else batch.table.filter(valid)
+        # The CSV reader is lenient with stray quotes (text after a closing quote is kept):
+        # rebuilding the line from the fields proves that they are what _SQL's split gives.
+        quoted = {5, 8, 9} if self.fields == 10 else {5}
+        rebuilt = pc.binary_join_element_wise(*(
+            pc.binary_join_element_wise("", f.column(i), "", '"') if i in quoted else f.column(i)
+            for i in range(self.fields)), " ")
+        good = pc.equal(rebuilt, table.column("line"))
+        del rebuilt
+        (ts,) = per_distinct(con, pc.binary_join_element_wise(f.column(3), f.column(4), " "),
+                             [_TS])
+        method, url, version, simple = per_distinct(con, f.column(5), _REQUEST,
+                                                    let="string_split(v, ' ') AS r")
+        status, status_ok = per_distinct(con, f.column(6), _STATUS)
+        good = pc.and_(pc.and_(good, pc.is_valid(ts)), pc.and_(simple, status_ok))
+        cols = {
+            "source_line": table.column("n"), "raw": table.column("line"), "ts": ts,
+            "source_ip": pc.dictionary_encode(f.column(0)),
+            "user_name": per_distinct(con, f.column(2), ["ts_dash(v)"])[0],
+            "http_request_method": method, "url_original": url, "http_version": version,
+            "http_response_status_code": status,
+            "http_response_body_bytes": per_distinct(con, f.column(7),
+                                                     ["try_cast(v AS BIGINT)"])[0],
+        }
+        if self.fields == 10:
+            cols["http_request_referrer"], cols["user_agent_original"] = (
+                per_distinct(con, f.column(i), ["ts_dash(v)"])[0] for i in (8, 9))
+        part = pa.table(cols)
+        left = pc.invert(expand(valid, good))
+        if pc.all(good).as_py():
+            return part, batch.table.filter(left)
+        return part.filter(good), batch.table.filter(left)
 
 
 @register
@@ -94,14 +161,16 @@ class Combined(_Access):
     derived), http_version; status -> http_response_status_code; bytes (``-`` = NULL) ->
     http_response_body_bytes; Referer -> http_request_referrer; User-Agent -> user_agent_original.
 
-    Fast path: split on ``"`` then on spaces; lines that do not split into the expected shape
-    (escaped quotes, extra nginx fields, no time zone) go through a regular expression. A request
+    Fast path: fields split by pyarrow.csv (space separated, ``"`` quoted); lines that do not
+    split into the expected shape (escaped quotes, extra nginx fields, no time zone) go through
+    the SQL parser, which splits on ``"`` and falls back to a regular expression. A request
     line that is not ``METHOD TARGET [HTTP/x]`` (``-``, TLS bytes logged as ``\\x16\\x03...``)
     keeps the row with method/url NULL (the raw line stays searchable). Lines that match neither
     path, impossible timestamps and non-numeric status codes are quarantined.
     """
 
     name = "combined"
+    fields = 10
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:
@@ -114,6 +183,7 @@ class Common(_Access):
     User-Agent (those columns are NULL). Same fields and rules as ``combined``."""
 
     name = "common"
+    fields = 8
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:

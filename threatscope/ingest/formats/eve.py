@@ -66,7 +66,7 @@ class Eve(Format):
         objs = sniff_json(lines)
         return sum("event_type" in o for o in objs) / max(1, len(lines))
 
-    def parse(self, con, table) -> ParseResult:
+    def parse(self, con, batch, prepared) -> ParseResult:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _eve AS SELECT *, ts_iso_ts(j.timestamp) AS ts "
             f"FROM ({struct_sql('_batch', _SHAPE)})"

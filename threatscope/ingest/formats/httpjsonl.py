@@ -36,7 +36,7 @@ class HttpJsonl(Format):
         hits = sum("uri" in o and "method" in o and "event_type" not in o for o in objs)
         return hits / max(1, len(lines))
 
-    def parse(self, con, table) -> ParseResult:
+    def parse(self, con, batch, prepared) -> ParseResult:
         sql = f"""
         SELECT n AS source_line, line AS raw, ts, j.org_id AS _org,
             CASE WHEN j IS NULL THEN 'invalid JSON'

@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from threatscope.ingest.arrowfn import expand, per_distinct, split_fields
 from threatscope.ingest.formats import Part, register, sql_str
 from threatscope.ingest.formats._directive import DirectiveFormat
 
@@ -75,43 +79,86 @@ class W3C(DirectiveFormat):
         if key == "#fields":
             self._fields = tuple(f.lower() for f in value.split())
         elif key == "#date":
-            d = value.strip().split(" ")[0]
-            if d == self._date:
-                return None
-            self._date = d
+            self._date = value.strip().split(" ")[0]
         else:
             return None
-        return _Schema(self._fields, self._date) if self._fields is not None else None
+        if self._fields is None:
+            return None
+        # '#Date:' matters only without a date field (IIS repeats it on every restart).
+        return _Schema(self._fields, None if "date" in self._fields else self._date)
 
     def schema_part(self, con, schema: _Schema | None, src: str) -> Part:
         if schema is None:
             return Part("http", f"""SELECT n AS source_line, line AS raw, NULL::TIMESTAMP AS ts,
                 'W3C data line before any #Fields: header' AS _reason FROM {src}""")
-        pos = {f: i + 1 for i, f in enumerate(schema.fields)}
-        cols: dict[str, str] = {}
-        for f, i in pos.items():
-            if f in _MAP:
-                col, expr = _MAP[f]
-                cols.setdefault(col, expr.format(v=f"ts_dash(f[{i}])"))
-        if "url_original" not in cols and "url_path" in cols:
-            q = cols.get("url_query", "NULL")
-            cols["url_original"] = f"{cols['url_path']} || coalesce('?' || {q}, '')"
-        if "url_original" in cols:
-            cols.setdefault("url_path", f"ts_url_path({cols['url_original']})")
-            cols.setdefault("url_query", f"ts_url_query({cols['url_original']})")
-        if "date" in pos and "time" in pos:
-            ts = f"try_cast(f[{pos['date']}] || ' ' || f[{pos['time']}] AS TIMESTAMP)"
-        elif "time" in pos and schema.date:
-            ts = f"try_cast({sql_str(schema.date)} || ' ' || f[{pos['time']}] AS TIMESTAMP)"
-        else:
-            ts = None
+        cols, ts = _columns(schema)
         k = len(schema.fields)
         bad_ts = "WHEN ts IS NULL THEN 'invalid timestamp'" if ts else ""
-        select = ", ".join(f"{e} AS {c}" for c, e in cols.items())
+        select = "".join(f", {e} AS {c}" for c, e in cols.items())
         return Part("http", f"""
             SELECT n AS source_line, line AS raw, ts,
                 CASE WHEN len(f) <> {k} THEN 'W3C: ' || len(f) || ' fields, #Fields declares {k}'
-                     {bad_ts} END AS _reason
-                {', ' + select if select else ''}
+                     {bad_ts} END AS _reason {select}
             FROM (SELECT *, {ts or 'NULL::TIMESTAMP'} AS ts
                   FROM (SELECT n, line, string_split(line, ' ') AS f FROM {src}))""")
+
+    def fast(self, con, batch, schema: _Schema | None, data) -> tuple[pa.Table, pa.Table] | None:
+        """The same expressions as ``schema_part``, evaluated per distinct value of the fields
+        they read, on fields split by pyarrow.csv. Lines with another field count or an
+        invalid timestamp are left to ``schema_part`` (which gives the reason)."""
+        if schema is None:
+            return None
+        cols, ts = _columns(schema)
+        if ts is None:
+            return None
+        split = split_fields(batch.block, len(schema.fields))
+        if split is None:
+            return None
+        fields, valid = split
+        out = {"ts": _eval(con, fields, ts)}
+        for col, expr in cols.items():
+            out[col] = _eval(con, fields, expr)
+        good = pc.is_valid(out["ts"])
+        if data is not None:
+            good = pc.and_(good, data if valid is None else data.filter(valid))
+        table = batch.table if valid is None else batch.table.filter(valid)
+        part = pa.table({"source_line": table.column("n"), "raw": table.column("line"), **out})
+        everywhere = expand(valid, good)
+        left = pc.invert(everywhere) if data is None else pc.and_(data, pc.invert(everywhere))
+        if pc.all(good).as_py():
+            return part, batch.table.filter(left)
+        return part.filter(good), batch.table.filter(left)
+
+
+def _columns(schema: _Schema) -> tuple[dict[str, str], str | None]:
+    """(column -> SQL over the split fields ``f``, the timestamp SQL or None)."""
+    pos = {f: i + 1 for i, f in enumerate(schema.fields)}
+    cols: dict[str, str] = {}
+    for f, i in pos.items():
+        if f in _MAP:
+            col, expr = _MAP[f]
+            cols.setdefault(col, expr.format(v=f"ts_dash(f[{i}])"))
+    if "url_original" not in cols and "url_path" in cols:
+        q = cols.get("url_query", "NULL")
+        cols["url_original"] = f"{cols['url_path']} || coalesce('?' || {q}, '')"
+    if "date" in pos and "time" in pos:
+        ts = f"try_cast(f[{pos['date']}] || ' ' || f[{pos['time']}] AS TIMESTAMP)"
+    elif "time" in pos and schema.date:
+        ts = f"try_cast({sql_str(schema.date)} || ' ' || f[{pos['time']}] AS TIMESTAMP)"
+    else:
+        ts = None
+    return cols, ts
+
+
+_FIELD = re.compile(r"f\[(\d+)\]")
+
+
+def _eval(con, fields: pa.Table, expr: str) -> pa.Array:
+    """``expr`` (SQL over ``f[i]``) per distinct combination of the fields it reads."""
+    idx = sorted({int(i) for i in _FIELD.findall(expr)})
+    if len(idx) == 1:
+        return per_distinct(con, fields.column(idx[0] - 1), [_FIELD.sub("v", expr)])[0]
+    # Fields never contain the space they were split on: join them with one.
+    key = pc.binary_join_element_wise(*(fields.column(i - 1) for i in idx), " ")
+    sub = _FIELD.sub(lambda m: f"string_split(v, ' ')[{idx.index(int(m[1])) + 1}]", expr)
+    return per_distinct(con, key, [sub])[0]

@@ -92,11 +92,14 @@ class Zeek(DirectiveFormat):
                            self._hdr["empty"], self._hdr["unset"], self._hdr["path"])
         return None
 
-    def parse(self, con, table: pa.Table) -> ParseResult:
+    def prepare(self, table: pa.Table):
         if self._json is None and table.num_rows:
             self._json = table.column("line")[0].as_py().lstrip().startswith("{")
-        if not self._json:
-            return super().parse(con, table)
+        return None if self._json else super().prepare(table)
+
+    def parse(self, con, batch, prepared) -> ParseResult:
+        if prepared is not None:
+            return super().parse(con, batch, prepared)
         return self._parse_json(con)
 
     def schema_part(self, con, schema: _Schema | None, src: str) -> Part | int:
