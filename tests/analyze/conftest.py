@@ -29,7 +29,7 @@ class WsBuilder:
                event: tuple[str, int] | None = None) -> WsBuilder:
         """``n`` detections at ``ts``, each on a new event unless ``event=(file_id, line)``
         names the one event they all match."""
-        file_id, first = event or ("f1", self._line + 1)
+        file_id, first = event or ("auto", self._line + 1)
         if event is None:
             self._line += n
         step = 0 if event else 1

@@ -51,6 +51,50 @@ def test_two_rules_on_one_event_count_once_per_campaign_and_twice_per_rule(build
     assert m["consistency"] == {"ok": True, "problems": []}
 
 
+def test_sources_and_sectors_count_detected_events_not_rule_matches(build):
+    """A request firing a generic SQLi rule and a scanner-UA rule is one attack event: it counts
+    once for its source IP, AS, country, hosting share and sector, twice in totals.detections."""
+    build.orgs(("o1", "Org 1", "biotech", None), ("o2", "Org 2", "retail", None))
+    build.sources(TENCENT, COMCAST)
+    generic = {"campaign": None, "product": None, "cves": []}
+    sqli = {"rule": "r-sqli", "title": "SQLi", "family": "sqli", **generic}
+    scan = {"rule": "r-scan", "title": "Scanner UA", "family": "scanner", **generic}
+    for line in (10, 11, 12):  # Tencent -> o1: three requests, each firing both rules
+        for rule in (sqli, scan):
+            build.detect("2018-04-02 10:00:00", ip=TENCENT[0], org="o1", event=("f1", line), **rule)
+    build.detect("2018-04-03 10:00:00", ip=COMCAST[0], org="o2", event=("f2", 5), **sqli)
+    build.detect("2018-04-03 11:00:00", ip=COMCAST[0], org="o2", event=("f2", 6), **scan)
+    for rule in (sqli, scan):  # baseline: one request, two rules
+        build.detect("2018-02-01 10:00:00", ip=COMCAST[0], org="o1", event=("f3", 1), **rule)
+    m = analyze(build.ws, Q2)
+
+    t = m["totals"]
+    assert (t["detections"]["period"], t["detections"]["baseline"]) == (8, 2)  # rule matches
+    assert (t["detected_events"]["period"], t["detected_events"]["baseline"]) == (5, 1)
+    assert [(r["rule_id"], r["period"], r["baseline"]) for r in m["rules"]] == [
+        ("r-scan", 4, 1), ("r-sqli", 4, 1)]
+    assert [(f["family"], f["period"]) for f in m["families"]] == [("scanner", 4), ("sqli", 4)]
+
+    src = m["sources"]
+    assert [(r["ip"], r["detected_events"], r["rule_matches"], r["rules"]) for r in src["top_ips"]] == [
+        (TENCENT[0], 3, 6, 2), (COMCAST[0], 2, 2, 2)]
+    assert [(r["country_code"], r["detected_events"], r["share"]) for r in src["top_countries"]] == [
+        ("CN", 3, 0.6), ("US", 2, 0.4)]
+    assert [(r["as_org"], r["detected_events"]) for r in src["top_as_orgs"]] == [
+        ("Tencent", 3), ("Comcast", 2)]
+    assert src["hosting_share"] == 0.6  # 3 of 5 events (6 of 8 rule matches would say 0.75)
+    assert src["per_ip_distribution"] == {"p50": 2.5, "p90": 2.9, "p99": 2.99, "max": 3}
+
+    assert [(s["sector"], s["detected_events"], s["baseline_detected_events"], s["per_org"])
+            for s in m["sectors"]] == [("biotech", 3, 1, 3.0), ("retail", 2, 0, 2.0)]
+    texts = [f["text"] for f in m["key_findings"]]
+    assert ("Detected events rose 400% (1 → 5) quarter over quarter, from 2 source IPs against "
+            "2 organisations.") in texts
+    assert ("The top source country was China (60% of detected events); hosting networks sent "
+            "60% of all detected events.") in texts
+    assert m["consistency"] == {"ok": True, "problems": []}
+
+
 def test_fold_change_hosting_share_and_the_surge_finding(build):
     build.orgs(("o1", "Org 1", "biotech", None))
     build.sources(TENCENT, ALIBABA, COMCAST)
@@ -70,7 +114,7 @@ def test_fold_change_hosting_share_and_the_surge_finding(build):
     assert [(c["country_code"], c["count"]) for c in iis["top_countries"]] == [("CN", 3331), ("US", 1361)]
     assert m["sources"]["hosting_share"] == round(3331 / 4692, 4)
     assert m["sources"]["top_as_orgs"][0] == {
-        "asn": 45090, "as_org": "Tencent", "network_type": "hosting", "detections": 2000,
+        "asn": 45090, "as_org": "Tencent", "network_type": "hosting", "detected_events": 2000,
         "source_ips": 1, "share": round(2000 / 4692, 4)}
     assert [t["ip"] for t in m["sources"]["top_ips"]] == [TENCENT[0], COMCAST[0], ALIBABA[0]]
     assert m["sources"]["top_ips"][0]["campaigns"] == ["iis-webdav"]
@@ -104,7 +148,7 @@ def test_timeline_onset_peak_ties_and_the_onset_finding(build):
     fresh = analyze(build.ws, parse_period("2018-05"))  # baseline April has none: "started"
     texts = [f["text"] for f in fresh["key_findings"]]
     assert ("GPON exploitation (CVE-2018-10561) started on 1 May 2018, the day after the public "
-            "exploit, and peaked on 12 May (5 detections).") in texts
+            "exploit, and peaked on 12 May (5 detected events).") in texts
     assert len(by(fresh["campaigns"], "campaign", "gpon")["timeline"]) == 31
 
 
@@ -118,7 +162,7 @@ def test_sectors_per_org_count_orgs_without_detections(build):
     build.detect("2018-01-06 00:00:00", 6, org="b3")
     build.detect("2018-04-07 00:00:00", 2, org="zz")  # never registered: sector unknown
     m = analyze(build.ws, Q2)
-    got = [(s["rank"], s["sector"], s["orgs"], s["detections"], s["per_org"], s["sensors"],
+    got = [(s["rank"], s["sector"], s["orgs"], s["detected_events"], s["per_org"], s["sensors"],
             s["per_sensor"], s["baseline_per_org"]) for s in m["sectors"]]
     assert got == [
         (1, "accounting", 1, 7, 7.0, None, None, 0.0),
@@ -129,7 +173,7 @@ def test_sectors_per_org_count_orgs_without_detections(build):
     assert m["inputs"]["orgs"] == 6
     assert m["totals"]["orgs_hit"]["period"] == 4
     assert {"id": "sectors", "text": "Accounting and biotech were hit hardest per organisation "
-            "(7 and 4 detections per organisation)."} in m["key_findings"]
+            "(7 and 4 detected events per organisation)."} in m["key_findings"]
     assert m["consistency"]["ok"], m["consistency"]["problems"]
 
 
@@ -139,7 +183,8 @@ def test_without_source_table_geo_is_null_and_noted(build):
     m = analyze(build.ws, Q2)
     assert m["sources"]["hosting_share"] is None
     assert m["sources"]["top_countries"] == [
-        {"country_code": None, "country_name": None, "detections": 3, "source_ips": 1, "share": 1.0}]
+        {"country_code": None, "country_name": None, "detected_events": 3, "source_ips": 1,
+         "share": 1.0}]
     assert m["campaigns"][0]["top_as_orgs"] == [{"as_org": None, "asn": None, "count": 3, "share": 1.0}]
     assert any("no source table" in n for n in m["notes"])
     assert m["consistency"]["ok"], m["consistency"]["problems"]
@@ -237,8 +282,20 @@ def test_consistency_catches_a_broken_document(build):
     assert any("shares sum" in p for p in broken(share))
 
     def sector(m):
-        m["sectors"][0]["detections"] += 5
-    assert any("sectors: detections sum" in p for p in broken(sector))
+        m["sectors"][0]["detected_events"] += 5
+    assert any("sectors: detected_events sum" in p for p in broken(sector))
+
+    def country(m):
+        m["sources"]["top_countries"][0]["detected_events"] += 1
+    assert any("top_countries: detected events sum" in p for p in broken(country))
+
+    def matches(m):  # counting sectors in rule matches again would break the sum
+        m["totals"]["detected_events"] = change(41, 12)
+    assert any("sectors: detected_events sum to 40, expected 41" in p for p in broken(matches))
+
+    def rules(m):
+        m["totals"]["detections"] = change(39, 12)
+    assert any("rules: period counts sum to 40" in p for p in broken(rules))
 
     def flag(m):
         m["totals"]["detections"]["flag"] = None
@@ -272,5 +329,5 @@ def test_gone_campaigns_multi_cve_events_and_list_order(build):
     assert m["campaigns"][1]["public_exploit_date"] == "2018-12-11"
     assert m["campaigns"][1]["days_exploit_to_onset"] == -223
     assert {"id": "gone-drupalgeddon2", "text": "Drupalgeddon 2 (Drupal Form API remote code "
-            "execution) stopped: 12 detections in 2018Q1, none in 2018Q2."} in m["key_findings"]
+            "execution) stopped: 12 detected events in 2018Q1, none in 2018Q2."} in m["key_findings"]
     assert m["consistency"]["ok"], m["consistency"]["problems"]

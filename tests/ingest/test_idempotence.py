@@ -75,3 +75,37 @@ def test_kill_9_then_rerun_gives_clean_totals(tmp_path):
     run(ws, root)
     assert _totals(ws) == expected
     assert len(rows(ws, cols="file_id, source_line", where="source_line = 1")) == 4
+
+
+def test_grown_file_ingests_only_its_new_lines(ws, tmp_path):
+    log = write(tmp_path / "live.log", lines(30))
+    first = run(ws, log)
+    with log.open("a") as f:
+        f.write(lines(20, 30))
+    grown = run(ws, log)
+    assert (grown.files, grown.lines_read, grown.rows_written) == (1, 20, 20)
+    assert grown.per_file[0]["first_line"] == 31
+    assert run(ws, log).skipped_files == 1  # unchanged since
+    with log.open("a") as f:  # a writer caught mid-line: the line is read again, whole
+        f.write(lines(1, 50).rstrip("\n"))
+    assert run(ws, log).per_file[0]["first_line"] == 51
+    with log.open("a") as f:
+        f.write("\n" + lines(2, 51))
+    last = run(ws, log)
+    assert (last.per_file[0]["first_line"], last.lines_read) == (51, 3)
+    got = rows(ws, cols="source_line, raw")
+    assert [r["source_line"] for r in got] == [*range(1, 52), *range(51, 54)]
+    assert got[-3]["raw"] == lines(1, 50).rstrip("\n")
+    m = {r["file_id"]: r for r in manifest(ws)}
+    assert m[grown.per_file[0]["file_id"]]["continues"] == first.per_file[0]["file_id"]
+    with ws.connect() as con:  # every row's file is the manifest row that counted it
+        assert con.execute("SELECT count(*) FROM http JOIN ingest_manifest USING (file_id)"
+                           ).fetchall()[0][0] == 54
+
+
+def test_replaced_file_is_ingested_whole(ws, tmp_path):
+    log = write(tmp_path / "a.log", lines(10))
+    run(ws, log)
+    write(log, lines(12, 100))  # same path, longer, different start
+    s = run(ws, log)
+    assert (s.rows_written, s.per_file[0]["first_line"]) == (12, 1)

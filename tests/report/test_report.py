@@ -95,7 +95,7 @@ def test_html_shows_the_figures(metrics):
               "SURGING", "GONE", "All 4 checks passed", "Analysis stage: consistent", "wrong field count", "2,401,233",
               f"{iis['period']:,}", f"{iis['fold_change']:,.0f}×", "+189%", "-9.0%", "71.0%",
               "public exploit 2018-04-30", "peak 2018-05-10", "3 days",
-              "412 (80.0% of detections from hosting)", "1 rule failed to compile and was left"):
+              "412 (80.0% of detected events from hosting)", "1 rule failed to compile and was left"):
         assert s in text, s
     # one timeline chart per campaign with its onset and peak marked
     svgs = [a for t, a in page.elements if t == "svg"]
@@ -237,3 +237,32 @@ def test_consistency_checks_pass_and_catch_a_wrong_fold(metrics):
 def test_change_fixture_follows_the_spec():
     assert change(7820, 10)["flag"] == "surging" and change(5, 0)["flag"] == "new"
     assert change(40, 4)["flag"] == "tiny-baseline" and change(9, 10)["flag"] is None
+
+
+def test_units_are_named_detected_events_versus_rule_matches(metrics, tmp_path):
+    t = metrics["totals"]
+    events, matches = t["detected_events"]["period"], t["detections"]["period"]
+    assert events != matches
+    html = render_html(metrics)
+    page = Page(html)
+    kpis = re.findall(r'<div class="k">([^<]*)</div><div class="v">([^<]*)</div>', html)
+    assert kpis[:3] == [("Detected events (requests)", f"{events:,}"),
+                        ("Rule matches", f"{matches:,}"), ("Events logged", "2,398,100")]
+    for s in ("Rules (rule matches)", "Detected events by AS organisation",
+              "Detected events per organisation by sector", "a request that fires two rules is "
+              "one detected event and two rule matches"):
+        assert s in page.text, s
+    md = render_markdown(metrics)
+    assert f"| Detected events (requests) | {events:,} |" in md
+    assert f"| Rule matches | {matches:,} |" in md
+    assert "### Rules (rule matches)" in md
+    heads = [[h.strip() for h in split_row(t[0])] for t in md_tables(md)]
+    assert ["IP", "Country", "AS organisation", "Network", "Detected events", "Rule matches",
+            "Rules", "Campaigns", "First seen", "Last seen"] in heads
+    assert not any("Detections" in h for head in heads for h in head)
+    folder = write_report(metrics, tmp_path)["tables"]
+    with open(folder / "sources_top_ips.csv", newline="") as f:
+        head, first = list(csv.reader(f))[:2]
+    assert head[4:6] == ["detected_events", "rule_matches"] and first[4:6] == ["640", "702"]
+    with open(folder / "sectors.csv", newline="") as f:
+        assert "detected_events" in next(csv.reader(f))

@@ -1,12 +1,18 @@
 """Consistency checks over a metrics document: parts add up, shares and ratios agree.
 
     problems = check_consistency(metrics)   # [] when consistent
+
+Each part is checked against the total in its own unit: rules add up to ``totals.detections``
+(rule matches); sectors add up to, and campaigns, products, CVEs, families and source rows stay
+within, ``totals.detected_events`` (detected events).
 """
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any
+
+from threatscope.analyze.figures import TOP
 
 EPS = 1e-3  # shares and ratios are rounded to 4 decimals in the document
 
@@ -70,7 +76,9 @@ def check_consistency(m: dict[str, Any]) -> list[str]:
         det = totals["detections"]["period"]
         events = totals.get("detected_events", totals["detections"])["period"]
         if events > det:
-            out.append("totals: detected events exceed detections")
+            out.append(f"totals: detected events ({events}) exceed rule matches ({det})")
+        if det and not events:
+            out.append("totals: rule matches without any detected event")
         days = m["period"]["days"]
         d0 = date.fromisoformat(m["period"]["start"])
         for c in m["campaigns"]:
@@ -104,7 +112,8 @@ def check_consistency(m: dict[str, Any]) -> list[str]:
             out += _sorted(section, m[section], "period", name)
         rule_sum = sum(r["period"] for r in m["rules"])
         if rule_sum != det:
-            out.append(f"rules: period counts sum to {rule_sum}, detections are {det}")
+            out.append(f"rules: period counts sum to {rule_sum}, rule matches (totals.detections) "
+                       f"are {det}")
 
         src = m["sources"]
         if src["distinct_ips"] != totals["source_ips"]["period"]:
@@ -112,26 +121,40 @@ def check_consistency(m: dict[str, Any]) -> list[str]:
         h = src["hosting_share"]
         if h is not None and not 0 <= h <= 1:
             out.append(f"sources: hosting_share {h} outside 0..1")
-        out += _shares("sources top_countries", src["top_countries"], "detections", det)
-        out += _shares("sources top_as_orgs", src["top_as_orgs"], "detections", det)
+        for part in ("top_countries", "top_as_orgs"):
+            rows = src[part]
+            out += _shares(f"sources {part}", rows, "detected_events", events)
+            part_sum = sum(r["detected_events"] for r in rows)
+            if len(rows) < TOP and part_sum != events:  # the whole list: it must add up
+                out.append(f"sources {part}: detected events sum to {part_sum}, "
+                           f"totals.detected_events is {events}")
         dist = src["per_ip_distribution"]
-        if src["top_ips"] and dist["max"] != src["top_ips"][0]["detections"]:
-            out.append("sources: per-IP max differs from the top IP's detections")
+        if src["top_ips"] and dist["max"] != src["top_ips"][0]["detected_events"]:
+            out.append("sources: per-IP max differs from the top IP's detected events")
         if not dist["p50"] <= dist["p90"] <= dist["p99"] <= dist["max"]:
             out.append("sources: per-IP percentiles are not increasing")
-        if sum(r["detections"] for r in src["top_ips"]) > det:
-            out.append("sources: top IPs hold more detections than there are")
+        if sum(r["detected_events"] for r in src["top_ips"]) > events:
+            out.append("sources: top IPs hold more detected events than there are")
+        for r in src["top_ips"]:
+            if r.get("rule_matches") is not None and r["rule_matches"] < r["detected_events"]:
+                out.append(f"sources: IP {r['ip']} has fewer rule matches than detected events")
+                break
 
         sectors = m["sectors"]
-        sec_sum = sum(s["detections"] for s in sectors)
-        if sec_sum != det:
-            out.append(f"sectors: detections sum to {sec_sum}, total detections are {det}")
+        for col, total in (("detected_events", events),
+                           ("baseline_detected_events",
+                            totals.get("detected_events", totals["detections"])["baseline"])):
+            sec_sum = sum(s[col] for s in sectors)
+            if sec_sum != total:
+                out.append(f"sectors: {col} sum to {sec_sum}, expected {total} "
+                           "(totals.detected_events)")
         for s in sectors:
-            if s["orgs"] and not _close(s["per_org"], s["detections"] / s["orgs"], 1e-2):
-                out.append(f"sector {s['sector']}: per_org {s['per_org']} != {s['detections']}/{s['orgs']}")
+            if s["orgs"] and not _close(s["per_org"], s["detected_events"] / s["orgs"], 1e-2):
+                out.append(f"sector {s['sector']}: per_org {s['per_org']} != "
+                           f"{s['detected_events']}/{s['orgs']}")
         per = [s["per_org"] if s["per_org"] is not None else -1 for s in sectors]
         if per != sorted(per, reverse=True) or [s["rank"] for s in sectors] != list(range(1, len(sectors) + 1)):
-            out.append("sectors: not ranked by detections per organisation")
+            out.append("sectors: not ranked by detected events per organisation")
         if m.get("inputs", {}).get("orgs") is not None and sum(s["orgs"] for s in sectors) != m["inputs"]["orgs"]:
             out.append("sectors: organisations do not add up to inputs.orgs")
     except (KeyError, TypeError, ValueError) as e:

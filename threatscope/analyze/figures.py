@@ -11,6 +11,13 @@ The named relations (:data:`RELATIONS`) are built by :func:`prepare` on a connec
 (detections with day, event key, source geo and sector), ``det_cve`` and ``det_technique`` (one
 row per detection and CVE / technique), ``events`` (all ingested events) and ``orgs`` (every
 organisation: registered or seen in detections).
+
+Two units are counted. A *rule match* (a detection) is one row of the detection table: one event
+matched by one rule. A *detected event* is one logged event (request or alert, keyed by file and
+line as ``ev``) matched by at least one rule. Per-rule figures and ``totals.detections`` count
+rule matches; everything that describes attacks (campaigns, CVEs, products, families, sources,
+sectors, hosting shares) counts detected events, so a request that fires two rules counts once
+for its source IP and its sector and twice in ``totals.detections``.
 """
 
 from __future__ import annotations
@@ -25,10 +32,13 @@ from threatscope import schema
 from threatscope.analyze.period import Period
 from threatscope.workspace import Workspace
 
-# Distinct events (several rules can match one event): campaign / CVE / product / family counts.
+# Detected events (several rules can match one event): campaigns, CVEs, products, families,
+# sources, sectors, hosting shares.
 EVENTS = "count(DISTINCT ev)"
-# Rule matches: totals, rules, sources, sectors.
+# Rule matches (detection rows): totals.detections and per-rule figures; row counts of inputs.
 MATCHES = "count(*)"
+# Share of detected events sent from hosting networks (an event has one source IP, hence one
+# network type; NULL when there is no event).
 HOSTING_EVENTS = "count(DISTINCT ev) FILTER (WHERE network_type = 'hosting') / count(DISTINCT ev)"
 TOP = 10
 
@@ -106,30 +116,28 @@ FIGURES: dict[str, Figure] = {
     "cves": Figure("det_cve", EVENTS, ("cve",), "cve IS NOT NULL"),
     "families": Figure("det", EVENTS, ("family",), "family IS NOT NULL"),
     "rules": Figure("det", MATCHES, ("rule_id", "title", "severity")),
-    "sources.hosting_share": Figure(
-        "det", "avg(CASE WHEN network_type = 'hosting' THEN 1.0 ELSE 0.0 END)",
-        windows="period", zero=False,
-    ),
+    "sources.hosting_share": Figure("det", HOSTING_EVENTS, windows="period", zero=False),
     "sources.countries": Figure(
-        "det", MATCHES, ("country_code", "country_name"), windows="period", top=TOP,
+        "det", EVENTS, ("country_code", "country_name"), windows="period", top=TOP,
         extra={"source_ips": "count(DISTINCT src_ip)"},
     ),
     "sources.as_orgs": Figure(
-        "det", MATCHES, ("asn", "as_org", "network_type"), windows="period", top=TOP,
+        "det", EVENTS, ("asn", "as_org", "network_type"), windows="period", top=TOP,
         extra={"source_ips": "count(DISTINCT src_ip)"},
     ),
     "sources.ips": Figure(
-        "det", MATCHES, ("src_ip", "country_code", "as_org", "network_type"), windows="period",
+        "det", EVENTS, ("src_ip", "country_code", "as_org", "network_type"), windows="period",
         top=20,
         extra={
             "rules": "count(DISTINCT rule_id)",
+            "rule_matches": "count(*)",
             "campaigns": "list_sort(list(DISTINCT campaign) FILTER (WHERE campaign IS NOT NULL))",
             "first_seen": "min(ts)",
             "last_seen": "max(ts)",
         },
     ),
     "sources.per_ip": Figure(
-        "det", MATCHES, ("src_ip",), windows="period",
+        "det", EVENTS, ("src_ip",), windows="period",
         rollup="quantile_cont(period, 0.5) AS p50, quantile_cont(period, 0.9) AS p90, "
         "quantile_cont(period, 0.99) AS p99, max(period) AS max",
     ),
@@ -148,7 +156,7 @@ FIGURES: dict[str, Figure] = {
         extra={"rows": "coalesce(sum(rows_written), 0)"},
     ),
     "inputs.orgs": Figure("orgs", MATCHES, windows="all"),
-    "sectors.detections": Figure("det", MATCHES, ("sector",)),
+    "sectors.events": Figure("det", EVENTS, ("sector",)),
     "sectors.orgs": Figure(
         "orgs", MATCHES, ("sector",), windows="all",
         # a sector's sensors are known only when every one of its organisations states them
@@ -163,8 +171,10 @@ SECTOR = "coalesce(nullif(trim(o.sector), ''), 'unknown')"
 RELATIONS: dict[str, str] = {
     "det": f"""
         SELECT d.*, CAST(d.ts AS DATE) AS day,
-               -- the event (file, line) as one exact integer: distinct counts stay cheap
-               coalesce(f.fno, 0) * 68719476736 + coalesce(d.source_line, 0) AS ev,
+               -- the event (file, line) as one exact integer: distinct counts stay cheap; a
+               -- detection without file or line is its own event (negative keys never collide)
+               CASE WHEN f.fno IS NULL OR d.source_line IS NULL THEN -row_number() OVER ()
+                    ELSE f.fno * 68719476736 + d.source_line END AS ev,
                s.country_code, s.country_name, s.asn, s.as_org, s.network_type,
                {SECTOR} AS sector
         FROM {{detection}} d

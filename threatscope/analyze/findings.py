@@ -1,5 +1,8 @@
 """Key findings: plain sentences built only from figures already in the metrics document.
 
+Counts in findings are detected events (requests or alerts matched by at least one rule), the
+unit of every attack figure; rule matches appear only in the rules table and totals.detections.
+
     key_findings(metrics)  # [{"id": "surge-iis", "text": "IIS exploitation rose 782-fold ..."}]
 """
 
@@ -73,15 +76,16 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     over = _over(m)
 
-    t = m["totals"]["detections"]
+    t = m["totals"].get("detected_events") or m["totals"]["detections"]
     ips, orgs = m["totals"]["source_ips"]["period"], m["totals"]["orgs_hit"]["period"]
     if t["period"] or t["baseline"]:
         who = f", from {_n(ips, 'source IP')} against {_n(orgs, 'organisation')}"
         if t["baseline"] == 0:
-            text = f"{_n(t['period'], 'detection')} in {m['period']['label']}{who}; none in {m['baseline']['label']}"
+            text = (f"{_n(t['period'], 'detected event')} in {m['period']['label']}{who}; "
+                    f"none in {m['baseline']['label']}")
         else:
             verb = "rose" if t["period"] >= t["baseline"] else "fell"
-            text = (f"Detections {verb} {abs(t['pct_change']):.0f}% ({t['baseline']:,} → "
+            text = (f"Detected events {verb} {abs(t['pct_change']):.0f}% ({t['baseline']:,} → "
                     f"{t['period']:,}) {over}" + (who if t["period"] else ""))
         out.append({"id": "totals", "text": text + "."})
 
@@ -93,7 +97,7 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
             text = (f"{name} exploitation rose {fmt_fold(p['fold_change'])}-fold "
                     f"({p['baseline']:,} → {p['period']:,}) {over}")
         else:
-            text = (f"{name} exploitation appeared: {_n(p['period'], 'detection')} in "
+            text = (f"{name} exploitation appeared: {_n(p['period'], 'detected event')} in "
                     f"{m['period']['label']}, none in {m['baseline']['label']}")
         if p.get("hosting_share") is not None:
             hosts = [a["as_org"] for a in p.get("top_as_orgs", [])
@@ -112,17 +116,17 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
         if c["days_exploit_to_onset"] is not None and abs(c["days_exploit_to_onset"]) <= 60:
             text += f", {_relative(c['days_exploit_to_onset'])},"
         if c["peak_day"] == c["onset"]:
-            text += f" and peaked the same day ({_n(c['peak_count'], 'detection')})"
+            text += f" and peaked the same day ({_n(c['peak_count'], 'detected event')})"
         else:
             same_year = c["peak_day"][:4] == c["onset"][:4]
             peak = fmt_day(c["peak_day"], year=not same_year)
-            text += f" and peaked on {peak} ({_n(c['peak_count'], 'detection')})"
+            text += f" and peaked on {peak} ({_n(c['peak_count'], 'detected event')})"
         out.append({"id": f"onset-{c['campaign']}", "text": text + "."})
 
     gone = [c for c in m["campaigns"] if c["flag"] == "gone"]
     for c in sorted(gone, key=lambda c: (-c["baseline"], c["campaign"]))[:1]:
         out.append({"id": f"gone-{c['campaign']}", "text": (
-            f"{c['title']} stopped: {_n(c['baseline'], 'detection')} in {m['baseline']['label']}, "
+            f"{c['title']} stopped: {_n(c['baseline'], 'detected event')} in {m['baseline']['label']}, "
             f"none in {m['period']['label']}.")})
 
     ranked = [s for s in m["sectors"] if s["sector"] != "unknown" and s["per_org"]]
@@ -133,14 +137,15 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
         verb = "were" if len(top) > 1 else "was"
         vals = _and([fmt_num(s["per_org"]) for s in top])
         out.append({"id": "sectors", "text": (
-            f"{names} {verb} hit hardest per organisation ({vals} detections per organisation).")})
+            f"{names} {verb} hit hardest per organisation ({vals} detected events per "
+            "organisation).")})
 
     src = m["sources"]
     known = [c for c in src["top_countries"] if c["country_code"]]
     if known:
         c = known[0]
-        text = f"The top source country was {c['country_name'] or c['country_code']} ({fmt_pct(c['share'])} of detections)"
+        text = f"The top source country was {c['country_name'] or c['country_code']} ({fmt_pct(c['share'])} of detected events)"
         if src["hosting_share"] is not None:
-            text += f"; hosting networks sent {fmt_pct(src['hosting_share'])} of all detections"
+            text += f"; hosting networks sent {fmt_pct(src['hosting_share'])} of all detected events"
         out.append({"id": "sources", "text": text + "."})
     return out[:limit]

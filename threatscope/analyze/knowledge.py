@@ -22,9 +22,11 @@ def knowledge() -> dict:
 
 
 def cve_info(cve: str) -> dict:
-    """``{"published": date|None, "public_exploit": date|None}`` for a CVE id (any case)."""
+    """``{"published": date|None, "public_exploit": date|None, "source": str|None}`` for a CVE
+    id (any case); ``source`` says where the dates come from."""
     entry = knowledge().get("cve", {}).get(cve.upper(), {})
-    return {"published": entry.get("published"), "public_exploit": entry.get("public_exploit")}
+    return {"published": entry.get("published"), "public_exploit": entry.get("public_exploit"),
+            "source": entry.get("source")}
 
 
 def campaign_info(key: str) -> dict:

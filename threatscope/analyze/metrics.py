@@ -6,6 +6,12 @@
 
 Every figure is evaluated from a definition in :mod:`threatscope.analyze.figures`; this module
 only shapes the results into the document of docs/architecture.md ("report.json").
+
+Units: ``totals.detections`` and ``rules`` count rule matches (detection rows: one event matched
+by one rule); ``totals.detected_events`` and everything else about attacks (campaigns, products,
+CVEs, families, sources, sectors) count detected events (requests or alerts matched by at least
+one rule); ``totals.events`` counts every ingested event. Source and sector rows name their count
+``detected_events``.
 """
 
 from __future__ import annotations
@@ -250,15 +256,18 @@ def _build(
         "hosting_share": _share(hosting) if have["source"] and hosting is not None else None,
         "top_countries": [
             {"country_code": r["country_code"], "country_name": r["country_name"],
-             "detections": r["period"], "source_ips": r["source_ips"], "share": _share(r["share"])}
+             "detected_events": r["period"], "source_ips": r["source_ips"],
+             "share": _share(r["share"])}
             for r in ev("sources.countries")],
         "top_as_orgs": [
             {"asn": r["asn"], "as_org": r["as_org"], "network_type": r["network_type"],
-             "detections": r["period"], "source_ips": r["source_ips"], "share": _share(r["share"])}
+             "detected_events": r["period"], "source_ips": r["source_ips"],
+             "share": _share(r["share"])}
             for r in ev("sources.as_orgs")],
         "top_ips": [
             {"ip": r["src_ip"], "country_code": r["country_code"], "as_org": r["as_org"],
-             "network_type": r["network_type"], "detections": r["period"], "rules": r["rules"],
+             "network_type": r["network_type"], "detected_events": r["period"],
+             "rule_matches": r["rule_matches"], "rules": r["rules"],
              "campaigns": list(r["campaigns"] or []), "first_seen": _iso(r["first_seen"]),
              "last_seen": _iso(r["last_seen"])}
             for r in ev("sources.ips")],
@@ -268,7 +277,7 @@ def _build(
     }
 
     # -- sectors ------------------------------------------------------------------------
-    det_by = {r["sector"]: r for r in ev("sectors.detections")}
+    det_by = {r["sector"]: r for r in ev("sectors.events")}
     sectors = []
     org_rows = {r["sector"]: r for r in ev("sectors.orgs")}
     for name in sorted(set(org_rows) | set(det_by)):
@@ -278,7 +287,7 @@ def _build(
         sectors.append({
             "sector": name, "orgs": n_orgs,
             "sensors": int(sensors) if sensors is not None else None,
-            "detections": d["period"], "baseline_detections": d["baseline"],
+            "detected_events": d["period"], "baseline_detected_events": d["baseline"],
             "per_org": round(d["period"] / n_orgs, 2) if n_orgs else None,
             "per_sensor": round(d["period"] / sensors, 2) if sensors else None,
             "baseline_per_org": round(d["baseline"] / n_orgs, 2) if n_orgs else None,
@@ -290,7 +299,7 @@ def _build(
     used = {f["figure"] for f in figs} | {
         "campaigns.timeline", "campaigns.as_orgs", "campaigns.countries", "cves", "families",
         "rules", "sources.hosting_share", "sources.countries", "sources.as_orgs", "sources.ips",
-        "sources.per_ip", "sectors.detections", "sectors.orgs"}
+        "sources.per_ip", "sectors.events", "sectors.orgs"}
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),

@@ -14,8 +14,8 @@ import time
 import duckdb
 
 from threatscope import schema
-from threatscope.detect.ruleset import load_rules
 from threatscope.detect.matcher import distinct_columns, match_sql
+from threatscope.detect.ruleset import load_rules
 
 _PATHS = [
     "/", "/index.html", "/index.php", "/about/team", "/static/js/app.min.js", "/css/site.css",

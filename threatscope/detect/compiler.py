@@ -157,6 +157,76 @@ def condition_columns(node, table: str) -> frozenset[str]:
     raise CompileError(f"unsupported condition element {type(node).__name__}")
 
 
+# An expression over "atoms" (sub-expressions reading one column each, see decompose):
+# ["atom", index] | ["not", Expr] | ["and", [Expr, ...]] | ["or", [Expr, ...]]
+Expr = list
+Atom = tuple[str | None, str, Req]  # (the one column read, or None for several; SQL; requirement)
+
+
+def decompose(node, table: str, atoms: list[Atom]) -> tuple[Expr, str, Req]:
+    """Expression, SQL and requirement of a condition reading several columns, its sub-expressions
+    over one column each appended to ``atoms`` (the stage evaluates those once per distinct value
+    of their column). The SQL and requirement are those of :func:`compile_condition`."""
+    if isinstance(node, ConditionNOT):
+        expr, sql, _ = decompose(node.args[0], table, atoms)
+        sql = f"(NOT {sql})"
+        return ["not", expr], sql, (frozenset(), (("sql", sql),))
+    if isinstance(node, ConditionAND | ConditionOR):
+        return decompose_group(_flatten(node, type(node)), isinstance(node, ConditionAND), table, atoms)
+    if isinstance(node, ConditionValueExpression):
+        return decompose_group([node], False, table, atoms)
+    sql, req = compile_condition(node, table)  # a field compared with another field
+    cols = condition_columns(node, table)
+    atoms.append((next(iter(cols)) if len(cols) == 1 else None, sql, req))
+    return ["atom", len(atoms) - 1], sql, req
+
+
+def decompose_group(
+    nodes: list, is_and: bool, table: str, atoms: list[Atom]
+) -> tuple[Expr, str, Req]:
+    """:func:`decompose` of the AND (``is_and``) or OR of ``nodes``."""
+    # single-column children (and, under OR, each column's part of a keyword) are grouped
+    # into one atom per column
+    groups: dict[str, list[tuple[str, Req]]] = {}
+    items: list = []
+    for a in nodes:
+        cols = condition_columns(a, table)
+        if len(cols) == 1 and not isinstance(a, ConditionNOT):
+            pieces = [(next(iter(cols)), *compile_condition(a, table))]
+        elif not is_and and isinstance(a, ConditionValueExpression):
+            pieces = [(c, sql, _leaf_req(sql, n)) for c, sql, n in _keyword_parts(a.value, table)]
+        else:
+            items.append(a)
+            continue
+        for col, sql, req in pieces:
+            if col not in groups:
+                groups[col] = []
+                items.append(col)
+            groups[col].append((sql, req))
+    subs = []
+    for item in items:
+        if isinstance(item, str):
+            parts = groups[item]
+            sql, req = parts[0] if len(parts) == 1 else _combine(is_and, parts)
+            atoms.append((item, sql, req))
+            subs.append((["atom", len(atoms) - 1], sql, req))
+        else:
+            subs.append(decompose(item, table, atoms))
+    sql, req = _combine(is_and, [(x[1], x[2]) for x in subs]) if len(subs) > 1 else subs[0][1:]
+    return (["and" if is_and else "or", [x[0] for x in subs]], sql, req)
+
+
+def _flatten(node, kind) -> list:
+    return [x for a in node.args for x in (_flatten(a, kind) if isinstance(a, kind) else [a])]
+
+
+def _combine(is_and: bool, parts: list[tuple[str, Req]]) -> tuple[str, Req]:
+    sql = "(" + (" AND " if is_and else " OR ").join(p[0] for p in parts) + ")"
+    if is_and:
+        return sql, _best_of_and(sql, [p[1] for p in parts])
+    return sql, req_union([p[1] for p in parts])
+
+
 def _leaf_req(sql: str, need) -> Req:
     """Need of a leaf -> Req. A ("re", key, pattern) need (no useful literal) is merged into its
     column's scan; a list is an OR of needs; None makes the leaf SQL itself the requirement."""
@@ -277,7 +347,8 @@ def _or_needs(needs: list):
     return [x for n in needs for x in (n if isinstance(n, list) else [n])]
 
 
-def _keyword(value, table: str) -> tuple[str, Need]:
+def _keyword_parts(value, table: str) -> list[tuple[str, str, Need]]:
+    """(column, SQL, need) of a keyword value for each keyword column (any of them may hold it)."""
     cols = mapping.KEYWORD_COLUMNS.get(table)
     if not cols:
         raise CompileError(f"keyword rules are not supported for table {table}")
@@ -290,9 +361,13 @@ def _keyword(value, table: str) -> tuple[str, Need]:
             value = value + SpecialChars.WILDCARD_MULTI
     elif not isinstance(value, SigmaRegularExpression | SigmaExpansion):
         raise CompileError(f"unsupported keyword value type {type(value).__name__}")
-    parts = [_field_value(resolve_field(c, table), value, table) for c in cols]
-    sql = "(" + " OR ".join(p[0] for p in parts) + ")" if len(parts) > 1 else parts[0][0]
-    return sql, _or_needs([p[1] for p in parts])
+    return [(c, *_field_value(resolve_field(c, table), value, table)) for c in cols]
+
+
+def _keyword(value, table: str) -> tuple[str, Need]:
+    parts = _keyword_parts(value, table)
+    sql = "(" + " OR ".join(p[1] for p in parts) + ")" if len(parts) > 1 else parts[0][1]
+    return sql, _or_needs([p[2] for p in parts])
 
 
 def _two_valued(sql: str) -> str:

@@ -159,7 +159,7 @@ def match_sql(
     # requirement of each row part, split: per distinct column (tested once per value, found
     # again through __g), and row-wise (its own scan)
     guard_needs: dict[str, list[tuple[int, Req]]] = defaultdict(list)
-    row_guards: list[str] = []
+    row_guards: list = []
     row_needs: list[Req] = []
     for k, (_, p) in enumerate(row_parts):
         by_col: dict[str, Req] = {}
@@ -173,50 +173,97 @@ def match_sql(
                 by_col[c] = (c_lits, c_loose)
                 guard_needs[c].append((k, by_col[c]))
         row_needs.append((row_lits, row_loose))
-        row_guards.append(_any([
-            *(f"list_contains(__g_{_ident(c)}, {k})" for c in sorted(by_col)),
-            *(_key_terms((row_lits, row_loose))[0].values()),
-            *_key_terms((row_lits, row_loose))[1],
-        ]))
+        row_guards.append(by_col)  # rendered below, once all row-wise scans are known
+    # atoms of row parts over distinct columns: evaluated per value, listed in __a (global ids)
+    atom_ids: dict[tuple[str, str], int] = {}
+    value_atoms: dict[str, list[tuple[int, str, Req]]] = defaultdict(list)
+    formulas: list[str] = []
+    for _, p in row_parts:
+        if p.expr is None:
+            formulas.append(p.sql)
+            continue
+        refs = []
+        for col, sql, need in p.atoms:
+            if col in dcols:
+                if (col, sql) not in atom_ids:
+                    atom_ids[col, sql] = len(atom_ids)
+                    value_atoms[col].append((atom_ids[col, sql], sql, need))
+                refs.append(f"coalesce(list_contains(__a_{_ident(col)}, {atom_ids[col, sql]}), false)")
+            else:
+                refs.append(sql)
+        # over per-value atoms only, the formula is a few list lookups: cheaper than any guard
+        formulas.append(_render(p.expr, refs))
+        if all(col in dcols for col, _, _ in p.atoms):
+            row_guards[len(formulas) - 1] = None
 
     ctes, joins, matched, hit_lists = [], [], [], []
-    for c in sorted(set(value_parts) | set(guard_needs)):
-        vp, gn = value_parts.get(c, []), guard_needs.get(c, [])
-        flag = _scan(_union([p.need for _, p in vp] + [n for _, n in gn]))
+    for c in sorted(set(value_parts) | set(guard_needs) | set(value_atoms)):
+        vp, gn, va = value_parts.get(c, []), guard_needs.get(c, []), value_atoms.get(c, [])
+        flag = _scan(_union([p.need for _, p in vp] + [n for _, n in gn] + [n for _, _, n in va]))
         hits = _int_list(f"CASE WHEN {_guarded(p.sql, p.need)} THEN {i} END" for i, p in vp)
         guards = _int_list(f"CASE WHEN {_scan(n)} THEN {k} END" for k, n in gn)
+        atoms = _int_list(f"CASE WHEN {_guarded(sql, n)} THEN {j} END" for j, sql, n in va)
         x = _ident(c)
         # LIMIT: else DuckDB pushes the filter below the DISTINCT, i.e. back onto each row
         ctes.append(f'__d_{x} AS (SELECT DISTINCT "{c}" FROM ({source}) LIMIT {_NO_LIMIT})')
         joins.append(
-            f"LEFT JOIN (SELECT * FROM ("
-            f'SELECT "{c}" AS __v_{x}, {hits} AS __h_{x}, {guards} AS __g_{x}, true AS __m_{x} '
-            f"FROM __d_{x} WHERE {flag}) WHERE len(__h_{x}) > 0 OR len(__g_{x}) > 0) "
+            f"LEFT JOIN (SELECT *, len(__h_{x}) > 0 OR len(__g_{x}) > 0 AS __m_{x} FROM ("
+            f'SELECT "{c}" AS __v_{x}, {hits} AS __h_{x}, {guards} AS __g_{x}, {atoms} AS __a_{x} '
+            f"FROM __d_{x} WHERE {flag}) WHERE len(__h_{x}) > 0 OR len(__g_{x}) > 0 "
+            f"OR len(__a_{x}) > 0) "
             f'ON __t."{c}" IS NOT DISTINCT FROM __v_{x}'
         )
         matched.append(f"__m_{x}")
         if vp:
             hit_lists.append(f"coalesce(__h_{x}, []::INTEGER[])")
-    cases = [
-        f"CASE WHEN {_guarded(p.sql, p.need, row_guards[k])} THEN {i} END"
-        for k, (i, p) in enumerate(row_parts)
-    ]
+    # each row-wise scan runs once per row (as __r_<key>); a part's own scan of that key only
+    # runs on the rows where the combined one matched
+    row_terms, row_sqls = _key_terms(_union(row_needs))
+    scans = ", ".join(f"{t} AS __r_{_ident(k)}" for k, t in row_terms.items())
+    cases = []
+    for k, (i, p) in enumerate(row_parts):
+        if row_guards[k] is None:
+            cases.append(f"CASE WHEN {formulas[k]} THEN {i} END")
+            continue
+        terms, sqls = _key_terms(row_needs[k])
+        guard = _any([
+            *(f"list_contains(__g_{_ident(c)}, {k})" for c in sorted(row_guards[k])),
+            *(f"__r_{_ident(key)}" + ("" if t == row_terms[key] else f" AND {t}")
+              for key, t in terms.items()),
+            *sqls,
+        ])
+        # the guard reads booleans and lists: unlike _guarded, worth it even before a short
+        # contains() (which would lower() a whole raw line)
+        only_sql = not p.need[0] and all(x[0] == "sql" for x in p.need[1])
+        cases.append(f"CASE WHEN {formulas[k] if only_sql else f'{guard} AND {formulas[k]}'} THEN {i} END")
     if cases:
         hit_lists.append("[" + ", ".join(cases) + "]")
-    row_terms = _key_terms(_union(row_needs))
     where = _any([
-        f"coalesce({', '.join(matched)}, false)" if matched else "false",
-        *row_terms[0].values(), *row_terms[1],
+        f"coalesce({' OR '.join(matched)}, false)" if matched else "false",
+        *(f"__r_{_ident(k)}" for k in row_terms), *row_sqls,
     ])
-    keep_sql = "__t.*" if keep == "*" else keep
+    keep_sql = keep
+    if keep == "*":
+        keep_sql = f"__t.* EXCLUDE ({', '.join(f'__r_{_ident(k)}' for k in row_terms)})" if row_terms else "__t.*"
     with_sql = f"WITH {', '.join(ctes)} " if ctes else ""
     return (
         f"{with_sql}SELECT {keep_sql}, list_distinct(flatten([{', '.join(hit_lists)}]))::INTEGER[] AS hits "
-        f"FROM ({source}) __t {' '.join(joins)} WHERE {where}"
+        f"FROM (SELECT *{', ' + scans if scans else ''} FROM ({source})) __t {' '.join(joins)} "
+        f"WHERE {where}"
     )
 
 
 _NO_LIMIT = 2**63 - 1
+
+
+def _render(expr: list, atoms: list[str]) -> str:
+    """SQL of a compiler.Expr, atom ``i`` being ``atoms[i]``."""
+    op = expr[0]
+    if op == "atom":
+        return atoms[expr[1]]
+    if op == "not":
+        return f"(NOT {_render(expr[1], atoms)})"
+    return "(" + f" {op.upper()} ".join(_render(e, atoms) for e in expr[1]) + ")"
 
 
 def _int_list(items) -> str:

@@ -24,10 +24,13 @@ from sigma.rule import SigmaRule
 from threatscope import schema
 from threatscope.detect import mapping
 from threatscope.detect.compiler import (
+    Atom,
     CompileError,
+    Expr,
     Req,
     compile_condition,
     condition_columns,
+    decompose_group,
     req_union,
     split_or,
 )
@@ -49,6 +52,9 @@ class RulePart:
     column: str | None
     sql: str
     need: Req = field(default=(frozenset(), ()), repr=False)  # prefilter requirement of the part
+    # several columns: the part as an expression over atoms (compiler.decompose)
+    expr: Expr | None = field(default=None, repr=False)
+    atoms: list[Atom] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -213,17 +219,23 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
     pipeline.apply(rule)
     # one part per column read alone (evaluated once per distinct value by the stage) and one for
     # the disjuncts reading several columns (evaluated per row)
-    by_col: dict[str | None, list[tuple[str, Req]]] = {}
+    by_col: dict[str, list[tuple[str, Req]]] = {}
+    multi = []
     for cond in rule.detection.parsed_condition:
         for d in split_or(cond.parsed):
             cols = condition_columns(d, table)
-            by_col.setdefault(next(iter(cols)) if len(cols) == 1 else None, []).append(
-                compile_condition(d, table)
-            )
+            if len(cols) == 1:
+                by_col.setdefault(next(iter(cols)), []).append(compile_condition(d, table))
+            else:
+                multi.append(d)
     parts = [
         RulePart(c, _or_sql([x[0] for x in xs]), req_union([x[1] for x in xs]))
         for c, xs in by_col.items()
     ]
+    if multi:
+        atoms: list[Atom] = []
+        expr, sql, req = decompose_group(multi, False, table, atoms)
+        parts.append(RulePart(None, sql, req, expr, atoms))
     sql = _or_sql([p.sql for p in parts])
     need = req_union([p.need for p in parts])
     try:  # bind it once: catches regexes RE2 rejects and anything else DuckDB refuses

@@ -71,9 +71,7 @@ def per_distinct(con, arr: pa.Array | pa.ChunkedArray, exprs: list[str], let: st
 
     Returns one array per expression, aligned with ``arr`` (NULL where ``arr`` is NULL).
     VARCHAR results come back as dictionary arrays."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    enc = arr if isinstance(arr, pa.DictionaryArray) else pc.dictionary_encode(arr)
+    enc = encode(arr)
     con.register("_ts_distinct", pa.table({"v": enc.dictionary}))
     try:
         src = f"(SELECT v, {let} FROM _ts_distinct)" if let else "_ts_distinct"
@@ -93,6 +91,13 @@ def per_distinct(con, arr: pa.Array | pa.ChunkedArray, exprs: list[str], let: st
         else:
             out.append(pc.take(values, enc.indices))
     return out
+
+
+def encode(arr: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """``arr`` as one dictionary array (unchanged if it is one)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if isinstance(arr, pa.DictionaryArray) else pc.dictionary_encode(arr)
 
 
 def constant(value: str, n: int) -> pa.DictionaryArray:

@@ -239,10 +239,11 @@ def _rstrip_cr(parts: pa.Array) -> pa.Array:
     return pc.if_else(ends_cr, pc.binary_slice(parts, 0, -1), parts)
 
 
-def iter_batches(src: Source, block: int | None = None, first: int = 1) -> Iterator[Batch]:
-    """Batches of whole lines from a Source, numbered from ``first``, bounded memory per line."""
+def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: bytes = b""
+                 ) -> Iterator[Batch]:
+    """Batches of whole lines from a Source, numbered from ``first``, bounded memory per line.
+    ``carry``: bytes that come before the source's (the start of line ``first``)."""
     block = block or BLOCK
-    carry = b""
     skipping: tuple[int, bytes] | None = None  # (line number, kept head) of a too-long line
     while True:
         data = src.read_block(block)

@@ -91,25 +91,25 @@ def _charts(v: dict) -> dict:
     return {
         "compare": svg.compare_bars(
             [(c["campaign"], c["period"], c["baseline"]) for c in camps],
-            f"Detections per campaign, {plabel} vs {blabel}", plabel, blabel),
+            f"Detected events per campaign, {plabel} vs {blabel}", plabel, blabel),
         "timelines": [
-            svg.timeline(c["timeline"], f"Daily detections of {c['campaign']}", c["onset"],
+            svg.timeline(c["timeline"], f"Daily detected events of {c['campaign']}", c["onset"],
                          c["peak_day"], c["public_exploit_date"])
             for c in v["campaigns"]
         ],
         "as_orgs": svg.hbars(
-            [(a["as_org"] or "unknown", a["detections"],
+            [(a["as_org"] or "unknown", a["detected_events"],
               "hosting" if a["network_type"] == "hosting" else "access") for a in as_orgs],
-            "Detections by AS organisation",
-            [f"{fmt_int(a['detections'])} ({fmt_share(a['share'])})" for a in as_orgs]),
+            "Detected events by AS organisation",
+            [f"{fmt_int(a['detected_events'])} ({fmt_share(a['share'])})" for a in as_orgs]),
         "countries": svg.hbars(
-            [(f"{c['country_name'] or 'unknown'} ({c['country_code'] or '??'})", c["detections"], None)
-             for c in countries],
-            "Detections by source country",
-            [f"{fmt_int(c['detections'])} ({fmt_share(c['share'])})" for c in countries]),
+            [(f"{c['country_name'] or 'unknown'} ({c['country_code'] or '??'})", c["detected_events"],
+              None) for c in countries],
+            "Detected events by source country",
+            [f"{fmt_int(c['detected_events'])} ({fmt_share(c['share'])})" for c in countries]),
         "sectors": svg.hbars(
             [(s["sector"] or "unassigned", s["per_org"], None) for s in v["sectors"]],
-            "Detections per organisation by sector",
+            "Detected events per organisation by sector",
             [f"{fmt_num(s['per_org'])} per org." for s in v["sectors"]]),
     }
 

@@ -99,7 +99,8 @@ def render_markdown(metrics: dict) -> str:
         add(f"> **Nothing detected in this period.** The workspace has no detections between "
             f"{md(p['start'] or '—')} and {md(p['end'] or '—')}.\n")
     rows = []
-    for key, label in (("detections", "Detections"), ("events", "Events"),
+    for key, label in (("detected_events", "Detected events (requests)"),
+                       ("detections", "Rule matches"), ("events", "Events logged"),
                        ("source_ips", "Source IPs"), ("orgs_hit", "Organisations hit")):
         c = v["totals"][key]
         if c:
@@ -116,14 +117,16 @@ def render_markdown(metrics: dict) -> str:
         add("_No key findings: nothing stood out._\n")
 
     add("## Period comparison\n")
-    add("Fold change = period ÷ baseline. Flags: _tiny baseline_ (baseline below 10, fold change "
+    add("Counts are detected events (each request or alert once, however many rules matched it), "
+        "except in the rules table, which counts rule matches. "
+        "Fold change = period ÷ baseline. Flags: _tiny baseline_ (baseline below 10, fold change "
         "not meaningful), _NEW_ (no baseline), _SURGING_ (at least 3× on a baseline of 10 or more).\n")
     for sec, key, head, extra in (("campaigns", "campaign", "Campaign", ("title", "Title")),
                                   ("products", "product", "Product", None),
                                   ("cves", "cve", "CVE", None),
                                   ("families", "family", "Family", None),
                                   ("rules", "title", "Rule", ("level", "Level"))):
-        add(f"### {head}s\n")
+        add(f"### {head}s" + (" (rule matches)" if sec == "rules" else "") + "\n")
         add(_change_table(v[sec], key, head, pl, bl, 30 if sec == "rules" else 50, extra) + "\n")
 
     add("## Campaign timelines\n")
@@ -135,7 +138,7 @@ def render_markdown(metrics: dict) -> str:
         facts = [
             ("Product", md(c["product"] or "—")),
             ("CVEs", md(", ".join(c["cves"]) or "—")),
-            ("Detections", f"{fmt_int(c['period'])} (baseline {fmt_int(c['baseline'])}, "
+            ("Detected events", f"{fmt_int(c['period'])} (baseline {fmt_int(c['baseline'])}, "
                            f"{fmt_fold(c['fold_change'])}, {fmt_pct(c['pct_change'])}) "
                            f"{md(fmt_flag(c['flag']))}".rstrip()),
             ("Onset", md(c["onset"] or "—")),
@@ -146,7 +149,7 @@ def render_markdown(metrics: dict) -> str:
             ("Days from exploit to onset",
              f"{fmt_int(e2o)} day{'' if e2o == 1 else 's'}" if isinstance(e2o, int) else "—"),
             ("Source IPs", fmt_int(c["source_ips"])
-             + (f" ({fmt_share(c['hosting_share'])} of detections from hosting)"
+             + (f" ({fmt_share(c['hosting_share'])} of detected events from hosting)"
                 if isinstance(c["hosting_share"], int | float) else "")),
             ("Top AS orgs", "; ".join(f"{md(a['as_org'] or 'unknown')} ({fmt_share(a['share'])})"
                                       for a in c["top_as_orgs"][:3]) or "—"),
@@ -159,39 +162,46 @@ def render_markdown(metrics: dict) -> str:
     d = s["per_ip_distribution"]
     add("## Sources\n")
     add(f"- **Distinct source IPs:** {fmt_int(s['distinct_ips'])}\n"
-        f"- **Share of detections from hosting/cloud networks:** {fmt_share(s['hosting_share'])}\n"
-        f"- **Detections per source IP:** median {fmt_num(d['p50'])}, p90 {fmt_num(d['p90'])}, "
+        f"- **Share of detected events from hosting/cloud networks:** "
+        f"{fmt_share(s['hosting_share'])}\n"
+        f"- **Detected events per source IP:** median {fmt_num(d['p50'])}, p90 {fmt_num(d['p90'])}, "
         f"p99 {fmt_num(d['p99'])}, max {fmt_int(d['max'])}\n")
     add("### Autonomous systems\n")
-    add(_table(["AS organisation", "ASN", "Network", "Detections", "Source IPs", "Share"],
+    add("Source figures count detected events (requests or alerts matched by at least one rule), "
+        "once each however many rules matched them.\n")
+    add(_table(["AS organisation", "ASN", "Network", "Detected events", "Source IPs", "Share"],
                [[md(r["as_org"] or "unknown"), md(r["asn"] if r["asn"] is not None else "—"),
-                 md(r["network_type"] or "—"), fmt_int(r["detections"]), fmt_int(r["source_ips"]),
+                 md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
+                 fmt_int(r["source_ips"]),
                  fmt_share(r["share"])] for r in s["top_as_orgs"]],
                ["l", "r", "l", "r", "r", "r"]) + "\n" if s["top_as_orgs"]
         else "_No attributed sources in this period._\n")
     add("### Countries\n")
-    add(_table(["Country", "Code", "Detections", "Source IPs", "Share"],
+    add(_table(["Country", "Code", "Detected events", "Source IPs", "Share"],
                [[md(r["country_name"] or "unknown"), md(r["country_code"] or "—"),
-                 fmt_int(r["detections"]), fmt_int(r["source_ips"]), fmt_share(r["share"])]
+                 fmt_int(r["detected_events"]), fmt_int(r["source_ips"]), fmt_share(r["share"])]
                 for r in s["top_countries"]], ["l", "l", "r", "r", "r"]) + "\n"
         if s["top_countries"] else "_No source countries in this period._\n")
     add("### Most active source IPs\n")
-    add(_table(["IP", "Country", "AS organisation", "Network", "Detections", "Rules", "Campaigns",
-                "First seen", "Last seen"],
+    add(_table(["IP", "Country", "AS organisation", "Network", "Detected events", "Rule matches",
+                "Rules", "Campaigns", "First seen", "Last seen"],
                [[md(r["ip"]), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
-                 md(r["network_type"] or "—"), fmt_int(r["detections"]), fmt_int(r["rules"]),
+                 md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
+                 fmt_int(r["rule_matches"]), fmt_int(r["rules"]),
                  md(", ".join(r["campaigns"]) or "—"), md(r["first_seen"] or "—"),
                  md(r["last_seen"] or "—")] for r in s["top_ips"][:50]],
-               ["l", "l", "l", "l", "r", "r", "l", "l", "l"]) + "\n"
+               ["l", "l", "l", "l", "r", "r", "r", "l", "l", "l"]) + "\n"
         + (f"\n_… {len(s['top_ips']) - 50:,} more in tables/sources\\_top\\_ips.csv._\n"
            if len(s["top_ips"]) > 50 else "")
         if s["top_ips"] else "_No source IPs in this period._\n")
 
     add("## Sectors\n")
-    add(_table(["Rank", "Sector", "Organisations", "Sensors", "Detections", "Per organisation",
+    if v["sectors"]:
+        add(f"Sectors ranked by detected events per monitored organisation in {pl}.\n")
+    add(_table(["Rank", "Sector", "Organisations", "Sensors", "Detected events", "Per organisation",
                 "Per sensor", "Baseline per org."],
                [[fmt_int(r["rank"]), md(r["sector"] or "unassigned"), fmt_int(r["orgs"]),
-                 fmt_int(r["sensors"]), fmt_int(r["detections"]), fmt_num(r["per_org"]),
+                 fmt_int(r["sensors"]), fmt_int(r["detected_events"]), fmt_num(r["per_org"]),
                  fmt_num(r["per_sensor"]), fmt_num(r["baseline_per_org"])] for r in v["sectors"]],
                ["r", "l", "r", "r", "r", "r", "r", "r"]) + "\n"
         if v["sectors"] else "_No sector figures for this period._\n")
@@ -241,7 +251,11 @@ def render_markdown(metrics: dict) -> str:
                     for c in checks]) + "\n")
     else:
         add("_No figures to check._\n")
-    add("A detection is one event matched by one Sigma rule. Fold change is period ÷ baseline and "
+    add("An event is one logged request (or IDS alert). A detected event is an event matched by at "
+        "least one rule; a rule match (a detection) is one event matched by one rule, so a request "
+        "that fires two rules is one detected event and two rule matches. Campaign, product, CVE, "
+        "attack-family, source and sector figures count detected events; the rules table and the "
+        "rule-matches total count rule matches. Fold change is period ÷ baseline and "
         "percent change 100 × (period − baseline) ÷ baseline, both undefined when the baseline is "
         "zero. Countries and autonomous systems come from the source IP address alone. Every "
         "figure is in report.json; the tables are also in tables/\\*.csv.\n")

@@ -6,6 +6,9 @@
 Renderers read only the view: optional keys missing from the metrics become ``None`` or empty
 lists, values of the wrong shape are treated as missing, unknown keys are ignored. The view adds
 no figure of its own except the consistency checks (see ``consistency.py``).
+
+Units follow the metrics: ``totals["detections"]`` and the rules count rule matches, source and
+sector rows carry ``detected_events`` (events matched by at least one rule, counted once).
 """
 
 from __future__ import annotations
@@ -74,8 +77,8 @@ def build_view(metrics: dict) -> dict:
     tool = _d(m.get("tool"))
     top_ips = []
     for r in _l(sources.get("top_ips")):
-        row = _pick(r, ("ip", "country_code", "as_org", "network_type", "detections", "rules",
-                        "first_seen", "last_seen"))
+        row = _pick(r, ("ip", "country_code", "as_org", "network_type", "detected_events",
+                        "rule_matches", "rules", "first_seen", "last_seen"))
         row["campaigns"] = _strs(r.get("campaigns"))
         top_ips.append(row)
     view = {
@@ -98,7 +101,8 @@ def build_view(metrics: dict) -> dict:
             "formats": _rows(inputs.get("formats"), ("format", "files", "rows")),
         },
         "totals": {k: change(totals.get(k))
-                   for k in ("detections", "events", "source_ips", "orgs_hit")},
+                   for k in ("detected_events", "detections", "events", "source_ips",
+                             "orgs_hit")},
         "campaigns": [_campaign(c) for c in _l(m.get("campaigns"))],
         "products": _rows(m.get("products"), ("product",) + CHANGE),
         "cves": _rows(m.get("cves"), ("cve",) + CHANGE),
@@ -108,16 +112,17 @@ def build_view(metrics: dict) -> dict:
             "distinct_ips": sources.get("distinct_ips"),
             "hosting_share": sources.get("hosting_share"),
             "top_countries": _rows(sources.get("top_countries"),
-                                   ("country_code", "country_name", "detections", "source_ips",
-                                    "share")),
+                                   ("country_code", "country_name", "detected_events",
+                                    "source_ips", "share")),
             "top_as_orgs": _rows(sources.get("top_as_orgs"),
-                                 ("asn", "as_org", "network_type", "detections", "source_ips",
-                                  "share")),
+                                 ("asn", "as_org", "network_type", "detected_events",
+                                  "source_ips", "share")),
             "top_ips": top_ips,
             "per_ip_distribution": _pick(dist, ("p50", "p90", "p99", "max")),
         },
-        "sectors": _rows(m.get("sectors"), ("sector", "orgs", "sensors", "detections", "per_org",
-                                            "per_sensor", "rank", "baseline_per_org")),
+        "sectors": _rows(m.get("sectors"), ("sector", "orgs", "sensors", "detected_events",
+                                            "per_org", "per_sensor", "rank",
+                                            "baseline_detected_events", "baseline_per_org")),
         "key_findings": _rows(m.get("key_findings"), ("id", "text")),
     }
     cons = m.get("consistency")  # written by the analysis stage: {"ok", "problems": [str]}

@@ -2,8 +2,11 @@
 
     paths = write_tables(metrics, "out/tables")     # {"campaigns": Path(...), ...}
 
-Values are the metrics' own (no rounding); lists become ``;``-joined text, missing values empty
-cells. A text cell that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab)
+Values are the metrics' own (no rounding) and headers are their keys, which name the unit:
+``detected_events`` (events matched by at least one rule, each counted once) in the source and
+sector tables, ``rule_matches`` for rule matches. The change tables' ``period``/``baseline``
+count detected events, except in ``rules.csv`` where they count rule matches. Lists become
+``;``-joined text, missing values empty cells. A text cell that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab)
 gets a leading apostrophe, as OWASP recommends for CSV exports of untrusted data.
 """
 
@@ -27,14 +30,17 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "families": ("families", ("family",) + CHANGE),
     "rules": ("rules", ("rule_id", "title", "level") + CHANGE),
     "sources_top_countries": ("sources.top_countries",
-                              ("country_code", "country_name", "detections", "source_ips", "share")),
+                              ("country_code", "country_name", "detected_events", "source_ips",
+                               "share")),
     "sources_top_as_orgs": ("sources.top_as_orgs",
-                            ("asn", "as_org", "network_type", "detections", "source_ips", "share")),
+                            ("asn", "as_org", "network_type", "detected_events", "source_ips",
+                             "share")),
     "sources_top_ips": ("sources.top_ips", ("ip", "country_code", "as_org", "network_type",
-                                            "detections", "rules", "campaigns", "first_seen",
-                                            "last_seen")),
-    "sectors": ("sectors", ("sector", "orgs", "sensors", "detections", "per_org", "per_sensor",
-                            "rank", "baseline_per_org")),
+                                            "detected_events", "rule_matches", "rules",
+                                            "campaigns", "first_seen", "last_seen")),
+    "sectors": ("sectors", ("sector", "orgs", "sensors", "detected_events", "per_org",
+                            "per_sensor", "rank", "baseline_detected_events",
+                            "baseline_per_org")),
 }
 
 

@@ -88,13 +88,15 @@ _COMBINED = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] ".*" \S+ \S+ ".*" ".*"')
 _TS = ("CASE WHEN starts_with(v, '[') AND ends_with(v, ']') THEN "
        "try_strptime(substr(split_part(v, ' ', 1), 2), '%d/%b/%Y:%H:%M:%S') "
        "- to_minutes(_ts_tzmin(rtrim(split_part(v, ' ', 2), ']'))) END")
-_SIMPLE = "len(r) = 3 AND starts_with(r[3], 'HTTP/')"
+_NO_QUOTE = "strpos(v, '\"') = 0"
+_SIMPLE = f"len(r) = 3 AND regexp_full_match(r[3], 'HTTP/[0-9](\\.[0-9])?') AND {_NO_QUOTE}"
 _REQUEST = [f"CASE WHEN {_SIMPLE} THEN r[{i}] END" for i in (1, 2, 3)] + [_SIMPLE]
 _STATUS = ["try_cast(v AS INTEGER)", "v = '-' OR try_cast(v AS INTEGER) IS NOT NULL"]
 
 
 class _Access(Format):
     fields: ClassVar[int]  # space-separated fields of a well-formed line
+    quoted: ClassVar[tuple[int, ...]]  # which of them are quoted
 
     def parse(self, con, batch, prepared) -> ParseResult:
         result = ParseResult()
@@ -117,20 +119,26 @@ class _Access(Format):
             return None
         f, valid = split
         table = batch.table if valid is None else batch.table.filter(valid)
-        # The CSV reader is lenient with stray quotes (text after a closing quote is kept):
-        # rebuilding the line from the fields proves that they are what _SQL's split gives.
-        quoted = {5, 8, 9} if self.fields == 10 else {5}
-        rebuilt = pc.binary_join_element_wise(*(
-            pc.binary_join_element_wise("", f.column(i), "", '"') if i in quoted else f.column(i)
-            for i in range(self.fields)), " ")
-        good = pc.equal(rebuilt, table.column("line"))
-        del rebuilt
+        # The CSV reader is lenient (a quote inside a quoted value ends it early and the text
+        # after it is kept): the fields are what _SQL's split gives when exactly the quoted
+        # fields lost their two quotes, their values hold no quote and the line ends with one.
+        size = pc.add(pc.binary_length(f.column(0)), self.fields - 1 + 2 * len(self.quoted))
+        for i in range(1, self.fields):
+            size = pc.add(size, pc.binary_length(f.column(i)))
+        good = pc.equal(size, pc.binary_length(table.column("line")))
+        if self.quoted[-1] == self.fields - 1:
+            good = pc.and_(good, pc.ends_with(table.column("line"), '"'))
         (ts,) = per_distinct(con, pc.binary_join_element_wise(f.column(3), f.column(4), " "),
                              [_TS])
+        good = pc.and_(good, pc.is_valid(ts))
         method, url, version, simple = per_distinct(con, f.column(5), _REQUEST,
                                                     let="string_split(v, ' ') AS r")
         status, status_ok = per_distinct(con, f.column(6), _STATUS)
-        good = pc.and_(pc.and_(good, pc.is_valid(ts)), pc.and_(simple, status_ok))
+        good = pc.and_(good, pc.and_(simple, status_ok))
+        texts = {}
+        for i in self.quoted[1:]:  # referer, user agent
+            texts[i], ok = per_distinct(con, f.column(i), ["ts_dash(v)", _NO_QUOTE])
+            good = pc.and_(good, ok)
         cols = {
             "source_line": table.column("n"), "raw": table.column("line"), "ts": ts,
             "source_ip": pc.dictionary_encode(f.column(0)),
@@ -140,9 +148,8 @@ class _Access(Format):
             "http_response_body_bytes": per_distinct(con, f.column(7),
                                                      ["try_cast(v AS BIGINT)"])[0],
         }
-        if self.fields == 10:
-            cols["http_request_referrer"], cols["user_agent_original"] = (
-                per_distinct(con, f.column(i), ["ts_dash(v)"])[0] for i in (8, 9))
+        if texts:
+            cols["http_request_referrer"], cols["user_agent_original"] = texts[8], texts[9]
         part = pa.table(cols)
         left = pc.invert(expand(valid, good))
         if pc.all(good).as_py():
@@ -170,7 +177,7 @@ class Combined(_Access):
     """
 
     name = "combined"
-    fields = 10
+    fields, quoted = 10, (5, 8, 9)
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:
@@ -183,7 +190,7 @@ class Common(_Access):
     User-Agent (those columns are NULL). Same fields and rules as ``combined``."""
 
     name = "common"
-    fields = 8
+    fields, quoted = 8, (5,)
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:
