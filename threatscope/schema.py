@@ -7,7 +7,9 @@ space) so that CIDR tests and range joins are vectorised.
 
 The lake stores one Parquet dataset per kind, hive-partitioned by ``org_id`` and ``event_date``:
 ``lake/<kind>/org_id=<org>/event_date=<YYYY-MM-DD>/<file_id>_<n>.parquet``. The file name starts
-with the ingest manifest's ``file_id`` so that an interrupted ingest can be rolled back by name.
+with the ingest manifest's ``file_id`` so that an interrupted ingest can be rolled back by name;
+the files do not store ``file_id`` (ingest learns it only after the last line), the workspace
+view derives it from that name.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ COMMON: list[tuple[str, str]] = [
     ("ts", "TIMESTAMP"),  # UTC, naive
     ("event_date", "DATE"),  # UTC day of ts (partition column)
     ("event_kind", "VARCHAR"),  # 'http', 'alert', ...
-    ("file_id", "VARCHAR"),  # ingest_manifest.file_id
+    ("file_id", "VARCHAR"),  # ingest_manifest.file_id (the view reads it from the file name)
     ("source_file", "VARCHAR"),  # path as given to ingest (archive member appended after '!')
     ("source_line", "BIGINT"),  # 1-based line number in the decompressed stream
     ("raw", "VARCHAR"),  # the original line, searched by Sigma keyword rules

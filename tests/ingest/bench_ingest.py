@@ -3,9 +3,10 @@
     .venv/bin/python tests/ingest/bench_ingest.py [LINES] [combined|w3c ...]
 
 Logs come from ``threatscope.simulate.write_bench_log`` and are kept in ``$TS_BENCH_DIR``
-(default ``/tmp/threatscope-bench``) between runs. Prints, per format, wall and CPU seconds of
-ingest alone, lines/s and the ratio to ``wc -l`` on the same file (best of 3, measured in the same
-run), then the process's peak RSS.
+(default ``/tmp/threatscope-bench``) between runs. Prints, per format, wall and CPU (user+sys)
+seconds of ingest alone, lines/s, page faults and context switches, the ratio to ``wc -l`` on
+the same file (best of 3, measured in the same run), then the process's peak RSS. The machine
+may be shared: compare CPU seconds as well as wall time, against a baseline run alongside.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
-"""The one-pass match query: which rules hit which rows of a table, as one DuckDB SELECT.
+"""The match query: which rules hit which rows of a table, in two DuckDB passes.
 
     cols = distinct_columns(con, "SELECT * FROM http", rules)   # low-variety columns
-    con.execute(match_sql(rules, "SELECT * FROM http", "source_line", distinct=cols))
+    con.execute(match_query(con, rules, "SELECT * FROM http", "source_line", distinct=cols))
 
 Most rule parts read one column (a user agent, a URL, ...), and in access logs those columns have
 few distinct values relative to rows. Such a part is evaluated once per distinct value of its
-column: for each such column a small table lists the values on which some rule part holds
-(``__h``: rule indexes) or on which some multi-column part's requirement holds (``__g``: part
-indexes), and it is LEFT JOINed back to the rows. The other parts (several columns, or a column
-with unique values such as ``raw``) run per row, behind a cheap guard: their requirement (an
-RE2 alternation of necessary literals per column, see compiler.Req) on the row-wise columns, or
-their index in a joined ``__g`` list. A row is a candidate when a joined table has it or a
-row-wise requirement holds; everything else is dropped before any rule runs.
+column (first pass): for each such column a small temp table lists the values on which some rule
+part holds (``__h``: rule indexes), some multi-column part's requirement holds (``__g``: part
+indexes) or some one-column piece ("atom", compiler.decompose) of a multi-column part holds
+(``__a``). The second pass keeps the rows whose value is flagged in such a table (a semi-join)
+or that pass a row-wise requirement (an RE2 alternation of necessary literals per column, see
+compiler.Req, for columns with unique values such as ``raw``), and joins the tables back to
+those rows only: a multi-column part is then a boolean formula over ``__a`` lookups and its
+row-wise atoms, guarded by its requirement.
 
 ``prefilter=False`` evaluates every rule's whole expression on every row: the reference the
 tests compare the fast plan against.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 import duckdb
 
@@ -88,17 +90,12 @@ def _scan(need: Req) -> str:
     return _any([*terms.values(), *sqls])
 
 
-def _guarded(sql: str, need: Req, guard: str | None = None) -> str:
+def _guarded(sql: str, need: Req) -> str:
     """``sql`` behind the scan of its requirement, unless the expression is cheaper than that."""
     cheap = "regexp_matches" not in sql and len(sql) < 1500
     if cheap or (not need[0] and all(x[0] == "sql" for x in need[1])):
         return sql
-    return f"{guard or _scan(need)} AND {sql}"
-
-
-def prefilter_sql(rules: Sequence[CompiledRule]) -> str:
-    """A row-wise condition true for every row any of ``rules`` can match."""
-    return _scan(_union([r.need for r in rules])) if rules else "false"
+    return f"{_scan(need)} AND {sql}"
 
 
 def rule_columns(rules: Sequence[CompiledRule]) -> set[str]:
@@ -128,129 +125,200 @@ def distinct_columns(
     return frozenset(c for c, d in zip(cols, distinct, strict=True) if d <= MAX_DISTINCT_RATIO * n)
 
 
-def match_sql(
+def match_query(
+    con: duckdb.DuckDBPyConnection,
     rules: Sequence[CompiledRule],
     source: str,
     keep: str = "*",
+    *,
     prefilter: bool = True,
     distinct: Collection[str] | None = None,
 ) -> str:
-    """SELECT ``keep`` columns plus ``hits`` (indexes into ``rules``) of candidate rows.
+    """SELECT ``keep`` columns plus ``hits`` (indexes into ``rules``) of the rows of ``source``
+    that may match (every row with a hit is there; rows without one may be too).
 
-    ``distinct``: the columns evaluated once per distinct value (None: every column the rules
-    read alone; see :func:`distinct_columns`). Without ``prefilter`` every rule runs on every row
-    (same result, slower: the reference for tests)."""
+    Runs the per-distinct-value phase now (temp tables ``__ts_dv_<column>`` on ``con``) and
+    returns the row phase. ``distinct``: the columns evaluated once per distinct value (None:
+    every column the rules read alone; see :func:`distinct_columns`). Without ``prefilter``
+    every rule's whole expression runs on every row (the reference for tests)."""
     if not rules:
         return f"SELECT {keep}, []::INTEGER[] AS hits FROM ({source}) WHERE false"
     if not prefilter:
         cases = ", ".join(f"CASE WHEN {r.sql} THEN {i} END" for i, r in enumerate(rules))
         return f"SELECT {keep}, list_distinct([{cases}]) AS hits FROM ({source})"
-    dcols = rule_columns(rules) if distinct is None else set(distinct) - ROW_COLUMNS
-
-    value_parts: dict[str, list[tuple[int, RulePart]]] = defaultdict(list)  # column -> parts
-    row_parts: list[tuple[int, RulePart]] = []
-    for i, r in enumerate(rules):
-        for p in r.parts:
-            if p.column in dcols:
-                value_parts[p.column].append((i, p))
-            else:
-                row_parts.append((i, p))
-
-    # requirement of each row part, split: per distinct column (tested once per value, found
-    # again through __g), and row-wise (its own scan)
-    guard_needs: dict[str, list[tuple[int, Req]]] = defaultdict(list)
-    row_guards: list = []
-    row_needs: list[Req] = []
-    for k, (_, p) in enumerate(row_parts):
-        by_col: dict[str, Req] = {}
-        lits, loose = p.need
-        row_lits = frozenset(x for x in lits if key_column(x[0]) not in dcols)
-        row_loose = tuple(x for x in loose if x[0] == "sql" or key_column(x[1]) not in dcols)
-        for c in dcols:
-            c_lits = frozenset(x for x in lits if key_column(x[0]) == c)
-            c_loose = tuple(x for x in loose if x[0] == "re" and key_column(x[1]) == c)
-            if c_lits or c_loose:
-                by_col[c] = (c_lits, c_loose)
-                guard_needs[c].append((k, by_col[c]))
-        row_needs.append((row_lits, row_loose))
-        row_guards.append(by_col)  # rendered below, once all row-wise scans are known
-    # atoms of row parts over distinct columns: evaluated per value, listed in __a (global ids)
-    atom_ids: dict[tuple[str, str], int] = {}
-    value_atoms: dict[str, list[tuple[int, str, Req]]] = defaultdict(list)
-    formulas: list[str] = []
-    for _, p in row_parts:
-        if p.expr is None:
-            formulas.append(p.sql)
-            continue
-        refs = []
-        for col, sql, need in p.atoms:
-            if col in dcols:
-                if (col, sql) not in atom_ids:
-                    atom_ids[col, sql] = len(atom_ids)
-                    value_atoms[col].append((atom_ids[col, sql], sql, need))
-                refs.append(f"coalesce(list_contains(__a_{_ident(col)}, {atom_ids[col, sql]}), false)")
-            else:
-                refs.append(sql)
-        # over per-value atoms only, the formula is a few list lookups: cheaper than any guard
-        formulas.append(_render(p.expr, refs))
-        if all(col in dcols for col, _, _ in p.atoms):
-            row_guards[len(formulas) - 1] = None
-
-    ctes, joins, matched, hit_lists = [], [], [], []
-    for c in sorted(set(value_parts) | set(guard_needs) | set(value_atoms)):
-        vp, gn, va = value_parts.get(c, []), guard_needs.get(c, []), value_atoms.get(c, [])
-        flag = _scan(_union([p.need for _, p in vp] + [n for _, n in gn] + [n for _, _, n in va]))
-        hits = _int_list(f"CASE WHEN {_guarded(p.sql, p.need)} THEN {i} END" for i, p in vp)
-        guards = _int_list(f"CASE WHEN {_scan(n)} THEN {k} END" for k, n in gn)
-        atoms = _int_list(f"CASE WHEN {_guarded(sql, n)} THEN {j} END" for j, sql, n in va)
+    plan = _Plan(rules, rule_columns(rules) if distinct is None else set(distinct) - ROW_COLUMNS)
+    present, null_flagged = {}, {}
+    for c in plan.value_columns():
         x = _ident(c)
-        # LIMIT: else DuckDB pushes the filter below the DISTINCT, i.e. back onto each row
-        ctes.append(f'__d_{x} AS (SELECT DISTINCT "{c}" FROM ({source}) LIMIT {_NO_LIMIT})')
-        joins.append(
-            f"LEFT JOIN (SELECT *, len(__h_{x}) > 0 OR len(__g_{x}) > 0 AS __m_{x} FROM ("
-            f'SELECT "{c}" AS __v_{x}, {hits} AS __h_{x}, {guards} AS __g_{x}, {atoms} AS __a_{x} '
-            f"FROM __d_{x} WHERE {flag}) WHERE len(__h_{x}) > 0 OR len(__g_{x}) > 0 "
-            f"OR len(__a_{x}) > 0) "
-            f'ON __t."{c}" IS NOT DISTINCT FROM __v_{x}'
+        con.execute(
+            f'CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS SELECT DISTINCT "{c}" FROM ({source})'
         )
-        matched.append(f"__m_{x}")
-        if vp:
-            hit_lists.append(f"coalesce(__h_{x}, []::INTEGER[])")
-    # each row-wise scan runs once per row (as __r_<key>); a part's own scan of that key only
-    # runs on the rows where the combined one matched
-    row_terms, row_sqls = _key_terms(_union(row_needs))
-    scans = ", ".join(f"{t} AS __r_{_ident(k)}" for k, t in row_terms.items())
-    cases = []
-    for k, (i, p) in enumerate(row_parts):
-        if row_guards[k] is None:
-            cases.append(f"CASE WHEN {formulas[k]} THEN {i} END")
-            continue
-        terms, sqls = _key_terms(row_needs[k])
-        guard = _any([
-            *(f"list_contains(__g_{_ident(c)}, {k})" for c in sorted(row_guards[k])),
-            *(f"__r_{_ident(key)}" + ("" if t == row_terms[key] else f" AND {t}")
-              for key, t in terms.items()),
-            *sqls,
-        ])
-        # the guard reads booleans and lists: unlike _guarded, worth it even before a short
-        # contains() (which would lower() a whole raw line)
-        only_sql = not p.need[0] and all(x[0] == "sql" for x in p.need[1])
-        cases.append(f"CASE WHEN {formulas[k] if only_sql else f'{guard} AND {formulas[k]}'} THEN {i} END")
-    if cases:
-        hit_lists.append("[" + ", ".join(cases) + "]")
-    where = _any([
-        f"coalesce({' OR '.join(matched)}, false)" if matched else "false",
-        *(f"__r_{_ident(k)}" for k in row_terms), *row_sqls,
-    ])
-    keep_sql = keep
-    if keep == "*":
-        keep_sql = f"__t.* EXCLUDE ({', '.join(f'__r_{_ident(k)}' for k in row_terms)})" if row_terms else "__t.*"
-    with_sql = f"WITH {', '.join(ctes)} " if ctes else ""
-    return (
-        f"{with_sql}SELECT {keep_sql}, list_distinct(flatten([{', '.join(hit_lists)}]))::INTEGER[] AS hits "
-        f"FROM (SELECT *{', ' + scans if scans else ''} FROM ({source})) __t {' '.join(joins)} "
-        f"WHERE {where}"
-    )
+        n, non_null = con.execute(f'SELECT count(*), count("{c}") FROM __ts_dv_{x}').fetchall()[0]
+        # all NULL (e.g. no request bodies in access logs): only the parts whose requirement
+        # has loose SQL can hold (a literal or regex scan of NULL is false); few values: no need
+        # for guards. Both keep DuckDB from compiling regexes that would run on nothing.
+        view = plan.view(c, null_only=non_null == 0, guarded=n > _FEW_VALUES)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS "
+            f"SELECT *, len(__h) > 0 OR len(__g) > 0 AS __m FROM ("
+            f'SELECT "{c}" AS __v, {view.hits} AS __h, {view.guards} AS __g, {view.atoms} AS __a '
+            f"FROM __ts_dv_{x} WHERE {view.flag}"
+            f") WHERE len(__h) > 0 OR len(__g) > 0 OR len(__a) > 0"
+        )
+        n, m, null_m = con.execute(
+            f"SELECT count(*), bool_or(__m), bool_or(__m AND __v IS NULL) FROM __ts_dv_{x}"
+        ).fetchall()[0]
+        if n:
+            present[c], null_flagged[c] = bool(m), bool(null_m)
+        else:
+            con.execute(f"DROP TABLE __ts_dv_{x}")
+    return plan.row_sql(source, keep, present, null_flagged)
+
+
+@dataclass
+class _ValueSql:
+    flag: str
+    hits: str
+    guards: str
+    atoms: str
+
+
+# Up to this many distinct values, a rule part runs on each without its requirement's scan first
+_FEW_VALUES = 10_000
+
+
+class _Plan:
+    """Which rule parts run per distinct value (per column) and which per row."""
+
+    def __init__(self, rules: Sequence[CompiledRule], dcols: set[str]):
+        self.dcols = dcols
+        self.value_parts: dict[str, list[tuple[int, RulePart]]] = defaultdict(list)
+        self.row_parts: list[tuple[int, RulePart]] = []
+        for i, r in enumerate(rules):
+            for p in r.parts:
+                if p.column in dcols:
+                    self.value_parts[p.column].append((i, p))
+                else:
+                    self.row_parts.append((i, p))
+        # requirement of each row part, split: per distinct column (tested once per value,
+        # found again through __g), and row-wise (its own scan)
+        self.guard_needs: dict[str, list[tuple[int, Req]]] = defaultdict(list)
+        self.guard_cols: list[list[str]] = []
+        self.row_needs: list[Req] = []
+        for k, (_, p) in enumerate(self.row_parts):
+            lits, loose = p.need
+            cols = []
+            for c in sorted(dcols):
+                c_lits = frozenset(x for x in lits if key_column(x[0]) == c)
+                c_loose = tuple(x for x in loose if x[0] == "re" and key_column(x[1]) == c)
+                if c_lits or c_loose:
+                    cols.append(c)
+                    self.guard_needs[c].append((k, (c_lits, c_loose)))
+            self.guard_cols.append(cols)
+            self.row_needs.append((
+                frozenset(x for x in lits if key_column(x[0]) not in dcols),
+                tuple(x for x in loose if x[0] == "sql" or key_column(x[1]) not in dcols),
+            ))
+        # atoms of row parts over distinct columns: evaluated per value, listed in __a
+        self.atom_ids: dict[tuple[str, str], int] = {}
+        self.value_atoms: dict[str, list[tuple[int, str, Req]]] = defaultdict(list)
+        for _, p in self.row_parts:
+            for col, sql, need in p.atoms:
+                if col in dcols and (col, sql) not in self.atom_ids:
+                    self.atom_ids[col, sql] = len(self.atom_ids)
+                    self.value_atoms[col].append((self.atom_ids[col, sql], sql, need))
+
+    # -- the per-value phase ---------------------------------------------------------------
+    def value_columns(self) -> list[str]:
+        return sorted(set(self.value_parts) | set(self.guard_needs) | set(self.value_atoms))
+
+    def view(self, c: str, null_only: bool, guarded: bool) -> _ValueSql:
+        """SQL over the distinct values of ``c``: flag (worth a look), and the lists of rule hits,
+        row-part guards and atoms that hold."""
+        def keep(need: Req) -> bool:
+            return not null_only or any(x[0] == "sql" for x in need[1])
+
+        def test(sql: str, need: Req) -> str:
+            return _guarded(sql, need) if guarded else sql
+
+        vp = [(i, p) for i, p in self.value_parts.get(c, []) if keep(p.need)]
+        gn = [(k, n) for k, n in self.guard_needs.get(c, []) if keep(n)]
+        va = [(j, sql, n) for j, sql, n in self.value_atoms.get(c, []) if keep(n)]
+        needs = [p.need for _, p in vp] + [n for _, n in gn] + [n for _, _, n in va]
+        return _ValueSql(
+            flag=(_scan(_union(needs)) if guarded else "true") if needs else "false",
+            hits=_int_list(f"CASE WHEN {test(p.sql, p.need)} THEN {i} END" for i, p in vp),
+            guards=_int_list(f"CASE WHEN {_scan(n)} THEN {k} END" for k, n in gn),
+            atoms=_int_list(f"CASE WHEN {test(sql, n)} THEN {j} END" for j, sql, n in va),
+        )
+
+    # -- the row phase ---------------------------------------------------------------------
+    def row_sql(self, source: str, keep: str, present: dict, null_flagged: dict) -> str:
+        """``present``: column -> whether its table has candidate values (absent: no row)."""
+        def atom_ref(col, sql):
+            if col not in self.dcols:
+                return sql
+            if col not in present:  # no value of the column satisfies the atom
+                return "false"
+            return f"coalesce(list_contains(__a_{_ident(col)}, {self.atom_ids[col, sql]}), false)"
+
+        row_terms, row_sqls = _key_terms(_union(self.row_needs))
+        scans = "".join(f", {t} AS __r_{_ident(k)}" for k, t in row_terms.items())
+        cases = []
+        for k, (i, p) in enumerate(self.row_parts):
+            if p.expr is None:
+                formula = p.sql
+            else:
+                formula = _render(p.expr, [atom_ref(col, sql) for col, sql, _ in p.atoms])
+                if all(col in self.dcols for col, _, _ in p.atoms):
+                    # list lookups only: cheaper than any guard
+                    cases.append(f"CASE WHEN {formula} THEN {i} END")
+                    continue
+            terms, sqls = _key_terms(self.row_needs[k])
+            if not terms and not any(c in present for c in self.guard_cols[k]) and not sqls:
+                continue  # its requirement holds on no row
+            guard = _any([
+                *(f"list_contains(__g_{_ident(c)}, {k})" for c in self.guard_cols[k]
+                  if present.get(c)),
+                *(f"__r_{_ident(key)}" + ("" if t == row_terms[key] else f" AND {t}")
+                  for key, t in terms.items()),
+                *sqls,
+            ])
+            # the guard reads booleans and lists: unlike _guarded, worth it even before a
+            # short contains() (which would lower() a whole raw line)
+            only_sql = not p.need[0] and all(x[0] == "sql" for x in p.need[1])
+            cases.append(f"CASE WHEN {formula if only_sql else f'{guard} AND {formula}'} THEN {i} END")
+
+        hit_lists = [
+            f"coalesce(__h_{_ident(c)}, []::INTEGER[])" for c in sorted(present) if c in self.value_parts
+        ]
+        if cases:
+            hit_lists.append("[" + ", ".join(cases) + "]")
+        # candidates: a value flagged in a per-value table (a semi-join: cheap, and DuckDB reads
+        # the other columns only for the rows it keeps) or a row-wise scan
+        candidate = []
+        for c in sorted(present):
+            if present[c]:
+                x = _ident(c)
+                candidate.append(f'"{c}" IN (SELECT __v FROM __ts_dv_{x} WHERE __m)')
+                if null_flagged[c]:
+                    candidate.append(f'"{c}" IS NULL')
+        candidate += [f"__r_{_ident(k)}" for k in row_terms] + row_sqls
+        joins = "".join(
+            f" LEFT JOIN (SELECT __v AS __v_{x}, __h AS __h_{x}, __g AS __g_{x}, __a AS __a_{x} "
+            f'FROM __ts_dv_{x}) ON __t."{c}" IS NOT DISTINCT FROM __v_{x}'
+            for c, x in ((c, _ident(c)) for c in sorted(present))
+        )
+        keep_sql = keep
+        if keep == "*":
+            keep_sql = "__t.*" + (
+                f" EXCLUDE ({', '.join(f'__r_{_ident(k)}' for k in row_terms)})" if row_terms else ""
+            )
+        hits = f"list_distinct(flatten([{', '.join(hit_lists)}]))" if hit_lists else "[]"
+        return (
+            f"SELECT {keep_sql}, {hits}::INTEGER[] AS hits "
+            f"FROM (SELECT *{scans} FROM ({source}) WHERE {_any(candidate)}) __t{joins}"
+        )
 
 
 _NO_LIMIT = 2**63 - 1

@@ -22,7 +22,7 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from threatscope import schema
-from threatscope.detect import mapping
+from threatscope.detect import cache, mapping
 from threatscope.detect.compiler import (
     Atom,
     CompileError,
@@ -59,7 +59,8 @@ class RulePart:
 
 @dataclass
 class CompiledRule:
-    """A Sigma rule compiled into a DuckDB boolean expression over ``table``."""
+    """A Sigma rule compiled into a DuckDB boolean expression over ``table`` (``sql``, the OR of
+    its ``parts``, which is how the stage evaluates it: see matcher)."""
 
     id: str
     title: str
@@ -76,7 +77,6 @@ class CompiledRule:
     product: str | None = None
     campaign: str | None = None
     family: str | None = None
-    need: Req = field(default=(frozenset(), ()), repr=False)  # prefilter requirement (compiler)
     parts: list[RulePart] = field(default_factory=list, repr=False)
 
 
@@ -131,7 +131,19 @@ def rule_files(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> li
 def load_rules(
     rule_dirs: Sequence[Path | str] = (), builtin: bool = True, cache_dir: Path | str | None = None
 ) -> RuleSet:
-    """Read and compile Sigma rules: the built-in pack (``builtin``) plus files/folders given."""
+    """Read and compile Sigma rules: the built-in pack (``builtin``) plus files/folders given.
+
+    ``cache_dir``: a folder keeping compiled rule sets (see detect.cache), keyed by the rule
+    files' contents and the compiler's code: a second load of the same files reads one JSON."""
+    files = rule_files(rule_dirs, builtin)
+    key = cache.cache_key(files) if cache_dir is not None else ""
+    if cache_dir is not None:
+        doc = cache.read(cache_dir, key)
+        if doc is not None:
+            try:
+                return _from_doc(doc)
+            except (KeyError, TypeError, ValueError, IndexError):
+                pass  # unreadable entry: compile again, and overwrite it
     rs = RuleSet()
     seen: dict[str, str] = {}
     pipeline = mapping.processing_pipeline()
@@ -139,11 +151,47 @@ def load_rules(
     for kind, cols in schema.KINDS.items():
         con.execute(f'CREATE TABLE "{kind}" AS {schema.empty_select(cols)}')
     try:
-        for path in rule_files(rule_dirs, builtin):
+        for path in files:
             _load_file(path, rs, seen, pipeline, con)
     finally:
         con.close()
+    if cache_dir is not None:
+        cache.write(cache_dir, key, _to_doc(rs))
     return rs
+
+
+# -- (de)serialisation for the cache ------------------------------------------------------------
+def _req_doc(req: Req) -> list:
+    return [sorted([k, v] for k, v in req[0]), [list(x) for x in req[1]]]
+
+
+def _req(doc: list) -> Req:
+    return frozenset((k, v) for k, v in doc[0]), tuple(tuple(x) for x in doc[1])
+
+
+def _to_doc(rs: RuleSet) -> dict:
+    rules = []
+    for r in rs.rules:
+        d = {k: v for k, v in r.__dict__.items() if k != "parts"}
+        d["parts"] = [
+            {"column": p.column, "sql": p.sql, "need": _req_doc(p.need), "expr": p.expr,
+             "atoms": [[c, sql, _req_doc(n)] for c, sql, n in p.atoms]}
+            for p in r.parts
+        ]
+        rules.append(d)
+    return {"rules": rules, "failed": [f.__dict__ for f in rs.failed]}
+
+
+def _from_doc(doc: dict) -> RuleSet:
+    rules = []
+    for d in doc["rules"]:
+        parts = [
+            RulePart(p["column"], p["sql"], _req(p["need"]), p["expr"],
+                     [(c, sql, _req(n)) for c, sql, n in p["atoms"]])
+            for p in d["parts"]
+        ]
+        rules.append(CompiledRule(**{**d, "parts": parts}))
+    return RuleSet(rules, [FailedRule(**f) for f in doc["failed"]])
 
 
 def _load_file(path: Path, rs: RuleSet, seen: dict[str, str], pipeline, con) -> None:
@@ -237,7 +285,6 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
         expr, sql, req = decompose_group(multi, False, table, atoms)
         parts.append(RulePart(None, sql, req, expr, atoms))
     sql = _or_sql([p.sql for p in parts])
-    need = req_union([p.need for p in parts])
     try:  # bind it once: catches regexes RE2 rejects and anything else DuckDB refuses
         con.execute(f'SELECT count(*) FROM "{table}" WHERE {sql}').fetchall()
     except duckdb.Error as e:
@@ -257,7 +304,6 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
         table=table,
         sql=sql,
         path=path,
-        need=need,
         parts=parts,
         **meta,
     )

@@ -3,10 +3,10 @@
     summary = run_detect(ws)                     # built-in pack + ws.rule_dirs
     evaluate(load_rules(), "http", [{"url_original": "/?id=1 union select 1", ...}])
 
-One pass: a single SELECT per table (matcher.match_sql): rule parts over low-variety columns run
-once per distinct value and are joined back, the others run per row on the few candidate rows a
-cheap prefilter lets through; the list of hits is unnested into detection rows. DuckDB streams
-the scan (its DISTINCT/join hash tables spill), so memory stays bounded on large lakes.
+Per table (matcher.match_query): rule parts over low-variety columns run once per distinct value
+(small temp tables), the rest per row on the few candidate rows a cheap prefilter lets through;
+the list of hits is unnested into detection rows. DuckDB streams the scans (its DISTINCT hash
+tables spill), so memory stays bounded on large lakes.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from threatscope import schema
 from threatscope.detect import mapping
-from threatscope.detect.matcher import distinct_columns, match_sql
+from threatscope.detect.matcher import distinct_columns, match_query
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
 
@@ -52,7 +52,7 @@ def evaluate(
 
     ``prefilter=False`` evaluates every rule on every row (tests check both agree);
     ``distinct`` names the columns evaluated once per distinct value (None: all of them, the
-    stage picks them from the data; see matcher.match_sql).
+    stage picks them from the data; see matcher.match_query).
     """
     if kind not in schema.KINDS:
         raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.KINDS)})")
@@ -91,7 +91,7 @@ def evaluate(
     try:
         con.register("__rows", tbl)
         source = f"SELECT __row, {', '.join(select)} FROM __rows"
-        sql = match_sql(rules, source, "__row", prefilter=prefilter, distinct=distinct)
+        sql = match_query(con, rules, source, "__row", prefilter=prefilter, distinct=distinct)
         for row, hits in con.execute(sql).fetchall():
             out[row] = [rules[i].id for i in sorted(hits)]
     finally:
@@ -166,7 +166,7 @@ def run_detect(
     """Run all rules over the workspace's lake; replace the catalog table ``detection``."""
     started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
-    ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True)
+    ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True, cache_dir=ws.root / "cache")
     summary = DetectSummary(rules_loaded=len(ruleset.rules), rules_failed=len(ruleset.failed))
     summary.failed = [
         {"path": f.path, "rule": f.name, "reason": f.reason, "logsource": f.logsource}
@@ -242,7 +242,7 @@ def _insert_sigma(con: duckdb.DuckDBPyConnection, table: str, rules: list[Compil
         f"source_file, source_line, {evidence} AS evidence"
     )
     source = f'SELECT * FROM "{table}"'
-    hits = match_sql(rules, source, keep, distinct=distinct_columns(con, source, rules))
+    hits = match_query(con, rules, source, keep, distinct=distinct_columns(con, source, rules))
     con.execute(f"""
         INSERT INTO detection
         SELECT e.org_id, e.ts, e.src_ip, e.src_ip_num, e.event_kind, e.file_id, e.source_file,

@@ -1,9 +1,10 @@
 """Where ingested data goes, and how an interrupted ingest is undone.
 
 Commit protocol for one input file (``file_id`` = first 32 hex of the sha256 of its
-decompressed content):
+decompressed content, computed while the file is read, so known only at its end):
 
-1. Parquet and quarantine rows are written under ``lake/.staging/<run>/`` only;
+1. Parquet and quarantine rows are written under ``lake/.staging/<run>/`` only (the Parquet
+   files have no file_id column: the workspace view takes it from the lake file name);
 2. the Parquet files are moved (renamed) into
    ``lake/<kind>/org_id=<org>/event_date=<YYYY-MM-DD>/<file_id>_<n>.parquet``;
 3. one catalog transaction inserts the file's quarantine rows and its ``ingest_manifest`` row:

@@ -1,6 +1,7 @@
 """DuckDB macros shared by the format parsers (installed once per connection by ``install``).
 
     ts_ip_num(ip)        UHUGEINT: IPv4 as ::ffff:a.b.c.d, IPv6 as its 128-bit value, else NULL
+    _ts_v4num(ip)        the same for IPv4 only (ts_ip_num takes DuckDB long to plan)
     ts_url_path(u)       u before the first '?'
     ts_url_query(u)      u after the first '?', NULL when there is none
     ts_url_decode(u)     url_decode(u); when that is not valid UTF-8, decodes only the ASCII
