@@ -5,8 +5,10 @@ Common Schema with dots as underscores. IPs are kept as text (``source_ip``) and
 (``source_ip_num``, UHUGEINT: IPv4 mapped into ``::ffff:0:0/96`` so v4 and v6 share one range
 space) so that CIDR tests and range joins are vectorised.
 
-The lake stores one Parquet dataset per kind, hive-partitioned by ``org_id`` and ``event_date``:
-``lake/<kind>/org_id=<org>/event_date=<YYYY-MM-DD>/<file_id>_<n>.parquet``. The file name starts
+The lake stores one Parquet dataset per kind, hive-partitioned by ``org_id``:
+``lake/<kind>/org_id=<org>/<file_id>_<n>.parquet`` (one file per input file, organisation and
+ingest batch; ``ts``/``event_date`` row-group statistics prune periods, so a month-long log is
+not split into thirty small files that every scan pays for). The file name starts
 with the ingest manifest's ``file_id`` so that an interrupted ingest can be rolled back by name;
 the files do not store ``file_id`` (ingest learns it only after the last line), the workspace
 view derives it from that name.
@@ -14,11 +16,11 @@ view derives it from that name.
 
 from __future__ import annotations
 
-# Columns every event kind has, in order. `org_id` and `event_date` are the partition columns.
+# Columns every event kind has, in order. `org_id` is the partition column.
 COMMON: list[tuple[str, str]] = [
     ("org_id", "VARCHAR"),
     ("ts", "TIMESTAMP"),  # UTC, naive
-    ("event_date", "DATE"),  # UTC day of ts (partition column)
+    ("event_date", "DATE"),  # UTC day of ts
     ("event_kind", "VARCHAR"),  # 'http', 'alert', ...
     ("file_id", "VARCHAR"),  # ingest_manifest.file_id (the view reads it from the file name)
     ("source_file", "VARCHAR"),  # path as given to ingest (archive member appended after '!')

@@ -117,8 +117,8 @@ class Workspace:
                 )
                 src = (
                     f"SELECT {names} FROM read_parquet('{_sql_str(self.kind_glob(kind))}', "
-                    "hive_partitioning = true, union_by_name = true, filename = true, "
-                    "hive_types = {'org_id': VARCHAR, 'event_date': DATE})"
+                    "hive_partitioning = true, filename = true, "
+                    "hive_types = {'org_id': VARCHAR})"
                 )
             else:
                 src = schema.empty_select(cols)

@@ -13,8 +13,8 @@ import pytest
 from tests.enrich.mmdb_writer import write_mmdb
 from threatscope import schema
 from threatscope.enrich import asn_ranges, lookup, run_enrich
-from threatscope.enrich.ipnum import install_ip_macros, ip_to_num
 from threatscope.enrich.netclass import builtin_asns
+from threatscope.ipnum import install_ip_macros, ip_to_num
 from threatscope.workspace import Workspace
 
 

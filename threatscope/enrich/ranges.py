@@ -41,8 +41,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from threatscope.enrich.ipnum import V4_MAPPED
 from threatscope.errors import UserError
+from threatscope.ipnum import V4_MAPPED
 
 _MASK64 = (1 << 64) - 1
 _V4_MAX = 0xFFFF_FFFF

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from threatscope import schema
 from threatscope.enrich import netclass, ranges
-from threatscope.enrich.ipnum import install_ip_macros, num_to_ip, reserved_ranges
+from threatscope.ipnum import install_ip_macros, num_to_ip, reserved_ranges
 from threatscope.workspace import Workspace
 
 OUTPUT_COLUMNS = [n for n, _ in schema.SOURCE if n != "ip_num"]

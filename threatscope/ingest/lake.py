@@ -6,15 +6,15 @@ decompressed content, computed while the file is read, so known only at its end)
 1. Parquet and quarantine rows are written under ``lake/.staging/<run>/`` only (the Parquet
    files have no file_id column: the workspace view takes it from the lake file name);
 2. the Parquet files are moved (renamed) into
-   ``lake/<kind>/org_id=<org>/event_date=<YYYY-MM-DD>/<file_id>_<n>.parquet``;
+   ``lake/<kind>/org_id=<org>/<file_id>_<n>.parquet`` (``event_date`` and ``ts`` are columns,
+   their row-group statistics prune periods);
 3. one catalog transaction inserts the file's quarantine rows and its ``ingest_manifest`` row:
    that insert is the commit point.
 
 ``rollback`` (run at the start of every ingest) deletes ``lake/.staging``, lake files whose
 ``file_id`` is not in the manifest and quarantine rows of such file ids, so that a ``kill -9`` at
 any moment followed by a rerun gives the same totals and no duplicates. Rows without a
-timestamp land in ``event_date=__HIVE_DEFAULT_PARTITION__`` (DuckDB's name for a NULL
-partition; it reads back as NULL).
+timestamp keep ``ts`` and ``event_date`` NULL.
 """
 
 from __future__ import annotations
@@ -59,15 +59,15 @@ def rollback(ws: Workspace, con: duckdb.DuckDBPyConnection) -> int:
 
 
 def move_into_lake(ws: Workspace, staged: Path, file_id: str) -> list[Path]:
-    """Move ``staged/<kind>/<chunk>/org_id=../event_date=../*.parquet`` into the lake."""
+    """Move ``staged/<kind>/<chunk>/org_id=../*.parquet`` into the lake."""
     moved: list[Path] = []
     if not staged.exists():
         return moved
     k = 0
     for kind_dir in sorted(p for p in staged.iterdir() if p.is_dir() and p.name in schema.KINDS):
         for f in sorted(kind_dir.rglob("*.parquet")):
-            rel = f.relative_to(kind_dir).parts  # (chunk, org_id=.., event_date=.., name)
-            target = ws.lake / kind_dir.name / rel[1] / rel[2]
+            rel = f.relative_to(kind_dir).parts  # (chunk, org_id=.., name)
+            target = ws.lake / kind_dir.name / rel[1]
             target.mkdir(parents=True, exist_ok=True)
             dest = target / f"{file_id}_{k}.parquet"
             os.replace(f, dest)

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from threatscope import schema
 from threatscope.errors import UserError
 from threatscope.ingest import formats, lake, reader, sqlfn
-from threatscope.ingest.arrowfn import constant, encode, per_distinct
+from threatscope.ingest.arrowfn import constant, per_distinct
 from threatscope.ingest.formats import Format, ParseResult, Part, sql_str
 from threatscope.workspace import Workspace
 
@@ -48,7 +48,6 @@ SNIFF_BYTES = 64 << 10
 INFLIGHT = 2  # batches of one file queued or being parsed (bounds memory)
 _ORG_OK = re.compile(r"[^A-Za-z0-9._-]")
 _GLOB = re.compile(r"[*?\[]")
-_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 Progress = Callable[[int, int | None, str], None]
 
@@ -594,12 +593,9 @@ class _Ctx:
         derived: dict[str, Any] = {}
         if "source_ip" in have and "source_ip_num" not in have:
             # Parquet has no 128-bit integer: DECIMAL(38,0) is exact for IPv4 and all of
-            # 2000::/3; the view reads it back as UHUGEINT. The IPv6 macro takes DuckDB long
-            # to plan: only when there is an IPv6 address.
-            ips = encode(t.column("source_ip"))
-            v6 = pc.any(pc.match_substring(ips.dictionary, ":")).as_py()
-            (derived["source_ip_num"],) = per_distinct(con, ips, [
-                f"TRY_CAST({'ts_ip_num' if v6 else '_ts_v4num'}(v) AS DECIMAL(38,0))"])
+            # 2000::/3; the view reads it back as UHUGEINT.
+            (derived["source_ip_num"],) = per_distinct(con, t.column("source_ip"), [
+                "TRY_CAST(ts_ip_num(v) AS DECIMAL(38,0))"])
         urls = [c for c in ("url_path", "url_query", "url_decoded") if c not in have]
         if "url_original" in have and urls:
             derived.update(zip(urls, per_distinct(con, t.column("url_original"),
@@ -636,37 +632,27 @@ def _as_type(col, typ: pa.DataType, n: int):
 
 
 def _write_partitions(table: pa.Table, out: Path) -> set[str]:
-    """Write ``out/org_id=<o>/event_date=<d>/part_<i>.parquet`` (hive layout, NULL date as
-    ``__HIVE_DEFAULT_PARTITION__``); returns the organisations written. Logs are mostly in
-    time order, so partitions are usually contiguous runs: slice them, sort only if not."""
+    """Write ``out/org_id=<o>/part_<i>.parquet`` (hive layout by organisation; ``event_date``
+    and ``ts`` stay columns whose row-group statistics prune periods); returns the
+    organisations written. One file per organisation and batch, not per day: a month-long log
+    must not become thirty small files that every later scan pays for."""
     org = table.column("org_id").combine_chunks()
-    dates = table.column("event_date").combine_chunks()
     one_org = isinstance(org, pa.DictionaryArray) and len(org.dictionary) == 1
-    key = dates if one_org else pc.binary_join_element_wise(
-        org.cast(pa.string()), pc.fill_null(dates.cast(pa.string()), _HIVE_NULL), "\x00")
-    runs = pc.run_end_encode(key)
-    if len(runs.values) != len(pc.unique(key)):  # not grouped: sort once
-        order = pc.sort_indices(key)
-        table, key = table.take(order), pc.take(key, order)
-        org = table.column("org_id").combine_chunks()
-        runs = pc.run_end_encode(key)
-    data = table.drop_columns(["org_id", "event_date"])
-    dict_cols = [c for c in data.column_names if c not in ("raw", "source_line")]
+    if one_org:
+        groups = [(org.dictionary[0].as_py(), table)]
+    else:
+        key = org.cast(pa.string())
+        groups = [(o, table.filter(pc.equal(key, o))) for o in pc.unique(key).to_pylist()]
     orgs: set[str] = set()
-    start = 0
-    for i, (end, k) in enumerate(zip(runs.run_ends.to_pylist(), runs.values.to_pylist(),
-                                     strict=True)):
-        if one_org:
-            o, date = org.dictionary[0].as_py(), _HIVE_NULL if k is None else k.isoformat()
-        else:
-            o, date = k.split("\x00")
+    for i, (o, part) in enumerate(groups):
+        data = part.drop_columns(["org_id"])
+        dict_cols = [c for c in data.column_names if c not in ("raw", "source_line")]
         orgs.add(o)
-        folder = out / f"org_id={o}" / f"event_date={date}"
+        folder = out / f"org_id={o}"
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(data.slice(start, end - start), folder / f"part_{i}.parquet",
+        pq.write_table(data, folder / f"part_{i}.parquet",
                        compression="snappy", use_dictionary=dict_cols,
-                       write_statistics=["ts", "source_line"])
-        start = end
+                       write_statistics=["ts", "event_date", "source_line"])
     return orgs
 
 

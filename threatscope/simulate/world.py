@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from threatscope.enrich.ipnum import V4_MAPPED, num_to_ip
 from threatscope.errors import UserError
+from threatscope.ipnum import V4_MAPPED, num_to_ip
 from threatscope.simulate import attacks, benign
 from threatscope.simulate.attacks import Req
 
