@@ -331,3 +331,12 @@ def test_gone_campaigns_multi_cve_events_and_list_order(build):
     assert {"id": "gone-drupalgeddon2", "text": "Drupalgeddon 2 (Drupal Form API remote code "
             "execution) stopped: 12 detected events in 2018Q1, none in 2018Q2."} in m["key_findings"]
     assert m["consistency"]["ok"], m["consistency"]["problems"]
+
+
+def test_sentence_ends_with_one_full_stop():
+    from threatscope.analyze.findings import _and, _sentence
+
+    assert _sentence("led by " + _and(["Tencent", "Alibaba Co.,Ltd."])) == (
+        "led by Tencent and Alibaba Co.,Ltd."
+    )
+    assert _sentence("rose 5-fold") == "rose 5-fold."

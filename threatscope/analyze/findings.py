@@ -46,6 +46,11 @@ def fmt_pct(share: float) -> str:
     return f"{round(100 * share)}%"
 
 
+def _sentence(text: str) -> str:
+    """End with one full stop (an AS organisation like "Co.,Ltd." may end with its own)."""
+    return text if text.endswith(".") else text + "."
+
+
 def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
@@ -87,7 +92,7 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
             verb = "rose" if t["period"] >= t["baseline"] else "fell"
             text = (f"Detected events {verb} {abs(t['pct_change']):.0f}% ({t['baseline']:,} → "
                     f"{t['period']:,}) {over}" + (who if t["period"] else ""))
-        out.append({"id": "totals", "text": text + "."})
+        out.append({"id": "totals", "text": _sentence(text)})
 
     # products that grew at least threefold (new ones too), largest first
     surges = [p for p in m["products"] if p["period"] >= 10 and p["period"] >= 3 * p["baseline"]]
@@ -105,7 +110,7 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
             text += f"; {fmt_pct(p['hosting_share'])} of it came from hosting networks"
             if hosts and p["hosting_share"] >= 0.5:
                 text += f", led by {_and(hosts)}"
-        out.append({"id": f"surge-{p['product']}", "text": text + "."})
+        out.append({"id": f"surge-{p['product']}", "text": _sentence(text)})
 
     # campaigns that started in the period, measured against their public exploit date
     started = [c for c in m["campaigns"] if c["baseline"] == 0 and c["onset"]]
@@ -121,7 +126,7 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
             same_year = c["peak_day"][:4] == c["onset"][:4]
             peak = fmt_day(c["peak_day"], year=not same_year)
             text += f" and peaked on {peak} ({_n(c['peak_count'], 'detected event')})"
-        out.append({"id": f"onset-{c['campaign']}", "text": text + "."})
+        out.append({"id": f"onset-{c['campaign']}", "text": _sentence(text)})
 
     gone = [c for c in m["campaigns"] if c["flag"] == "gone"]
     for c in sorted(gone, key=lambda c: (-c["baseline"], c["campaign"]))[:1]:
@@ -147,5 +152,5 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
         text = f"The top source country was {c['country_name'] or c['country_code']} ({fmt_pct(c['share'])} of detected events)"
         if src["hosting_share"] is not None:
             text += f"; hosting networks sent {fmt_pct(src['hosting_share'])} of all detected events"
-        out.append({"id": "sources", "text": text + "."})
+        out.append({"id": "sources", "text": _sentence(text)})
     return out[:limit]
