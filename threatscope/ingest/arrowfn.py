@@ -18,10 +18,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 
-def split_fields(block: bytes, count: int, delimiter: str = " ", quote: str | None = None
-                 ) -> tuple[pa.Table, pa.Array | None] | None:
+def split_fields(block: bytes, count: int, delimiter: str = " ", quote: str | None = None,
+                 lines: int | None = None) -> tuple[pa.Table, pa.Array | None] | None:
     """Split newline-separated lines into ``count`` string fields ``f0..``; ``quote`` enables
-    CSV quoting (no escape character, no doubled quotes).
+    CSV quoting (no escape character, no doubled quotes). ``lines``: the number of lines in
+    ``block`` when the caller knows it (``batch.table.num_rows`` of a clean batch); counting
+    them here scans the whole block while holding the GIL, which stalls the other workers.
 
     Returns (fields of the lines that have ``count`` fields, in order; a boolean mask over all
     lines of which those are, or None when all are), or None when the rows cannot be aligned
@@ -45,7 +47,8 @@ def split_fields(block: bytes, count: int, delimiter: str = " ", quote: str | No
     ).combine_chunks()
     # A quote left open swallows the next line: then the row count is short. (A lone CR would
     # add a row, but clean blocks have none, so an equal count means aligned rows.)
-    lines = block.count(b"\n") + 1 if block else 0
+    if lines is None:
+        lines = block.count(b"\n") + 1 if block else 0
     if table.num_rows + len(invalid) != lines or None in invalid:
         return None
     if not invalid:

@@ -114,7 +114,8 @@ class _Access(Format):
 
     def _fast(self, con, batch) -> tuple[pa.Table, pa.Table] | None:
         """(rows read on the fast path, the (n, line) rows left to _SQL), or None."""
-        split = split_fields(batch.block, self.fields, quote='"')
+        split = split_fields(batch.block, self.fields, quote='"',
+                             lines=batch.table.num_rows)
         if split is None:
             return None
         f, valid = split

@@ -111,7 +111,7 @@ class W3C(DirectiveFormat):
         cols, ts = _columns(schema)
         if ts is None:
             return None
-        split = split_fields(batch.block, len(schema.fields))
+        split = split_fields(batch.block, len(schema.fields), lines=batch.table.num_rows)
         if split is None:
             return None
         fields, valid = split
