@@ -29,6 +29,7 @@ from threatscope.report.text import (
     fmt_num,
     fmt_pct,
     fmt_share,
+    fmt_span,
 )
 
 _TEMPLATES = Path(__file__).with_name("templates")
@@ -71,14 +72,6 @@ def csp_for(css: str) -> str:
     return ("default-src 'none'; "
             f"style-src 'sha256-{digest}'; img-src data:; font-src 'none'; script-src 'none'; "
             "object-src 'none'; base-uri 'none'; form-action 'none'")
-
-
-def _span(s: dict) -> str:
-    if not s.get("start"):
-        return str(s.get("label") or "—")
-    days = f", {fmt_int(s['days'])} days" if s.get("days") is not None else ""
-    label = f"{s['label']}: " if s.get("label") else ""
-    return f"{label}{s['start']} – {s.get('end') or '?'}{days}"
 
 
 def _charts(v: dict) -> dict:
@@ -128,5 +121,5 @@ def render_html(metrics: dict) -> str:
         failed=[c for c in checks if not c["ok"]],
         plabel=clean(v["period"]["label"] or "period", 40),
         blabel=clean(v["baseline"]["label"] or "baseline", 40),
-        span=_span,
+        span=fmt_span,
     )

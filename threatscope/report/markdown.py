@@ -23,6 +23,7 @@ from threatscope.report.text import (
     fmt_num,
     fmt_pct,
     fmt_share,
+    fmt_span,
 )
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -76,11 +77,7 @@ def _change_table(rows: list[dict], key: str, head: str, plabel: str, blabel: st
 
 
 def _span(s: dict) -> str:
-    if not s.get("start"):
-        return md(s.get("label") or "—")
-    days = f", {fmt_int(s['days'])} days" if s.get("days") is not None else ""
-    label = f"{md(s['label'])}: " if s.get("label") else ""
-    return f"{label}{md(s['start'])} – {md(s.get('end') or '?')}{days}"
+    return fmt_span(s, md)
 
 
 def render_markdown(metrics: dict) -> str:

@@ -114,3 +114,13 @@ def fmt_flag(flag: object) -> str:
     if not flag:
         return ""
     return FLAG_TEXT.get(str(flag), clean(flag, 40))
+
+
+def fmt_span(s: dict, esc=str) -> str:
+    """``2018Q2: 2018-04-01 – 2018-06-30, 91 days`` for a period dict; ``esc`` escapes the
+    strings for the target format (the HTML template autoescapes, so ``str`` there)."""
+    if not s.get("start"):
+        return esc(s.get("label") or "—")
+    days = f", {fmt_int(s['days'])} days" if s.get("days") is not None else ""
+    label = f"{esc(s['label'])}: " if s.get("label") else ""
+    return f"{label}{esc(s['start'])} – {esc(s.get('end') or '?')}{days}"
