@@ -117,3 +117,16 @@ def test_export_detections(pipeline):
     csv_out = root / "detections.csv"
     ts("export", "detections", "-w", str(ws), "--format", "csv", "-o", str(csv_out))
     assert len(csv_out.read_text().splitlines()) == len(rows) + 1
+
+
+def test_export_to_stdout_and_parquet(pipeline):
+    import pyarrow.parquet as pq
+
+    root, _, ws, _, _, _ = pipeline
+    jsonl = ts("export", "detections", "-w", str(ws)).stdout.splitlines()
+    csv_rows = ts("export", "detections", "-w", str(ws), "--format", "csv").stdout.splitlines()
+    assert len(jsonl) > 100 and len(csv_rows) == len(jsonl) + 1
+    assert csv_rows[0].startswith("org_id,ts,src_ip,source_file,source_line,rule_id")
+    out = root / "detections.parquet"
+    ts("export", "detections", "-w", str(ws), "--format", "parquet", "-o", str(out))
+    assert pq.read_table(out).num_rows == len(jsonl)

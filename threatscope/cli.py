@@ -247,7 +247,7 @@ def export_detections(workspace, fmt, out) -> None:
     with ws.connect(read_only=True) as con:
         if not con.execute(
             "SELECT 1 FROM information_schema.tables WHERE table_name = 'detection'"
-        ).fetchone():
+        ).fetchall():
             raise UserError("no detections yet: run `threatscope detect` first")
         query = f"SELECT {EXPORT_COLUMNS} FROM detection ORDER BY ts, org_id, source_file, source_line, rule_id"
         if fmt == "parquet":

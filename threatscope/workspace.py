@@ -2,7 +2,7 @@
 
     ws = Workspace.open("threatscope-ws", create=True)
     with ws.connect() as con:          # views `http`, `alert` over the lake are ready
-        con.sql("SELECT count(*) FROM http").fetchone()
+        con.execute("SELECT count(*) FROM http").fetchall()
 
 Everything a report says can be recomputed from the workspace.
 """

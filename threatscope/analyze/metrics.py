@@ -67,13 +67,13 @@ def parse_period(spec: str, ws: Workspace | None = None) -> Period:
 def _latest_day(con: duckdb.DuckDBPyConnection) -> date | None:
     """The last day with detections, else the last day with events, else None."""
     if "detection" in F.catalog_tables(con):
-        d = con.execute("SELECT CAST(max(ts) AS DATE) FROM detection").fetchone()[0]
+        d = con.execute("SELECT CAST(max(ts) AS DATE) FROM detection").fetchall()[0][0]
         if d is not None:
             return d
     d = con.execute(
         "SELECT max(d) FROM (SELECT max(event_date) AS d FROM http "
         "UNION ALL SELECT max(event_date) FROM alert)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return d
 
 
@@ -89,10 +89,11 @@ def _period_dict(p: Period) -> dict[str, Any]:
 
 def _rules_summary(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:
     """rules_loaded / rules_failed of the last detect run, from run_history when recorded."""
-    row = con.execute(
+    rows = con.execute(
         "SELECT summary FROM run_history WHERE stage = 'detect' "
         "ORDER BY finished_at DESC NULLS LAST, started_at DESC NULLS LAST LIMIT 1"
-    ).fetchone()
+    ).fetchall()
+    row = rows[0] if rows else None
     if not row or not row[0]:
         return None, None
     try:

@@ -115,7 +115,7 @@ def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
         con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 
@@ -162,10 +162,10 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        total, invalid, with_cc, with_as = con.execute(
+        (total, invalid, with_cc, with_as), = con.execute(
             "SELECT count(*), count(*) FILTER (ip_num IS NULL), count(country_code), "
             "count(as_org) FROM source"
-        ).fetchone()
+        ).fetchall()
         types = dict(con.execute(
             "SELECT network_type, count(*) FROM source GROUP BY 1 ORDER BY 1"
         ).fetchall())
