@@ -51,6 +51,9 @@ def con():
     c.execute("UPDATE http SET http_request_referrer = 'https://x/?id=1 union select 2' "
               "WHERE source_line % 13 = 0")
     c.execute("UPDATE http SET url_original = url_path WHERE source_line % 17 = 0")
+    # a flagged value with quotes: inlined into the row pass as a literal
+    c.execute("UPDATE http SET user_agent_original = 'curl''); DROP TABLE http; --\\''' "
+              "WHERE source_line % 19 = 0")
     yield c
     c.close()
 
@@ -63,9 +66,12 @@ def _hits(con, rules, **kw) -> dict[int, list[str]]:
     }
 
 
-@pytest.mark.parametrize("few_values", [matcher._FEW_VALUES, 0])
-def test_plans_agree_with_the_reference(con, mixed_rules, monkeypatch, few_values):
+@pytest.mark.parametrize(
+    ("few_values", "inline"), [(matcher._FEW_VALUES, matcher._INLINE_VALUES), (0, 0)]
+)
+def test_plans_agree_with_the_reference(con, mixed_rules, monkeypatch, few_values, inline):
     monkeypatch.setattr(matcher, "_FEW_VALUES", few_values)  # 0: the guarded per-value path
+    monkeypatch.setattr(matcher, "_INLINE_VALUES", inline)  # 0: flagged values by subquery
     ref = _hits(con, mixed_rules, prefilter=False)
     assert len(ref) > 1000 and len({i for v in ref.values() for i in v}) == len(MIXED)
     chosen = matcher.distinct_columns(con, "SELECT * FROM http", mixed_rules)

@@ -147,7 +147,7 @@ def match_query(
         cases = ", ".join(f"CASE WHEN {r.sql} THEN {i} END" for i, r in enumerate(rules))
         return f"SELECT {keep}, list_distinct([{cases}]) AS hits FROM ({source})"
     plan = _Plan(rules, rule_columns(rules) if distinct is None else set(distinct) - ROW_COLUMNS)
-    present, null_flagged = {}, {}
+    present, null_flagged, inline = {}, {}, {}
     for c in plan.value_columns():
         x = _ident(c)
         con.execute(
@@ -170,9 +170,30 @@ def match_query(
         ).fetchall()[0]
         if n:
             present[c], null_flagged[c] = bool(m), bool(null_m)
+            if m:
+                inline[c] = _flagged_literals(con, x)
         else:
             con.execute(f"DROP TABLE __ts_dv_{x}")
-    return plan.row_sql(source, keep, present, null_flagged)
+    return plan.row_sql(source, keep, present, null_flagged, inline)
+
+
+# Flagged values up to these limits go into the row pass as a constant IN list rather than a
+# subquery: a plain filter is pushed below the source's projection (a lake view's casts and
+# file-name parsing then run on the candidate rows only) while a subquery's join is not.
+_INLINE_VALUES = 10_000
+_INLINE_CHARS = 1_000_000
+
+
+def _flagged_literals(con: duckdb.DuckDBPyConnection, x: str) -> str | None:
+    """The non-NULL flagged values of ``__ts_dv_<x>`` as SQL literals, or None (too many, or
+    not strings)."""
+    vals = con.execute(
+        f"SELECT __v FROM __ts_dv_{x} WHERE __m AND __v IS NOT NULL LIMIT {_INLINE_VALUES + 1}"
+    ).fetchall()
+    if len(vals) > _INLINE_VALUES or not all(isinstance(v, str) for (v,) in vals):
+        return None
+    sql = ", ".join(sql_str(v) for (v,) in vals)
+    return sql if len(sql) <= _INLINE_CHARS else None
 
 
 @dataclass
@@ -253,8 +274,11 @@ class _Plan:
         )
 
     # -- the row phase ---------------------------------------------------------------------
-    def row_sql(self, source: str, keep: str, present: dict, null_flagged: dict) -> str:
-        """``present``: column -> whether its table has candidate values (absent: no row)."""
+    def row_sql(
+        self, source: str, keep: str, present: dict, null_flagged: dict, inline: dict | None = None
+    ) -> str:
+        """``present``: column -> whether its table has candidate values (absent: no row);
+        ``inline``: column -> its flagged non-NULL values as SQL literals (None: too many)."""
         def atom_ref(col, sql):
             if col not in self.dcols:
                 return sql
@@ -300,7 +324,11 @@ class _Plan:
         for c in sorted(present):
             if present[c]:
                 x = _ident(c)
-                candidate.append(f'"{c}" IN (SELECT __v FROM __ts_dv_{x} WHERE __m)')
+                lits = (inline or {}).get(c)
+                if lits is None:
+                    candidate.append(f'"{c}" IN (SELECT __v FROM __ts_dv_{x} WHERE __m)')
+                elif lits:
+                    candidate.append(f'"{c}" IN ({lits})')
                 if null_flagged[c]:
                     candidate.append(f'"{c}" IS NULL')
         candidate += [f"__r_{_ident(k)}" for k in row_terms] + row_sqls
