@@ -10,7 +10,7 @@ import pytest
 
 from tests.detect.sigma_helpers import RULE_ID, rule_yaml
 from threatscope.detect import load_rules, matcher
-from threatscope.detect.bench import make_rows
+from threatscope.simulate.bench import make_http_table
 
 # Rules mixing what the planner splits: one-column parts, multi-column parts (atoms), NOT,
 # NULL tests, keywords (raw is always row-wise), field references.
@@ -43,7 +43,7 @@ def mixed_rules(tmp_path_factory):
 @pytest.fixture(scope="module")
 def con():
     c = duckdb.connect()
-    make_rows(c, 6000, attack_every=5)
+    make_http_table(c, 6000, attack_every=5)
     # NULLs and odd values the generator does not make
     c.execute("""UPDATE http SET user_agent_original = NULL, http_request_referrer = NULL,
                  source_ip_num = CAST(167772160 + source_line AS UHUGEINT) + (CAST(65535 AS UHUGEINT) << 32)
@@ -87,7 +87,7 @@ def builtin_rules():
 
 def test_distinct_columns_skips_unique_columns(builtin_rules):
     c = duckdb.connect()
-    make_rows(c, 2000)
+    make_http_table(c, 2000)
     c.execute("UPDATE http SET url_original = url_original || '&n=' || source_line")
     rules = builtin_rules
     picked = matcher.distinct_columns(c, "SELECT * FROM http", rules)
@@ -97,7 +97,7 @@ def test_distinct_columns_skips_unique_columns(builtin_rules):
 
 def test_no_rules_and_nothing_flagged(builtin_rules):
     c = duckdb.connect()
-    make_rows(c, 300, attack_every=10**9)
+    make_http_table(c, 300, attack_every=10**9)
     c.execute("DELETE FROM http WHERE source_line = 1")  # the one attack: benign only now
     assert c.execute(matcher.match_query(c, [], "SELECT * FROM http")).fetchall() == []
     sql = matcher.match_query(c, builtin_rules, "SELECT * FROM http", "source_line")

@@ -57,7 +57,6 @@ class Format:
     """Base class of a format plug-in (see the module docstring)."""
 
     name: ClassVar[str] = ""
-    kinds: ClassVar[tuple[str, ...]] = ("http",)
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:

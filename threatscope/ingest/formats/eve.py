@@ -59,7 +59,6 @@ class Eve(Format):
     """
 
     name = "eve"
-    kinds = ("http", "alert")
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:

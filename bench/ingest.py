@@ -1,6 +1,6 @@
 """Ingest throughput on simulated combined and W3C logs (not a test; run by hand).
 
-    .venv/bin/python tests/ingest/bench_ingest.py [LINES] [combined|w3c ...]
+    .venv/bin/python bench/ingest.py [LINES] [combined|w3c ...]
 
 Logs come from ``threatscope.simulate.write_bench_log`` and are kept in ``$TS_BENCH_DIR``
 (default ``/tmp/threatscope-bench``) between runs. Prints, per format, wall and CPU (user+sys)
