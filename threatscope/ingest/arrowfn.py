@@ -1,11 +1,11 @@
 """Vectorised column helpers shared by the format parsers and the ingest driver.
 
-    fields, valid = split_fields(batch.block, 10, quote='"')  # pyarrow.csv split of the lines
-    (ts,) = per_distinct(con, fields["f3"], ["try_strptime(v, '[%d/%b/%Y:%H:%M:%S')"])
+    table, read = typed_fields(batch.block, "SxsAR", ["ip", "user", "m", "u", "v", "ts"])
+    (num,) = per_distinct(con, table["ip"], ["ts_ip_num(v)"])
 
-``split_fields`` splits the lines of a clean batch (``reader.Batch.block``) into a fixed number of
-fields with pyarrow's multithreaded-C++ CSV tokenizer; rows with another number of fields are
-only flagged. ``per_distinct`` evaluates DuckDB SQL expressions (the same macros as the SQL
+``typed_fields`` splits the lines of a clean batch (``reader.Batch.block``) into typed columns
+in one C pass (``_native.c``), reading only the lines of exactly the expected shape; the format's
+SQL parser reads the others. ``per_distinct`` evaluates DuckDB SQL expressions (the same macros as the SQL
 parsers, so the same semantics) once per distinct value of a column: log columns repeat a lot
 (timestamps, clients, requests, user agents), so this is much cheaper than once per row, and a
 string result comes back dictionary-encoded, which the Parquet writer stores as it is.
@@ -13,58 +13,79 @@ string result comes back dictionary-encoded, which the Parquet writer stores as 
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
+
+try:
+    from threatscope.ingest import _native
+except ImportError:  # built without a C compiler: the SQL parsers read every line
+    _native = None
 
 
-def split_fields(block: bytes, count: int, delimiter: str = " ", quote: str | None = None,
-                 lines: int | None = None) -> tuple[pa.Table, pa.Array | None] | None:
-    """Split newline-separated lines into ``count`` string fields ``f0..``; ``quote`` enables
-    CSV quoting (no escape character, no doubled quotes). ``lines``: the number of lines in
-    ``block`` when the caller knows it (``batch.table.num_rows`` of a clean batch); counting
-    them here scans the whole block while holding the GIL, which stalls the other workers.
+def _use_native() -> bool:
+    return _native is not None and os.environ.get("THREATSCOPE_NATIVE") != "0"
 
-    Returns (fields of the lines that have ``count`` fields, in order; a boolean mask over all
-    lines of which those are, or None when all are), or None when the rows cannot be aligned
-    with the lines (a quoted value running past its line end).
-    """
-    invalid: list[int | None] = []
 
-    def flag(row) -> str:
-        invalid.append(row.number)
-        return "skip"
+def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | None = None
+                 ) -> tuple[pa.Table, pa.Array] | None:
+    """Split the lines of a clean batch (``reader.Batch.block``) into typed columns with the C
+    splitter (``_native.c`` documents the ``spec`` codes: one per space-separated field).
 
-    names = [f"f{i}" for i in range(count)]
-    table = pcsv.read_csv(
-        pa.py_buffer(block),
-        pcsv.ReadOptions(column_names=names, use_threads=False, block_size=len(block) + 1),
-        pcsv.ParseOptions(delimiter=delimiter, quote_char=quote or False, escape_char=False,
-                          double_quote=False, newlines_in_values=False,
-                          ignore_empty_lines=False, invalid_row_handler=flag),
-        pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), check_utf8=False,
-                            strings_can_be_null=False, quoted_strings_can_be_null=False),
-    ).combine_chunks()
-    # A quote left open swallows the next line: then the row count is short. (A lone CR would
-    # add a row, but clean blocks have none, so an equal count means aligned rows.)
-    if lines is None:
-        lines = block.count(b"\n") + 1 if block else 0
-    if table.num_rows + len(invalid) != lines or None in invalid:
+    Returns (a table of the lines it could read, columns ``names`` in spec order, text columns
+    dictionary-encoded; a boolean mask over all lines of which those are), or None when the
+    C extension is not built (or ``THREATSCOPE_NATIVE=0``): the caller's SQL parser then reads
+    every line. The splitter is strict: a line it does not read is one for the SQL parser."""
+    if not _use_native():
         return None
-    if not invalid:
-        return table, None
-    bad = pa.array([n - 1 for n in invalid], pa.int64())
-    valid = pc.invert(pc.is_in(pa.array(range(lines), pa.int64()), value_set=bad))
-    return table, valid
+    args = (block, spec) if date_days is None else (block, spec, date_days)
+    nlines, ok, nrows, cols = _native.fields(*args)
+    arrays = []
+    for col in cols:
+        arr = _from_native(nrows, col)
+        arrays.append(pc.dictionary_encode(arr) if col[0] == "str" else arr)
+    mask = pa.Array.from_buffers(pa.bool_(), nlines, [None, pa.py_buffer(ok)])
+    return pa.table(dict(zip(names, arrays, strict=True))), mask
 
 
-def expand(valid: pa.Array | None, values: pa.Array) -> pa.Array:
-    """A boolean over all lines from one over the valid lines (False where not valid)."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if valid is None:
-        return values
-    return pc.replace_with_mask(valid, valid, values)
+_NATIVE_TYPES = {"str": pa.string(), "i32": pa.int32(), "i64": pa.int64(),
+                 "ts": pa.timestamp("us"), "d128": pa.decimal128(38, 0)}
+
+
+def _from_native(n: int, col: tuple) -> pa.Array:
+    kind, valid, *bufs = col
+    validity = None if valid is None else pa.py_buffer(valid)
+    return pa.Array.from_buffers(_NATIVE_TYPES[kind], n, [validity, *map(pa.py_buffer, bufs)])
+
+
+def _to_native(arr: pa.Array) -> tuple:
+    """The (n, offset, validity, offsets, data) of a string array, for _native's functions."""
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    validity, offsets, data = arr.buffers()
+    return len(arr), arr.offset, validity, offsets, data if data is not None else b""
+
+
+def ip_numbers(con, arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``ts_ip_num`` of each value as DECIMAL(38,0) (the lake's storage type): NULL when the
+    value is no address or its number has 39 digits (fe80::/10 and above)."""
+    if not _use_native():
+        return per_distinct(con, arr, ["TRY_CAST(ts_ip_num(v) AS DECIMAL(38,0))"])[0]
+    enc = encode(arr)
+    values = _from_native(len(enc.dictionary), _native.ip_numbers(*_to_native(enc.dictionary)))
+    return pc.take(values, enc.indices)
+
+
+def url_parts(con, arr: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    """``[ts_url_path(v), ts_url_query(v), ts_url_decode(v)]`` of each value (sqlfn),
+    dictionary-encoded."""
+    if not _use_native():
+        return per_distinct(con, arr, ["ts_url_path(v)", "ts_url_query(v)", "ts_url_decode(v)"])
+    enc = encode(arr)
+    n = len(enc.dictionary)
+    return [_dict_result(enc.indices, _from_native(n, col))
+            for col in _native.url_parts(*_to_native(enc.dictionary))]
 
 
 def per_distinct(con, arr: pa.Array | pa.ChunkedArray, exprs: list[str], let: str = ""
@@ -86,14 +107,18 @@ def per_distinct(con, arr: pa.Array | pa.ChunkedArray, exprs: list[str], let: st
     for col in res.columns:
         values = col.combine_chunks()
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            indices = enc.indices
-            if values.null_count:
-                indices = pc.if_else(pc.take(pc.is_null(values), indices), None, indices)
-                values = pc.fill_null(values, "")
-            out.append(pa.DictionaryArray.from_arrays(indices, values.cast(pa.string())))
+            out.append(_dict_result(enc.indices, values))
         else:
             out.append(pc.take(values, enc.indices))
     return out
+
+
+def _dict_result(indices: pa.Array, values: pa.Array) -> pa.DictionaryArray:
+    """``values[indices]`` as a dictionary array (NULL values become NULL indices)."""
+    if values.null_count:
+        indices = pc.if_else(pc.take(pc.is_null(values), indices), None, indices)
+        values = pc.fill_null(values, "")
+    return pa.DictionaryArray.from_arrays(indices, values.cast(pa.string()))
 
 
 def encode(arr: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:

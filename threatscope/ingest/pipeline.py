@@ -40,12 +40,12 @@ import pyarrow.parquet as pq
 from threatscope import schema
 from threatscope.errors import UserError
 from threatscope.ingest import formats, lake, reader, sqlfn
-from threatscope.ingest.arrowfn import constant, per_distinct
+from threatscope.ingest.arrowfn import constant, ip_numbers, per_distinct, url_parts
 from threatscope.ingest.formats import Format, ParseResult, Part, sql_str
 from threatscope.workspace import Workspace
 
 SNIFF_BYTES = 64 << 10
-INFLIGHT = 2  # batches of one file queued or being parsed (bounds memory)
+INFLIGHT = 3  # batches of one file queued or being parsed (bounds memory)
 _ORG_OK = re.compile(r"[^A-Za-z0-9._-]")
 _GLOB = re.compile(r"[*?\[]")
 
@@ -594,12 +594,11 @@ class _Ctx:
         if "source_ip" in have and "source_ip_num" not in have:
             # Parquet has no 128-bit integer: DECIMAL(38,0) is exact for IPv4 and all of
             # 2000::/3; the view reads it back as UHUGEINT.
-            (derived["source_ip_num"],) = per_distinct(con, t.column("source_ip"), [
-                "TRY_CAST(ts_ip_num(v) AS DECIMAL(38,0))"])
-        urls = [c for c in ("url_path", "url_query", "url_decoded") if c not in have]
-        if "url_original" in have and urls:
-            derived.update(zip(urls, per_distinct(con, t.column("url_original"),
-                                                  [_URL_SQL[c] for c in urls]), strict=True))
+            derived["source_ip_num"] = ip_numbers(con, t.column("source_ip"))
+        urls = ("url_path", "url_query", "url_decoded")
+        if "url_original" in have and not set(urls) <= have:
+            parts = dict(zip(urls, url_parts(con, t.column("url_original")), strict=True))
+            derived.update((c, parts[c]) for c in urls if c not in have)
         fixed = {"event_kind": constant(kind, n), "source_file": constant(self.inp.display, n)}
         for name, typ in schema.KINDS[kind]:
             if name in ("org_id", "file_id"):  # file_id: from the file name (workspace view)
@@ -614,8 +613,6 @@ class _Ctx:
         return pa.table(cols), bad
 
 
-_URL_SQL = {"url_path": "ts_url_path(v)", "url_query": "ts_url_query(v)",
-            "url_decoded": "ts_url_decode(v)"}
 _ARROW = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(),
           "BIGINT": pa.int64(), "INTEGER": pa.int32(), "UHUGEINT": pa.decimal128(38, 0),
           "VARCHAR[]": pa.list_(pa.string())}

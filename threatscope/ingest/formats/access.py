@@ -11,7 +11,7 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from threatscope.ingest.arrowfn import expand, per_distinct, split_fields
+from threatscope.ingest.arrowfn import typed_fields
 from threatscope.ingest.formats import Format, ParseResult, Part, register
 
 # Fallback for lines the quote split cannot handle (escaped \" inside a field, extra nginx
@@ -83,24 +83,19 @@ _HEAD = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] "')
 _COMBINED = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] ".*" \S+ \S+ ".*" ".*"')
 
 
-# Fast path: the fields split by pyarrow.csv (space separated, '"' quoting), then the same
-# expressions as _SQL's split path, evaluated per distinct value (arrowfn.per_distinct).
-_TS = ("CASE WHEN starts_with(v, '[') AND ends_with(v, ']') THEN "
-       "try_strptime(substr(split_part(v, ' ', 1), 2), '%d/%b/%Y:%H:%M:%S') "
-       "- to_minutes(_ts_tzmin(rtrim(split_part(v, ' ', 2), ']'))) END")
-_NO_QUOTE = "strpos(v, '\"') = 0"
-_SIMPLE = f"len(r) = 3 AND regexp_full_match(r[3], 'HTTP/[0-9](\\.[0-9])?') AND {_NO_QUOTE}"
-_REQUEST = [f"CASE WHEN {_SIMPLE} THEN r[{i}] END" for i in (1, 2, 3)] + [_SIMPLE]
-_STATUS = ["try_cast(v AS INTEGER)", "v = '-' OR try_cast(v AS INTEGER) IS NOT NULL"]
+# The columns of the C splitter's fields, in order (the time comes last, as "ts").
+_COLUMNS = ("source_ip", "user_name", "http_request_method", "url_original", "http_version",
+            "http_response_status_code", "http_response_body_bytes", "http_request_referrer",
+            "user_agent_original")
 
 
 class _Access(Format):
-    fields: ClassVar[int]  # space-separated fields of a well-formed line
-    quoted: ClassVar[tuple[int, ...]]  # which of them are quoted
+    spec: ClassVar[str]  # the fields of a well-formed line, as arrowfn.typed_fields codes
+    columns: ClassVar[int]  # how many of _COLUMNS they give
 
     def parse(self, con, batch, prepared) -> ParseResult:
         result = ParseResult()
-        fast = self._fast(con, batch) if batch.block is not None else None
+        fast = self._fast(batch) if batch.block is not None else None
         rest = batch.table
         if fast is not None:
             part, rest = fast
@@ -112,50 +107,23 @@ class _Access(Format):
             result.parts.append(Part("http", _SQL.replace("{src}", "_rest")))
         return result
 
-    def _fast(self, con, batch) -> tuple[pa.Table, pa.Table] | None:
-        """(rows read on the fast path, the (n, line) rows left to _SQL), or None."""
-        split = split_fields(batch.block, self.fields, quote='"',
-                             lines=batch.table.num_rows)
+    def _fast(self, batch) -> tuple[pa.Table, pa.Table] | None:
+        """(rows read by the C splitter, the (n, line) rows left to _SQL), or None."""
+        split = typed_fields(batch.block, self.spec, [*_COLUMNS[:self.columns], "ts"])
         if split is None:
             return None
-        f, valid = split
-        table = batch.table if valid is None else batch.table.filter(valid)
-        # The CSV reader is lenient (a quote inside a quoted value ends it early and the text
-        # after it is kept): the fields are what _SQL's split gives when exactly the quoted
-        # fields lost their two quotes, their values hold no quote and the line ends with one.
-        size = pc.add(pc.binary_length(f.column(0)), self.fields - 1 + 2 * len(self.quoted))
-        for i in range(1, self.fields):
-            size = pc.add(size, pc.binary_length(f.column(i)))
-        good = pc.equal(size, pc.binary_length(table.column("line")))
-        if self.quoted[-1] == self.fields - 1:
-            good = pc.and_(good, pc.ends_with(table.column("line"), '"'))
-        (ts,) = per_distinct(con, pc.binary_join_element_wise(f.column(3), f.column(4), " "),
-                             [_TS])
-        good = pc.and_(good, pc.is_valid(ts))
-        method, url, version, simple = per_distinct(con, f.column(5), _REQUEST,
-                                                    let="string_split(v, ' ') AS r")
-        status, status_ok = per_distinct(con, f.column(6), _STATUS)
-        good = pc.and_(good, pc.and_(simple, status_ok))
-        texts = {}
-        for i in self.quoted[1:]:  # referer, user agent
-            texts[i], ok = per_distinct(con, f.column(i), ["ts_dash(v)", _NO_QUOTE])
-            good = pc.and_(good, ok)
-        cols = {
-            "source_line": table.column("n"), "raw": table.column("line"), "ts": ts,
-            "source_ip": pc.dictionary_encode(f.column(0)),
-            "user_name": per_distinct(con, f.column(2), ["ts_dash(v)"])[0],
-            "http_request_method": method, "url_original": url, "http_version": version,
-            "http_response_status_code": status,
-            "http_response_body_bytes": per_distinct(con, f.column(7),
-                                                     ["try_cast(v AS BIGINT)"])[0],
-        }
-        if texts:
-            cols["http_request_referrer"], cols["user_agent_original"] = texts[8], texts[9]
-        part = pa.table(cols)
-        left = pc.invert(expand(valid, good))
-        if pc.all(good).as_py():
-            return part, batch.table.filter(left)
-        return part.filter(good), batch.table.filter(left)
+        part, read = split
+        lines = batch.table
+        if len(read) != lines.num_rows:
+            return None
+        if read.null_count == 0 and pc.all(read).as_py():
+            return _with_lines(part, lines), lines.slice(0, 0)
+        return _with_lines(part, lines.filter(read)), lines.filter(pc.invert(read))
+
+
+def _with_lines(part: pa.Table, lines: pa.Table) -> pa.Table:
+    return part.append_column("source_line", lines.column("n")).append_column(
+        "raw", lines.column("line"))
 
 
 @register
@@ -169,16 +137,15 @@ class Combined(_Access):
     derived), http_version; status -> http_response_status_code; bytes (``-`` = NULL) ->
     http_response_body_bytes; Referer -> http_request_referrer; User-Agent -> user_agent_original.
 
-    Fast path: fields split by pyarrow.csv (space separated, ``"`` quoted); lines that do not
-    split into the expected shape (escaped quotes, extra nginx fields, no time zone) go through
-    the SQL parser, which splits on ``"`` and falls back to a regular expression. A request
+    Fast path: the C splitter reads the lines of exactly this layout; the others (escaped
+    quotes, extra nginx fields, no time zone, odd request lines) go through the SQL parser, which splits on ``"`` and falls back to a regular expression. A request
     line that is not ``METHOD TARGET [HTTP/x]`` (``-``, TLS bytes logged as ``\\x16\\x03...``)
     keeps the row with method/url NULL (the raw line stays searchable). Lines that match neither
     path, impossible timestamps and non-numeric status codes are quarantined.
     """
 
     name = "combined"
-    fields, quoted = 10, (5, 8, 9)
+    spec, columns = "SxsARilqq", 9
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:
@@ -191,7 +158,7 @@ class Common(_Access):
     User-Agent (those columns are NULL). Same fields and rules as ``combined``."""
 
     name = "common"
-    fields, quoted = 8, (5,)
+    spec, columns = "SxsARil", 7
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from threatscope.ingest.arrowfn import expand, per_distinct, split_fields
+from threatscope.ingest.arrowfn import typed_fields
 from threatscope.ingest.formats import Part, register, sql_str
 from threatscope.ingest.formats._directive import DirectiveFormat
 
@@ -103,31 +104,62 @@ class W3C(DirectiveFormat):
                   FROM (SELECT n, line, string_split(line, ' ') AS f FROM {src}))""")
 
     def fast(self, con, batch, schema: _Schema | None, data) -> tuple[pa.Table, pa.Table] | None:
-        """The same expressions as ``schema_part``, evaluated per distinct value of the fields
-        they read, on fields split by pyarrow.csv. Lines with another field count or an
-        invalid timestamp are left to ``schema_part`` (which gives the reason)."""
-        if schema is None:
+        """The same columns as ``schema_part``, from the C splitter. Lines with another field
+        count or an invalid timestamp are left to ``schema_part`` (which gives the reason)."""
+        plan = _native_plan(schema) if schema is not None else None
+        if plan is None:
             return None
-        cols, ts = _columns(schema)
-        if ts is None:
+        spec, names, date_days = plan
+        split = typed_fields(batch.block, spec, names, date_days)
+        if split is None or len(split[1]) != batch.table.num_rows:
             return None
-        split = split_fields(batch.block, len(schema.fields), lines=batch.table.num_rows)
-        if split is None:
-            return None
-        fields, valid = split
-        out = {"ts": _eval(con, fields, ts)}
-        for col, expr in cols.items():
-            out[col] = _eval(con, fields, expr)
-        good = pc.is_valid(out["ts"])
+        part, read = split
         if data is not None:
-            good = pc.and_(good, data if valid is None else data.filter(valid))
-        table = batch.table if valid is None else batch.table.filter(valid)
-        part = pa.table({"source_line": table.column("n"), "raw": table.column("line"), **out})
-        everywhere = expand(valid, good)
-        left = pc.invert(everywhere) if data is None else pc.and_(data, pc.invert(everywhere))
-        if pc.all(good).as_py():
-            return part, batch.table.filter(left)
-        return part.filter(good), batch.table.filter(left)
+            read = pc.and_(read, data)
+            part = part.filter(data.filter(split[1]))
+        lines = batch.table
+        if "url_original" not in names and "url_path" in names:
+            path = part.column("url_path").cast(pa.string())
+            query = part.column("url_query").cast(pa.string()) if "url_query" in names \
+                else pa.nulls(len(path), pa.string())
+            url = pc.if_else(pc.is_null(query), path,
+                             pc.binary_join_element_wise(path, query, "?"))
+            part = part.append_column("url_original", pc.dictionary_encode(url))
+        kept = lines.filter(read)
+        part = part.append_column("source_line", kept.column("n")).append_column(
+            "raw", kept.column("line"))
+        rest = pc.invert(read) if data is None else pc.and_(data, pc.invert(read))
+        return part, lines.filter(rest)
+
+
+# typed_fields codes of the mapped columns that are not plain text ('-' -> NULL)
+_CODES = {"source_port": "i", "destination_port": "i", "http_response_status_code": "i",
+          "http_response_body_bytes": "l", "user_agent_original": "p"}
+
+
+def _native_plan(schema: _Schema) -> tuple[str, list[str], int | None] | None:
+    """(typed_fields spec, column names, the ``#Date:`` day) of a schema with a timestamp."""
+    codes, names = [], []
+    for f in schema.fields:
+        col = _MAP[f][0] if f in _MAP else None
+        if f in ("date", "time"):
+            codes.append(f[0].upper())
+        elif col is not None and col not in names:
+            codes.append(_CODES.get(col, "s"))
+            names.append(col)
+        else:
+            codes.append("x")
+    if "time" not in schema.fields:
+        return None
+    date_days = None
+    if "date" not in schema.fields:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", schema.date or ""):
+            return None
+        try:
+            date_days = (date.fromisoformat(schema.date) - date(1970, 1, 1)).days
+        except ValueError:
+            return None
+    return "".join(codes), [*names, "ts"], date_days
 
 
 def _columns(schema: _Schema) -> tuple[dict[str, str], str | None]:
@@ -148,17 +180,3 @@ def _columns(schema: _Schema) -> tuple[dict[str, str], str | None]:
     else:
         ts = None
     return cols, ts
-
-
-_FIELD = re.compile(r"f\[(\d+)\]")
-
-
-def _eval(con, fields: pa.Table, expr: str) -> pa.Array:
-    """``expr`` (SQL over ``f[i]``) per distinct combination of the fields it reads."""
-    idx = sorted({int(i) for i in _FIELD.findall(expr)})
-    if len(idx) == 1:
-        return per_distinct(con, fields.column(idx[0] - 1), [_FIELD.sub("v", expr)])[0]
-    # Fields never contain the space they were split on: join them with one.
-    key = pc.binary_join_element_wise(*(fields.column(i - 1) for i in idx), " ")
-    sub = _FIELD.sub(lambda m: f"string_split(v, ' ')[{idx.index(int(m[1])) + 1}]", expr)
-    return per_distinct(con, key, [sub])[0]

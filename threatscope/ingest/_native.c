@@ -1,0 +1,867 @@
+/* threatscope.ingest._native: split log lines into typed Arrow column buffers, in one C pass.
+
+   fields(block, spec, date_days) -> (nlines, ok_bitmap, nrows, columns)
+
+   `block` holds whole lines separated by '\n' (a '\r' before it is dropped; no trailing newline
+   needed). `spec` has one code per space-separated field of a line:
+
+     x  skip                       S  text as is               s  text, '-' or '' -> NULL
+     p  text, '+' -> ' ', '-' -> NULL (W3C user agent)
+     i  INTEGER, '-' -> NULL      l  BIGINT, '-' -> NULL
+     q  "quoted text", "-" or "" -> NULL
+     R  "METHOD TARGET HTTP/d[.d]" -> three text columns (method, target, version)
+     A  [dd/Mon/yyyy:HH:MM:SS +hhmm] -> the timestamp
+     D  yyyy-mm-dd  and  T  HH:MM:SS[.ffffff] -> the timestamp (T alone: on day `date_days`)
+
+   A line is read only when it has exactly these fields and every value is well formed (quoted
+   values hold no '"'; numbers fit; the date exists). Every other line is left to the SQL parser,
+   which knows the rarer layouts and gives the quarantine reason: this path is strict so that it
+   never reads a line differently. `ok_bitmap` (Arrow bit order) flags the lines read; the
+   columns hold those lines only, in order, as tuples ready for pyarrow.Array.from_buffers:
+   ("str", validity|None, offsets int32, data), ("i32", validity|None, values),
+   ("i64", validity|None, values), ("ts", None, int64 microseconds since 1970, UTC).
+
+   The GIL is released while lines are read, so batches of one file split on every core. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { K_STR, K_I32, K_I64, K_TS, K_D128 };
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+typedef struct {
+    int kind;
+    int dash_null; /* '-'/'' -> NULL */
+    int plus_space;
+    Buf data;    /* K_STR: bytes; other kinds: fixed-width values */
+    Buf offsets; /* K_STR: int32 offsets */
+    Buf valid;   /* validity bits; only materialised once a NULL is seen */
+    int64_t nulls;
+    int64_t n;
+} Col;
+
+static int buf_reserve(Buf *b, size_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_put(Buf *b, const void *src, size_t n) {
+    if (buf_reserve(b, n))
+        return -1;
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+    return 0;
+}
+
+/* Append a validity bit for row col->n (materialising the all-valid prefix on the first NULL). */
+static int col_valid(Col *c, int valid) {
+    if (!valid && c->nulls == 0 && c->valid.len == 0) {
+        size_t need = (size_t)(c->n / 8) + 1;
+        if (buf_reserve(&c->valid, need + 64))
+            return -1;
+        memset(c->valid.p, 0xff, need);
+        c->valid.len = need;
+    }
+    if (c->valid.len || !valid) {
+        size_t byte = (size_t)(c->n / 8);
+        if (byte >= c->valid.len) {
+            if (buf_reserve(&c->valid, 64))
+                return -1;
+            memset(c->valid.p + c->valid.len, 0xff, c->valid.cap - c->valid.len);
+            c->valid.len = c->valid.cap;
+        }
+        if (!valid)
+            c->valid.p[byte] &= (char)~(1u << (c->n % 8));
+    }
+    if (!valid)
+        c->nulls++;
+    c->n++;
+    return 0;
+}
+
+static int col_str(Col *c, const char *s, size_t n, int valid) {
+    if (c->offsets.len == 0) {
+        int32_t z = 0;
+        if (buf_put(&c->offsets, &z, 4))
+            return -1;
+    }
+    if (valid) {
+        if (c->plus_space) {
+            if (buf_reserve(&c->data, n))
+                return -1;
+            char *d = c->data.p + c->data.len;
+            for (size_t i = 0; i < n; i++)
+                d[i] = s[i] == '+' ? ' ' : s[i];
+            c->data.len += n;
+        } else if (buf_put(&c->data, s, n)) {
+            return -1;
+        }
+    }
+    if (c->data.len > INT32_MAX)
+        return -1;
+    int32_t end = (int32_t)c->data.len;
+    if (buf_put(&c->offsets, &end, 4))
+        return -1;
+    return col_valid(c, valid);
+}
+
+static int col_fixed(Col *c, const void *v, size_t width, int valid) {
+    if (buf_put(&c->data, v, width))
+        return -1;
+    return col_valid(c, valid);
+}
+
+/* ---- value parsers: return 1 when the text is well formed ---------------------------- */
+static int is_dash(const char *s, size_t n) { return n == 0 || (n == 1 && s[0] == '-'); }
+
+static int parse_uint(const char *s, size_t n, int64_t max, int64_t *out) {
+    if (n == 0 || n > 19)
+        return 0;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        int d = s[i] - '0';
+        if (v > (max - d) / 10)
+            return 0;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 1;
+}
+
+static int digits(const char *s, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil) */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int valid_date(int y, int m, int d) {
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || m < 1 || m > 12 || d < 1)
+        return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return d <= mdays[m - 1] + (m == 2 && leap);
+}
+
+static int month_of(const char *s) {
+    static const char *names = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    for (int i = 0; i < 12; i++)
+        if (memcmp(names + 3 * i, s, 3) == 0)
+            return i + 1;
+    return 0;
+}
+
+/* HH:MM:SS -> seconds of the day */
+static int hms(const char *s, int *out) {
+    int h, m, sec;
+    if (s[2] != ':' || s[5] != ':' || !digits(s, 2, &h) || !digits(s + 3, 2, &m) ||
+        !digits(s + 6, 2, &sec) || h > 23 || m > 59 || sec > 59)
+        return 0;
+    *out = h * 3600 + m * 60 + sec;
+    return 1;
+}
+
+/* [dd/Mon/yyyy:HH:MM:SS +hhmm] */
+static int apache_time(const char *s, size_t n, int64_t *us) {
+    int d, y, secs, zh, zm;
+    if (n != 28 || s[0] != '[' || s[27] != ']' || s[3] != '/' || s[7] != '/' || s[12] != ':' ||
+        s[21] != ' ' || (s[22] != '+' && s[22] != '-'))
+        return 0;
+    int m = month_of(s + 4);
+    if (!m || !digits(s + 1, 2, &d) || !digits(s + 8, 4, &y) || !hms(s + 13, &secs) ||
+        !digits(s + 23, 2, &zh) || !digits(s + 25, 2, &zm) || !valid_date(y, m, d))
+        return 0;
+    int64_t zone = (int64_t)(zh * 60 + zm) * 60 * (s[22] == '-' ? -1 : 1);
+    *us = ((days_from_civil(y, m, d) * 86400 + secs) - zone) * 1000000;
+    return 1;
+}
+
+/* yyyy-mm-dd -> days */
+static int iso_date(const char *s, size_t n, int64_t *days) {
+    int y, m, d;
+    if (n != 10 || s[4] != '-' || s[7] != '-' || !digits(s, 4, &y) || !digits(s + 5, 2, &m) ||
+        !digits(s + 8, 2, &d) || !valid_date(y, m, d))
+        return 0;
+    *days = days_from_civil(y, m, d);
+    return 1;
+}
+
+/* HH:MM:SS[.f{1,6}] -> microseconds of the day */
+static int iso_time(const char *s, size_t n, int64_t *us) {
+    int secs;
+    if (n < 8 || !hms(s, &secs))
+        return 0;
+    int64_t frac = 0;
+    if (n > 8) {
+        if (s[8] != '.' || n == 9 || n > 15)
+            return 0;
+        int f;
+        if (!digits(s + 9, (int)(n - 9), &f))
+            return 0;
+        frac = f;
+        for (size_t k = n - 9; k < 6; k++)
+            frac *= 10;
+    }
+    *us = (int64_t)secs * 1000000 + frac;
+    return 1;
+}
+
+/* "METHOD TARGET HTTP/d[.d]": the method is a token, the target has no space */
+static int request(const char *s, size_t n, size_t *m_end, size_t *v_start) {
+    const char *sp1 = memchr(s, ' ', n);
+    if (!sp1 || sp1 == s)
+        return 0;
+    size_t a = (size_t)(sp1 - s);
+    const char *sp2 = memchr(sp1 + 1, ' ', n - a - 1);
+    if (!sp2 || sp2 == sp1 + 1)
+        return 0;
+    size_t b = (size_t)(sp2 - s) + 1;
+    if (memchr(s + b, ' ', n - b))
+        return 0;
+    const char *v = s + b;
+    size_t vn = n - b;
+    if (!((vn == 6 || (vn == 8 && v[6] == '.' && v[7] >= '0' && v[7] <= '9')) &&
+          memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9'))
+        return 0;
+    *m_end = a;
+    *v_start = b;
+    return 1;
+}
+
+/* ---- the line loop ------------------------------------------------------------------- */
+#define MAXF 256
+
+typedef struct {
+    const char *s;
+    size_t n;
+} Tok;
+
+/* Split a line into nf tokens by the spec's shape; 0 when it does not have that shape. */
+static int tokenize(const char *s, size_t n, const char *spec, int nf, int quoted, Tok *tok) {
+    size_t i = 0;
+    for (int f = 0; f < nf; f++) {
+        if (f > 0) {
+            if (i >= n || s[i] != ' ')
+                return 0;
+            i++;
+        }
+        char code = spec[f];
+        if (code == 'q' || code == 'R') {
+            if (i >= n || s[i] != '"')
+                return 0;
+            const char *close = memchr(s + i + 1, '"', n - i - 1);
+            if (!close)
+                return 0;
+            size_t e = (size_t)(close - s);
+            tok[f].s = s + i + 1;
+            tok[f].n = e - i - 1;
+            i = e + 1;
+            if (i < n && s[i] != ' ')
+                return 0;
+        } else if (code == 'A') {
+            if (n - i < 28)
+                return 0;
+            tok[f].s = s + i;
+            tok[f].n = 28;
+            i += 28;
+        } else {
+            size_t j = i;
+            while (j < n && s[j] != ' ') {
+                if (quoted && s[j] == '"')
+                    return 0;
+                j++;
+            }
+            tok[f].s = s + i;
+            tok[f].n = j - i;
+            i = j;
+        }
+    }
+    return i == n;
+}
+
+typedef struct {
+    const char *spec;
+    int nf;
+    int64_t date_days; /* for T without D; < -10^8: none */
+    Col *cols;
+    int ncols;
+    int first_col[MAXF]; /* per field: index of its first column */
+    int ts_col;          /* -1 when the spec has no time */
+    int quoted;          /* the spec has quoted fields: a '"' elsewhere is left to SQL */
+    int iso_time;        /* the spec has D or T: the time is D + T */
+} Plan;
+
+/* Read one line; 1 when it was read (columns appended), 0 when left to the SQL parser, -1 on
+   memory failure. Values are checked before anything is appended, so a rejected line leaves
+   the columns untouched. */
+static int read_line(Plan *pl, const char *s, size_t n) {
+    Tok tok[MAXF];
+    if (!tokenize(s, n, pl->spec, pl->nf, pl->quoted, tok))
+        return 0;
+    int64_t ints[MAXF];
+    size_t req[MAXF][2];
+    int64_t ts = 0, date = pl->date_days, tod = -1;
+    int have_date = date > -100000000;
+    for (int f = 0; f < pl->nf; f++) {
+        const char *v = tok[f].s;
+        size_t vn = tok[f].n;
+        switch (pl->spec[f]) {
+        case 'i':
+            if (!is_dash(v, vn) && !parse_uint(v, vn, INT32_MAX, &ints[f]))
+                return 0;
+            break;
+        case 'l':
+            if (!is_dash(v, vn) && !parse_uint(v, vn, INT64_MAX, &ints[f]))
+                return 0;
+            break;
+        case 'R':
+            if (!request(v, vn, &req[f][0], &req[f][1]))
+                return 0;
+            break;
+        case 'A':
+            if (!apache_time(v, vn, &ts))
+                return 0;
+            break;
+        case 'D':
+            if (!iso_date(v, vn, &date))
+                return 0;
+            have_date = 1;
+            break;
+        case 'T':
+            if (!iso_time(v, vn, &tod))
+                return 0;
+            break;
+        }
+    }
+    if (pl->iso_time) {
+        if (tod < 0 || !have_date)
+            return 0;
+        ts = date * 86400LL * 1000000LL + tod;
+    }
+    for (int f = 0; f < pl->nf; f++) {
+        const char *v = tok[f].s;
+        size_t vn = tok[f].n;
+        Col *c = &pl->cols[pl->first_col[f]];
+        int dash = is_dash(v, vn);
+        switch (pl->spec[f]) {
+        case 'S':
+            if (col_str(c, v, vn, 1)) return -1;
+            break;
+        case 's': case 'p': case 'q':
+            if (col_str(c, v, vn, !dash)) return -1;
+            break;
+        case 'i': {
+            int32_t x = dash ? 0 : (int32_t)ints[f];
+            if (col_fixed(c, &x, 4, !dash)) return -1;
+            break;
+        }
+        case 'l': {
+            int64_t x = dash ? 0 : ints[f];
+            if (col_fixed(c, &x, 8, !dash)) return -1;
+            break;
+        }
+        case 'R':
+            if (col_str(c, v, req[f][0], 1) ||
+                col_str(c + 1, v + req[f][0] + 1, req[f][1] - req[f][0] - 2, 1) ||
+                col_str(c + 2, v + req[f][1], vn - req[f][1], 1))
+                return -1;
+            break;
+        }
+    }
+    if (pl->ts_col >= 0 && col_fixed(&pl->cols[pl->ts_col], &ts, 8, 1))
+        return -1;
+    return 1;
+}
+
+static PyObject *bytes_of(Buf *b, size_t len) {
+    return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)len);
+}
+
+static PyObject *column_tuple(Col *c) {
+    static const char *kinds[] = {"str", "i32", "i64", "ts", "d128"};
+    PyObject *valid = c->nulls ? bytes_of(&c->valid, (size_t)(c->n + 7) / 8) : Py_NewRef(Py_None);
+    if (!valid)
+        return NULL;
+    if (c->kind == K_STR) {
+        if (c->offsets.len == 0) {
+            int32_t z = 0;
+            if (buf_put(&c->offsets, &z, 4)) {
+                Py_DECREF(valid);
+                return PyErr_NoMemory();
+            }
+        }
+        return Py_BuildValue("(sNNN)", kinds[c->kind], valid, bytes_of(&c->offsets, c->offsets.len),
+                             bytes_of(&c->data, c->data.len));
+    }
+    return Py_BuildValue("(sNN)", kinds[c->kind], valid, bytes_of(&c->data, c->data.len));
+}
+
+static PyObject *fields(PyObject *self, PyObject *args) {
+    Py_buffer block;
+    const char *spec;
+    Py_ssize_t nf;
+    long long date_days = -1000000000LL;
+    if (!PyArg_ParseTuple(args, "y*s#|L", &block, &spec, &nf, &date_days))
+        return NULL;
+    PyObject *result = NULL;
+    Plan pl;
+    memset(&pl, 0, sizeof pl);
+    pl.spec = spec;
+    pl.nf = (int)nf;
+    pl.date_days = date_days;
+    pl.ts_col = -1;
+    if (nf < 1 || nf > MAXF) {
+        PyErr_SetString(PyExc_ValueError, "spec: 1 to 256 fields");
+        PyBuffer_Release(&block);
+        return NULL;
+    }
+    int ncols = 0, has_time = 0;
+    for (int f = 0; f < nf; f++) {
+        if (!strchr("xSspilqRADT", spec[f])) {
+            PyErr_Format(PyExc_ValueError, "spec: unknown field code %c", spec[f]);
+            PyBuffer_Release(&block);
+            return NULL;
+        }
+        pl.first_col[f] = ncols;
+        ncols += spec[f] == 'R' ? 3 : strchr("Sspilq", spec[f]) ? 1 : 0;
+        has_time |= spec[f] == 'A' || spec[f] == 'D' || spec[f] == 'T';
+        pl.quoted |= spec[f] == 'q' || spec[f] == 'R';
+        pl.iso_time |= spec[f] == 'D' || spec[f] == 'T';
+    }
+    if (has_time)
+        pl.ts_col = ncols++;
+    pl.ncols = ncols;
+    pl.cols = calloc((size_t)(ncols ? ncols : 1), sizeof(Col));
+    const char *s = block.buf;
+    size_t len = (size_t)block.len;
+    size_t nlines = 0;
+    Buf ok = {0};
+    int failed = 0;
+    if (!pl.cols) {
+        PyBuffer_Release(&block);
+        return PyErr_NoMemory();
+    }
+    for (int f = 0; f < nf; f++) {
+        Col *c = &pl.cols[pl.first_col[f]];
+        switch (spec[f]) {
+        case 'S': c->kind = K_STR; break;
+        case 's': case 'q': c->kind = K_STR; c->dash_null = 1; break;
+        case 'p': c->kind = K_STR; c->dash_null = 1; c->plus_space = 1; break;
+        case 'i': c->kind = K_I32; break;
+        case 'l': c->kind = K_I64; break;
+        case 'R': c[0].kind = c[1].kind = c[2].kind = K_STR; break;
+        }
+    }
+    if (pl.ts_col >= 0)
+        pl.cols[pl.ts_col].kind = K_TS;
+
+    Py_BEGIN_ALLOW_THREADS
+    size_t pos = 0;
+    if (len) {
+        for (;;) {
+            const char *nl = memchr(s + pos, '\n', len - pos);
+            size_t end = nl ? (size_t)(nl - s) : len;
+            size_t ln = end - pos;
+            if (ln && s[pos + ln - 1] == '\r')
+                ln--;
+            if (nlines % 8 == 0) {
+                char z = 0;
+                if (buf_put(&ok, &z, 1)) {
+                    failed = 1;
+                    break;
+                }
+            }
+            int r = read_line(&pl, s + pos, ln);
+            if (r < 0) {
+                failed = 1;
+                break;
+            }
+            if (r)
+                ok.p[nlines / 8] |= (char)(1u << (nlines % 8));
+            nlines++;
+            if (!nl)
+                break;
+            pos = end + 1;
+        }
+    }
+    Py_END_ALLOW_THREADS
+
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t rows = 0;
+    for (size_t i = 0; i < ok.len; i++)
+        rows += __builtin_popcount((unsigned char)ok.p[i]);
+    PyObject *cols = PyList_New(ncols);
+    if (!cols)
+        goto done;
+    for (int k = 0; k < ncols; k++) {
+        PyObject *t = column_tuple(&pl.cols[k]);
+        if (!t) {
+            Py_DECREF(cols);
+            goto done;
+        }
+        PyList_SET_ITEM(cols, k, t);
+    }
+    result = Py_BuildValue("(nNLN)", (Py_ssize_t)nlines, bytes_of(&ok, ok.len), (long long)rows,
+                           cols);
+done:
+    for (int k = 0; k < ncols; k++) {
+        free(pl.cols[k].data.p);
+        free(pl.cols[k].offsets.p);
+        free(pl.cols[k].valid.p);
+    }
+    free(pl.cols);
+    free(ok.p);
+    PyBuffer_Release(&block);
+    return result;
+}
+
+/* ---- derived columns: IP numbers and URL parts, over an Arrow string array ------------- */
+typedef unsigned __int128 u128;
+
+/* a.b.c.d, decimal octets without leading zeros (ipnum._V4_RE) */
+static int ipv4(const char *s, size_t n, uint32_t *out) {
+    uint32_t v = 0;
+    size_t i = 0;
+    for (int k = 0; k < 4; k++) {
+        if (k && (i >= n || s[i++] != '.'))
+            return 0;
+        size_t j = i;
+        int o = 0;
+        while (j < n && j - i < 3 && s[j] >= '0' && s[j] <= '9')
+            o = o * 10 + (s[j++] - '0');
+        if (j == i || (j - i > 1 && s[i] == '0') || o > 255)
+            return 0;
+        v = v << 8 | (uint32_t)o;
+        i = j;
+    }
+    if (i != n)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* groups "g:g:..." (1-4 hex digits each) of w[0..n); -1 when malformed */
+static int v6_groups(const char *w, size_t n, uint16_t *g, int max) {
+    if (n == 0)
+        return 0;
+    int k = 0;
+    size_t i = 0;
+    for (;;) {
+        size_t j = i;
+        unsigned v = 0;
+        while (j < n && w[j] != ':') {
+            int h = hexval(w[j]);
+            if (h < 0 || j - i >= 4)
+                return -1;
+            v = v << 4 | (unsigned)h;
+            j++;
+        }
+        if (j == i || k == max)
+            return -1;
+        g[k++] = (uint16_t)v;
+        if (j == n)
+            return k;
+        i = j + 1;
+    }
+}
+
+/* ipnum.ts_ip6_num: lower case, zone dropped, dotted-quad tail, '::' */
+static int ipv6(const char *t, size_t n, u128 *out) {
+    const char *pct = memchr(t, '%', n);
+    if (pct)
+        n = (size_t)(pct - t);
+    char w[64];
+    if (n > 48)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        w[i] = (t[i] >= 'A' && t[i] <= 'Z') ? (char)(t[i] + 32) : t[i];
+    if (memchr(w, '.', n)) {
+        size_t c = n;
+        while (c > 0 && w[c - 1] != ':')
+            c--;
+        uint32_t v4;
+        if (!ipv4(w + c, n - c, &v4))
+            return 0;
+        n = c + (size_t)snprintf(w + c, sizeof w - c, "%x:%x", v4 >> 16, v4 & 0xffff);
+    }
+    if (n < 2 || n > 39)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((w[i] >= '0' && w[i] <= '9') || (w[i] >= 'a' && w[i] <= 'f') || w[i] == ':'))
+            return 0;
+    const char *dc = NULL;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (w[i] == ':' && w[i + 1] == ':') {
+            if (dc || (i + 2 < n && w[i + 2] == ':'))
+                return 0; /* two '::' or ':::' */
+            dc = w + i;
+            i++;
+        }
+    }
+    uint16_t g[8], r[8];
+    int nl, nr = 0;
+    if (dc) {
+        nl = v6_groups(w, (size_t)(dc - w), g, 8);
+        nr = v6_groups(dc + 2, n - (size_t)(dc - w) - 2, r, 8);
+        if (nl < 0 || nr < 0 || nl + nr > 8)
+            return 0;
+        for (int k = nl; k < 8 - nr; k++)
+            g[k] = 0;
+        for (int k = 0; k < nr; k++)
+            g[8 - nr + k] = r[k];
+    } else if (v6_groups(w, n, g, 8) != 8) {
+        return 0;
+    }
+    u128 v = 0;
+    for (int k = 0; k < 8; k++)
+        v = v << 16 | g[k];
+    *out = v;
+    return 1;
+}
+
+/* ipnum.ts_ip_num, as DECIMAL(38,0): NULL for text that is no address and for numbers of 39
+   digits (fe80::/10 and above) */
+static int ip_number(const char *s, size_t n, u128 *out) {
+    int colon = memchr(s, ':', n) != NULL;
+    if (colon || memchr(s, ' ', n)) {
+        while (n && s[0] == ' ')
+            s++, n--;
+        while (n && s[n - 1] == ' ')
+            n--;
+    }
+    if (colon) {
+        if (!ipv6(s, n, out))
+            return 0;
+    } else {
+        uint32_t v4;
+        if (!ipv4(s, n, &v4))
+            return 0;
+        *out = (u128)0xFFFF00000000ULL + v4;
+    }
+    static const u128 e38 = ((u128)0x4B3B4CA85A86C47AULL << 64) | 0x098A224000000000ULL;
+    return *out < e38;
+}
+
+typedef struct {
+    Py_buffer validity, offsets, data;
+    int has_validity;
+    Py_ssize_t n, offset;
+} StrIn;
+
+static int str_in(PyObject *args, StrIn *in) {
+    PyObject *validity;
+    memset(in, 0, sizeof *in);
+    if (!PyArg_ParseTuple(args, "nnOy*y*", &in->n, &in->offset, &validity, &in->offsets,
+                          &in->data))
+        return -1;
+    if (validity != Py_None) {
+        if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE)) {
+            PyBuffer_Release(&in->offsets);
+            PyBuffer_Release(&in->data);
+            return -1;
+        }
+        in->has_validity = 1;
+    }
+    if (in->offsets.len < (Py_ssize_t)sizeof(int32_t) * (in->offset + in->n + 1)) {
+        PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
+        return -1;
+    }
+    return 0;
+}
+
+static void str_release(StrIn *in) {
+    if (in->has_validity)
+        PyBuffer_Release(&in->validity);
+    PyBuffer_Release(&in->offsets);
+    PyBuffer_Release(&in->data);
+}
+
+static int str_get(StrIn *in, Py_ssize_t i, const char **s, size_t *n) {
+    Py_ssize_t k = in->offset + i;
+    if (in->has_validity && !((((const unsigned char *)in->validity.buf)[k / 8] >> (k % 8)) & 1))
+        return 0;
+    const int32_t *o = in->offsets.buf;
+    *s = (const char *)in->data.buf + o[k];
+    *n = (size_t)(o[k + 1] - o[k]);
+    return 1;
+}
+
+/* ip_numbers(n, offset, validity, offsets, data) -> ("d128", validity|None, 16-byte values) */
+static PyObject *ip_numbers(PyObject *self, PyObject *args) {
+    StrIn in;
+    if (str_in(args, &in))
+        return NULL;
+    Col c;
+    memset(&c, 0, sizeof c);
+    c.kind = K_D128;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < in.n && !failed; i++) {
+        const char *s;
+        size_t len;
+        u128 v = 0;
+        int ok = str_get(&in, i, &s, &len) && ip_number(s, len, &v);
+        if (!ok)
+            v = 0;
+        failed = col_fixed(&c, &v, 16, ok) != 0;
+    }
+    Py_END_ALLOW_THREADS
+    str_release(&in);
+    PyObject *res = failed ? PyErr_NoMemory() : column_tuple(&c);
+    free(c.data.p);
+    free(c.valid.p);
+    return res;
+}
+
+static int utf8_valid(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) k = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) k = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) k = 3, cp = c & 0x07;
+        else return 0;
+        if (n - i <= k)
+            return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i + j] & 0x3F);
+        }
+        if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+/* %XX decoded (XX two hex digits; only 00-7F when `ascii`), everything else as is */
+static int url_decode_into(Buf *b, const char *s, size_t n, int ascii) {
+    if (buf_reserve(b, n))
+        return -1;
+    char *d = b->p + b->len;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (s[i] == '%' && i + 2 < n && (h = hexval(s[i + 1])) >= 0 && (l = hexval(s[i + 2])) >= 0 && (!ascii || h < 8)) {
+            d[o++] = (char)(h << 4 | l);
+            i += 2;
+        } else {
+            d[o++] = s[i];
+        }
+    }
+    return (int)o;
+}
+
+/* url_parts(n, offset, validity, offsets, data) -> (path, query, decoded) as sqlfn's
+   ts_url_path, ts_url_query and ts_url_decode give them */
+static PyObject *url_parts(PyObject *self, PyObject *args) {
+    StrIn in;
+    if (str_in(args, &in))
+        return NULL;
+    Col c[3];
+    memset(c, 0, sizeof c);
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < in.n && !failed; i++) {
+        const char *s = "";
+        size_t len = 0;
+        int valid = str_get(&in, i, &s, &len);
+        const char *q = valid ? memchr(s, '?', len) : NULL;
+        size_t plen = q ? (size_t)(q - s) : len;
+        failed |= col_str(&c[0], s, plen, valid) != 0;
+        failed |= col_str(&c[1], q ? q + 1 : "", q ? len - plen - 1 : 0, q != NULL) != 0;
+        if (!valid || !memchr(s, '%', len)) {
+            failed |= col_str(&c[2], s, len, valid) != 0;
+            continue;
+        }
+        for (int ascii = 0; ascii < 2 && !failed; ascii++) {
+            int got = url_decode_into(&c[2].data, s, len, ascii);
+            if (got < 0) {
+                failed = 1;
+            } else if (ascii || utf8_valid((unsigned char *)c[2].data.p + c[2].data.len, (size_t)got)) {
+                c[2].data.len += (size_t)got;
+                failed |= col_str(&c[2], "", 0, 1) != 0;
+                break;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    str_release(&in);
+    PyObject *res = NULL;
+    if (failed)
+        PyErr_NoMemory();
+    else
+        res = Py_BuildValue("(NNN)", column_tuple(&c[0]), column_tuple(&c[1]), column_tuple(&c[2]));
+    for (int k = 0; k < 3; k++) {
+        free(c[k].data.p);
+        free(c[k].offsets.p);
+        free(c[k].valid.p);
+    }
+    return res;
+}
+
+static PyMethodDef methods[] = {
+    {"fields", fields, METH_VARARGS,
+     "fields(block, spec, date_days=None) -> (nlines, ok_bitmap, nrows, columns)"},
+    {"ip_numbers", ip_numbers, METH_VARARGS,
+     "ip_numbers(n, offset, validity, offsets, data) -> ('d128', validity, values)"},
+    {"url_parts", url_parts, METH_VARARGS,
+     "url_parts(n, offset, validity, offsets, data) -> (path, query, decoded)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native",
+                                    "Typed field splitting of log lines (see _native.c).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
