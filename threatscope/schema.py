@@ -76,7 +76,6 @@ DETECTION: list[tuple[str, str]] = [
     ("org_id", "VARCHAR"),
     ("ts", "TIMESTAMP"),
     ("src_ip", "VARCHAR"),
-    ("src_ip_num", "UHUGEINT"),
     ("event_kind", "VARCHAR"),
     ("file_id", "VARCHAR"),
     ("source_file", "VARCHAR"),

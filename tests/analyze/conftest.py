@@ -37,7 +37,7 @@ class WsBuilder:
         with self.ws.connect() as con:
             con.execute(f"CREATE TABLE IF NOT EXISTS detection ({schema.ddl_columns(schema.DETECTION)})")
             con.execute(
-                "INSERT INTO detection SELECT ?, CAST(? AS TIMESTAMP), ?, NULL, 'http', ?, 'x.log', "
+                "INSERT INTO detection SELECT ?, CAST(? AS TIMESTAMP), ?, 'http', ?, 'x.log', "
                 "? + i * ?, ?, ?, ?, CAST(? AS VARCHAR[]), ['T1190'], ?, ?, ?, NULL, 'sigma', "
                 "'PROPFIND /' FROM range(?) t(i)",
                 [org, ts, ip, file_id, first, step, rule, title, severity, cves, product,

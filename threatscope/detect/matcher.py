@@ -21,10 +21,12 @@ tests compare the fast plan against.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from threatscope.detect.compiler import Req, key_column, re2_escape, sql_str
 from threatscope.detect.ruleset import CompiledRule, RulePart
@@ -147,11 +149,21 @@ def match_query(
         cases = ", ".join(f"CASE WHEN {r.sql} THEN {i} END" for i, r in enumerate(rules))
         return f"SELECT {keep}, list_distinct([{cases}]) AS hits FROM ({source})"
     plan = _Plan(rules, rule_columns(rules) if distinct is None else set(distinct) - ROW_COLUMNS)
-    present, null_flagged, inline = {}, {}, {}
+    present, null_flagged = _value_phase(
+        con, plan, lambda c: f'SELECT DISTINCT "{c}" FROM ({source})')
+    return plan.row_sql(source, keep, present, null_flagged)
+
+
+def _value_phase(con: duckdb.DuckDBPyConnection, plan: _Plan, values_sql: Callable[[str], str]
+                 ) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Create ``__ts_dv_<column>`` (value, hit/guard/atom lists, flagged) for each value column
+    of ``plan``, from ``values_sql(column)`` (a SELECT of its distinct values). Returns the
+    columns with entries (-> whether some value is flagged) and whether NULL is flagged."""
+    present, null_flagged = {}, {}
     for c in plan.value_columns():
         x = _ident(c)
         con.execute(
-            f'CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS SELECT DISTINCT "{c}" FROM ({source})'
+            f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS {values_sql(c)}"
         )
         n, non_null = con.execute(f'SELECT count(*), count("{c}") FROM __ts_dv_{x}').fetchall()[0]
         # all NULL (e.g. no request bodies in access logs): only the parts whose requirement
@@ -170,30 +182,113 @@ def match_query(
         ).fetchall()[0]
         if n:
             present[c], null_flagged[c] = bool(m), bool(null_m)
-            if m:
-                inline[c] = _flagged_literals(con, x)
         else:
             con.execute(f"DROP TABLE __ts_dv_{x}")
-    return plan.row_sql(source, keep, present, null_flagged, inline)
+    return present, null_flagged
 
 
-# Flagged values up to these limits go into the row pass as a constant IN list rather than a
-# subquery: a plain filter is pushed below the source's projection (a lake view's casts and
-# file-name parsing then run on the candidate rows only) while a subquery's join is not.
-_INLINE_VALUES = 10_000
-_INLINE_CHARS = 1_000_000
+
+def value_columns(table: pa.Table, rules: Sequence[CompiledRule]) -> frozenset[str]:
+    """The rule columns of ``table`` worth evaluating once per distinct value: dictionary-encoded
+    ones with at most MAX_DISTINCT_RATIO distinct values per row (chunk dictionaries summed)."""
+    out = set()
+    for c in rule_columns(rules) & set(table.column_names):
+        col = table.column(c)
+        if pa.types.is_dictionary(col.type) and \
+                sum(len(ch.dictionary) for ch in col.chunks) <= MAX_DISTINCT_RATIO * len(col):
+            out.add(c)
+    return frozenset(out)
 
 
-def _flagged_literals(con: duckdb.DuckDBPyConnection, x: str) -> str | None:
-    """The non-NULL flagged values of ``__ts_dv_<x>`` as SQL literals, or None (too many, or
-    not strings)."""
-    vals = con.execute(
-        f"SELECT __v FROM __ts_dv_{x} WHERE __m AND __v IS NOT NULL LIMIT {_INLINE_VALUES + 1}"
-    ).fetchall()
-    if len(vals) > _INLINE_VALUES or not all(isinstance(v, str) for (v,) in vals):
-        return None
-    sql = ", ".join(sql_str(v) for (v,) in vals)
-    return sql if len(sql) <= _INLINE_CHARS else None
+def arrow_source(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table,
+                 types: dict[str, str] | None = None) -> str:
+    """Register ``table`` as ``name``; a SELECT of it with the lake view's column types
+    (``types``: column -> SQL type; the IP numbers, stored as DECIMAL(38,0), are UHUGEINT)."""
+    con.register(name, table)
+    types = types or {}
+    cast = [f'CAST("{c}" AS UHUGEINT) AS "{c}"' for c in table.column_names
+            if types.get(c) == "UHUGEINT" or pa.types.is_decimal(table.schema.field(c).type)]
+    return f"SELECT * REPLACE ({', '.join(cast)}) FROM {name}" if cast else \
+        f"SELECT * FROM {name}"
+
+
+@dataclass
+class Prefilter:
+    """The candidate rows of a table (``mask``) and the row phase to run on them (``query``),
+    from :func:`candidates`."""
+
+    mask: pa.Array
+    plan: _Plan | None = None
+    present: dict = field(default_factory=dict)
+    null_flagged: dict = field(default_factory=dict)
+
+    def query(self, source: str, keep: str) -> str:
+        """The row phase over ``source`` (rows of the table, at least the candidates): SELECT
+        ``keep`` plus ``hits``, like match_query. Uses the per-value tables of ``candidates``,
+        so run it before the next call of ``candidates`` on the same connection."""
+        if self.plan is None:
+            return f"SELECT {keep}, []::INTEGER[] AS hits FROM ({source}) WHERE false"
+        return self.plan.row_sql(source, keep, self.present, self.null_flagged)
+
+
+def candidates(con: duckdb.DuckDBPyConnection, rules: Sequence[CompiledRule], table: pa.Table,
+               distinct: Collection[str], types: dict[str, str] | None = None) -> Prefilter:
+    """The rows of ``table`` that ``match_query`` over it would consider (the same prefilter),
+    found on the columns' dictionaries: each ``distinct`` column (dictionary-encoded) is
+    evaluated once per value of its dictionaries, and a row's flag is a lookup by its
+    dictionary index, with no per-row string work. Row-wise requirements (scans of unique
+    columns such as ``raw``) run in DuckDB over the table (``types``: see arrow_source).
+
+        pre = candidates(con, rules, table, value_columns(table, rules))
+        source = arrow_source(con, "cand", table.filter(pre.mask))
+        con.sql(pre.query(source, "source_line"))   # (source_line, hits) of the matches
+    """
+    n = table.num_rows
+    if not rules or not n:
+        return Prefilter(_all_false(n))
+    plan = _Plan(rules, set(distinct) - ROW_COLUMNS)
+    chunks: dict[str, list[pa.DictionaryArray]] = {}
+    for c in plan.value_columns():
+        chunks[c] = [ch if pa.types.is_dictionary(ch.type) else pc.dictionary_encode(ch)
+                     for ch in table.column(c).chunks]
+        values = pc.unique(pa.concat_arrays([ch.dictionary for ch in chunks[c]]))
+        if table.column(c).null_count:
+            values = pa.concat_arrays([values, pa.nulls(1, values.type)])
+        con.register(f"__ts_in_{_ident(c)}", pa.table({c: values}))
+    try:
+        present, null_flagged = _value_phase(
+            con, plan, lambda c: f'SELECT "{c}" FROM __ts_in_{_ident(c)}')
+    finally:
+        for c in chunks:
+            con.unregister(f"__ts_in_{_ident(c)}")
+    masks = []
+    for c, flagged_any in present.items():
+        if not flagged_any:
+            continue
+        flagged = con.sql(f"SELECT __v FROM __ts_dv_{_ident(c)} WHERE __m AND __v IS NOT NULL"
+                          ).to_arrow_table().column(0).combine_chunks()
+        per_chunk = [pc.fill_null(pc.take(pc.is_in(ch.dictionary, value_set=flagged),
+                                          ch.indices), null_flagged[c])
+                     for ch in chunks[c]]
+        masks.append(pa.chunked_array(per_chunk, pa.bool_()).combine_chunks())
+    row_terms, row_sqls = _key_terms(_union(plan.row_needs))
+    scans = [*row_terms.values(), *row_sqls]
+    if scans:
+        src = arrow_source(con, "__ts_rows", table, types)
+        try:
+            masks.append(pc.fill_null(
+                con.sql(f"SELECT {_any(scans)} FROM ({src})").to_arrow_table().column(0)
+                .combine_chunks(), False))
+        finally:
+            con.unregister("__ts_rows")
+    mask = masks[0] if masks else _all_false(n)
+    for m in masks[1:]:
+        mask = pc.or_(mask, m)
+    return Prefilter(mask, plan, present, null_flagged)
+
+
+def _all_false(n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(False), n)
 
 
 @dataclass
@@ -274,11 +369,9 @@ class _Plan:
         )
 
     # -- the row phase ---------------------------------------------------------------------
-    def row_sql(
-        self, source: str, keep: str, present: dict, null_flagged: dict, inline: dict | None = None
-    ) -> str:
+    def row_sql(self, source: str, keep: str, present: dict, null_flagged: dict) -> str:
         """``present``: column -> whether its table has candidate values (absent: no row);
-        ``inline``: column -> its flagged non-NULL values as SQL literals (None: too many)."""
+        ``null_flagged``: column -> whether NULL is a flagged value."""
         def atom_ref(col, sql):
             if col not in self.dcols:
                 return sql
@@ -323,12 +416,7 @@ class _Plan:
         candidate = []
         for c in sorted(present):
             if present[c]:
-                x = _ident(c)
-                lits = (inline or {}).get(c)
-                if lits is None:
-                    candidate.append(f'"{c}" IN (SELECT __v FROM __ts_dv_{x} WHERE __m)')
-                elif lits:
-                    candidate.append(f'"{c}" IN ({lits})')
+                candidate.append(f'"{c}" IN (SELECT __v FROM __ts_dv_{_ident(c)} WHERE __m)')
                 if null_flagged[c]:
                     candidate.append(f'"{c}" IS NULL')
         candidate += [f"__r_{_ident(k)}" for k in row_terms] + row_sqls

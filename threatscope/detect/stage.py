@@ -25,8 +25,8 @@ import duckdb
 import pyarrow as pa
 
 from threatscope import schema
-from threatscope.detect import mapping
-from threatscope.detect.matcher import distinct_columns, match_query
+from threatscope.detect import mapping, scan
+from threatscope.detect.matcher import arrow_source, match_query
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
 
@@ -183,8 +183,7 @@ def run_detect(
             if progress:
                 progress(0, total, f"detect: {table}")
             rules = ruleset.for_table(table)
-            summary.events_scanned[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
-            _insert_sigma(con, table, rules)
+            summary.events_scanned[table] = _insert_sigma(con, ws, table, rules)
             if progress:
                 progress(1, total, f"detect: {table}")
         summary.suricata_detections = _insert_alerts(con, ruleset)
@@ -228,30 +227,37 @@ def _rule_meta(rules: Sequence[CompiledRule]) -> pa.Table:
     })
 
 
-def _insert_sigma(con: duckdb.DuckDBPyConnection, table: str, rules: list[CompiledRule]) -> None:
+def _insert_sigma(con: duckdb.DuckDBPyConnection, ws, table: str,
+                  rules: list[CompiledRule]) -> int:
+    """Match ``rules`` over the lake's ``table`` into ``detection``; returns the rows scanned."""
     con.register("__rule_meta", _rule_meta(rules))
     has = dict(schema.KINDS[table])
     src_ip = "source_ip" if "source_ip" in has else "NULL"
-    src_num = "source_ip_num" if "source_ip_num" in has else "NULL"
     evidence = (
         "left(concat_ws(' ', http_request_method, coalesce(url_original, raw)), 512)"
         if table == "http" else "left(raw, 512)"
     )
     keep = (
-        f"org_id, ts, {src_ip} AS src_ip, {src_num} AS src_ip_num, event_kind, file_id, "
-        f"source_file, source_line, {evidence} AS evidence"
+        f"org_id, ts, {src_ip} AS src_ip, event_kind, file_id, source_file, source_line, "
+        f"{evidence} AS evidence"
     )
-    source = f'SELECT * FROM "{table}"'
-    hits = match_query(con, rules, source, keep, distinct=distinct_columns(con, source, rules))
-    con.execute(f"""
-        INSERT INTO detection
-        SELECT e.org_id, e.ts, e.src_ip, e.src_ip_num, e.event_kind, e.file_id, e.source_file,
-               e.source_line, m.rule_id, m.title, m.severity, m.cves, m.attack_techniques,
-               m.product, m.campaign, m.family, NULL, 'sigma', e.evidence
-        FROM (SELECT * EXCLUDE (hits), unnest(hits) AS idx FROM ({hits})) e
-        JOIN __rule_meta m USING (idx)
-    """)
+    scanned = 0
+    for cand, pre, rows in scan.candidate_groups(con, ws, table, rules):
+        scanned += rows
+        if not cand.num_rows:
+            continue
+        hits = pre.query(arrow_source(con, "__ts_cand", cand, has), keep)
+        con.execute(f"""
+            INSERT INTO detection
+            SELECT e.org_id, e.ts, e.src_ip, e.event_kind, e.file_id, e.source_file,
+                   e.source_line, m.rule_id, m.title, m.severity, m.cves, m.attack_techniques,
+                   m.product, m.campaign, m.family, NULL, 'sigma', e.evidence
+            FROM (SELECT * EXCLUDE (hits), unnest(hits) AS idx FROM ({hits})) e
+            JOIN __rule_meta m USING (idx)
+        """)
+        con.unregister("__ts_cand")
     con.unregister("__rule_meta")
+    return scanned
 
 
 def _insert_alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet) -> int:
@@ -270,7 +276,7 @@ def _insert_alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet) -> int:
     sev = " ".join(f"WHEN {k} THEN '{v}'" for k, v in _SEVERITY.items())
     n = con.execute(f"""
         INSERT INTO detection
-        SELECT a.org_id, a.ts, a.source_ip, a.source_ip_num, a.event_kind, a.file_id,
+        SELECT a.org_id, a.ts, a.source_ip, a.event_kind, a.file_id,
                a.source_file, a.source_line, 'suricata:' || coalesce(CAST(a.signature_id AS VARCHAR), '?'),
                a.signature, CASE a.severity {sev} ELSE 'informational' END,
                a.cves_u, []::VARCHAR[],

@@ -134,20 +134,16 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
     t0 = time.perf_counter()
     with ws.connect() as con:
         geo_source = _prepare(con, _resolve_mmdb(ws, mmdb))
-        parts = [
-            "SELECT source_ip AS ip, TRY_CAST(source_ip_num AS UHUGEINT) AS num FROM http",
-            "SELECT source_ip AS ip, TRY_CAST(source_ip_num AS UHUGEINT) AS num FROM alert",
-        ]
+        parts = ["SELECT source_ip AS ip FROM http", "SELECT source_ip AS ip FROM alert"]
         if _table_exists(con, "detection"):
-            parts.insert(0, "SELECT src_ip AS ip, TRY_CAST(src_ip_num AS UHUGEINT) AS num "
-                            "FROM detection")
-        # The number is recomputed from the text: Parquet stores UHUGEINT as DOUBLE, which is
-        # exact for IPv4 but not for IPv6. The stored number is the fallback.
+            parts.insert(0, "SELECT src_ip AS ip FROM detection")
+        # The number comes from the text, once per address: reading the stored DECIMAL(38,0)
+        # column of every event back costs more than computing it again.
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _ts_ips AS
-            SELECT ip, coalesce(ts_ip_num(ip), max(num)) AS ip_num
-            FROM ({' UNION ALL '.join(parts)}) WHERE ip IS NOT NULL AND ip <> ''
-            GROUP BY ip
+            SELECT ip, ts_ip_num(ip) AS ip_num
+            FROM (SELECT DISTINCT ip FROM ({' UNION ALL '.join(parts)})
+                  WHERE ip IS NOT NULL AND ip <> '')
         """)
         cols = ", ".join(f'"{n}"' for n, _ in schema.SOURCE)
         con.execute("BEGIN TRANSACTION")
