@@ -25,7 +25,7 @@ import threatscope
 from threatscope import schema
 
 _FORMAT = 1
-KEEP = 8  # entries kept per folder (the newest)
+KEEP = 32  # entries kept per folder (the newest); the folder is shared by all workspaces
 _CODE = [Path(__file__).parent / n for n in ("compiler.py", "mapping.py", "ruleset.py")]
 
 

@@ -29,6 +29,7 @@ from threatscope.detect import mapping, scan
 from threatscope.detect.matcher import arrow_source, match_query
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
+from threatscope.usercache import user_cache_dir
 
 Progress = Callable[[int, "int | None", str], None]
 
@@ -166,7 +167,7 @@ def run_detect(
     """Run all rules over the workspace's lake; replace the catalog table ``detection``."""
     started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
-    ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True, cache_dir=ws.root / "cache")
+    ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True, cache_dir=user_cache_dir("rules"))
     summary = DetectSummary(rules_loaded=len(ruleset.rules), rules_failed=len(ruleset.failed))
     summary.failed = [
         {"path": f.path, "rule": f.name, "reason": f.reason, "logsource": f.logsource}

@@ -33,7 +33,6 @@ import hashlib
 import ipaddress
 import os
 import pickle
-import tempfile
 from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
@@ -43,6 +42,7 @@ import pyarrow.parquet as pq
 
 from threatscope.errors import UserError
 from threatscope.ipnum import V4_MAPPED
+from threatscope.usercache import user_cache_dir
 
 _MASK64 = (1 << 64) - 1
 _V4_MAX = 0xFFFF_FFFF
@@ -74,20 +74,7 @@ def range_select(path: Path | str, rid: bool = False) -> str:
 
 def cache_dir() -> Path:
     """Where converted range tables live (created on demand)."""
-    if env := os.environ.get("THREATSCOPE_CACHE"):
-        root = Path(env)
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = Path(base) / "threatscope"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError:  # read-only home (CI sandboxes): a per-user temp folder still caches per boot
-        root = Path(tempfile.gettempdir()) / f"threatscope-cache-{os.getuid()}"
-        root.mkdir(parents=True, exist_ok=True)
-    return root
+    return user_cache_dir()
 
 
 def _split(nums: list[int]) -> tuple[pa.Array, pa.Array]:
