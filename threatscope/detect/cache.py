@@ -26,7 +26,8 @@ from threatscope import schema
 
 _FORMAT = 1
 KEEP = 32  # entries kept per folder (the newest); the folder is shared by all workspaces
-_CODE = [Path(__file__).parent / n for n in ("compiler.py", "mapping.py", "ruleset.py")]
+_CODE = [Path(__file__).parent / n
+         for n in ("compiler.py", "mapping.py", "ruleset.py", "sigmaload.py", "sqltext.py")]
 
 
 def _version(dist: str) -> str:

@@ -52,22 +52,14 @@ from sigma.types import (
 )
 
 from threatscope.detect import mapping
+from threatscope.detect.sqltext import Atom, Expr, Req, re2_escape, sql_str
 
 Need = frozenset[tuple[str, str]] | None  # literals of a leaf (None: no useful literal)
-# Requirement of an expression: it implies (one of the literals occurs, lower-cased, in its
-# column) OR (one of the "loose" SQL parts, which have no literal, is true).
-# A loose part is ("sql", expression) or ("re", column key, RE2 pattern): the prefilter ORs all
-# regexes of a column into one alternation, so they cost one scan of the column together.
-Req = tuple[frozenset[tuple[str, str]], tuple[tuple[str, ...], ...]]
+
 
 
 class CompileError(Exception):
     """The rule cannot be expressed over threatscope's data; the message is the reason."""
-
-
-def sql_str(s: str) -> str:
-    """A SQL string literal (DuckDB does not interpret backslashes in '...')."""
-    return "'" + s.replace("'", "''") + "'"
 
 
 class _Col:
@@ -135,11 +127,6 @@ def split_or(node) -> list:
     return [node]
 
 
-def key_column(key: str) -> str:
-    """The table column a requirement key reads (``header:<name>`` keys read the headers)."""
-    return "http_request_headers" if key.startswith("header:") else key
-
-
 def condition_columns(node, table: str) -> frozenset[str]:
     """The table columns an expression reads (an expression of one column can be evaluated once
     per distinct value of that column)."""
@@ -159,8 +146,6 @@ def condition_columns(node, table: str) -> frozenset[str]:
 
 # An expression over "atoms" (sub-expressions reading one column each, see decompose):
 # ["atom", index] | ["not", Expr] | ["and", [Expr, ...]] | ["or", [Expr, ...]]
-Expr = list
-Atom = tuple[str | None, str, Req]  # (the one column read, or None for several; SQL; requirement)
 
 
 def decompose(node, table: str, atoms: list[Atom]) -> tuple[Expr, str, Req]:
@@ -471,19 +456,6 @@ def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Need]:
     if need is None and col.is_text and all(p.isascii() for p in strs):
         need = ("re", col.key, _string_regex(parts, cased))
     return _two_valued(sql), need
-
-
-def re2_escape(s: str) -> str:
-    """``s`` as an RE2 literal (ASCII punctuation backslashed, the rest as \\x{..})."""
-    out = []
-    for ch in s:
-        if ch.isascii() and ch.isalnum():
-            out.append(ch)
-        elif ch.isascii() and ch.isprintable() and ch != " ":
-            out.append("\\" + ch)
-        else:
-            out.append(f"\\x{{{ord(ch):x}}}")
-    return "".join(out)
 
 
 def _string_regex(parts: list, cased: bool) -> str:

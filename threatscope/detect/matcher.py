@@ -28,8 +28,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from threatscope.detect.compiler import Req, key_column, re2_escape, sql_str
 from threatscope.detect.ruleset import CompiledRule, RulePart
+from threatscope.detect.sqltext import Req, key_column, re2_escape, sql_str
 
 # Columns whose values are (nearly) unique per row: never worth a DISTINCT.
 ROW_COLUMNS = frozenset({"raw", "source_line", "ts"})

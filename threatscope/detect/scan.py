@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from threatscope import schema
 from threatscope.detect.matcher import Prefilter, candidates, value_columns
 from threatscope.detect.ruleset import CompiledRule
+from threatscope.ingest.arrowfn import constant
 
 GROUP_ROWS = 4_000_000
 # Columns the detection rows are made of (see stage._insert_sigma), besides the rules' own.
@@ -85,9 +86,9 @@ def _read(path: Path, n: int, cols: list[str], types: dict[str, str]) -> pa.Tabl
     for c in cols:
         if c == "org_id":  # the partition folder
             org = next((p.partition("=")[2] for p in path.parts if p.startswith("org_id=")), "")
-            out[c] = _constant(org, n)
+            out[c] = constant(org, n)
         elif c == "file_id":  # <file_id>_<n>.parquet
-            out[c] = _constant(path.name.split("_", 1)[0], n)
+            out[c] = constant(path.name.split("_", 1)[0], n)
         elif c in stored:
             col = t.column(c)
             out[c] = col.cast(_DICT) if types[c] == "VARCHAR" and c != "raw" and \
@@ -118,11 +119,6 @@ def _raw_for_evidence(files: list[tuple[Path, int]], table: pa.Table, mask: pa.A
             parts.append(pa.nulls(k, pa.string()))
         start += n
     return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-
-
-def _constant(value: str, n: int) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(0, pa.int32()), n),
-                                          pa.array([value], pa.string()))
 
 
 _ARROW = {"TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(), "BIGINT": pa.int64(),

@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from threatscope import schema
-from threatscope.detect import mapping, scan
+from threatscope.detect import scan
 from threatscope.detect.matcher import arrow_source, match_query
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
@@ -322,6 +322,8 @@ def check_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> d
         label = f.logsource or "(unparsed)"
         counts[label]["failed"] += 1
         if label not in tables and f.logsource:
+            from threatscope.detect import mapping  # imports pySigma
+
             prod, cat, serv = (None if x == "-" else x for x in f.logsource.split("/"))
             tables[label] = mapping.table_for(cat, prod, serv)
     by_ls = [

@@ -43,8 +43,7 @@ def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | Non
     nlines, ok, nrows, cols = _native.fields(*args)
     arrays = []
     for col in cols:
-        arr = _from_native(nrows, col)
-        arrays.append(pc.dictionary_encode(arr) if col[0] == "str" else arr)
+        arrays.append(_from_native(nrows, col))
     mask = pa.Array.from_buffers(pa.bool_(), nlines, [None, pa.py_buffer(ok)])
     return pa.table(dict(zip(names, arrays, strict=True))), mask
 
@@ -56,6 +55,11 @@ _NATIVE_TYPES = {"str": pa.string(), "i32": pa.int32(), "i64": pa.int64(),
 def _from_native(n: int, col: tuple) -> pa.Array:
     kind, valid, *bufs = col
     validity = None if valid is None else pa.py_buffer(valid)
+    if kind == "dict":
+        idx, offsets, data = map(pa.py_buffer, bufs)
+        values = pa.Array.from_buffers(pa.string(), len(offsets) // 4 - 1, [None, offsets, data])
+        return pa.DictionaryArray.from_arrays(
+            pa.Array.from_buffers(pa.int32(), n, [validity, idx]), values)
     return pa.Array.from_buffers(_NATIVE_TYPES[kind], n, [validity, *map(pa.py_buffer, bufs)])
 
 
@@ -130,5 +134,10 @@ def encode(arr: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
 
 def constant(value: str, n: int) -> pa.DictionaryArray:
     """``n`` times the same string, dictionary-encoded (no per-row copy)."""
-    return pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(0, pa.int32()), n),
+    return pa.DictionaryArray.from_arrays(_zeros(n),
                                           pa.array([value], pa.string()))
+
+
+def _zeros(n: int) -> pa.Array:
+    """``n`` int32 zeros (a zeroed buffer: much faster than pa.repeat)."""
+    return pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(bytes(4 * n))])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bz2
 import io
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,6 +79,20 @@ class Source(io.RawIOBase):
         if self.hasher is not None and data:
             self.hasher.update(data)  # releases the GIL: overlaps the parsing threads
         return data
+
+    def read_into(self, buf: bytearray, start: int, n: int) -> int:
+        """Read up to ``n`` bytes into ``buf[start:]`` (hashed like read_block); the count."""
+        if self._f is not self._raw:
+            data = self.read_block(n)
+            buf[start:start + len(data)] = data
+            return len(data)
+        view = memoryview(buf)[start:start + n]
+        got = 0
+        while got < n and (k := self._raw.readinto(view[got:])):
+            got += k
+        if self.hasher is not None and got:
+            self.hasher.update(view[:got])
+        return got
 
     def raw_position(self) -> int:
         """Bytes of the file as stored (compressed size for compressed files) consumed so far."""
@@ -165,8 +180,8 @@ class Batch:
     bad: list[tuple[int, str, str]] = field(default_factory=list)
     nbytes: int = 0
     # The bytes of exactly the lines of ``table`` (newline separated, CRLF allowed, no lone CR)
-    # when no line was blank, bad or too long: parsers may split it themselves (pyarrow.csv).
-    block: bytes | None = None
+    # when no line was blank, bad or too long: parsers may split it themselves (_native).
+    block: bytes | memoryview | None = None
 
 
 def _empty_table() -> pa.Table:
@@ -179,13 +194,16 @@ def _numbers(first: int, count: int) -> pa.Array:
     return pa.array(range(first, first + count), pa.int64())
 
 
-def lines_to_batch(block: bytes, first: int) -> Batch:
-    """Split a block of whole lines (no trailing newline) into a Batch numbered from ``first``."""
+def lines_to_batch(block: bytes | memoryview, first: int) -> Batch:
+    """Split a block of whole lines (no trailing newline) into a Batch numbered from ``first``.
+    ``block`` may be a memoryview (of a read buffer): nothing is copied until the split."""
+    buf = pa.py_buffer(block)
     # Zero-copy: the whole block as a one-element binary array.
-    offsets = pa.array([0, len(block)], pa.int64()).buffers()[1]
-    arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(block)])
+    offsets = pa.array([0, buf.size], pa.int64()).buffers()[1]
+    arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, buf])
     parts = pc.split_pattern(arr, b"\n").values
-    if b"\r" in block:
+    crs = _count(block, b"\r")
+    if crs:
         parts = _rstrip_cr(parts)
     count = len(parts)
     nums = _numbers(first, count)
@@ -224,11 +242,18 @@ def lines_to_batch(block: bytes, first: int) -> Batch:
     table = pa.table({"n": nums, "line": lines})
     if blank:
         table = table.filter(pc.invert(empty))
+    # clean: every CR is the end of a CRLF line (a lone CR would split lines for some readers)
     clean = not blank and not bad and (
-        b"\r" not in block
-        or block.count(b"\r") - block.count(b"\r\n") == int(block.endswith(b"\r")))
+        not crs or crs - _count(block, b"\r\n") == int(bytes(block[-1:]) == b"\r"))
     return Batch(table=table, lines=count, blank=blank, bad=bad, nbytes=len(block) + count,
                  block=block if clean else None)
+
+
+def _count(block: bytes | memoryview, sub: bytes) -> int:
+    """Occurrences of ``sub`` in ``block`` (a memoryview must start at its buffer's start)."""
+    if isinstance(block, memoryview):
+        return block.obj.count(sub, 0, len(block))
+    return block.count(sub)
 
 
 def _rstrip_cr(parts: pa.Array) -> pa.Array:
@@ -245,13 +270,24 @@ def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: b
     ``carry``: bytes that come before the source's (the start of line ``first``)."""
     block = block or BLOCK
     skipping: tuple[int, bytes] | None = None  # (line number, kept head) of a too-long line
+    # Read buffers, recycled: a batch keeps a view of its buffer's start (Batch.block), so a
+    # buffer comes back to `free` when its batch is gone. Fresh 32 MiB buffers would page-fault
+    # their memory in on every block.
+    free: list[bytearray] = []
     while True:
-        data = src.read_block(block)
-        if not data:
+        # The unfinished line first, then the block read straight into the buffer: no
+        # concatenation or slicing copies.
+        buf = free.pop() if free else bytearray(block + MAX_LINE + 1)
+        buf[:len(carry)] = carry
+        got = src.read_into(buf, len(carry), block)
+        if not got:
             break
+        size = len(carry) + got
+        start = 0
         if skipping is not None:
-            cut = data.find(b"\n")
+            cut = buf.find(b"\n", 0, size)
             if cut < 0:
+                carry = b""
                 continue
             n, head = skipping
             yield Batch(_empty_table(), 1, bad=[(n, "line too long",
@@ -259,17 +295,18 @@ def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: b
                         nbytes=MAX_LINE)
             first = n + 1
             skipping = None
-            data = data[cut + 1:]
-        buf = carry + data if carry else data
-        cut = buf.rfind(b"\n")
+            start = cut + 1
+        cut = buf.rfind(b"\n", start, size)
         if cut < 0:
-            carry = buf
+            carry = bytes(buf[start:size])
             if len(carry) > MAX_LINE:
                 skipping = (first, carry[:RAW_KEEP])
                 carry = b""
             continue
-        carry = buf[cut + 1:]
-        batch = lines_to_batch(buf[:cut], first)
+        carry = bytes(buf[cut + 1:size])
+        # (after a too-long line the block starts mid-buffer: rare, so a copy)
+        batch = lines_to_batch(bytes(buf[start:cut]) if start else memoryview(buf)[:cut], first)
+        weakref.finalize(batch, free.append, buf)
         first += batch.lines
         yield batch
     if skipping is not None:

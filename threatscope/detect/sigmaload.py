@@ -1,0 +1,204 @@
+"""Sigma YAML -> CompiledRule: parsing with pySigma, field mapping, compilation to DuckDB SQL.
+
+    rs = compile_files([Path("rules/web/drupal.yml")])   # ruleset.load_rules caches this
+
+Imported only when a rule set is not in the compiled-rule cache: pySigma takes a while to import.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from threatscope import schema
+from threatscope.detect import mapping
+from threatscope.detect.compiler import (
+    Atom,
+    CompileError,
+    Req,
+    compile_condition,
+    condition_columns,
+    decompose_group,
+    req_union,
+    split_or,
+)
+from threatscope.detect.ruleset import (
+    CompiledRule,
+    FailedRule,
+    RulePart,
+    RuleSet,
+    logsource_label,
+)
+
+# libyaml's safe loader when available: the pure-Python one dominates load time
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TECHNIQUE = re.compile(r"t\d{4}(\.\d{3})?")
+_GROUP_OR_SOFTWARE = re.compile(r"[gsm]\d{4}")
+
+
+def compile_files(files: list[Path]) -> RuleSet:
+    """Compile every rule of ``files``; rules that cannot be compiled are in ``.failed``."""
+    rs = RuleSet()
+    seen: dict[str, str] = {}
+    pipeline = mapping.processing_pipeline()
+    con = duckdb.connect()
+    for kind, cols in schema.KINDS.items():
+        con.execute(f'CREATE TABLE "{kind}" AS {schema.empty_select(cols)}')
+    try:
+        for path in files:
+            _load_file(path, rs, seen, pipeline, con)
+    finally:
+        con.close()
+    return rs
+
+
+def _load_file(path: Path, rs: RuleSet, seen: dict[str, str], pipeline, con) -> None:
+    spath = str(path)
+    try:
+        docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_YamlLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        rs.failed.append(FailedRule(spath, path.name, f"YAML error: {_one_line(e)}"))
+        return
+    docs = [d for d in docs if d is not None]
+    if not docs:
+        rs.failed.append(FailedRule(spath, path.name, "no Sigma rule in file"))
+        return
+    if not all(isinstance(d, dict) for d in docs):
+        rs.failed.append(FailedRule(spath, path.name, "not a Sigma rule (YAML is not a mapping)"))
+        return
+    rule_docs = []
+    for d in docs:
+        name = str(d.get("id") or d.get("title") or path.name)
+        if "correlation" in d:  # referenced rules may live in other files: not parsed at all
+            rs.failed.append(FailedRule(spath, name, "correlation rules not supported yet"))
+        elif "filter" in d and "detection" not in d:
+            rs.failed.append(FailedRule(spath, name, "Sigma filters are not supported yet"))
+        else:
+            rule_docs.append(d)
+    if not rule_docs:
+        return
+    docs = rule_docs
+    try:
+        coll = SigmaCollection.from_dicts(docs, collect_errors=True)
+    except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as e:
+        rs.failed.append(FailedRule(spath, path.name, f"invalid Sigma: {_one_line(e)}"))
+        return
+    owned = {id(e) for r in [*coll.rules, *coll.filters] for e in getattr(r, "errors", [])}
+    for err in coll.errors:
+        if id(err) in owned:  # reported with its rule below
+            continue
+        rs.failed.append(FailedRule(spath, path.name, f"invalid Sigma: {_one_line(err)}"))
+    for rule in coll.rules:
+        name = str(rule.id or rule.title or path.name)
+        if isinstance(rule, SigmaCorrelationRule):
+            rs.failed.append(FailedRule(spath, name, "correlation rules not supported yet"))
+            continue
+        if not isinstance(rule, SigmaRule):
+            rs.failed.append(FailedRule(spath, name, f"unsupported document {type(rule).__name__}"))
+            continue
+        ls = rule.logsource
+        label = logsource_label(ls.category, ls.product, ls.service)
+        if rule.errors:
+            reason = f"invalid Sigma: {_one_line(rule.errors[0])}"
+            rs.failed.append(FailedRule(spath, name, reason, label))
+            continue
+        try:
+            compiled = _compile(rule, spath, pipeline, con)
+        except (CompileError, SigmaError) as e:
+            rs.failed.append(FailedRule(spath, name, _one_line(e), label))
+            continue
+        if compiled.id in seen:
+            reason = f"duplicate rule id (already loaded from {seen[compiled.id]})"
+            rs.failed.append(FailedRule(spath, name, reason, label))
+            continue
+        seen[compiled.id] = spath
+        rs.rules.append(compiled)
+
+
+def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
+    ls = rule.logsource
+    table = mapping.table_for(ls.category, ls.product, ls.service)
+    if table is None:
+        raise CompileError(
+            f"no data for logsource {logsource_label(ls.category, ls.product, ls.service)}"
+        )
+    pipeline.apply(rule)
+    # one part per column read alone (evaluated once per distinct value by the stage) and one for
+    # the disjuncts reading several columns (evaluated per row)
+    by_col: dict[str, list[tuple[str, Req]]] = {}
+    multi = []
+    for cond in rule.detection.parsed_condition:
+        for d in split_or(cond.parsed):
+            cols = condition_columns(d, table)
+            if len(cols) == 1:
+                by_col.setdefault(next(iter(cols)), []).append(compile_condition(d, table))
+            else:
+                multi.append(d)
+    parts = [
+        RulePart(c, _or_sql([x[0] for x in xs]), req_union([x[1] for x in xs]))
+        for c, xs in by_col.items()
+    ]
+    if multi:
+        atoms: list[Atom] = []
+        expr, sql, req = decompose_group(multi, False, table, atoms)
+        parts.append(RulePart(None, sql, req, expr, atoms))
+    sql = _or_sql([p.sql for p in parts])
+    try:  # bind it once: catches regexes RE2 rejects and anything else DuckDB refuses
+        con.execute(f'SELECT count(*) FROM "{table}" WHERE {sql}').fetchall()
+    except duckdb.Error as e:
+        raise CompileError(f"DuckDB rejects the compiled expression: {_one_line(e)}") from None
+    meta = _tag_meta([str(t) for t in rule.tags])
+    return CompiledRule(
+        id=str(rule.id) if rule.id else (rule.name or Path(path).stem),
+        title=rule.title or "",
+        level=rule.level.name.lower() if rule.level else None,
+        status=rule.status.name.lower() if rule.status else None,
+        tags=[str(t) for t in rule.tags],
+        logsource={
+            k: v
+            for k, v in (("category", ls.category), ("product", ls.product), ("service", ls.service))
+            if v
+        },
+        table=table,
+        sql=sql,
+        path=path,
+        parts=parts,
+        **meta,
+    )
+
+
+def _or_sql(sqls: list[str]) -> str:
+    return sqls[0] if len(sqls) == 1 else "(" + " OR ".join(sqls) + ")"
+
+
+def _tag_meta(tags: list[str]) -> dict:
+    """cves / attack_techniques / tactics / product / campaign / family from rule tags."""
+    meta: dict = {"cves": [], "attack_techniques": [], "tactics": [], "product": None,
+                  "campaign": None, "family": None}
+    for tag in tags:
+        ns, _, name = tag.lower().partition(".")
+        if ns == "cve" and name:
+            meta["cves"].append("CVE-" + name.upper())
+        elif ns == "attack" and name:
+            if _TECHNIQUE.fullmatch(name):
+                meta["attack_techniques"].append(name.upper())
+            elif not _GROUP_OR_SOFTWARE.fullmatch(name):
+                meta["tactics"].append(name.replace("_", "-"))
+        elif ns == "threatscope":
+            key, _, value = name.partition(".")
+            if key in ("product", "campaign", "family") and value and meta[key] is None:
+                meta[key] = value
+    for k in ("cves", "attack_techniques", "tactics"):
+        meta[k] = list(dict.fromkeys(meta[k]))
+    return meta
+
+
+def _one_line(e: object) -> str:
+    return " ".join(str(e).split())[:500]
