@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from threatscope import schema
+from threatscope.arrowutil import constant
 from threatscope.detect.matcher import Prefilter, candidates, value_columns
 from threatscope.detect.ruleset import CompiledRule
-from threatscope.ingest.arrowfn import constant
 
 GROUP_ROWS = 4_000_000
 # Columns the detection rows are made of (see stage._insert_sigma), besides the rules' own.

@@ -130,14 +130,3 @@ def encode(arr: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return arr if isinstance(arr, pa.DictionaryArray) else pc.dictionary_encode(arr)
-
-
-def constant(value: str, n: int) -> pa.DictionaryArray:
-    """``n`` times the same string, dictionary-encoded (no per-row copy)."""
-    return pa.DictionaryArray.from_arrays(_zeros(n),
-                                          pa.array([value], pa.string()))
-
-
-def _zeros(n: int) -> pa.Array:
-    """``n`` int32 zeros (a zeroed buffer: much faster than pa.repeat)."""
-    return pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(bytes(4 * n))])

@@ -20,6 +20,7 @@ Compression is recognised by magic bytes (gzip, zstd, bzip2), not by the file na
 from __future__ import annotations
 
 import bz2
+import functools
 import io
 import weakref
 import zlib
@@ -35,7 +36,6 @@ RAW_KEEP = 4096
 COMPRESSED_STEP = 256 << 10  # bytes of a quarantined line kept in the quarantine table
 
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
-_IDX = pa.array(range(1 << 20), pa.int64())  # sliced + offset to number lines without Python
 
 
 def compression_of(head: bytes) -> str | None:
@@ -189,9 +189,15 @@ def _empty_table() -> pa.Table:
 
 
 def _numbers(first: int, count: int) -> pa.Array:
-    if count <= len(_IDX):
-        return pc.add(_IDX.slice(0, count), first)
-    return pa.array(range(first, first + count), pa.int64())
+    """first, first+1, ... (count of them), without a Python loop."""
+    return pc.add(_index(count), first)
+
+
+@functools.cache
+def _index(count: int) -> pa.Array:
+    # 0..count-1 as a cumulative sum of ones; cached: batches of one file mostly have one size
+    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1) \
+        if count else pa.array([], pa.int64())
 
 
 def lines_to_batch(block: bytes | memoryview, first: int) -> Batch:
