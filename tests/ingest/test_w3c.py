@@ -67,3 +67,21 @@ def test_w3c_fields_across_batches(ws, tmp_path, monkeypatch):
     s = run(ws, write(tmp_path / "big.log", head + body + head + body))
     assert_invariant(s)
     assert (s.rows_written, s.rows_quarantined, s.comment_lines) == (4000, 0, 2)
+
+
+def test_headers_before_the_first_data_line_make_one_run():
+    """'#Software/#Version/#Date' then '#Fields' at the top of a batch: one run with that schema
+    (so the batch takes the C fast path), while a '#Fields' change after data lines starts a
+    second run."""
+    import pyarrow as pa
+
+    from threatscope.ingest.formats.w3c import W3C
+
+    lines = ["#Software: IIS", "#Version: 1.0", "#Date: 2018-05-12 00:00:00",
+             "#Fields: date time c-ip cs-method", "2018-05-12 10:00:00 10.0.0.1 GET",
+             "#Date: 2018-05-12 00:00:00", "#Fields: time c-ip", "10:00:01 10.0.0.2"]
+    table = pa.table({"n": pa.array(range(1, 9), pa.int64()), "line": lines})
+    seg = W3C().prepare(table)
+    assert seg.starts == (1, 7) and seg.comments == 6
+    assert [s.fields for s in seg.schemas] == [("date", "time", "c-ip", "cs-method"),
+                                               ("time", "c-ip")]

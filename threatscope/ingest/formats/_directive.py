@@ -60,16 +60,22 @@ class DirectiveFormat(Format):
             idx = pc.indices_nonzero(is_c)
             texts = pc.take(lines, idx).to_pylist()
             nums = pc.take(table.column("n"), idx).to_pylist()
+            comments_in_run = 0  # '#' lines since the current run started
             for n, text in zip(nums, texts, strict=True):
                 schema = self.directive(text)
                 if schema is None or schema == self.schema:
+                    comments_in_run += 1
                     continue
                 self.schema = schema
-                if starts[-1] == n:  # a header on the batch's first line
+                if n - starts[-1] == comments_in_run:
+                    # nothing but headers so far in this run (e.g. '#Software', '#Date' before
+                    # '#Fields' at the top of a file): the run takes the new schema
                     schemas[-1] = schema
+                    comments_in_run += 1
                 else:
                     starts.append(n)
                     schemas.append(schema)
+                    comments_in_run = 1
         return Segments(tuple(starts), tuple(schemas), ncomments)
 
     def parse(self, con, batch, prepared: Segments) -> ParseResult:
