@@ -266,3 +266,13 @@ def test_random_hostile_blocks_give_valid_arrays():
             full=True)
         for col in _native.url_parts(*arrowfn._to_native(values)):
             arrowfn._from_native(4, col).validate(full=True)
+
+
+def test_more_fields_than_the_splitter_takes_go_to_sql(ws, tmp_path):
+    """A '#Fields:' line of 300 fields (hostile or odd): the SQL parser reads the file."""
+    assert arrowfn.typed_fields(b"a", "x" * 300, []) is None
+    names = ["date", "time", "c-ip", *[f"x-f{i}" for i in range(297)]]
+    line = "2018-05-12 10:00:00 10.0.0.1 " + " ".join("v" for _ in range(297))
+    text = "#Fields: " + " ".join(names) + "\n" + line + "\n"
+    run(ws, write(tmp_path / "u_ex1.log", text), org="o")
+    assert [r["source_ip"] for r in rows(ws)] == ["10.0.0.1"]

@@ -40,8 +40,7 @@ typedef struct {
 
 typedef struct {
     int kind;
-    int dash_null; /* '-'/'' -> NULL */
-    int plus_space;
+    int plus_space; /* K_DICT: '+' -> ' ' in the dictionary (W3C) */
     Buf data;    /* K_STR: bytes; other kinds: fixed-width values */
     Buf offsets; /* K_STR: int32 offsets */
     Buf valid;   /* validity bits; only materialised once a NULL is seen */
@@ -202,18 +201,8 @@ static int col_str(Col *c, const char *s, size_t n, int valid) {
         if (buf_put(&c->offsets, &z, 4))
             return -1;
     }
-    if (valid) {
-        if (c->plus_space) {
-            if (buf_reserve(&c->data, n))
-                return -1;
-            char *d = c->data.p + c->data.len;
-            for (size_t i = 0; i < n; i++)
-                d[i] = s[i] == '+' ? ' ' : s[i];
-            c->data.len += n;
-        } else if (buf_put(&c->data, s, n)) {
-            return -1;
-        }
-    }
+    if (valid && buf_put(&c->data, s, n))
+        return -1;
     if (c->data.len > INT32_MAX)
         return -1;
     int32_t end = (int32_t)c->data.len;
@@ -585,8 +574,8 @@ static PyObject *fields(PyObject *self, PyObject *args) {
         Col *c = &pl.cols[pl.first_col[f]];
         switch (spec[f]) {
         case 'S': c->kind = K_DICT; break;
-        case 's': case 'q': c->kind = K_DICT; c->dash_null = 1; break;
-        case 'p': c->kind = K_DICT; c->dash_null = 1; c->plus_space = 1; break;
+        case 's': case 'q': c->kind = K_DICT; break;
+        case 'p': c->kind = K_DICT; c->plus_space = 1; break;
         case 'i': c->kind = K_I32; break;
         case 'l': c->kind = K_I64; break;
         case 'R': c[0].kind = c[1].kind = c[2].kind = K_DICT; break;
@@ -968,5 +957,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native",
 PyMODINIT_FUNC PyInit__native(void) {
     uint64_t stack = (uint64_t)(uintptr_t)&stack; /* ASLR */
     hash_seed = hash_bytes((const char *)&stack, 8) ^ (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "MAX_FIELDS", MAXF)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -37,7 +37,7 @@ def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | Non
     dictionary-encoded; a boolean mask over all lines of which those are), or None when the
     C extension is not built (or ``THREATSCOPE_NATIVE=0``): the caller's SQL parser then reads
     every line. The splitter is strict: a line it does not read is one for the SQL parser."""
-    if not _use_native():
+    if not _use_native() or len(spec) > _native.MAX_FIELDS:
         return None
     args = (block, spec) if date_days is None else (block, spec, date_days)
     nlines, ok, nrows, cols = _native.fields(*args)
