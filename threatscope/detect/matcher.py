@@ -10,9 +10,14 @@ part holds (``__h``: rule indexes), some multi-column part's requirement holds (
 indexes) or some one-column piece ("atom", compiler.decompose) of a multi-column part holds
 (``__a``). The second pass keeps the rows whose value is flagged in such a table (a semi-join)
 or that pass a row-wise requirement (an RE2 alternation of necessary literals per column, see
-compiler.Req, for columns with unique values such as ``raw``), and joins the tables back to
+sqltext.Req, for columns with unique values such as ``raw``), and joins the tables back to
 those rows only: a multi-column part is then a boolean formula over ``__a`` lookups and its
 row-wise atoms, guarded by its requirement.
+
+``candidates`` does the first pass over an Arrow table whose text columns are dictionaries (the
+lake as detect reads it): distinct values come from the dictionaries and the flagged rows are
+found by dictionary index in Arrow, so the second pass (``Prefilter.query``) runs on the
+candidate rows only.
 
 ``prefilter=False`` evaluates every rule's whole expression on every row: the reference the
 tests compare the fast plan against.
@@ -185,7 +190,6 @@ def _value_phase(con: duckdb.DuckDBPyConnection, plan: _Plan, values_sql: Callab
         else:
             con.execute(f"DROP TABLE __ts_dv_{x}")
     return present, null_flagged
-
 
 
 def value_columns(table: pa.Table, rules: Sequence[CompiledRule]) -> frozenset[str]:
