@@ -16,6 +16,8 @@ view derives it from that name.
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 # Columns every event kind has, in order. `org_id` is the partition column.
 COMMON: list[tuple[str, str]] = [
     ("org_id", "VARCHAR"),
@@ -70,6 +72,14 @@ ALERT: list[tuple[str, str]] = COMMON + [
 ]
 
 KINDS: dict[str, list[tuple[str, str]]] = {"http": HTTP, "alert": ALERT}
+
+# How the lake stores each SQL type in Parquet (no 128-bit integer there: the IP numbers are
+# DECIMAL(38,0), read back as UHUGEINT by the workspace views).
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(),
+    "BIGINT": pa.int64(), "INTEGER": pa.int32(), "UHUGEINT": pa.decimal128(38, 0),
+    "VARCHAR[]": pa.list_(pa.string()),
+}
 
 # One row per (event, rule) match. Written by detect into the catalog table `detection`.
 DETECTION: list[tuple[str, str]] = [

@@ -80,8 +80,9 @@ def _group(con, kind: str, rules, files: list[tuple[Path, int]], read: set[str]
 
 def _read(path: Path, n: int, cols: list[str], types: dict[str, str]) -> pa.Table:
     stored = set(pq.read_schema(path).names)
-    t = pq.read_table(path, columns=[c for c in cols if c in stored], read_dictionary=[
-        c for c in cols if c in stored and types[c] == "VARCHAR" and c != "raw"])
+    as_dict = {c for c in cols if types[c] == "VARCHAR" and c != "raw"}  # raw: unique per row
+    t = pq.read_table(path, columns=[c for c in cols if c in stored],
+                      read_dictionary=[c for c in cols if c in stored and c in as_dict])
     out = {}
     for c in cols:
         if c == "org_id":  # the partition folder
@@ -90,12 +91,9 @@ def _read(path: Path, n: int, cols: list[str], types: dict[str, str]) -> pa.Tabl
         elif c == "file_id":  # <file_id>_<n>.parquet
             out[c] = constant(path.name.split("_", 1)[0], n)
         elif c in stored:
-            col = t.column(c)
-            out[c] = col.cast(_DICT) if types[c] == "VARCHAR" and c != "raw" and \
-                not pa.types.is_dictionary(col.type) else col
+            out[c] = t.column(c)
         else:  # a column added to the schema after this file was written
-            out[c] = pa.nulls(n, _DICT if types[c] == "VARCHAR" and c != "raw"
-                              else _ARROW.get(types[c], pa.string()))
+            out[c] = pa.nulls(n, _DICT if c in as_dict else schema.ARROW_TYPES[types[c]])
     return pa.table(out)
 
 
@@ -119,8 +117,3 @@ def _raw_for_evidence(files: list[tuple[Path, int]], table: pa.Table, mask: pa.A
             parts.append(pa.nulls(k, pa.string()))
         start += n
     return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-
-
-_ARROW = {"TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(), "BIGINT": pa.int64(),
-          "INTEGER": pa.int32(), "UHUGEINT": pa.decimal128(38, 0),
-          "VARCHAR[]": pa.list_(pa.string())}

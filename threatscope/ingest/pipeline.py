@@ -610,13 +610,8 @@ class _Ctx:
             col = fixed.get(name)
             if col is None:
                 col = t.column(name) if name in have else derived.get(name)
-            cols[name] = _as_type(col, _ARROW[typ], n)
+            cols[name] = _as_type(col, schema.ARROW_TYPES[typ], n)
         return pa.table(cols), bad
-
-
-_ARROW = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(),
-          "BIGINT": pa.int64(), "INTEGER": pa.int32(), "UHUGEINT": pa.decimal128(38, 0),
-          "VARCHAR[]": pa.list_(pa.string())}
 
 
 def _as_type(col, typ: pa.DataType, n: int):
