@@ -24,8 +24,14 @@ except ImportError:  # built without a C compiler: the SQL parsers read every li
     _native = None
 
 
+def native():
+    """The C extension module, or None when it is not built or ``THREATSCOPE_NATIVE=0`` (which
+    makes ingest take its pure Arrow/DuckDB paths, as on a machine without a C compiler)."""
+    return _native if os.environ.get("THREATSCOPE_NATIVE") != "0" else None
+
+
 def _use_native() -> bool:
-    return _native is not None and os.environ.get("THREATSCOPE_NATIVE") != "0"
+    return native() is not None
 
 
 def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | None = None

@@ -10,8 +10,8 @@
 
 One batch holds the whole lines of one ``BLOCK`` of input (the unit of parallel work).
 
-Blocks of ``BLOCK`` bytes are split into lines by Arrow (``split_pattern``) and validated as UTF-8
-in one cast. Only a block that fails validation is walked line by line in Python, to quarantine
+Blocks of ``BLOCK`` bytes are split into lines and validated as UTF-8 in one C pass
+(``_native.split_lines``; Arrow's ``split_pattern`` and a cast without the C extension). Only a block that fails validation is walked line by line in Python, to quarantine
 just its invalid lines. Lines longer than ``MAX_LINE`` are quarantined without ever holding more
 than ``MAX_LINE`` bytes of them in memory. Empty lines are counted (``blank``), not returned.
 Compression is recognised by magic bytes (gzip, zstd, bzip2), not by the file name.
@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from threatscope.ingest.arrowfn import native
 
 BLOCK = 32 << 20
 MAX_LINE = 1 << 20  # longer lines are quarantined ("line too long")
@@ -203,30 +205,20 @@ def _index(count: int) -> pa.Array:
 def lines_to_batch(block: bytes | memoryview, first: int) -> Batch:
     """Split a block of whole lines (no trailing newline) into a Batch numbered from ``first``.
     ``block`` may be a memoryview (of a read buffer): nothing is copied until the split."""
-    buf = pa.py_buffer(block)
-    # Zero-copy: the whole block as a one-element binary array.
-    offsets = pa.array([0, buf.size], pa.int64()).buffers()[1]
-    arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, buf])
-    parts = pc.split_pattern(arr, b"\n").values
-    crs = _count(block, b"\r")
-    if crs:
-        parts = _rstrip_cr(parts)
+    parts, blank, longest, utf8, lone_cr = _split(block)
     count = len(parts)
     nums = _numbers(first, count)
     bad: list[tuple[int, str, str]] = []
-    lengths = pc.binary_length(parts)
     keep = None
-    if pc.max(lengths).as_py() > MAX_LINE:
-        too_long = pc.greater(lengths, MAX_LINE)
+    if longest > MAX_LINE:
+        too_long = pc.greater(pc.binary_length(parts), MAX_LINE)
         for i in pc.indices_nonzero(too_long).to_pylist():
             raw = parts[i].as_py()[:RAW_KEEP]
             bad.append((first + i, "line too long", raw.decode("utf-8", "replace")))
         keep = pc.invert(too_long)
-    try:
-        lines = parts.cast(pa.string()) if keep is None else None
-    except pa.ArrowInvalid:
-        lines = None
-    if lines is None:
+    if keep is None and utf8:
+        lines = parts.view(pa.string())
+    else:
         # Rare path: some line is invalid UTF-8 (or too long): walk this block in Python.
         good_n: list[int] = []
         good_l: list[str] = []
@@ -243,16 +235,41 @@ def lines_to_batch(block: bytes | memoryview, first: int) -> Batch:
             good_l.append(s)
         nums = pa.array(good_n, pa.int64())
         lines = pa.array(good_l, pa.string())
-    empty = pc.equal(pc.binary_length(lines), 0)
-    blank = pc.sum(empty).as_py() or 0
+        blank = pc.sum(pc.equal(pc.binary_length(lines), 0)).as_py() or 0
     table = pa.table({"n": nums, "line": lines})
     if blank:
-        table = table.filter(pc.invert(empty))
+        table = table.filter(pc.not_equal(pc.binary_length(lines), 0))
     # clean: every CR is the end of a CRLF line (a lone CR would split lines for some readers)
-    clean = not blank and not bad and (
-        not crs or crs - _count(block, b"\r\n") == int(bytes(block[-1:]) == b"\r"))
+    clean = not blank and not bad and not lone_cr
     return Batch(table=table, lines=count, blank=blank, bad=bad, nbytes=len(block) + count,
                  block=block if clean else None)
+
+
+def _split(block: bytes | memoryview) -> tuple[pa.Array, int, int, bool, int]:
+    """(the lines of ``block`` as a binary array, one trailing CR dropped; how many are empty;
+    the longest's length; whether all of ``block`` is UTF-8; how many CRs end no line)."""
+    if (c := native()) is not None:
+        n, offsets, data, blank, longest, utf8, lone_cr = c.split_lines(block)
+        parts = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
+                                                       pa.py_buffer(data)])
+        return parts, blank, longest, bool(utf8), lone_cr
+    buf = pa.py_buffer(block)
+    # Zero-copy: the whole block as a one-element binary array.
+    offsets = pa.array([0, buf.size], pa.int64()).buffers()[1]
+    arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, buf])
+    parts = pc.split_pattern(arr, b"\n").values.cast(pa.binary())
+    crs = _count(block, b"\r")
+    if crs:
+        parts = _rstrip_cr(parts)
+    lengths = pc.binary_length(parts)
+    try:
+        parts.cast(pa.string())
+        utf8 = True
+    except pa.ArrowInvalid:
+        utf8 = False
+    lone_cr = crs - _count(block, b"\r\n") - int(bytes(block[-1:]) == b"\r") if crs else 0
+    return (parts, pc.sum(pc.equal(lengths, 0)).as_py() or 0, pc.max(lengths).as_py() or 0,
+            utf8, lone_cr)
 
 
 def _count(block: bytes | memoryview, sub: bytes) -> int:
