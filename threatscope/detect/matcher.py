@@ -25,8 +25,10 @@ tests compare the fast plan against.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -159,37 +161,74 @@ def match_query(
     return plan.row_sql(source, keep, present, null_flagged)
 
 
-def _value_phase(con: duckdb.DuckDBPyConnection, plan: _Plan, values_sql: Callable[[str], str]
+def _value_phase(con: duckdb.DuckDBPyConnection, plan: _Plan, values_sql: Callable[[str], str],
+                 inputs: dict[str, pa.Table] | None = None
                  ) -> tuple[dict[str, bool], dict[str, bool]]:
     """Create ``__ts_dv_<column>`` (value, hit/guard/atom lists, flagged) for each value column
     of ``plan``, from ``values_sql(column)`` (a SELECT of its distinct values). Returns the
-    columns with entries (-> whether some value is flagged) and whether NULL is flagged."""
+    columns with entries (-> whether some value is flagged) and whether NULL is flagged.
+
+    With ``inputs`` (column -> Arrow table of its values, which ``values_sql`` reads as
+    ``__ts_in_<column>``) the columns run side by side, each on its own cursor: with few
+    values per column the time goes into compiling the rules' regexes, once per column."""
     present, null_flagged = {}, {}
-    for c in plan.value_columns():
-        x = _ident(c)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS {values_sql(c)}"
-        )
-        n, non_null = con.execute(f'SELECT count(*), count("{c}") FROM __ts_dv_{x}').fetchall()[0]
-        # all NULL (e.g. no request bodies in access logs): only the parts whose requirement
-        # has loose SQL can hold (a literal or regex scan of NULL is false); few values: no need
-        # for guards. Both keep DuckDB from compiling regexes that would run on nothing.
-        view = plan.view(c, null_only=non_null == 0, guarded=n > _FEW_VALUES)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS "
-            f"SELECT *, len(__h) > 0 OR len(__g) > 0 AS __m FROM ("
-            f'SELECT "{c}" AS __v, {view.hits} AS __h, {view.guards} AS __g, {view.atoms} AS __a '
-            f"FROM __ts_dv_{x} WHERE {view.flag}"
-            f") WHERE len(__h) > 0 OR len(__g) > 0 OR len(__a) > 0"
-        )
-        n, m, null_m = con.execute(
-            f"SELECT count(*), bool_or(__m), bool_or(__m AND __v IS NULL) FROM __ts_dv_{x}"
-        ).fetchall()[0]
-        if n:
-            present[c], null_flagged[c] = bool(m), bool(null_m)
-        else:
-            con.execute(f"DROP TABLE __ts_dv_{x}")
+    cols = plan.value_columns()
+    if inputs is None or len(cols) < 2:
+        if inputs is not None:
+            for c, t in inputs.items():
+                con.register(f"__ts_in_{_ident(c)}", t)
+        try:
+            done = [_value_table(con, plan, c, values_sql) for c in cols]
+        finally:
+            for c in inputs or ():
+                con.unregister(f"__ts_in_{_ident(c)}")
+    else:
+        def run(c: str) -> tuple:
+            with con.cursor() as cur:
+                cur.register(f"__ts_in_{_ident(c)}", inputs[c])
+                out = _value_table(cur, plan, c, values_sql)
+                # temp tables belong to the cursor: hand the (small) result over as Arrow
+                return out[0], out[1], out[2], out[3] and cur.sql(
+                    f"SELECT * FROM __ts_dv_{_ident(c)}").to_arrow_table()
+
+        with ThreadPoolExecutor(max_workers=min(len(cols), os.cpu_count() or 1)) as pool:
+            done = list(pool.map(run, cols))
+        for c, _, _, table in done:
+            if table:
+                con.register("__ts_dv_arrow", table)
+                con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_dv_{_ident(c)} AS "
+                            "SELECT * FROM __ts_dv_arrow")
+                con.unregister("__ts_dv_arrow")
+    for c, m, null_m, kept in done:
+        if kept:
+            present[c], null_flagged[c] = m, null_m
     return present, null_flagged
+
+
+def _value_table(con: duckdb.DuckDBPyConnection, plan: _Plan, c: str,
+                 values_sql: Callable[[str], str]) -> tuple[str, bool, bool, bool]:
+    """Make ``__ts_dv_<c>`` on ``con``: (c, some value flagged, NULL flagged, kept: the table
+    has entries; otherwise it is dropped)."""
+    x = _ident(c)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS {values_sql(c)}")
+    n, non_null = con.execute(f'SELECT count(*), count("{c}") FROM __ts_dv_{x}').fetchall()[0]
+    # all NULL (e.g. no request bodies in access logs): only the parts whose requirement
+    # has loose SQL can hold (a literal or regex scan of NULL is false); few values: no need
+    # for guards. Both keep DuckDB from compiling regexes that would run on nothing.
+    view = plan.view(c, null_only=non_null == 0, guarded=n > _FEW_VALUES)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS "
+        f"SELECT *, len(__h) > 0 OR len(__g) > 0 AS __m FROM ("
+        f'SELECT "{c}" AS __v, {view.hits} AS __h, {view.guards} AS __g, {view.atoms} AS __a '
+        f"FROM __ts_dv_{x} WHERE {view.flag}"
+        f") WHERE len(__h) > 0 OR len(__g) > 0 OR len(__a) > 0"
+    )
+    n, m, null_m = con.execute(
+        f"SELECT count(*), bool_or(__m), bool_or(__m AND __v IS NULL) FROM __ts_dv_{x}"
+    ).fetchall()[0]
+    if not n:
+        con.execute(f"DROP TABLE __ts_dv_{x}")
+    return c, bool(m), bool(null_m), bool(n)
 
 
 def value_columns(table: pa.Table, rules: Sequence[CompiledRule]) -> frozenset[str]:
@@ -252,19 +291,16 @@ def candidates(con: duckdb.DuckDBPyConnection, rules: Sequence[CompiledRule], ta
         return Prefilter(_all_false(n))
     plan = _Plan(rules, set(distinct) - ROW_COLUMNS)
     chunks: dict[str, list[pa.DictionaryArray]] = {}
+    inputs: dict[str, pa.Table] = {}
     for c in plan.value_columns():
         chunks[c] = [ch if pa.types.is_dictionary(ch.type) else pc.dictionary_encode(ch)
                      for ch in table.column(c).chunks]
         values = pc.unique(pa.concat_arrays([ch.dictionary for ch in chunks[c]]))
         if table.column(c).null_count:
             values = pa.concat_arrays([values, pa.nulls(1, values.type)])
-        con.register(f"__ts_in_{_ident(c)}", pa.table({c: values}))
-    try:
-        present, null_flagged = _value_phase(
-            con, plan, lambda c: f'SELECT "{c}" FROM __ts_in_{_ident(c)}')
-    finally:
-        for c in chunks:
-            con.unregister(f"__ts_in_{_ident(c)}")
+        inputs[c] = pa.table({c: values})
+    present, null_flagged = _value_phase(
+        con, plan, lambda c: f'SELECT "{c}" FROM __ts_in_{_ident(c)}', inputs)
     masks = []
     for c, flagged_any in present.items():
         if not flagged_any:

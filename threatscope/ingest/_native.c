@@ -941,16 +941,6 @@ static PyObject *url_parts(PyObject *self, PyObject *args) {
 }
 
 /* ---- line splitting: a block of lines -> an Arrow binary array ------------------------- */
-#define ONES 0x0101010101010101ULL
-#define HIGH 0x8080808080808080ULL
-
-/* bytes of w equal to c (exact: no borrow between bytes) */
-static int count_byte(uint64_t w, unsigned char c) {
-    uint64_t x = w ^ (ONES * c);
-    uint64_t t = ((x & ~HIGH) + ~HIGH) | x | ~HIGH;
-    return __builtin_popcountll(~t);
-}
-
 /* split_lines(block) -> (nlines, offsets, data, blank, max_len, utf8_ok, lone_cr)
 
    The lines of `block` ('\n' separated; one '\r' before it dropped; the text after the last
@@ -969,58 +959,67 @@ static PyObject *split_lines(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "block over 2 GiB");
         return NULL;
     }
-    size_t newlines = 0, crs = 0, i = 0;
-    uint64_t high = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        high |= w;
-        newlines += (size_t)count_byte(w, '\n');
-        crs += (size_t)count_byte(w, '\r');
-    }
-    for (; i < len; i++) {
-        high |= s[i];
-        newlines += s[i] == '\n';
-        crs += s[i] == '\r';
-    }
-    Py_END_ALLOW_THREADS
-    size_t nlines = newlines + 1;
-    PyObject *offsets = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(4 * (nlines + 1)));
-    PyObject *data = offsets ? PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(len - newlines)) : NULL;
+    /* data: at most the block's bytes; offsets: grown as lines are found (one pass) */
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
     if (!data) {
-        Py_XDECREF(offsets);
         PyBuffer_Release(&block);
         return NULL;
     }
-    int32_t *off = (int32_t *)PyBytes_AS_STRING(offsets);
     char *out = PyBytes_AS_STRING(data);
-    size_t blank = 0, max_len = 0, stripped = 0, o = 0, pos = 0;
-    int utf8 = 1;
+    Buf off = {0};
+    size_t nlines = 0, blank = 0, max_len = 0, lone_cr = 0, o = 0, pos = 0;
+    uint64_t high = 0;
+    int failed = 0, utf8 = 1;
     Py_BEGIN_ALLOW_THREADS
-    if (high & HIGH) /* '\n' and '\r' never occur inside a multi-byte sequence */
-        utf8 = utf8_valid(s, len);
-    off[0] = 0;
-    for (size_t k = 0; k < nlines; k++) {
+    int32_t zero = 0;
+    failed = buf_put(&off, &zero, 4);
+    while (!failed) {
         const unsigned char *nl = memchr(s + pos, '\n', len - pos);
         size_t end = nl ? (size_t)(nl - s) : len;
         size_t n = end - pos;
-        if (n && s[pos + n - 1] == '\r') {
-            n--;
-            stripped++;
+        const unsigned char *line = s + pos;
+        memcpy(out + o, line, n);
+        /* while the line is in cache: non-ASCII bytes, CRs other than the one ending it */
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            memcpy(&w, line + i, 8);
+            high |= w;
         }
-        memcpy(out + o, s + pos, n);
+        for (; i < n; i++)
+            high |= line[i];
+        if (n && line[n - 1] == '\r')
+            n--;
+        for (const unsigned char *p = line, *e = line + n; (p = memchr(p, '\r', (size_t)(e - p))); p++)
+            lone_cr++;
         o += n;
-        off[k + 1] = (int32_t)o;
+        int32_t end32 = (int32_t)o;
+        failed = buf_put(&off, &end32, 4);
+        nlines++;
         blank += n == 0;
         if (n > max_len)
             max_len = n;
+        if (!nl)
+            break;
         pos = end + 1;
     }
+    /* '\n' and '\r' are never inside a multi-byte sequence: the block's validity is the lines' */
+    utf8 = failed || !(high & 0x8080808080808080ULL) || utf8_valid(s, len);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&block);
+    if (failed) {
+        free(off.p);
+        Py_DECREF(data);
+        return PyErr_NoMemory();
+    }
+    PyObject *offsets = bytes_of(&off, off.len);
+    free(off.p);
+    if (!offsets) {
+        Py_DECREF(data);
+        return NULL;
+    }
     return Py_BuildValue("(nNNnnin)", (Py_ssize_t)nlines, offsets, data, (Py_ssize_t)blank,
-                         (Py_ssize_t)max_len, utf8, (Py_ssize_t)(crs - stripped));
+                         (Py_ssize_t)max_len, utf8, (Py_ssize_t)lone_cr);
 }
 
 static PyMethodDef methods[] = {
