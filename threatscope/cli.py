@@ -21,7 +21,7 @@ import click
 
 from threatscope import __version__
 from threatscope.errors import UserError
-from threatscope.workspace import DEFAULT_WORKSPACE, Workspace, read_orgs_csv
+from threatscope.workspace import DEFAULT_WORKSPACE, Workspace, read_orgs_csv, relations
 
 FORMATS = ["auto", "w3c", "combined", "common", "http-jsonl", "eve", "zeek"]
 
@@ -245,9 +245,7 @@ def export_detections(workspace, fmt, out) -> None:
     """One row per detection: org, time, source, file and line, rule, CVEs, techniques, campaign."""
     ws = Workspace.open(workspace)
     with ws.connect(read_only=True) as con:
-        if not con.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_name = 'detection'"
-        ).fetchall():
+        if "detection" not in relations(con):
             raise UserError("no detections yet: run `threatscope detect` first")
         query = f"SELECT {EXPORT_COLUMNS} FROM detection ORDER BY ts, org_id, source_file, source_line, rule_id"
         if fmt == "parquet":

@@ -81,7 +81,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "VARCHAR[]": pa.list_(pa.string()),
 }
 
-# One row per (event, rule) match. Written by detect into the catalog table `detection`.
+# One row per (event, rule) match. Written by detect to detection.parquet (the view `detection`).
 DETECTION: list[tuple[str, str]] = [
     ("org_id", "VARCHAR"),
     ("ts", "TIMESTAMP"),

@@ -1,7 +1,8 @@
-"""A workspace is a folder: ``catalog.duckdb``, ``lake/`` (Parquet) and ``config.toml``.
+"""A workspace is a folder: ``catalog.duckdb``, ``lake/`` (Parquet events), ``detection.parquet``
+(written by detect) and ``config.toml``.
 
     ws = Workspace.open("threatscope-ws", create=True)
-    with ws.connect() as con:          # views `http`, `alert` over the lake are ready
+    with ws.connect() as con:          # views `http`, `alert` (lake), `detection` are ready
         con.execute("SELECT count(*) FROM http").fetchall()
 
 Everything a report says can be recomputed from the workspace.
@@ -55,6 +56,11 @@ class Workspace:
         return self.root / "catalog.duckdb"
 
     @property
+    def detections_path(self) -> Path:
+        """The detections (schema.DETECTION), replaced as a whole by each detect run."""
+        return self.root / "detection.parquet"
+
+    @property
     def lake(self) -> Path:
         return self.root / "lake"
 
@@ -102,7 +108,8 @@ class Workspace:
         return any((self.lake / kind).rglob("*.parquet")) if (self.lake / kind).exists() else False
 
     def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        """(Re)create one temp view per event kind over its Parquet files (or an empty one)."""
+        """(Re)create one temp view per event kind over its Parquet files (or an empty one),
+        and the view ``detection`` once detect has written its file."""
         for kind, cols in schema.KINDS.items():
             if self.has_data(kind):
                 # Parquet has no 128-bit integer: IP numbers are stored as DECIMAL(38,0).
@@ -123,6 +130,9 @@ class Workspace:
             else:
                 src = schema.empty_select(cols)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS {src}')
+        if self.detections_path.exists():
+            con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "
+                        f"read_parquet('{_sql_str(str(self.detections_path))}')")
 
     # -- organisations ------------------------------------------------------------------
     def register_orgs(self, orgs: Iterable[Org]) -> int:
@@ -148,6 +158,15 @@ class Workspace:
     @property
     def mmdb_files(self) -> list[Path]:
         return [Path(p) for p in self.config.get("enrich", {}).get("mmdb", [])]
+
+
+def relations(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the tables and views a query on ``con`` can read (catalog tables such as
+    ``source``, the lake views, ``detection`` once detect has run)."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def read_orgs_csv(path: str | Path) -> list[Org]:

@@ -176,3 +176,31 @@ def test_run_detect_on_empty_lake(tmp_path):
     assert sum(a for a, _, _ in progress) == progress[0][1]
     rows, types = _detections(ws)
     assert rows == [] and types == schema.DETECTION
+
+
+def test_detections_replace_an_old_catalog_table_and_survive_a_failed_run(ws, monkeypatch):
+    """Detections live in detection.parquet (the view ``detection``). A catalog table of that
+    name (where earlier versions kept them) is dropped by the next run; a run that fails
+    half-way leaves the previous detections and no partial file."""
+    ws, rules = ws
+    with ws.connect() as con:
+        con.execute(f"CREATE TABLE detection ({schema.ddl_columns(schema.DETECTION)})")
+        con.execute("INSERT INTO detection (rule_id) VALUES ('stale')")
+    first = run_detect(ws, rule_dirs=[rules])
+    rows, _ = _detections(ws)
+    assert "stale" not in {r["rule_id"] for r in rows} and len(rows) == first.detections > 0
+    with ws.connect() as con:
+        assert not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'detection'"
+                               ).fetchall()
+
+    from threatscope.detect import stage
+
+    def broken(*args):
+        raise RuntimeError("killed mid-run")
+
+    monkeypatch.setattr(stage, "_alerts", broken)  # after the sigma rows were written
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        run_detect(ws, rule_dirs=[rules])
+    assert _detections(ws)[0] == rows
+    assert [p.name for p in ws.root.iterdir() if p.name.startswith("detection")] == [
+        "detection.parquet"]

@@ -30,7 +30,7 @@ import duckdb
 
 from threatscope import schema
 from threatscope.analyze.period import Period
-from threatscope.workspace import Workspace
+from threatscope.workspace import Workspace, relations
 
 # Detected events (several rules can match one event): campaigns, CVEs, products, families,
 # sources, sectors, hosting shares.
@@ -198,20 +198,12 @@ RELATIONS: dict[str, str] = {
 }
 
 
-def catalog_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names of the tables in the catalog's main schema."""
-    rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary"
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[str, bool]:
     """Create the named relations on ``con`` for the days ``[start, end)``.
 
     Returns which optional inputs were present: ``{"detection": bool, "source": bool}``.
     """
-    tables = catalog_tables(con)
+    tables = relations(con)
     have = {"detection": "detection" in tables, "source": "source" in tables}
     subst = {
         "detection": "detection" if have["detection"] else f"({schema.empty_select(schema.DETECTION)})",

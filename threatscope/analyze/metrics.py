@@ -29,7 +29,7 @@ from threatscope.analyze.findings import key_findings
 from threatscope.analyze.knowledge import campaign_info, cve_info
 from threatscope.analyze.period import Period
 from threatscope.errors import UserError
-from threatscope.workspace import Workspace
+from threatscope.workspace import Workspace, relations
 
 SCHEMA_VERSION = 1
 TINY_BASELINE = 10  # 0 < baseline < 10: a fold change over it is flagged
@@ -66,7 +66,7 @@ def parse_period(spec: str, ws: Workspace | None = None) -> Period:
 
 def _latest_day(con: duckdb.DuckDBPyConnection) -> date | None:
     """The last day with detections, else the last day with events, else None."""
-    if "detection" in F.catalog_tables(con):
+    if "detection" in relations(con):
         d = con.execute("SELECT CAST(max(ts) AS DATE) FROM detection").fetchall()[0][0]
         if d is not None:
             return d

@@ -3,7 +3,7 @@
     from threatscope.detect import load_rules, evaluate, run_detect
     rs = load_rules(["sigma/rules/web"])            # built-in pack + these
     evaluate(rs, "http", [{"url_original": "/index.php?id=1'+union+select+1"}])
-    run_detect(ws).to_dict()                         # replaces the catalog table `detection`
+    run_detect(ws).to_dict()                         # replaces detection.parquet (view `detection`)
 
 See docs/architecture.md for the interface and the Sigma field mapping.
 """

@@ -1,4 +1,5 @@
-"""The detect stage: every rule of a table in one pass over it, into the `detection` table.
+"""The detect stage: every rule of a table in one pass over it, into ``detection.parquet`` (the
+view ``detection``).
 
     summary = run_detect(ws)                     # built-in pack + ws.rule_dirs
     evaluate(load_rules(), "http", [{"url_original": "/?id=1 union select 1", ...}])
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from threatscope import schema
 from threatscope.detect import scan
@@ -164,7 +167,8 @@ _SEVERITY = {1: "high", 2: "medium", 3: "low"}
 def run_detect(
     ws, rule_dirs: Sequence[Path | str] = (), progress: Progress | None = None
 ) -> DetectSummary:
-    """Run all rules over the workspace's lake; replace the catalog table ``detection``."""
+    """Run all rules over the workspace's lake; replace the workspace's detections (the view
+    ``detection``: ``Workspace.detections_path``), atomically."""
     started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
     ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True, cache_dir=user_cache_dir("rules"))
@@ -175,25 +179,36 @@ def run_detect(
     ]
     tables = sorted({r.table for r in ruleset.rules})
     total = len(tables) + 1
+    out = ws.detections_path
+    tmp = out.with_name(out.name + ".tmp")
     con = ws.connect()
+    began = False
     try:
         con.execute("SET enable_progress_bar = false")  # the CLI draws its own
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"CREATE OR REPLACE TABLE detection ({schema.ddl_columns(schema.DETECTION)})")
-        for table in tables:
-            if progress:
-                progress(0, total, f"detect: {table}")
-            rules = ruleset.for_table(table)
-            summary.events_scanned[table] = _insert_sigma(con, ws, table, rules)
-            if progress:
-                progress(1, total, f"detect: {table}")
-        summary.suricata_detections = _insert_alerts(con, ruleset)
+        # Detections go to Parquet (the view `detection`), not into the catalog file: a
+        # columnar write of the rows is a fraction of DuckDB's insert and checkpoint.
+        with pq.ParquetWriter(tmp, _DETECTION, compression="zstd") as writer:
+            def write(select: str) -> int:
+                t = con.sql(select).to_arrow_table()
+                writer.write_table(pa.Table.from_arrays(
+                    [c.cast(f.type) for c, f in zip(t.columns, _DETECTION, strict=True)],
+                    schema=_DETECTION))
+                return t.num_rows
+
+            for table in tables:
+                if progress:
+                    progress(0, total, f"detect: {table}")
+                rules = ruleset.for_table(table)
+                summary.events_scanned[table] = _sigma(con, ws, table, rules, write)
+                if progress:
+                    progress(1, total, f"detect: {table}")
+            summary.suricata_detections = _alerts(con, ruleset, write)
         summary.events_scanned["alert"] = summary.suricata_detections
         if progress:
             progress(1, total, "detect: suricata alerts")
         per_rule = con.execute(
-            "SELECT rule_id, count(*) FROM detection WHERE detector = 'sigma' "
-            "GROUP BY rule_id ORDER BY count(*) DESC, rule_id"
+            "SELECT rule_id, count(*) FROM read_parquet(?) WHERE detector = 'sigma' "
+            "GROUP BY rule_id ORDER BY count(*) DESC, rule_id", [str(tmp)]
         ).fetchall()
         summary.per_rule = {r: n for r, n in per_rule}
         summary.sigma_detections = sum(summary.per_rule.values())
@@ -201,17 +216,29 @@ def run_detect(
         summary.seconds = round(time.perf_counter() - t0, 3)
         finished = datetime.now(UTC).replace(tzinfo=None)
         record = {k: v for k, v in summary.to_dict().items() if k != "failed"}
+        con.execute("BEGIN TRANSACTION")
+        began = True
+        for (db,) in con.execute(  # where earlier versions kept the detections
+                "SELECT database_name FROM duckdb_tables() "
+                "WHERE table_name = 'detection' AND NOT temporary").fetchall():
+            con.execute(f'DROP TABLE "{db}".main.detection')
         con.execute(
             "INSERT INTO run_history VALUES (?, 'detect', ?, ?, ?)",
             [uuid.uuid4().hex, started, finished, json.dumps(record)],
         )
+        os.replace(tmp, out)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        if began:
+            con.execute("ROLLBACK")
+        tmp.unlink(missing_ok=True)
         raise
     finally:
         con.close()
     return summary
+
+
+_DETECTION = pa.schema([(n, schema.ARROW_TYPES[t]) for n, t in schema.DETECTION])
 
 
 def _rule_meta(rules: Sequence[CompiledRule]) -> pa.Table:
@@ -228,9 +255,10 @@ def _rule_meta(rules: Sequence[CompiledRule]) -> pa.Table:
     })
 
 
-def _insert_sigma(con: duckdb.DuckDBPyConnection, ws, table: str,
-                  rules: list[CompiledRule]) -> int:
-    """Match ``rules`` over the lake's ``table`` into ``detection``; returns the rows scanned."""
+def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledRule],
+           write: Callable[[str], int]) -> int:
+    """Match ``rules`` over the lake's ``table``, ``write`` the SELECT of each group's
+    detection rows (schema.DETECTION order); returns the rows scanned."""
     con.register("__rule_meta", _rule_meta(rules))
     has = dict(schema.KINDS[table])
     src_ip = "source_ip" if "source_ip" in has else "NULL"
@@ -248,8 +276,7 @@ def _insert_sigma(con: duckdb.DuckDBPyConnection, ws, table: str,
         if not cand.num_rows:
             continue
         hits = pre.query(arrow_source(con, "__ts_cand", cand, has), keep)
-        con.execute(f"""
-            INSERT INTO detection
+        write(f"""
             SELECT e.org_id, e.ts, e.src_ip, e.event_kind, e.file_id, e.source_file,
                    e.source_line, m.rule_id, m.title, m.severity, m.cves, m.attack_techniques,
                    m.product, m.campaign, m.family, NULL, 'sigma', e.evidence
@@ -261,7 +288,8 @@ def _insert_sigma(con: duckdb.DuckDBPyConnection, ws, table: str,
     return scanned
 
 
-def _insert_alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet) -> int:
+def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
+            write: Callable[[str], int]) -> int:
     """Suricata EVE alerts are detections already; campaign/product from the pack's CVE tags."""
     owners: dict[str, set[tuple[str | None, str | None]]] = defaultdict(set)
     for r in ruleset.rules:
@@ -275,8 +303,7 @@ def _insert_alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet) -> int:
         "product": pa.array([p for _, _, p in cve_map], pa.string()),
     }))
     sev = " ".join(f"WHEN {k} THEN '{v}'" for k, v in _SEVERITY.items())
-    n = con.execute(f"""
-        INSERT INTO detection
+    n = write(f"""
         SELECT a.org_id, a.ts, a.source_ip, a.event_kind, a.file_id,
                a.source_file, a.source_line, 'suricata:' || coalesce(CAST(a.signature_id AS VARCHAR), '?'),
                a.signature, CASE a.severity {sev} ELSE 'informational' END,
@@ -287,9 +314,9 @@ def _insert_alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet) -> int:
                left(concat_ws(' ', a.signature, a.http_request_method, a.url_original), 512)
         FROM (SELECT *, coalesce(list_transform(cves, lambda c: upper(c)), []::VARCHAR[]) AS cves_u
               FROM alert) a
-    """).fetchall()[0][0]
+    """)
     con.unregister("__cve_map")
-    return int(n)
+    return n
 
 
 # -- rules list / check ----------------------------------------------------------------------

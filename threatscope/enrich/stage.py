@@ -24,7 +24,7 @@ import pyarrow as pa
 from threatscope import schema
 from threatscope.enrich import netclass, ranges
 from threatscope.ipnum import install_ip_macros, num_to_ip, reserved_ranges
-from threatscope.workspace import Workspace
+from threatscope.workspace import Workspace, relations
 
 OUTPUT_COLUMNS = [n for n, _ in schema.SOURCE if n != "ip_num"]
 
@@ -111,14 +111,6 @@ def _enrich_select(ips: str, geo_source: str) -> str:
     """
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]
-        ).fetchall()[0][0]
-    )
-
-
 def _resolve_mmdb(ws: Workspace, mmdb: Sequence[Path | str]) -> list[Path]:
     paths = [Path(p) for p in mmdb] or ws.mmdb_files
     # paths from config.toml may be relative to the workspace
@@ -135,7 +127,7 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
     with ws.connect() as con:
         geo_source = _prepare(con, _resolve_mmdb(ws, mmdb))
         parts = ["SELECT source_ip AS ip FROM http", "SELECT source_ip AS ip FROM alert"]
-        if _table_exists(con, "detection"):
+        if "detection" in relations(con):
             parts.insert(0, "SELECT src_ip AS ip FROM detection")
         # The number comes from the text, once per address: reading the stored DECIMAL(38,0)
         # column of every event back costs more than computing it again.
