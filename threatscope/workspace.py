@@ -86,8 +86,9 @@ class Workspace:
             raise UserError(f"{root / 'config.toml'}: invalid TOML: {e}") from None
         ws = cls(root=root, config=config)
         ws.lake.mkdir(exist_ok=True)
-        with ws.connect():
-            pass
+        if not ws.catalog_path.exists():
+            with ws.connect():  # creates the catalog's tables (every connect makes sure of them)
+                pass
         return ws
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
