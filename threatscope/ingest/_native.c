@@ -896,13 +896,18 @@ static int url_decode_into(Buf *b, const char *s, size_t n, int ascii) {
 }
 
 /* url_parts(n, offset, validity, offsets, data) -> (path, query, decoded) as sqlfn's
-   ts_url_path, ts_url_query and ts_url_decode give them */
+   ts_url_path, ts_url_query and ts_url_decode give them, each as a "dict" column */
 static PyObject *url_parts(PyObject *self, PyObject *args) {
     StrIn in;
     if (str_in(args, &in))
         return NULL;
     Col c[3];
     memset(c, 0, sizeof c);
+    /* dictionary-encoded: URLs share paths and queries, and a dictionary without repeats is
+       what the Parquet writer and detect's per-value phase want */
+    for (int k = 0; k < 3; k++)
+        c[k].kind = K_DICT;
+    Buf dec = {0};
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < in.n && !failed; i++) {
@@ -918,18 +923,19 @@ static PyObject *url_parts(PyObject *self, PyObject *args) {
             continue;
         }
         for (int ascii = 0; ascii < 2 && !failed; ascii++) {
-            int got = url_decode_into(&c[2].data, s, len, ascii);
+            dec.len = 0;
+            int got = url_decode_into(&dec, s, len, ascii);
             if (got < 0) {
                 failed = 1;
-            } else if (ascii || utf8_valid((unsigned char *)c[2].data.p + c[2].data.len, (size_t)got)) {
-                c[2].data.len += (size_t)got;
-                failed |= col_str(&c[2], "", 0, 1) != 0;
+            } else if (ascii || utf8_valid((unsigned char *)dec.p, (size_t)got)) {
+                failed |= col_str(&c[2], dec.p, (size_t)got, 1) != 0;
                 break;
             }
         }
     }
     Py_END_ALLOW_THREADS
     str_release(&in);
+    free(dec.p);
     PyObject *res = NULL;
     if (failed)
         PyErr_NoMemory();

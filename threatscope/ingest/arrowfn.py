@@ -94,8 +94,9 @@ def url_parts(con, arr: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
         return per_distinct(con, arr, ["ts_url_path(v)", "ts_url_query(v)", "ts_url_decode(v)"])
     enc = encode(arr)
     n = len(enc.dictionary)
-    return [_dict_result(enc.indices, _from_native(n, col))
-            for col in _native.url_parts(*_to_native(enc.dictionary))]
+    # each part is a dictionary over the distinct URLs: index it by the rows' URL indexes
+    return [pa.DictionaryArray.from_arrays(pc.take(d.indices, enc.indices), d.dictionary)
+            for d in (_from_native(n, col) for col in _native.url_parts(*_to_native(enc.dictionary)))]
 
 
 def per_distinct(con, arr: pa.Array | pa.ChunkedArray, exprs: list[str], let: str = ""

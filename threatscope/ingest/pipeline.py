@@ -334,6 +334,27 @@ class _Workers:
             con.close()
 
 
+class _BatchCon:
+    """The worker's DuckDB connection as a parser sees it, with the batch's lines registered as
+    ``_batch``; made on first use, as the C fast paths need no SQL at all."""
+
+    def __init__(self, workers: _Workers, table: pa.Table):
+        self._workers, self._table = workers, table
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self.views: list[str] = []  # registered by the parser, unregistered by release()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._con is None:
+            self._con = self._workers.con()
+            self._con.register("_batch", self._table)
+        return getattr(self._con, name)
+
+    def release(self) -> None:
+        if self._con is not None:
+            for view in ["_batch", *self.views]:
+                self._con.unregister(view)
+
+
 def _hash(path: str) -> str:
     h = hashlib.sha256()
     with reader.open_source(path, h) as src:
@@ -527,21 +548,22 @@ class _Ctx:
 
     def chunk(self, workers: _Workers, batch: reader.Batch, prepared: Any, k: int) -> _ChunkOut:
         """Parse one batch and write its rows (runs on a worker thread)."""
-        con = workers.con()
+        con = _BatchCon(workers, batch.table)
+        try:
+            return self._chunk(con, batch, prepared, k)
+        finally:
+            con.release()
+
+    def _chunk(self, con: _BatchCon, batch: reader.Batch, prepared: Any, k: int) -> _ChunkOut:
         out = _ChunkOut()
         parts: list[tuple[str, pa.Table]] = []
         if batch.table.num_rows:
-            con.register("_batch", batch.table)
-            result = ParseResult()
-            try:
-                result = self.parser.parse(con, batch, prepared)
-                for part in result.parts:
-                    table = part.table if part.table is not None else \
-                        con.sql(part.sql).to_arrow_table().combine_chunks()
-                    parts.append((part.kind, table))
-            finally:
-                for view in ["_batch", *result.views]:
-                    con.unregister(view)
+            result = self.parser.parse(con, batch, prepared)
+            con.views += result.views
+            for part in result.parts:
+                table = part.table if part.table is not None else \
+                    con.sql(part.sql).to_arrow_table().combine_chunks()
+                parts.append((part.kind, table))
             out.comments, out.ignored = result.comments, result.ignored
         quarantine = []
         if batch.bad:
@@ -617,8 +639,8 @@ class _Ctx:
 def _as_type(col, typ: pa.DataType, n: int):
     if col is None:
         return pa.nulls(n, typ)
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
+    if isinstance(col, pa.ChunkedArray):  # (combine_chunks copies even a single chunk)
+        col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
     if col.type == typ or (isinstance(col, pa.DictionaryArray) and col.type.value_type == typ):
         return col
     return col.cast(typ)
@@ -643,8 +665,10 @@ def _write_partitions(table: pa.Table, out: Path) -> set[str]:
         orgs.add(o)
         folder = out / f"org_id={o}"
         folder.mkdir(parents=True, exist_ok=True)
+        # line numbers count up: delta-encoded they take a few bytes per page, not 8 a row
         pq.write_table(data, folder / f"part_{i}.parquet",
                        compression="snappy", use_dictionary=dict_cols,
+                       column_encoding={"source_line": "DELTA_BINARY_PACKED"},
                        write_statistics=["ts", "event_date", "source_line"])
     return orgs
 

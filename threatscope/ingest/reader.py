@@ -22,6 +22,7 @@ from __future__ import annotations
 import bz2
 import functools
 import io
+import mmap
 import weakref
 import zlib
 from collections.abc import Iterator
@@ -82,7 +83,7 @@ class Source(io.RawIOBase):
             self.hasher.update(data)  # releases the GIL: overlaps the parsing threads
         return data
 
-    def read_into(self, buf: bytearray, start: int, n: int) -> int:
+    def read_into(self, buf: bytearray | mmap.mmap, start: int, n: int) -> int:
         """Read up to ``n`` bytes into ``buf[start:]`` (hashed like read_block); the count."""
         if self._f is not self._raw:
             data = self.read_block(n)
@@ -273,10 +274,8 @@ def _split(block: bytes | memoryview) -> tuple[pa.Array, int, int, bool, int]:
 
 
 def _count(block: bytes | memoryview, sub: bytes) -> int:
-    """Occurrences of ``sub`` in ``block`` (a memoryview must start at its buffer's start)."""
-    if isinstance(block, memoryview):
-        return block.obj.count(sub, 0, len(block))
-    return block.count(sub)
+    """Occurrences of ``sub`` in ``block``."""
+    return bytes(block).count(sub) if isinstance(block, memoryview) else block.count(sub)
 
 
 def _rstrip_cr(parts: pa.Array) -> pa.Array:
@@ -295,12 +294,14 @@ def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: b
     skipping: tuple[int, bytes] | None = None  # (line number, kept head) of a too-long line
     # Read buffers, recycled: a batch keeps a view of its buffer's start (Batch.block), so a
     # buffer comes back to `free` when its batch is gone. Fresh 32 MiB buffers would page-fault
-    # their memory in on every block.
-    free: list[bytearray] = []
+    # their memory in on every block. Anonymous maps, not bytearrays: a bytearray is zeroed
+    # while the GIL is held (stalling the parsing threads); a map's pages are faulted in by
+    # the first read into them, outside the GIL.
+    free: list[mmap.mmap] = []
     while True:
         # The unfinished line first, then the block read straight into the buffer: no
         # concatenation or slicing copies.
-        buf = free.pop() if free else bytearray(block + MAX_LINE + 1)
+        buf = free.pop() if free else mmap.mmap(-1, block + MAX_LINE + 1)
         buf[:len(carry)] = carry
         got = src.read_into(buf, len(carry), block)
         if not got:
