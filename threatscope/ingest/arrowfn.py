@@ -84,7 +84,7 @@ def ip_numbers(con, arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         return per_distinct(con, arr, ["TRY_CAST(ts_ip_num(v) AS DECIMAL(38,0))"])[0]
     enc = encode(arr)
     values = _from_native(len(enc.dictionary), _native.ip_numbers(*_to_native(enc.dictionary)))
-    return pc.take(values, enc.indices)
+    return _dict_result(enc.indices, values)  # (as a dictionary: Parquet writes it as it is)
 
 
 def url_parts(con, arr: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
@@ -125,11 +125,15 @@ def per_distinct(con, arr: pa.Array | pa.ChunkedArray, exprs: list[str], let: st
 
 
 def _dict_result(indices: pa.Array, values: pa.Array) -> pa.DictionaryArray:
-    """``values[indices]`` as a dictionary array (NULL values become NULL indices)."""
+    """``values[indices]`` as a dictionary array (NULL values become NULL indices; text as
+    string, IP numbers as they are)."""
     if values.null_count:
         indices = pc.if_else(pc.take(pc.is_null(values), indices), None, indices)
-        values = pc.fill_null(values, "")
-    return pa.DictionaryArray.from_arrays(indices, values.cast(pa.string()))
+        values = pc.fill_null(values, pa.scalar(0 if pa.types.is_decimal(values.type) else "",
+                                                values.type))
+    if not pa.types.is_decimal(values.type):
+        values = values.cast(pa.string())
+    return pa.DictionaryArray.from_arrays(indices, values)
 
 
 def encode(arr: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
