@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from threatscope import schema
+from threatscope.arrowutil import constant, indexed
 from threatscope.detect import scan
 from threatscope.detect.matcher import arrow_source, match_query
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
@@ -187,9 +188,9 @@ def run_detect(
         con.execute("SET enable_progress_bar = false")  # the CLI draws its own
         # Detections go to Parquet (the view `detection`), not into the catalog file: a
         # columnar write of the rows is a fraction of DuckDB's insert and checkpoint.
-        with pq.ParquetWriter(tmp, _DETECTION, compression="zstd") as writer:
-            def write(select: str) -> int:
-                t = con.sql(select).to_arrow_table()
+        with pq.ParquetWriter(tmp, _DETECTION) as writer:
+            def write(t: pa.Table) -> int:
+                """Write detection rows (the columns of schema.DETECTION, in its order)."""
                 writer.write_table(pa.Table.from_arrays(
                     [c.cast(f.type) for c, f in zip(t.columns, _DETECTION, strict=True)],
                     schema=_DETECTION))
@@ -238,30 +239,18 @@ def run_detect(
     return summary
 
 
-_DETECTION = pa.schema([(n, schema.ARROW_TYPES[t]) for n, t in schema.DETECTION])
-
-
-def _rule_meta(rules: Sequence[CompiledRule]) -> pa.Table:
-    return pa.table({
-        "idx": pa.array(range(len(rules)), pa.int32()),
-        "rule_id": [r.id for r in rules],
-        "title": [r.title for r in rules],
-        "severity": [r.level for r in rules],
-        "cves": pa.array([r.cves for r in rules], pa.list_(pa.string())),
-        "attack_techniques": pa.array([r.attack_techniques for r in rules], pa.list_(pa.string())),
-        "product": pa.array([r.product for r in rules], pa.string()),
-        "campaign": pa.array([r.campaign for r in rules], pa.string()),
-        "family": pa.array([r.family for r in rules], pa.string()),
-    })
+# Columns with few values (organisations, files, rules) as dictionaries: cheap to write.
+_DETECTION = pa.schema([
+    (n, pa.dictionary(pa.int32(), pa.string()) if n not in ("src_ip", "evidence")
+     and t == "VARCHAR" else schema.ARROW_TYPES[t]) for n, t in schema.DETECTION])
 
 
 def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledRule],
-           write: Callable[[str], int]) -> int:
-    """Match ``rules`` over the lake's ``table``, ``write`` the SELECT of each group's
-    detection rows (schema.DETECTION order); returns the rows scanned."""
-    con.register("__rule_meta", _rule_meta(rules))
+           write: Callable[[pa.Table], int]) -> int:
+    """Match ``rules`` over the lake's ``table``, ``write`` each group's detection rows;
+    returns the rows scanned."""
     has = dict(schema.KINDS[table])
-    src_ip = "source_ip" if "source_ip" in has else "NULL"
+    src_ip = "source_ip" if "source_ip" in has else "NULL::VARCHAR"
     evidence = (
         "left(concat_ws(' ', http_request_method, coalesce(url_original, raw)), 512)"
         if table == "http" else "left(raw, 512)"
@@ -270,26 +259,40 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         f"org_id, ts, {src_ip} AS src_ip, event_kind, file_id, source_file, source_line, "
         f"{evidence} AS evidence"
     )
+    meta = {
+        "rule_id": pa.array([r.id for r in rules], pa.string()),
+        "title": pa.array([r.title for r in rules], pa.string()),
+        "severity": pa.array([r.level for r in rules], pa.string()),
+        "cves": pa.array([r.cves for r in rules], pa.list_(pa.string())),
+        "attack_techniques": pa.array([r.attack_techniques for r in rules],
+                                      pa.list_(pa.string())),
+        "product": pa.array([r.product for r in rules], pa.string()),
+        "campaign": pa.array([r.campaign for r in rules], pa.string()),
+        "family": pa.array([r.family for r in rules], pa.string()),
+    }
     scanned = 0
     for cand, pre, rows in scan.candidate_groups(con, ws, table, rules):
         scanned += rows
         if not cand.num_rows:
             continue
         hits = pre.query(arrow_source(con, "__ts_cand", cand, has), keep)
-        write(f"""
-            SELECT e.org_id, e.ts, e.src_ip, e.event_kind, e.file_id, e.source_file,
-                   e.source_line, m.rule_id, m.title, m.severity, m.cves, m.attack_techniques,
-                   m.product, m.campaign, m.family, NULL, 'sigma', e.evidence
-            FROM (SELECT * EXCLUDE (hits), unnest(hits) AS idx FROM ({hits})) e
-            JOIN __rule_meta m USING (idx)
-        """)
+        found = con.sql(f"SELECT * EXCLUDE (hits), unnest(hits) AS idx FROM ({hits})"
+                        ).to_arrow_table()
         con.unregister("__ts_cand")
-    con.unregister("__rule_meta")
+        # the rule's columns by index into the rule list: no per-row strings
+        idx = found.column("idx").combine_chunks()
+        cols = {c: found.column(c) for c in found.column_names if c != "idx"}
+        for c, values in meta.items():
+            cols[c] = values.take(idx) if pa.types.is_list(values.type) else \
+                indexed(idx, values)
+        cols["malware_family"] = pa.nulls(len(idx), pa.string())
+        cols["detector"] = constant("sigma", len(idx))
+        write(pa.table({c: cols[c] for c, _ in schema.DETECTION}))
     return scanned
 
 
 def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
-            write: Callable[[str], int]) -> int:
+            write: Callable[[pa.Table], int]) -> int:
     """Suricata EVE alerts are detections already; campaign/product from the pack's CVE tags."""
     owners: dict[str, set[tuple[str | None, str | None]]] = defaultdict(set)
     for r in ruleset.rules:
@@ -303,7 +306,7 @@ def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
         "product": pa.array([p for _, _, p in cve_map], pa.string()),
     }))
     sev = " ".join(f"WHEN {k} THEN '{v}'" for k, v in _SEVERITY.items())
-    n = write(f"""
+    n = write(con.sql(f"""
         SELECT a.org_id, a.ts, a.source_ip, a.event_kind, a.file_id,
                a.source_file, a.source_line, 'suricata:' || coalesce(CAST(a.signature_id AS VARCHAR), '?'),
                a.signature, CASE a.severity {sev} ELSE 'informational' END,
@@ -314,7 +317,7 @@ def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
                left(concat_ws(' ', a.signature, a.http_request_method, a.url_original), 512)
         FROM (SELECT *, coalesce(list_transform(cves, lambda c: upper(c)), []::VARCHAR[]) AS cves_u
               FROM alert) a
-    """)
+    """).to_arrow_table())
     con.unregister("__cve_map")
     return n
 

@@ -18,6 +18,8 @@ import os
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from threatscope.arrowutil import indexed
+
 try:
     from threatscope.ingest import _native
 except ImportError:  # built without a C compiler: the SQL parsers read every line
@@ -84,7 +86,7 @@ def ip_numbers(con, arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         return per_distinct(con, arr, ["TRY_CAST(ts_ip_num(v) AS DECIMAL(38,0))"])[0]
     enc = encode(arr)
     values = _from_native(len(enc.dictionary), _native.ip_numbers(*_to_native(enc.dictionary)))
-    return _dict_result(enc.indices, values)  # (as a dictionary: Parquet writes it as it is)
+    return indexed(enc.indices, values)  # (as a dictionary: Parquet writes it as it is)
 
 
 def url_parts(con, arr: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
@@ -118,22 +120,10 @@ def per_distinct(con, arr: pa.Array | pa.ChunkedArray, exprs: list[str], let: st
     for col in res.columns:
         values = col.combine_chunks()
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            out.append(_dict_result(enc.indices, values))
+            out.append(indexed(enc.indices, values))
         else:
             out.append(pc.take(values, enc.indices))
     return out
-
-
-def _dict_result(indices: pa.Array, values: pa.Array) -> pa.DictionaryArray:
-    """``values[indices]`` as a dictionary array (NULL values become NULL indices; text as
-    string, IP numbers as they are)."""
-    if values.null_count:
-        indices = pc.if_else(pc.take(pc.is_null(values), indices), None, indices)
-        values = pc.fill_null(values, pa.scalar(0 if pa.types.is_decimal(values.type) else "",
-                                                values.type))
-    if not pa.types.is_decimal(values.type):
-        values = values.cast(pa.string())
-    return pa.DictionaryArray.from_arrays(indices, values)
 
 
 def encode(arr: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
