@@ -191,8 +191,15 @@ def _value_phase(con: duckdb.DuckDBPyConnection, plan: _Plan, values_sql: Callab
                 return out[0], out[1], out[2], out[3] and cur.sql(
                     f"SELECT * FROM __ts_dv_{_ident(c)}").to_arrow_table()
 
+        # the costliest first (DuckDB's binding of the regexes: about the SQL's length), so
+        # that the short ones fill in at the end
+        cost = {}
+        for c in cols:
+            v = plan.view(c, null_only=inputs[c].column(0).null_count == len(inputs[c]),
+                          guarded=False)
+            cost[c] = len(v.hits) + len(v.guards) + len(v.atoms)
         with ThreadPoolExecutor(max_workers=min(len(cols), os.cpu_count() or 1)) as pool:
-            done = list(pool.map(run, cols))
+            done = list(pool.map(run, sorted(cols, key=lambda c: -cost[c])))
         for c, _, _, table in done:
             if table:
                 con.register("__ts_dv_arrow", table)
