@@ -22,7 +22,11 @@
    (dictionary-encoded as it is read), ("i32", validity|None, values),
    ("i64", validity|None, values), ("ts", None, int64 microseconds since 1970, UTC).
 
-   The GIL is released while lines are read, so batches of one file split on every core. */
+   The GIL is released while lines are read, so batches of one file split on every core.
+
+   Also: split_lines(block), the lines of a block as Arrow binary buffers with what the reader
+   checks (reader.lines_to_batch); ip_numbers(...) and url_parts(...) over an Arrow string array
+   (arrowfn.ip_numbers, arrowfn.url_parts; the same values as the SQL macros). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
