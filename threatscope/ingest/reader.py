@@ -11,8 +11,9 @@
 One batch holds the whole lines of one ``BLOCK`` of input (the unit of parallel work).
 
 Blocks of ``BLOCK`` bytes are split into lines and validated as UTF-8 in one C pass
-(``_native.split_lines``; Arrow's ``split_pattern`` and a cast without the C extension). Only a block that fails validation is walked line by line in Python, to quarantine
-just its invalid lines. Lines longer than ``MAX_LINE`` are quarantined without ever holding more
+(``_native.split_lines``; Arrow's ``split_pattern`` and a cast without the C extension). Only a
+block that fails validation is walked line by line in Python, to quarantine just its invalid
+lines. Lines longer than ``MAX_LINE`` are quarantined without ever holding more
 than ``MAX_LINE`` bytes of them in memory. Empty lines are counted (``blank``), not returned.
 Compression is recognised by magic bytes (gzip, zstd, bzip2), not by the file name.
 """
