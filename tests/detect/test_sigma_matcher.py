@@ -160,3 +160,31 @@ def test_rule_cache_is_exact_and_follows_the_files(tmp_path):
     f.write_text(rule_yaml("sel:\n  cs-uri|contains: 'abc'\ncondition: sel"), encoding="utf-8")
     repaired = load_rules([rules], builtin=False, cache_dir=cache)
     assert [r.__dict__ for r in repaired.rules] == [r.__dict__ for r in fresh.rules]
+
+
+def test_values_are_lowered_once_outside_literals_only(tmp_path):
+    """The per-value phase reads lower(column) from one lowered copy; a literal that spells
+    that SQL is still a literal."""
+    assert matcher._replace_code(
+        """contains(lower("c"), 'lower("c") it''s') OR lower("c") = ''""", 'lower("c")', "__lc"
+    ) == """contains(__lc, 'lower("c") it''s') OR __lc = ''"""
+
+    from tests.detect.sigma_helpers import matches
+
+    det = "a:\n  cs-user-agent|contains: 'lower(\"user_agent_original\")'\ncondition: a"
+    rows = [{"user_agent_original": 'x LOWER("User_Agent_Original") y'},  # case-insensitive
+            {"user_agent_original": "x lower(user_agent_original) y"},  # no quotes: no match
+            {"user_agent_original": None}]
+    assert matches(tmp_path, det, rows) == [True, False, False]
+
+
+def test_long_values_are_guarded_and_agree(con, mixed_rules, monkeypatch):
+    """Long values (request headers, bodies) get the requirement scan before the rule parts
+    even when few; the hits are the same either way."""
+    source = "SELECT * FROM http"
+    ref = con.execute(matcher.match_query(con, mixed_rules, source, "source_line",
+                                          prefilter=False)).fetchall()
+    monkeypatch.setattr(matcher, "_FEW_BYTES", 0)
+    fast = con.execute(matcher.match_query(con, mixed_rules, source, "source_line")).fetchall()
+    assert sorted((n, sorted(h)) for n, h in fast if h) == \
+        sorted((n, sorted(h)) for n, h in ref if h)

@@ -218,16 +218,26 @@ def _value_table(con: duckdb.DuckDBPyConnection, plan: _Plan, c: str,
     has entries; otherwise it is dropped)."""
     x = _ident(c)
     con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS {values_sql(c)}")
-    n, non_null = con.execute(f'SELECT count(*), count("{c}") FROM __ts_dv_{x}').fetchall()[0]
+    n, non_null, size = con.execute(
+        f'SELECT count(*), count("{c}"), sum(strlen(CAST("{c}" AS VARCHAR))) FROM __ts_dv_{x}'
+    ).fetchall()[0]
     # all NULL (e.g. no request bodies in access logs): only the parts whose requirement
-    # has loose SQL can hold (a literal or regex scan of NULL is false); few values: no need
-    # for guards. Both keep DuckDB from compiling regexes that would run on nothing.
-    view = plan.view(c, null_only=non_null == 0, guarded=n > _FEW_VALUES)
+    # has loose SQL can hold (a literal or regex scan of NULL is false); few, short values: no
+    # need for guards. Both keep DuckDB from compiling regexes that would run on nothing.
+    view = plan.view(c, null_only=non_null == 0,
+                     guarded=n > _FEW_VALUES or (size or 0) > _FEW_BYTES)
+    # Case-insensitive matches read lower(column), once per literal: a base64 rule has
+    # hundreds. Lower-case each value once instead (DuckDB does not share them across CASEs).
+    lc = f'lower("{c}")'
+    hits, guards, atoms = (_replace_code(s, lc, "__lc") for s in (view.hits, view.guards,
+                                                                  view.atoms))
+    lowered = (hits, guards, atoms) != (view.hits, view.guards, view.atoms)  # (text columns)
+    values = f"(SELECT *, {lc} AS __lc FROM __ts_dv_{x})" if lowered else f"__ts_dv_{x}"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS "
         f"SELECT *, len(__h) > 0 OR len(__g) > 0 AS __m FROM ("
-        f'SELECT "{c}" AS __v, {view.hits} AS __h, {view.guards} AS __g, {view.atoms} AS __a '
-        f"FROM __ts_dv_{x} WHERE {view.flag}"
+        f'SELECT "{c}" AS __v, {hits} AS __h, {guards} AS __g, {atoms} AS __a '
+        f"FROM {values} WHERE {view.flag}"
         f") WHERE len(__h) > 0 OR len(__g) > 0 OR len(__a) > 0"
     )
     n, m, null_m = con.execute(
@@ -236,6 +246,13 @@ def _value_table(con: duckdb.DuckDBPyConnection, plan: _Plan, c: str,
     if not n:
         con.execute(f"DROP TABLE __ts_dv_{x}")
     return c, bool(m), bool(null_m), bool(n)
+
+
+def _replace_code(sql: str, old: str, new: str) -> str:
+    """``old`` replaced by ``new`` in ``sql`` outside its string literals ('...', where ''
+    is a quote: splitting on quotes leaves the code at even positions)."""
+    parts = sql.split("'")
+    return "'".join(p.replace(old, new) if i % 2 == 0 else p for i, p in enumerate(parts))
 
 
 def value_columns(table: pa.Table, rules: Sequence[CompiledRule]) -> frozenset[str]:
@@ -346,8 +363,11 @@ class _ValueSql:
     atoms: str
 
 
-# Up to this many distinct values, a rule part runs on each without its requirement's scan first
+# Up to this many distinct values (and bytes of them), a rule part runs on each without its
+# requirement's scan first: compiling that scan would cost more than it saves. Long values
+# (request headers and bodies) are worth it sooner than short ones.
 _FEW_VALUES = 10_000
+_FEW_BYTES = 256 << 10
 
 
 class _Plan:
