@@ -1,20 +1,20 @@
 """Build `http` table rows for detection tests, filled the way ingest fills them.
 
-    >>> r = access_row("GET", "/a%20b?x=1+2")
-    >>> r["url_path"], r["url_query"], r["url_decoded"]
-    ('/a%20b', 'x=1+2', '/a b?x=1+2')
+    >>> access_row("GET", "/a%20b?x=1+2")["url_original"]
+    '/a%20b?x=1+2'
     >>> request_row("POST", "/p", {"Content-Type": "text/xml"}, "<x/>")["http_request_headers"]
     '{"content-type": "text/xml"}'
 
 Access-log rows carry method, URI, status, user agent and referer (headers and body are NULL);
-whole-request rows also carry the headers (JSON text, names lower-cased) and the body.
+whole-request rows also carry the headers (JSON text, names lower-cased) and the body. The URL's
+path, query and decoded form are left to ``detect.evaluate``, which derives them with ingest's
+own macros.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from threatscope.schema import HTTP
 
@@ -25,28 +25,14 @@ BROWSER_UA = (
 _COLUMNS = [name for name, _ in HTTP]
 
 
-def url_decode(uri: str) -> str:
-    """Percent-decode like DuckDB's ``url_decode``: '+' stays '+', a malformed escape stays as
-    written, and a result that is not valid UTF-8 leaves the URI undecoded (DuckDB raises there,
-    ingest keeps the original)."""
-    try:
-        return unquote_to_bytes(uri).decode("utf-8")
-    except UnicodeDecodeError:
-        return uri
-
-
 def _base(method: str, uri: str, status: int | None) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(_COLUMNS)
-    path, sep, query = uri.partition("?")
+    row: dict[str, Any] = dict.fromkeys(_COLUMNS)  # url_path/query/decoded: evaluate derives
     row.update(
         org_id="test",
         event_kind="http",
         source_ip="203.0.113.7",
         http_request_method=method,
         url_original=uri,
-        url_path=path,
-        url_query=query if sep else None,
-        url_decoded=url_decode(uri),
         http_version="HTTP/1.1",
         http_response_status_code=status,
     )

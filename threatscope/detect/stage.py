@@ -12,7 +12,6 @@ tables spill), so memory stays bounded on large lakes.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import time
@@ -33,6 +32,7 @@ from threatscope.detect import scan
 from threatscope.detect.matcher import arrow_source, match_query
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
+from threatscope.ingest import sqlfn
 from threatscope.usercache import user_cache_dir
 
 Progress = Callable[[int, "int | None", str], None]
@@ -64,26 +64,13 @@ def evaluate(
     cols = schema.KINDS[kind]
     tbl = rows if isinstance(rows, pa.Table) else _rows_table(rows, kind)
     given = set(tbl.column_names)
-    if "source_ip" in given and "source_ip_num" in dict(cols):
-        ips = tbl.column("source_ip").to_pylist()
-        nums = (
-            tbl.column("source_ip_num").to_pylist() if "source_ip_num" in given else [None] * len(ips)
-        )
-        filled = pa.array(
-            [str(n) if n is not None else _ip_num(ip) for n, ip in zip(nums, ips, strict=True)],
-            pa.string(),
-        )
-        if "source_ip_num" in given:
-            tbl = tbl.set_column(tbl.column_names.index("source_ip_num"), "source_ip_num", filled)
-        else:
-            tbl = tbl.append_column("source_ip_num", filled)
-            given.add("source_ip_num")
     tbl = tbl.append_column("__row", pa.array(range(tbl.num_rows), pa.int64()))
     select = []
     for name, typ in cols:
-        derived = _DERIVED.get(name) if kind == "http" and "url_original" in given else None
+        source, derived = _DERIVED.get(name, (None, None))
+        derived = derived if source in given else None
         if name in given and derived:
-            select.append(f'CAST(coalesce("{name}", {derived}) AS {typ}) AS "{name}"')
+            select.append(f'coalesce(CAST("{name}" AS {typ}), {derived}) AS "{name}"')
         elif name in given:
             select.append(f'CAST("{name}" AS {typ}) AS "{name}"')
         elif derived:
@@ -94,6 +81,7 @@ def evaluate(
     out: list[list[str]] = [[] for _ in range(tbl.num_rows)]
     con = duckdb.connect()
     try:
+        sqlfn.install(con)
         con.register("__rows", tbl)
         source = f"SELECT __row, {', '.join(select)} FROM __rows"
         sql = match_query(con, rules, source, "__row", prefilter=prefilter, distinct=distinct)
@@ -104,11 +92,12 @@ def evaluate(
     return out
 
 
+# Columns ingest derives, as it derives them (the same macros): column -> (from, SQL).
 _DERIVED = {
-    "url_decoded": "coalesce(try(url_decode(url_original)), url_original)",
-    "url_path": "split_part(url_original, '?', 1)",
-    "url_query": "CASE WHEN contains(url_original, '?') "
-    "THEN substr(url_original, strpos(url_original, '?') + 1) END",
+    "url_decoded": ("url_original", "ts_url_decode(url_original)"),
+    "url_path": ("url_original", "ts_url_path(url_original)"),
+    "url_query": ("url_original", "ts_url_query(url_original)"),
+    "source_ip_num": ("source_ip", "ts_ip_num(source_ip)"),
 }
 
 
@@ -132,17 +121,6 @@ def _rows_table(rows: list[dict], kind: str) -> pa.Table:
         else:
             arrays[n] = pa.array(vals)
     return pa.table(arrays) if arrays else pa.table({"__empty": pa.nulls(len(rows))})
-
-
-def _ip_num(ip: str | None) -> str | None:
-    if not ip:
-        return None
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    n = int(a) + (0xFFFF << 32 if a.version == 4 else 0)
-    return str(n)
 
 
 # -- run_detect ------------------------------------------------------------------------------
