@@ -170,52 +170,43 @@ def _value_phase(con: duckdb.DuckDBPyConnection, plan: _Plan, values_sql: Callab
 
     With ``inputs`` (column -> Arrow table of its values, which ``values_sql`` reads as
     ``__ts_in_<column>``) the columns run side by side, each on its own cursor: with few
-    values per column the time goes into compiling the rules' regexes, once per column."""
-    present, null_flagged = {}, {}
+    values per column the time goes into DuckDB binding the rules' regexes, per column."""
     cols = plan.value_columns()
-    if inputs is None or len(cols) < 2:
-        if inputs is not None:
-            for c, t in inputs.items():
-                con.register(f"__ts_in_{_ident(c)}", t)
-        try:
-            done = [_value_table(con, plan, c, values_sql) for c in cols]
-        finally:
-            for c in inputs or ():
-                con.unregister(f"__ts_in_{_ident(c)}")
+    if inputs is None:
+        done = [(c, _value_table(con, plan, c, values_sql), None) for c in cols]
     else:
         def run(c: str) -> tuple:
             with con.cursor() as cur:
                 cur.register(f"__ts_in_{_ident(c)}", inputs[c])
-                out = _value_table(cur, plan, c, values_sql)
+                flags = _value_table(cur, plan, c, values_sql)
                 # temp tables belong to the cursor: hand the (small) result over as Arrow
-                return out[0], out[1], out[2], out[3] and cur.sql(
-                    f"SELECT * FROM __ts_dv_{_ident(c)}").to_arrow_table()
+                return c, flags, flags and cur.sql(f"SELECT * FROM __ts_dv_{_ident(c)}"
+                                                   ).to_arrow_table()
 
-        # the costliest first (DuckDB's binding of the regexes: about the SQL's length), so
-        # that the short ones fill in at the end
-        cost = {}
-        for c in cols:
+        # the costliest first (DuckDB binding the regexes: about the SQL's length), so that
+        # the short ones fill in at the end
+        def cost(c: str) -> int:
             v = plan.view(c, null_only=inputs[c].column(0).null_count == len(inputs[c]),
                           guarded=False)
-            cost[c] = len(v.hits) + len(v.guards) + len(v.atoms)
-        with ThreadPoolExecutor(max_workers=min(len(cols), os.cpu_count() or 1)) as pool:
-            done = list(pool.map(run, sorted(cols, key=lambda c: -cost[c])))
-        for c, _, _, table in done:
+            return -len(v.hits + v.guards + v.atoms)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(cols), os.cpu_count() or 1))) as pool:
+            done = list(pool.map(run, sorted(cols, key=cost)))
+        for c, _, table in done:
             if table:
                 con.register("__ts_dv_arrow", table)
                 con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_dv_{_ident(c)} AS "
                             "SELECT * FROM __ts_dv_arrow")
                 con.unregister("__ts_dv_arrow")
-    for c, m, null_m, kept in done:
-        if kept:
-            present[c], null_flagged[c] = m, null_m
+    present = {c: flags[0] for c, flags, _ in done if flags}
+    null_flagged = {c: flags[1] for c, flags, _ in done if flags}
     return present, null_flagged
 
 
 def _value_table(con: duckdb.DuckDBPyConnection, plan: _Plan, c: str,
-                 values_sql: Callable[[str], str]) -> tuple[str, bool, bool, bool]:
-    """Make ``__ts_dv_<c>`` on ``con``: (c, some value flagged, NULL flagged, kept: the table
-    has entries; otherwise it is dropped)."""
+                 values_sql: Callable[[str], str]) -> tuple[bool, bool] | None:
+    """Make ``__ts_dv_<c>`` on ``con``: (some value flagged, NULL flagged), or None when no
+    value has an entry (the table is dropped)."""
     x = _ident(c)
     con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_dv_{x} AS {values_sql(c)}")
     n, non_null, size = con.execute(
@@ -245,7 +236,8 @@ def _value_table(con: duckdb.DuckDBPyConnection, plan: _Plan, c: str,
     ).fetchall()[0]
     if not n:
         con.execute(f"DROP TABLE __ts_dv_{x}")
-    return c, bool(m), bool(null_m), bool(n)
+        return None
+    return bool(m), bool(null_m)
 
 
 def _replace_code(sql: str, old: str, new: str) -> str:

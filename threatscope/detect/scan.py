@@ -29,7 +29,7 @@ from threatscope.detect.matcher import Prefilter, candidates, value_columns
 from threatscope.detect.ruleset import CompiledRule
 
 GROUP_ROWS = 4_000_000
-# Columns the detection rows are made of (see stage._insert_sigma), besides the rules' own.
+# Columns the detection rows are made of (see stage._sigma), besides the rules' own.
 KEEP = ("org_id", "ts", "source_ip", "event_kind", "file_id", "source_file", "source_line",
         "http_request_method", "url_original")
 _DICT = pa.dictionary(pa.int32(), pa.string())
