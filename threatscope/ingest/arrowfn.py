@@ -32,10 +32,6 @@ def native():
     return _native if os.environ.get("THREATSCOPE_NATIVE") != "0" else None
 
 
-def _use_native() -> bool:
-    return native() is not None
-
-
 def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | None = None
                  ) -> tuple[pa.Table, pa.Array] | None:
     """Split the lines of a clean batch (``reader.Batch.block``) into typed columns with the C
@@ -45,10 +41,10 @@ def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | Non
     dictionary-encoded; a boolean mask over all lines of which those are), or None when the
     C extension is not built (or ``THREATSCOPE_NATIVE=0``): the caller's SQL parser then reads
     every line. The splitter is strict: a line it does not read is one for the SQL parser."""
-    if not _use_native() or len(spec) > _native.MAX_FIELDS:
+    if (c := native()) is None or len(spec) > c.MAX_FIELDS:
         return None
     args = (block, spec) if date_days is None else (block, spec, date_days)
-    nlines, ok, nrows, cols = _native.fields(*args)
+    nlines, ok, nrows, cols = c.fields(*args)
     arrays = []
     for col in cols:
         arrays.append(_from_native(nrows, col))
@@ -82,23 +78,24 @@ def _to_native(arr: pa.Array) -> tuple:
 def ip_numbers(con, arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``ts_ip_num`` of each value as DECIMAL(38,0) (the lake's storage type): NULL when the
     value is no address or its number has 39 digits (fe80::/10 and above)."""
-    if not _use_native():
+    if (c := native()) is None:
         return per_distinct(con, arr, ["TRY_CAST(ts_ip_num(v) AS DECIMAL(38,0))"])[0]
     enc = encode(arr)
-    values = _from_native(len(enc.dictionary), _native.ip_numbers(*_to_native(enc.dictionary)))
+    values = _from_native(len(enc.dictionary), c.ip_numbers(*_to_native(enc.dictionary)))
     return indexed(enc.indices, values)  # (as a dictionary: Parquet writes it as it is)
 
 
 def url_parts(con, arr: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
     """``[ts_url_path(v), ts_url_query(v), ts_url_decode(v)]`` of each value (sqlfn),
     dictionary-encoded."""
-    if not _use_native():
+    if (c := native()) is None:
         return per_distinct(con, arr, ["ts_url_path(v)", "ts_url_query(v)", "ts_url_decode(v)"])
     enc = encode(arr)
-    n = len(enc.dictionary)
+    parts = [_from_native(len(enc.dictionary), col)
+             for col in c.url_parts(*_to_native(enc.dictionary))]
     # each part is a dictionary over the distinct URLs: index it by the rows' URL indexes
     return [pa.DictionaryArray.from_arrays(pc.take(d.indices, enc.indices), d.dictionary)
-            for d in (_from_native(n, col) for col in _native.url_parts(*_to_native(enc.dictionary)))]
+            for d in parts]
 
 
 def per_distinct(con, arr: pa.Array | pa.ChunkedArray, exprs: list[str], let: str = ""
