@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from threatscope import schema
@@ -158,6 +159,7 @@ def run_detect(
     ]
     tables = sorted({r.table for r in ruleset.rules})
     total = len(tables) + 1
+    per_rule: Counter[str] = Counter()
     out = ws.detections_path
     tmp = out.with_name(out.name + ".tmp")
     con = ws.connect()
@@ -178,18 +180,14 @@ def run_detect(
                 if progress:
                     progress(0, total, f"detect: {table}")
                 rules = ruleset.for_table(table)
-                summary.events_scanned[table] = _sigma(con, ws, table, rules, write)
+                summary.events_scanned[table] = _sigma(con, ws, table, rules, write, per_rule)
                 if progress:
                     progress(1, total, f"detect: {table}")
             summary.suricata_detections = _alerts(con, ruleset, write)
         summary.events_scanned["alert"] = summary.suricata_detections
         if progress:
             progress(1, total, "detect: suricata alerts")
-        per_rule = con.execute(
-            "SELECT rule_id, count(*) FROM read_parquet(?) WHERE detector = 'sigma' "
-            "GROUP BY rule_id ORDER BY count(*) DESC, rule_id", [str(tmp)]
-        ).fetchall()
-        summary.per_rule = {r: n for r, n in per_rule}
+        summary.per_rule = dict(sorted(per_rule.items(), key=lambda kv: (-kv[1], kv[0])))
         summary.sigma_detections = sum(summary.per_rule.values())
         summary.detections = summary.sigma_detections + summary.suricata_detections
         summary.seconds = round(time.perf_counter() - t0, 3)
@@ -224,9 +222,9 @@ _DETECTION = pa.schema([
 
 
 def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledRule],
-           write: Callable[[pa.Table], int]) -> int:
-    """Match ``rules`` over the lake's ``table``, ``write`` each group's detection rows;
-    returns the rows scanned."""
+           write: Callable[[pa.Table], int], per_rule: Counter[str]) -> int:
+    """Match ``rules`` over the lake's ``table``, ``write`` each group's detection rows and
+    count them in ``per_rule``; returns the rows scanned."""
     has = dict(schema.KINDS[table])
     src_ip = "source_ip" if "source_ip" in has else "NULL::VARCHAR"
     evidence = (
@@ -266,6 +264,8 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         cols["malware_family"] = pa.nulls(len(idx), pa.string())
         cols["detector"] = constant("sigma", len(idx))
         write(pa.table({c: cols[c] for c, _ in schema.DETECTION}))
+        for vc in pc.value_counts(idx).to_pylist():  # one entry per rule that hit
+            per_rule[rules[vc["values"]].id] += vc["counts"]
     return scanned
 
 
