@@ -204,3 +204,29 @@ def test_detections_replace_an_old_catalog_table_and_survive_a_failed_run(ws, mo
     assert _detections(ws)[0] == rows
     assert [p.name for p in ws.root.iterdir() if p.name.startswith("detection")] == [
         "detection.parquet"]
+
+
+def test_files_of_several_orgs_and_an_older_schema_are_read_together(ws):
+    """One scan reads every lake file: a file written before a column existed (no user agent
+    here) reads it as NULL, and each row keeps its own file's organisation and file id."""
+    ws, rules = ws
+    out = ws.lake / "http" / "org_id=globex" / "event_date=2018-05-10"
+    out.mkdir(parents=True)
+    con = duckdb.connect()
+    con.execute(
+        "COPY (SELECT TIMESTAMP '2018-05-10 11:00:00' AS ts, 'http' AS event_kind, "
+        "'old.log' AS source_file, 9::BIGINT AS source_line, 'raw' AS raw, "
+        "'192.0.2.9' AS source_ip, 'GET' AS http_request_method, "
+        "'/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php' AS url_original, "
+        "'/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php' AS url_path, "
+        "'/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php' AS url_decoded, "
+        f"404 AS http_response_status_code) TO '{out / 'f9_0.parquet'}' (FORMAT parquet)"
+    )
+    con.close()
+    run_detect(ws, rule_dirs=[rules])
+    rows, _ = _detections(ws)
+    old = [r for r in rows if r["source_file"] == "old.log"]
+    assert old and {(r["org_id"], r["source_line"], r["src_ip"]) for r in old} == \
+        {("globex", 9, "192.0.2.9")}
+    assert any(r["campaign"] == "phpunit-eval-stdin" for r in old)
+    assert {r["org_id"] for r in rows if r["source_file"] == "access.log"} == {"acme"}

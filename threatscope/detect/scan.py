@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from threatscope import schema
@@ -70,7 +71,7 @@ def _group(con, kind: str, rules, files: list[tuple[Path, int]], read: set[str]
            ) -> tuple[pa.Table, Prefilter, int]:
     types = dict(schema.KINDS[kind])
     cols = [c for c, _ in schema.KINDS[kind] if c in read]
-    table = pa.concat_tables([_read(f, n, cols, types) for f, n in files])
+    table = _read(files, cols, types)
     pre = candidates(con, rules, table, value_columns(table, rules), types)
     cand = table.filter(pre.mask)
     if "raw" not in read:
@@ -78,23 +79,32 @@ def _group(con, kind: str, rules, files: list[tuple[Path, int]], read: set[str]
     return cand, pre, table.num_rows
 
 
-def _read(path: Path, n: int, cols: list[str], types: dict[str, str]) -> pa.Table:
-    stored = set(pq.read_schema(path).names)
+def _read(files: list[tuple[Path, int]], cols: list[str], types: dict[str, str]) -> pa.Table:
+    """``cols`` of ``files``, in file order. One dataset scan reads the files in parallel (a
+    read per file costs more in set-up than in data here); a column missing from an older file
+    comes back NULL. ``org_id`` and ``file_id`` are not stored: the partition folder and the
+    file name (``<file_id>_<n>.parquet``) give them."""
     as_dict = {c for c in cols if types[c] == "VARCHAR" and c != "raw"}  # raw: unique per row
-    t = pq.read_table(path, columns=[c for c in cols if c in stored],
-                      read_dictionary=[c for c in cols if c in stored and c in as_dict])
+    stored = [c for c in cols if c not in ("org_id", "file_id")]
+    fields = [pa.field(c, _DICT if c in as_dict else schema.ARROW_TYPES[types[c]]) for c in stored]
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
+        dictionary_columns=[c for c in stored if c in as_dict]))
+    # one batch per row group, so that each chunk has one dictionary (value_columns sums them)
+    data = ds.dataset([str(f) for f, _ in files], schema=pa.schema(fields), format=fmt
+                      ).to_table(columns=stored, batch_size=max(1, *(n for _, n in files)))
     out = {}
     for c in cols:
-        if c == "org_id":  # the partition folder
-            org = next((p.partition("=")[2] for p in path.parts if p.startswith("org_id=")), "")
-            out[c] = constant(org, n)
-        elif c == "file_id":  # <file_id>_<n>.parquet
-            out[c] = constant(path.name.split("_", 1)[0], n)
-        elif c in stored:
-            out[c] = t.column(c)
-        else:  # a column added to the schema after this file was written
-            out[c] = pa.nulls(n, _DICT if c in as_dict else schema.ARROW_TYPES[types[c]])
+        if c == "org_id":
+            out[c] = pa.chunked_array([constant(_org_of(f), n) for f, n in files])
+        elif c == "file_id":
+            out[c] = pa.chunked_array([constant(f.name.split("_", 1)[0], n) for f, n in files])
+        else:
+            out[c] = data.column(c)
     return pa.table(out)
+
+
+def _org_of(path: Path) -> str:
+    return next((p.partition("=")[2] for p in path.parts if p.startswith("org_id=")), "")
 
 
 def _raw_for_evidence(files: list[tuple[Path, int]], table: pa.Table, mask: pa.Array
