@@ -1,4 +1,4 @@
-"""Build the optional C extension (threatscope.ingest._native); all metadata is in pyproject.toml.
+"""Build the optional C extension (threatscope._native); all metadata is in pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and ingest uses its pure
 Arrow/DuckDB parsers (same results, slower)."""
@@ -6,6 +6,6 @@ Arrow/DuckDB parsers (same results, slower)."""
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
-    "threatscope.ingest._native", ["threatscope/ingest/_native.c"],
+    "threatscope._native", ["threatscope/_native.c"],
     extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unknown-pragmas"], optional=True,
 )])

@@ -39,6 +39,41 @@ def test_sql_ip_num_agrees_with_python():
         assert num == ip_to_num(ip), ip
 
 
+def test_range_search_in_c_agrees_with_the_asof_join(monkeypatch):
+    """The C binary search (_native.range_index) and the SQL ASOF join find the same range row
+    for every address, at range bounds and one past them, at 0 and 2**128-1, and for NULLs."""
+    import pyarrow as pa
+
+    from threatscope.enrich import ranges, stage
+    from threatscope.native import native
+
+    if native() is None:
+        pytest.skip("C extension not built")
+    table = ranges.open_combined(ranges.combined(())[1])
+    rng = random.Random(7)
+    bounds = [(table.column("first_hi")[i].as_py() << 64 | table.column("first_lo")[i].as_py(),
+               table.column("last_hi")[i].as_py() << 64 | table.column("last_lo")[i].as_py())
+              for i in rng.sample(range(table.num_rows), 300)]
+    nums = [0, (1 << 128) - 1, None]
+    nums += [n + d for a, b in bounds for n in (a, b) for d in (-1, 0, 1) if 0 <= n + d < 1 << 128]
+    nums += [rng.getrandbits(128) for _ in range(300)] + [(0xFFFF << 32) + rng.getrandbits(32)
+                                                          for _ in range(300)]
+    q = pa.table({"hi": pa.array([None if n is None else n >> 64 for n in nums], pa.uint64()),
+                  "lo": pa.array([None if n is None else n & (1 << 64) - 1 for n in nums],
+                                 pa.uint64())})
+    con = duckdb.connect()
+    in_c = stage._range_rows(con, q, table).to_pylist()
+    monkeypatch.setenv("THREATSCOPE_NATIVE", "0")
+    in_sql = stage._range_rows(con, q, table).to_pylist()
+    assert in_c == in_sql
+    assert in_c[2] is None and sum(r is not None for r in in_c) > len(nums) // 2
+    for n, r in zip(nums, in_c, strict=True):  # and it is the row that holds the number
+        if r is not None:
+            first = table.column("first_hi")[r].as_py() << 64 | table.column("first_lo")[r].as_py()
+            last = table.column("last_hi")[r].as_py() << 64 | table.column("last_lo")[r].as_py()
+            assert first <= n <= last
+
+
 # -- geoip2fast ---------------------------------------------------------------------------------
 def test_known_addresses():
     rows = {r["ip"]: r for r in lookup([
@@ -233,7 +268,7 @@ def test_perf_one_million_distinct_ips():
     from threatscope.enrich import stage
 
     con = duckdb.connect()
-    label = stage._prepare(con, ())
+    stage._prepare(con)
     con.execute(
         "CREATE TEMP TABLE _ts_ips AS SELECT DISTINCT ip, ts_ip_num(ip) AS ip_num FROM ("
         "SELECT concat_ws('.', (i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255) AS ip"
@@ -241,9 +276,8 @@ def test_perf_one_million_distinct_ips():
     )
     n = con.execute("SELECT count(*) FROM _ts_ips").fetchall()[0][0]
     t0 = time.perf_counter()
-    got = con.execute(
-        f"SELECT count(*), count(country_code) FROM ({stage._enrich_select('_ts_ips', label)})"
-    ).fetchall()[0]
+    select, _ = stage._enriched(con, "_ts_ips", ())
+    got = con.execute(f"SELECT count(*), count(country_code) FROM ({select})").fetchall()[0]
     secs = time.perf_counter() - t0
     print(f"\nenrich join: {n:,} distinct IPs in {secs:.2f} s ({n / secs:,.0f} IPs/s)")
     assert got[0] == n and got[1] > 0.6 * n

@@ -13,8 +13,9 @@ import pytest
 from tests.ingest.conftest import rows, run, write
 from threatscope.ingest import arrowfn
 from threatscope.ingest.formats.access import _COLUMNS
+from threatscope.native import native
 
-pytestmark = pytest.mark.skipif(arrowfn.native() is None,
+pytestmark = pytest.mark.skipif(native() is None,
                                 reason="C extension not built (or THREATSCOPE_NATIVE=0)")
 
 COMBINED = [*_COLUMNS, "ts"]
@@ -239,7 +240,7 @@ def test_random_hostile_blocks_give_valid_arrays():
 
     import pyarrow as pa
 
-    from threatscope.ingest import _native
+    from threatscope import _native
 
     rnd = random.Random(7)
     specs = ["SxsARilqq", "SxsARil", "DTssssisspsixxx", "Tsp", "DT", "q", "R", "A", "ilS"]

@@ -1,14 +1,16 @@
-"""Enrich every distinct source IP with country, AS and network type: one range join in DuckDB.
+"""Enrich every distinct source IP with country, AS and network type: one range look-up each.
 
     summary = run_enrich(ws)                       # geoip2fast data, writes table `source`
     summary = run_enrich(ws, mmdb=["GeoLite2-Country.mmdb", "GeoLite2-ASN.mmdb"])
     lookup(["8.8.8.8", "2001:db8::1"]).to_pylist() # same join on a list, as an Arrow table
     asn_ranges([45090])                            # [(first_ip, last_ip, asn, as_org), ...]
 
-Each range table (see ``ranges``) is joined to the distinct IPs with an ASOF join on the range
-start, then checked against the range end; several tables (country + ASN, or several .mmdb files)
-fill each field in order (first non-NULL wins). Private, reserved, unparseable and unlisted
-addresses get NULL country/AS and network_type 'unknown'.
+The range tables (see ``ranges``: country + ASN, or several .mmdb files, each field from the
+first table that has it) are merged once into one table of non-overlapping ranges, cached and
+memory-mapped; each distinct IP finds its range by binary search (C, ``_native.range_index``;
+an ASOF join in DuckDB without the extension), and the AS classification runs once per
+organisation. Private, reserved, unparseable and unlisted addresses get NULL country/AS and
+network_type 'unknown'.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pyarrow as pa
 from threatscope import schema
 from threatscope.enrich import netclass, ranges
 from threatscope.ipnum import install_ip_macros, num_to_ip, reserved_ranges
+from threatscope.native import native
 from threatscope.workspace import Workspace, relations
 
 OUTPUT_COLUMNS = [n for n, _ in schema.SOURCE if n != "ip_num"]
@@ -43,20 +46,10 @@ class EnrichSummary:
         return asdict(self)
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, mmdb: Sequence[Path | str]) -> str:
-    """Load the range table and the built-in AS list into temp tables; return geo_source."""
+def _prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """The IP macros and the built-in AS list (``_ts_asn_list``) on ``con``."""
     con.execute("SET enable_progress_bar = false")
-    # below this many probe rows DuckDB turns ASOF into a nested loop over all ranges: slow here
-    con.execute("SET asof_loop_join_threshold = 0")
     install_ip_macros(con)
-    label, path = ranges.combined(mmdb)
-    # views straight over Parquet (the ASOF join sorts anyway); bounds and attributes apart so
-    # that the join carries three narrow columns
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _ts_ranges AS {ranges.range_select(path, rid=True)}"
-    )
-    con.execute("CREATE OR REPLACE TEMP VIEW _ts_bounds AS "
-                "SELECT first_num, last_num, rid FROM _ts_ranges")
     asns = netclass.builtin_asns()
     con.register(
         "_ts_asn_list_arrow",
@@ -68,7 +61,6 @@ def _prepare(con: duckdb.DuckDBPyConnection, mmdb: Sequence[Path | str]) -> str:
     )
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_asn_list AS SELECT * FROM _ts_asn_list_arrow")
     con.unregister("_ts_asn_list_arrow")
-    return label
 
 
 def _reserved_sql(col: str) -> str:
@@ -78,12 +70,72 @@ def _reserved_sql(col: str) -> str:
     ) + ")"
 
 
-def _enrich_select(ips: str, geo_source: str) -> str:
-    """SELECT with the SOURCE columns for every row of ``ips`` (columns ip, ip_num).
+_MASK = "18446744073709551615::UHUGEINT"
+_ATTRIBUTES = ["country_code", "country_name", "asn", "as_org"]
 
-    One ASOF join (range start <= ip) checked against the range end; the AS classification
-    runs once per distinct organisation, not per IP.
+
+def _located(con: duckdb.DuckDBPyConnection, ips: str, table: pa.Table) -> pa.Table:
+    """ip, ip_num and the range row's country and AS (NULL when none holds the address or it
+    is reserved) for every row of ``ips`` (columns ip, ip_num); ``table``: ranges.open_combined.
     """
+    q = con.sql(f"""
+        SELECT ip, ip_num, CASE WHEN NOT reserved THEN (ip_num >> 64)::UBIGINT END AS hi,
+               CASE WHEN NOT reserved THEN (ip_num & {_MASK})::UBIGINT END AS lo
+        FROM (SELECT ip, ip_num, coalesce({_reserved_sql('ip_num')}, true) AS reserved
+              FROM {ips})""").to_arrow_table()
+    rows = _range_rows(con, q, table)
+    located = {"ip": q.column("ip"), "ip_num": q.column("ip_num")}
+    located.update((c, table.column(c).take(rows)) for c in _ATTRIBUTES)
+    return pa.table(located)
+
+
+def _range_rows(con: duckdb.DuckDBPyConnection, q: pa.Table, table: pa.Table) -> pa.Array:
+    """The row of ``table`` holding each number (``q``: UBIGINT halves ``hi``, ``lo``), NULL
+    if none: a binary search in C over the memory-mapped bounds, else an ASOF join."""
+    hi, lo = _flat(q.column("hi")), _flat(q.column("lo"))
+    if (c := native()) is not None:
+        bounds = [_flat(table.column(n)).buffers()[1]
+                  for n in ("first_hi", "first_lo", "last_hi", "last_lo")]
+        valid, idx = c.range_index(table.num_rows, *bounds, len(hi), hi.buffers()[1] or b"",
+                                   lo.buffers()[1] or b"", hi.buffers()[0] if hi.null_count else None)
+        return pa.Array.from_buffers(pa.int32(), len(hi), [pa.py_buffer(valid),
+                                                          pa.py_buffer(idx)])
+    num = "(({0}_hi::UHUGEINT << 64) | {0}_lo::UHUGEINT)"
+    con.register("_ts_q", pa.table({"pos": pa.array(range(len(hi)), pa.int64()),
+                                    "q_hi": hi, "q_lo": lo}))
+    con.register("_ts_b", table.select(["first_hi", "first_lo", "last_hi", "last_lo"])
+                 .append_column("rid", pa.array(range(table.num_rows), pa.int32())))
+    try:
+        return con.sql(f"""
+            SELECT CASE WHEN q.num <= b.last_num THEN b.rid END AS rid
+            FROM (SELECT pos, {num.format('q')} AS num FROM _ts_q) q
+            ASOF LEFT JOIN (SELECT rid, {num.format('first')} AS first_num,
+                                   {num.format('last')} AS last_num FROM _ts_b) b
+                 ON q.num >= b.first_num
+            ORDER BY q.pos""").to_arrow_table().column("rid").combine_chunks()
+    finally:
+        con.unregister("_ts_q")
+        con.unregister("_ts_b")
+
+
+def _flat(arr: pa.ChunkedArray) -> pa.Array:
+    """One array whose buffers start at its first element (what _native reads)."""
+    flat = arr.combine_chunks()
+    return pa.concat_arrays([flat]) if flat.offset else flat  # concat copies to offset 0
+
+
+def _enriched(con: duckdb.DuckDBPyConnection, ips: str, mmdb: Sequence[Path | str]
+              ) -> tuple[str, str]:
+    """(SELECT of the SOURCE columns for every row of ``ips`` (columns ip, ip_num),
+    geo_source label), with the range table of ``mmdb`` (default: geoip2fast's data)."""
+    label, path = ranges.combined(mmdb)
+    con.register("_ts_located", _located(con, ips, ranges.open_combined(path)))
+    return _enrich_select("_ts_located", label), label
+
+
+def _enrich_select(located: str, geo_source: str) -> str:
+    """SELECT with the SOURCE columns for every row of ``located`` (see _located); the AS
+    classification runs once per distinct organisation, not per IP."""
     by_name = (
         "(SELECT as_org, min(asn) AS asn, min(network_type) AS network_type "
         "FROM _ts_asn_list GROUP BY as_org)"
@@ -91,13 +143,9 @@ def _enrich_select(ips: str, geo_source: str) -> str:
     by_asn = "(SELECT asn, min(network_type) AS network_type FROM _ts_asn_list GROUP BY asn)"
     label = geo_source.replace("'", "''")
     return f"""
-        WITH h AS (
-            SELECT i.ip, i.ip_num,
-                   CASE WHEN i.ip_num <= b.last_num AND NOT i.reserved THEN b.rid END AS rid
-            FROM (SELECT ip, ip_num, {_reserved_sql('ip_num')} AS reserved FROM {ips}) i
-            ASOF LEFT JOIN _ts_bounds b ON i.ip_num >= b.first_num),
-        m AS (SELECT h.ip, h.ip_num, r.country_code, r.country_name, r.asn, r.as_org
-              FROM h LEFT JOIN _ts_ranges r ON r.rid = h.rid),
+        WITH m AS (SELECT ip, ip_num::UHUGEINT AS ip_num, country_code::VARCHAR AS country_code,
+                          country_name::VARCHAR AS country_name, asn, as_org::VARCHAR AS as_org
+                   FROM {located}),
         o AS (SELECT DISTINCT asn, as_org FROM m),
         c AS (SELECT o.asn, o.as_org, coalesce(o.asn, bn.asn) AS asn_filled,
                      {netclass.classify_sql('ba.network_type', 'bn.network_type', 'o.as_org')}
@@ -125,7 +173,7 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
     """
     t0 = time.perf_counter()
     with ws.connect() as con:
-        geo_source = _prepare(con, _resolve_mmdb(ws, mmdb))
+        _prepare(con)
         parts = ["SELECT source_ip AS ip FROM http", "SELECT source_ip AS ip FROM alert"]
         if "detection" in relations(con):
             parts.insert(0, "SELECT src_ip AS ip FROM detection")
@@ -137,14 +185,14 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
             FROM (SELECT DISTINCT ip FROM ({' UNION ALL '.join(parts)})
                   WHERE ip IS NOT NULL AND ip <> '')
         """)
+        select, geo_source = _enriched(con, "_ts_ips", _resolve_mmdb(ws, mmdb))
         cols = ", ".join(f'"{n}"' for n, _ in schema.SOURCE)
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute("DROP TABLE IF EXISTS source")
             con.execute(f"CREATE TABLE source ({schema.ddl_columns(schema.SOURCE)})")
             con.execute(
-                f"INSERT INTO source ({cols}) SELECT {cols} FROM "
-                f"({_enrich_select('_ts_ips', geo_source)}) ORDER BY ip_num, ip"
+                f"INSERT INTO source ({cols}) SELECT {cols} FROM ({select}) ORDER BY ip_num, ip"
             )
             con.execute("COMMIT")
         except BaseException:
@@ -175,15 +223,15 @@ def lookup(ips: Iterable[str | None], mmdb: Sequence[Path | str] = ()) -> pa.Tab
     ips = list(ips)
     con = duckdb.connect()
     try:
-        geo_source = _prepare(con, mmdb)
+        _prepare(con)
         con.register("_ts_in", pa.table({"ip": pa.array(ips, pa.string()),
                                           "pos": pa.array(range(len(ips)), pa.int64())}))
         con.execute("CREATE TEMP TABLE _ts_ips AS SELECT DISTINCT ip, ts_ip_num(ip) AS ip_num "
                     "FROM _ts_in WHERE ip IS NOT NULL")
+        select, _ = _enriched(con, "_ts_ips", mmdb)
         out = ", ".join(f"e.{c}" if c != "ip" else "t.ip" for c in OUTPUT_COLUMNS)
         rel = con.sql(
-            f"SELECT {out} FROM _ts_in t LEFT JOIN ({_enrich_select('_ts_ips', geo_source)})"
-            " e ON e.ip = t.ip ORDER BY t.pos"
+            f"SELECT {out} FROM _ts_in t LEFT JOIN ({select}) e ON e.ip = t.ip ORDER BY t.pos"
         )
         table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     finally:

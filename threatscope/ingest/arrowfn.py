@@ -13,23 +13,11 @@ string result comes back dictionary-encoded, which the Parquet writer stores as 
 
 from __future__ import annotations
 
-import os
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from threatscope.arrowutil import indexed
-
-try:
-    from threatscope.ingest import _native
-except ImportError:  # built without a C compiler: the SQL parsers read every line
-    _native = None
-
-
-def native():
-    """The C extension module, or None when it is not built or ``THREATSCOPE_NATIVE=0`` (which
-    makes ingest take its pure Arrow/DuckDB paths, as on a machine without a C compiler)."""
-    return _native if os.environ.get("THREATSCOPE_NATIVE") != "0" else None
+from threatscope.native import native
 
 
 def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | None = None

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from threatscope.ingest.arrowfn import native
+from threatscope.native import native
 
 BLOCK = 32 << 20
 MAX_LINE = 1 << 20  # longer lines are quarantined ("line too long")

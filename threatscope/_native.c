@@ -1,4 +1,4 @@
-/* threatscope.ingest._native: split log lines into typed Arrow column buffers, in one C pass.
+/* threatscope._native: split log lines into typed Arrow column buffers, in one C pass.
 
    fields(block, spec, date_days) -> (nlines, ok_bitmap, nrows, columns)
 
@@ -26,7 +26,8 @@
 
    Also: split_lines(block), the lines of a block as Arrow binary buffers with what the reader
    checks (reader.lines_to_batch); ip_numbers(...) and url_parts(...) over an Arrow string array
-   (arrowfn.ip_numbers, arrowfn.url_parts; the same values as the SQL macros). */
+   (arrowfn.ip_numbers, arrowfn.url_parts; the same values as the SQL macros); range_index(...),
+   the binary search of IP numbers in a sorted range table (enrich). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1032,11 +1033,81 @@ static PyObject *split_lines(PyObject *self, PyObject *args) {
                          (Py_ssize_t)max_len, utf8, (Py_ssize_t)lone_cr);
 }
 
+/* range_index(n, first_hi, first_lo, last_hi, last_lo, m, q_hi, q_lo, q_valid) -> (validity, int32)
+
+   The row of a range table of n rows (bounds as 128-bit numbers split into uint64 halves, rows
+   sorted by first bound and not overlapping) that holds each of m query numbers: the last row
+   whose first bound is <= q, if its last bound is >= q; NULL when none does or the query is
+   NULL (q_valid: Arrow validity bitmap or None). All buffers start at element 0. */
+static PyObject *range_index(PyObject *self, PyObject *args) {
+    Py_buffer b[6];
+    PyObject *qvalid_obj, *valid = NULL, *idx = NULL, *res = NULL;
+    Py_buffer qvalid = {0};
+    Py_ssize_t n, m;
+    if (!PyArg_ParseTuple(args, "ny*y*y*y*ny*y*O", &n, &b[0], &b[1], &b[2], &b[3], &m, &b[4],
+                          &b[5], &qvalid_obj))
+        return NULL;
+    int has_qvalid = 0;
+    if (qvalid_obj != Py_None) {
+        if (PyObject_GetBuffer(qvalid_obj, &qvalid, PyBUF_SIMPLE))
+            goto done;
+        has_qvalid = 1;
+    }
+    int short_buf = n < 0 || m < 0 || n > INT32_MAX || (has_qvalid && qvalid.len < (m + 7) / 8);
+    for (int k = 0; k < 6; k++)
+        short_buf |= b[k].len < 8 * (k < 4 ? n : m);
+    if (short_buf) {
+        PyErr_SetString(PyExc_ValueError, "range_index: buffer shorter than its count");
+        goto done;
+    }
+    valid = PyBytes_FromStringAndSize(NULL, (m + 7) / 8);
+    idx = PyBytes_FromStringAndSize(NULL, m * 4);
+    if (!valid || !idx)
+        goto done;
+    const uint64_t *fh = b[0].buf, *fl = b[1].buf, *lh = b[2].buf, *ll = b[3].buf;
+    const uint64_t *qh = b[4].buf, *ql = b[5].buf;
+    const unsigned char *qv = qvalid.buf;
+    unsigned char *vout = (unsigned char *)PyBytes_AS_STRING(valid);
+    int32_t *out = (int32_t *)PyBytes_AS_STRING(idx);
+    Py_BEGIN_ALLOW_THREADS
+    memset(vout, 0, (size_t)(m + 7) / 8);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        out[i] = 0;
+        if (has_qvalid && !((qv[i / 8] >> (i % 8)) & 1))
+            continue;
+        u128 q = ((u128)qh[i] << 64) | ql[i];
+        Py_ssize_t lo = 0, hi = n; /* first row with first bound > q */
+        while (lo < hi) {
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if ((((u128)fh[mid] << 64) | fl[mid]) <= q)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo > 0 && (((u128)lh[lo - 1] << 64) | ll[lo - 1]) >= q) {
+            out[i] = (int32_t)(lo - 1);
+            vout[i / 8] |= (unsigned char)(1u << (i % 8));
+        }
+    }
+    Py_END_ALLOW_THREADS
+    res = Py_BuildValue("(OO)", valid, idx);
+done:
+    Py_XDECREF(valid);
+    Py_XDECREF(idx);
+    for (int k = 0; k < 6; k++)
+        PyBuffer_Release(&b[k]);
+    if (has_qvalid)
+        PyBuffer_Release(&qvalid);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"fields", fields, METH_VARARGS,
      "fields(block, spec, date_days=None) -> (nlines, ok_bitmap, nrows, columns)"},
     {"ip_numbers", ip_numbers, METH_VARARGS,
      "ip_numbers(n, offset, validity, offsets, data) -> ('d128', validity, values)"},
+    {"range_index", range_index, METH_VARARGS,
+     "range_index(n, first_hi, first_lo, last_hi, last_lo, m, q_hi, q_lo, q_valid) -> (validity, idx)"},
     {"split_lines", split_lines, METH_VARARGS,
      "split_lines(block) -> (nlines, offsets, data, blank, max_len, utf8_ok, lone_cr)"},
     {"url_parts", url_parts, METH_VARARGS,
@@ -1045,7 +1116,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native",
-                                    "Typed field splitting of log lines (see _native.c).", -1,
+                                    "Typed field splitting of log lines and range look-ups (see _native.c).", -1,
                                     methods};
 
 PyMODINIT_FUNC PyInit__native(void) {
