@@ -203,7 +203,7 @@ def test_ip_numbers_agree_with_the_sql_macro(monkeypatch):
     import duckdb
     import pyarrow as pa
 
-    from threatscope.ingest import sqlfn
+    from threatscope import sqlfn
 
     con = duckdb.connect()
     sqlfn.install(con)
@@ -219,7 +219,7 @@ def test_url_parts_agree_with_the_sql_macros(monkeypatch):
     import duckdb
     import pyarrow as pa
 
-    from threatscope.ingest import sqlfn
+    from threatscope import sqlfn
 
     con = duckdb.connect()
     sqlfn.install(con)

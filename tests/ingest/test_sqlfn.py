@@ -3,7 +3,7 @@ import ipaddress
 import duckdb
 import pytest
 
-from threatscope.ingest import sqlfn
+from threatscope import sqlfn
 
 
 @pytest.fixture(scope="module")

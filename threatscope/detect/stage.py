@@ -27,13 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from threatscope import schema
+from threatscope import schema, sqlfn
 from threatscope.arrowutil import constant, indexed
 from threatscope.detect import scan
 from threatscope.detect.matcher import arrow_source, match_query
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
-from threatscope.ingest import sqlfn
 from threatscope.usercache import user_cache_dir
 
 Progress = Callable[[int, "int | None", str], None]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import ipaddress
 import os
 import pickle
@@ -104,9 +105,11 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 # -- geoip2fast -------------------------------------------------------------------------------
 def _geoip2fast_file() -> Path:
-    import geoip2fast
-
-    return Path(geoip2fast.__file__).parent / GEOIP2FAST_FILE
+    # found without importing the package (its import loads nothing we need here)
+    spec = importlib.util.find_spec("geoip2fast")
+    if spec is None or not spec.origin:
+        raise UserError("the geoip2fast package is not installed")
+    return Path(spec.origin).parent / GEOIP2FAST_FILE
 
 
 def _flat_bounds(firsts: list[list[int]], netlens: list[list[int]]) -> tuple[list[int], list[int]]:

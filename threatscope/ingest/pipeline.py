@@ -37,10 +37,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from threatscope import schema
+from threatscope import schema, sqlfn
 from threatscope.arrowutil import constant
 from threatscope.errors import UserError
-from threatscope.ingest import formats, lake, reader, sqlfn
+from threatscope.ingest import formats, lake, reader
 from threatscope.ingest.arrowfn import ip_numbers, per_distinct, url_parts
 from threatscope.ingest.formats import Format, ParseResult, Part, sql_str
 from threatscope.workspace import Workspace

@@ -21,9 +21,10 @@ Compression is recognised by magic bytes (gzip, zstd, bzip2), not by the file na
 from __future__ import annotations
 
 import bz2
-import functools
 import io
+import itertools
 import mmap
+import os
 import weakref
 import zlib
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ import pyarrow.compute as pc
 from threatscope.native import native
 
 BLOCK = 32 << 20
+MIN_BLOCK = 4 << 20  # the first block, and the least near the end of a file (see _block_size)
 MAX_LINE = 1 << 20  # longer lines are quarantined ("line too long")
 RAW_KEEP = 4096
 COMPRESSED_STEP = 256 << 10  # bytes of a quarantined line kept in the quarantine table
@@ -97,6 +99,12 @@ class Source(io.RawIOBase):
         if self.hasher is not None and got:
             self.hasher.update(view[:got])
         return got
+
+    def remaining(self) -> int | None:
+        """Bytes left to read, when known (an uncompressed file)."""
+        if self._f is not self._raw:
+            return None
+        return max(0, os.fstat(self._raw.fileno()).st_size - self._raw.tell())
 
     def raw_position(self) -> int:
         """Bytes of the file as stored (compressed size for compressed files) consumed so far."""
@@ -197,11 +205,18 @@ def _numbers(first: int, count: int) -> pa.Array:
     return pc.add(_index(count), first)
 
 
-@functools.cache
+_counting: list[pa.Array] = [pa.array([], pa.int64())]
+
+
 def _index(count: int) -> pa.Array:
-    # 0..count-1 as a cumulative sum of ones; cached: batches of one file mostly have one size
-    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1) \
-        if count else pa.array([], pa.int64())
+    """0..count-1: a slice of one cached array (grown as needed; a cache per count would keep
+    an array for every file's last batch)."""
+    have = _counting[0]
+    if len(have) < count:
+        # a cumulative sum of ones: no Python loop
+        have = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1)
+        _counting[0] = have
+    return have.slice(0, count)
 
 
 def lines_to_batch(block: bytes | memoryview, first: int) -> Batch:
@@ -287,6 +302,16 @@ def _rstrip_cr(parts: pa.Array) -> pa.Array:
     return pc.if_else(ends_cr, pc.binary_slice(parts, 0, -1), parts)
 
 
+def _block_size(k: int, remaining: int | None, block: int) -> int:
+    """Bytes to read for the k-th block: 4, 8, 16 MiB then ``block``, so that the parsing
+    threads start at once; and, where the size of the rest is known, at most half of it, so
+    that the last blocks get smaller and the threads finish together."""
+    size = min(block, MIN_BLOCK << min(k, 16))
+    if remaining is not None:
+        size = min(size, max(MIN_BLOCK, remaining // 2))
+    return max(1, size)
+
+
 def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: bytes = b""
                  ) -> Iterator[Batch]:
     """Batches of whole lines from a Source, numbered from ``first``, bounded memory per line.
@@ -299,12 +324,12 @@ def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: b
     # while the GIL is held (stalling the parsing threads); a map's pages are faulted in by
     # the first read into them, outside the GIL.
     free: list[mmap.mmap] = []
-    while True:
+    for k in itertools.count():
         # The unfinished line first, then the block read straight into the buffer: no
         # concatenation or slicing copies.
         buf = free.pop() if free else mmap.mmap(-1, block + MAX_LINE + 1)
         buf[:len(carry)] = carry
-        got = src.read_into(buf, len(carry), block)
+        got = src.read_into(buf, len(carry), _block_size(k, src.remaining(), block))
         if not got:
             break
         size = len(carry) + got

@@ -1,4 +1,4 @@
-"""DuckDB macros shared by the format parsers (installed once per connection by ``install``).
+"""DuckDB macros shared by the format parsers and detect (installed once per connection by ``install``).
 
     ts_ip_num(ip)        UHUGEINT: IPv4 as ::ffff:a.b.c.d, IPv6 as its 128-bit value, else NULL
                          (threatscope.ipnum, shared with enrich)
