@@ -31,6 +31,8 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,12 +61,98 @@ typedef struct {
     int32_t last; /* index of the previous row's value, -1 none: runs of one value are common */
 } Col;
 
+/* ---- pooled memory ---------------------------------------------------------------------
+   A batch needs buffers of tens of MiB (its lines, its columns). Fresh memory is page-faulted
+   in on first touch, which in a VM costs more than filling it; freed big blocks go back to the
+   OS (or fragment the heap, as sizes vary). So blocks of at least POOL_MIN bytes are kept in a
+   small pool and reused as they are: results are handed to Python as Chunk objects (below)
+   that return their block to the pool when the last Arrow buffer over them is gone. Pool calls
+   come with or without the GIL, hence the mutex. */
+#define POOL_MIN ((size_t)1 << 20)
+#define HUGE_PAGE ((size_t)2 << 20)
+#define POOL_SLOTS 64
+#define POOL_MAX_BYTES ((size_t)512 << 20)
+
+static struct {
+    char *p;
+    size_t cap;
+} pool[POOL_SLOTS];
+static int pool_n;
+static size_t pool_bytes;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A block of at least `need` bytes (its size in *cap): the smallest pooled one that fits,
+   else a new one. */
+static char *pool_get(size_t need, size_t *cap) {
+    pthread_mutex_lock(&pool_lock);
+    int best = -1;
+    for (int i = 0; i < pool_n; i++)
+        if (pool[i].cap >= need && (best < 0 || pool[i].cap < pool[best].cap))
+            best = i;
+    if (best >= 0) {
+        char *p = pool[best].p;
+        *cap = pool[best].cap;
+        pool_bytes -= *cap;
+        pool[best] = pool[--pool_n];
+        pthread_mutex_unlock(&pool_lock);
+        return p;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    size_t c = need < POOL_MIN ? POOL_MIN : (need + POOL_MIN - 1) / POOL_MIN * POOL_MIN;
+    char *p = NULL;
+    if (c >= HUGE_PAGE && posix_memalign((void **)&p, HUGE_PAGE, c) == 0) {
+#ifdef MADV_HUGEPAGE
+        madvise(p, c, MADV_HUGEPAGE); /* one fault per 2 MiB instead of per 4 KiB */
+#endif
+    } else {
+        p = malloc(c);
+    }
+    if (p)
+        *cap = c;
+    return p;
+}
+
+static void pool_put(char *p, size_t cap) {
+    if (!p)
+        return;
+    if (cap >= POOL_MIN) {
+        pthread_mutex_lock(&pool_lock);
+        /* full: make room by dropping smaller blocks (a big one serves any request) */
+        while (pool_n && (pool_n == POOL_SLOTS || pool_bytes + cap > POOL_MAX_BYTES)) {
+            int small = 0;
+            for (int i = 1; i < pool_n; i++)
+                if (pool[i].cap < pool[small].cap)
+                    small = i;
+            if (pool[small].cap >= cap)
+                break;
+            free(pool[small].p);
+            pool_bytes -= pool[small].cap;
+            pool[small] = pool[--pool_n];
+        }
+        if (pool_n < POOL_SLOTS && pool_bytes + cap <= POOL_MAX_BYTES) {
+            pool[pool_n].p = p;
+            pool[pool_n].cap = cap;
+            pool_n++;
+            pool_bytes += cap;
+            p = NULL;
+        }
+        pthread_mutex_unlock(&pool_lock);
+    }
+    free(p);
+}
+
+static void buf_free(Buf *b) {
+    pool_put(b->p, b->cap);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
 static void col_free(Col *c) {
-    free(c->data.p);
-    free(c->offsets.p);
-    free(c->valid.p);
-    free(c->idx.p);
-    free(c->hashes.p);
+    buf_free(&c->data);
+    buf_free(&c->offsets);
+    buf_free(&c->valid);
+    buf_free(&c->idx);
+    buf_free(&c->hashes);
     free(c->slots);
 }
 
@@ -74,12 +162,100 @@ static int buf_reserve(Buf *b, size_t more) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + more)
         cap *= 2;
-    char *p = realloc(b->p, cap);
+    if (cap < POOL_MIN) {
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+        return 0;
+    }
+    size_t got;
+    char *p = pool_get(cap, &got);
     if (!p)
         return -1;
+    if (b->len)
+        memcpy(p, b->p, b->len);
+    pool_put(b->p, b->cap);
     b->p = p;
-    b->cap = cap;
+    b->cap = got;
     return 0;
+}
+
+/* Chunk: read-only bytes over a block that goes back to the pool with the object. */
+typedef struct {
+    PyObject_HEAD
+    char *p;
+    size_t len, cap;
+} Chunk;
+
+static int chunk_getbuffer(PyObject *o, Py_buffer *view, int flags) {
+    Chunk *c = (Chunk *)o;
+    return PyBuffer_FillInfo(view, o, c->p ? c->p : (char *)"", (Py_ssize_t)c->len, 1, flags);
+}
+
+static void chunk_dealloc(PyObject *o) {
+    Chunk *c = (Chunk *)o;
+    pool_put(c->p, c->cap);
+    Py_TYPE(o)->tp_free(o);
+}
+
+static Py_ssize_t chunk_length(PyObject *o) { return (Py_ssize_t)((Chunk *)o)->len; }
+
+static PyBufferProcs chunk_as_buffer = {chunk_getbuffer, NULL};
+static PySequenceMethods chunk_as_sequence = {.sq_length = chunk_length};
+
+static PyTypeObject ChunkType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "threatscope._native.Chunk",
+    .tp_basicsize = sizeof(Chunk),
+    .tp_dealloc = chunk_dealloc,
+    .tp_as_sequence = &chunk_as_sequence,
+    .tp_as_buffer = &chunk_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Read-only bytes in pooled memory (a buffer for pyarrow.py_buffer).",
+};
+
+/* pool_info() -> (blocks, bytes) held by the pool (tests, tuning) */
+static PyObject *pool_info(PyObject *self, PyObject *args) {
+    pthread_mutex_lock(&pool_lock);
+    int n = pool_n;
+    size_t bytes = pool_bytes;
+    pthread_mutex_unlock(&pool_lock);
+    return Py_BuildValue("(in)", n, (Py_ssize_t)bytes);
+}
+
+/* A Chunk of `len` bytes to fill (GIL held). */
+static Chunk *chunk_new(size_t len) {
+    Chunk *c = PyObject_New(Chunk, &ChunkType);
+    if (!c)
+        return NULL;
+    c->p = pool_get(len ? len : 1, &c->cap);
+    c->len = len;
+    if (!c->p) {
+        c->cap = 0;
+        Py_DECREF(c);
+        return (Chunk *)PyErr_NoMemory();
+    }
+    return c;
+}
+
+/* The first `len` bytes of b as a Python object, b left empty: a Chunk that takes over a big
+   block (no copy), bytes for a small one. */
+static PyObject *buf_take(Buf *b, size_t len) {
+    if (b->cap < POOL_MIN) {
+        PyObject *r = PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)len);
+        return r;
+    }
+    Chunk *c = PyObject_New(Chunk, &ChunkType);
+    if (!c)
+        return NULL;
+    c->p = b->p;
+    c->cap = b->cap;
+    c->len = len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *)c;
 }
 
 static int buf_put(Buf *b, const void *src, size_t n) {
@@ -499,13 +675,10 @@ static int read_line(Plan *pl, const char *s, size_t n) {
     return 1;
 }
 
-static PyObject *bytes_of(Buf *b, size_t len) {
-    return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)len);
-}
 
 static PyObject *column_tuple(Col *c) {
     static const char *kinds[] = {"str", "i32", "i64", "ts", "d128", "dict"};
-    PyObject *valid = c->nulls ? bytes_of(&c->valid, (size_t)(c->n + 7) / 8) : Py_NewRef(Py_None);
+    PyObject *valid = c->nulls ? buf_take(&c->valid, (size_t)(c->n + 7) / 8) : Py_NewRef(Py_None);
     if (!valid)
         return NULL;
     if (c->kind == K_STR || c->kind == K_DICT) {
@@ -521,13 +694,13 @@ static PyObject *column_tuple(Col *c) {
                 if (c->data.p[i] == '+')
                     c->data.p[i] = ' ';
         if (c->kind == K_DICT)
-            return Py_BuildValue("(sNNNN)", kinds[c->kind], valid, bytes_of(&c->idx, c->idx.len),
-                                 bytes_of(&c->offsets, c->offsets.len),
-                                 bytes_of(&c->data, c->data.len));
-        return Py_BuildValue("(sNNN)", kinds[c->kind], valid, bytes_of(&c->offsets, c->offsets.len),
-                             bytes_of(&c->data, c->data.len));
+            return Py_BuildValue("(sNNNN)", kinds[c->kind], valid, buf_take(&c->idx, c->idx.len),
+                                 buf_take(&c->offsets, c->offsets.len),
+                                 buf_take(&c->data, c->data.len));
+        return Py_BuildValue("(sNNN)", kinds[c->kind], valid, buf_take(&c->offsets, c->offsets.len),
+                             buf_take(&c->data, c->data.len));
     }
-    return Py_BuildValue("(sNN)", kinds[c->kind], valid, bytes_of(&c->data, c->data.len));
+    return Py_BuildValue("(sNN)", kinds[c->kind], valid, buf_take(&c->data, c->data.len));
 }
 
 static PyObject *fields(PyObject *self, PyObject *args) {
@@ -638,13 +811,13 @@ static PyObject *fields(PyObject *self, PyObject *args) {
         }
         PyList_SET_ITEM(cols, k, t);
     }
-    result = Py_BuildValue("(nNLN)", (Py_ssize_t)nlines, bytes_of(&ok, ok.len), (long long)rows,
+    result = Py_BuildValue("(nNLN)", (Py_ssize_t)nlines, buf_take(&ok, ok.len), (long long)rows,
                            cols);
 done:
     for (int k = 0; k < ncols; k++)
         col_free(&pl.cols[k]);
     free(pl.cols);
-    free(ok.p);
+    buf_free(&ok);
     PyBuffer_Release(&block);
     return result;
 }
@@ -971,12 +1144,12 @@ static PyObject *split_lines(PyObject *self, PyObject *args) {
         return NULL;
     }
     /* data: at most the block's bytes; offsets: grown as lines are found (one pass) */
-    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    Chunk *data = chunk_new(len);
     if (!data) {
         PyBuffer_Release(&block);
         return NULL;
     }
-    char *out = PyBytes_AS_STRING(data);
+    char *out = data->p;
     Buf off = {0};
     size_t nlines = 0, blank = 0, max_len = 0, lone_cr = 0, o = 0, pos = 0;
     uint64_t high = 0;
@@ -1019,12 +1192,13 @@ static PyObject *split_lines(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&block);
     if (failed) {
-        free(off.p);
+        buf_free(&off);
         Py_DECREF(data);
         return PyErr_NoMemory();
     }
-    PyObject *offsets = bytes_of(&off, off.len);
-    free(off.p);
+    data->len = o;
+    PyObject *offsets = buf_take(&off, off.len);
+    buf_free(&off);
     if (!offsets) {
         Py_DECREF(data);
         return NULL;
@@ -1106,6 +1280,7 @@ static PyMethodDef methods[] = {
      "fields(block, spec, date_days=None) -> (nlines, ok_bitmap, nrows, columns)"},
     {"ip_numbers", ip_numbers, METH_VARARGS,
      "ip_numbers(n, offset, validity, offsets, data) -> ('d128', validity, values)"},
+    {"pool_info", pool_info, METH_NOARGS, "pool_info() -> (blocks, bytes) kept for reuse"},
     {"range_index", range_index, METH_VARARGS,
      "range_index(n, first_hi, first_lo, last_hi, last_lo, m, q_hi, q_lo, q_valid) -> (validity, idx)"},
     {"split_lines", split_lines, METH_VARARGS,
@@ -1122,6 +1297,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native",
 PyMODINIT_FUNC PyInit__native(void) {
     uint64_t stack = (uint64_t)(uintptr_t)&stack; /* ASLR */
     hash_seed = hash_bytes((const char *)&stack, 8) ^ (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
+    if (PyType_Ready(&ChunkType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "MAX_FIELDS", MAXF)) {
         Py_DECREF(m);

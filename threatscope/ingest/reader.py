@@ -302,6 +302,21 @@ def _rstrip_cr(parts: pa.Array) -> pa.Array:
     return pc.if_else(ends_cr, pc.binary_slice(parts, 0, -1), parts)
 
 
+def _buffer(size: int) -> mmap.mmap:
+    """An anonymous map for reading blocks into, in huge pages where the kernel allows it
+    (one page fault per 2 MiB instead of per 4 KiB, when its pages are first touched)."""
+    if not hasattr(mmap, "MAP_PRIVATE"):  # (Windows)
+        return mmap.mmap(-1, size)
+    # private: a shared anonymous map is shmem, which gets no huge pages
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            buf.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:
+            pass
+    return buf
+
+
 def _block_size(k: int, remaining: int | None, block: int) -> int:
     """Bytes to read for the k-th block: 4, 8, 16 MiB then ``block``, so that the parsing
     threads start at once; and, where the size of the rest is known, at most half of it, so
@@ -327,7 +342,7 @@ def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: b
     for k in itertools.count():
         # The unfinished line first, then the block read straight into the buffer: no
         # concatenation or slicing copies.
-        buf = free.pop() if free else mmap.mmap(-1, block + MAX_LINE + 1)
+        buf = free.pop() if free else _buffer(block + MAX_LINE + 1)
         buf[:len(carry)] = carry
         got = src.read_into(buf, len(carry), _block_size(k, src.remaining(), block))
         if not got:
