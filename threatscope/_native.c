@@ -32,7 +32,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <pthread.h>
-#include <sys/mman.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +68,6 @@ typedef struct {
    that return their block to the pool when the last Arrow buffer over them is gone. Pool calls
    come with or without the GIL, hence the mutex. */
 #define POOL_MIN ((size_t)1 << 20)
-#define HUGE_PAGE ((size_t)2 << 20)
 #define POOL_SLOTS 64
 #define POOL_MAX_BYTES ((size_t)512 << 20)
 
@@ -99,14 +97,7 @@ static char *pool_get(size_t need, size_t *cap) {
     }
     pthread_mutex_unlock(&pool_lock);
     size_t c = need < POOL_MIN ? POOL_MIN : (need + POOL_MIN - 1) / POOL_MIN * POOL_MIN;
-    char *p = NULL;
-    if (c >= HUGE_PAGE && posix_memalign((void **)&p, HUGE_PAGE, c) == 0) {
-#ifdef MADV_HUGEPAGE
-        madvise(p, c, MADV_HUGEPAGE); /* one fault per 2 MiB instead of per 4 KiB */
-#endif
-    } else {
-        p = malloc(c);
-    }
+    char *p = malloc(c);
     if (p)
         *cap = c;
     return p;

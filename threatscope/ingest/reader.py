@@ -303,18 +303,11 @@ def _rstrip_cr(parts: pa.Array) -> pa.Array:
 
 
 def _buffer(size: int) -> mmap.mmap:
-    """An anonymous map for reading blocks into, in huge pages where the kernel allows it
-    (one page fault per 2 MiB instead of per 4 KiB, when its pages are first touched)."""
+    """An anonymous map to read blocks into: private (a shared one is shmem, dearer to fault
+    in), where the platform has the flag."""
     if not hasattr(mmap, "MAP_PRIVATE"):  # (Windows)
         return mmap.mmap(-1, size)
-    # private: a shared anonymous map is shmem, which gets no huge pages
-    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if hasattr(mmap, "MADV_HUGEPAGE"):
-        try:
-            buf.madvise(mmap.MADV_HUGEPAGE)
-        except OSError:
-            pass
-    return buf
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 def _block_size(k: int, remaining: int | None, block: int) -> int:
