@@ -1,9 +1,10 @@
 /* threatscope._native: split log lines into typed Arrow column buffers, in one C pass.
 
-   fields(block, spec, date_days) -> (nlines, ok_bitmap, nrows, columns)
+   fields(lines, spec, date_days) -> (nlines, ok_bitmap, nrows, columns)
 
-   `block` holds whole lines separated by '\n' (a '\r' before it is dropped; no trailing newline
-   needed). `spec` has one code per space-separated field of a line:
+   `lines`: an Arrow string array as (n, offset, validity|None, int32 offsets, data), one line
+   each (as reader.lines_to_batch gives them). `spec` has one code per space-separated field of
+   a line:
 
      x  skip                       S  text as is               s  text, '-' or '' -> NULL
      p  text, '+' -> ' ', '-' -> NULL (W3C user agent)
@@ -25,7 +26,7 @@
    The GIL is released while lines are read, so batches of one file split on every core.
 
    Also: split_lines(block), the lines of a block as Arrow binary buffers with what the reader
-   checks (reader.lines_to_batch); ip_numbers(...) and url_parts(...) over an Arrow string array
+   checks (reader.lines_to_batch); ip_numbers(lines) and url_parts(lines) and url_parts(...) over an Arrow string array
    (arrowfn.ip_numbers, arrowfn.url_parts; the same values as the SQL macros); range_index(...),
    the binary search of IP numbers in a sorted range table (enrich). */
 
@@ -694,12 +695,64 @@ static PyObject *column_tuple(Col *c) {
     return Py_BuildValue("(sNN)", kinds[c->kind], valid, buf_take(&c->data, c->data.len));
 }
 
+/* ---- Arrow string arrays in: (n, offset, validity|None, int32 offsets, data) ----------- */
+typedef struct {
+    Py_buffer validity, offsets, data;
+    int has_validity;
+    Py_ssize_t n, offset;
+} StrIn;
+
+static int str_in(PyObject *args, StrIn *in) {
+    PyObject *validity;
+    memset(in, 0, sizeof *in);
+    if (!PyArg_ParseTuple(args, "nnOy*y*", &in->n, &in->offset, &validity, &in->offsets,
+                          &in->data))
+        return -1;
+    if (validity != Py_None) {
+        if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE)) {
+            PyBuffer_Release(&in->offsets);
+            PyBuffer_Release(&in->data);
+            return -1;
+        }
+        in->has_validity = 1;
+    }
+    if (in->offsets.len < (Py_ssize_t)sizeof(int32_t) * (in->offset + in->n + 1)) {
+        PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
+        return -1;
+    }
+    return 0;
+}
+
+static void str_release(StrIn *in) {
+    if (in->has_validity)
+        PyBuffer_Release(&in->validity);
+    PyBuffer_Release(&in->offsets);
+    PyBuffer_Release(&in->data);
+}
+
+static int str_get(StrIn *in, Py_ssize_t i, const char **s, size_t *n) {
+    Py_ssize_t k = in->offset + i;
+    if (in->has_validity && !((((const unsigned char *)in->validity.buf)[k / 8] >> (k % 8)) & 1))
+        return 0;
+    const int32_t *o = in->offsets.buf;
+    *s = (const char *)in->data.buf + o[k];
+    *n = (size_t)(o[k + 1] - o[k]);
+    return 1;
+}
+
 static PyObject *fields(PyObject *self, PyObject *args) {
-    Py_buffer block;
+    StrIn in;
     const char *spec;
     Py_ssize_t nf;
     long long date_days = -1000000000LL;
-    if (!PyArg_ParseTuple(args, "y*s#|L", &block, &spec, &nf, &date_days))
+    PyObject *lines;
+    if (!PyArg_ParseTuple(args, "Os#|L", &lines, &spec, &nf, &date_days))
+        return NULL;
+    if (!PyTuple_Check(lines)) {
+        PyErr_SetString(PyExc_TypeError, "fields: lines must be (n, offset, validity, offsets, data)");
+        return NULL;
+    }
+    if (str_in(lines, &in))
         return NULL;
     PyObject *result = NULL;
     Plan pl;
@@ -710,14 +763,14 @@ static PyObject *fields(PyObject *self, PyObject *args) {
     pl.ts_col = -1;
     if (nf < 1 || nf > MAXF) {
         PyErr_SetString(PyExc_ValueError, "spec: 1 to 256 fields");
-        PyBuffer_Release(&block);
+        str_release(&in);
         return NULL;
     }
     int ncols = 0, has_time = 0;
     for (int f = 0; f < nf; f++) {
         if (!strchr("xSspilqRADT", spec[f])) {
             PyErr_Format(PyExc_ValueError, "spec: unknown field code %c", spec[f]);
-            PyBuffer_Release(&block);
+            str_release(&in);
             return NULL;
         }
         pl.first_col[f] = ncols;
@@ -730,13 +783,11 @@ static PyObject *fields(PyObject *self, PyObject *args) {
         pl.ts_col = ncols++;
     pl.ncols = ncols;
     pl.cols = calloc((size_t)(ncols ? ncols : 1), sizeof(Col));
-    const char *s = block.buf;
-    size_t len = (size_t)block.len;
     size_t nlines = 0;
     Buf ok = {0};
     int failed = 0;
     if (!pl.cols) {
-        PyBuffer_Release(&block);
+        str_release(&in);
         return PyErr_NoMemory();
     }
     for (int f = 0; f < nf; f++) {
@@ -754,33 +805,24 @@ static PyObject *fields(PyObject *self, PyObject *args) {
         pl.cols[pl.ts_col].kind = K_TS;
 
     Py_BEGIN_ALLOW_THREADS
-    size_t pos = 0;
-    if (len) {
-        for (;;) {
-            const char *nl = memchr(s + pos, '\n', len - pos);
-            size_t end = nl ? (size_t)(nl - s) : len;
-            size_t ln = end - pos;
-            if (ln && s[pos + ln - 1] == '\r')
-                ln--;
-            if (nlines % 8 == 0) {
-                char z = 0;
-                if (buf_put(&ok, &z, 1)) {
-                    failed = 1;
-                    break;
-                }
-            }
-            int r = read_line(&pl, s + pos, ln);
-            if (r < 0) {
+    for (Py_ssize_t i = 0; i < in.n; i++) {
+        const char *line;
+        size_t ln;
+        if (nlines % 8 == 0) {
+            char z = 0;
+            if (buf_put(&ok, &z, 1)) {
                 failed = 1;
                 break;
             }
-            if (r)
-                ok.p[nlines / 8] |= (char)(1u << (nlines % 8));
-            nlines++;
-            if (!nl)
-                break;
-            pos = end + 1;
         }
+        int r = str_get(&in, i, &line, &ln) ? read_line(&pl, line, ln) : 0;
+        if (r < 0) {
+            failed = 1;
+            break;
+        }
+        if (r)
+            ok.p[nlines / 8] |= (char)(1u << (nlines % 8));
+        nlines++;
     }
     Py_END_ALLOW_THREADS
 
@@ -809,7 +851,7 @@ done:
         col_free(&pl.cols[k]);
     free(pl.cols);
     buf_free(&ok);
-    PyBuffer_Release(&block);
+    str_release(&in);
     return result;
 }
 
@@ -945,50 +987,6 @@ static int ip_number(const char *s, size_t n, u128 *out) {
     }
     static const u128 e38 = ((u128)0x4B3B4CA85A86C47AULL << 64) | 0x098A224000000000ULL;
     return *out < e38;
-}
-
-typedef struct {
-    Py_buffer validity, offsets, data;
-    int has_validity;
-    Py_ssize_t n, offset;
-} StrIn;
-
-static int str_in(PyObject *args, StrIn *in) {
-    PyObject *validity;
-    memset(in, 0, sizeof *in);
-    if (!PyArg_ParseTuple(args, "nnOy*y*", &in->n, &in->offset, &validity, &in->offsets,
-                          &in->data))
-        return -1;
-    if (validity != Py_None) {
-        if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE)) {
-            PyBuffer_Release(&in->offsets);
-            PyBuffer_Release(&in->data);
-            return -1;
-        }
-        in->has_validity = 1;
-    }
-    if (in->offsets.len < (Py_ssize_t)sizeof(int32_t) * (in->offset + in->n + 1)) {
-        PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
-        return -1;
-    }
-    return 0;
-}
-
-static void str_release(StrIn *in) {
-    if (in->has_validity)
-        PyBuffer_Release(&in->validity);
-    PyBuffer_Release(&in->offsets);
-    PyBuffer_Release(&in->data);
-}
-
-static int str_get(StrIn *in, Py_ssize_t i, const char **s, size_t *n) {
-    Py_ssize_t k = in->offset + i;
-    if (in->has_validity && !((((const unsigned char *)in->validity.buf)[k / 8] >> (k % 8)) & 1))
-        return 0;
-    const int32_t *o = in->offsets.buf;
-    *s = (const char *)in->data.buf + o[k];
-    *n = (size_t)(o[k + 1] - o[k]);
-    return 1;
 }
 
 /* ip_numbers(n, offset, validity, offsets, data) -> ("d128", validity|None, 16-byte values) */
@@ -1268,7 +1266,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"fields", fields, METH_VARARGS,
-     "fields(block, spec, date_days=None) -> (nlines, ok_bitmap, nrows, columns)"},
+     "fields(lines, spec, date_days=None) -> (nlines, ok_bitmap, nrows, columns)"},
     {"ip_numbers", ip_numbers, METH_VARARGS,
      "ip_numbers(n, offset, validity, offsets, data) -> ('d128', validity, values)"},
     {"pool_info", pool_info, METH_NOARGS, "pool_info() -> (blocks, bytes) kept for reuse"},

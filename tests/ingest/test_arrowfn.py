@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pyarrow as pa
 import pytest
 
 from tests.ingest.conftest import rows, run, write
@@ -22,7 +23,7 @@ COMBINED = [*_COLUMNS, "ts"]
 
 
 def split(lines: list[str], spec: str = "SxsARilqq", names=COMBINED, date_days=None):
-    out = arrowfn.typed_fields("\n".join(lines).encode(), spec, names, date_days)
+    out = arrowfn.typed_fields(pa.array(lines, pa.string()), spec, names, date_days)
     assert out is not None
     table, read = out
     return table.to_pylist(), read.to_pylist()
@@ -74,9 +75,12 @@ def test_lines_of_another_shape_are_left_to_sql(line):
 
 
 def test_crlf_and_a_last_line_without_newline():
+    from threatscope.ingest import reader
+
     block = (b'1.2.3.4 - - [10/Oct/2000:13:55:36 +0000] "GET /a HTTP/1.1" 200 1 "-" "UA"\r\n'
              b'1.2.3.4 - - [10/Oct/2000:13:55:37 +0000] "GET /b HTTP/1.1" 200 1 "-" "UA"')
-    table, read = arrowfn.typed_fields(block, "SxsARilqq", COMBINED)
+    lines = reader.lines_to_batch(block, 1).table.column("line")
+    table, read = arrowfn.typed_fields(lines, "SxsARilqq", COMBINED)
     assert read.to_pylist() == [True, True]
     assert table.column("user_agent_original").to_pylist() == ["UA", "UA"]
     assert table.column("url_original").to_pylist() == ["/a", "/b"]
@@ -103,7 +107,7 @@ def test_a_time_without_a_date_is_not_read():
 
 def test_unknown_code_is_an_error():
     with pytest.raises(ValueError, match="unknown field code"):
-        arrowfn.typed_fields(b"a b", "sZ", ["a"])
+        arrowfn.typed_fields(pa.array(["a b"]), "sZ", ["a"])
 
 
 ODD_COMBINED = """\
@@ -257,9 +261,10 @@ def test_random_hostile_blocks_give_valid_arrays():
                 i = rnd.randrange(len(b) + 1)
                 b[i:i + rnd.randint(0, 3)] = rnd.choice(alpha)
             block = bytes(b)
-        nlines, _, nrows, cols = _native.fields(block, rnd.choice(specs),
+        n, offsets, data, *_ = _native.split_lines(block)
+        nlines, _, nrows, cols = _native.fields((n, 0, None, offsets, data), rnd.choice(specs),
                                                  rnd.choice([-10**9, 0, 17663]))
-        assert nlines == (block.count(b"\n") + 1 if block else 0)
+        assert nlines == n == block.count(b"\n") + 1
         for col in cols:
             arrowfn._from_native(nrows, col).validate(full=True)
         text = block.decode("utf-8", "replace")
@@ -272,7 +277,7 @@ def test_random_hostile_blocks_give_valid_arrays():
 
 def test_more_fields_than_the_splitter_takes_go_to_sql(ws, tmp_path):
     """A '#Fields:' line of 300 fields (hostile or odd): the SQL parser reads the file."""
-    assert arrowfn.typed_fields(b"a", "x" * 300, []) is None
+    assert arrowfn.typed_fields(pa.array(["a"]), "x" * 300, []) is None
     names = ["date", "time", "c-ip", *[f"x-f{i}" for i in range(297)]]
     line = "2018-05-12 10:00:00 10.0.0.1 " + " ".join("v" for _ in range(297))
     text = "#Fields: " + " ".join(names) + "\n" + line + "\n"
@@ -282,8 +287,8 @@ def test_more_fields_than_the_splitter_takes_go_to_sql(ws, tmp_path):
 
 def test_line_split_agrees_with_arrow(monkeypatch):
     """reader.lines_to_batch splits with _native.split_lines, or with Arrow without the C
-    extension: the same batch either way (lines, numbers, blank and bad lines, and whether
-    the block is clean enough for the C field splitter), on random hostile blocks."""
+    extension: the same batch either way (lines, numbers, blank and bad lines), on random
+    hostile blocks."""
     import random
 
     from threatscope.ingest import reader
@@ -296,11 +301,28 @@ def test_line_split_agrees_with_arrow(monkeypatch):
     def batch(block: bytes, native: bool) -> tuple:
         monkeypatch.setenv("THREATSCOPE_NATIVE", "1" if native else "0")
         b = reader.lines_to_batch(block, 7)
-        return (b.table.to_pylist(), b.table.schema, b.lines, b.blank, b.bad, b.nbytes,
-                b.block is not None)
+        return b.table.to_pylist(), b.table.schema, b.lines, b.blank, b.bad, b.nbytes
 
     cases = [b"", b"\n", b"\r", b"a\r", b"a\r\r", b"a\rb", b"\xff\n", b"ok\nok"]
     cases += [b"".join(rnd.choice(alpha) for _ in range(rnd.randint(0, 30)))
               for _ in range(1000)]
     for block in cases:
         assert batch(block, True) == batch(block, False), block
+
+
+def test_blank_and_undecodable_lines_leave_the_rest_of_the_batch_to_the_c_splitter():
+    """A blank line or one of invalid UTF-8 is taken out of the batch (counted, quarantined):
+    the other lines of the batch still go through the C splitter, none to the SQL parser."""
+    from threatscope.ingest import reader
+    from threatscope.ingest.formats.access import Combined
+
+    good = '1.2.3.4 - - [10/Oct/2000:13:55:36 +0000] "GET /a HTTP/1.1" 200 1 "-" "UA"'
+    block = "\n".join([good, "", good]).encode() + b"\n\xff\xfe bad\n" + good.encode()
+    batch = reader.lines_to_batch(block, 1)
+    assert batch.blank == 1 and [b[:2] for b in batch.bad] == [(4, "invalid UTF-8")]
+    import duckdb
+
+    result = Combined().parse(duckdb.connect(), batch, None)
+    assert result.views == []  # nothing left for the SQL parser
+    (part,) = result.parts
+    assert part.table.column("source_line").to_pylist() == [1, 3, 5]

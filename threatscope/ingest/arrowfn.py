@@ -1,11 +1,11 @@
 """Vectorised column helpers shared by the format parsers and the ingest driver.
 
-    table, read = typed_fields(batch.block, "SxsAR", ["ip", "user", "m", "u", "v", "ts"])
+    table, read = typed_fields(batch.table["line"], "SxsAR", ["ip", "user", "m", "u", "v", "ts"])
     (num,) = per_distinct(con, table["ip"], ["ts_ip_num(v)"])
 
-``typed_fields`` splits the lines of a clean batch (``reader.Batch.block``) into typed columns
-in one C pass (``_native.c``), reading only the lines of exactly the expected shape; the format's
-SQL parser reads the others. ``per_distinct`` evaluates DuckDB SQL expressions (the same macros as the SQL
+``typed_fields`` splits lines (a batch's ``line`` column) into typed columns in one C pass
+(``_native.c``), reading only the lines of exactly the expected shape; the format's SQL parser
+reads the others. ``per_distinct`` evaluates DuckDB SQL expressions (the same macros as the SQL
 parsers, so the same semantics) once per distinct value of a column: log columns repeat a lot
 (timestamps, clients, requests, user agents), so this is much cheaper than once per row, and a
 string result comes back dictionary-encoded, which the Parquet writer stores as it is.
@@ -20,10 +20,10 @@ from threatscope.arrowutil import indexed
 from threatscope.native import native
 
 
-def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | None = None
-                 ) -> tuple[pa.Table, pa.Array] | None:
-    """Split the lines of a clean batch (``reader.Batch.block``) into typed columns with the C
-    splitter (``_native.c`` documents the ``spec`` codes: one per space-separated field).
+def typed_fields(lines: pa.Array | pa.ChunkedArray, spec: str, names: list[str],
+                 date_days: int | None = None) -> tuple[pa.Table, pa.Array] | None:
+    """Split ``lines`` (text, one line each) into typed columns with the C splitter
+    (``_native.c`` documents the ``spec`` codes: one per space-separated field).
 
     Returns (a table of the lines it could read, columns ``names`` in spec order, text columns
     dictionary-encoded; a boolean mask over all lines of which those are), or None when the
@@ -31,7 +31,10 @@ def typed_fields(block: bytes, spec: str, names: list[str], date_days: int | Non
     every line. The splitter is strict: a line it does not read is one for the SQL parser."""
     if (c := native()) is None or len(spec) > c.MAX_FIELDS:
         return None
-    args = (block, spec) if date_days is None else (block, spec, date_days)
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks() if lines.num_chunks != 1 else lines.chunk(0)
+    args = (_to_native(lines), spec) if date_days is None else \
+        (_to_native(lines), spec, date_days)
     nlines, ok, nrows, cols = c.fields(*args)
     arrays = []
     for col in cols:
@@ -60,6 +63,8 @@ def _to_native(arr: pa.Array) -> tuple:
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
     validity, offsets, data = arr.buffers()
+    if offsets is None:  # (an empty array may have none)
+        offsets = bytes(4 * (arr.offset + len(arr) + 1))
     return len(arr), arr.offset, validity, offsets, data if data is not None else b""
 
 

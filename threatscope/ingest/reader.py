@@ -4,7 +4,6 @@
         for batch in iter_batches(src):
             batch.table            # pa.Table: n BIGINT (1-based line number), line VARCHAR
             batch.bad              # [(n, reason, raw)] lines that cannot be parsed at all
-            batch.block            # the batch's bytes when every line is in table (else None)
             batch.lines, batch.blank, batch.nbytes
         src.hasher.hexdigest()     # of all the decompressed bytes read
 
@@ -25,7 +24,6 @@ import io
 import itertools
 import mmap
 import os
-import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -191,9 +189,6 @@ class Batch:
     blank: int = 0
     bad: list[tuple[int, str, str]] = field(default_factory=list)
     nbytes: int = 0
-    # The bytes of exactly the lines of ``table`` (newline separated, CRLF allowed, no lone CR)
-    # when no line was blank, bad or too long: parsers may split it themselves (_native).
-    block: bytes | memoryview | None = None
 
 
 def _empty_table() -> pa.Table:
@@ -221,8 +216,9 @@ def _index(count: int) -> pa.Array:
 
 def lines_to_batch(block: bytes | memoryview, first: int) -> Batch:
     """Split a block of whole lines (no trailing newline) into a Batch numbered from ``first``.
-    ``block`` may be a memoryview (of a read buffer): nothing is copied until the split."""
-    parts, blank, longest, utf8, lone_cr = _split(block)
+    ``block`` may be a memoryview of a read buffer: the batch holds a copy of its lines, so the
+    buffer may be reused as soon as this returns."""
+    parts, blank, longest, utf8 = _split(block)
     count = len(parts)
     nums = _numbers(first, count)
     bad: list[tuple[int, str, str]] = []
@@ -256,27 +252,23 @@ def lines_to_batch(block: bytes | memoryview, first: int) -> Batch:
     table = pa.table({"n": nums, "line": lines})
     if blank:
         table = table.filter(pc.not_equal(pc.binary_length(lines), 0))
-    # clean: every CR is the end of a CRLF line (a lone CR would split lines for some readers)
-    clean = not blank and not bad and not lone_cr
-    return Batch(table=table, lines=count, blank=blank, bad=bad, nbytes=len(block) + count,
-                 block=block if clean else None)
+    return Batch(table=table, lines=count, blank=blank, bad=bad, nbytes=len(block) + count)
 
 
-def _split(block: bytes | memoryview) -> tuple[pa.Array, int, int, bool, int]:
-    """(the lines of ``block`` as a binary array, one trailing CR dropped; how many are empty;
-    the longest's length; whether all of ``block`` is UTF-8; how many CRs end no line)."""
+def _split(block: bytes | memoryview) -> tuple[pa.Array, int, int, bool]:
+    """(the lines of ``block`` as a binary array over a copy of it, one trailing CR dropped;
+    how many are empty; the longest's length; whether all of ``block`` is UTF-8)."""
     if (c := native()) is not None:
-        n, offsets, data, blank, longest, utf8, lone_cr = c.split_lines(block)
+        n, offsets, data, blank, longest, utf8, _ = c.split_lines(block)
         parts = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
                                                        pa.py_buffer(data)])
-        return parts, blank, longest, bool(utf8), lone_cr
-    buf = pa.py_buffer(block)
-    # Zero-copy: the whole block as a one-element binary array.
+        return parts, blank, longest, bool(utf8)
+    buf = pa.py_buffer(bytes(block))  # (a copy: the caller reuses a read buffer)
+    # The whole block as a one-element binary array, split at newlines.
     offsets = pa.array([0, buf.size], pa.int64()).buffers()[1]
     arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, buf])
     parts = pc.split_pattern(arr, b"\n").values.cast(pa.binary())
-    crs = _count(block, b"\r")
-    if crs:
+    if _count(block, b"\r"):
         parts = _rstrip_cr(parts)
     lengths = pc.binary_length(parts)
     try:
@@ -284,9 +276,7 @@ def _split(block: bytes | memoryview) -> tuple[pa.Array, int, int, bool, int]:
         utf8 = True
     except pa.ArrowInvalid:
         utf8 = False
-    lone_cr = crs - _count(block, b"\r\n") - int(bytes(block[-1:]) == b"\r") if crs else 0
-    return (parts, pc.sum(pc.equal(lengths, 0)).as_py() or 0, pc.max(lengths).as_py() or 0,
-            utf8, lone_cr)
+    return parts, pc.sum(pc.equal(lengths, 0)).as_py() or 0, pc.max(lengths).as_py() or 0, utf8
 
 
 def _count(block: bytes | memoryview, sub: bytes) -> int:
@@ -326,16 +316,13 @@ def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: b
     ``carry``: bytes that come before the source's (the start of line ``first``)."""
     block = block or BLOCK
     skipping: tuple[int, bytes] | None = None  # (line number, kept head) of a too-long line
-    # Read buffers, recycled: a batch keeps a view of its buffer's start (Batch.block), so a
-    # buffer comes back to `free` when its batch is gone. Fresh 32 MiB buffers would page-fault
-    # their memory in on every block. Anonymous maps, not bytearrays: a bytearray is zeroed
-    # while the GIL is held (stalling the parsing threads); a map's pages are faulted in by
-    # the first read into them, outside the GIL.
-    free: list[mmap.mmap] = []
+    # One read buffer for the whole file: a batch copies its lines out of it. An anonymous map,
+    # not a bytearray: a bytearray is zeroed while the GIL is held (stalling the parsing
+    # threads); a map's pages are faulted in by the first read into them, outside the GIL.
+    buf = _buffer(block + MAX_LINE + 1)
     for k in itertools.count():
         # The unfinished line first, then the block read straight into the buffer: no
         # concatenation or slicing copies.
-        buf = free.pop() if free else _buffer(block + MAX_LINE + 1)
         buf[:len(carry)] = carry
         got = src.read_into(buf, len(carry), _block_size(k, src.remaining(), block))
         if not got:
@@ -363,8 +350,8 @@ def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: b
             continue
         carry = bytes(buf[cut + 1:size])
         # (after a too-long line the block starts mid-buffer: rare, so a copy)
-        batch = lines_to_batch(bytes(buf[start:cut]) if start else memoryview(buf)[:cut], first)
-        weakref.finalize(batch, free.append, buf)
+        with memoryview(buf) as view:
+            batch = lines_to_batch(view[start:cut], first)
         first += batch.lines
         yield batch
     if skipping is not None:

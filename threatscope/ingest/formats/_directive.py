@@ -86,7 +86,7 @@ class DirectiveFormat(Format):
             table = batch.table
             data = pc.invert(pc.starts_with(table.column("line"), "#")) \
                 if prepared.comments else None
-            fast = self.fast(con, batch, schema, data) if batch.block is not None else None
+            fast = self.fast(con, batch, schema, data)
             if fast is not None:
                 part, rest = fast
                 if part.num_rows:

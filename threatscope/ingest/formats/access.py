@@ -95,7 +95,7 @@ class _Access(Format):
 
     def parse(self, con, batch, prepared) -> ParseResult:
         result = ParseResult()
-        fast = self._fast(batch) if batch.block is not None else None
+        fast = self._fast(batch)
         rest = batch.table
         if fast is not None:
             part, rest = fast
@@ -109,13 +109,11 @@ class _Access(Format):
 
     def _fast(self, batch) -> tuple[pa.Table, pa.Table] | None:
         """(rows read by the C splitter, the (n, line) rows left to _SQL), or None."""
-        split = typed_fields(batch.block, self.spec, [*_COLUMNS[:self.columns], "ts"])
+        lines = batch.table
+        split = typed_fields(lines.column("line"), self.spec, [*_COLUMNS[:self.columns], "ts"])
         if split is None:
             return None
         part, read = split
-        lines = batch.table
-        if len(read) != lines.num_rows:
-            return None
         if read.null_count == 0 and pc.all(read).as_py():
             return _with_lines(part, lines), lines.slice(0, 0)
         return _with_lines(part, lines.filter(read)), lines.filter(pc.invert(read))

@@ -110,8 +110,8 @@ class W3C(DirectiveFormat):
         if plan is None:
             return None
         spec, names, date_days = plan
-        split = typed_fields(batch.block, spec, names, date_days)
-        if split is None or len(split[1]) != batch.table.num_rows:
+        split = typed_fields(batch.table.column("line"), spec, names, date_days)
+        if split is None:
             return None
         part, read = split
         if data is not None:
