@@ -128,6 +128,10 @@ ODD_W3C = """\
 #Date: 2018-05-12 00:00:00
 #Fields: time c-ip cs-method cs-uri-stem cs-uri-query sc-status sc-bytes cs(User-Agent) cs(Referer)
 10:00:01 10.0.0.1 GET /x.asp a=1 200 12 Mozilla/4.0+(compatible) -
+10:00:01 10.0.0.1 GET /y.asp a=1 200 12 - -
+10:00:01 10.0.0.1 GET - a=2 200 12 - -
+10:00:01 10.0.0.1 GET /x.asp a=2 200 12 - -
+10:00:01 10.0.0.1 GET /x.asp a=1 200 12 - -
 10:00:01 10.0.0.1 GET /x.asp - 200 x Mozilla/4.0+(compatible) -
 10:00:01 10.0.0.1 GET /x.asp - 200 12 - -
 10:00:01 10.0.0.1 GET /x.asp - 200 12 -

@@ -9,6 +9,7 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from threatscope.arrowutil import indexed
 from threatscope.ingest.arrowfn import typed_fields
 from threatscope.ingest.formats import Part, register, sql_str
 from threatscope.ingest.formats._directive import DirectiveFormat
@@ -119,17 +120,39 @@ class W3C(DirectiveFormat):
             part = part.filter(data.filter(split[1]))
         lines = batch.table
         if "url_original" not in names and "url_path" in names:
-            path = part.column("url_path").cast(pa.string())
-            query = part.column("url_query").cast(pa.string()) if "url_query" in names \
-                else pa.nulls(len(path), pa.string())
-            url = pc.if_else(pc.is_null(query), path,
-                             pc.binary_join_element_wise(path, query, "?"))
-            part = part.append_column("url_original", pc.dictionary_encode(url))
+            query = part.column("url_query") if "url_query" in names else None
+            part = part.append_column("url_original", _url_original(part.column("url_path"),
+                                                                    query))
         kept = lines.filter(read)
         part = part.append_column("source_line", kept.column("n")).append_column(
             "raw", kept.column("line"))
         rest = pc.invert(read) if data is None else pc.and_(data, pc.invert(read))
         return part, lines.filter(rest)
+
+
+def _url_original(path: pa.ChunkedArray, query: pa.ChunkedArray | None) -> pa.Array:
+    """stem + '?' + query (the stem alone without a query), as schema_part's SQL gives it,
+    joined once per distinct (stem, query) pair: both are dictionary-encoded columns."""
+    path = _dict(path)
+    if query is None:
+        return path
+    query = _dict(query)
+    nq = len(query.dictionary) + 1  # (the last code: no query)
+    key = pc.add(pc.multiply(path.indices.cast(pa.int64()), nq),
+                 query.indices.cast(pa.int64()).fill_null(nq - 1))
+    pairs = pc.dictionary_encode(key)
+    p_code = pc.divide(pairs.dictionary, nq)
+    q_code = pc.subtract(pairs.dictionary, pc.multiply(p_code, nq))
+    stems = path.dictionary.take(p_code)
+    queries = query.dictionary.take(
+        pc.if_else(pc.equal(q_code, nq - 1), pa.scalar(None, pa.int64()), q_code))
+    urls = pc.if_else(pc.is_null(queries), stems, pc.binary_join_element_wise(stems, queries, "?"))
+    return indexed(pairs.indices, urls)
+
+
+def _dict(col: pa.ChunkedArray) -> pa.DictionaryArray:
+    col = col.combine_chunks()
+    return col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
 
 
 # typed_fields codes of the mapped columns that are not plain text ('-' -> NULL)
