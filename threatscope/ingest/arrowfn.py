@@ -43,6 +43,14 @@ def typed_fields(lines: pa.Array | pa.ChunkedArray, spec: str, names: list[str],
     return pa.table(dict(zip(names, arrays, strict=True))), mask
 
 
+def read_and_rest(lines: pa.Table, read: pa.Array) -> tuple[pa.Table, pa.Table]:
+    """(the rows of ``lines`` that ``read`` flags, the others): without a copy when all are
+    read, the common case (a filter would copy every line)."""
+    if read.null_count == 0 and pc.all(read).as_py() is not False:
+        return lines, lines.slice(0, 0)
+    return lines.filter(read), lines.filter(pc.invert(read))
+
+
 _NATIVE_TYPES = {"str": pa.string(), "i32": pa.int32(), "i64": pa.int64(),
                  "ts": pa.timestamp("us"), "d128": pa.decimal128(38, 0)}
 

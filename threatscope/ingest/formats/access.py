@@ -9,9 +9,8 @@ import re
 from typing import ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from threatscope.ingest.arrowfn import typed_fields
+from threatscope.ingest.arrowfn import read_and_rest, typed_fields
 from threatscope.ingest.formats import Format, ParseResult, Part, register
 
 # Fallback for lines the quote split cannot handle (escaped \" inside a field, extra nginx
@@ -114,9 +113,8 @@ class _Access(Format):
         if split is None:
             return None
         part, read = split
-        if read.null_count == 0 and pc.all(read).as_py():
-            return _with_lines(part, lines), lines.slice(0, 0)
-        return _with_lines(part, lines.filter(read)), lines.filter(pc.invert(read))
+        kept, rest = read_and_rest(lines, read)
+        return _with_lines(part, kept), rest
 
 
 def _with_lines(part: pa.Table, lines: pa.Table) -> pa.Table:

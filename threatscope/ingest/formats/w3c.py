@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threatscope.arrowutil import indexed
-from threatscope.ingest.arrowfn import typed_fields
+from threatscope.ingest.arrowfn import read_and_rest, typed_fields
 from threatscope.ingest.formats import Part, register, sql_str
 from threatscope.ingest.formats._directive import DirectiveFormat
 
@@ -115,19 +115,20 @@ class W3C(DirectiveFormat):
         if split is None:
             return None
         part, read = split
-        if data is not None:
-            read = pc.and_(read, data)
-            part = part.filter(data.filter(split[1]))
         lines = batch.table
+        if data is not None:  # comment lines: neither read nor left to the SQL parser
+            part = part.filter(data.filter(read))
+            read = pc.and_(read, data)
+            lines = lines.filter(data)
+            read = read.filter(data)
         if "url_original" not in names and "url_path" in names:
             query = part.column("url_query") if "url_query" in names else None
             part = part.append_column("url_original", _url_original(part.column("url_path"),
                                                                     query))
-        kept = lines.filter(read)
+        kept, rest = read_and_rest(lines, read)
         part = part.append_column("source_line", kept.column("n")).append_column(
             "raw", kept.column("line"))
-        rest = pc.invert(read) if data is None else pc.and_(data, pc.invert(read))
-        return part, lines.filter(rest)
+        return part, rest
 
 
 def _url_original(path: pa.ChunkedArray, query: pa.ChunkedArray | None) -> pa.Array:
