@@ -234,16 +234,18 @@ def test_run_enrich_without_detections_then_with(tmp_path):
     ws = Workspace.open(tmp_path / "ws", create=True)
     s = run_enrich(ws)  # empty workspace, no `detection` table yet
     assert s.sources == 0
-    _write_http(ws, ["8.8.8.8", "2001:4860:4860::8888", "10.0.0.1", "8.8.8.8", "bad-ip"])
+    top = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"  # numbers from 2**127 fit no DECIMAL(38,0)
+    _write_http(ws, ["8.8.8.8", "2001:4860:4860::8888", "10.0.0.1", "8.8.8.8", "bad-ip",
+                     "ff02::1", top])
     s = run_enrich(ws)
-    assert s.sources == 4 and s.invalid_ips == 1 and s.with_country == 2
+    assert s.sources == 6 and s.invalid_ips == 1 and s.with_country == 2
     with ws.connect() as con:
         con.execute(f"CREATE TABLE detection ({schema.ddl_columns(schema.DETECTION)})")
         con.execute("INSERT INTO detection (src_ip, rule_id) VALUES ('106.11.1.1', 'r1'), "
                     "('8.8.8.8', 'r2'), (NULL, 'r3')")
     s = run_enrich(ws)
     d = s.to_dict()
-    assert d["sources"] == 5 and d["geo_source"] == "geoip2fast"
+    assert d["sources"] == 7 and d["geo_source"] == "geoip2fast"
     assert d["network_types"]["hosting"] == 3
     with ws.connect() as con:
         rows = {r[0]: r for r in con.execute(
@@ -254,6 +256,8 @@ def test_run_enrich_without_detections_then_with(tmp_path):
     assert rows["8.8.8.8"][1] == ip_to_num("8.8.8.8")
     assert rows["2001:4860:4860::8888"][1] == ip_to_num("2001:4860:4860::8888")
     assert rows["10.0.0.1"][2:] == (None, None, "unknown")
+    assert rows[top][1:] == (2**128 - 1, None, None, "unknown")
+    assert rows["ff02::1"][1] == ip_to_num("ff02::1")
 
 
 def test_run_enrich_uses_workspace_mmdb_config(tmp_path, mmdb_files):

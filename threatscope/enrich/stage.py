@@ -75,16 +75,17 @@ _ATTRIBUTES = ["country_code", "country_name", "asn", "as_org"]
 
 
 def _located(con: duckdb.DuckDBPyConnection, ips: str, table: pa.Table) -> pa.Table:
-    """ip, ip_num and the range row's country and AS (NULL when none holds the address or it
-    is reserved) for every row of ``ips`` (columns ip, ip_num); ``table``: ranges.open_combined.
-    """
+    """ip and the range row's country and AS (NULL when none holds the address or it is
+    reserved) for every row of ``ips`` (columns ip, ip_num); ``table``: ranges.open_combined.
+    The 128-bit number crosses into Arrow as two UBIGINT halves: Arrow has no unsigned 128-bit
+    type, and DECIMAL(38,0) does not hold numbers from 2**127 (ff00::/8 and the like)."""
     q = con.sql(f"""
-        SELECT ip, ip_num, CASE WHEN NOT reserved THEN (ip_num >> 64)::UBIGINT END AS hi,
+        SELECT ip, CASE WHEN NOT reserved THEN (ip_num >> 64)::UBIGINT END AS hi,
                CASE WHEN NOT reserved THEN (ip_num & {_MASK})::UBIGINT END AS lo
         FROM (SELECT ip, ip_num, coalesce({_reserved_sql('ip_num')}, true) AS reserved
               FROM {ips})""").to_arrow_table()
     rows = _range_rows(con, q, table)
-    located = {"ip": q.column("ip"), "ip_num": q.column("ip_num")}
+    located = {"ip": q.column("ip")}
     located.update((c, table.column(c).take(rows)) for c in _ATTRIBUTES)
     return pa.table(located)
 
@@ -100,6 +101,8 @@ def _range_rows(con: duckdb.DuckDBPyConnection, q: pa.Table, table: pa.Table) ->
                                    lo.buffers()[1] or b"", hi.buffers()[0] if hi.null_count else None)
         return pa.Array.from_buffers(pa.int32(), len(hi), [pa.py_buffer(valid),
                                                           pa.py_buffer(idx)])
+    # below this many probe rows DuckDB turns ASOF into a nested loop over all ranges: slow here
+    con.execute("SET asof_loop_join_threshold = 0")
     num = "(({0}_hi::UHUGEINT << 64) | {0}_lo::UHUGEINT)"
     con.register("_ts_q", pa.table({"pos": pa.array(range(len(hi)), pa.int64()),
                                     "q_hi": hi, "q_lo": lo}))
@@ -130,12 +133,13 @@ def _enriched(con: duckdb.DuckDBPyConnection, ips: str, mmdb: Sequence[Path | st
     geo_source label), with the range table of ``mmdb`` (default: geoip2fast's data)."""
     label, path = ranges.combined(mmdb)
     con.register("_ts_located", _located(con, ips, ranges.open_combined(path)))
-    return _enrich_select("_ts_located", label), label
+    return _enrich_select(ips, "_ts_located", label), label
 
 
-def _enrich_select(located: str, geo_source: str) -> str:
-    """SELECT with the SOURCE columns for every row of ``located`` (see _located); the AS
-    classification runs once per distinct organisation, not per IP."""
+def _enrich_select(ips: str, located: str, geo_source: str) -> str:
+    """SELECT with the SOURCE columns for every row of ``ips`` (distinct ip, ip_num) and its
+    ``located`` row (see _located); the AS classification runs once per distinct
+    organisation, not per IP."""
     by_name = (
         "(SELECT as_org, min(asn) AS asn, min(network_type) AS network_type "
         "FROM _ts_asn_list GROUP BY as_org)"
@@ -143,9 +147,10 @@ def _enrich_select(located: str, geo_source: str) -> str:
     by_asn = "(SELECT asn, min(network_type) AS network_type FROM _ts_asn_list GROUP BY asn)"
     label = geo_source.replace("'", "''")
     return f"""
-        WITH m AS (SELECT ip, ip_num::UHUGEINT AS ip_num, country_code::VARCHAR AS country_code,
-                          country_name::VARCHAR AS country_name, asn, as_org::VARCHAR AS as_org
-                   FROM {located}),
+        WITH m AS (SELECT i.ip, i.ip_num, l.country_code::VARCHAR AS country_code,
+                          l.country_name::VARCHAR AS country_name, l.asn,
+                          l.as_org::VARCHAR AS as_org
+                   FROM {ips} i JOIN {located} l ON l.ip = i.ip),
         o AS (SELECT DISTINCT asn, as_org FROM m),
         c AS (SELECT o.asn, o.as_org, coalesce(o.asn, bn.asn) AS asn_filled,
                      {netclass.classify_sql('ba.network_type', 'bn.network_type', 'o.as_org')}
