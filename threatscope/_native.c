@@ -1114,13 +1114,12 @@ static PyObject *url_parts(PyObject *self, PyObject *args) {
 }
 
 /* ---- line splitting: a block of lines -> an Arrow binary array ------------------------- */
-/* split_lines(block) -> (nlines, offsets, data, blank, max_len, utf8_ok, lone_cr)
+/* split_lines(block) -> (nlines, offsets, data, blank, max_len, utf8_ok)
 
    The lines of `block` ('\n' separated; one '\r' before it dropped; the text after the last
    '\n' is the last line, so an empty block is one empty line) as the int32 offsets and data of
    an Arrow binary array, with what the reader checks: how many are empty, the longest, whether
-   the whole block is valid UTF-8, how many '\r' are not a line's last byte. The GIL is
-   released while the block is read. */
+   the whole block is valid UTF-8. The GIL is released while the block is read. */
 static PyObject *split_lines(PyObject *self, PyObject *args) {
     Py_buffer block;
     if (!PyArg_ParseTuple(args, "y*", &block))
@@ -1140,7 +1139,7 @@ static PyObject *split_lines(PyObject *self, PyObject *args) {
     }
     char *out = data->p;
     Buf off = {0};
-    size_t nlines = 0, blank = 0, max_len = 0, lone_cr = 0, o = 0, pos = 0;
+    size_t nlines = 0, blank = 0, max_len = 0, o = 0, pos = 0;
     uint64_t high = 0;
     int failed = 0, utf8 = 1;
     Py_BEGIN_ALLOW_THREADS
@@ -1163,8 +1162,6 @@ static PyObject *split_lines(PyObject *self, PyObject *args) {
             high |= line[i];
         if (n && line[n - 1] == '\r')
             n--;
-        for (const unsigned char *p = line, *e = line + n; (p = memchr(p, '\r', (size_t)(e - p))); p++)
-            lone_cr++;
         o += n;
         int32_t end32 = (int32_t)o;
         failed = buf_put(&off, &end32, 4);
@@ -1192,8 +1189,8 @@ static PyObject *split_lines(PyObject *self, PyObject *args) {
         Py_DECREF(data);
         return NULL;
     }
-    return Py_BuildValue("(nNNnnin)", (Py_ssize_t)nlines, offsets, data, (Py_ssize_t)blank,
-                         (Py_ssize_t)max_len, utf8, (Py_ssize_t)lone_cr);
+    return Py_BuildValue("(nNNnni)", (Py_ssize_t)nlines, offsets, data, (Py_ssize_t)blank,
+                         (Py_ssize_t)max_len, utf8);
 }
 
 /* range_index(n, first_hi, first_lo, last_hi, last_lo, m, q_hi, q_lo, q_valid) -> (validity, int32)
@@ -1273,7 +1270,7 @@ static PyMethodDef methods[] = {
     {"range_index", range_index, METH_VARARGS,
      "range_index(n, first_hi, first_lo, last_hi, last_lo, m, q_hi, q_lo, q_valid) -> (validity, idx)"},
     {"split_lines", split_lines, METH_VARARGS,
-     "split_lines(block) -> (nlines, offsets, data, blank, max_len, utf8_ok, lone_cr)"},
+     "split_lines(block) -> (nlines, offsets, data, blank, max_len, utf8_ok)"},
     {"url_parts", url_parts, METH_VARARGS,
      "url_parts(n, offset, validity, offsets, data) -> (path, query, decoded)"},
     {NULL, NULL, 0, NULL},

@@ -259,7 +259,7 @@ def _split(block: bytes | memoryview) -> tuple[pa.Array, int, int, bool]:
     """(the lines of ``block`` as a binary array over a copy of it, one trailing CR dropped;
     how many are empty; the longest's length; whether all of ``block`` is UTF-8)."""
     if (c := native()) is not None:
-        n, offsets, data, blank, longest, utf8, _ = c.split_lines(block)
+        n, offsets, data, blank, longest, utf8 = c.split_lines(block)
         parts = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
                                                        pa.py_buffer(data)])
         return parts, blank, longest, bool(utf8)
@@ -349,7 +349,6 @@ def iter_batches(src: Source, block: int | None = None, first: int = 1, carry: b
                 carry = b""
             continue
         carry = bytes(buf[cut + 1:size])
-        # (after a too-long line the block starts mid-buffer: rare, so a copy)
         with memoryview(buf) as view:
             batch = lines_to_batch(view[start:cut], first)
         first += batch.lines
