@@ -23,7 +23,7 @@ from threatscope import __version__
 from threatscope.errors import UserError
 from threatscope.workspace import DEFAULT_WORKSPACE, Workspace, read_orgs_csv, relations
 
-FORMATS = ["auto", "w3c", "combined", "common", "http-jsonl", "eve", "zeek"]
+FORMATS = ["auto", "w3c", "combined", "common", "http-jsonl", "eve", "zeek", "winevent-json", "evtx"]
 
 
 def workspace_option(f: Callable) -> Callable:

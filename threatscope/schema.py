@@ -71,7 +71,21 @@ ALERT: list[tuple[str, str]] = COMMON + [
     ("http_request_method", "VARCHAR"),
 ]
 
-KINDS: dict[str, list[tuple[str, str]]] = {"http": HTTP, "alert": ALERT}
+# One row per Windows event record (an EVTX file, or a JSON export of one), of any channel: the
+# table every Windows Sigma rule can fall back on. ``raw`` is the record as JSON text.
+WINDOWS_EVENT: list[tuple[str, str]] = COMMON + [
+    ("channel", "VARCHAR"),  # e.g. 'Microsoft-Windows-Sysmon/Operational', 'Security'
+    ("provider", "VARCHAR"),  # System/Provider Name
+    ("event_id", "INTEGER"),
+    ("record_id", "BIGINT"),  # EventRecordID
+    ("computer", "VARCHAR"),
+    ("user_id", "VARCHAR"),  # System/Security UserID (a SID)
+    ("event_data", "VARCHAR"),  # JSON object: the EventData (or UserData) fields by name
+]
+
+KINDS: dict[str, list[tuple[str, str]]] = {
+    "http": HTTP, "alert": ALERT, "windows_event": WINDOWS_EVENT,
+}
 
 # How the lake stores each SQL type in Parquet (no 128-bit integer there: the IP numbers are
 # DECIMAL(38,0), read back as UHUGEINT by the workspace views).

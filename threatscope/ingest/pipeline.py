@@ -365,6 +365,9 @@ def _hash(path: str) -> str:
 
 def _sniff(path: str) -> tuple[str | None, bool]:
     """(format name or None, whether the head had any non-blank line)."""
+    with open(path, "rb") as f:  # a binary format, by its first bytes
+        if name := formats.sniff_magic(f.read(16)):
+            return name, True
     with reader.open_source(path) as src:
         head = src.read_block(SNIFF_BYTES)
     text = head.decode("utf-8", "replace")
@@ -471,8 +474,15 @@ def _resume(src: reader.Source, earlier: list[_Known]) -> tuple[_Known, bytes] |
 def _parse_file(inp: _Input, parser: Format, org: str | None, res: _FileResult,
                 report: Callable[[int, str], None], workers: _Workers,
                 earlier: list[_Known]) -> None:
-    hasher = hashlib.sha256() if res.sha256 is None else None
     ctx = _Ctx(parser, res, org, inp)
+    if (records := parser.read_batches(inp.path)) is not None:
+        res.sha256 = res.sha256 or _hash(inp.path)
+        res.file_id = res.sha256[:32]
+        _parse_batches(records, parser, ctx, res, workers)
+        report(res.size, inp.display)
+        _check_accounting(res)
+        return
+    hasher = hashlib.sha256() if res.sha256 is None else None
     src = reader.open_source(inp.path, hasher)
     carry = b""
     if hasher is not None and (resumed := _resume(src, earlier)) is not None:
@@ -483,34 +493,51 @@ def _parse_file(inp: _Input, parser: Format, org: str | None, res: _FileResult,
         src.close()
         hasher = hashlib.sha256()
         src = reader.open_source(inp.path, hasher)
-    pending: deque[Future] = deque()
     pos = 0
+
+    def progress() -> None:
+        nonlocal pos
+        new = src.raw_position()
+        report(new - pos, inp.display)
+        pos = new
+
+    with src:
+        _parse_batches(reader.iter_batches(src, first=res.first_line, carry=carry), parser, ctx,
+                       res, workers, progress)
+        report(res.size - pos, inp.display)
+        if src.error:
+            res.error = f"{inp.display}: {src.error} (kept {res.lines_read} lines read before)"
+    if hasher is not None:
+        res.sha256 = hasher.hexdigest()
+        res.file_id = res.sha256[:32]
+    _check_accounting(res)
+
+
+def _parse_batches(batches: Iterator[reader.Batch], parser: Format, ctx: _Ctx,
+                   res: _FileResult, workers: _Workers,
+                   progress: Callable[[], None] | None = None) -> None:
+    """Parse a file's batches on the workers (read one ahead on a thread), in order."""
+    pending: deque[Future] = deque()
     try:
-        with src:
-            for k, batch in enumerate(_prefetch(
-                    reader.iter_batches(src, first=res.first_line, carry=carry))):
-                res.lines_read += batch.lines
-                res.comment_lines += batch.blank
-                prepared = parser.prepare(batch.table) if batch.table.num_rows else None
-                pending.append(workers.submit(ctx.chunk, workers, batch, prepared, k))
-                while len(pending) > INFLIGHT:
-                    ctx.collect(pending.popleft().result())
-                new = src.raw_position()
-                report(new - pos, inp.display)
-                pos = new
-            while pending:
+        for k, batch in enumerate(_prefetch(batches)):
+            res.lines_read += batch.lines
+            res.comment_lines += batch.blank
+            prepared = parser.prepare(batch.table) if batch.table.num_rows else None
+            pending.append(workers.submit(ctx.chunk, workers, batch, prepared, k))
+            while len(pending) > INFLIGHT:
                 ctx.collect(pending.popleft().result())
-            report(res.size - pos, inp.display)
-            if src.error:
-                res.error = f"{inp.display}: {src.error} (kept {res.lines_read} lines read before)"
+            if progress is not None:
+                progress()
+        while pending:
+            ctx.collect(pending.popleft().result())
     finally:
         for fut in pending:  # an error: let the queued work finish before the caller cleans up
             fut.cancel()
             if not fut.cancelled():
                 fut.exception()
-    if hasher is not None:
-        res.sha256 = hasher.hexdigest()
-        res.file_id = res.sha256[:32]
+
+
+def _check_accounting(res: _FileResult) -> None:
     accounted = res.rows_written + res.rows_quarantined + res.comment_lines + res.lines_ignored
     if accounted != res.lines_read:
         raise RuntimeError(f"line accounting mismatch: {res.lines_read} read, {accounted} "

@@ -7,10 +7,16 @@
     result = parser.parse(con, batch, prepared)   # any thread; batch.table is also `_batch`
 
 A plug-in subclasses ``Format``, sets ``name``, implements ``sniff`` (a score 0..1 on the first
-lines of a file) and ``parse``, and lives in a module of this package: modules here are imported
+lines of a file; a binary format sets ``magic``, its file's first bytes, instead) and ``parse``,
+and lives in a module of this package: modules here are imported
 automatically, so adding a format touches nothing else. The driver parses the batches of a file
 in parallel: ``prepare`` is called for each batch in file order and is the only method that may
 change the instance (e.g. apply ``#Fields:`` headers); ``parse`` must not change it.
+
+A record format (a binary file such as EVTX) also implements ``read_batches``: it gives the
+file's batches itself, one row per record (``n`` its position in the file, ``line`` the record as
+JSON text, kept as ``raw``), and records it cannot read as ``Batch.bad``; the driver hashes the
+file, and the rest (parallel parse, manifest, quarantine) is the same as for lines.
 
 ``parse`` returns ``ParseResult(parts, comments, ignored, views)``. Each ``Part`` is either
 ``Part(kind, sql)``, a SELECT over the registered view ``_batch`` (or views the plug-in
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -57,6 +64,7 @@ class Format:
     """Base class of a format plug-in (see the module docstring)."""
 
     name: ClassVar[str] = ""
+    magic: ClassVar[bytes] = b""  # a binary format: the first bytes of its files
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:
@@ -70,6 +78,11 @@ class Format:
 
     def parse(self, con: duckdb.DuckDBPyConnection, batch: Batch, prepared: Any) -> ParseResult:
         raise NotImplementedError
+
+    def read_batches(self, path: str) -> Iterator[Batch] | None:
+        """A record format's batches of ``path`` (see the module docstring); None for a text
+        format, whose lines the driver reads."""
+        return None
 
 
 FORMATS: dict[str, type[Format]] = {}
@@ -98,6 +111,14 @@ def sniff(lines: list[str], threshold: float = 0.5) -> str | None:
         if s > score:
             best, score = name, s
     return best
+
+
+def sniff_magic(head: bytes) -> str | None:
+    """The binary format whose files start with these bytes, or None."""
+    for name, cls in sorted(FORMATS.items()):
+        if cls.magic and head.startswith(cls.magic):
+            return name
+    return None
 
 
 def sql_str(s: str) -> str:

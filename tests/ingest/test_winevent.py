@@ -1,0 +1,116 @@
+"""Windows events: EVTX files (shared samples, skipped when absent) and JSON exports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.ingest.conftest import SHARED, assert_invariant, manifest, quarantine, rows, run, write
+
+EVTX = sorted((SHARED / "evtx").rglob("*.evtx")) if SHARED.exists() else []
+needs_evtx = pytest.mark.skipif(not EVTX, reason="../shared/data/evtx not present")
+
+SYSMON_1 = {"Event": {
+    "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+    "System": {
+        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}}, "EventID": 1,
+        "EventRecordID": 41, "Channel": "Microsoft-Windows-Sysmon/Operational",
+        "Computer": "WS01", "Security": {"#attributes": {"UserID": "S-1-5-18"}},
+        "TimeCreated": {"#attributes": {"SystemTime": "2018-05-12T10:00:01.250000Z"}}},
+    "EventData": {"Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c whoami"}}}
+SECURITY_4688 = {"Event": {"System": {
+    "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing"}},
+    "EventID": {"#text": 4688, "#attributes": {"Qualifiers": ""}}, "EventRecordID": 7,
+    "Channel": "Security", "Computer": "WS02",
+    "TimeCreated": {"#attributes": {"SystemTime": "2018-05-12T10:00:02Z"}}},
+    "EventData": {"NewProcessName": "C:\\Windows\\System32\\whoami.exe"}}}
+WINLOGBEAT = {"@timestamp": "2018-05-12T10:00:03.000Z", "event": {"code": "4104"},
+              "winlog": {"channel": "Microsoft-Windows-PowerShell/Operational",
+                         "provider_name": "Microsoft-Windows-PowerShell", "event_id": 4104,
+                         "record_id": 99, "computer_name": "WS03",
+                         "user": {"identifier": "S-1-5-21-1"},
+                         "event_data": {"ScriptBlockText": "Get-Process", "MessageNumber": "1"}}}
+NXLOG = {"EventTime": "2018-05-12 10:00:04", "Hostname": "WS04", "EventID": 4625,
+         "SourceName": "Microsoft-Windows-Security-Auditing", "Channel": "Security",
+         "RecordNumber": 5, "TargetUserName": "admin", "IpAddress": "203.0.113.7"}
+
+
+def test_json_exports_of_every_shape(ws, tmp_path):
+    lines = [json.dumps(x) for x in (SYSMON_1, SECURITY_4688, WINLOGBEAT, NXLOG)]
+    lines += ["not json", json.dumps({"hello": "world"}),
+              json.dumps({**NXLOG, "EventTime": "yesterday"})]
+    s = run(ws, write(tmp_path / "events.json", "\n".join(lines) + "\n"), org="acme")
+    assert_invariant(s)
+    assert s.per_file[0]["format"] == "winevent-json"
+    got = rows(ws, "windows_event", "source_line, ts, channel, provider, event_id, record_id, "
+               "computer, user_id, event_data, org_id")
+    by_line = {r["source_line"]: r for r in got}
+    assert sorted(by_line) == [1, 2, 3, 4]
+    sysmon, sec, beat, nx = (by_line[k] for k in (1, 2, 3, 4))
+    assert (sysmon["channel"], sysmon["event_id"], sysmon["record_id"], sysmon["computer"],
+            sysmon["user_id"]) == ("Microsoft-Windows-Sysmon/Operational", 1, 41, "WS01",
+                                   "S-1-5-18")
+    assert str(sysmon["ts"]) == "2018-05-12 10:00:01.250000"
+    assert json.loads(sysmon["event_data"])["CommandLine"] == "cmd /c whoami"
+    assert (sec["event_id"], sec["provider"], sec["user_id"]) == (
+        4688, "Microsoft-Windows-Security-Auditing", None)
+    assert (beat["event_id"], beat["computer"], beat["user_id"], beat["record_id"]) == (
+        4104, "WS03", "S-1-5-21-1", 99)
+    assert json.loads(beat["event_data"])["ScriptBlockText"] == "Get-Process"
+    assert (nx["event_id"], nx["channel"], nx["provider"], nx["computer"], nx["record_id"]) == (
+        4625, "Security", "Microsoft-Windows-Security-Auditing", "WS04", 5)
+    # a flat record's own fields are its event data; NXLog's keys are not
+    assert json.loads(nx["event_data"]) == {"TargetUserName": "admin", "IpAddress": "203.0.113.7"}
+    assert {r["org_id"] for r in got} == {"acme"}
+    assert quarantine(ws) == [(5, "not a JSON object"), (6, "not a Windows event (no EventID)"),
+                              (7, "invalid timestamp")]
+
+
+@needs_evtx
+def test_every_evtx_sample_is_ingested_and_accounted(ws):
+    s = run(ws, *EVTX, org="lab")
+    assert_invariant(s)
+    assert not s.errors and not s.unrecognised
+    per = s.per_file
+    assert {f["status"] for f in per} <= {"ingested", "skipped"}  # skipped: a duplicate file
+    assert sum(f["status"] == "ingested" for f in per) >= len(EVTX) - 5
+    assert all(f["format"] == "evtx" for f in per if f["status"] == "ingested")
+    total = s.rows_written  # (a skipped duplicate's per-file row says what it would have added)
+    assert total > 5000
+    with ws.connect() as con:
+        n, sysmon_1, scripts = con.execute(
+            "SELECT count(*), count(*) FILTER (channel = 'Microsoft-Windows-Sysmon/Operational' "
+            "AND event_id = 1), count(*) FILTER (event_id = 4104) FROM windows_event").fetchone()
+    assert n == total and sysmon_1 > 1000 and scripts >= 4
+    again = run(ws, *EVTX, org="lab")  # the same files again: nothing new
+    assert again.rows_written == 0 and again.skipped_files == len(EVTX)
+    assert sum(m["rows_written"] for m in manifest(ws)) == total
+
+
+@needs_evtx
+def test_a_corrupt_chunk_and_a_cut_file_lose_only_what_is_damaged(ws, tmp_path):
+    src = max(EVTX, key=lambda p: p.stat().st_size)  # several chunks
+    whole = run(ws, src, org="lab").rows_written
+    data = bytearray(src.read_bytes())
+    data[4096 + 65536 * 2] ^= 0xFF  # the third chunk's header magic
+    bad = write(tmp_path / "bad.evtx", bytes(data))
+    cut = write(tmp_path / "cut.evtx", bytes(data[: 4096 + 65536 + 1000]))
+    shutil.copy(src, tmp_path / "same.evtx")
+    s = run(ws, bad, cut, org="lab")
+    assert_invariant(s)
+    per = {f["path"].rsplit("/", 1)[-1]: f for f in s.per_file}
+    assert 0 < per["bad.evtx"]["rows_written"] < whole and per["bad.evtx"]["rows_quarantined"] == 1
+    assert 0 < per["cut.evtx"]["rows_written"] < whole and per["cut.evtx"]["rows_quarantined"] == 1
+    reasons = {r for _, r in quarantine(ws)}
+    assert any(r.startswith("EVTX: Failed to parse chunk number 2") for r in reasons), reasons
+    assert any(r.startswith("EVTX file cut short") for r in reasons), reasons
+
+
+def test_a_file_with_the_evtx_magic_that_is_not_one_is_an_error_naming_it(ws, tmp_path):
+    fake = write(tmp_path / "fake.evtx", b"ElfFile\x00" + b"\x00" * 100)
+    ok = write(tmp_path / "ok.json", json.dumps(SYSMON_1) + "\n")
+    s = run(ws, fake, ok)
+    assert len(s.errors) == 1 and "fake.evtx" in s.errors[0] and "EVTX" in s.errors[0]
+    assert rows(ws, "windows_event", "event_id") == [{"event_id": 1}]
