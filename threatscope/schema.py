@@ -83,8 +83,43 @@ WINDOWS_EVENT: list[tuple[str, str]] = COMMON + [
     ("event_data", "VARCHAR"),  # JSON object: the EventData (or UserData) fields by name
 ]
 
+# The system part of a Windows event, repeated in each Sigma category table derived from it.
+_WINDOWS_SYSTEM = [c for c in WINDOWS_EVENT[len(COMMON):] if c[0] != "event_data"]
+
+# Process starts: Sysmon event 1 and Security 4688 (Sigma category `process_creation`).
+PROCESS_CREATION: list[tuple[str, str]] = COMMON + _WINDOWS_SYSTEM + [
+    ("process_executable", "VARCHAR"),  # Image | NewProcessName
+    ("process_command_line", "VARCHAR"),  # CommandLine
+    ("process_pid", "BIGINT"),  # ProcessId | NewProcessId (hex in 4688)
+    ("process_parent_executable", "VARCHAR"),  # ParentImage | ParentProcessName
+    ("process_parent_command_line", "VARCHAR"),  # ParentCommandLine
+    ("process_parent_pid", "BIGINT"),  # ParentProcessId | ProcessId (4688: the creator)
+    ("process_pe_original_file_name", "VARCHAR"),  # OriginalFileName
+    ("process_working_directory", "VARCHAR"),  # CurrentDirectory
+    ("process_integrity_level", "VARCHAR"),  # IntegrityLevel | MandatoryLabel (as its name)
+    ("process_hash", "VARCHAR"),  # Hashes: 'SHA1=...,MD5=...'
+    ("process_pe_company", "VARCHAR"),
+    ("process_pe_description", "VARCHAR"),
+    ("process_pe_product", "VARCHAR"),
+    ("process_pe_file_version", "VARCHAR"),
+    ("user_name", "VARCHAR"),  # User | SubjectDomainName\SubjectUserName
+    ("process_parent_user", "VARCHAR"),  # ParentUser
+    ("logon_id", "VARCHAR"),  # LogonId | SubjectLogonId
+]
+
+# PowerShell script blocks: event 4104 (Sigma category `ps_script`), one row per part of a block
+# (a long block is logged over several events: message_number of message_total).
+PS_SCRIPT: list[tuple[str, str]] = COMMON + _WINDOWS_SYSTEM + [
+    ("script_block_text", "VARCHAR"),
+    ("script_block_id", "VARCHAR"),
+    ("message_number", "INTEGER"),
+    ("message_total", "INTEGER"),
+    ("script_path", "VARCHAR"),
+]
+
 KINDS: dict[str, list[tuple[str, str]]] = {
     "http": HTTP, "alert": ALERT, "windows_event": WINDOWS_EVENT,
+    "process_creation": PROCESS_CREATION, "ps_script": PS_SCRIPT,
 }
 
 # How the lake stores each SQL type in Parquet (no 128-bit integer there: the IP numbers are

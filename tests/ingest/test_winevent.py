@@ -25,7 +25,10 @@ SECURITY_4688 = {"Event": {"System": {
     "EventID": {"#text": 4688, "#attributes": {"Qualifiers": ""}}, "EventRecordID": 7,
     "Channel": "Security", "Computer": "WS02",
     "TimeCreated": {"#attributes": {"SystemTime": "2018-05-12T10:00:02Z"}}},
-    "EventData": {"NewProcessName": "C:\\Windows\\System32\\whoami.exe"}}}
+    "EventData": {"NewProcessName": "C:\\Windows\\System32\\whoami.exe", "NewProcessId": "0x4f0",
+                  "ProcessId": "0x12c", "ParentProcessName": "C:\\Windows\\System32\\cmd.exe",
+                  "SubjectUserName": "bob", "SubjectDomainName": "CORP",
+                  "MandatoryLabel": "S-1-16-12288", "CommandLine": ""}}}
 WINLOGBEAT = {"@timestamp": "2018-05-12T10:00:03.000Z", "event": {"code": "4104"},
               "winlog": {"channel": "Microsoft-Windows-PowerShell/Operational",
                          "provider_name": "Microsoft-Windows-PowerShell", "event_id": 4104,
@@ -66,6 +69,27 @@ def test_json_exports_of_every_shape(ws, tmp_path):
     assert {r["org_id"] for r in got} == {"acme"}
     assert quarantine(ws) == [(5, "not a JSON object"), (6, "not a Windows event (no EventID)"),
                               (7, "invalid timestamp")]
+    # Sigma's categories, derived from the same rows (not counted again)
+    assert s.rows_written == 4
+    assert s.per_file[0]["derived_rows_by_kind"] == {"process_creation": 2, "ps_script": 1}
+    procs = rows(ws, "process_creation", "source_line, event_id, computer, process_executable, "
+                 "process_command_line, process_pid, process_parent_executable, "
+                 "process_parent_pid, process_integrity_level, user_name")
+    assert procs == [
+        {"source_line": 1, "event_id": 1, "computer": "WS01",
+         "process_executable": "C:\\Windows\\System32\\cmd.exe",
+         "process_command_line": "cmd /c whoami", "process_pid": None,
+         "process_parent_executable": None, "process_parent_pid": None,
+         "process_integrity_level": None, "user_name": None},
+        {"source_line": 2, "event_id": 4688, "computer": "WS02",
+         "process_executable": "C:\\Windows\\System32\\whoami.exe",
+         "process_command_line": None, "process_pid": 0x4F0,
+         "process_parent_executable": "C:\\Windows\\System32\\cmd.exe",
+         "process_parent_pid": 0x12C, "process_integrity_level": "High",
+         "user_name": "CORP\\bob"}]
+    (script,) = rows(ws, "ps_script", "source_line, script_block_text, message_number, computer")
+    assert script == {"source_line": 3, "script_block_text": "Get-Process", "message_number": 1,
+                      "computer": "WS03"}
 
 
 @needs_evtx
@@ -84,6 +108,11 @@ def test_every_evtx_sample_is_ingested_and_accounted(ws):
             "SELECT count(*), count(*) FILTER (channel = 'Microsoft-Windows-Sysmon/Operational' "
             "AND event_id = 1), count(*) FILTER (event_id = 4104) FROM windows_event").fetchone()
     assert n == total and sysmon_1 > 1000 and scripts >= 4
+    procs = sum(f["derived_rows_by_kind"].get("process_creation", 0) for f in per
+                if f["status"] == "ingested")
+    assert procs > sysmon_1  # Sysmon 1 and Security 4688
+    with ws.connect() as con:
+        assert con.execute("SELECT count(*) FROM process_creation").fetchone()[0] == procs
     again = run(ws, *EVTX, org="lab")  # the same files again: nothing new
     assert again.rows_written == 0 and again.skipped_files == len(EVTX)
     assert sum(m["rows_written"] for m in manifest(ws)) == total

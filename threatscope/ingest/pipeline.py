@@ -107,6 +107,7 @@ class _FileResult:
     first_line: int = 1
     continues: str | None = None  # file_id of the ingest of this file's first part
     rows_by_kind: dict = field(default_factory=dict)
+    derived_by_kind: dict = field(default_factory=dict)  # rows of derived parts (not counted)
     orgs: set = field(default_factory=set)
     error: str | None = None
     staged: Path | None = None
@@ -118,7 +119,7 @@ class _FileResult:
             "path": self.inp.display, "status": self.status, "file_id": self.file_id,
             "format": self.fmt, "orgs": sorted(self.orgs), "lines_read": self.lines_read,
             "rows_written": self.rows_written, "rows_by_kind": self.rows_by_kind,
-            "rows_quarantined": self.rows_quarantined, "comment_lines": self.comment_lines,
+            "derived_rows_by_kind": self.derived_by_kind, "rows_quarantined": self.rows_quarantined, "comment_lines": self.comment_lines,
             "lines_ignored": self.lines_ignored, "first_line": self.first_line,
             "error": self.error,
         }
@@ -550,6 +551,7 @@ class _ChunkOut:
     ignored: int = 0
     quarantined: int = 0
     rows_by_kind: dict = field(default_factory=dict)
+    derived_by_kind: dict = field(default_factory=dict)
     orgs: set = field(default_factory=set)
     quarantine_file: Path | None = None
 
@@ -566,6 +568,8 @@ class _Ctx:
         res.comment_lines += out.comments
         res.lines_ignored += out.ignored
         res.rows_quarantined += out.quarantined
+        for kind, n in out.derived_by_kind.items():
+            res.derived_by_kind[kind] = res.derived_by_kind.get(kind, 0) + n
         for kind, n in out.rows_by_kind.items():
             res.rows_by_kind[kind] = res.rows_by_kind.get(kind, 0) + n
             res.rows_written += n
@@ -583,14 +587,14 @@ class _Ctx:
 
     def _chunk(self, con: _BatchCon, batch: reader.Batch, prepared: Any, k: int) -> _ChunkOut:
         out = _ChunkOut()
-        parts: list[tuple[str, pa.Table]] = []
+        parts: list[tuple[str, pa.Table, bool]] = []
         if batch.table.num_rows:
             result = self.parser.parse(con, batch, prepared)
             con.views += result.views
             for part in result.parts:
                 table = part.table if part.table is not None else \
                     con.sql(part.sql).to_arrow_table().combine_chunks()
-                parts.append((part.kind, table))
+                parts.append((part.kind, table, part.derived))
             out.comments, out.ignored = result.comments, result.ignored
         quarantine = []
         if batch.bad:
@@ -598,12 +602,13 @@ class _Ctx:
                 "source_line": pa.array([b[0] for b in batch.bad], pa.int64()),
                 "reason": pa.array([b[1] for b in batch.bad], pa.string()),
                 "raw": pa.array([b[2] for b in batch.bad], pa.string())}))
-        for i, (kind, table) in enumerate(parts):
+        for i, (kind, table, derived) in enumerate(parts):
             rows, bad = self._project(con, kind, table)
-            if bad is not None:
+            if bad is not None and not derived:  # (a derived row's line is its base row's)
                 quarantine.append(bad)
             if rows is not None and rows.num_rows:
-                out.rows_by_kind[kind] = out.rows_by_kind.get(kind, 0) + rows.num_rows
+                count = out.derived_by_kind if derived else out.rows_by_kind
+                count[kind] = count.get(kind, 0) + rows.num_rows
                 out.orgs |= _write_partitions(rows, self.res.staged / kind / f"c{k}p{i}")
         if quarantine:
             q = pa.concat_tables(quarantine)

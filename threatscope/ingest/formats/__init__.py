@@ -25,7 +25,8 @@ either gives, per line it covers: ``source_line``, ``raw``, ``ts``, ``_reason`` 
 line is a good row, else the quarantine reason; may be absent when all rows are good),
 optionally ``_org`` (an organisation named by the record) and any columns of the kind
 (``schema.KINDS``). The driver fills the rest (org_id, event_date, ip number, url split and
-decoding...). Every line of the batch must land in exactly one part or count.
+decoding...). Every line of the batch must land in exactly one part or count; a part marked
+``derived`` is another view of lines that a counted part already covers.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class Part:
     kind: str  # an event kind of schema.KINDS
     sql: str | None = None
     table: pa.Table | None = None
+    # a second view of lines another part already covers (e.g. a Windows event's category
+    # table beside windows_event): written, not counted in the line accounting
+    derived: bool = False
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """Windows event logs: EVTX files and JSON exports of them, into ``windows_event``.
 
-One SQL normalisation serves every shape a Windows event comes in (a line each):
+Every record is a ``windows_event`` row; Sysmon 1 and Security 4688 are also
+``process_creation`` rows, PowerShell 4104 also ``ps_script`` rows (Sigma's logsource
+categories: derived parts, not counted twice). One SQL normalisation serves every shape a Windows
+event comes in (a line each):
 
 * ``Event.System`` + ``Event.EventData`` JSON, as the ``evtx`` package and ``evtx_dump`` write
   a record (the EVTX format below turns each record of a file into such a line);
@@ -82,9 +85,70 @@ _SELECT = f"""
 """
 
 
+_SYSTEM = "ts, source_line, raw, channel, provider, event_id, record_id, computer, user_id"
+_SYSMON = "channel = 'Microsoft-Windows-Sysmon/Operational'"
+
+
+def _data(name: str) -> str:
+    return f"nullif(event_data ->> {sql_str('$.' + name)}, '')"
+
+
+# MandatoryLabel SIDs of 4688 -> the level names Sysmon writes
+_LEVELS = ("CASE {} WHEN 'S-1-16-0' THEN 'Untrusted' WHEN 'S-1-16-4096' THEN 'Low' "
+           "WHEN 'S-1-16-8192' THEN 'Medium' WHEN 'S-1-16-8448' THEN 'Medium' "
+           "WHEN 'S-1-16-12288' THEN 'High' WHEN 'S-1-16-16384' THEN 'System' END")
+
+# Sigma category tables: another view of the windows_event rows (derived parts)
+_CATEGORIES = {
+    "process_creation": f"""
+        SELECT {_SYSTEM},
+               coalesce({_data('Image')}, {_data('NewProcessName')}) AS process_executable,
+               {_data('CommandLine')} AS process_command_line,
+               try_cast(CASE WHEN event_id = 4688 THEN {_data('NewProcessId')}
+                             ELSE {_data('ProcessId')} END AS BIGINT) AS process_pid,
+               coalesce({_data('ParentImage')}, {_data('ParentProcessName')})
+                   AS process_parent_executable,
+               {_data('ParentCommandLine')} AS process_parent_command_line,
+               try_cast(CASE WHEN event_id = 4688 THEN {_data('ProcessId')}
+                             ELSE {_data('ParentProcessId')} END AS BIGINT) AS process_parent_pid,
+               {_data('OriginalFileName')} AS process_pe_original_file_name,
+               {_data('CurrentDirectory')} AS process_working_directory,
+               coalesce({_data('IntegrityLevel')},
+                        {_LEVELS.format(_data('MandatoryLabel'))}) AS process_integrity_level,
+               {_data('Hashes')} AS process_hash,
+               {_data('Company')} AS process_pe_company,
+               {_data('Description')} AS process_pe_description,
+               {_data('Product')} AS process_pe_product,
+               {_data('FileVersion')} AS process_pe_file_version,
+               coalesce({_data('User')}, CASE WHEN {_data('SubjectUserName')} IS NOT NULL THEN
+                        concat_ws('\\', {_data('SubjectDomainName')}, {_data('SubjectUserName')})
+                        END) AS user_name,
+               {_data('ParentUser')} AS process_parent_user,
+               coalesce({_data('LogonId')}, {_data('SubjectLogonId')}) AS logon_id
+        FROM _winevents
+        WHERE ({_SYSMON} AND event_id = 1) OR (channel = 'Security' AND event_id = 4688)""",
+    "ps_script": f"""
+        SELECT {_SYSTEM}, {_data('ScriptBlockText')} AS script_block_text,
+               {_data('ScriptBlockId')} AS script_block_id,
+               try_cast({_data('MessageNumber')} AS INTEGER) AS message_number,
+               try_cast({_data('MessageTotal')} AS INTEGER) AS message_total,
+               {_data('Path')} AS script_path
+        FROM _winevents
+        WHERE event_id = 4104 AND provider = 'Microsoft-Windows-PowerShell'""",
+}
+
+
 class _WindowsEvents(Format):
     def parse(self, con, batch, prepared) -> ParseResult:
-        return ParseResult(parts=[Part("windows_event", _SELECT.replace("{src}", "_batch"))])
+        # one JSON parse per record: the category tables read the windows_event rows
+        events = con.sql(_SELECT.replace("{src}", "_batch")).to_arrow_table()
+        con.register("_winevents", events)
+        good = "(SELECT * FROM _winevents WHERE _reason IS NULL)"
+        return ParseResult(
+            parts=[Part("windows_event", table=events)] + [
+                Part(kind, sql.replace("FROM _winevents", f"FROM {good}"), derived=True)
+                for kind, sql in _CATEGORIES.items()],
+            views=["_winevents"])
 
 
 @register
