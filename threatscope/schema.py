@@ -83,8 +83,9 @@ WINDOWS_EVENT: list[tuple[str, str]] = COMMON + [
     ("event_data", "VARCHAR"),  # JSON object: the EventData (or UserData) fields by name
 ]
 
-# The system part of a Windows event, repeated in each Sigma category table derived from it.
-_WINDOWS_SYSTEM = [c for c in WINDOWS_EVENT[len(COMMON):] if c[0] != "event_data"]
+# The system part of a Windows event and its data, repeated in each Sigma category table derived
+# from it (a rule's field that has no column of its own is looked up in event_data).
+_WINDOWS_SYSTEM = WINDOWS_EVENT[len(COMMON):]
 
 # Process starts: Sysmon event 1 and Security 4688 (Sigma category `process_creation`).
 PROCESS_CREATION: list[tuple[str, str]] = COMMON + _WINDOWS_SYSTEM + [

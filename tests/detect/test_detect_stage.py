@@ -90,7 +90,7 @@ def ws(tmp_path):
     ).replace("00000000-0000-4000-8000-000000000001", KW_RULE))
     (rules / "endpoint.yml").write_text(rule_yaml(
         "sel:\n  Image|endswith: '\\\\cmd.exe'\ncondition: sel",
-        logsource="category: process_creation\n    product: windows",
+        logsource="category: process_creation\n    product: linux",
     ).replace("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-00000000a003"))
     return ws, rules
 

@@ -13,8 +13,10 @@ from threatscope.errors import UserError
     ("detection", "logsource", "reason"),
     [
         ("sel:\n  cs-cookiez: x\ncondition: sel", "category: webserver", "unknown field 'cs-cookiez'"),
-        ("sel:\n  Image: x.exe\ncondition: sel", "category: process_creation\n    product: windows",
-         "no data for logsource windows/process_creation/-"),
+        ("sel:\n  Image: x.exe\ncondition: sel", "category: process_creation\n    product: linux",
+         "no data for logsource linux/process_creation/-"),
+        ("sel:\n  x: 1\ncondition: sel", "product: windows\n    service: nosuchservice",
+         "no data for logsource windows/-/nosuchservice"),
         ("sel:\n  cs-uri-query|re: '(?=x)a'\ncondition: sel", "category: webserver", "is invalid"),
         ("sel:\n  cs-uri-query|expand: '%admin_paths%'\ncondition: sel", "category: webserver",
          "placeholder %admin_paths%"),

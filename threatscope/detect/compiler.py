@@ -52,7 +52,7 @@ from sigma.types import (
 )
 
 from threatscope.detect import mapping
-from threatscope.detect.sqltext import Atom, Expr, Req, re2_escape, sql_str
+from threatscope.detect.sqltext import Atom, Expr, Req, key_sql, re2_escape, sql_str
 
 Need = frozenset[tuple[str, str]] | None  # literals of a leaf (None: no useful literal)
 
@@ -88,13 +88,14 @@ def resolve_field(field: str, table: str) -> _Col:
         if num in cols:
             return _Col(f'"{field}"', cols[field], field, f'"{num}"', column=field)
         return _Col(f'"{field}"', cols[field], field)
-    if field.lower().startswith(mapping.HEADER_PREFIX) and "http_request_headers" in cols:
-        name = field[len(mapping.HEADER_PREFIX):].lower()
+    inner = mapping.JSON_FIELDS.get(table)
+    if inner and inner[0] in cols and field.lower().startswith(inner[1]):
+        column, prefix, lower = inner
+        name = field[len(prefix):].lower() if lower else field[len(prefix):]
         if not name or any(c in name for c in "\"'\\") or any(ord(c) < 33 for c in name):
-            raise CompileError(f"invalid header name in field {field!r}")
-        path = '$."' + name + '"'
-        expr = f"json_extract_string(http_request_headers, {sql_str(path)})"
-        return _Col(expr, "VARCHAR", f"header:{name}", column="http_request_headers")
+            raise CompileError(f"invalid field name {field!r}")
+        key = f"{column}.{name}"
+        return _Col(key_sql(key), "VARCHAR", key, column=column)
     raise CompileError(f"unknown field {field!r} for table {table}")
 
 

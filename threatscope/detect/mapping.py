@@ -12,15 +12,107 @@ from __future__ import annotations
 
 from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-from sigma.processing.transformations import FieldMappingTransformation
+from sigma.processing.transformations import (
+    AddConditionTransformation,
+    FieldMappingTransformation,
+)
 
 from threatscope import schema
 
 # (logsource selector, table): the first selector whose given keys all equal the rule's
 # logsource wins. Only the keys present in a selector are compared.
-LOGSOURCE_TABLES: list[tuple[dict[str, str], str]] = [
-    ({"category": "webserver"}, "http"),
-    ({"category": "proxy"}, "http"),
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+POWERSHELL = "Microsoft-Windows-PowerShell/Operational"
+
+# Windows log sources read from `windows_event`, narrowed by the event's channel and id (as
+# Sigma's Windows taxonomy defines them): category -> conditions on Sigma field names.
+WINDOWS_CATEGORIES: dict[str, dict[str, str | int | list]] = {
+    "process_termination": {"Channel": SYSMON, "EventID": 5},
+    "driver_load": {"Channel": SYSMON, "EventID": 6},
+    "image_load": {"Channel": SYSMON, "EventID": 7},
+    "create_remote_thread": {"Channel": SYSMON, "EventID": 8},
+    "raw_access_thread": {"Channel": SYSMON, "EventID": 9},
+    "process_access": {"Channel": SYSMON, "EventID": 10},
+    "file_event": {"Channel": SYSMON, "EventID": 11},
+    "registry_add": {"Channel": SYSMON, "EventID": 12, "EventType": "CreateKey"},
+    "registry_delete": {"Channel": SYSMON, "EventID": 12,
+                        "EventType": ["DeleteKey", "DeleteValue"]},
+    "registry_set": {"Channel": SYSMON, "EventID": 13},
+    "registry_rename": {"Channel": SYSMON, "EventID": 14},
+    "registry_event": {"Channel": SYSMON, "EventID": [12, 13, 14]},
+    "create_stream_hash": {"Channel": SYSMON, "EventID": 15},
+    "pipe_created": {"Channel": SYSMON, "EventID": [17, 18]},
+    "wmi_event": {"Channel": SYSMON, "EventID": [19, 20, 21]},
+    "dns_query": {"Channel": SYSMON, "EventID": 22},
+    "file_delete": {"Channel": SYSMON, "EventID": [23, 26]},
+    "file_change": {"Channel": SYSMON, "EventID": 2},
+    "clipboard_capture": {"Channel": SYSMON, "EventID": 24},
+    "file_executable_detected": {"Channel": SYSMON, "EventID": 29},
+    "process_tampering": {"Channel": SYSMON, "EventID": 25},
+    "sysmon_status": {"Channel": SYSMON, "EventID": [4, 16]},
+    "sysmon_error": {"Channel": SYSMON, "EventID": 255},
+    "network_connection": {"Channel": SYSMON, "EventID": 3},
+    "ps_module": {"Channel": POWERSHELL, "EventID": 4103},
+    "ps_classic_start": {"Channel": "Windows PowerShell", "EventID": 400},
+    "ps_classic_provider_start": {"Channel": "Windows PowerShell", "EventID": 600},
+    "ps_classic_script": {"Channel": "Windows PowerShell", "EventID": 800},
+}
+
+# Sigma's Windows services -> the channel their events are logged in.
+WINDOWS_SERVICES: dict[str, str | list[str]] = {
+    "security": "Security", "system": "System", "application": "Application",
+    "sysmon": SYSMON, "powershell": POWERSHELL, "powershell-classic": "Windows PowerShell",
+    "taskscheduler": "Microsoft-Windows-TaskScheduler/Operational",
+    "wmi": "Microsoft-Windows-WMI-Activity/Operational",
+    "windefend": "Microsoft-Windows-Windows Defender/Operational",
+    "bits-client": "Microsoft-Windows-Bits-Client/Operational",
+    "dns-server": "DNS Server",
+    "dns-client": "Microsoft-Windows-DNS Client Events/Operational",
+    "driver-framework": "Microsoft-Windows-DriverFrameworks-UserMode/Operational",
+    "firewall-as": "Microsoft-Windows-Windows Firewall With Advanced Security/Firewall",
+    "codeintegrity-operational": "Microsoft-Windows-CodeIntegrity/Operational",
+    "ntlm": "Microsoft-Windows-NTLM/Operational",
+    "terminalservices-localsessionmanager":
+        "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",
+    "smbclient-security": "Microsoft-Windows-SmbClient/Security",
+    "openssh": "OpenSSH/Operational",
+    "msexchange-management": "MSExchange Management",
+    "printservice-admin": "Microsoft-Windows-PrintService/Admin",
+    "printservice-operational": "Microsoft-Windows-PrintService/Operational",
+    "applocker": ["Microsoft-Windows-AppLocker/MSI and Script",
+                  "Microsoft-Windows-AppLocker/EXE and DLL",
+                  "Microsoft-Windows-AppLocker/Packaged app-Deployment",
+                  "Microsoft-Windows-AppLocker/Packaged app-Execution"],
+    "lsa-server": "Microsoft-Windows-LSA/Operational",
+    "capi2": "Microsoft-Windows-CAPI2/Operational",
+    "shell-core": "Microsoft-Windows-Shell-Core/Operational",
+    "diagnosis-scripted": "Microsoft-Windows-Diagnosis-Scripted/Operational",
+    "appxdeployment-server": "Microsoft-Windows-AppXDeploymentServer/Operational",
+    "vhdmp": "Microsoft-Windows-VHDMP/Operational",
+    "ldap_debug": "Microsoft-Windows-LDAP-Client/Debug",
+    "ldap": "Microsoft-Windows-LDAP-Client/Debug",
+    "appmodel-runtime": "Microsoft-Windows-AppModel-Runtime/Admin",
+    "appxpackaging-om": "Microsoft-Windows-AppxPackaging/Operational",
+    "certificateservicesclient-lifecycle-system":
+        "Microsoft-Windows-CertificateServicesClient-Lifecycle-System/Operational",
+    "microsoft-servicebus-client": "Microsoft-ServiceBus-Client",
+    "smbserver-connectivity": "Microsoft-Windows-SMBServer/Connectivity",
+    "iis-configuration": "Microsoft-IIS-Configuration/Operational",
+    "security-mitigations": ["Microsoft-Windows-Security-Mitigations/Kernel Mode",
+                             "Microsoft-Windows-Security-Mitigations/User Mode"],
+}
+
+# (logsource selector, table, conditions the rule gets): the first selector whose given keys
+# all equal the rule's logsource wins. Only the keys present in a selector are compared.
+LOGSOURCE_TABLES: list[tuple[dict[str, str], str, dict]] = [
+    ({"category": "webserver"}, "http", {}),
+    ({"category": "proxy"}, "http", {}),
+    ({"category": "process_creation", "product": "windows"}, "process_creation", {}),
+    ({"category": "ps_script", "product": "windows"}, "ps_script", {}),
+    *(({"category": c, "product": "windows"}, "windows_event", cond)
+      for c, cond in WINDOWS_CATEGORIES.items()),
+    *(({"product": "windows", "service": s}, "windows_event", {"Channel": ch})
+      for s, ch in WINDOWS_SERVICES.items()),
 ]
 
 # Sigma field name -> column of the `http` table (docs/architecture.md). Column names themselves
@@ -75,23 +167,78 @@ HTTP_FIELDS: dict[str, str] = {
     "user.name": "user_name",
 }
 
-TABLE_FIELDS: dict[str, dict[str, str]] = {"http": HTTP_FIELDS}
+# Windows events: Sigma uses the event's own field names (EventData), plus EventID, Channel,
+# Provider_Name and Computer from its System part. Names not listed are looked up in event_data.
+WINDOWS_FIELDS: dict[str, str] = {
+    "EventID": "event_id",
+    "Channel": "channel",
+    "Provider_Name": "provider",
+    "Computer": "computer",
+    "ComputerName": "computer",
+    "Hostname": "computer",
+}
+
+PROCESS_CREATION_FIELDS: dict[str, str] = WINDOWS_FIELDS | {
+    "Image": "process_executable",
+    "NewProcessName": "process_executable",
+    "CommandLine": "process_command_line",
+    "ProcessId": "process_pid",
+    "ParentImage": "process_parent_executable",
+    "ParentProcessName": "process_parent_executable",
+    "ParentCommandLine": "process_parent_command_line",
+    "ParentProcessId": "process_parent_pid",
+    "OriginalFileName": "process_pe_original_file_name",
+    "CurrentDirectory": "process_working_directory",
+    "IntegrityLevel": "process_integrity_level",
+    "Hashes": "process_hash",
+    "Company": "process_pe_company",
+    "Description": "process_pe_description",
+    "Product": "process_pe_product",
+    "FileVersion": "process_pe_file_version",
+    "User": "user_name",
+    "ParentUser": "process_parent_user",
+    "LogonId": "logon_id",
+}
+
+PS_SCRIPT_FIELDS: dict[str, str] = WINDOWS_FIELDS | {
+    "ScriptBlockText": "script_block_text",
+    "ScriptBlockId": "script_block_id",
+    "MessageNumber": "message_number",
+    "MessageTotal": "message_total",
+    "Path": "script_path",
+}
+
+TABLE_FIELDS: dict[str, dict[str, str]] = {
+    "http": HTTP_FIELDS, "windows_event": WINDOWS_FIELDS,
+    "process_creation": PROCESS_CREATION_FIELDS, "ps_script": PS_SCRIPT_FIELDS,
+}
+
+# Tables with a JSON object column of further fields: (that column, the Sigma field prefix
+# naming one of its fields ('' = any field that is not a column), whether names are lower-cased).
+JSON_FIELDS: dict[str, tuple[str, str, bool]] = {
+    "http": ("http_request_headers", "http.request.headers.", True),
+    "windows_event": ("event_data", "", False),
+    "process_creation": ("event_data", "", False),
+    "ps_script": ("event_data", "", False),
+}
 
 # Columns a keyword rule (values without a field) searches, per table. For `http` the decoded URL
 # is searched too: an access-log line keeps the request percent-encoded in `raw`, and keyword
 # rules are written against the attack text (`union select`, `<script>`), not its encoding.
-KEYWORD_COLUMNS: dict[str, list[str]] = {"http": ["raw", "url_decoded"], "alert": ["raw"]}
+KEYWORD_COLUMNS: dict[str, list[str]] = {
+    "http": ["raw", "url_decoded"], "alert": ["raw"], "windows_event": ["raw"],
+    "process_creation": ["raw"], "ps_script": ["raw"],
+}
 
 # Text columns holding an IP whose numeric twin makes `|cidr` a range test.
 IP_NUM_COLUMNS: dict[str, str] = {"source_ip": "source_ip_num"}
 
-HEADER_PREFIX = "http.request.headers."
 
 
 def table_for(category: str | None, product: str | None, service: str | None) -> str | None:
     """The table holding events of this logsource, or None when threatscope has no such data."""
     have = {"category": category, "product": product, "service": service}
-    for selector, table in LOGSOURCE_TABLES:
+    for selector, table, _ in LOGSOURCE_TABLES:
         if all(have.get(k) == v for k, v in selector.items()):
             return table
     return None
@@ -104,16 +251,21 @@ def columns(table: str) -> dict[str, str]:
 
 def processing_pipeline() -> ProcessingPipeline:
     """The pySigma pipeline mapping Sigma field names to threatscope columns."""
+    # the log source's own conditions first (Channel, EventID: Sigma names), then the
+    # mapping of every field name to a column
     items = []
-    for selector, table in LOGSOURCE_TABLES:
-        mapping = TABLE_FIELDS.get(table)
-        if not mapping:
-            continue
-        items.append(
-            ProcessingItem(
-                identifier=f"threatscope-{table}-{'-'.join(selector.values())}",
+    for selector, table, conditions in LOGSOURCE_TABLES:
+        name = f"threatscope-{table}-{'-'.join(selector.values())}"
+        if conditions:
+            items.append(ProcessingItem(
+                identifier=f"{name}-conditions",
+                transformation=AddConditionTransformation(dict(conditions)),
+                rule_conditions=[LogsourceCondition(**selector)],
+            ))
+        if mapping := TABLE_FIELDS.get(table):
+            items.append(ProcessingItem(
+                identifier=name,
                 transformation=FieldMappingTransformation(dict(mapping)),
                 rule_conditions=[LogsourceCondition(**selector)],
-            )
-        )
+            ))
     return ProcessingPipeline(name="threatscope", items=items)

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threatscope.detect.ruleset import CompiledRule, RulePart
-from threatscope.detect.sqltext import Req, key_column, re2_escape, sql_str
+from threatscope.detect.sqltext import Req, key_column, key_sql, re2_escape, sql_str
 
 # Columns whose values are (nearly) unique per row: never worth a DISTINCT.
 ROW_COLUMNS = frozenset({"raw", "source_line", "ts"})
@@ -45,13 +45,6 @@ ROW_COLUMNS = frozenset({"raw", "source_line", "ts"})
 # stay small: the ratio over the whole table is lower than over a sample)
 MAX_DISTINCT_RATIO = 0.5
 SAMPLE_ROWS = 100_000
-
-
-def _key_sql(key: str) -> str:
-    if key.startswith("header:"):
-        path = '$."' + key[len("header:"):] + '"'
-        return f"json_extract_string(http_request_headers, {sql_str(path)})"
-    return f'"{key}"'
 
 
 def _key_terms(need: Req) -> tuple[dict[str, str], list[str]]:
@@ -78,7 +71,7 @@ def _key_terms(need: Req) -> tuple[dict[str, str], list[str]]:
         if minimal:
             alts.append("(?i:" + "|".join(re2_escape(x) for x in sorted(minimal)) + ")")
         alts += [f"(?:{r})" for r in dict.fromkeys(regexes[key])]
-        terms[key] = f"regexp_matches({_key_sql(key)}, {sql_str('|'.join(alts))})"
+        terms[key] = f"regexp_matches({key_sql(key)}, {sql_str('|'.join(alts))})"
     return terms, list(dict.fromkeys(sqls))
 
 

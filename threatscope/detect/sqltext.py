@@ -18,8 +18,19 @@ def sql_str(s: str) -> str:
 
 
 def key_column(key: str) -> str:
-    """The table column a requirement key reads (``header:<name>`` keys read the headers)."""
-    return "http_request_headers" if key.startswith("header:") else key
+    """The table column a requirement key reads: the column itself, or for a field inside a
+    JSON object column (``<column>.<name>``: a request header, a Windows event's data) that
+    column."""
+    return key.split(".", 1)[0]
+
+
+def key_sql(key: str) -> str:
+    """The SQL value a requirement key denotes (see key_column)."""
+    column, _, name = key.partition(".")
+    if not name:
+        return f'"{column}"'
+    path = sql_str('$."' + name + '"')
+    return f'json_extract_string("{column}", {path})'
 
 
 def re2_escape(s: str) -> str:

@@ -85,7 +85,8 @@ _SELECT = f"""
 """
 
 
-_SYSTEM = "ts, source_line, raw, channel, provider, event_id, record_id, computer, user_id"
+_SYSTEM = ("ts, source_line, raw, channel, provider, event_id, record_id, computer, user_id, "
+           "event_data")
 _SYSMON = "channel = 'Microsoft-Windows-Sysmon/Operational'"
 
 
