@@ -112,25 +112,19 @@ class Workspace:
         """(Re)create one temp view per event kind over its Parquet files (or an empty one),
         and the view ``detection`` once detect has written its file."""
         for kind, cols in schema.KINDS.items():
-            if self.has_data(kind):
-                # Parquet has no 128-bit integer: IP numbers are stored as DECIMAL(38,0).
-                # file_id is not stored: ingest learns it (the content hash) only after the
-                # last row, so it is the lake file name's prefix (<file_id>_<n>.parquet).
-                names = ", ".join(
-                    f'CAST("{n}" AS {t}) AS "{n}"' if t == "UHUGEINT"
-                    else "split_part(split_part(replace(filename, '\\', '/'), '/', -1), '_', 1)"
-                         f' AS "{n}"' if n == "file_id"
-                    else f'"{n}"'
-                    for n, t in cols
-                )
-                src = (
-                    f"SELECT {names} FROM read_parquet('{_sql_str(self.kind_glob(kind))}', "
-                    "hive_partitioning = true, filename = true, "
-                    "hive_types = {'org_id': VARCHAR})"
-                )
-            else:
-                src = schema.empty_select(cols)
-            con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS {src}')
+            if not self.has_data(kind):
+                con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS {schema.empty_select(cols)}')
+                continue
+            files = (f"read_parquet('{_sql_str(self.kind_glob(kind))}', hive_partitioning = true, "
+                     "filename = true, union_by_name = true, hive_types = {'org_id': VARCHAR})")
+            try:
+                con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS '
+                            f"SELECT {_lake_columns(cols)} FROM {files}")
+            except duckdb.BinderException:
+                # a column newer than every file of the lake: NULL until files have it
+                have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()}
+                con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS '
+                            f"SELECT {_lake_columns(cols, have)} FROM {files}")
         if self.detections_path.exists():
             con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "
                         f"read_parquet('{_sql_str(str(self.detections_path))}')")
@@ -196,3 +190,22 @@ def read_orgs_csv(path: str | Path) -> list[Org]:
 
 def _sql_str(s: str) -> str:
     return s.replace("'", "''")
+
+
+def _lake_columns(cols: list[tuple[str, str]], have: set[str] | None = None) -> str:
+    """The SELECT list of a lake view: the kind's columns, in order. Parquet has no 128-bit
+    integer, so IP numbers are stored as DECIMAL(38,0) and read back as UHUGEINT. file_id is
+    not stored (ingest learns the content hash only after the last row): it is the lake file
+    name's prefix (<file_id>_<n>.parquet). ``have``: the columns the files have (others NULL)."""
+    items = []
+    for n, t in cols:
+        if n == "file_id":
+            items.append("split_part(split_part(replace(filename, '\\', '/'), '/', -1), '_', 1)"
+                         f' AS "{n}"')
+        elif have is not None and n not in have:
+            items.append(f'CAST(NULL AS {t}) AS "{n}"')
+        elif t == "UHUGEINT":
+            items.append(f'CAST("{n}" AS {t}) AS "{n}"')
+        else:
+            items.append(f'"{n}"')
+    return ", ".join(items)

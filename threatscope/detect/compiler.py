@@ -52,7 +52,7 @@ from sigma.types import (
 )
 
 from threatscope.detect import mapping
-from threatscope.detect.sqltext import Atom, Expr, Req, key_sql, re2_escape, sql_str
+from threatscope.detect.sqltext import Atom, Expr, Req, re2_escape, sql_str
 
 Need = frozenset[tuple[str, str]] | None  # literals of a leaf (None: no useful literal)
 
@@ -94,8 +94,8 @@ def resolve_field(field: str, table: str) -> _Col:
         name = field[len(prefix):].lower() if lower else field[len(prefix):]
         if not name or any(c in name for c in "\"'\\") or any(ord(c) < 33 for c in name):
             raise CompileError(f"invalid field name {field!r}")
-        key = f"{column}.{name}"
-        return _Col(key_sql(key), "VARCHAR", key, column=column)
+        key = f"{column}.{name}"  # a field column (sqltext.field_column), added when matching
+        return _Col(f'"{key}"', "VARCHAR", key)
     raise CompileError(f"unknown field {field!r} for table {table}")
 
 

@@ -35,8 +35,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from threatscope import schema
 from threatscope.detect.ruleset import CompiledRule, RulePart
-from threatscope.detect.sqltext import Req, key_column, key_sql, re2_escape, sql_str
+from threatscope.detect.sqltext import (
+    Req,
+    field_column,
+    re2_escape,
+    read_columns,
+    sql_str,
+    with_fields,
+)
 
 # Columns whose values are (nearly) unique per row: never worth a DISTINCT.
 ROW_COLUMNS = frozenset({"raw", "source_line", "ts"})
@@ -71,7 +79,7 @@ def _key_terms(need: Req) -> tuple[dict[str, str], list[str]]:
         if minimal:
             alts.append("(?i:" + "|".join(re2_escape(x) for x in sorted(minimal)) + ")")
         alts += [f"(?:{r})" for r in dict.fromkeys(regexes[key])]
-        terms[key] = f"regexp_matches({key_sql(key)}, {sql_str('|'.join(alts))})"
+        terms[key] = f"regexp_matches(\"{key}\", {sql_str('|'.join(alts))})"
     return terms, list(dict.fromkeys(sqls))
 
 
@@ -105,9 +113,18 @@ def rule_columns(rules: Sequence[CompiledRule]) -> set[str]:
     cols = {p.column for r in rules for p in r.parts if p.column}
     for r in rules:
         for p in r.parts:
-            cols |= {key_column(k) for k, _ in p.need[0]}
-            cols |= {key_column(x[1]) for x in p.need[1] if x[0] == "re"}
+            cols |= {k for k, _ in p.need[0]}
+            cols |= {x[1] for x in p.need[1] if x[0] == "re"}
     return cols - ROW_COLUMNS
+
+
+def with_field_columns(source: str, rules: Sequence[CompiledRule]) -> str:
+    """``source`` (a query over the rules' table) with the field columns the rules read
+    (sqltext.field_column: ``event_data.Image``, ``http_request_headers.cookie``) added."""
+    fields = sorted({c for r in rules
+                     for c in read_columns(r.sql, (n for n, _ in schema.KINDS.get(r.table, ())))
+                     if field_column(c)})
+    return with_fields(source, fields) if fields else source
 
 
 def distinct_columns(
@@ -116,6 +133,7 @@ def distinct_columns(
 ) -> frozenset[str]:
     """The columns of ``rules`` worth evaluating per distinct value, judged on the first
     ``sample`` rows of ``source`` (a column with few distinct values per row)."""
+    source = with_field_columns(source, rules)
     cols = sorted(rule_columns(rules))
     if not cols:
         return frozenset()
@@ -145,6 +163,7 @@ def match_query(
     every rule's whole expression runs on every row (the reference for tests)."""
     if not rules:
         return f"SELECT {keep}, []::INTEGER[] AS hits FROM ({source}) WHERE false"
+    source = with_field_columns(source, rules)
     if not prefilter:
         cases = ", ".join(f"CASE WHEN {r.sql} THEN {i} END" for i, r in enumerate(rules))
         return f"SELECT {keep}, list_distinct([{cases}]) AS hits FROM ({source})"
@@ -377,15 +396,15 @@ class _Plan:
             lits, loose = p.need
             cols = []
             for c in sorted(dcols):
-                c_lits = frozenset(x for x in lits if key_column(x[0]) == c)
-                c_loose = tuple(x for x in loose if x[0] == "re" and key_column(x[1]) == c)
+                c_lits = frozenset(x for x in lits if x[0] == c)
+                c_loose = tuple(x for x in loose if x[0] == "re" and x[1] == c)
                 if c_lits or c_loose:
                     cols.append(c)
                     self.guard_needs[c].append((k, (c_lits, c_loose)))
             self.guard_cols.append(cols)
             self.row_needs.append((
-                frozenset(x for x in lits if key_column(x[0]) not in dcols),
-                tuple(x for x in loose if x[0] == "sql" or key_column(x[1]) not in dcols),
+                frozenset(x for x in lits if x[0] not in dcols),
+                tuple(x for x in loose if x[0] == "sql" or x[1] not in dcols),
             ))
         # atoms of row parts over distinct columns: evaluated per value, listed in __a
         self.atom_ids: dict[tuple[str, str], int] = {}

@@ -14,7 +14,6 @@ most ``GROUP_ROWS`` rows, which bounds memory on a large lake.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from threatscope import schema
 from threatscope.arrowutil import constant
 from threatscope.detect.matcher import Prefilter, candidates, value_columns
 from threatscope.detect.ruleset import CompiledRule
+from threatscope.detect.sqltext import field_column, read_columns, with_fields
 
 GROUP_ROWS = 4_000_000
 # Columns the detection rows are made of (see stage._sigma), besides the rules' own.
@@ -37,10 +37,9 @@ _DICT = pa.dictionary(pa.int32(), pa.string())
 
 
 def rule_columns(rules: Sequence[CompiledRule], kind: str) -> set[str]:
-    """The columns of ``kind`` that the rules' SQL reads (the compiler quotes every name)."""
-    names = {n for n, _ in schema.KINDS[kind]}
-    text = "\n".join(r.sql for r in rules)
-    return {m for m in re.findall(r'"([a-z_]+)"', text) if m in names}
+    """The columns of ``kind`` that the rules' SQL reads (the compiler quotes every name),
+    field columns (sqltext.field_column: ``event_data.Image``) included."""
+    return read_columns("\n".join(r.sql for r in rules), (n for n, _ in schema.KINDS[kind]))
 
 
 def lake_files(ws, kind: str) -> list[Path]:
@@ -70,8 +69,12 @@ def candidate_groups(con: duckdb.DuckDBPyConnection, ws, kind: str,
 def _group(con, kind: str, rules, files: list[tuple[Path, int]], read: set[str]
            ) -> tuple[pa.Table, Prefilter, int]:
     types = dict(schema.KINDS[kind])
-    cols = [c for c, _ in schema.KINDS[kind] if c in read]
+    fields = sorted(c for c in read if field_column(c))
+    parents = {field_column(c)[0] for c in fields}
+    cols = [c for c, _ in schema.KINDS[kind] if c in read or c in parents]
     table = _read(files, cols, types)
+    if fields:
+        table = _with_fields(con, table, fields)
     pre = candidates(con, rules, table, value_columns(table, rules), types)
     cand = table.filter(pre.mask)
     if "raw" not in read:
@@ -101,6 +104,22 @@ def _read(files: list[tuple[Path, int]], cols: list[str], types: dict[str, str])
         else:
             out[c] = data.column(c)
     return pa.table(out)
+
+
+def _with_fields(con: duckdb.DuckDBPyConnection, table: pa.Table, fields: list[str]
+                 ) -> pa.Table:
+    """``table`` with the field columns (sqltext.field_column) the rules read, taken out of
+    their JSON object columns (one parse per row), dictionary-encoded like the stored text
+    columns so that they are evaluated once per distinct value."""
+    parents = sorted({field_column(c)[0] for c in fields})
+    con.register("__ts_objects", table.select(parents))
+    try:
+        got = con.sql(with_fields("SELECT * FROM __ts_objects", fields)).to_arrow_table()
+    finally:
+        con.unregister("__ts_objects")
+    for c in fields:
+        table = table.append_column(c, pc.dictionary_encode(got.column(c)))
+    return table
 
 
 def _org_of(path: Path) -> str:
