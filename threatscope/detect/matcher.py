@@ -26,6 +26,7 @@ tests compare the fast plan against.
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -496,12 +497,18 @@ class _Plan:
             f'FROM __ts_dv_{x}) ON __t."{c}" IS NOT DISTINCT FROM __v_{x}'
             for c, x in ((c, _ident(c)) for c in sorted(present))
         )
+        hits = f"list_distinct(flatten([{', '.join(hit_lists)}]))" if hit_lists else "[]"
+        # Case-insensitive tests read lower(column), once per test: with a thousand rules that
+        # is a thousand lower()s of each candidate row's text. Lower each column once instead.
+        lowered = sorted({m for part in hits.split("'")[0::2]
+                          for m in re.findall(r'lower\("([^"]+)"\)', part)})
+        for c in lowered:
+            hits = _replace_code(hits, f'lower("{c}")', f'"__lc_{_ident(c)}"')
+        scans += "".join(f', lower("{c}") AS "__lc_{_ident(c)}"' for c in lowered)
+        helpers = [f"__r_{_ident(k)}" for k in row_terms] + [f'"__lc_{_ident(c)}"' for c in lowered]
         keep_sql = keep
         if keep == "*":
-            keep_sql = "__t.*" + (
-                f" EXCLUDE ({', '.join(f'__r_{_ident(k)}' for k in row_terms)})" if row_terms else ""
-            )
-        hits = f"list_distinct(flatten([{', '.join(hit_lists)}]))" if hit_lists else "[]"
+            keep_sql = "__t.*" + (f" EXCLUDE ({', '.join(helpers)})" if helpers else "")
         return (
             f"SELECT {keep_sql}, {hits}::INTEGER[] AS hits "
             f"FROM (SELECT *{scans} FROM ({source}) WHERE {_any(candidate)}) __t{joins}"
