@@ -119,7 +119,8 @@ class _FileResult:
             "path": self.inp.display, "status": self.status, "file_id": self.file_id,
             "format": self.fmt, "orgs": sorted(self.orgs), "lines_read": self.lines_read,
             "rows_written": self.rows_written, "rows_by_kind": self.rows_by_kind,
-            "derived_rows_by_kind": self.derived_by_kind, "rows_quarantined": self.rows_quarantined, "comment_lines": self.comment_lines,
+            "derived_rows_by_kind": self.derived_by_kind,
+            "rows_quarantined": self.rows_quarantined, "comment_lines": self.comment_lines,
             "lines_ignored": self.lines_ignored, "first_line": self.first_line,
             "error": self.error,
         }
