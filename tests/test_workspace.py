@@ -80,3 +80,27 @@ def test_periods(spec, start, end, label, base_label, base_start):
 def test_bad_periods(spec):
     with pytest.raises(UserError):
         Period.parse(spec)
+
+
+def test_lake_views_read_files_of_an_older_schema(tmp_path):
+    """A column added to a kind after the lake's files were written reads as NULL, whether
+    some files have it or none does."""
+    import duckdb
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    folder = ws.lake / "http" / "org_id=acme"
+    folder.mkdir(parents=True)
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT TIMESTAMP '2018-05-12 10:00:00' AS ts, 1::BIGINT AS source_line, "
+                f"'GET /' AS raw) TO '{folder / 'a_0.parquet'}' (FORMAT parquet)")
+    con.close()
+    with ws.connect() as con:  # no file has url_original (nor any other http column)
+        assert con.execute("SELECT org_id, source_line, url_original, file_id FROM http"
+                           ).fetchall() == [("acme", 1, None, "a")]
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT TIMESTAMP '2018-05-12 10:00:01' AS ts, 2::BIGINT AS source_line, "
+                f"'GET /x' AS url_original) TO '{folder / 'b_0.parquet'}' (FORMAT parquet)")
+    con.close()
+    with ws.connect() as con:  # one file has it
+        assert sorted(con.execute("SELECT source_line, url_original FROM http").fetchall()) == [
+            (1, None), (2, "GET /x")]

@@ -10,6 +10,9 @@
     ts_epoch_ts(x)       epoch seconds (DOUBLE) -> TIMESTAMP
     ts_dash(s)           NULL when s is '-' or ''
     ts_cves(txt)         every CVE-YYYY-NNNN written as CVE-YYYY-NNNN / CVE_YYYY_NNNN, normalised
+
+Also ``with_fields``: a query with fields of JSON object columns (a Windows event's
+``event_data``, request headers) as columns of their own, ``"event_data.Image"``.
 """
 
 from __future__ import annotations
@@ -46,7 +49,44 @@ CREATE OR REPLACE TEMP MACRO ts_cves(txt) AS list_sort(list_distinct(list_transf
 """
 
 
+def sql_str(s: str) -> str:
+    """A SQL string literal (DuckDB does not interpret backslashes in '...')."""
+    return "'" + s.replace("'", "''") + "'"
+
+
 def install(con: duckdb.DuckDBPyConnection) -> None:
     """Create the ts_* macros on this connection."""
     install_ip_macros(con)
     con.execute(MACROS)
+
+
+# -- fields of JSON object columns as columns ---------------------------------------------
+def field_column(column: str) -> tuple[str, str] | None:
+    """(JSON object column, field name) when ``column`` names a field inside one
+    (``<column>.<name>``: a request header, a Windows event's data), else None. Such a column is
+    not stored: whoever runs the rules adds it (``with_fields``)."""
+    parent, dot, name = column.partition(".")
+    return (parent, name) if dot and name else None
+
+
+def with_fields(source: str, columns: list[str]) -> str:
+    """A SELECT of ``source`` (a query) with the field ``columns`` (see field_column) added:
+    one JSON parse per row and object column (a struct of every field; DuckDB's struct keys
+    ignore case, so a second spelling of a name is looked up on its own)."""
+    in_struct: dict[str, dict[str, str]] = {}  # parent -> lower-cased name -> name
+    taken = []
+    for c in columns:
+        parent, name = field_column(c)  # type: ignore[misc]
+        first = in_struct.setdefault(parent, {}).setdefault(name.lower(), name)
+        if first == name:
+            taken.append(f'"__f_{parent}"."{name}" AS "{c}"')
+        else:
+            path = sql_str('$."' + name + '"')
+            taken.append(f'json_extract_string("{parent}", {path}) AS "{c}"')
+    parsed = ", ".join(
+        f'json_transform("{p}", '
+        + sql_str("{" + ", ".join(f'"{n}": "VARCHAR"' for n in names.values()) + "}")
+        + f') AS "__f_{p}"' for p, names in in_struct.items())
+    structs = ", ".join(f'"__f_{p}"' for p in in_struct)
+    return (f"SELECT * EXCLUDE ({structs}), {', '.join(taken)} "
+            f"FROM (SELECT *, {parsed} FROM ({source}))")

@@ -52,7 +52,8 @@ from sigma.types import (
 )
 
 from threatscope.detect import mapping
-from threatscope.detect.sqltext import Atom, Expr, Req, re2_escape, sql_str
+from threatscope.detect.sqltext import Atom, Expr, Req, re2_escape
+from threatscope.sqlfn import sql_str
 
 Need = frozenset[tuple[str, str]] | None  # literals of a leaf (None: no useful literal)
 

@@ -38,14 +38,8 @@ import pyarrow.compute as pc
 
 from threatscope import schema
 from threatscope.detect.ruleset import CompiledRule, RulePart
-from threatscope.detect.sqltext import (
-    Req,
-    field_column,
-    re2_escape,
-    read_columns,
-    sql_str,
-    with_fields,
-)
+from threatscope.detect.sqltext import Req, re2_escape, with_read_fields
+from threatscope.sqlfn import sql_str
 
 # Columns whose values are (nearly) unique per row: never worth a DISTINCT.
 ROW_COLUMNS = frozenset({"raw", "source_line", "ts"})
@@ -122,10 +116,8 @@ def rule_columns(rules: Sequence[CompiledRule]) -> set[str]:
 def with_field_columns(source: str, rules: Sequence[CompiledRule]) -> str:
     """``source`` (a query over the rules' table) with the field columns the rules read
     (sqltext.field_column: ``event_data.Image``, ``http_request_headers.cookie``) added."""
-    fields = sorted({c for r in rules
-                     for c in read_columns(r.sql, (n for n, _ in schema.KINDS.get(r.table, ())))
-                     if field_column(c)})
-    return with_fields(source, fields) if fields else source
+    columns = {n for r in rules for n, _ in schema.KINDS.get(r.table, ())}
+    return with_read_fields(source, "\n".join(r.sql for r in rules), columns)
 
 
 def distinct_columns(

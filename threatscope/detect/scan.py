@@ -27,7 +27,8 @@ from threatscope import schema
 from threatscope.arrowutil import constant
 from threatscope.detect.matcher import Prefilter, candidates, value_columns
 from threatscope.detect.ruleset import CompiledRule
-from threatscope.detect.sqltext import field_column, read_columns, with_fields
+from threatscope.detect.sqltext import read_columns
+from threatscope.sqlfn import field_column, with_fields
 
 GROUP_ROWS = 4_000_000
 # Columns the detection rows are made of (see stage._sigma), besides the rules' own.

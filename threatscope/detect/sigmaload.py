@@ -36,7 +36,7 @@ from threatscope.detect.ruleset import (
     RuleSet,
     logsource_label,
 )
-from threatscope.detect.sqltext import field_column, read_columns, with_fields
+from threatscope.detect.sqltext import with_read_fields
 
 # libyaml's safe loader when available: the pure-Python one dominates load time
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -151,10 +151,8 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
         expr, sql, req = decompose_group(multi, False, table, atoms)
         parts.append(RulePart(None, sql, req, expr, atoms))
     sql = _or_sql([p.sql for p in parts])
-    source = f'SELECT * FROM "{table}"'
-    fields = sorted(c for c in read_columns(sql, mapping.columns(table)) if field_column(c))
-    if fields:  # field columns (event_data.Image, ...) are added to the table when matching
-        source = with_fields(source, fields)
+    # field columns (event_data.Image, ...) are added to the table when matching
+    source = with_read_fields(f'SELECT * FROM "{table}"', sql, mapping.columns(table))
     try:  # bind it once: catches regexes RE2 rejects and anything else DuckDB refuses
         con.execute(f"SELECT count(*) FROM ({source}) WHERE {sql}").fetchall()
     except duckdb.Error as e:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from threatscope.sqlfn import field_column, with_fields
+
 # Requirement of an expression: it implies (one of the literals occurs, lower-cased, in its
 # column) OR (one of the "loose" SQL parts, which have no literal, is true).
 # A loose part is ("sql", expression) or ("re", column key, RE2 pattern): the prefilter ORs all
@@ -15,12 +17,9 @@ Expr = list
 Atom = tuple[str | None, str, Req]  # (the one column read, or None for several; SQL; requirement)
 
 
-def sql_str(s: str) -> str:
-    """A SQL string literal (DuckDB does not interpret backslashes in '...')."""
-    return "'" + s.replace("'", "''") + "'"
-
-
 _QUOTED = re.compile(r'"([^"\n]+)"')
+
+# (field columns: threatscope.sqlfn, which ingest shares)
 
 
 def read_columns(sql: str, columns: Iterable[str]) -> set[str]:
@@ -32,35 +31,11 @@ def read_columns(sql: str, columns: Iterable[str]) -> set[str]:
             if m in names or ((f := field_column(m)) is not None and f[0] in names)}
 
 
-def field_column(column: str) -> tuple[str, str] | None:
-    """(JSON object column, field name) when ``column`` names a field inside one
-    (``<column>.<name>``: a request header, a Windows event's data), else None. Such a column is
-    not stored: whoever runs the rules adds it (``with_fields``)."""
-    parent, dot, name = column.partition(".")
-    return (parent, name) if dot and name else None
-
-
-def with_fields(source: str, columns: list[str]) -> str:
-    """A SELECT of ``source`` (a query) with the field ``columns`` (see field_column) added:
-    one JSON parse per row and object column (a struct of every field; DuckDB's struct keys
-    ignore case, so a second spelling of a name is looked up on its own)."""
-    in_struct: dict[str, dict[str, str]] = {}  # parent -> lower-cased name -> name
-    taken = []
-    for c in columns:
-        parent, name = field_column(c)  # type: ignore[misc]
-        first = in_struct.setdefault(parent, {}).setdefault(name.lower(), name)
-        if first == name:
-            taken.append(f'"__f_{parent}"."{name}" AS "{c}"')
-        else:
-            path = sql_str('$."' + name + '"')
-            taken.append(f'json_extract_string("{parent}", {path}) AS "{c}"')
-    parsed = ", ".join(
-        f'json_transform("{p}", '
-        + sql_str("{" + ", ".join(f'"{n}": "VARCHAR"' for n in names.values()) + "}")
-        + f') AS "__f_{p}"' for p, names in in_struct.items())
-    structs = ", ".join(f'"__f_{p}"' for p in in_struct)
-    return (f"SELECT * EXCLUDE ({structs}), {', '.join(taken)} "
-            f"FROM (SELECT *, {parsed} FROM ({source}))")
+def with_read_fields(source: str, sql: str, columns: Iterable[str]) -> str:
+    """``source`` (a query over a table with ``columns``) with the field columns that ``sql``
+    reads added (see sqlfn.field_column); ``source`` itself when it reads none."""
+    fields = sorted(c for c in read_columns(sql, columns) if field_column(c))
+    return with_fields(source, fields) if fields else source
 
 
 def re2_escape(s: str) -> str:

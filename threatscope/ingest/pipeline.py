@@ -42,7 +42,8 @@ from threatscope.arrowutil import constant
 from threatscope.errors import UserError
 from threatscope.ingest import formats, lake, reader
 from threatscope.ingest.arrowfn import ip_numbers, per_distinct, url_parts
-from threatscope.ingest.formats import Format, ParseResult, Part, sql_str
+from threatscope.ingest.formats import Format, ParseResult, Part
+from threatscope.sqlfn import sql_str
 from threatscope.workspace import Workspace
 
 SNIFF_BYTES = 64 << 10

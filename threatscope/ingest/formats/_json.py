@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from threatscope.ingest.formats import sql_str
+from threatscope.sqlfn import sql_str
 
 
 def struct_sql(src: str, shape: dict) -> str:

@@ -11,8 +11,9 @@ import pyarrow.compute as pc
 
 from threatscope.arrowutil import indexed
 from threatscope.ingest.arrowfn import read_and_rest, typed_fields
-from threatscope.ingest.formats import Part, register, sql_str
+from threatscope.ingest.formats import Part, register
 from threatscope.ingest.formats._directive import DirectiveFormat
+from threatscope.sqlfn import sql_str
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 
 import pyarrow as pa
 
 from threatscope.ingest import reader
-from threatscope.ingest.formats import Format, ParseResult, Part, register, sql_str
+from threatscope.ingest.formats import Format, ParseResult, Part, register
 from threatscope.ingest.formats._json import sniff_json, struct_sql
+from threatscope.sqlfn import sql_str, with_fields
 
 _SHAPE = {
     "Event": {
@@ -91,7 +93,7 @@ _SYSMON = "channel = 'Microsoft-Windows-Sysmon/Operational'"
 
 
 def _data(name: str) -> str:
-    return f"nullif(event_data ->> {sql_str('$.' + name)}, '')"
+    return f'nullif("event_data.{name}", \'\')'  # a field column (sqlfn.with_fields)
 
 
 # MandatoryLabel SIDs of 4688 -> the level names Sysmon writes
@@ -99,9 +101,10 @@ _LEVELS = ("CASE {} WHEN 'S-1-16-0' THEN 'Untrusted' WHEN 'S-1-16-4096' THEN 'Lo
            "WHEN 'S-1-16-8192' THEN 'Medium' WHEN 'S-1-16-8448' THEN 'Medium' "
            "WHEN 'S-1-16-12288' THEN 'High' WHEN 'S-1-16-16384' THEN 'System' END")
 
-# Sigma category tables: another view of the windows_event rows (derived parts)
+# Sigma category tables, another view of the windows_event rows (derived parts):
+# kind -> (SELECT list over windows_event rows and event_data field columns, which rows)
 _CATEGORIES = {
-    "process_creation": f"""
+    "process_creation": (f"""
         SELECT {_SYSTEM},
                coalesce({_data('Image')}, {_data('NewProcessName')}) AS process_executable,
                {_data('CommandLine')} AS process_command_line,
@@ -125,18 +128,27 @@ _CATEGORIES = {
                         concat_ws('\\', {_data('SubjectDomainName')}, {_data('SubjectUserName')})
                         END) AS user_name,
                {_data('ParentUser')} AS process_parent_user,
-               coalesce({_data('LogonId')}, {_data('SubjectLogonId')}) AS logon_id
-        FROM _winevents
-        WHERE ({_SYSMON} AND event_id = 1) OR (channel = 'Security' AND event_id = 4688)""",
-    "ps_script": f"""
+               coalesce({_data('LogonId')}, {_data('SubjectLogonId')}) AS logon_id""",
+        f"""({_SYSMON} AND event_id = 1) OR (channel = 'Security' AND event_id = 4688)"""),
+    "ps_script": (f"""
         SELECT {_SYSTEM}, {_data('ScriptBlockText')} AS script_block_text,
                {_data('ScriptBlockId')} AS script_block_id,
                try_cast({_data('MessageNumber')} AS INTEGER) AS message_number,
                try_cast({_data('MessageTotal')} AS INTEGER) AS message_total,
-               {_data('Path')} AS script_path
-        FROM _winevents
-        WHERE event_id = 4104 AND provider = 'Microsoft-Windows-PowerShell'""",
+               {_data('Path')} AS script_path""",
+        """event_id = 4104 AND provider = 'Microsoft-Windows-PowerShell'"""),
 }
+
+
+def _category_sql(select: str, where: str) -> str:
+    """A category's rows: the good windows_event rows ``where`` keeps, with the event data
+    fields ``select`` reads taken out of ``event_data`` once per row."""
+    fields = sorted(set(re.findall(r'"(event_data\.[^"]+)"', select)))
+    rows = f"SELECT * FROM _winevents WHERE _reason IS NULL AND ({where})"
+    return f"{select} FROM ({with_fields(rows, fields)})"
+
+
+_CATEGORY_SQL = {kind: _category_sql(*sql) for kind, sql in _CATEGORIES.items()}
 
 
 class _WindowsEvents(Format):
@@ -144,11 +156,9 @@ class _WindowsEvents(Format):
         # one JSON parse per record: the category tables read the windows_event rows
         events = con.sql(_SELECT.replace("{src}", "_batch")).to_arrow_table()
         con.register("_winevents", events)
-        good = "(SELECT * FROM _winevents WHERE _reason IS NULL)"
         return ParseResult(
             parts=[Part("windows_event", table=events)] + [
-                Part(kind, sql.replace("FROM _winevents", f"FROM {good}"), derived=True)
-                for kind, sql in _CATEGORIES.items()],
+                Part(kind, sql, derived=True) for kind, sql in _CATEGORY_SQL.items()],
             views=["_winevents"])
 
 

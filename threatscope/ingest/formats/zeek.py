@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from threatscope.ingest.formats import ParseResult, Part, register, sql_str
+from threatscope.ingest.formats import ParseResult, Part, register
 from threatscope.ingest.formats._directive import DirectiveFormat
 from threatscope.ingest.formats._json import sniff_json, struct_sql, ts_sql
+from threatscope.sqlfn import sql_str
 
 
 @dataclass(frozen=True)
