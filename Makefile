@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench lint install clean
 
-$(STAMP): pyproject.toml setup.py threatscope/_native.c
+$(STAMP): pyproject.toml setup.py threatscope/_native.c threatscope/_patterns.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -6,6 +6,6 @@ Arrow/DuckDB parsers (same results, slower)."""
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
-    "threatscope._native", ["threatscope/_native.c"],
+    "threatscope._native", ["threatscope/_native.c", "threatscope/_patterns.c"],
     extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unknown-pragmas"], optional=True,
 )])

@@ -28,7 +28,8 @@
    Also: split_lines(block), the lines of a block as Arrow binary buffers with what the reader
    checks (reader.lines_to_batch); ip_numbers(lines) and url_parts(lines) and url_parts(...) over an Arrow string array
    (arrowfn.ip_numbers, arrowfn.url_parts; the same values as the SQL macros); range_index(...),
-   the binary search of IP numbers in a sorted range table (enrich). */
+   the binary search of IP numbers in a sorted range table (enrich). The detect stage's
+   multi-pattern matching is in _patterns.c, part of this module. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1280,13 +1281,15 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native",
                                     "Typed field splitting of log lines and range look-ups (see _native.c).", -1,
                                     methods};
 
+int patterns_ready(PyObject *module); /* _patterns.c: the detect stage's functions */
+
 PyMODINIT_FUNC PyInit__native(void) {
     uint64_t stack = (uint64_t)(uintptr_t)&stack; /* ASLR */
     hash_seed = hash_bytes((const char *)&stack, 8) ^ (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
     if (PyType_Ready(&ChunkType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddIntConstant(m, "MAX_FIELDS", MAXF)) {
+    if (m && (PyModule_AddIntConstant(m, "MAX_FIELDS", MAXF) || patterns_ready(m) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -91,7 +91,7 @@ def _access_rows(path: Path, limit: int) -> list[dict]:
 
 @needs_sigma
 @pytest.mark.skipif(not WEB.is_dir(), reason="no ../shared/data/web")
-def test_prefilter_never_loses_a_match_on_real_traffic(web_rules):
+def test_engine_agrees_with_the_reference_on_real_traffic(web_rules, monkeypatch):
     rows = []
     with (WEB / "crs_requests.jsonl").open(encoding="utf-8") as f:
         for line in f:
@@ -99,12 +99,13 @@ def test_prefilter_never_loses_a_match_on_real_traffic(web_rules):
             rows.append(request_row(r["method"], r["uri"], r.get("headers") or {}, r.get("body")))
     rows += _access_rows(WEB / "logs" / "honeynet_chuvakin_access_all.log", 4000)
     rows += _access_rows(WEB / "logs" / "nielsbasjes_hackers-access.log", 1500)
-    slow = evaluate(web_rules, "http", rows, prefilter=False)
-    # one-column rule parts once per distinct value (default: every column), or all row-wise
-    for distinct in (None, ()):
-        fast = evaluate(web_rules, "http", rows, distinct=distinct)
+    slow = evaluate(web_rules, "http", rows, reference=True)
+    # the engine with its automaton, and on DuckDB alone (no C extension)
+    for native in ("1", "0"):
+        monkeypatch.setenv("THREATSCOPE_NATIVE", native)
+        fast = evaluate(web_rules, "http", rows)
         lost = [(i, sorted(set(s) - set(f)))
                 for i, (f, s) in enumerate(zip(fast, slow, strict=True)) if set(s) - set(f)]
-        assert lost == [], distinct
-        assert fast == slow, distinct
+        assert lost == [], native
+        assert fast == slow, native
     assert sum(map(len, slow)) > 1000  # the data is attack-heavy: the rules do fire

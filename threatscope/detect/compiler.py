@@ -1,6 +1,6 @@
 """Sigma detection (as parsed by pySigma) -> a DuckDB SQL boolean expression over one table.
 
-    sql, need = compile_condition(tree, "http")
+    sql, expr = compile_condition(tree, "http")
 
 Semantics (Sigma specification):
 - strings match case-insensitively (both sides ``lower()``-ed) unless ``|cased``;
@@ -14,10 +14,15 @@ Semantics (Sigma specification):
 - keyword values (no field) are substring searches over the table's keyword columns
   (``mapping.KEYWORD_COLUMNS``).
 
-Each expression also yields a *requirement* for the one-pass prefilter (``Req``): a set of
-``(column, literal)`` pairs and a list of "loose" SQL parts such that any row the expression
-matches contains one of the literals (lower-cased substring of that column) or satisfies one of
-the loose parts. Literals of ``re`` values are found by parsing the regular expression.
+Each condition also compiles to an expression for the rule engine (engine.Engine):
+``["and"|"or", [Expr, ...]]``, ``["not", Expr]`` or ``["leaf", Leaf]``, a leaf being
+``[column, kind, text, cased, sql, guard]``: a test of one column (``column`` None: of several,
+evaluated per row). ``kind`` "eq", "pre", "suf" or "sub" is a literal test (equals, starts
+with, ends with, contains ``text``; case-insensitive unless ``cased``) that the engine runs
+in a multi-pattern automaton; "sql" is any other test, run as ``sql`` (also the SQL of literal
+tests, for the engine's pure-DuckDB path) on the values that contain one of the ``guard``
+literals (lower-cased; empty: on every value). Guards come from the value's literal parts, and
+from regular expressions by parsing them.
 """
 
 from __future__ import annotations
@@ -52,11 +57,8 @@ from sigma.types import (
 )
 
 from threatscope.detect import mapping
-from threatscope.detect.sqltext import Atom, Expr, Req, re2_escape
+from threatscope.detect.sqltext import Expr
 from threatscope.sqlfn import sql_str
-
-Need = frozenset[tuple[str, str]] | None  # literals of a leaf (None: no useful literal)
-
 
 
 class CompileError(Exception):
@@ -100,153 +102,31 @@ def resolve_field(field: str, table: str) -> _Col:
     raise CompileError(f"unknown field {field!r} for table {table}")
 
 
-def compile_condition(node, table: str) -> tuple[str, Req]:
-    """SQL and prefilter requirement of a postprocessed pySigma condition tree."""
+def compile_condition(node, table: str) -> tuple[str, Expr]:
+    """SQL and expression (see the module doc) of a postprocessed pySigma condition tree."""
     if isinstance(node, ConditionAND | ConditionOR):
         parts = [compile_condition(a, table) for a in node.args]
-        op = " AND " if isinstance(node, ConditionAND) else " OR "
-        sql = "(" + op.join(p[0] for p in parts) + ")"
-        if isinstance(node, ConditionAND):
-            return sql, _best_of_and(sql, [p[1] for p in parts])
-        return sql, req_union([p[1] for p in parts])
+        op = "and" if isinstance(node, ConditionAND) else "or"
+        return _group(op, parts)
     if isinstance(node, ConditionNOT):
-        sql, _ = compile_condition(node.args[0], table)
-        sql = f"(NOT {sql})"
-        return sql, (frozenset(), (("sql", sql),))
+        sql, expr = compile_condition(node.args[0], table)
+        return f"(NOT {sql})", ["not", expr]
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        sql, need = _field_value(resolve_field(node.field, table), node.value, table)
-    elif isinstance(node, ConditionValueExpression):
-        sql, need = _keyword(node.value, table)
-    else:
-        raise CompileError(f"unsupported condition element {type(node).__name__}")
-    return sql, _leaf_req(sql, need)
-
-
-def split_or(node) -> list:
-    """The disjuncts of a condition tree (nested ORs flattened; any other node is one)."""
-    if isinstance(node, ConditionOR):
-        return [d for a in node.args for d in split_or(a)]
-    return [node]
-
-
-def condition_columns(node, table: str) -> frozenset[str]:
-    """The table columns an expression reads (an expression of one column can be evaluated once
-    per distinct value of that column)."""
-    if isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
-        return frozenset().union(*(condition_columns(a, table) for a in node.args))
+        return _field_value(resolve_field(node.field, table), node.value, table)
     if isinstance(node, ConditionValueExpression):
-        return frozenset(mapping.KEYWORD_COLUMNS.get(table, ()))
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        col = resolve_field(node.field, table)
-        if isinstance(node.value, SigmaFieldReference):
-            return frozenset({col.column, resolve_field(node.value.field, table).column})
-        if isinstance(node.value, SigmaCIDRExpression) and col.num_sql is not None:
-            return frozenset({col.num_sql.strip('"')})
-        return frozenset({col.column})
+        return _keyword(node.value, table)
     raise CompileError(f"unsupported condition element {type(node).__name__}")
 
 
-# An expression over "atoms" (sub-expressions reading one column each, see decompose):
-# ["atom", index] | ["not", Expr] | ["and", [Expr, ...]] | ["or", [Expr, ...]]
+def _group(op: str, parts: list[tuple[str, Expr]]) -> tuple[str, Expr]:
+    if len(parts) == 1:
+        return parts[0]
+    return "(" + f" {op.upper()} ".join(p[0] for p in parts) + ")", [op, [p[1] for p in parts]]
 
 
-def decompose(node, table: str, atoms: list[Atom]) -> tuple[Expr, str, Req]:
-    """Expression, SQL and requirement of a condition reading several columns, its sub-expressions
-    over one column each appended to ``atoms`` (the stage evaluates those once per distinct value
-    of their column). The SQL and requirement are those of :func:`compile_condition`."""
-    if isinstance(node, ConditionNOT):
-        expr, sql, _ = decompose(node.args[0], table, atoms)
-        sql = f"(NOT {sql})"
-        return ["not", expr], sql, (frozenset(), (("sql", sql),))
-    if isinstance(node, ConditionAND | ConditionOR):
-        return decompose_group(_flatten(node, type(node)), isinstance(node, ConditionAND), table, atoms)
-    if isinstance(node, ConditionValueExpression):
-        return decompose_group([node], False, table, atoms)
-    sql, req = compile_condition(node, table)  # a field compared with another field
-    cols = condition_columns(node, table)
-    atoms.append((next(iter(cols)) if len(cols) == 1 else None, sql, req))
-    return ["atom", len(atoms) - 1], sql, req
-
-
-def decompose_group(
-    nodes: list, is_and: bool, table: str, atoms: list[Atom]
-) -> tuple[Expr, str, Req]:
-    """:func:`decompose` of the AND (``is_and``) or OR of ``nodes``."""
-    # single-column children (and, under OR, each column's part of a keyword) are grouped
-    # into one atom per column
-    groups: dict[str, list[tuple[str, Req]]] = {}
-    items: list = []
-    for a in nodes:
-        cols = condition_columns(a, table)
-        if len(cols) == 1 and not isinstance(a, ConditionNOT):
-            pieces = [(next(iter(cols)), *compile_condition(a, table))]
-        elif not is_and and isinstance(a, ConditionValueExpression):
-            pieces = [(c, sql, _leaf_req(sql, n)) for c, sql, n in _keyword_parts(a.value, table)]
-        else:
-            items.append(a)
-            continue
-        for col, sql, req in pieces:
-            if col not in groups:
-                groups[col] = []
-                items.append(col)
-            groups[col].append((sql, req))
-    subs = []
-    for item in items:
-        if isinstance(item, str):
-            parts = groups[item]
-            sql, req = parts[0] if len(parts) == 1 else _combine(is_and, parts)
-            atoms.append((item, sql, req))
-            subs.append((["atom", len(atoms) - 1], sql, req))
-        else:
-            subs.append(decompose(item, table, atoms))
-    sql, req = _combine(is_and, [(x[1], x[2]) for x in subs]) if len(subs) > 1 else subs[0][1:]
-    return (["and" if is_and else "or", [x[0] for x in subs]], sql, req)
-
-
-def _flatten(node, kind) -> list:
-    return [x for a in node.args for x in (_flatten(a, kind) if isinstance(a, kind) else [a])]
-
-
-def _combine(is_and: bool, parts: list[tuple[str, Req]]) -> tuple[str, Req]:
-    sql = "(" + (" AND " if is_and else " OR ").join(p[0] for p in parts) + ")"
-    if is_and:
-        return sql, _best_of_and(sql, [p[1] for p in parts])
-    return sql, req_union([p[1] for p in parts])
-
-
-def _leaf_req(sql: str, need) -> Req:
-    """Need of a leaf -> Req. A ("re", key, pattern) need (no useful literal) is merged into its
-    column's scan; a list is an OR of needs; None makes the leaf SQL itself the requirement."""
-    if need is None:
-        return frozenset(), (("sql", sql),)
-    items = need if isinstance(need, list) else [need]
-    lits = frozenset().union(*(n for n in items if isinstance(n, frozenset)))
-    return lits, tuple(n for n in items if isinstance(n, tuple))
-
-
-def req_union(reqs: list[Req]) -> Req:
-    """Requirement of an OR: any literal of any part, or any loose part."""
-    lits = frozenset().union(*(r[0] for r in reqs))
-    loose = tuple(dict.fromkeys(x for r in reqs for x in r[1]))
-    return lits, loose
-
-
-def _best_of_and(sql: str, reqs: list[Req]) -> Req:
-    """For AND any child's requirement is necessary: keep the cheapest, most selective one.
-
-    Cost: SQL loose parts (run on every row) first, then regex loose parts (merged into one
-    scan per column), then the weakest literal."""
-    def cost(r: Req):
-        n_sql = sum(1 for x in r[1] if x[0] == "sql")
-        # a negation is true for almost every row: the worst requirement there is
-        n_not = sum(1 for x in r[1] if x[0] == "sql" and x[1].startswith("(NOT "))
-        score = min((literal_score(k, lit) for k, lit in r[0]), default=0)
-        return (n_not, n_sql, len(r[1]) - n_sql, -score, len(r[0]))
-
-    best = min(reqs, key=cost)
-    if sum(1 for x in best[1] if x[0] == "sql") > 1:  # the whole AND is a cheaper test
-        return frozenset(), (("sql", sql),)
-    return best
+def _leaf(column: str | None, sql: str, kind: str = "sql", text: str = "", cased: bool = False,
+          guard: list[str] | None = None) -> tuple[str, Expr]:
+    return sql, ["leaf", [column, kind, text, cased, sql, sorted(guard or ())]]
 
 
 # Literals scoring below this (about: shorter than 3 characters) occur in almost every row: such
@@ -320,22 +200,16 @@ def _set_score(key: str, lits) -> int:
     return min(literal_score(key, x) for x in lits)
 
 
-def _need(key: str, lits) -> Need:
-    lits = frozenset(lits)
+def _guard(key: str, lits) -> list[str] | None:
+    """``lits`` as a leaf's guard, or None when one of them is too common to filter anything."""
+    lits = sorted(set(lits))
     if not lits or _set_score(key, lits) < MIN_SCORE:
         return None
-    return frozenset((key, x) for x in lits)
+    return lits
 
 
-def _or_needs(needs: list):
-    """Need of an OR of leaves: all of theirs, when every leaf has one."""
-    if any(n is None for n in needs):
-        return None
-    return [x for n in needs for x in (n if isinstance(n, list) else [n])]
-
-
-def _keyword_parts(value, table: str) -> list[tuple[str, str, Need]]:
-    """(column, SQL, need) of a keyword value for each keyword column (any of them may hold it)."""
+def _keyword(value, table: str) -> tuple[str, Expr]:
+    """A keyword value (no field): any of the table's keyword columns holds it."""
     cols = mapping.KEYWORD_COLUMNS.get(table)
     if not cols:
         raise CompileError(f"keyword rules are not supported for table {table}")
@@ -348,38 +222,30 @@ def _keyword_parts(value, table: str) -> list[tuple[str, str, Need]]:
             value = value + SpecialChars.WILDCARD_MULTI
     elif not isinstance(value, SigmaRegularExpression | SigmaExpansion):
         raise CompileError(f"unsupported keyword value type {type(value).__name__}")
-    return [(c, *_field_value(resolve_field(c, table), value, table)) for c in cols]
-
-
-def _keyword(value, table: str) -> tuple[str, Need]:
-    parts = _keyword_parts(value, table)
-    sql = "(" + " OR ".join(p[1] for p in parts) + ")" if len(parts) > 1 else parts[0][1]
-    return sql, _or_needs([p[2] for p in parts])
+    return _group("or", [_field_value(resolve_field(c, table), value, table) for c in cols])
 
 
 def _two_valued(sql: str) -> str:
     return f"coalesce({sql}, false)"
 
 
-def _field_value(col: _Col, value, table: str) -> tuple[str, Need]:
+def _field_value(col: _Col, value, table: str) -> tuple[str, Expr]:
     if isinstance(value, SigmaExpansion):  # base64offset, windash: alternatives, always OR
-        parts = [_field_value(col, v, table) for v in value.values]
-        sql = "(" + " OR ".join(p[0] for p in parts) + ")"
-        return sql, _or_needs([p[1] for p in parts])
+        return _group("or", [_field_value(col, v, table) for v in value.values])
     if isinstance(value, SigmaString):  # includes SigmaCasedString
         return _string(col, value, cased=isinstance(value, SigmaCasedString))
     if isinstance(value, SigmaNull):
-        return f"({col.sql} IS NULL)", None
+        return _leaf(col.column, f"({col.sql} IS NULL)")
     if isinstance(value, SigmaExists):
-        return f"({col.sql} IS {'NOT ' if value.exists else ''}NULL)", None
+        return _leaf(col.column, f"({col.sql} IS {'NOT ' if value.exists else ''}NULL)")
     if isinstance(value, SigmaBool):
         return _string(col, SigmaString("true" if value.boolean else "false"), cased=False)
     if isinstance(value, SigmaCompareExpression):
-        return _compare(col, value), None
+        return _leaf(col.column, _compare(col, value))
     if isinstance(value, SigmaNumber):
         if col.is_text:
             return _string(col, SigmaString(str(value.number)), cased=False)
-        return _two_valued(f"{col.sql} = {_num(value)}"), None
+        return _leaf(col.column, _two_valued(f"{col.sql} = {_num(value)}"))
     if isinstance(value, SigmaRegularExpression):
         return _regex(col, value)
     if isinstance(value, SigmaCIDRExpression):
@@ -395,7 +261,7 @@ def _field_value(col: _Col, value, table: str) -> tuple[str, Need]:
             sql = f"ends_with({a}, {b})"
         else:
             sql = f"{a} = {b}"
-        return _two_valued(sql), None
+        return _leaf(None, _two_valued(sql))  # two columns: evaluated per row
     raise CompileError(f"unsupported value type {type(value).__name__} (modifier not supported)")
 
 
@@ -429,7 +295,7 @@ def _lower_lit(s: str) -> str:
     return sql_str(s.lower()) if s.isascii() else f"lower({sql_str(s)})"
 
 
-def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Need]:
+def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Expr]:
     parts = list(value.s)
     for p in parts:
         if isinstance(p, Placeholder):
@@ -439,37 +305,31 @@ def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Need]:
     strs = [p for p in parts if isinstance(p, str)]
     specials = [p for p in parts if not isinstance(p, str)]
     star = SpecialChars.WILDCARD_MULTI
+    kind = "sql"
     if not specials:
-        sql = f"{x} = {lit(''.join(strs))}"
+        sql, kind = f"{x} = {lit(''.join(strs))}", "eq"
     elif all(p is star for p in parts):
         sql = f"{col.sql} IS NOT NULL"
     elif len(parts) == 3 and parts[0] is star and parts[2] is star and isinstance(parts[1], str):
-        sql = f"contains({x}, {lit(parts[1])})"
+        sql, kind = f"contains({x}, {lit(parts[1])})", "sub"
     elif len(parts) == 2 and parts[1] is star and isinstance(parts[0], str):
-        sql = f"starts_with({x}, {lit(parts[0])})"
+        sql, kind = f"starts_with({x}, {lit(parts[0])})", "pre"
     elif len(parts) == 2 and parts[0] is star and isinstance(parts[1], str):
-        sql = f"ends_with({x}, {lit(parts[1])})"
+        sql, kind = f"ends_with({x}, {lit(parts[1])})", "suf"
     else:
         pat = "".join(
             _like_escape(p) if isinstance(p, str) else ("%" if p is star else "_") for p in parts
         )
         sql = f"{x} LIKE {lit(pat)} ESCAPE '\\'"
-    need = _string_need(col, strs)
-    if need is None and col.is_text and all(p.isascii() for p in strs):
-        need = ("re", col.key, _string_regex(parts, cased))
-    return _two_valued(sql), need
-
-
-def _string_regex(parts: list, cased: bool) -> str:
-    """The RE2 equivalent of a Sigma string match (ASCII values: same case folding as lower())."""
-    star = SpecialChars.WILDCARD_MULTI
-    head = "" if parts and parts[0] is star else "^"
-    tail = "" if parts and parts[-1] is star else "$"
-    inner = parts[1 if not head else 0: len(parts) - (1 if not tail else 0)]
-    body = "".join(
-        re2_escape(p) if isinstance(p, str) else (".*" if p is star else ".") for p in inner
-    )
-    return ("(?s)" if cased else "(?is)") + head + body + tail
+    sql = _two_valued(sql)
+    text = "".join(strs)
+    # a literal test the engine's automaton runs (of a text column, a non-empty literal; the
+    # engine lower-cases it as DuckDB's lower() does)
+    if kind != "sql" and col.is_text and col.sql == f'"{col.column}"' and text:
+        return _leaf(col.column, sql, kind, text, cased)
+    runs = [r for s in strs for r in _ascii_runs(s)] if col.is_text else []
+    guard = _guard(col.key, [max(runs, key=lambda r: literal_score(col.key, r))]) if runs else None
+    return _leaf(col.column, sql, guard=guard)
 
 
 def _ascii_runs(s: str) -> list[str]:
@@ -483,12 +343,6 @@ def _ascii_runs(s: str) -> list[str]:
             run = ""
     runs.append(run)
     return [r for r in runs if r]
-
-
-def _string_need(col: _Col, strs: list[str]) -> Need:
-    # each literal part of the value is a necessary substring of lower(column): keep the longest
-    runs = [r for s in strs for r in _ascii_runs(s)]
-    return _need(col.key, [max(runs, key=lambda r: literal_score(col.key, r))]) if runs else None
 
 
 def regex_literals(pattern: str, key: str = "") -> frozenset[str] | None:
@@ -550,7 +404,7 @@ def _seq_literals(items, key: str) -> frozenset[str] | None:
     return max(cands, key=lambda c: (_set_score(key, c), -len(c)))
 
 
-def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Need]:
+def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Expr]:
     if value.regexp.contains_placeholder():
         raise CompileError("placeholders in regular expressions are not supported")
     flags = ""
@@ -561,20 +415,17 @@ def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Need]:
     if SigmaRegularExpressionFlag.DOTALL in value.flags:
         flags += "s"
     pattern = value.regexp.to_plain(regex=True)
-    lits = regex_literals(pattern, col.key)
+    lits = regex_literals(pattern, col.key) if col.is_text else None
     if flags:
         pattern = f"(?{flags}){pattern}"
     sql = _two_valued(f"regexp_matches({col.text}, {sql_str(pattern)})")
-    need = _need(col.key, lits) if lits else None
-    if need is None and col.is_text:
-        return sql, ("re", col.key, pattern)
-    return sql, need
+    return _leaf(col.column, sql, guard=_guard(col.key, lits) if lits else None)
 
 
 _V4_MAPPED = 0xFFFF << 32  # ::ffff:0:0/96, how schema stores IPv4 in *_ip_num
 
 
-def _cidr(col: _Col, value: SigmaCIDRExpression) -> tuple[str, Need]:
+def _cidr(col: _Col, value: SigmaCIDRExpression) -> tuple[str, Expr]:
     net = value.network
     if col.num_sql is not None:
         lo = int(net.network_address)
@@ -582,10 +433,8 @@ def _cidr(col: _Col, value: SigmaCIDRExpression) -> tuple[str, Need]:
             lo += _V4_MAPPED
         hi = lo + net.num_addresses - 1
         sql = f"{col.num_sql} BETWEEN '{lo}'::UHUGEINT AND '{hi}'::UHUGEINT"
-        return _two_valued(sql), None
+        return _leaf(col.num_sql.strip('"'), _two_valued(sql))
     if not col.is_text:
         raise CompileError(f"cidr on non-text column {col.key}")
     # no numeric twin: prefix patterns of the network's textual form (pySigma's expansion)
-    parts = [_string(col, SigmaString(p), cased=False) for p in value.expand("*")]
-    sql = "(" + " OR ".join(p[0] for p in parts) + ")"
-    return sql, _or_needs([p[1] for p in parts])
+    return _group("or", [_string(col, SigmaString(p), cased=False) for p in value.expand("*")])

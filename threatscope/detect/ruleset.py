@@ -14,29 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from threatscope.detect import cache
-from threatscope.detect.sqltext import Atom, Expr, Req
+from threatscope.detect.sqltext import Expr
 from threatscope.errors import UserError
 
 BUILTIN_RULES = Path(__file__).resolve().parent / "rules"
 
 
 @dataclass
-class RulePart:
-    """Disjuncts of a rule that read the same single column (``column``), or all the others
-    (``column`` None): the rule matches a row iff one of its parts does."""
-
-    column: str | None
-    sql: str
-    need: Req = field(default=(frozenset(), ()), repr=False)  # prefilter requirement of the part
-    # several columns: the part as an expression over atoms (compiler.decompose)
-    expr: Expr | None = field(default=None, repr=False)
-    atoms: list[Atom] = field(default_factory=list, repr=False)
-
-
-@dataclass
 class CompiledRule:
-    """A Sigma rule compiled into a DuckDB boolean expression over ``table`` (``sql``, the OR of
-    its ``parts``, which is how the stage evaluates it: see matcher)."""
+    """A Sigma rule compiled into a DuckDB boolean expression over ``table`` (``sql``, the
+    reference) and the same as an expression over leaves (``expr``, which the engine runs)."""
 
     id: str
     title: str
@@ -53,7 +40,7 @@ class CompiledRule:
     product: str | None = None
     campaign: str | None = None
     family: str | None = None
-    parts: list[RulePart] = field(default_factory=list, repr=False)
+    expr: Expr = field(default_factory=list, repr=False)  # see compiler
 
 
 @dataclass(frozen=True)
@@ -129,34 +116,11 @@ def load_rules(
 
 
 # -- (de)serialisation for the cache ------------------------------------------------------------
-def _req_doc(req: Req) -> list:
-    return [sorted([k, v] for k, v in req[0]), [list(x) for x in req[1]]]
-
-
-def _req(doc: list) -> Req:
-    return frozenset((k, v) for k, v in doc[0]), tuple(tuple(x) for x in doc[1])
-
-
 def _to_doc(rs: RuleSet) -> dict:
-    rules = []
-    for r in rs.rules:
-        d = {k: v for k, v in r.__dict__.items() if k != "parts"}
-        d["parts"] = [
-            {"column": p.column, "sql": p.sql, "need": _req_doc(p.need), "expr": p.expr,
-             "atoms": [[c, sql, _req_doc(n)] for c, sql, n in p.atoms]}
-            for p in r.parts
-        ]
-        rules.append(d)
-    return {"rules": rules, "failed": [f.__dict__ for f in rs.failed]}
+    return {"rules": [dict(r.__dict__) for r in rs.rules],
+            "failed": [f.__dict__ for f in rs.failed]}
 
 
 def _from_doc(doc: dict) -> RuleSet:
-    rules = []
-    for d in doc["rules"]:
-        parts = [
-            RulePart(p["column"], p["sql"], _req(p["need"]), p["expr"],
-                     [(c, sql, _req(n)) for c, sql, n in p["atoms"]])
-            for p in d["parts"]
-        ]
-        rules.append(CompiledRule(**{**d, "parts": parts}))
-    return RuleSet(rules, [FailedRule(**f) for f in doc["failed"]])
+    return RuleSet([CompiledRule(**d) for d in doc["rules"]],
+                   [FailedRule(**f) for f in doc["failed"]])

@@ -1,20 +1,20 @@
-"""Read the lake for detection: the candidate rows of each group of files, as Arrow tables.
+"""Read the lake for detection: groups of lake files as Arrow tables of the columns rules read.
 
-    for cand, pre, scanned in candidate_groups(con, ws, "http", rules):
-        source = matcher.arrow_source(con, "__ts_cand", cand)
-        con.sql(pre.query(source, "source_line"))      # (source_line, hits) of the matches
+    for group in groups(con, ws, "http", engine.read):
+        rows, rules = engine.match(con, group.table)
+        raw = group.raw(rows)                     # the raw lines of those rows
 
-Only the columns the rules and the detection rows read are loaded, text columns as
-dictionaries (as ingest wrote them): the prefilter (``matcher.candidates``) evaluates the rules'
-one-column parts once per dictionary value and flags rows by dictionary index, so the full
-match runs on the few candidate rows only. ``raw``, the widest column, is read only when a rule
-reads it, or for the candidate rows whose evidence needs it. Files are taken in groups of at
-most ``GROUP_ROWS`` rows, which bounds memory on a large lake.
+Text columns come as dictionaries (as ingest wrote them), which the engine evaluates once per
+value; field columns (``event_data.Image``) are taken out of their JSON object once per row and
+dictionary-encoded too. ``raw``, the widest column, is read only when a rule reads it, else
+for the rows that hit (``Group.raw``). Files are taken in groups of at most ``GROUP_ROWS`` rows
+and ``GROUP_BYTES`` bytes (uncompressed), which bounds memory on a large lake.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -25,22 +25,15 @@ import pyarrow.parquet as pq
 
 from threatscope import schema
 from threatscope.arrowutil import constant
-from threatscope.detect.matcher import Prefilter, candidates, value_columns
-from threatscope.detect.ruleset import CompiledRule
-from threatscope.detect.sqltext import read_columns
-from threatscope.sqlfn import field_column, with_fields
+from threatscope.detect.engine import with_field_columns
+from threatscope.sqlfn import field_column
 
 GROUP_ROWS = 4_000_000
+GROUP_BYTES = 1 << 30
 # Columns the detection rows are made of (see stage._sigma), besides the rules' own.
 KEEP = ("org_id", "ts", "source_ip", "event_kind", "file_id", "source_file", "source_line",
         "http_request_method", "url_original")
 _DICT = pa.dictionary(pa.int32(), pa.string())
-
-
-def rule_columns(rules: Sequence[CompiledRule], kind: str) -> set[str]:
-    """The columns of ``kind`` that the rules' SQL reads (the compiler quotes every name),
-    field columns (sqltext.field_column: ``event_data.Image``) included."""
-    return read_columns("\n".join(r.sql for r in rules), (n for n, _ in schema.KINDS[kind]))
 
 
 def lake_files(ws, kind: str) -> list[Path]:
@@ -48,39 +41,58 @@ def lake_files(ws, kind: str) -> list[Path]:
     return sorted(root.rglob("*.parquet")) if root.exists() else []
 
 
-def candidate_groups(con: duckdb.DuckDBPyConnection, ws, kind: str,
-                     rules: Sequence[CompiledRule]) -> Iterator[tuple[pa.Table, Prefilter, int]]:
-    """(candidate rows, their matcher.Prefilter, rows scanned) per group of lake files of
-    ``kind``; run the Prefilter's query before taking the next group."""
+@dataclass
+class Group:
+    """Some lake files of one kind, read: ``table`` has their rows in file order."""
+
+    files: list[tuple[Path, int]]  # (file, rows)
+    table: pa.Table
+
+    def raw(self, rows: pa.Array) -> pa.Array:
+        """``raw`` of ``rows`` (int64 indexes into ``table``, ascending), read only from the
+        files those rows are in (``table``'s own column when it has one)."""
+        if "raw" in self.table.column_names:
+            return self.table.column("raw").take(rows).combine_chunks()
+        parts = []
+        start = 0
+        for f, n in self.files:
+            inside = pc.and_(pc.greater_equal(rows, start), pc.less(rows, start + n))
+            local = pc.subtract(rows.filter(inside), start)
+            if len(local):
+                raw = pq.read_table(f, columns=["raw"]).column("raw")
+                parts.append(raw.take(local).combine_chunks())
+            start += n
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+
+def groups(con: duckdb.DuckDBPyConnection, ws, kind: str, read: set[str]) -> Iterator[Group]:
+    """The lake files of ``kind`` in groups, with the columns ``read`` (see the module doc)
+    and those of KEEP."""
     types = dict(schema.KINDS[kind])
-    read = rule_columns(rules, kind) | {c for c in KEEP if c in types}
+    read = set(read) | {c for c in KEEP if c in types}
     group: list[tuple[Path, int]] = []
-    rows = 0
+    rows = size = 0
     for f in lake_files(ws, kind):
-        n = pq.ParquetFile(f).metadata.num_rows
-        if group and rows + n > GROUP_ROWS:
-            yield _group(con, kind, rules, group, read)
-            group, rows = [], 0
+        meta = pq.ParquetFile(f).metadata
+        n, b = meta.num_rows, sum(meta.row_group(i).total_byte_size
+                                  for i in range(meta.num_row_groups))
+        if group and (rows + n > GROUP_ROWS or size + b > GROUP_BYTES):
+            yield _group(con, kind, group, read)
+            group, rows, size = [], 0, 0
         group.append((f, n))
         rows += n
+        size += b
     if group:
-        yield _group(con, kind, rules, group, read)
+        yield _group(con, kind, group, read)
 
 
-def _group(con, kind: str, rules, files: list[tuple[Path, int]], read: set[str]
-           ) -> tuple[pa.Table, Prefilter, int]:
+def _group(con, kind: str, files: list[tuple[Path, int]], read: set[str]) -> Group:
     types = dict(schema.KINDS[kind])
     fields = sorted(c for c in read if field_column(c))
     parents = {field_column(c)[0] for c in fields}
     cols = [c for c, _ in schema.KINDS[kind] if c in read or c in parents]
     table = _read(files, cols, types)
-    if fields:
-        table = _with_fields(con, table, fields)
-    pre = candidates(con, rules, table, value_columns(table, rules), types)
-    cand = table.filter(pre.mask)
-    if "raw" not in read:
-        cand = cand.append_column("raw", _raw_for_evidence(files, table, pre.mask))
-    return cand, pre, table.num_rows
+    return Group(files, with_field_columns(con, table, read))
 
 
 def _read(files: list[tuple[Path, int]], cols: list[str], types: dict[str, str]) -> pa.Table:
@@ -93,7 +105,7 @@ def _read(files: list[tuple[Path, int]], cols: list[str], types: dict[str, str])
     fields = [pa.field(c, _DICT if c in as_dict else schema.ARROW_TYPES[types[c]]) for c in stored]
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
         dictionary_columns=[c for c in stored if c in as_dict]))
-    # one batch per row group, so that each chunk has one dictionary (value_columns sums them)
+    # one batch per row group: few chunks, each with one dictionary
     data = ds.dataset([str(f) for f, _ in files], schema=pa.schema(fields), format=fmt
                       ).to_table(columns=stored, batch_size=max(1, *(n for _, n in files)))
     out = {}
@@ -107,43 +119,5 @@ def _read(files: list[tuple[Path, int]], cols: list[str], types: dict[str, str])
     return pa.table(out)
 
 
-def _with_fields(con: duckdb.DuckDBPyConnection, table: pa.Table, fields: list[str]
-                 ) -> pa.Table:
-    """``table`` with the field columns (sqltext.field_column) the rules read, taken out of
-    their JSON object columns (one parse per row), dictionary-encoded like the stored text
-    columns so that they are evaluated once per distinct value."""
-    parents = sorted({field_column(c)[0] for c in fields})
-    con.register("__ts_objects", table.select(parents))
-    try:
-        got = con.sql(with_fields("SELECT * FROM __ts_objects", fields)).to_arrow_table()
-    finally:
-        con.unregister("__ts_objects")
-    for c in fields:
-        table = table.append_column(c, pc.dictionary_encode(got.column(c)))
-    return table
-
-
 def _org_of(path: Path) -> str:
     return next((p.partition("=")[2] for p in path.parts if p.startswith("org_id=")), "")
-
-
-def _raw_for_evidence(files: list[tuple[Path, int]], table: pa.Table, mask: pa.Array
-                      ) -> pa.Array:
-    """``raw`` of the candidate rows that have no URL to show (NULL for the others): read only
-    from the files that have such rows."""
-    if "url_original" in table.column_names:
-        need = pc.and_(mask, pc.is_null(table.column("url_original").combine_chunks()))
-    else:
-        need = mask
-    parts = []
-    start = 0
-    for f, n in files:
-        m = mask.slice(start, n)
-        k = pc.sum(m).as_py() or 0
-        if k and pc.any(need.slice(start, n)).as_py():
-            raw = pq.read_table(f, columns=["raw"]).column("raw").combine_chunks()
-            parts.append(raw.filter(m))
-        elif k:
-            parts.append(pa.nulls(k, pa.string()))
-        start += n
-    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())

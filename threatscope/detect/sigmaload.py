@@ -19,23 +19,8 @@ from sigma.rule import SigmaRule
 
 from threatscope import schema
 from threatscope.detect import mapping
-from threatscope.detect.compiler import (
-    Atom,
-    CompileError,
-    Req,
-    compile_condition,
-    condition_columns,
-    decompose_group,
-    req_union,
-    split_or,
-)
-from threatscope.detect.ruleset import (
-    CompiledRule,
-    FailedRule,
-    RulePart,
-    RuleSet,
-    logsource_label,
-)
+from threatscope.detect.compiler import CompileError, compile_condition
+from threatscope.detect.ruleset import CompiledRule, FailedRule, RuleSet, logsource_label
 from threatscope.detect.sqltext import with_read_fields
 
 # libyaml's safe loader when available: the pure-Python one dominates load time
@@ -131,26 +116,10 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
             f"no data for logsource {logsource_label(ls.category, ls.product, ls.service)}"
         )
     pipeline.apply(rule)
-    # one part per column read alone (evaluated once per distinct value by the stage) and one for
-    # the disjuncts reading several columns (evaluated per row)
-    by_col: dict[str, list[tuple[str, Req]]] = {}
-    multi = []
-    for cond in rule.detection.parsed_condition:
-        for d in split_or(cond.parsed):
-            cols = condition_columns(d, table)
-            if len(cols) == 1:
-                by_col.setdefault(next(iter(cols)), []).append(compile_condition(d, table))
-            else:
-                multi.append(d)
-    parts = [
-        RulePart(c, _or_sql([x[0] for x in xs]), req_union([x[1] for x in xs]))
-        for c, xs in by_col.items()
-    ]
-    if multi:
-        atoms: list[Atom] = []
-        expr, sql, req = decompose_group(multi, False, table, atoms)
-        parts.append(RulePart(None, sql, req, expr, atoms))
-    sql = _or_sql([p.sql for p in parts])
+    # the conditions of a rule are alternatives
+    parts = [compile_condition(c.parsed, table) for c in rule.detection.parsed_condition]
+    sql = _or_sql([p[0] for p in parts])
+    expr = parts[0][1] if len(parts) == 1 else ["or", [p[1] for p in parts]]
     # field columns (event_data.Image, ...) are added to the table when matching
     source = with_read_fields(f'SELECT * FROM "{table}"', sql, mapping.columns(table))
     try:  # bind it once: catches regexes RE2 rejects and anything else DuckDB refuses
@@ -172,7 +141,7 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
         table=table,
         sql=sql,
         path=path,
-        parts=parts,
+        expr=expr,
         **meta,
     )
 

@@ -1,5 +1,5 @@
-"""Small SQL/RE2 text helpers and the requirement types shared by the compiler and the matcher
-(kept apart from the compiler so that matching never imports pySigma)."""
+"""Small SQL text helpers shared by the compiler and the engine (kept apart from the compiler so
+that matching never imports pySigma)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,7 @@ from collections.abc import Iterable
 
 from threatscope.sqlfn import field_column, with_fields
 
-# Requirement of an expression: it implies (one of the literals occurs, lower-cased, in its
-# column) OR (one of the "loose" SQL parts, which have no literal, is true).
-# A loose part is ("sql", expression) or ("re", column key, RE2 pattern): the prefilter ORs all
-# regexes of a column into one alternation, so they cost one scan of the column together.
-Req = tuple[frozenset[tuple[str, str]], tuple[tuple[str, ...], ...]]
-Expr = list
-Atom = tuple[str | None, str, Req]  # (the one column read, or None for several; SQL; requirement)
+Expr = list  # a rule as the engine evaluates it (see compiler)
 
 
 _QUOTED = re.compile(r'"([^"\n]+)"')

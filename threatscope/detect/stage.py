@@ -4,10 +4,9 @@ view ``detection``).
     summary = run_detect(ws)                     # built-in pack + ws.rule_dirs
     evaluate(load_rules(), "http", [{"url_original": "/?id=1 union select 1", ...}])
 
-Per table (matcher.match_query): rule parts over low-variety columns run once per distinct value
-(small temp tables), the rest per row on the few candidate rows a cheap prefilter lets through;
-the list of hits is unnested into detection rows. DuckDB streams the scans (its DISTINCT hash
-tables spill), so memory stays bounded on large lakes.
+Per table, the lake is read in groups of files (scan.groups) and the rule engine (engine.Engine)
+finds the hits of each group: its leaves run once per distinct value of their column, the
+rules fold over per-row bitmaps. Each hit becomes a detection row.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import os
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +29,9 @@ import pyarrow.parquet as pq
 from threatscope import schema, sqlfn
 from threatscope.arrowutil import constant, indexed
 from threatscope.detect import scan
-from threatscope.detect.matcher import arrow_source, match_query
+from threatscope.detect.engine import Engine, reference_sql
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
+from threatscope.detect.sqltext import with_read_fields
 from threatscope.errors import UserError
 from threatscope.usercache import user_cache_dir
 
@@ -44,8 +44,7 @@ def evaluate(
     kind: str,
     rows: pa.Table | list[dict],
     *,
-    prefilter: bool = True,
-    distinct: Collection[str] | None = None,
+    reference: bool = False,
 ) -> list[list[str]]:
     """Ids of the rules of ``ruleset`` matching each row (in rule order), as the stage runs them.
 
@@ -55,9 +54,8 @@ def evaluate(
 
         evaluate(rs, "http", [{"http_request_method": "GET", "url_original": "/a?b=%27"}])
 
-    ``prefilter=False`` evaluates every rule on every row (tests check both agree);
-    ``distinct`` names the columns evaluated once per distinct value (None: all of them, the
-    stage picks them from the data; see matcher.match_query).
+    ``reference=True`` runs every rule's SQL on every row instead of the engine (tests check
+    both agree).
     """
     if kind not in schema.KINDS:
         raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.KINDS)})")
@@ -78,18 +76,32 @@ def evaluate(
         else:
             select.append(f'CAST(NULL AS {typ}) AS "{name}"')
     rules = ruleset.for_table(kind)
-    out: list[list[str]] = [[] for _ in range(tbl.num_rows)]
+    hits: list[set[int]] = [set() for _ in range(tbl.num_rows)]
     con = duckdb.connect()
     try:
         sqlfn.install(con)
         con.register("__rows", tbl)
         source = f"SELECT __row, {', '.join(select)} FROM __rows"
-        sql = match_query(con, rules, source, "__row", prefilter=prefilter, distinct=distinct)
-        for row, hits in con.execute(sql).fetchall():
-            out[row] = [rules[i].id for i in sorted(hits)]
+        if reference:
+            source = with_read_fields(source, "\n".join(r.sql for r in rules),
+                                      (n for n, _ in cols))
+            for row, found in con.execute(reference_sql(rules, source, "__row")).fetchall():
+                hits[row].update(found)
+        else:
+            engine = Engine(rules, kind)
+            data = con.sql(source).to_arrow_table()
+            # text columns as dictionaries, as detect reads the lake
+            types = dict(cols)
+            for i, name in enumerate(data.column_names):
+                if types.get(name) == "VARCHAR":
+                    data = data.set_column(i, name, pc.dictionary_encode(data.column(name)))
+            found_rows, found_rules = engine.match(con, data)
+            row_ids = data.column("__row").take(found_rows).to_pylist()
+            for row, i in zip(row_ids, found_rules.to_pylist(), strict=True):
+                hits[row].add(i)
     finally:
         con.close()
-    return out
+    return [[rules[i].id for i in sorted(h)] for h in hits]
 
 
 # Columns ingest derives, as it derives them (the same macros): column -> (from, SQL).
@@ -225,14 +237,9 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
     """Match ``rules`` over the lake's ``table``, ``write`` each group's detection rows and
     count them in ``per_rule``; returns the rows scanned."""
     has = dict(schema.KINDS[table])
-    src_ip = "source_ip" if "source_ip" in has else "NULL::VARCHAR"
     evidence = (
         "left(concat_ws(' ', http_request_method, coalesce(url_original, raw)), 512)"
         if table == "http" else "left(raw, 512)"
-    )
-    keep = (
-        f"org_id, ts, {src_ip} AS src_ip, event_kind, file_id, source_file, source_line, "
-        f"{evidence} AS evidence"
     )
     meta = {
         "rule_id": pa.array([r.id for r in rules], pa.string()),
@@ -245,27 +252,45 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         "campaign": pa.array([r.campaign for r in rules], pa.string()),
         "family": pa.array([r.family for r in rules], pa.string()),
     }
+    engine = Engine(rules, table)
     scanned = 0
-    for cand, pre, rows in scan.candidate_groups(con, ws, table, rules):
-        scanned += rows
-        if not cand.num_rows:
+    for group in scan.groups(con, ws, table, engine.read):
+        scanned += group.table.num_rows
+        rows, idx = engine.match(con, group.table)
+        if not len(rows):
             continue
-        hits = pre.query(arrow_source(con, "__ts_cand", cand, has), keep)
-        found = con.sql(f"SELECT * EXCLUDE (hits), unnest(hits) AS idx FROM ({hits})"
-                        ).to_arrow_table()
-        con.unregister("__ts_cand")
+        hit = group.table.take(rows)
+        cols = {c: hit.column(c) for c in ("org_id", "ts", "event_kind", "file_id",
+                                             "source_file", "source_line")}
+        cols["src_ip"] = hit.column("source_ip") if "source_ip" in has else \
+            pa.nulls(len(rows), pa.string())
+        # evidence: the URL, or the raw line where there is none (read only for those rows)
+        need_raw = pc.is_null(hit.column("url_original")) if table == "http" else None
+        raw_rows = rows if need_raw is None else rows.filter(need_raw.combine_chunks())
+        raw = pa.nulls(len(rows), pa.string())
+        if len(raw_rows):
+            distinct = pc.unique(raw_rows)
+            got = group.raw(pc.take(distinct, pc.sort_indices(distinct)))
+            pos = pc.index_in(rows, value_set=pc.take(distinct, pc.sort_indices(distinct)))
+            raw = pc.take(got, pos)
+        ev = pa.table({"http_request_method": _col(hit, "http_request_method"),
+                       "url_original": _col(hit, "url_original"), "raw": raw})
+        con.register("__ts_hits", ev)
+        cols["evidence"] = con.sql(f"SELECT {evidence} FROM __ts_hits").to_arrow_table().column(0)
+        con.unregister("__ts_hits")
         # the rule's columns by index into the rule list: no per-row strings
-        idx = found.column("idx").combine_chunks()
-        cols = {c: found.column(c) for c in found.column_names if c != "idx"}
         for c, values in meta.items():
-            cols[c] = values.take(idx) if pa.types.is_list(values.type) else \
-                indexed(idx, values)
+            cols[c] = values.take(idx) if pa.types.is_list(values.type) else indexed(idx, values)
         cols["malware_family"] = pa.nulls(len(idx), pa.string())
         cols["detector"] = constant("sigma", len(idx))
         write(pa.table({c: cols[c] for c, _ in schema.DETECTION}))
         for vc in pc.value_counts(idx).to_pylist():  # one entry per rule that hit
             per_rule[rules[vc["values"]].id] += vc["counts"]
     return scanned
+
+
+def _col(t: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
+    return t.column(name) if name in t.column_names else pa.nulls(t.num_rows, pa.string())
 
 
 def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
@@ -302,7 +327,7 @@ def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
 # -- rules list / check ----------------------------------------------------------------------
 def list_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> list[dict]:
     """One dict per compiled rule, for ``threatscope rules list``."""
-    rs = load_rules(rule_dirs, builtin)
+    rs = load_rules(rule_dirs, builtin, cache_dir=user_cache_dir("rules"))
     return [
         {"id": r.id, "title": r.title, "level": r.level, "table": r.table, "cves": r.cves,
          "techniques": r.attack_techniques, "product": r.product, "campaign": r.campaign,
@@ -317,7 +342,7 @@ def check_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> d
     ``{"compiled": int, "failed": int, "by_logsource": [{"logsource", "table", "compiled",
     "failed"}], "failures": [{"path", "rule", "logsource", "reason"}]}``
     """
-    rs = load_rules(rule_dirs, builtin)
+    rs = load_rules(rule_dirs, builtin, cache_dir=user_cache_dir("rules"))
     counts: dict[str, Counter] = defaultdict(Counter)
     tables: dict[str, str | None] = {}
     for r in rs.rules:
