@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/windows.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check threatscope tests bench

@@ -94,16 +94,18 @@ def make_input(events: int, files: int) -> tuple[Path, int]:
     return folder, total
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
-    """Run cmd; (wall seconds, peak RSS MiB)."""
+def run(cmd: list[str]) -> tuple[float, int, str]:
+    """Run cmd; (wall seconds, peak RSS MiB, first line of its output)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline().decode().strip() if proc.stdout else ""
+    proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         raise SystemExit(f"failed: {' '.join(cmd)}\n{err[-2000:]}")
-    return wall, usage.ru_maxrss // 1024
+    return wall, usage.ru_maxrss // 1024, first
 
 
 def main() -> None:
@@ -115,19 +117,22 @@ def main() -> None:
     if not SAMPLES.is_dir() or not SIGMA.is_dir():
         print(f"skipped: {SAMPLES} or {SIGMA} not found")
         return
-    folder, events = make_input(args.events, args.files)
+    folder, _ = make_input(args.events, args.files)
     paths = [str(p) for p in sorted(folder.glob("*.evtx"))]
     size = sum(os.path.getsize(p) for p in paths)
-    print(f"input: {events:,} events in {len(paths)} EVTX files, {size / 1e9:.2f} GB")
     # the compiled SigmaHQ rules are cached per user: compile them once, untimed
     run([str(BIN), "rules", "check", "--rules", str(SIGMA), "--json"])
     ws = OUT / "evtx-ws"
+    events = 0
     rows = []
     for r in range(args.runs):
-        base, base_rss = run([sys.executable, "-c", READ_ALL, *paths])
+        base, _, counted = run([sys.executable, "-c", READ_ALL, *paths])
+        events = int(counted)  # what the evtx package reads: the events of the run
+        if r == 0:
+            print(f"input: {events:,} events in {len(paths)} EVTX files, {size / 1e9:.2f} GB")
         shutil.rmtree(ws, ignore_errors=True)
-        ingest, ingest_rss = run([str(BIN), "ingest", "-w", str(ws), "--org", "bench", *paths])
-        detect, detect_rss = run([str(BIN), "detect", "-w", str(ws), "--rules", str(SIGMA)])
+        ingest, ingest_rss, _ = run([str(BIN), "ingest", "-w", str(ws), "--org", "bench", *paths])
+        detect, detect_rss, _ = run([str(BIN), "detect", "-w", str(ws), "--rules", str(SIGMA)])
         rows.append((base, ingest, detect, ingest_rss, detect_rss))
         print(f"run {r + 1}: evtx package {events / base:,.0f} events/s; ingest "
               f"{events / ingest:,.0f} ({base / ingest:.2f}x the package); ingest+detect "

@@ -5,9 +5,11 @@
        entries: (pattern bytes, kind, leaf id) triples; kind 0 contains, 1 starts with,
        2 ends with, 3 equals. fold: match ASCII letters in any case (the caller lower-cases
        the patterns and any non-ASCII text as DuckDB's lower() does).
-   Patterns.scan(n, offset, validity, offsets, data) -> (values, leaves)
+   Patterns.scan(n, offset, validity, offsets, data, skip_odd=True) -> (values, leaves, skipped)
        over an Arrow string array: every (value index, leaf id) whose test holds, once each,
-       as two int32 buffers (ordered by value).
+       as two int32 buffers (ordered by value). A folding automaton skips the values with
+       non-ASCII bytes (unless skip_odd is false) and lists them (int32), for the caller to
+       lower-case and scan again.
    leaf_csr(nvalues, values, leaves) -> (offsets, ids)
        the pairs grouped by value (int32 offsets of nvalues + 1, int32 leaf ids).
    leaf_bits(offsets, ids, nleaves, indices, ioffset, validity, null_value, start, count)
@@ -245,7 +247,8 @@ static PyObject *patterns_scan(Patterns *p, PyObject *args) {
     Py_ssize_t n, offset;
     PyObject *valid_obj;
     Py_buffer offs = {0}, data = {0}, valid = {0};
-    if (!PyArg_ParseTuple(args, "nnOy*y*", &n, &offset, &valid_obj, &offs, &data))
+    int skip_odd = 1;
+    if (!PyArg_ParseTuple(args, "nnOy*y*|p", &n, &offset, &valid_obj, &offs, &data, &skip_odd))
         return NULL;
     PyObject *res = NULL;
     int has_valid = valid_obj != Py_None;
@@ -260,10 +263,9 @@ static PyObject *patterns_scan(Patterns *p, PyObject *args) {
         goto done;
     }
     Vec vals = {NULL, 0, 0, sizeof(int32_t)}, leaves = {NULL, 0, 0, sizeof(int32_t)};
+    Vec odd = {NULL, 0, 0, sizeof(int32_t)};
     int32_t *stamp = malloc(((size_t)p->max_leaf + 1) * sizeof(int32_t));
     int failed = stamp == NULL;
-    size_t scap = 0;
-    uint8_t *scratch = NULL;
     Py_BEGIN_ALLOW_THREADS
     if (stamp)
         for (int32_t k = 0; k <= p->max_leaf; k++)
@@ -275,19 +277,16 @@ static PyObject *patterns_scan(Patterns *p, PyObject *args) {
             continue;
         const uint8_t *s = base + off[i];
         int64_t len = off[i + 1] - off[i];
-        if (p->fold) {
-            if ((size_t)len > scap) {
-                free(scratch);
-                scap = (size_t)len * 2;
-                scratch = malloc(scap);
-                if (!scratch) {
+        if (p->fold && skip_odd) { /* non-ASCII: left to the caller, to lower-case as DuckDB does */
+            int64_t k = 0;
+            while (k < len && s[k] < 0x80)
+                k++;
+            if (k < len) {
+                int32_t vi = (int32_t)i;
+                if (vec_push(&odd, &vi))
                     failed = 1;
-                    break;
-                }
+                continue;
             }
-            for (int64_t k = 0; k < len; k++)
-                scratch[k] = fold_byte(s[k]);
-            s = scratch;
         }
         int32_t st = 0;
         for (int64_t k = 0; k < len; k++) {
@@ -311,17 +310,18 @@ static PyObject *patterns_scan(Patterns *p, PyObject *args) {
             }
         }
     }
-    free(scratch);
     free(stamp);
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_NoMemory();
     } else {
-        res = Py_BuildValue("(y#y#)", vals.p ? (char *)vals.p : "", (Py_ssize_t)(vals.len * 4),
-                            leaves.p ? (char *)leaves.p : "", (Py_ssize_t)(leaves.len * 4));
+        res = Py_BuildValue("(y#y#y#)", vals.p ? (char *)vals.p : "", (Py_ssize_t)(vals.len * 4),
+                            leaves.p ? (char *)leaves.p : "", (Py_ssize_t)(leaves.len * 4),
+                            odd.p ? (char *)odd.p : "", (Py_ssize_t)(odd.len * 4));
     }
     free(vals.p);
     free(leaves.p);
+    free(odd.p);
 done:
     PyBuffer_Release(&offs);
     PyBuffer_Release(&data);
@@ -336,7 +336,7 @@ static PyObject *patterns_size(Patterns *p, PyObject *noargs) {
 
 static PyMethodDef patterns_methods[] = {
     {"scan", (PyCFunction)patterns_scan, METH_VARARGS,
-     "scan(n, offset, validity, offsets, data) -> (values, leaves): int32 pairs"},
+     "scan(n, offset, validity, offsets, data) -> (values, leaves, skipped): int32 buffers"},
     {"size", (PyCFunction)patterns_size, METH_NOARGS, "size() -> (states, byte classes)"},
     {NULL, NULL, 0, NULL},
 };

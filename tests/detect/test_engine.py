@@ -36,6 +36,11 @@ MIXED = {
     "cased": "a:\n  cs-user-agent|cased|startswith: 'Mozilla/5.0 (Windows'\ncondition: a",
     "prefix_eq": "a:\n  cs-uri-stem|startswith: '/wp-'\nb:\n  cs-method: 'post'\n"
                  "condition: a and not b",
+    # fields inside the headers' JSON object: once per distinct object, then per field value
+    "header_field": "a:\n  http.request.headers.x-forwarded-for|startswith: '10.1.2.3'\n"
+                    "condition: a",
+    "header_absent": "a:\n  http.request.headers.cookie: null\n  cs-method: GET\n"
+                     "condition: a",
 }
 
 
@@ -64,6 +69,9 @@ def con():
     c.execute("UPDATE http SET user_agent_original = 'curl''); DROP TABLE http; --\\''' "
               "WHERE source_line % 19 = 0")
     c.execute("UPDATE http SET user_agent_original = 'CURL/7 İ' WHERE source_line % 23 = 0")
+    c.execute("""UPDATE http SET http_request_headers = '{"x-forwarded-for": "10.1.2.' ||
+                 (source_line % 7) || '", "cookie": "s=' || (source_line % 5) || '"}'
+                 WHERE source_line % 3 = 0""")
     yield c
     c.close()
 
@@ -110,7 +118,8 @@ def test_engine_agrees_with_the_reference(con, mixed_rules, monkeypatch, native_
 
 def test_engine_reads_only_the_rules_columns(mixed_rules):
     e = Engine(mixed_rules, "http")
-    assert {"user_agent_original", "url_path", "raw", "source_ip_num"} <= e.read
+    assert {"user_agent_original", "url_path", "raw", "source_ip_num",
+            "http_request_headers.x-forwarded-for"} <= e.read
     assert "http_response_body_bytes" not in e.read and "ts" not in e.read
 
 
@@ -159,20 +168,27 @@ def test_patterns_find_every_occurrence_kind():
                     (b"ell", 0, 4), (b"shell", 0, 4)], True)
     a = pa.array(["C:\\Windows\\CMD.EXE", "powershell -enc", None, "x", "X", "shell", "xx",
                   "a c:\\"])
-    v, leaf = p.scan(len(a), a.offset, *a.buffers())
+    v, leaf, odd = p.scan(len(a), a.offset, *a.buffers())
+    assert odd == b""
     pairs = list(zip(array.array("i", v), array.array("i", leaf), strict=True))
     assert sorted(pairs) == [(0, 0), (0, 2), (1, 1), (1, 4), (3, 3), (4, 3), (5, 4)]
     cased = c.patterns([(b"X", 3, 0)], False)
-    v, _ = cased.scan(len(a), a.offset, *a.buffers())
+    v, _, _ = cased.scan(len(a), a.offset, *a.buffers())
     assert list(array.array("i", v)) == [4]
     # a slice of an array (offset) and the bitmaps of its rows
     s = a.slice(3, 3)
-    v, leaf = p.scan(len(s), s.offset, *s.buffers())
+    v, leaf, _ = p.scan(len(s), s.offset, *s.buffers())
     assert sorted(zip(array.array("i", v), array.array("i", leaf), strict=True)) == \
         [(0, 3), (1, 3), (2, 4)]
     offsets, ids = c.leaf_csr(3, v, leaf)
     slots, bits = c.leaf_bits(offsets, ids, 5, None, 0, None, -1, 0, 3)
     assert list(array.array("i", slots)) == [3, 4] and bits == bytes([0b011, 0b100])
+    # values with non-ASCII bytes are left to the caller when folding, unless told otherwise
+    u = pa.array(["X", "Ä x", "shellé"])
+    v, leaf, odd = p.scan(len(u), u.offset, *u.buffers())
+    assert list(array.array("i", v)) == [0] and list(array.array("i", odd)) == [1, 2]
+    v, leaf, odd = p.scan(len(u), u.offset, *u.buffers(), False)
+    assert list(array.array("i", v)) == [0, 2] and odd == b""
 
 
 @pytest.mark.skipif(native() is None, reason="C extension not built")

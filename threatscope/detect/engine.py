@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import array
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from threatscope import schema
 from threatscope.detect.ruleset import CompiledRule
-from threatscope.detect.sqltext import read_columns
+from threatscope.detect.sqltext import read_columns, with_read_fields
 from threatscope.native import native
 from threatscope.sqlfn import field_column, with_fields
 
@@ -94,14 +94,16 @@ class Engine:
             return (op, kids)
 
         self.programs = [intern(r.expr) for r in self.rules]
+        self.leaf_sets = [_leaf_ids(p) for p in self.programs]
         self.rules_of: dict[int, list[int]] = defaultdict(list)
-        for i, prog in enumerate(self.programs):
-            for leaf in sorted(_leaf_ids(prog)):
+        for i, ids_ in enumerate(self.leaf_sets):
+            for leaf in sorted(ids_):
                 self.rules_of[leaf].append(i)
+        self._bounds: dict[frozenset[int], dict[int, tuple]] = {}
         # rules that hold when none of their leaves does (a lone negation): run on every slice
         self.always = [i for i, p in enumerate(self.programs) if _fold(p, {}) is not False]
         self.columns: dict[str, _Column] = {}
-        self.row_leaves: list[int] = []  # several columns, or a column without a dictionary
+        self.row_leaves: list[int] = []  # of several columns (or a list column): per row
         for i, leaf in enumerate(self.leaves):
             typ = types.get(leaf.column) if leaf.column else None
             if leaf.column is None or (typ or "").endswith("[]"):
@@ -115,19 +117,45 @@ class Engine:
             "\n".join(self.leaves[i].sql for i in self.row_leaves), names)
 
     # -- matching ---------------------------------------------------------------------------
-    def match(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> tuple[pa.Array, pa.Array]:
-        """(row index int64, rule index int32) of every rule hit on ``table``, which has the
-        columns ``self.read`` (text ones best dictionary-encoded, as the lake is read; a field
-        column such as ``event_data.Image`` may come as its JSON object column)."""
+    def match(self, con: duckdb.DuckDBPyConnection, table: pa.Table,
+              fetch: Callable[[str, pa.Array], pa.Array] | None = None
+              ) -> tuple[pa.Array, pa.Array]:
+        """(row index int64, rule index int32) of every rule hit on ``table``.
+
+        ``table`` has the columns ``self.read``: text best dictionary-encoded, as the lake is
+        read; a field column (``event_data.Image``) may come as its JSON object column. A
+        text column without a dictionary (``raw``), or one missing from ``table`` that
+        ``fetch(column, rows)`` returns for int64 ``rows``, is *lazy*: read and tested only
+        on the rows where a rule that reads it can still hold once the other columns are
+        known."""
         n = table.num_rows
         if not n or not self.rules:
             return pa.array([], pa.int64()), pa.array([], pa.int32())
-        table = with_field_columns(con, table, self.read)
-        sources = [self._column_source(con, c, table.column(c.name))
-                   for c in self.columns.values()]
-        if self.row_leaves:
-            sources.append(self._row_source(con, table))
+        names = set(table.column_names)
+        sources: list[_Source | None] = []
+        fields: dict[str, list[_Column]] = defaultdict(list)
+        lazy: list[_Column] = []
+        for col in self.columns.values():
+            f = field_column(col.name)
+            if col.name not in names and f is not None and f[0] in names:
+                fields[f[0]].append(col)
+            elif col.name not in names or (col.text and not pa.types.is_dictionary(
+                    table.column(col.name).type)):
+                lazy.append(col)
+            else:
+                sources.append(self._column_source(con, col, table.column(col.name)))
+        for parent, cols in fields.items():
+            sources.append(self._field_source(con, parent, cols, table.column(parent)))
         sources = [s for s in sources if s is not None]
+        lazy_leaves = frozenset({i for c in lazy for i in c.literal + c.sql} |
+                                set(self.row_leaves))
+        # per rule reading lazy leaves: an upper bound without them (True where positive,
+        # False under a NOT), the rows on which they must be known
+        if lazy_leaves not in self._bounds:
+            self._bounds[lazy_leaves] = {
+                i: _bound(p, lazy_leaves, True) for i, p in enumerate(self.programs)
+                if self.leaf_sets[i] & lazy_leaves}
+        bounds = self._bounds[lazy_leaves]
         rows_out: list[pa.Array] = []
         rules_out: list[pa.Array] = []
         for start in range(0, n, SLICE):
@@ -135,6 +163,10 @@ class Engine:
             bits: dict[int, pa.Array] = {}
             for s in sources:
                 bits.update(s.bits(start, count, len(self.leaves)))
+            if bounds:
+                need = _any_of([_fold(b, bits) for b in bounds.values()])
+                if need is not False:
+                    bits.update(self._lazy_bits(con, table, fetch, lazy, start, count, need))
             todo = set(self.always)
             for leaf in bits:
                 todo.update(self.rules_of.get(leaf, ()))
@@ -158,26 +190,88 @@ class Engine:
         values, indices = _distinct(arr)
         # the NULL value, last: leaves such as "IS NULL" hold on it
         values = pa.concat_arrays([values, pa.nulls(1, values.type)])
-        null_value = len(values) - 1
+        vals, leaves = self._pairs(con, col, values)
+        if not len(vals):
+            return None
+        return _Source(len(values), vals, leaves, indices, len(values) - 1)
+
+    def _field_source(self, con, parent: str, cols: list[_Column], arr: pa.ChunkedArray
+                      ) -> _Source | None:
+        """The field columns of one JSON object column, never one per row: each field is
+        taken out once per distinct object and evaluated once per distinct value of its
+        own; the hits are mapped back to the objects, whose indices the rows have."""
+        objects, indices = _distinct(arr)
+        objects = pa.concat_arrays([objects, pa.nulls(1, objects.type)])
+        with con.cursor() as cur:
+            cur.register("__ts_objects", pa.table({parent: objects}))
+            got = cur.sql(with_fields("SELECT * FROM __ts_objects",
+                                      [c.name for c in cols])).to_arrow_table()
+        ids = pa.array(range(len(objects)), pa.int32())
+        vals, leaves = [], []
+        for col in cols:
+            enc = pc.dictionary_encode(_plain(got.column(col.name).combine_chunks()))
+            values = pa.concat_arrays([enc.dictionary, pa.nulls(1, enc.dictionary.type)])
+            fv, leaf = self._pairs(con, col, values)
+            if not len(fv):
+                continue
+            of = pc.fill_null(enc.indices, len(values) - 1)  # object -> its value of the field
+            j = pa.table({"o": ids, "fv": of}).join(pa.table({"fv": fv, "l": leaf}), "fv",
+                                                     join_type="inner")
+            vals.append(_int32(j.column("o")))
+            leaves.append(_int32(j.column("l")))
+        if not vals:
+            return None
+        return _Source(len(objects), pa.concat_arrays(vals), pa.concat_arrays(leaves), indices,
+                       len(objects) - 1)
+
+    def _pairs(self, con, col: _Column, values: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """(value index, leaf) of the column's leaves holding on ``values``."""
         c = native()
         if c is None:
             pairs = [self._sql_pairs(con, col.name, values, col.literal + col.sql)]
         else:
             pairs = self._native_pairs(con, c, col, values)
-        vals = pa.concat_arrays([p[0] for p in pairs]) if pairs else pa.array([], pa.int32())
-        leaves = pa.concat_arrays([p[1] for p in pairs]) if pairs else pa.array([], pa.int32())
-        if not len(vals):
-            return None
-        return _Source(len(values), vals, leaves, indices, null_value)
+        if not pairs:
+            return pa.array([], pa.int32()), pa.array([], pa.int32())
+        return pa.concat_arrays([p[0] for p in pairs]), pa.concat_arrays([p[1] for p in pairs])
 
-    def _row_source(self, con, table: pa.Table) -> _Source | None:
-        cols = sorted(c for c in self.read if c in table.column_names
-                      and any(f'"{c}"' in self.leaves[i].sql for i in self.row_leaves))
-        rows = table.select(cols) if cols else pa.table({"__x": pa.nulls(table.num_rows)})
-        vals, leaves = self._sql_pairs(con, None, rows, self.row_leaves)
-        if not len(vals):
-            return None
-        return _Source(table.num_rows, vals, leaves, None, -1)
+    def _lazy_bits(self, con, table: pa.Table, fetch, lazy: list[_Column], start: int,
+                   count: int, need: bool | pa.Array) -> dict[int, pa.Array]:
+        """Bitmaps of the lazy leaves over rows start..start+count-1, tested on the rows
+        ``need`` flags only (True: all)."""
+        if need is True:
+            rows = pa.array(range(start, start + count), pa.int64())
+            indices = None
+        else:
+            rows = pc.add(pc.indices_nonzero(need), start).cast(pa.int64())
+            if not len(rows):
+                return {}
+            # slice row -> its position among the rows tested; NULL for the others
+            pos = pc.subtract(pc.cumulative_sum(need.cast(pa.int32())), 1)
+            indices = pc.if_else(need, pos, pa.scalar(None, pa.int32())).cast(pa.int32())
+        vals, leaves = [], []
+        for col in lazy:
+            if col.name in table.column_names:
+                values = _plain(table.column(col.name).take(rows).combine_chunks())
+            elif fetch is not None and field_column(col.name) is None:
+                values = _plain(fetch(col.name, rows))
+            else:
+                values = pa.nulls(len(rows), pa.string())
+            v, leaf = self._pairs(con, col, values)
+            vals.append(v)
+            leaves.append(leaf)
+        if self.row_leaves:
+            cols = sorted(c for c in self.read if c in table.column_names
+                          and any(f'"{c}"' in self.leaves[i].sql for i in self.row_leaves))
+            t = table.select(cols).take(rows) if cols else pa.table({"__x": pa.nulls(len(rows))})
+            v, leaf = self._sql_pairs(con, None, t, self.row_leaves)
+            vals.append(v)
+            leaves.append(leaf)
+        vals_a, leaves_a = pa.concat_arrays(vals), pa.concat_arrays(leaves)
+        if not len(vals_a):
+            return {}
+        src = _Source(len(rows), vals_a, leaves_a, indices, -1)
+        return src.bits(0, count, len(self.leaves))
 
     def _sql_pairs(self, con, name: str | None, values: pa.Array | pa.Table,
                    leaves: Sequence[int]) -> tuple[pa.Array, pa.Array]:
@@ -202,7 +296,7 @@ class Engine:
         nleaves = len(self.leaves)
         guard_pairs = None
         if folded is not None:
-            v, leaf = _scan(folded, _lowered(con, values))
+            v, leaf = _scan(folded, values, con)
             is_guard = pc.greater_equal(leaf, nleaves)
             out.append((pc.filter(v, pc.invert(is_guard)), pc.filter(leaf, pc.invert(is_guard))))
             guard_pairs = (pc.filter(v, is_guard), pc.filter(leaf, is_guard))
@@ -271,6 +365,8 @@ class _Source:
     def __init__(self, nvalues: int, vals: pa.Array, leaves: pa.Array,
                  indices: pa.Array | None, null_value: int):
         self.nvalues, self.indices, self.null_value = nvalues, indices, null_value
+        if vals.null_count or leaves.null_count:  # (the buffers are read as they are)
+            raise ValueError("engine: NULL in a (value, leaf) pair")
         c = native()
         if c is not None:
             self.csr = c.leaf_csr(nvalues, _buf(vals), _buf(leaves))
@@ -313,24 +409,6 @@ class _Source:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def with_field_columns(con: duckdb.DuckDBPyConnection, table: pa.Table, columns: set[str]
-                       ) -> pa.Table:
-    """``table`` with those of ``columns`` that are field columns (sqlfn.field_column) of its
-    JSON object columns added, taken out with one parse per row and dictionary-encoded like
-    the stored text columns."""
-    fields = sorted(c for c in columns if c not in table.column_names and
-                    (f := field_column(c)) is not None and f[0] in table.column_names)
-    if not fields:
-        return table
-    parents = sorted({field_column(c)[0] for c in fields})
-    with con.cursor() as cur:
-        cur.register("__ts_objects", table.select(parents))
-        got = cur.sql(with_fields("SELECT * FROM __ts_objects", fields)).to_arrow_table()
-    for c in fields:
-        table = table.append_column(c, pc.dictionary_encode(got.column(c)))
-    return table
-
-
 def _distinct(arr: pa.ChunkedArray) -> tuple[pa.Array, pa.Array | None]:
     """(distinct values, int32 index of each row's value or None when row i is value i)."""
     if pa.types.is_dictionary(arr.type):
@@ -365,25 +443,29 @@ def _buf(a: pa.Array) -> pa.Buffer | bytes:
     return data.slice(a.offset * 4, len(a) * 4)
 
 
-def _scan(automaton, values: pa.Array) -> tuple[pa.Array, pa.Array]:
-    validity, offsets, data = values.buffers()
-    v, leaf = automaton.scan(len(values), values.offset, validity, offsets,
-                             data if data is not None else b"")
-    return (pa.Array.from_buffers(pa.int32(), len(v) // 4, [None, pa.py_buffer(v)]),
-            pa.Array.from_buffers(pa.int32(), len(leaf) // 4, [None, pa.py_buffer(leaf)]))
-
-
-def _lowered(con, values: pa.Array) -> pa.Array:
-    """``values`` with the non-ASCII ones lower-cased by DuckDB (the automaton folds ASCII
-    itself, as lower() does): so that case-insensitive tests agree with lower() exactly."""
-    ascii_ = pc.fill_null(pc.string_is_ascii(values), True)
-    if pc.all(ascii_).as_py():
-        return values
-    odd = pc.indices_nonzero(pc.invert(ascii_))
+def _scan(automaton, values: pa.Array, con=None) -> tuple[pa.Array, pa.Array]:
+    """(value index, leaf) pairs of ``automaton`` over ``values``. A folding automaton leaves
+    values with non-ASCII bytes out: those are lower-cased by DuckDB (the automaton folds ASCII
+    itself, as lower() does) and scanned again, so that case-insensitive tests agree with
+    lower() exactly."""
+    v, leaf, odd = _scan_buffers(automaton, values, True)
+    if not odd:
+        return v, leaf
+    odd = pa.Array.from_buffers(pa.int32(), len(odd) // 4, [None, pa.py_buffer(odd)])
     with con.cursor() as cur:
         cur.register("__ts_odd", pa.table({"v": values.take(odd)}))
-        low = cur.sql("SELECT lower(v) FROM __ts_odd").to_arrow_table().column(0)
-    return pc.replace_with_mask(values, pc.invert(ascii_), _plain(low.combine_chunks()))
+        low = _plain(cur.sql("SELECT lower(v) FROM __ts_odd").to_arrow_table().column(0)
+                     .combine_chunks())
+    v2, leaf2, _ = _scan_buffers(automaton, low, False)
+    return pa.concat_arrays([v, odd.take(v2)]), pa.concat_arrays([leaf, leaf2])
+
+
+def _scan_buffers(automaton, values: pa.Array, skip_odd: bool) -> tuple:
+    validity, offsets, data = values.buffers()
+    v, leaf, odd = automaton.scan(len(values), values.offset, validity, offsets,
+                                  data if data is not None else b"", skip_odd)
+    return (pa.Array.from_buffers(pa.int32(), len(v) // 4, [None, pa.py_buffer(v)]),
+            pa.Array.from_buffers(pa.int32(), len(leaf) // 4, [None, pa.py_buffer(leaf)]), odd)
 
 
 def _lowercase(con, texts: list[str]) -> dict[str, str]:
@@ -398,6 +480,8 @@ def _lowercase(con, texts: list[str]) -> dict[str, str]:
 
 
 def _leaf_ids(prog: tuple) -> set[int]:
+    if prog[0] == "const":
+        return set()
     if prog[0] == "leaf":
         return {prog[1]}
     if prog[0] == "not":
@@ -411,6 +495,8 @@ def _fold(prog: tuple, bits: dict[int, pa.Array]) -> bool | pa.Array:
     op = prog[0]
     if op == "leaf":
         return bits.get(prog[1], False)
+    if op == "const":
+        return prog[1]
     if op == "not":
         x = _fold(prog[1], bits)
         return (not x) if isinstance(x, bool) else pc.invert(x)
@@ -426,13 +512,41 @@ def _fold(prog: tuple, bits: dict[int, pa.Array]) -> bool | pa.Array:
     return acc
 
 
+def _bound(prog: tuple, leaves: set[int], positive: bool) -> tuple:
+    """``prog`` with ``leaves`` replaced so that it holds wherever ``prog`` may: True where
+    they count positively, False under an odd number of NOTs."""
+    op = prog[0]
+    if op == "leaf":
+        return ("const", positive) if prog[1] in leaves else prog
+    if op == "const":
+        return prog
+    if op == "not":
+        return ("not", _bound(prog[1], leaves, not positive))
+    return (op, [_bound(k, leaves, positive) for k in prog[1]])
+
+
+def _any_of(values: list) -> bool | pa.Array:
+    if any(v is True for v in values):
+        return True
+    arrays = [v for v in values if v is not False]
+    if not arrays:
+        return False
+    out = arrays[0]
+    for a in arrays[1:]:
+        out = pc.or_(out, a)
+    return out
+
+
 def reference_sql(rules: Sequence[CompiledRule], source: str, keep: str = "*") -> str:
-    """SELECT ``keep`` plus ``hits`` (indexes into ``rules``) of every row of ``source``: each
-    rule's SQL on each row, the reference the engine must agree with (slow)."""
+    """SELECT ``keep`` plus ``hits`` (indexes into ``rules``, all of one table) of every row of
+    ``source``: each rule's SQL on each row, the reference the engine must agree with (slow)."""
     if not rules:
         return f"SELECT {keep}, []::INTEGER[] AS hits FROM ({source})"
+    # the field columns the rules read (event_data.Image), taken out of their objects
+    source = with_read_fields(source, "\n".join(r.sql for r in rules),
+                              (n for n, _ in schema.KINDS[rules[0].table]))
     cases = ", ".join(f"CASE WHEN {r.sql} THEN {i} END" for i, r in enumerate(rules))
     return f"SELECT {keep}, list_distinct([{cases}])::INTEGER[] AS hits FROM ({source})"
 
 
-__all__ = ["Engine", "Leaf", "reference_sql", "with_field_columns"]
+__all__ = ["Engine", "Leaf", "reference_sql"]

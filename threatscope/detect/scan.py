@@ -1,14 +1,16 @@
 """Read the lake for detection: groups of lake files as Arrow tables of the columns rules read.
 
     for group in groups(con, ws, "http", engine.read):
-        rows, rules = engine.match(con, group.table)
-        raw = group.raw(rows)                     # the raw lines of those rows
+        rows, rules = engine.match(con, group.table, group.column)
+        raw = group.column("raw", rows)           # the raw lines of those rows
 
 Text columns come as dictionaries (as ingest wrote them), which the engine evaluates once per
 value; field columns (``event_data.Image``) are taken out of their JSON object once per row and
-dictionary-encoded too. ``raw``, the widest column, is read only when a rule reads it, else
-for the rows that hit (``Group.raw``). Files are taken in groups of at most ``GROUP_ROWS`` rows
-and ``GROUP_BYTES`` bytes (uncompressed), which bounds memory on a large lake.
+dictionary-encoded too. ``raw``, the widest column, is not read with the others: the engine
+asks for it (``Group.column``) for the rows a rule must test it on, the stage for the rows
+whose evidence shows it. Files are taken in groups of at most ``GROUP_ROWS`` rows,
+``GROUP_CELLS`` values and ``GROUP_BYTES`` bytes (uncompressed), which bounds memory on a large
+lake.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ import pyarrow.parquet as pq
 
 from threatscope import schema
 from threatscope.arrowutil import constant
-from threatscope.detect.engine import with_field_columns
 from threatscope.sqlfn import field_column
 
 GROUP_ROWS = 4_000_000
-GROUP_BYTES = 1 << 30
+GROUP_BYTES = 1 << 30  # of the columns read, uncompressed
+GROUP_CELLS = 80_000_000  # rows x columns read
 # Columns the detection rows are made of (see stage._sigma), besides the rules' own.
 KEEP = ("org_id", "ts", "source_ip", "event_kind", "file_id", "source_file", "source_line",
         "http_request_method", "url_original")
@@ -48,21 +50,25 @@ class Group:
     files: list[tuple[Path, int]]  # (file, rows)
     table: pa.Table
 
-    def raw(self, rows: pa.Array) -> pa.Array:
-        """``raw`` of ``rows`` (int64 indexes into ``table``, ascending), read only from the
-        files those rows are in (``table``'s own column when it has one)."""
-        if "raw" in self.table.column_names:
-            return self.table.column("raw").take(rows).combine_chunks()
+    def column(self, name: str, rows: pa.Array) -> pa.Array:
+        """Column ``name`` of ``rows`` (int64 indexes into ``table``), from ``table`` when it
+        has the column, else read only from the files those rows are in (``raw``, the widest
+        column, is read this way: for the rows a rule or the evidence needs)."""
+        if name in self.table.column_names:
+            return self.table.column(name).take(rows).combine_chunks()
         parts = []
+        order = pc.sort_indices(rows)
+        ordered = rows.take(order)
         start = 0
         for f, n in self.files:
-            inside = pc.and_(pc.greater_equal(rows, start), pc.less(rows, start + n))
-            local = pc.subtract(rows.filter(inside), start)
+            inside = pc.and_(pc.greater_equal(ordered, start), pc.less(ordered, start + n))
+            local = pc.subtract(ordered.filter(inside), start)
             if len(local):
-                raw = pq.read_table(f, columns=["raw"]).column("raw")
-                parts.append(raw.take(local).combine_chunks())
+                col = pq.read_table(f, columns=[name]).column(name)
+                parts.append(col.take(local).combine_chunks())
             start += n
-        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+        got = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+        return got.take(pc.sort_indices(order))  # back in the order of ``rows``
 
 
 def groups(con: duckdb.DuckDBPyConnection, ws, kind: str, read: set[str]) -> Iterator[Group]:
@@ -70,13 +76,18 @@ def groups(con: duckdb.DuckDBPyConnection, ws, kind: str, read: set[str]) -> Ite
     and those of KEEP."""
     types = dict(schema.KINDS[kind])
     read = set(read) | {c for c in KEEP if c in types}
+    stored = {c for c in read if c in types and c != "raw"} | \
+        {f[0] for c in read if (f := field_column(c)) is not None}
+    max_rows = max(1, min(GROUP_ROWS, GROUP_CELLS // max(1, len(stored))))
     group: list[tuple[Path, int]] = []
     rows = size = 0
     for f in lake_files(ws, kind):
         meta = pq.ParquetFile(f).metadata
-        n, b = meta.num_rows, sum(meta.row_group(i).total_byte_size
-                                  for i in range(meta.num_row_groups))
-        if group and (rows + n > GROUP_ROWS or size + b > GROUP_BYTES):
+        names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+        n = meta.num_rows
+        b = sum(meta.row_group(i).column(j).total_uncompressed_size
+                for i in range(meta.num_row_groups) for j, c in enumerate(names) if c in stored)
+        if group and (rows + n > max_rows or size + b > GROUP_BYTES):
             yield _group(con, kind, group, read)
             group, rows, size = [], 0, 0
         group.append((f, n))
@@ -90,9 +101,8 @@ def _group(con, kind: str, files: list[tuple[Path, int]], read: set[str]) -> Gro
     types = dict(schema.KINDS[kind])
     fields = sorted(c for c in read if field_column(c))
     parents = {field_column(c)[0] for c in fields}
-    cols = [c for c, _ in schema.KINDS[kind] if c in read or c in parents]
-    table = _read(files, cols, types)
-    return Group(files, with_field_columns(con, table, read))
+    cols = [c for c, _ in schema.KINDS[kind] if (c in read or c in parents) and c != "raw"]
+    return Group(files, _read(files, cols, types))
 
 
 def _read(files: list[tuple[Path, int]], cols: list[str], types: dict[str, str]) -> pa.Table:

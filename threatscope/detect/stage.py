@@ -31,7 +31,6 @@ from threatscope.arrowutil import constant, indexed
 from threatscope.detect import scan
 from threatscope.detect.engine import Engine, reference_sql
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
-from threatscope.detect.sqltext import with_read_fields
 from threatscope.errors import UserError
 from threatscope.usercache import user_cache_dir
 
@@ -83,8 +82,6 @@ def evaluate(
         con.register("__rows", tbl)
         source = f"SELECT __row, {', '.join(select)} FROM __rows"
         if reference:
-            source = with_read_fields(source, "\n".join(r.sql for r in rules),
-                                      (n for n, _ in cols))
             for row, found in con.execute(reference_sql(rules, source, "__row")).fetchall():
                 hits[row].update(found)
         else:
@@ -256,10 +253,11 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
     scanned = 0
     for group in scan.groups(con, ws, table, engine.read):
         scanned += group.table.num_rows
-        rows, idx = engine.match(con, group.table)
+        rows, idx = engine.match(con, group.table, group.column)
         if not len(rows):
             continue
-        hit = group.table.take(rows)
+        hit = group.table.select([c for c in scan.KEEP if c in group.table.column_names]
+                                 ).take(rows)
         cols = {c: hit.column(c) for c in ("org_id", "ts", "event_kind", "file_id",
                                              "source_file", "source_line")}
         cols["src_ip"] = hit.column("source_ip") if "source_ip" in has else \
@@ -269,10 +267,9 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         raw_rows = rows if need_raw is None else rows.filter(need_raw.combine_chunks())
         raw = pa.nulls(len(rows), pa.string())
         if len(raw_rows):
-            distinct = pc.unique(raw_rows)
-            got = group.raw(pc.take(distinct, pc.sort_indices(distinct)))
-            pos = pc.index_in(rows, value_set=pc.take(distinct, pc.sort_indices(distinct)))
-            raw = pc.take(got, pos)
+            raw_rows = pc.unique(raw_rows)
+            got = group.column("raw", raw_rows)
+            raw = pc.take(got, pc.index_in(rows, value_set=raw_rows))
         ev = pa.table({"http_request_method": _col(hit, "http_request_method"),
                        "url_original": _col(hit, "url_original"), "raw": raw})
         con.register("__ts_hits", ev)
