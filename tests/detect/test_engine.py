@@ -41,6 +41,8 @@ MIXED = {
                     "condition: a",
     "header_absent": "a:\n  http.request.headers.cookie: null\n  cs-method: GET\n"
                      "condition: a",
+    "header_fieldref": "a:\n  http.request.headers.x-forwarded-for|fieldref: c-ip\n"
+                       "condition: a",
 }
 
 
@@ -72,6 +74,8 @@ def con():
     c.execute("""UPDATE http SET http_request_headers = '{"x-forwarded-for": "10.1.2.' ||
                  (source_line % 7) || '", "cookie": "s=' || (source_line % 5) || '"}'
                  WHERE source_line % 3 = 0""")
+    c.execute("UPDATE http SET source_ip = '10.1.2.' || (source_line % 7) "
+              "WHERE source_line % 6 = 0")
     yield c
     c.close()
 

@@ -261,10 +261,13 @@ class Engine:
             vals.append(v)
             leaves.append(leaf)
         if self.row_leaves:
-            cols = sorted(c for c in self.read if c in table.column_names
-                          and any(f'"{c}"' in self.leaves[i].sql for i in self.row_leaves))
+            want = read_columns("\n".join(self.leaves[i].sql for i in self.row_leaves),
+                                table.column_names)
+            fields = sorted(c for c in want if c not in table.column_names)
+            cols = sorted({c for c in want if c in table.column_names} |
+                          {field_column(c)[0] for c in fields})
             t = table.select(cols).take(rows) if cols else pa.table({"__x": pa.nulls(len(rows))})
-            v, leaf = self._sql_pairs(con, None, t, self.row_leaves)
+            v, leaf = self._sql_pairs(con, None, t, self.row_leaves, fields)
             vals.append(v)
             leaves.append(leaf)
         vals_a, leaves_a = pa.concat_arrays(vals), pa.concat_arrays(leaves)
@@ -274,9 +277,11 @@ class Engine:
         return src.bits(0, count, len(self.leaves))
 
     def _sql_pairs(self, con, name: str | None, values: pa.Array | pa.Table,
-                   leaves: Sequence[int]) -> tuple[pa.Array, pa.Array]:
+                   leaves: Sequence[int], fields: Sequence[str] = ()
+                   ) -> tuple[pa.Array, pa.Array]:
         """(value index, leaf) of each of ``leaves`` (their SQL) holding on each of ``values``
-        (a column called ``name``; or a table of the rows, for leaves of several columns)."""
+        (a column called ``name``; or a table of the rows, for leaves of several columns, with
+        the ``fields`` they read taken out of its object columns)."""
         if not leaves or not len(values):
             return pa.array([], pa.int32()), pa.array([], pa.int32())
         t = values if isinstance(values, pa.Table) else pa.table({name: values})
@@ -284,8 +289,10 @@ class Engine:
         cases = ", ".join(f"CASE WHEN {self.leaves[i].sql} THEN {i} END" for i in leaves)
         with con.cursor() as cur:
             cur.register("__ts_values", t)
+            source = with_fields("SELECT * FROM __ts_values", list(fields)) if fields else \
+                "SELECT * FROM __ts_values"
             got = cur.sql(f"SELECT __i, __l FROM (SELECT __i, unnest(list_distinct([{cases}])) "
-                          "AS __l FROM __ts_values) WHERE __l IS NOT NULL").to_arrow_table()
+                          f"AS __l FROM ({source})) WHERE __l IS NOT NULL").to_arrow_table()
         return _int32(got.column(0)), _int32(got.column(1))
 
     def _native_pairs(self, con, c, col: _Column, values: pa.Array) -> list:
