@@ -23,9 +23,12 @@ every row: the reference the tests hold the engine to.
 from __future__ import annotations
 
 import array
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import duckdb
 import pyarrow as pa
@@ -132,7 +135,7 @@ class Engine:
         if not n or not self.rules:
             return pa.array([], pa.int64()), pa.array([], pa.int32())
         names = set(table.column_names)
-        sources: list[_Source | None] = []
+        jobs: list[Callable[[], _Source | None]] = []
         fields: dict[str, list[_Column]] = defaultdict(list)
         lazy: list[_Column] = []
         for col in self.columns.values():
@@ -143,10 +146,13 @@ class Engine:
                     table.column(col.name).type)):
                 lazy.append(col)
             else:
-                sources.append(self._column_source(con, col, table.column(col.name)))
+                jobs.append(partial(self._column_source, con, col, table.column(col.name)))
         for parent, cols in fields.items():
-            sources.append(self._field_source(con, parent, cols, table.column(parent)))
-        sources = [s for s in sources if s is not None]
+            jobs.append(partial(self._field_source, con, parent, cols, table.column(parent)))
+        # columns side by side: DuckDB and the automaton release the GIL (each job has its
+        # own cursor and its own columns)
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            sources = [s for s in pool.map(lambda job: job(), jobs) if s is not None]
         lazy_leaves = frozenset({i for c in lazy for i in c.literal + c.sql} |
                                 set(self.row_leaves))
         # per rule reading lazy leaves: an upper bound without them (True where positive,
