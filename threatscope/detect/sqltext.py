@@ -30,16 +30,3 @@ def with_read_fields(source: str, sql: str, columns: Iterable[str]) -> str:
     reads added (see sqlfn.field_column); ``source`` itself when it reads none."""
     fields = sorted(c for c in read_columns(sql, columns) if field_column(c))
     return with_fields(source, fields) if fields else source
-
-
-def re2_escape(s: str) -> str:
-    """``s`` as an RE2 literal (ASCII punctuation backslashed, the rest as \\x{..})."""
-    out = []
-    for ch in s:
-        if ch.isascii() and ch.isalnum():
-            out.append(ch)
-        elif ch.isascii() and ch.isprintable() and ch != " ":
-            out.append("\\" + ch)
-        else:
-            out.append(f"\\x{{{ord(ch):x}}}")
-    return "".join(out)
