@@ -50,9 +50,12 @@ def test_yaml_error_and_correlation_and_duplicates(tmp_path):
     reasons = {f.path.rsplit("/", 1)[-1]: f.reason for f in rs.failed}
     assert reasons["a_broken.yml"].startswith("YAML error")
     assert "duplicate rule id" in reasons["c_dup.yml"]
-    assert reasons["d_corr.yml"] == "correlation rules not supported yet"
+    assert "d_corr.yml" not in reasons
+    [corr] = rs.correlations  # named by id, its group-by field mapped to the column
+    assert (corr.type, corr.rules, corr.columns) == ("event_count", [RULE_ID],
+                                                     {RULE_ID: ["source_ip"]})
     report = check_rules([d], builtin=False)
-    assert report["compiled"] == 1 and report["failed"] == 3
+    assert report["compiled"] == 2 and report["failed"] == 2
     assert {"logsource": "-/webserver/-", "table": "http", "compiled": 1, "failed": 1} in report[
         "by_logsource"
     ]

@@ -41,6 +41,49 @@ class CompiledRule:
     campaign: str | None = None
     family: str | None = None
     expr: Expr = field(default_factory=list, repr=False)  # see compiler
+    name: str | None = None  # the rule's `name:`, by which correlations may refer to it
+
+
+@dataclass
+class CompiledCorrelation:
+    """A Sigma correlation rule over the events of compiled rules (see detect.correlation).
+
+    ``rules``: ids of the rules whose events it correlates, in the rule's order (the order
+    matters to ``temporal_ordered``); ``columns[rule][i]``: the column holding group-by field
+    ``group_by[i]`` in that rule's table (after aliases and field mapping); ``value[rule]``: the
+    column a ``value_*`` condition reads; ``condition``: ``{"op", "count", "percentile"}``, or
+    ``expression`` for an extended temporal condition (``["and"|"or", [...]]``, ``["not", e]``,
+    ``["rule", id]``)."""
+
+    id: str
+    title: str
+    level: str | None
+    status: str | None
+    tags: list[str]
+    path: str
+    type: str  # event_count | value_count | value_sum | value_avg | value_median | ...
+    rules: list[str]
+    timespan: int  # seconds
+    timespan_text: str  # as written, e.g. '5m'
+    generate: bool = False
+    group_by: list[str] = field(default_factory=list)
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    value: dict[str, str] = field(default_factory=dict)
+    condition: dict | None = None
+    expression: Expr | None = None
+    cves: list[str] = field(default_factory=list)
+    attack_techniques: list[str] = field(default_factory=list)
+    tactics: list[str] = field(default_factory=list)
+    product: str | None = None
+    campaign: str | None = None
+    family: str | None = None
+
+    def reads(self, rule_id: str) -> list[str]:
+        """The columns this correlation reads from the events of ``rule_id``."""
+        cols = list(self.columns.get(rule_id, []))
+        if rule_id in self.value:
+            cols.append(self.value[rule_id])
+        return cols
 
 
 @dataclass(frozen=True)
@@ -57,6 +100,7 @@ class FailedRule:
 class RuleSet:
     rules: list[CompiledRule] = field(default_factory=list)
     failed: list[FailedRule] = field(default_factory=list)
+    correlations: list[CompiledCorrelation] = field(default_factory=list)
 
     def for_table(self, table: str) -> list[CompiledRule]:
         return [r for r in self.rules if r.table == table]
@@ -118,9 +162,11 @@ def load_rules(
 # -- (de)serialisation for the cache ------------------------------------------------------------
 def _to_doc(rs: RuleSet) -> dict:
     return {"rules": [dict(r.__dict__) for r in rs.rules],
-            "failed": [f.__dict__ for f in rs.failed]}
+            "failed": [f.__dict__ for f in rs.failed],
+            "correlations": [dict(c.__dict__) for c in rs.correlations]}
 
 
 def _from_doc(doc: dict) -> RuleSet:
     return RuleSet([CompiledRule(**d) for d in doc["rules"]],
-                   [FailedRule(**f) for f in doc["failed"]])
+                   [FailedRule(**f) for f in doc["failed"]],
+                   [CompiledCorrelation(**c) for c in doc["correlations"]])

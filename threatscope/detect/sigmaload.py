@@ -13,14 +13,26 @@ from pathlib import Path
 import duckdb
 import yaml
 from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
+from sigma.correlations import (
+    CorrelationConditionAND,
+    CorrelationConditionNOT,
+    SigmaCorrelationRule,
+    SigmaExtendedCorrelationCondition,
+    SigmaRuleReference,
+)
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from threatscope import schema
 from threatscope.detect import mapping
-from threatscope.detect.compiler import CompileError, compile_condition
-from threatscope.detect.ruleset import CompiledRule, FailedRule, RuleSet, logsource_label
+from threatscope.detect.compiler import CompileError, compile_condition, resolve_field
+from threatscope.detect.ruleset import (
+    CompiledCorrelation,
+    CompiledRule,
+    FailedRule,
+    RuleSet,
+    logsource_label,
+)
 from threatscope.detect.sqltext import with_read_fields
 
 # libyaml's safe loader when available: the pure-Python one dominates load time
@@ -37,15 +49,32 @@ def compile_files(files: list[Path]) -> RuleSet:
     con = duckdb.connect()
     for kind, cols in schema.KINDS.items():
         con.execute(f'CREATE TABLE "{kind}" AS {schema.empty_select(cols)}')
+    correlations: list[tuple[str, dict]] = []  # compiled once every rule they may name is
+    not_compiled: dict[str, str] = {}  # id or name of a rule that failed -> why
     try:
         for path in files:
-            _load_file(path, rs, seen, pipeline, con)
+            _load_file(path, rs, seen, pipeline, con, correlations, not_compiled)
     finally:
         con.close()
+    refs = {ref: r for r in rs.rules for ref in (r.id, r.name) if ref}
+    for path, doc in correlations:
+        name = str(doc.get("id") or doc.get("title") or Path(path).name)
+        try:
+            c = compile_correlation(doc, path, refs, not_compiled)
+        except (CompileError, SigmaError) as e:
+            rs.failed.append(FailedRule(path, name, _one_line(e), "correlation"))
+            continue
+        if c.id in seen:
+            reason = f"duplicate rule id (already loaded from {seen[c.id]})"
+            rs.failed.append(FailedRule(path, name, reason, "correlation"))
+            continue
+        seen[c.id] = path
+        rs.correlations.append(c)
     return rs
 
 
-def _load_file(path: Path, rs: RuleSet, seen: dict[str, str], pipeline, con) -> None:
+def _load_file(path: Path, rs: RuleSet, seen: dict[str, str], pipeline, con,
+               correlations: list[tuple[str, dict]], not_compiled: dict[str, str]) -> None:
     spath = str(path)
     try:
         docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_YamlLoader))
@@ -62,8 +91,8 @@ def _load_file(path: Path, rs: RuleSet, seen: dict[str, str], pipeline, con) -> 
     rule_docs = []
     for d in docs:
         name = str(d.get("id") or d.get("title") or path.name)
-        if "correlation" in d:  # referenced rules may live in other files: not parsed at all
-            rs.failed.append(FailedRule(spath, name, "correlation rules not supported yet"))
+        if "correlation" in d:  # the rules it names may be in files read later
+            correlations.append((spath, d))
         elif "filter" in d and "detection" not in d:
             rs.failed.append(FailedRule(spath, name, "Sigma filters are not supported yet"))
         else:
@@ -83,9 +112,6 @@ def _load_file(path: Path, rs: RuleSet, seen: dict[str, str], pipeline, con) -> 
         rs.failed.append(FailedRule(spath, path.name, f"invalid Sigma: {_one_line(err)}"))
     for rule in coll.rules:
         name = str(rule.id or rule.title or path.name)
-        if isinstance(rule, SigmaCorrelationRule):
-            rs.failed.append(FailedRule(spath, name, "correlation rules not supported yet"))
-            continue
         if not isinstance(rule, SigmaRule):
             rs.failed.append(FailedRule(spath, name, f"unsupported document {type(rule).__name__}"))
             continue
@@ -94,11 +120,13 @@ def _load_file(path: Path, rs: RuleSet, seen: dict[str, str], pipeline, con) -> 
         if rule.errors:
             reason = f"invalid Sigma: {_one_line(rule.errors[0])}"
             rs.failed.append(FailedRule(spath, name, reason, label))
+            not_compiled.update(dict.fromkeys(_refs(rule), reason))
             continue
         try:
             compiled = _compile(rule, spath, pipeline, con)
         except (CompileError, SigmaError) as e:
             rs.failed.append(FailedRule(spath, name, _one_line(e), label))
+            not_compiled.update(dict.fromkeys(_refs(rule), _one_line(e)))
             continue
         if compiled.id in seen:
             reason = f"duplicate rule id (already loaded from {seen[compiled.id]})"
@@ -142,8 +170,87 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
         sql=sql,
         path=path,
         expr=expr,
+        name=rule.name or None,
         **meta,
     )
+
+
+def _refs(rule) -> list[str]:
+    return [str(x) for x in (rule.id, rule.name) if x]
+
+
+_CORRELATION_TYPES = ("event_count", "value_count", "value_sum", "value_avg", "value_median",
+                      "value_percentile", "temporal", "temporal_ordered")
+
+
+def compile_correlation(doc: dict, path: str, refs: dict[str, CompiledRule],
+                        not_compiled: dict[str, str]) -> CompiledCorrelation:
+    """A correlation rule (its YAML document) over the compiled rules ``refs`` (by id and by
+    name); CompileError names what is wrong (an unknown or failed rule, an unknown field)."""
+    corr = SigmaCorrelationRule.from_dict(doc, collect_errors=True)
+    if corr.errors:
+        raise CompileError(f"invalid Sigma: {_one_line(corr.errors[0])}")
+    ctype = corr.type.name.lower()
+    if ctype not in _CORRELATION_TYPES:
+        raise CompileError(f"correlation type {ctype} is not supported")
+    cond = corr.condition
+    names = ([r.reference for r in corr.rules] if corr.rules
+             else list(dict.fromkeys(cond.get_referenced_rules())))
+    rules: list[CompiledRule] = []
+    for ref in names:
+        if ref in refs:
+            rules.append(refs[ref])
+        elif ref in not_compiled:
+            raise CompileError(f"refers to rule {ref!r}, which did not compile: {not_compiled[ref]}")
+        else:
+            raise CompileError(f"refers to rule {ref!r}, which is not loaded (correlations of "
+                               "correlations are not supported)")
+    by_ref = dict(zip(names, rules, strict=True))
+    aliases = {a.alias: {ref.reference: f for ref, f in a.mapping.items()} for a in corr.aliases}
+    columns: dict[str, list[str]] = {}
+    for ref, rule in by_ref.items():
+        cols = []
+        for g in corr.group_by or []:
+            if g in aliases and ref not in aliases[g]:
+                raise CompileError(f"alias {g!r} names no field of rule {ref!r}")
+            cols.append(_field_column(aliases[g][ref] if g in aliases else g, rule))
+        columns[rule.id] = cols
+    out = dict(
+        id=str(corr.id) if corr.id else (corr.name or Path(path).stem),
+        title=corr.title or "", level=corr.level.name.lower() if corr.level else None,
+        status=corr.status.name.lower() if corr.status else None,
+        tags=[str(t) for t in corr.tags], path=path, type=ctype,
+        rules=[r.id for r in rules], timespan=corr.timespan.seconds,
+        timespan_text=corr.timespan.spec, generate=bool(corr.generate),
+        group_by=list(corr.group_by or []), columns=columns, **_tag_meta([str(t) for t in corr.tags]))
+    if isinstance(cond, SigmaExtendedCorrelationCondition):
+        out["expression"] = _extended(cond.parsed, by_ref)
+    else:
+        out["condition"] = {"op": cond.op.name.lower(), "count": cond.count,
+                            "percentile": cond.percentile}
+        if ctype.startswith("value_"):
+            if not isinstance(cond.fieldref, str):
+                raise CompileError("a value condition needs one field")
+            out["value"] = {r.id: _field_column(cond.fieldref, r) for r in rules}
+        if ctype == "temporal_ordered" and (cond.op.name, cond.count) != ("GTE", len(rules)):
+            raise CompileError("temporal_ordered supports only the default condition "
+                               "(every rule, in order)")
+    return CompiledCorrelation(**out)
+
+
+def _field_column(name: str, rule: CompiledRule) -> str:
+    """The column of ``rule``'s table a Sigma field name denotes (as its rules map it)."""
+    mapped = mapping.TABLE_FIELDS.get(rule.table, {}).get(name, name)
+    return resolve_field(mapped, rule.table).column
+
+
+def _extended(node, by_ref: dict[str, CompiledRule]):
+    if isinstance(node, SigmaRuleReference):
+        return ["rule", by_ref[node.reference].id]
+    args = [_extended(a, by_ref) for a in node.args]
+    if isinstance(node, CorrelationConditionNOT):
+        return ["not", args[0]]
+    return ["and" if isinstance(node, CorrelationConditionAND) else "or", args]
 
 
 def _or_sql(sqls: list[str]) -> str:

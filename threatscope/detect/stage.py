@@ -29,8 +29,15 @@ import pyarrow.parquet as pq
 from threatscope import schema, sqlfn
 from threatscope.arrowutil import constant, indexed
 from threatscope.detect import scan
+from threatscope.detect.correlation import correlation_sql
 from threatscope.detect.engine import Engine, reference_sql
-from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
+from threatscope.detect.ruleset import (
+    CompiledCorrelation,
+    CompiledRule,
+    RuleSet,
+    load_rules,
+    logsource_label,
+)
 from threatscope.errors import UserError
 from threatscope.usercache import user_cache_dir
 
@@ -139,6 +146,7 @@ class DetectSummary:
     rules_failed: int = 0
     detections: int = 0
     sigma_detections: int = 0
+    correlation_detections: int = 0
     suricata_detections: int = 0
     events_scanned: dict[str, int] = field(default_factory=dict)
     per_rule: dict[str, int] = field(default_factory=dict)
@@ -170,6 +178,8 @@ def run_detect(
     per_rule: Counter[str] = Counter()
     out = ws.detections_path
     tmp = out.with_name(out.name + ".tmp")
+    # the events of rules that correlations name, gathered while the rules run
+    correlated = _Correlated(ruleset, out.with_name("correlated-events.tmp.parquet"))
     con = ws.connect()
     began = False
     try:
@@ -188,16 +198,20 @@ def run_detect(
                 if progress:
                     progress(0, total, f"detect: {table}")
                 rules = ruleset.for_table(table)
-                summary.events_scanned[table] = _sigma(con, ws, table, rules, write, per_rule)
+                summary.events_scanned[table] = _sigma(con, ws, table, rules, write, per_rule,
+                                                       correlated)
                 if progress:
                     progress(1, total, f"detect: {table}")
+            summary.correlation_detections = correlated.run(con, write, per_rule)
             summary.suricata_detections = _alerts(con, ruleset, write)
         summary.events_scanned["alert"] = summary.suricata_detections
         if progress:
             progress(1, total, "detect: suricata alerts")
         summary.per_rule = dict(sorted(per_rule.items(), key=lambda kv: (-kv[1], kv[0])))
-        summary.sigma_detections = sum(summary.per_rule.values())
-        summary.detections = summary.sigma_detections + summary.suricata_detections
+        summary.sigma_detections = sum(summary.per_rule.values()) - \
+            summary.correlation_detections
+        summary.detections = (summary.sigma_detections + summary.correlation_detections
+                              + summary.suricata_detections)
         summary.seconds = round(time.perf_counter() - t0, 3)
         finished = datetime.now(UTC).replace(tzinfo=None)
         record = {k: v for k, v in summary.to_dict().items() if k != "failed"}
@@ -220,6 +234,7 @@ def run_detect(
         raise
     finally:
         con.close()
+        correlated.close()
     return summary
 
 
@@ -230,9 +245,11 @@ _DETECTION = pa.schema([
 
 
 def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledRule],
-           write: Callable[[pa.Table], int], per_rule: Counter[str]) -> int:
+           write: Callable[[pa.Table], int], per_rule: Counter[str],
+           correlated: _Correlated) -> int:
     """Match ``rules`` over the lake's ``table``, ``write`` each group's detection rows and
-    count them in ``per_rule``; returns the rows scanned."""
+    count them in ``per_rule``, hand the hits of rules correlations name to ``correlated``;
+    returns the rows scanned."""
     has = dict(schema.KINDS[table])
     evidence = (
         "left(concat_ws(' ', http_request_method, coalesce(url_original, raw)), 512)"
@@ -254,6 +271,7 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
     for group in scan.groups(con, ws, table, engine.read):
         scanned += group.table.num_rows
         rows, idx = engine.match(con, group.table, group.column)
+        rows, idx = correlated.take(con, group, rules, rows, idx)
         if not len(rows):
             continue
         hit = group.table.select([c for c in scan.KEEP if c in group.table.column_names]
@@ -284,6 +302,132 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         for vc in pc.value_counts(idx).to_pylist():  # one entry per rule that hit
             per_rule[rules[vc["values"]].id] += vc["counts"]
     return scanned
+
+
+class _Correlated:
+    """The events of rules that correlation rules name, gathered while the rules run (into a
+    Parquet file beside the detections, so memory holds one group's), then the correlations
+    run over them (detect.correlation)."""
+
+    def __init__(self, ruleset: RuleSet, path: Path):
+        self.correlations = ruleset.correlations
+        self.path = path
+        self.reads: dict[str, list[str]] = defaultdict(list)  # rule id -> columns
+        for c in self.correlations:
+            for rid in c.rules:
+                self.reads[rid] += [x for x in c.reads(rid) if x not in self.reads[rid]]
+        # rules only correlations with `generate: false` name give no detections of their own
+        self.silent = {rid for c in self.correlations if not c.generate for rid in c.rules} - {
+            rid for c in self.correlations if c.generate for rid in c.rules}
+        self.columns = sorted({x for cols in self.reads.values() for x in cols})
+        self.schema = pa.schema(
+            [("rule_id", pa.string()), ("org_id", pa.string()), ("ts", pa.timestamp("us")),
+             ("src_ip", pa.string()), ("event_kind", pa.string()), ("file_id", pa.string()),
+             ("source_file", pa.string()), ("source_line", pa.int64())]
+            + [(x, pa.string()) for x in self.columns])
+        self.writer = pq.ParquetWriter(path, self.schema) if self.correlations else None
+
+    def take(self, con, group: scan.Group, rules: list[CompiledRule], rows: pa.Array,
+             idx: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Keep the hits of ``rules`` that correlations name; return the hits that are
+        detections of their own."""
+        if self.writer is None or not len(rows):
+            return rows, idx
+        named = pa.array([i for i, r in enumerate(rules) if r.id in self.reads], pa.int32())
+        if len(named):
+            keep = pc.is_in(idx, value_set=named)
+            if pc.any(keep).as_py():
+                self.writer.write_table(self._events(con, group, rules, rows.filter(keep),
+                                                     idx.filter(keep)))
+        silent = pa.array([i for i, r in enumerate(rules) if r.id in self.silent], pa.int32())
+        if not len(silent):
+            return rows, idx
+        own = pc.invert(pc.is_in(idx, value_set=silent))
+        return rows.filter(own), idx.filter(own)
+
+    def _events(self, con, group: scan.Group, rules: list[CompiledRule], rows: pa.Array,
+                idx: pa.Array) -> pa.Table:
+        ids = pa.array([r.id for r in rules], pa.string())
+        cols: dict[str, pa.Array] = {"rule_id": ids.take(idx)}
+        for c in ("org_id", "ts", "event_kind", "file_id", "source_file", "source_line"):
+            cols[c] = group.column(c, rows)
+        cols["src_ip"] = (group.column("source_ip", rows) if "source_ip" in
+                          group.table.column_names else pa.nulls(len(rows), pa.string()))
+        wanted = {x for r in rules if r.id in self.reads for x in self.reads[r.id]}
+        fields = []
+        for x in self.columns:
+            parent = sqlfn.field_column(x)
+            if x not in wanted:
+                cols[x] = pa.nulls(len(rows), pa.string())
+            elif parent is None:
+                cols[x] = group.column(x, rows)
+            else:
+                fields.append(x)
+                if parent[0] not in cols:
+                    cols[parent[0]] = group.column(parent[0], rows)
+        t = pa.table({k: v.dictionary_decode() if pa.types.is_dictionary(v.type) else v
+                      for k, v in cols.items()})
+        if fields:  # the JSON object's fields, as the rules read them (sqlfn.with_fields)
+            con.register("__ts_correlated", t)
+            t = con.sql(sqlfn.with_fields("SELECT * FROM __ts_correlated", fields)
+                        ).to_arrow_table()
+            con.unregister("__ts_correlated")
+        return pa.table([t.column(f.name).cast(f.type) for f in self.schema], schema=self.schema)
+
+    def run(self, con, write: Callable[[pa.Table], int], per_rule: Counter[str]) -> int:
+        """Run every correlation over the events kept; write its detections."""
+        if self.writer is None:
+            return 0
+        self.writer.close()
+        self.writer = None
+        con.execute(f"CREATE OR REPLACE TEMP VIEW __ts_events AS "
+                    f"SELECT * FROM read_parquet({sqlfn.sql_str(str(self.path))})")
+        n = 0
+        for c in self.correlations:
+            found = write(con.sql(_correlation_detections(c, "__ts_events")).to_arrow_table())
+            if found:
+                per_rule[c.id] += found
+            n += found
+        con.execute("DROP VIEW __ts_events")
+        return n
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self.path.unlink(missing_ok=True)
+
+
+def _correlation_detections(c: CompiledCorrelation, events: str) -> str:
+    """Detection rows (schema.DETECTION) of the firings of ``c``."""
+    def text(v: str | None) -> str:
+        return "NULL::VARCHAR" if v is None else sqlfn.sql_str(v)
+
+    def texts(vs: list[str]) -> str:
+        return "[" + ", ".join(sqlfn.sql_str(v) for v in vs) + "]::VARCHAR[]"
+
+    value = ("CASE WHEN value = floor(value) THEN CAST(CAST(value AS BIGINT) AS VARCHAR) "
+             "ELSE CAST(round(value, 3) AS VARCHAR) END")
+    if c.type.startswith("temporal"):
+        what = f"{c.type} {{}} of {len(c.rules)} rules"
+    else:
+        what = f"{c.type} {{}} ({c.condition['op']} {c.condition['count']})"
+    groups = " || ', ' || ".join(
+        f"{sqlfn.sql_str(g + '=')} || coalesce(groups[{i + 1}], '(none)')"
+        for i, g in enumerate(c.group_by)) or "''"
+    what = sqlfn.sql_str(what).replace("{}", "' || " + value + " || '")
+    evidence = (f"left({what} || {sqlfn.sql_str(' within ' + c.timespan_text + ': ')} || "
+                f"{groups} || ' (' || strftime(ts, '%Y-%m-%d %H:%M:%S') || ' to ' || "
+                f"strftime(until, '%Y-%m-%d %H:%M:%S') || ')', 512)")
+    return f"""
+        SELECT org_id, ts, src_ip, event_kind, file_id, source_file, source_line,
+               {text(c.id)} AS rule_id, {text(c.title)} AS title, {text(c.level)} AS severity,
+               {texts(c.cves)} AS cves, {texts(c.attack_techniques)} AS attack_techniques,
+               {text(c.product)} AS product, {text(c.campaign)} AS campaign,
+               {text(c.family)} AS family, NULL::VARCHAR AS malware_family,
+               'correlation' AS detector, {evidence} AS evidence
+        FROM ({correlation_sql(c, events)})
+        ORDER BY org_id, ts, file_id, source_line"""
 
 
 def _col(t: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
@@ -330,6 +474,11 @@ def list_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> li
          "techniques": r.attack_techniques, "product": r.product, "campaign": r.campaign,
          "family": r.family, "path": r.path}
         for r in rs.rules
+    ] + [
+        {"id": c.id, "title": c.title, "level": c.level, "table": f"correlation:{c.type}",
+         "cves": c.cves, "techniques": c.attack_techniques, "product": c.product,
+         "campaign": c.campaign, "family": c.family, "path": c.path, "rules": c.rules}
+        for c in rs.correlations
     ]
 
 
@@ -347,10 +496,12 @@ def check_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> d
                                 r.logsource.get("service"))
         counts[label]["compiled"] += 1
         tables[label] = r.table
+    if rs.correlations:
+        counts["correlation"]["compiled"] += len(rs.correlations)
     for f in rs.failed:
         label = f.logsource or "(unparsed)"
         counts[label]["failed"] += 1
-        if label not in tables and f.logsource:
+        if label not in tables and f.logsource and label != "correlation":
             from threatscope.detect import mapping  # imports pySigma
 
             prod, cat, serv = (None if x == "-" else x for x in f.logsource.split("/"))
@@ -360,7 +511,7 @@ def check_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> d
         for ls, c in sorted(counts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
     ]
     return {
-        "compiled": len(rs.rules),
+        "compiled": len(rs.rules) + len(rs.correlations),
         "failed": len(rs.failed),
         "by_logsource": by_ls,
         "failures": [
