@@ -291,15 +291,29 @@ def rules_group() -> None:
     """List or check Sigma rules (built-in pack plus --rules folders)."""
 
 
+_RULES_WORKSPACE = click.option(
+    "-w", "--workspace", "workspace", type=click.Path(file_okay=False, path_type=Path),
+    help="Also the rule folders and [detect.placeholders] of this workspace's config.toml.")
+
+
+def _rule_options(workspace: Path | None, rules) -> tuple[list, dict]:
+    if workspace is None:
+        return list(rules), {}
+    ws = Workspace.open(workspace)
+    return [*ws.rule_dirs, *rules], ws.placeholders
+
+
 @rules_group.command("list")
 @click.option("--rules", multiple=True, type=click.Path(exists=True, path_type=Path))
+@_RULES_WORKSPACE
 @click.option("--json", "as_json", is_flag=True)
 @handle_user_errors
-def rules_list(rules, as_json) -> None:
+def rules_list(rules, workspace, as_json) -> None:
     """List compiled rules with their table, level, CVEs, techniques and campaign."""
     from threatscope import detect
 
-    rows = detect.list_rules(list(rules))
+    dirs, placeholders = _rule_options(workspace, rules)
+    rows = detect.list_rules(dirs, placeholders=placeholders)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -316,13 +330,15 @@ def rules_list(rules, as_json) -> None:
 
 @rules_group.command("check")
 @click.option("--rules", multiple=True, type=click.Path(exists=True, path_type=Path))
+@_RULES_WORKSPACE
 @click.option("--json", "as_json", is_flag=True)
 @handle_user_errors
-def rules_check(rules, as_json) -> None:
+def rules_check(rules, workspace, as_json) -> None:
     """Compile every rule; report per logsource how many compile and why the others do not."""
     from threatscope import detect
 
-    result = detect.check_rules(list(rules))
+    dirs, placeholders = _rule_options(workspace, rules)
+    result = detect.check_rules(dirs, placeholders=placeholders)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:

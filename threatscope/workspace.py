@@ -32,6 +32,11 @@ version = 1
 # Extra Sigma rule folders, used in addition to the built-in pack.
 rule_dirs = []
 
+# Values of the placeholders Sigma rules name with the `expand` modifier (%name%): a rule
+# matches any of them. A rule naming a placeholder without a value here is reported, not run.
+[detect.placeholders]
+# admin_workstations = ["ADMIN-WS01", "ADMIN-WS02"]
+
 [enrich]
 # MaxMind-format .mmdb files (country / ASN); without them the data geoip2fast ships is used.
 mmdb = []
@@ -149,6 +154,22 @@ class Workspace:
     @property
     def rule_dirs(self) -> list[Path]:
         return [Path(p) for p in self.config.get("detect", {}).get("rule_dirs", [])]
+
+    @property
+    def placeholders(self) -> dict[str, list[str]]:
+        """Values of Sigma ``expand`` placeholders (``[detect.placeholders]``), by name."""
+        table = self.config.get("detect", {}).get("placeholders", {})
+        out: dict[str, list[str]] = {}
+        for name, values in (table.items() if isinstance(table, dict) else ()):
+            values = values if isinstance(values, list) else [values]
+            if not values or not all(isinstance(v, str | int | float) and not isinstance(v, bool)
+                                     for v in values):
+                raise UserError(f"{self.config_path}: [detect.placeholders] {name} must be a "
+                                "string or a list of strings")
+            out[str(name)] = [str(v) for v in values]
+        if not isinstance(table, dict):
+            raise UserError(f"{self.config_path}: [detect.placeholders] must be a table")
+        return out
 
     @property
     def mmdb_files(self) -> list[Path]:

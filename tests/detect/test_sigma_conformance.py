@@ -10,7 +10,10 @@ import base64
 
 import pytest
 
-from tests.detect.sigma_helpers import matches
+from tests.detect.sigma_helpers import RULE_ID, matches, rule_yaml
+from threatscope.detect import evaluate, load_rules
+from threatscope.errors import UserError
+from threatscope.workspace import Workspace
 
 
 def q(v):
@@ -321,3 +324,36 @@ def test_sigma_feature(tmp_path, name):
     rows = [r for r, _ in cases]
     want = [w for _, w in cases]
     assert matches(tmp_path, detection, rows, **kw) == want
+
+
+def test_expand_takes_placeholder_values_from_the_workspace_config(tmp_path):
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    text = ws.config_path.read_text()
+    assert "[detect.placeholders]" in text
+    ws.config_path.write_text(text.replace(
+        "[detect.placeholders]\n", "[detect.placeholders]\nadmin_paths = ['/admin', '/manager/*']\n"))
+    placeholders = Workspace.open(ws.root).placeholders
+    assert placeholders == {"admin_paths": ["/admin", "/manager/*"]}
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "rule.yml").write_text(rule_yaml("sel:\n  cs-uri-stem|expand: '%admin_paths%'\n"
+                                          "condition: sel"))
+    rows = [stem("/admin"), stem("/ADMIN"), stem("/manager/html"), stem("/administrator"),
+            stem("/x"), {}]
+    cache = tmp_path / "cache"
+    for values, want in ((placeholders, [True, True, True, False, False, False]),
+                         ({"admin_paths": ["/x"]}, [False] * 4 + [True, False])):
+        for _ in range(2):  # compiled, then from the cache (keyed by the values too)
+            rs = load_rules([d], builtin=False, cache_dir=cache, placeholders=values)
+            assert not rs.failed, rs.failed
+            assert [RULE_ID in h for h in evaluate(rs, "http", rows)] == want
+    rs = load_rules([d], builtin=False, placeholders={"other": ["/x"]})
+    assert "placeholder %admin_paths% has no value" in rs.failed[0].reason
+
+
+def test_placeholder_values_must_be_strings(tmp_path):
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        "[detect.placeholders]\n", "[detect.placeholders]\nbad = [{a = 1}]\n"))
+    with pytest.raises(UserError, match=r"\[detect.placeholders\] bad must be"):
+        _ = Workspace.open(ws.root).placeholders

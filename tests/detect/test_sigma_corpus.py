@@ -71,6 +71,21 @@ def test_check_rules_over_the_whole_corpus():
             assert f["reason"].startswith("unknown field"), f
 
 
+@needs_sigma
+def test_placeholder_rules_compile_once_their_placeholders_have_values():
+    folder = SIGMA / "rules-placeholder"
+    names = set(re.findall(r"%([\w-]+)%",
+                           "\n".join(p.read_text() for p in folder.rglob("*.yml"))))
+    before = check_rules([folder], builtin=False)
+    assert any(f["reason"].startswith("placeholder") for f in before["failures"])
+    after = check_rules([folder], builtin=False,
+                        placeholders={n: ["10.0.0.1", "DC01$"] for n in names})
+    assert after["compiled"] > before["compiled"]
+    windows = [f for f in after["failures"] if f["logsource"].startswith("windows/")]
+    assert windows == []  # the rest are cloud log sources threatscope does not read
+    assert all(f["reason"].startswith("no data for logsource") for f in after["failures"])
+
+
 def _access_rows(path: Path, limit: int) -> list[dict]:
     pat = re.compile(r'^(\S+) \S+ \S+ \[[^\]]*\] "(\S+) (\S+)[^"]*" (\d{3}) \S+(?: "([^"]*)" "([^"]*)")?')
     rows = []

@@ -37,10 +37,12 @@ def _version(dist: str) -> str:
         return "?"
 
 
-def cache_key(files: list[Path]) -> str:
-    """Hex digest naming the compiled form of ``files`` (in this order) with this code."""
+def cache_key(files: list[Path], settings: dict | None = None) -> str:
+    """Hex digest naming the compiled form of ``files`` (in this order) with this code and
+    these compile ``settings`` (e.g. placeholder values)."""
     h = hashlib.sha256()
-    for part in (str(_FORMAT), threatscope.__version__, _version("pysigma"), duckdb.__version__):
+    for part in (str(_FORMAT), threatscope.__version__, _version("pysigma"), duckdb.__version__,
+                 json.dumps(settings or {}, sort_keys=True)):
         h.update(part.encode() + b"\0")
     for p in [*_CODE, Path(schema.__file__)]:
         h.update(p.read_bytes() + b"\0")

@@ -299,7 +299,8 @@ def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Expr]:
     parts = list(value.s)
     for p in parts:
         if isinstance(p, Placeholder):
-            raise CompileError(f"placeholder %{p.name}% has no value (placeholders are not supported)")
+            raise CompileError(f"placeholder %{p.name}% has no value (give it one under "
+                               "[detect.placeholders] in the workspace's config.toml)")
     x = col.text if cased else f"lower({col.text})"
     lit = sql_str if cased else _lower_lit
     strs = [p for p in parts if isinstance(p, str)]

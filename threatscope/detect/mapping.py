@@ -15,6 +15,7 @@ from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import (
     AddConditionTransformation,
     FieldMappingTransformation,
+    ValueListPlaceholderTransformation,
 )
 
 from threatscope import schema
@@ -249,11 +250,17 @@ def columns(table: str) -> dict[str, str]:
     return dict(schema.KINDS[table])
 
 
-def processing_pipeline() -> ProcessingPipeline:
-    """The pySigma pipeline mapping Sigma field names to threatscope columns."""
-    # the log source's own conditions first (Channel, EventID: Sigma names), then the
-    # mapping of every field name to a column
+def processing_pipeline(placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline:
+    """The pySigma pipeline mapping Sigma field names to threatscope columns (and ``|expand``
+    placeholders to their ``placeholders`` values; one without a value is left for the
+    compiler to report)."""
+    # placeholders first, then the log source's own conditions (Channel, EventID: Sigma
+    # names), then the mapping of every field name to a column
     items = []
+    if placeholders:
+        items.append(ProcessingItem(
+            identifier="threatscope-placeholders",
+            transformation=ValueListPlaceholderTransformation(include=sorted(placeholders))))
     for selector, table, conditions in LOGSOURCE_TABLES:
         name = f"threatscope-{table}-{'-'.join(selector.values())}"
         if conditions:
@@ -268,4 +275,4 @@ def processing_pipeline() -> ProcessingPipeline:
                 transformation=FieldMappingTransformation(dict(mapping)),
                 rule_conditions=[LogsourceCondition(**selector)],
             ))
-    return ProcessingPipeline(name="threatscope", items=items)
+    return ProcessingPipeline(name="threatscope", items=items, vars=dict(placeholders or {}))

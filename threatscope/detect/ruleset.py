@@ -136,14 +136,18 @@ def rule_files(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> li
 
 
 def load_rules(
-    rule_dirs: Sequence[Path | str] = (), builtin: bool = True, cache_dir: Path | str | None = None
+    rule_dirs: Sequence[Path | str] = (), builtin: bool = True, cache_dir: Path | str | None = None,
+    placeholders: dict[str, list[str]] | None = None,
 ) -> RuleSet:
     """Read and compile Sigma rules: the built-in pack (``builtin``) plus files/folders given.
 
-    ``cache_dir``: a folder keeping compiled rule sets (see detect.cache), keyed by the rule
-    files' contents and the compiler's code: a second load of the same files reads one JSON."""
+    ``placeholders``: values of ``|expand`` placeholders by name (a workspace's
+    ``[detect.placeholders]``). ``cache_dir``: a folder keeping compiled rule sets (see
+    detect.cache), keyed by the rule files' contents, the placeholders and the compiler's code:
+    a second load of the same files reads one JSON."""
     files = rule_files(rule_dirs, builtin)
-    key = cache.cache_key(files) if cache_dir is not None else ""
+    placeholders = placeholders or {}
+    key = cache.cache_key(files, {"placeholders": placeholders}) if cache_dir is not None else ""
     if cache_dir is not None:
         doc = cache.read(cache_dir, key)
         if doc is not None:
@@ -153,7 +157,7 @@ def load_rules(
                 pass  # unreadable entry: compile again, and overwrite it
     from threatscope.detect.sigmaload import compile_files  # pySigma: only on a cache miss
 
-    rs = compile_files(files)
+    rs = compile_files(files, placeholders)
     if cache_dir is not None:
         cache.write(cache_dir, key, _to_doc(rs))
     return rs

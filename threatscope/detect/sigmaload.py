@@ -41,11 +41,12 @@ _TECHNIQUE = re.compile(r"t\d{4}(\.\d{3})?")
 _GROUP_OR_SOFTWARE = re.compile(r"[gsm]\d{4}")
 
 
-def compile_files(files: list[Path]) -> RuleSet:
-    """Compile every rule of ``files``; rules that cannot be compiled are in ``.failed``."""
+def compile_files(files: list[Path], placeholders: dict[str, list[str]] | None = None) -> RuleSet:
+    """Compile every rule of ``files`` (``|expand`` placeholders take ``placeholders``' values);
+    rules that cannot be compiled are in ``.failed``."""
     rs = RuleSet()
     seen: dict[str, str] = {}
-    pipeline = mapping.processing_pipeline()
+    pipeline = mapping.processing_pipeline(placeholders)
     con = duckdb.connect()
     for kind, cols in schema.KINDS.items():
         con.execute(f'CREATE TABLE "{kind}" AS {schema.empty_select(cols)}')

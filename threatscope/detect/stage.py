@@ -167,7 +167,8 @@ def run_detect(
     ``detection``: ``Workspace.detections_path``), atomically."""
     started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
-    ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True, cache_dir=user_cache_dir("rules"))
+    ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True,
+                         cache_dir=user_cache_dir("rules"), placeholders=ws.placeholders)
     summary = DetectSummary(rules_loaded=len(ruleset.rules), rules_failed=len(ruleset.failed))
     summary.failed = [
         {"path": f.path, "rule": f.name, "reason": f.reason, "logsource": f.logsource}
@@ -466,9 +467,10 @@ def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
 
 
 # -- rules list / check ----------------------------------------------------------------------
-def list_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> list[dict]:
+def list_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True,
+               placeholders: dict[str, list[str]] | None = None) -> list[dict]:
     """One dict per compiled rule, for ``threatscope rules list``."""
-    rs = load_rules(rule_dirs, builtin, cache_dir=user_cache_dir("rules"))
+    rs = load_rules(rule_dirs, builtin, cache_dir=user_cache_dir("rules"), placeholders=placeholders)
     return [
         {"id": r.id, "title": r.title, "level": r.level, "table": r.table, "cves": r.cves,
          "techniques": r.attack_techniques, "product": r.product, "campaign": r.campaign,
@@ -482,13 +484,14 @@ def list_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> li
     ]
 
 
-def check_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> dict:
+def check_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True,
+                placeholders: dict[str, list[str]] | None = None) -> dict:
     """Compiled/failed counts per logsource and every failure with its reason.
 
     ``{"compiled": int, "failed": int, "by_logsource": [{"logsource", "table", "compiled",
     "failed"}], "failures": [{"path", "rule", "logsource", "reason"}]}``
     """
-    rs = load_rules(rule_dirs, builtin, cache_dir=user_cache_dir("rules"))
+    rs = load_rules(rule_dirs, builtin, cache_dir=user_cache_dir("rules"), placeholders=placeholders)
     counts: dict[str, Counter] = defaultdict(Counter)
     tables: dict[str, str | None] = {}
     for r in rs.rules:
