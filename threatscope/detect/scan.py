@@ -45,10 +45,12 @@ def lake_files(ws, kind: str) -> list[Path]:
 
 @dataclass
 class Group:
-    """Some lake files of one kind, read: ``table`` has their rows in file order."""
+    """Some lake files of one kind, read: ``table`` has their rows in file order. Hits on
+    rows ``exclude`` marks are not detections (another group holds those events whole)."""
 
     files: list[tuple[Path, int]]  # (file, rows)
     table: pa.Table
+    exclude: pa.Array | None = None
 
     def column(self, name: str, rows: pa.Array) -> pa.Array:
         """Column ``name`` of ``rows`` (int64 indexes into ``table``), from ``table`` when it
@@ -73,7 +75,20 @@ class Group:
 
 def groups(con: duckdb.DuckDBPyConnection, ws, kind: str, read: set[str]) -> Iterator[Group]:
     """The lake files of ``kind`` in groups, with the columns ``read`` (see the module doc)
-    and those of KEEP."""
+    and those of KEEP; for ``ps_script``, then the script blocks logged in parts, whole
+    (script_blocks), their parts' own hits excluded."""
+    if kind != "ps_script":
+        yield from _lake_groups(ws, kind, read)
+        return
+    for g in _lake_groups(ws, kind, set(read) | {"message_total", "script_block_id"}):
+        part = pc.and_(pc.greater(g.table.column("message_total"), 1),
+                       pc.is_valid(g.table.column("script_block_id")))
+        yield Group(g.files, g.table, pc.fill_null(part, False).combine_chunks())
+    if (blocks := script_blocks(con, read)) is not None:
+        yield blocks
+
+
+def _lake_groups(ws, kind: str, read: set[str]) -> Iterator[Group]:
     types = dict(schema.KINDS[kind])
     read = set(read) | {c for c in KEEP if c in types}
     stored = {c for c in read if c in types and c != "raw"} | \
@@ -88,16 +103,16 @@ def groups(con: duckdb.DuckDBPyConnection, ws, kind: str, read: set[str]) -> Ite
         b = sum(meta.row_group(i).column(j).total_uncompressed_size
                 for i in range(meta.num_row_groups) for j, c in enumerate(names) if c in stored)
         if group and (rows + n > max_rows or size + b > GROUP_BYTES):
-            yield _group(con, kind, group, read)
+            yield _group(kind, group, read)
             group, rows, size = [], 0, 0
         group.append((f, n))
         rows += n
         size += b
     if group:
-        yield _group(con, kind, group, read)
+        yield _group(kind, group, read)
 
 
-def _group(con, kind: str, files: list[tuple[Path, int]], read: set[str]) -> Group:
+def _group(kind: str, files: list[tuple[Path, int]], read: set[str]) -> Group:
     types = dict(schema.KINDS[kind])
     fields = sorted(c for c in read if field_column(c))
     parents = {field_column(c)[0] for c in fields}
@@ -127,6 +142,34 @@ def _read(files: list[tuple[Path, int]], cols: list[str], types: dict[str, str])
         else:
             out[c] = data.column(c)
     return pa.table(out)
+
+
+def script_blocks(con: duckdb.DuckDBPyConnection, read: set[str]) -> Group | None:
+    """PowerShell splits a long script block over several 4104 events (MessageNumber of
+    MessageTotal, one ScriptBlockId): one row per such block (per organisation and host), its
+    parts' text joined in order, so that a rule sees text that spans two parts. The row is the
+    first part's event (its file, line, time and fields); ``raw`` is the parts' records, one a
+    line. None when the lake has no such block."""
+    types = dict(schema.KINDS["ps_script"])
+    read = set(read) | {c for c in KEEP if c in types}
+    parents = {f[0] for c in read if (f := field_column(c)) is not None}
+    cols = [c for c, _ in schema.KINDS["ps_script"] if c in read or c in parents]
+    joined = {"script_block_text": "string_agg(script_block_text, '' ORDER BY message_number)",
+              "raw": "string_agg(raw, chr(10) ORDER BY message_number)"}
+    select = ", ".join(f'{joined[c]} AS "{c}"' if c in joined
+                       else f'arg_min("{c}", (message_number, ts)) AS "{c}"' for c in cols)
+    if "raw" not in cols:
+        select += f', {joined["raw"]} AS raw'
+    blocks = con.sql(f"""
+        SELECT {select} FROM ps_script
+        WHERE message_total > 1 AND script_block_id IS NOT NULL
+        GROUP BY org_id, computer, script_block_id
+        ORDER BY org_id, min(ts), script_block_id""").to_arrow_table()
+    if not blocks.num_rows:
+        return None
+    out = {c: (pc.dictionary_encode(blocks.column(c)) if types.get(c) == "VARCHAR" and c != "raw"
+               else blocks.column(c)) for c in blocks.column_names}
+    return Group([], pa.table(out))
 
 
 def _org_of(path: Path) -> str:

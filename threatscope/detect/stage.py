@@ -252,10 +252,6 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
     count them in ``per_rule``, hand the hits of rules correlations name to ``correlated``;
     returns the rows scanned."""
     has = dict(schema.KINDS[table])
-    evidence = (
-        "left(concat_ws(' ', http_request_method, coalesce(url_original, raw)), 512)"
-        if table == "http" else "left(raw, 512)"
-    )
     meta = {
         "rule_id": pa.array([r.id for r in rules], pa.string()),
         "title": pa.array([r.title for r in rules], pa.string()),
@@ -270,8 +266,12 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
     engine = Engine(rules, table)
     scanned = 0
     for group in scan.groups(con, ws, table, engine.read):
-        scanned += group.table.num_rows
+        if group.files:  # not the script blocks joined from parts (scan.script_blocks)
+            scanned += group.table.num_rows
         rows, idx = engine.match(con, group.table, group.column)
+        if group.exclude is not None and len(rows):
+            own = pc.invert(group.exclude.take(rows))
+            rows, idx = rows.filter(own), idx.filter(own)
         rows, idx = correlated.take(con, group, rules, rows, idx)
         if not len(rows):
             continue
@@ -281,18 +281,21 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
                                              "source_file", "source_line")}
         cols["src_ip"] = hit.column("source_ip") if "source_ip" in has else \
             pa.nulls(len(rows), pa.string())
-        # evidence: the URL, or the raw line where there is none (read only for those rows)
-        need_raw = pc.is_null(hit.column("url_original")) if table == "http" else None
-        raw_rows = rows if need_raw is None else rows.filter(need_raw.combine_chunks())
+        # evidence: what the event is about (the URL, command line, script), or its raw record
+        # where there is none (each read only for the rows shown)
+        about = _EVIDENCE.get(table)
+        text = group.column(about, rows) if about else pa.nulls(len(rows), pa.string())
+        raw_rows = rows.filter(pc.is_null(text))
         raw = pa.nulls(len(rows), pa.string())
         if len(raw_rows):
             raw_rows = pc.unique(raw_rows)
             got = group.column("raw", raw_rows)
             raw = pc.take(got, pc.index_in(rows, value_set=raw_rows))
-        ev = pa.table({"http_request_method": _col(hit, "http_request_method"),
-                       "url_original": _col(hit, "url_original"), "raw": raw})
+        ev = pa.table({"method": _col(hit, "http_request_method"), "text": text, "raw": raw})
         con.register("__ts_hits", ev)
-        cols["evidence"] = con.sql(f"SELECT {evidence} FROM __ts_hits").to_arrow_table().column(0)
+        cols["evidence"] = con.sql(
+            "SELECT left(concat_ws(' ', method, coalesce(text, raw)), 512) FROM __ts_hits"
+        ).to_arrow_table().column(0)
         con.unregister("__ts_hits")
         # the rule's columns by index into the rule list: no per-row strings
         for c, values in meta.items():
@@ -429,6 +432,11 @@ def _correlation_detections(c: CompiledCorrelation, events: str) -> str:
                'correlation' AS detector, {evidence} AS evidence
         FROM ({correlation_sql(c, events)})
         ORDER BY org_id, ts, file_id, source_line"""
+
+
+# The column a detection's evidence shows (else the event's raw record).
+_EVIDENCE = {"http": "url_original", "process_creation": "process_command_line",
+             "ps_script": "script_block_text"}
 
 
 def _col(t: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
