@@ -118,6 +118,97 @@ PS_SCRIPT: list[tuple[str, str]] = COMMON + _WINDOWS_SYSTEM + [
     ("script_path", "VARCHAR"),
 ]
 
+# Sigma's other Windows log source categories: views over `windows_event` (made by the
+# workspace, not stored twice; rules of these categories read `windows_event` with the same
+# conditions). category -> the events (Sigma field conditions: Channel, EventID, EventType).
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+POWERSHELL = "Microsoft-Windows-PowerShell/Operational"
+WINDOWS_CATEGORIES: dict[str, dict[str, str | int | list]] = {
+    "process_termination": {"Channel": SYSMON, "EventID": 5},
+    "driver_load": {"Channel": SYSMON, "EventID": 6},
+    "image_load": {"Channel": SYSMON, "EventID": 7},
+    "create_remote_thread": {"Channel": SYSMON, "EventID": 8},
+    "raw_access_thread": {"Channel": SYSMON, "EventID": 9},
+    "process_access": {"Channel": SYSMON, "EventID": 10},
+    "file_event": {"Channel": SYSMON, "EventID": 11},
+    "registry_add": {"Channel": SYSMON, "EventID": 12, "EventType": "CreateKey"},
+    "registry_delete": {"Channel": SYSMON, "EventID": 12,
+                        "EventType": ["DeleteKey", "DeleteValue"]},
+    "registry_set": {"Channel": SYSMON, "EventID": 13},
+    "registry_rename": {"Channel": SYSMON, "EventID": 14},
+    "registry_event": {"Channel": SYSMON, "EventID": [12, 13, 14]},
+    "create_stream_hash": {"Channel": SYSMON, "EventID": 15},
+    "pipe_created": {"Channel": SYSMON, "EventID": [17, 18]},
+    "wmi_event": {"Channel": SYSMON, "EventID": [19, 20, 21]},
+    "dns_query": {"Channel": SYSMON, "EventID": 22},
+    "file_delete": {"Channel": SYSMON, "EventID": [23, 26]},
+    "file_change": {"Channel": SYSMON, "EventID": 2},
+    "clipboard_capture": {"Channel": SYSMON, "EventID": 24},
+    "file_executable_detected": {"Channel": SYSMON, "EventID": 29},
+    "process_tampering": {"Channel": SYSMON, "EventID": 25},
+    "sysmon_status": {"Channel": SYSMON, "EventID": [4, 16]},
+    "sysmon_error": {"Channel": SYSMON, "EventID": 255},
+    "network_connection": {"Channel": SYSMON, "EventID": 3},
+    "ps_module": {"Channel": POWERSHELL, "EventID": 4103},
+    "ps_classic_start": {"Channel": "Windows PowerShell", "EventID": 400},
+    "ps_classic_provider_start": {"Channel": "Windows PowerShell", "EventID": 600},
+    "ps_classic_script": {"Channel": "Windows PowerShell", "EventID": 800},
+}
+
+# The columns of those views besides windows_event's: ECS name -> the event data field.
+_PROCESS = {"process_executable": "Image", "process_pid": "ProcessId", "user_name": "User"}
+_REGISTRY = _PROCESS | {"registry_event_type": "EventType", "registry_path": "TargetObject",
+                        "registry_data": "Details", "registry_new_name": "NewName"}
+_FILE = _PROCESS | {"file_path": "TargetFilename", "file_created": "CreationUtcTime",
+                    "file_hash": "Hashes"}
+WINDOWS_CATEGORY_COLUMNS: dict[str, dict[str, str]] = {
+    "process_termination": _PROCESS,
+    "driver_load": {"file_path": "ImageLoaded", "file_hash": "Hashes", "file_signed": "Signed",
+                    "file_signature": "Signature", "file_signature_status": "SignatureStatus"},
+    "image_load": _PROCESS | {
+        "dll_path": "ImageLoaded", "dll_hash": "Hashes", "dll_pe_original_file_name":
+        "OriginalFileName", "dll_signed": "Signed", "dll_signature": "Signature",
+        "dll_signature_status": "SignatureStatus"},
+    "create_remote_thread": {
+        "process_executable": "SourceImage", "process_pid": "SourceProcessId",
+        "target_process_executable": "TargetImage", "target_process_pid": "TargetProcessId",
+        "thread_start_address": "StartAddress", "thread_start_module": "StartModule",
+        "thread_start_function": "StartFunction"},
+    "raw_access_thread": _PROCESS | {"file_device": "Device"},
+    "process_access": {
+        "process_executable": "SourceImage", "process_pid": "SourceProcessId",
+        "target_process_executable": "TargetImage", "target_process_pid": "TargetProcessId",
+        "granted_access": "GrantedAccess", "call_trace": "CallTrace"},
+    "file_event": _FILE,
+    "registry_add": _REGISTRY, "registry_delete": _REGISTRY, "registry_set": _REGISTRY,
+    "registry_rename": _REGISTRY, "registry_event": _REGISTRY,
+    "create_stream_hash": _FILE | {"file_contents": "Contents"},
+    "pipe_created": _PROCESS | {"pipe_name": "PipeName"},
+    "wmi_event": {"wmi_operation": "Operation", "wmi_name": "Name", "wmi_query": "Query",
+                  "wmi_destination": "Destination", "wmi_consumer": "Consumer",
+                  "wmi_filter": "Filter", "user_name": "User"},
+    "dns_query": _PROCESS | {"dns_question_name": "QueryName", "dns_status": "QueryStatus",
+                             "dns_answers": "QueryResults"},
+    "file_delete": _FILE | {"file_archived": "Archived"},
+    "file_change": _FILE | {"file_previous_created": "PreviousCreationUtcTime"},
+    "clipboard_capture": _PROCESS | {"clipboard_hash": "Hashes"},
+    "file_executable_detected": _FILE,
+    "process_tampering": _PROCESS | {"tamper_type": "Type"},
+    "sysmon_status": {"sysmon_state": "State", "sysmon_version": "Version"},
+    "sysmon_error": {"sysmon_error_id": "ID", "sysmon_error_description": "Description"},
+    "network_connection": _PROCESS | {
+        "network_transport": "Protocol", "network_initiated": "Initiated",
+        "source_ip": "SourceIp", "source_port": "SourcePort",
+        "source_hostname": "SourceHostname", "destination_ip": "DestinationIp",
+        "destination_port": "DestinationPort", "destination_hostname": "DestinationHostname",
+        "destination_port_name": "DestinationPortName"},
+    "ps_module": {"powershell_context_info": "ContextInfo", "powershell_payload": "Payload"},
+    # classic PowerShell events carry their fields as `Data` strings (HostApplication=...)
+    "ps_classic_start": {"powershell_data": "Data"},
+    "ps_classic_provider_start": {"powershell_data": "Data"},
+    "ps_classic_script": {"powershell_data": "Data"},
+}
+
 KINDS: dict[str, list[tuple[str, str]]] = {
     "http": HTTP, "alert": ALERT, "windows_event": WINDOWS_EVENT,
     "process_creation": PROCESS_CREATION, "ps_script": PS_SCRIPT,

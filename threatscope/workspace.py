@@ -130,6 +130,8 @@ class Workspace:
                 have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()}
                 con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS '
                             f"SELECT {_lake_columns(cols, have)} FROM {files}")
+        for category, sql in _WINDOWS_VIEWS.items():
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{category}" AS {sql}')
         if self.detections_path.exists():
             con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "
                         f"read_parquet('{_sql_str(str(self.detections_path))}')")
@@ -211,6 +213,30 @@ def read_orgs_csv(path: str | Path) -> list[Org]:
 
 def _sql_str(s: str) -> str:
     return s.replace("'", "''")
+
+
+def _windows_view(conditions: dict, columns: dict[str, str]) -> str:
+    """A Sigma Windows category as a view of `windows_event` (schema.WINDOWS_CATEGORIES)."""
+    def data(name: str) -> str:
+        return f"json_extract_string(event_data, '$.\"{name}\"')"
+
+    where = []
+    for name, want in conditions.items():
+        values = want if isinstance(want, list) else [want]
+        column = {"Channel": "channel", "EventID": "event_id"}.get(name) or data(name)
+        where.append(f"{column} IN ({', '.join(_sql_value(v) for v in values)})")
+    cols = [f"{'TRY_CAST(' + data(f) + ' AS BIGINT)' if c.endswith(('_pid', '_port')) else data(f)}"
+            f' AS "{c}"' for c, f in columns.items()]
+    return (f"SELECT * EXCLUDE (raw), {', '.join(cols + ['raw'])} FROM windows_event "
+            f"WHERE {' AND '.join(where)}")
+
+
+def _sql_value(v: str | int) -> str:
+    return f"'{_sql_str(v)}'" if isinstance(v, str) else str(int(v))
+
+
+_WINDOWS_VIEWS = {c: _windows_view(cond, schema.WINDOWS_CATEGORY_COLUMNS.get(c, {}))
+                  for c, cond in schema.WINDOWS_CATEGORIES.items()}
 
 
 def _lake_columns(cols: list[tuple[str, str]], have: set[str] | None = None) -> str:

@@ -143,3 +143,45 @@ def test_a_file_with_the_evtx_magic_that_is_not_one_is_an_error_naming_it(ws, tm
     s = run(ws, fake, ok)
     assert len(s.errors) == 1 and "fake.evtx" in s.errors[0] and "EVTX" in s.errors[0]
     assert rows(ws, "windows_event", "event_id") == [{"event_id": 1}]
+
+
+def _sysmon(event_id: int, record: int, data: dict) -> str:
+    e = json.loads(json.dumps(SYSMON_1))
+    e["Event"]["System"].update({"EventID": event_id, "EventRecordID": record})
+    e["Event"]["EventData"] = data
+    return json.dumps(e)
+
+
+def test_sigma_windows_categories_are_views_with_ecs_columns(ws, tmp_path):
+    lines = [
+        _sysmon(3, 1, {"Image": "C:\\x.exe", "ProcessId": "412", "Protocol": "tcp",
+                       "DestinationIp": "203.0.113.9", "DestinationPort": "4444"}),
+        _sysmon(22, 2, {"Image": "C:\\x.exe", "QueryName": "pastebin.com"}),
+        _sysmon(12, 3, {"EventType": "DeleteKey", "TargetObject": "HKLM\\SOFTWARE\\Run"}),
+        _sysmon(12, 4, {"EventType": "CreateKey", "TargetObject": "HKLM\\SOFTWARE\\X"}),
+        _sysmon(13, 5, {"EventType": "SetValue", "TargetObject": "HKCU\\Run\\x",
+                        "Details": "C:\\evil.exe"}),
+        _sysmon(11, 6, {"Image": "C:\\x.exe", "TargetFilename": "C:\\Users\\a\\evil.dll"}),
+        json.dumps(NXLOG),  # a Security event: in none of them
+    ]
+    s = run(ws, write(tmp_path / "sysmon.json", "\n".join(lines) + "\n"), org="acme")
+    assert_invariant(s)
+    with ws.connect() as con:
+        def q(sql: str) -> list[tuple]:
+            return con.execute(sql).fetchall()
+
+        assert q("SELECT record_id, process_executable, process_pid, network_transport, "
+                 "destination_ip, destination_port FROM network_connection") == [
+            (1, "C:\\x.exe", 412, "tcp", "203.0.113.9", 4444)]
+        assert q("SELECT record_id, dns_question_name FROM dns_query") == [(2, "pastebin.com")]
+        assert q("SELECT record_id, registry_event_type FROM registry_delete") == [(3, "DeleteKey")]
+        assert q("SELECT record_id FROM registry_add") == [(4,)]
+        assert q("SELECT record_id, registry_path, registry_data FROM registry_set") == [
+            (5, "HKCU\\Run\\x", "C:\\evil.exe")]
+        assert q("SELECT record_id FROM registry_event ORDER BY 1") == [(3,), (4,), (5,)]
+        assert q("SELECT record_id, file_path FROM file_event") == [
+            (6, "C:\\Users\\a\\evil.dll")]
+        assert q("SELECT count(*) FROM ps_module") == [(0,)]
+        # the views keep the event's own columns, raw last
+        cols = [r[0] for r in q("DESCRIBE network_connection")]
+        assert cols[:3] == ["org_id", "ts", "event_date"] and cols[-1] == "raw"

@@ -20,44 +20,10 @@ from sigma.processing.transformations import (
 
 from threatscope import schema
 
-# (logsource selector, table): the first selector whose given keys all equal the rule's
-# logsource wins. Only the keys present in a selector are compared.
-SYSMON = "Microsoft-Windows-Sysmon/Operational"
-POWERSHELL = "Microsoft-Windows-PowerShell/Operational"
-
+SYSMON, POWERSHELL = schema.SYSMON, schema.POWERSHELL
 # Windows log sources read from `windows_event`, narrowed by the event's channel and id (as
 # Sigma's Windows taxonomy defines them): category -> conditions on Sigma field names.
-WINDOWS_CATEGORIES: dict[str, dict[str, str | int | list]] = {
-    "process_termination": {"Channel": SYSMON, "EventID": 5},
-    "driver_load": {"Channel": SYSMON, "EventID": 6},
-    "image_load": {"Channel": SYSMON, "EventID": 7},
-    "create_remote_thread": {"Channel": SYSMON, "EventID": 8},
-    "raw_access_thread": {"Channel": SYSMON, "EventID": 9},
-    "process_access": {"Channel": SYSMON, "EventID": 10},
-    "file_event": {"Channel": SYSMON, "EventID": 11},
-    "registry_add": {"Channel": SYSMON, "EventID": 12, "EventType": "CreateKey"},
-    "registry_delete": {"Channel": SYSMON, "EventID": 12,
-                        "EventType": ["DeleteKey", "DeleteValue"]},
-    "registry_set": {"Channel": SYSMON, "EventID": 13},
-    "registry_rename": {"Channel": SYSMON, "EventID": 14},
-    "registry_event": {"Channel": SYSMON, "EventID": [12, 13, 14]},
-    "create_stream_hash": {"Channel": SYSMON, "EventID": 15},
-    "pipe_created": {"Channel": SYSMON, "EventID": [17, 18]},
-    "wmi_event": {"Channel": SYSMON, "EventID": [19, 20, 21]},
-    "dns_query": {"Channel": SYSMON, "EventID": 22},
-    "file_delete": {"Channel": SYSMON, "EventID": [23, 26]},
-    "file_change": {"Channel": SYSMON, "EventID": 2},
-    "clipboard_capture": {"Channel": SYSMON, "EventID": 24},
-    "file_executable_detected": {"Channel": SYSMON, "EventID": 29},
-    "process_tampering": {"Channel": SYSMON, "EventID": 25},
-    "sysmon_status": {"Channel": SYSMON, "EventID": [4, 16]},
-    "sysmon_error": {"Channel": SYSMON, "EventID": 255},
-    "network_connection": {"Channel": SYSMON, "EventID": 3},
-    "ps_module": {"Channel": POWERSHELL, "EventID": 4103},
-    "ps_classic_start": {"Channel": "Windows PowerShell", "EventID": 400},
-    "ps_classic_provider_start": {"Channel": "Windows PowerShell", "EventID": 600},
-    "ps_classic_script": {"Channel": "Windows PowerShell", "EventID": 800},
-}
+WINDOWS_CATEGORIES = schema.WINDOWS_CATEGORIES
 
 # Sigma's Windows services -> the channel their events are logged in.
 WINDOWS_SERVICES: dict[str, str | list[str]] = {
