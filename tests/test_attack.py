@@ -64,10 +64,12 @@ def test_tactic_names(given, name):
 
 
 def test_technique_table_marks_execution_after_mapping_revoked_ids():
-    rows = {r["tag"]: r for r in attack.technique_table().to_pylist()}
+    table = attack.technique_table().to_pylist()
+    rows = {r["tag"]: r for r in table}
+    assert len(rows) == len(table)  # one row per id: joins do not repeat detections
     assert rows["T1086"] == {"tag": "T1086", "technique": "T1059.001", "name": "PowerShell",
-                                  "parent": "Command and Scripting Interpreter",
-                                  "tactics": ["execution"], "execution": True}
+                             "parent": "Command and Scripting Interpreter",
+                             "tactics": ["execution"], "execution": True}
     assert rows["T1085"]["execution"] is False  # Rundll32 is defense evasion now
     assert rows["T1047"]["execution"] and rows["T1204.002"]["execution"]
     assert not rows["T1190"]["execution"]

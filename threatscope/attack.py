@@ -189,7 +189,8 @@ def technique_table() -> pa.Table:
     joins: ``tag, technique, name, parent, tactics, execution`` (execution: the technique's
     tactics include ``execution``)."""
     idx = _index()
-    rows = [technique(tid) | {"tag": tid} for tid in [*idx["techniques"], *idx["revoked"]]]
+    tags = dict.fromkeys([*idx["techniques"], *idx["revoked"]])  # revoked ones are in both
+    rows = [technique(tid) | {"tag": tid} for tid in tags]
     return pa.table({
         "tag": pa.array([r["tag"] for r in rows], pa.string()),
         "technique": pa.array([r["id"] for r in rows], pa.string()),

@@ -9,7 +9,8 @@ grouping columns and one aggregate, evaluated for the period and its baseline by
 
 The named relations (:data:`RELATIONS`) are built by :func:`prepare` on a connection: ``det``
 (detections with day, event key, source geo and sector), ``det_cve`` and ``det_technique`` (one
-row per detection and CVE / technique), ``events`` (all ingested events) and ``orgs`` (every
+row per detection and CVE / technique), ``det_exec`` (one row per detection and ATT&CK execution
+technique, see :mod:`threatscope.attack`), ``events`` (all ingested events) and ``orgs`` (every
 organisation: registered or seen in detections).
 
 Two units are counted. A *rule match* (a detection) is one row of the detection table: one event
@@ -28,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from threatscope import schema
+from threatscope import attack, schema
 from threatscope.analyze.period import Period
 from threatscope.workspace import Workspace, relations
 
@@ -51,7 +52,7 @@ class Figure:
     (period and baseline rows pooled into ``period``: for metadata) or ``all`` (no time filter).
     ``extra`` aggregates are computed over the period rows (``span``/``all``: all rows).
     ``partition``/``top`` keep the first ``top`` groups of each partition; ``share`` is the
-    group's fraction of its partition's period value. ``rollup`` aggregates the grouped result.
+    group's fraction of its partition's period value (``baseline_share``: of its baseline value). ``rollup`` aggregates the grouped result.
     """
 
     table: str
@@ -76,6 +77,9 @@ class Figure:
 
 
 CAMPAIGN = "campaign IS NOT NULL"
+# Endpoint telemetry: any event that is not a web request or a network sensor's alert (a web
+# rule tagged T1059 for command injection describes an attempt on a server, not an execution).
+ENDPOINT = "event_kind NOT IN ('http', 'alert')"
 
 FIGURES: dict[str, Figure] = {
     "totals.events": Figure("events", MATCHES),
@@ -156,6 +160,14 @@ FIGURES: dict[str, Figure] = {
         extra={"rows": "coalesce(sum(rows_written), 0)"},
     ),
     "inputs.orgs": Figure("orgs", MATCHES, windows="all"),
+    # share of each ATT&CK execution technique (a technique whose tactics include execution,
+    # revoked ids mapped to their replacements) among the technique events (event, technique)
+    # of endpoint detections: an event counts once per technique however many rules named it
+    "endpoint.execution_techniques": Figure(
+        "det_exec", EVENTS, ("technique", "technique_name", "parent_name"), ENDPOINT),
+    "endpoint.technique_events": Figure("det_exec", "count(DISTINCT (ev, technique))",
+                                        where=ENDPOINT),
+    "endpoint.detected_events": Figure("det_exec", EVENTS, where=ENDPOINT),
     "sectors.events": Figure("det", EVENTS, ("sector",)),
     "sectors.orgs": Figure(
         "orgs", MATCHES, ("sector",), windows="all",
@@ -187,6 +199,19 @@ RELATIONS: dict[str, str] = {
         WHERE d.ts >= {{start}} AND d.ts < {{end}}""",
     "det_cve": "SELECT *, unnest(list_distinct(cves)) AS cve FROM det",
     "det_technique": "SELECT *, unnest(list_distinct(attack_techniques)) AS technique FROM det",
+    # one row per detection and execution technique its rule names (attack_technique: every
+    # ATT&CK id with the technique it stands for now); a parent technique (T1059) is left out
+    # of an event where a sub-technique of it (T1059.001) was named: the more exact one counts
+    "det_exec": """
+        WITH x AS (
+            SELECT d.* EXCLUDE (tag), a.technique, a.name AS technique_name,
+                   a.parent AS parent_name
+            FROM (SELECT *, unnest(list_distinct(attack_techniques)) AS tag FROM det) d
+            JOIN attack_technique a ON a.tag = upper(d.tag)
+            WHERE a.execution)
+        SELECT * FROM x
+        WHERE NOT EXISTS (SELECT 1 FROM x s
+                          WHERE s.ev = x.ev AND starts_with(s.technique, x.technique || '.'))""",
     "events": """
         SELECT org_id, ts, event_date AS day, event_kind FROM http
         UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",
@@ -211,6 +236,9 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[str,
         "start": f"TIMESTAMP '{start.isoformat()}'",
         "end": f"TIMESTAMP '{end.isoformat()}'",
     }
+    con.register("_attack_technique", attack.technique_table())
+    con.execute("CREATE OR REPLACE TEMP TABLE attack_technique AS SELECT * FROM _attack_technique")
+    con.unregister("_attack_technique")
     for name, sql in RELATIONS.items():
         body = sql.format(**subst)
         if name == "det":  # read by every figure: join once, keep only the days analysed
@@ -261,6 +289,7 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
     order = ", ".join(["period DESC NULLS LAST"] + [f"{c} ASC NULLS LAST" for c in by])
     ranked = (
         f"SELECT *, period / nullif(sum(period) OVER ({part}), 0) AS share, "
+        f"baseline / nullif(sum(baseline) OVER ({part}), 0) AS baseline_share, "
         f"row_number() OVER ({part}ORDER BY {order}) AS rank FROM p"
     )
     keep = f" WHERE rank <= {int(fig.top)}" if fig.top else ""
