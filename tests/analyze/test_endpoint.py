@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
+from pathlib import Path
 
+import pytest
+
+from tests.analyze.conftest import WsBuilder
+from threatscope import attack
 from threatscope.analyze import analyze, change, check_consistency, parse_period
 from threatscope.analyze.figures import figure_rows
+from threatscope.detect import run_detect
+from threatscope.ingest import ingest_paths
+from threatscope.workspace import Workspace
 
 Q2 = parse_period("2018Q2")
 PERIOD_DAY, BASE_DAY = "2018-05-02 09:00:00", "2018-02-02 09:00:00"
@@ -44,8 +53,16 @@ def _workspace(build):
             "T1059.005": (1, 0), "T1204.002": (1, 0)}
 
 
-def test_shares_of_execution_techniques_against_the_baseline(build):
-    expected = _workspace(build)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The workspace of ``_workspace`` (built once: each detection is a catalog write) and its
+    technique counts."""
+    build = WsBuilder(tmp_path_factory.mktemp("endpoint") / "ws")
+    return build, _workspace(build)
+
+
+def test_shares_of_execution_techniques_against_the_baseline(built):
+    build, expected = built
     m = analyze(build.ws, Q2)
     ep = m["endpoint"]
     p_total = sum(p for p, _ in expected.values())
@@ -76,8 +93,8 @@ def test_shares_of_execution_techniques_against_the_baseline(build):
     assert m["consistency"] == {"ok": True, "problems": []}
 
 
-def test_figures_are_recorded_and_their_rows_listed(build):
-    _workspace(build)
+def test_figures_are_recorded_and_their_rows_listed(built):
+    build, _ = built
     m = analyze(build.ws, Q2)
     fig = next(f for f in m["figures"]
                if f["id"] == "endpoint.execution_techniques[technique=T1059.001]")
@@ -127,9 +144,8 @@ def test_only_in_the_baseline_and_no_endpoint_detections(build):
     assert web["consistency"]["ok"], web["consistency"]["problems"]
 
 
-def test_consistency_catches_broken_endpoint_figures(build):
-    _workspace(build)
-    good = analyze(build.ws, Q2)
+def test_consistency_catches_broken_endpoint_figures(built):
+    good = analyze(built[0].ws, Q2)
 
     def broken(edit):
         m = copy.deepcopy(good)
@@ -155,3 +171,45 @@ def test_consistency_catches_broken_endpoint_figures(build):
     def order(ep):
         ep["execution_techniques"].reverse()
     assert any("not sorted" in p for p in broken(order))
+
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+SAMPLES = DATA / "evtx" / "EVTX-ATTACK-SAMPLES" / "Execution"
+RULES = DATA / "sigma" / "rules" / "windows" / "process_creation"
+SIGMA_RULES = ["proc_creation_win_hh_html_help_susp_child_process.yml",  # T1047, T1059.00x
+               "proc_creation_win_powershell_base64_iex.yml",  # these two fire on one event
+               "proc_creation_win_powershell_frombase64string.yml",
+               "proc_creation_win_wmic_squiblytwo_bypass.yml",
+               "proc_creation_win_susp_shell_spawn_susp_program.yml"]
+EVTX = ["Sysmon_Exec_CompiledHTML.evtx", "susp_explorer_exec.evtx",
+        "exec_wmic_xsl_internet_sysmon_3_1_11.evtx",
+        "exec_persist_rundll32_mshta_scheduledtask_sysmon_1_3_11.evtx"]
+
+
+@pytest.mark.skipif(not all((SAMPLES / f).is_file() for f in EVTX)
+                    or not all((RULES / f).is_file() for f in SIGMA_RULES),
+                    reason="no ../shared/data/evtx or sigma")
+def test_sigmahq_rules_over_evtx_samples_agree_with_a_reference_count(tmp_path):
+    """Real detections (SigmaHQ rules over EVTX-ATTACK-SAMPLES) counted again in Python from
+    the detection rows: per event, the execution techniques its rules named, parents dropped
+    where a sub-technique of theirs was named."""
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    assert not ingest_paths(ws, [str(SAMPLES / f) for f in EVTX], org="lab").errors
+    run_detect(ws, [RULES / f for f in SIGMA_RULES])
+    with ws.connect() as con:
+        rows = con.execute("SELECT file_id, source_line, attack_techniques, CAST(ts AS DATE) "
+                           "FROM detection").fetchall()
+    per_event: dict[tuple, set[str]] = {}
+    for file_id, line, tags, _ in rows:
+        ids = {t["id"] for t in map(attack.technique, tags) if "execution" in t["tactics"]}
+        per_event.setdefault((file_id, line), set()).update(ids)
+    expected = Counter(t for ids in per_event.values() for t in ids
+                       if not any(o.startswith(t + ".") for o in ids))
+    assert expected["T1059.001"] and len(expected) >= 4
+
+    days = sorted(r[3] for r in rows)
+    m = analyze(ws, parse_period(f"{days[0]}..{days[-1]}"))
+    got = {r["technique"]: r["period"] for r in m["endpoint"]["execution_techniques"]}
+    assert got == dict(expected)
+    assert m["endpoint"]["detected_events"]["period"] == sum(1 for ids in per_event.values() if ids)
+    assert m["consistency"] == {"ok": True, "problems": []}
