@@ -9,7 +9,7 @@ grouping columns and one aggregate, evaluated for the period and its baseline by
 
 The named relations (:data:`RELATIONS`) are built by :func:`prepare` on a connection: ``det``
 (detections with day, event key, source geo and sector), ``det_cve`` and ``det_technique`` (one
-row per detection and CVE / technique), ``det_exec`` (one row per detection and ATT&CK execution
+row per detection and CVE / technique), ``det_exec`` (one row per endpoint detection and ATT&CK execution
 technique, see :mod:`threatscope.attack`), ``events`` (all ingested events) and ``orgs`` (every
 organisation: registered or seen in detections).
 
@@ -162,12 +162,12 @@ FIGURES: dict[str, Figure] = {
     "inputs.orgs": Figure("orgs", MATCHES, windows="all"),
     # share of each ATT&CK execution technique (a technique whose tactics include execution,
     # revoked ids mapped to their replacements) among the technique events (event, technique)
-    # of endpoint detections: an event counts once per technique however many rules named it
+    # of endpoint detections (det_exec): an event counts once per technique however many rules
+    # named it
     "endpoint.execution_techniques": Figure(
-        "det_exec", EVENTS, ("technique", "technique_name", "parent_name"), ENDPOINT),
-    "endpoint.technique_events": Figure("det_exec", "count(DISTINCT (ev, technique))",
-                                        where=ENDPOINT),
-    "endpoint.detected_events": Figure("det_exec", EVENTS, where=ENDPOINT),
+        "det_exec", EVENTS, ("technique", "technique_name", "parent_name")),
+    "endpoint.technique_events": Figure("det_exec", "count(DISTINCT (ev, technique))"),
+    "endpoint.detected_events": Figure("det_exec", EVENTS),
     "sectors.events": Figure("det", EVENTS, ("sector",)),
     "sectors.orgs": Figure(
         "orgs", MATCHES, ("sector",), windows="all",
@@ -177,6 +177,9 @@ FIGURES: dict[str, Figure] = {
 }
 
 SECTOR = "coalesce(nullif(trim(o.sector), ''), 'unknown')"
+# what det_exec keeps of a detection: enough to list the rows behind a technique's count
+EXEC_COLUMNS = ("org_id", "ts", "day", "ev", "event_kind", "file_id", "source_file",
+                "source_line", "rule_id", "title", "severity", "evidence", "sector")
 
 # The named relations figures read. {detection}/{source} are the catalog tables or typed empty
 # stand-ins; det is materialised for the days [start, end) only.
@@ -199,19 +202,23 @@ RELATIONS: dict[str, str] = {
         WHERE d.ts >= {{start}} AND d.ts < {{end}}""",
     "det_cve": "SELECT *, unnest(list_distinct(cves)) AS cve FROM det",
     "det_technique": "SELECT *, unnest(list_distinct(attack_techniques)) AS technique FROM det",
-    # one row per detection and execution technique its rule names (attack_technique: every
-    # ATT&CK id with the technique it stands for now); a parent technique (T1059) is left out
-    # of an event where a sub-technique of it (T1059.001) was named: the more exact one counts
-    "det_exec": """
-        WITH x AS (
-            SELECT d.* EXCLUDE (tag), a.technique, a.name AS technique_name,
-                   a.parent AS parent_name
-            FROM (SELECT *, unnest(list_distinct(attack_techniques)) AS tag FROM det) d
-            JOIN attack_technique a ON a.tag = upper(d.tag)
-            WHERE a.execution)
-        SELECT * FROM x
-        WHERE NOT EXISTS (SELECT 1 FROM x s
-                          WHERE s.ev = x.ev AND starts_with(s.technique, x.technique || '.'))""",
+    # one row per endpoint detection and execution technique its rule names, mapped once per
+    # distinct list of rule tags (attack_technique: every ATT&CK id with the technique it stands
+    # for now); a parent technique (T1059) is left out of an event where a sub-technique of it
+    # (T1059.001) was named: the more exact one counts
+    "det_exec": f"""
+        WITH lists AS (SELECT DISTINCT attack_techniques AS tags FROM det WHERE {ENDPOINT}),
+        exec AS (SELECT l.tags, a.technique, a.name AS technique_name, a.parent AS parent_name
+                 FROM (SELECT tags, unnest(list_distinct(tags)) AS tag FROM lists) l
+                 JOIN attack_technique a ON a.tag = upper(l.tag)
+                 WHERE a.execution),
+        x AS (SELECT {", ".join(f"d.{c}" for c in EXEC_COLUMNS)}, e.technique, e.technique_name,
+                     e.parent_name
+              FROM det d JOIN exec e ON e.tags = d.attack_techniques
+              WHERE {ENDPOINT}),
+        named AS (SELECT DISTINCT ev, split_part(technique, '.', 1) AS parent FROM x
+                  WHERE contains(technique, '.'))
+        SELECT x.* FROM x ANTI JOIN named n ON n.ev = x.ev AND n.parent = x.technique""",
     "events": """
         SELECT org_id, ts, event_date AS day, event_kind FROM http
         UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",
@@ -241,7 +248,7 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[str,
     con.unregister("_attack_technique")
     for name, sql in RELATIONS.items():
         body = sql.format(**subst)
-        if name == "det":  # read by every figure: join once, keep only the days analysed
+        if name in ("det", "det_exec"):  # read by several figures: join once, keep the days
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
