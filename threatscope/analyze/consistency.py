@@ -88,14 +88,16 @@ def _endpoint(ep: dict[str, Any], detected: dict[str, Any]) -> list[str]:
             continue
         if any(x is None for x in shares) or abs(sum(shares) - 1) > max(EPS, 5e-5 * len(rows)):
             out.append(f"endpoint: {key}s sum to {sum(x or 0 for x in shares):.4f}, not 1")
-        bad = [r["technique"] for r in rows if r[key] is not None and not _close(r[key], r[w] / total)]
+        bad = [r["technique"] for r in rows
+               if r[key] is not None and not _close(r[key], r[w] / total)]
         if bad:
             out.append(f"endpoint: {key} of {bad[0]} != its {w} count / {total}")
         if not dev[w] <= total or any(r[w] > dev[w] for r in rows):
             out.append(f"endpoint: {w} detected events ({dev[w]}) must lie between each "
                        f"technique's count and the technique events ({total})")
         if dev[w] > detected[w]:
-            out.append(f"endpoint: more {w} detected events ({dev[w]}) than in totals ({detected[w]})")
+            out.append(f"endpoint: more {w} detected events ({dev[w]}) than in totals "
+                       f"({detected[w]})")
     for r in rows:
         s, b, pp = r["share"], r["baseline_share"], r["share_change_pp"]
         if (s is None or b is None) != (pp is None) or (

@@ -9,9 +9,9 @@ grouping columns and one aggregate, evaluated for the period and its baseline by
 
 The named relations (:data:`RELATIONS`) are built by :func:`prepare` on a connection: ``det``
 (detections with day, event key, source geo and sector), ``det_cve`` and ``det_technique`` (one
-row per detection and CVE / technique), ``det_exec`` (one row per endpoint detection and ATT&CK execution
-technique, see :mod:`threatscope.attack`), ``events`` (all ingested events) and ``orgs`` (every
-organisation: registered or seen in detections).
+row per detection and CVE / technique), ``det_exec`` (one row per endpoint detection and ATT&CK
+execution technique, see :mod:`threatscope.attack`), ``events`` (all ingested events) and
+``orgs`` (every organisation: registered or seen in detections).
 
 Two units are counted. A *rule match* (a detection) is one row of the detection table: one event
 matched by one rule. A *detected event* is one logged event (request or alert, keyed by file and
@@ -52,7 +52,8 @@ class Figure:
     (period and baseline rows pooled into ``period``: for metadata) or ``all`` (no time filter).
     ``extra`` aggregates are computed over the period rows (``span``/``all``: all rows).
     ``partition``/``top`` keep the first ``top`` groups of each partition; ``share`` is the
-    group's fraction of its partition's period value (``baseline_share``: of its baseline value). ``rollup`` aggregates the grouped result.
+    group's fraction of its partition's period value (``baseline_share``: of its baseline
+    value). ``rollup`` aggregates the grouped result.
     """
 
     table: str

@@ -210,7 +210,8 @@ def render_markdown(metrics: dict) -> str:
                     "% change", "Flag"],
                    [[md(r["label"]), md(r["parent"] or "—"), fmt_int(r["period"]),
                      fmt_share(r["share"]), fmt_int(r["baseline"]), fmt_share(r["baseline_share"]),
-                     fmt_pp(r["share_change_pp"]), fmt_pct(r["pct_change"]), md(fmt_flag(r["flag"]))]
+                     fmt_pp(r["share_change_pp"]), fmt_pct(r["pct_change"]),
+                     md(fmt_flag(r["flag"]))]
                     for r in ep["execution_techniques"][:50]],
                    ["l", "l", "r", "r", "r", "r", "r", "r", "l"]) + "\n")
         if len(ep["execution_techniques"]) > 50:

@@ -49,7 +49,7 @@ _CAMPAIGN = ("campaign", "title", "product", "onset", "peak_day", "peak_count", 
              "source_ips", "hosting_share", "public_exploit_date", "days_exploit_to_onset")
 
 
-def technique_label(tag: str, glossary: dict) -> str:
+def _technique_label(tag: str, glossary: dict) -> str:
     """``T1059.001 PowerShell`` from the document's ATT&CK glossary (``attack.techniques``);
     a revoked id shows what replaced it, an id the glossary does not name stays as it is."""
     t = _d(glossary.get(tag))
@@ -63,7 +63,7 @@ def _campaign(c: dict, glossary: dict) -> dict:
     out = _pick(c, CHANGE + _CAMPAIGN)
     out["cves"] = _strs(c.get("cves"))
     out["techniques"] = _strs(c.get("techniques"))
-    out["technique_labels"] = [technique_label(t, glossary) for t in out["techniques"]]
+    out["technique_labels"] = [_technique_label(t, glossary) for t in out["techniques"]]
     out["timeline"] = [_pick(t, ("day", "count")) for t in _l(c.get("timeline"))]
     out["top_as_orgs"] = [_pick(t, ("as_org", "asn", "count", "share"))
                           for t in _l(c.get("top_as_orgs"))]
