@@ -26,22 +26,25 @@ class WsBuilder:
                rule: str = "r-iis", title: str = "IIS WebDAV", severity: str = "high",
                campaign: str | None = "iis-webdav", product: str | None = "iis",
                cves: list[str] | None = None, family: str | None = "rce",
-               event: tuple[str, int] | None = None) -> WsBuilder:
+               event: tuple[str, int] | None = None, kind: str = "http",
+               techniques: list[str] | None = None) -> WsBuilder:
         """``n`` detections at ``ts``, each on a new event unless ``event=(file_id, line)``
-        names the one event they all match."""
+        names the one event they all match; ``kind`` is the event's kind, ``techniques`` the
+        rule's ATT&CK ids (default T1190)."""
         file_id, first = event or ("auto", self._line + 1)
         if event is None:
             self._line += n
         step = 0 if event else 1
         cves = ["CVE-2017-7269"] if cves is None else cves
+        techniques = ["T1190"] if techniques is None else techniques
         with self.ws.connect() as con:
             con.execute(f"CREATE TABLE IF NOT EXISTS detection ({schema.ddl_columns(schema.DETECTION)})")
             con.execute(
-                "INSERT INTO detection SELECT ?, CAST(? AS TIMESTAMP), ?, 'http', ?, 'x.log', "
-                "? + i * ?, ?, ?, ?, CAST(? AS VARCHAR[]), ['T1190'], ?, ?, ?, NULL, 'sigma', "
-                "'PROPFIND /' FROM range(?) t(i)",
-                [org, ts, ip, file_id, first, step, rule, title, severity, cves, product,
-                 campaign, family, n])
+                "INSERT INTO detection SELECT ?, CAST(? AS TIMESTAMP), ?, ?, ?, 'x.log', "
+                "? + i * ?, ?, ?, ?, CAST(? AS VARCHAR[]), CAST(? AS VARCHAR[]), ?, ?, ?, NULL, "
+                "'sigma', 'PROPFIND /' FROM range(?) t(i)",
+                [org, ts, ip, kind, file_id, first, step, rule, title, severity, cves, techniques,
+                 product, campaign, family, n])
         return self
 
     def sources(self, *rows: tuple) -> WsBuilder:

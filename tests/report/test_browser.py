@@ -47,6 +47,10 @@ def test_hostile_report_dom_has_no_injected_elements(hostile_metrics, tmp_path):
         assert not any(k.startswith("on") for k in attrs), (tag, attrs)
     for p in PAYLOADS:
         assert clean(p, 600) in dom.text, p
+    # the endpoint chart is in the rendered page, its labels (hostile technique names) as text
+    endpoint = [a for t, a in dom.elements if t == "svg"
+                and a.get("aria-label", "").startswith("Share of each execution technique")]
+    assert len(endpoint) == 1
     assert _csp_complaints(r.stderr) == []
 
 

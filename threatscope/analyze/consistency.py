@@ -4,7 +4,8 @@
 
 Each part is checked against the total in its own unit: rules add up to ``totals.detections``
 (rule matches); sectors add up to, and campaigns, products, CVEs, families and source rows stay
-within, ``totals.detected_events`` (detected events).
+within, ``totals.detected_events`` (detected events); endpoint execution technique shares sum to
+100% per window and their counts to ``endpoint.technique_events``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,46 @@ def _shares(where: str, rows: list[dict], count_key: str, total: int | None) -> 
 def _sorted(where: str, rows: list[dict], count: str, name: str) -> list[str]:
     keys = [(-(r[count] or 0), str(r[name]) if r[name] is not None else "\uffff") for r in rows]
     return [] if keys == sorted(keys) else [f"{where}: not sorted by {count} desc, then {name}"]
+
+
+def _endpoint(ep: dict[str, Any], detected: dict[str, Any]) -> list[str]:
+    """Execution technique shares sum to 100% in each window, counts add up to the technique
+    events, which hold at least the endpoint detected events."""
+    out: list[str] = []
+    rows, tev, dev = ep["execution_techniques"], ep["technique_events"], ep["detected_events"]
+    out += _change("endpoint.technique_events", tev) + _change("endpoint.detected_events", dev)
+    for r in rows:
+        out += _change(f"endpoint technique {r['technique']}", r)
+    out += _sorted("endpoint.execution_techniques", rows, "period", "technique")
+    for w, key in (("period", "share"), ("baseline", "baseline_share")):
+        total, counted = tev[w], sum(r[w] for r in rows)
+        if counted != total:
+            out.append(f"endpoint: technique {w} counts sum to {counted}, "
+                       f"technique_events.{w} is {total}")
+        shares = [r[key] for r in rows]
+        if not total:
+            if any(x is not None for x in shares):
+                out.append(f"endpoint: {key} given without technique events in the {w}")
+            continue
+        if any(x is None for x in shares) or abs(sum(shares) - 1) > max(EPS, 5e-5 * len(rows)):
+            out.append(f"endpoint: {key}s sum to {sum(x or 0 for x in shares):.4f}, not 1")
+        bad = [r["technique"] for r in rows
+               if r[key] is not None and not _close(r[key], r[w] / total)]
+        if bad:
+            out.append(f"endpoint: {key} of {bad[0]} != its {w} count / {total}")
+        if not dev[w] <= total or any(r[w] > dev[w] for r in rows):
+            out.append(f"endpoint: {w} detected events ({dev[w]}) must lie between each "
+                       f"technique's count and the technique events ({total})")
+        if dev[w] > detected[w]:
+            out.append(f"endpoint: more {w} detected events ({dev[w]}) than in totals "
+                       f"({detected[w]})")
+    for r in rows:
+        s, b, pp = r["share"], r["baseline_share"], r["share_change_pp"]
+        if (s is None or b is None) != (pp is None) or (
+                pp is not None and abs(pp - 100 * (s - b)) > 0.02):
+            out.append(f"endpoint technique {r['technique']}: share_change_pp {pp} != "
+                       f"100 * ({s} - {b})")
+    return out
 
 
 def check_consistency(m: dict[str, Any]) -> list[str]:
@@ -139,6 +180,9 @@ def check_consistency(m: dict[str, Any]) -> list[str]:
             if r.get("rule_matches") is not None and r["rule_matches"] < r["detected_events"]:
                 out.append(f"sources: IP {r['ip']} has fewer rule matches than detected events")
                 break
+
+        if m.get("endpoint") is not None:
+            out += _endpoint(m["endpoint"], totals.get("detected_events", totals["detections"]))
 
         sectors = m["sectors"]
         for col, total in (("detected_events", events),

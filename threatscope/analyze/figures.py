@@ -9,8 +9,9 @@ grouping columns and one aggregate, evaluated for the period and its baseline by
 
 The named relations (:data:`RELATIONS`) are built by :func:`prepare` on a connection: ``det``
 (detections with day, event key, source geo and sector), ``det_cve`` and ``det_technique`` (one
-row per detection and CVE / technique), ``events`` (all ingested events) and ``orgs`` (every
-organisation: registered or seen in detections).
+row per detection and CVE / technique), ``det_exec`` (one row per endpoint detection and ATT&CK
+execution technique, see :mod:`threatscope.attack`), ``events`` (all ingested events) and
+``orgs`` (every organisation: registered or seen in detections).
 
 Two units are counted. A *rule match* (a detection) is one row of the detection table: one event
 matched by one rule. A *detected event* is one logged event (request or alert, keyed by file and
@@ -28,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from threatscope import schema
+from threatscope import attack, schema
 from threatscope.analyze.period import Period
 from threatscope.workspace import Workspace, relations
 
@@ -51,7 +52,8 @@ class Figure:
     (period and baseline rows pooled into ``period``: for metadata) or ``all`` (no time filter).
     ``extra`` aggregates are computed over the period rows (``span``/``all``: all rows).
     ``partition``/``top`` keep the first ``top`` groups of each partition; ``share`` is the
-    group's fraction of its partition's period value. ``rollup`` aggregates the grouped result.
+    group's fraction of its partition's period value (``baseline_share``: of its baseline
+    value). ``rollup`` aggregates the grouped result.
     """
 
     table: str
@@ -76,6 +78,9 @@ class Figure:
 
 
 CAMPAIGN = "campaign IS NOT NULL"
+# Endpoint telemetry: any event that is not a web request or a network sensor's alert (a web
+# rule tagged T1059 for command injection describes an attempt on a server, not an execution).
+ENDPOINT = "event_kind NOT IN ('http', 'alert')"
 
 FIGURES: dict[str, Figure] = {
     "totals.events": Figure("events", MATCHES),
@@ -156,6 +161,14 @@ FIGURES: dict[str, Figure] = {
         extra={"rows": "coalesce(sum(rows_written), 0)"},
     ),
     "inputs.orgs": Figure("orgs", MATCHES, windows="all"),
+    # share of each ATT&CK execution technique (a technique whose tactics include execution,
+    # revoked ids mapped to their replacements) among the technique events (event, technique)
+    # of endpoint detections (det_exec): an event counts once per technique however many rules
+    # named it
+    "endpoint.execution_techniques": Figure(
+        "det_exec", EVENTS, ("technique", "technique_name", "parent_name")),
+    "endpoint.technique_events": Figure("det_exec", "count(DISTINCT (ev, technique))"),
+    "endpoint.detected_events": Figure("det_exec", EVENTS),
     "sectors.events": Figure("det", EVENTS, ("sector",)),
     "sectors.orgs": Figure(
         "orgs", MATCHES, ("sector",), windows="all",
@@ -165,6 +178,9 @@ FIGURES: dict[str, Figure] = {
 }
 
 SECTOR = "coalesce(nullif(trim(o.sector), ''), 'unknown')"
+# what det_exec keeps of a detection: enough to list the rows behind a technique's count
+EXEC_COLUMNS = ("org_id", "ts", "day", "ev", "event_kind", "file_id", "source_file",
+                "source_line", "rule_id", "title", "severity", "evidence", "sector")
 
 # The named relations figures read. {detection}/{source} are the catalog tables or typed empty
 # stand-ins; det is materialised for the days [start, end) only.
@@ -187,6 +203,23 @@ RELATIONS: dict[str, str] = {
         WHERE d.ts >= {{start}} AND d.ts < {{end}}""",
     "det_cve": "SELECT *, unnest(list_distinct(cves)) AS cve FROM det",
     "det_technique": "SELECT *, unnest(list_distinct(attack_techniques)) AS technique FROM det",
+    # one row per endpoint detection and execution technique its rule names, mapped once per
+    # distinct list of rule tags (attack_technique: every ATT&CK id with the technique it stands
+    # for now); a parent technique (T1059) is left out of an event where a sub-technique of it
+    # (T1059.001) was named: the more exact one counts
+    "det_exec": f"""
+        WITH lists AS (SELECT DISTINCT attack_techniques AS tags FROM det WHERE {ENDPOINT}),
+        exec AS (SELECT l.tags, a.technique, a.name AS technique_name, a.parent AS parent_name
+                 FROM (SELECT tags, unnest(list_distinct(tags)) AS tag FROM lists) l
+                 JOIN attack_technique a ON a.tag = upper(l.tag)
+                 WHERE a.execution),
+        x AS (SELECT {", ".join(f"d.{c}" for c in EXEC_COLUMNS)}, e.technique, e.technique_name,
+                     e.parent_name
+              FROM det d JOIN exec e ON e.tags = d.attack_techniques
+              WHERE {ENDPOINT}),
+        named AS (SELECT DISTINCT ev, split_part(technique, '.', 1) AS parent FROM x
+                  WHERE contains(technique, '.'))
+        SELECT x.* FROM x ANTI JOIN named n ON n.ev = x.ev AND n.parent = x.technique""",
     "events": """
         SELECT org_id, ts, event_date AS day, event_kind FROM http
         UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",
@@ -211,9 +244,12 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[str,
         "start": f"TIMESTAMP '{start.isoformat()}'",
         "end": f"TIMESTAMP '{end.isoformat()}'",
     }
+    con.register("_attack_technique", attack.technique_table())
+    con.execute("CREATE OR REPLACE TEMP TABLE attack_technique AS SELECT * FROM _attack_technique")
+    con.unregister("_attack_technique")
     for name, sql in RELATIONS.items():
         body = sql.format(**subst)
-        if name == "det":  # read by every figure: join once, keep only the days analysed
+        if name in ("det", "det_exec"):  # read by several figures: join once, keep the days
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
@@ -261,6 +297,7 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
     order = ", ".join(["period DESC NULLS LAST"] + [f"{c} ASC NULLS LAST" for c in by])
     ranked = (
         f"SELECT *, period / nullif(sum(period) OVER ({part}), 0) AS share, "
+        f"baseline / nullif(sum(baseline) OVER ({part}), 0) AS baseline_share, "
         f"row_number() OVER ({part}ORDER BY {order}) AS rank FROM p"
     )
     keep = f" WHERE rank <= {int(fig.top)}" if fig.top else ""

@@ -145,6 +145,22 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
             f"{names} {verb} hit hardest per organisation ({vals} detected events per "
             "organisation).")})
 
+    ep = m.get("endpoint") or {}
+    techniques = [r for r in ep.get("execution_techniques", []) if r["period"]]
+    if techniques:
+        def who(r: dict) -> str:
+            return f"{r['name']} ({r['technique']})" if r["name"] else r["technique"]
+
+        top, base = techniques[0], ep["technique_events"]["baseline"]
+        text = f"On endpoints, {who(top)} was {fmt_pct(top['share'])} of execution techniques"
+        if base:
+            text += f" ({fmt_pct(top['baseline_share'])} in {m['baseline']['label']})"
+        if len(techniques) > 1:
+            text += f", {who(techniques[1])} {fmt_pct(techniques[1]['share'])}"
+        if not base:
+            text += f"; none were detected in {m['baseline']['label']}"
+        out.append({"id": "endpoint-execution", "text": _sentence(text)})
+
     src = m["sources"]
     known = [c for c in src["top_countries"] if c["country_code"]]
     if known:

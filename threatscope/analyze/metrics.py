@@ -11,7 +11,8 @@ Units: ``totals.detections`` and ``rules`` count rule matches (detection rows: o
 by one rule); ``totals.detected_events`` and everything else about attacks (campaigns, products,
 CVEs, families, sources, sectors) count detected events (requests or alerts matched by at least
 one rule); ``totals.events`` counts every ingested event. Source and sector rows name their count
-``detected_events``.
+``detected_events``. Endpoint execution techniques count technique events (an endpoint detected
+event once per ATT&CK execution technique its rules named).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import duckdb
 
 import threatscope
+from threatscope import attack
 from threatscope.analyze import figures as F
 from threatscope.analyze.consistency import check_consistency
 from threatscope.analyze.findings import key_findings
@@ -297,10 +299,34 @@ def _build(
     for i, s in enumerate(sectors, start=1):
         s["rank"] = i
 
+    # -- endpoint: execution techniques ----------------------------------------------------
+    techniques = []
+    for r in ev("endpoint.execution_techniques"):
+        share, base_share = r["share"], r["baseline_share"]
+        techniques.append({
+            "technique": r["technique"], "name": r["technique_name"], "parent": r["parent_name"],
+            **change(r["period"], r["baseline"]),
+            "share": _share(share), "baseline_share": _share(base_share),
+            # NULL when either window has no technique events: no share to compare
+            "share_change_pp": (round(100 * (share - base_share), 2)
+                                if share is not None and base_share is not None else None),
+        })
+        record("endpoint.execution_techniques", r, ("technique",))
+    endpoint: dict[str, Any] = {"execution_techniques": techniques}
+    for name in ("technique_events", "detected_events"):
+        row = ev(f"endpoint.{name}")[0]
+        endpoint[name] = change(row["period"], row["baseline"])
+        record(f"endpoint.{name}", row)
+
+    # ATT&CK names of every technique id the document mentions (renderers label ids with it)
+    tags = {t for c in campaigns for t in c["techniques"]} | {t["technique"] for t in techniques}
+    attack_doc = {"source": attack.source(),
+                  "techniques": {t: attack.technique(t) for t in sorted(tags)}}
+
     used = {f["figure"] for f in figs} | {
         "campaigns.timeline", "campaigns.as_orgs", "campaigns.countries", "cves", "families",
         "rules", "sources.hosting_share", "sources.countries", "sources.as_orgs", "sources.ips",
-        "sources.per_ip", "sectors.events", "sectors.orgs"}
+        "sources.per_ip", "sectors.events", "sectors.orgs", "endpoint.execution_techniques"}
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
@@ -317,6 +343,8 @@ def _build(
         "rules": rules,
         "sources": sources,
         "sectors": sectors,
+        "endpoint": endpoint,
+        "attack": attack_doc,
         "notes": notes,
         "figures": figs,
         "definitions": {k: F.FIGURES[k].definition() for k in sorted(used)},

@@ -4,7 +4,8 @@
     [c for c in checks if not c["ok"]]     # each: {"check", "ok", "detail"}
 
 Each check restates a rule of docs/architecture.md (change = ratio of its counts, shares in 0..1,
-a campaign's timeline adds up to its period count, lines read = rows + quarantined + comments).
+execution technique shares sum to 100%, a campaign's timeline adds up to its period count, lines
+read = rows + quarantined + comments).
 The methodology section shows the result; a failure means the analysis stage has a bug.
 """
 
@@ -47,6 +48,12 @@ def _changes(view: dict) -> Iterable[tuple[str, dict]]:
                          ("families", "family"), ("rules", "rule_id")):
         for row in view[section]:
             yield f"{section}[{row[key]}]", row
+    ep = view["endpoint"]
+    for k in ("technique_events", "detected_events"):
+        if ep[k]:
+            yield f"endpoint.{k}", ep[k]
+    for row in ep["execution_techniques"]:
+        yield f"endpoint.execution_techniques[{row['technique']}]", row
 
 
 def check_view(view: dict) -> list[dict]:
@@ -96,6 +103,23 @@ def check_view(view: dict) -> list[dict]:
         if _is_num(days) and len(c["timeline"]) != days:
             probs.append(f"{c['campaign']}: {len(c['timeline'])} timeline days, period {days}")
     add("campaign timelines cover the period and add up to its count", probs, n)
+
+    probs, n = [], 0
+    ep = view["endpoint"]
+    rows, totals = ep["execution_techniques"], ep["technique_events"]
+    for w, key in (("period", "share"), ("baseline", "baseline_share")):
+        total = totals[w] if totals else None
+        counts = [r[w] for r in rows]
+        if not rows or not _is_num(total) or not all(_is_num(c) for c in counts):
+            continue
+        n += 1
+        if sum(counts) != total:
+            probs.append(f"{w}: technique counts sum to {sum(counts)}, technique events {total}")
+        shares = [r[key] for r in rows if _is_num(r[key])]
+        if total and (len(shares) != len(rows) or not _close(sum(shares), 1.0)):
+            probs.append(f"{w}: shares sum to {sum(shares):.4f}")
+    add("execution technique shares sum to 100% and their counts to the technique events",
+        probs, n)
 
     i = view["inputs"]
     parts = [i["rows_written"], i["rows_quarantined"], i["comment_lines"] or 0]

@@ -28,6 +28,7 @@ from threatscope.report.text import (
     fmt_int,
     fmt_num,
     fmt_pct,
+    fmt_pp,
     fmt_share,
     fmt_span,
 )
@@ -58,7 +59,7 @@ def _env() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(int=fmt_int, num=fmt_num, fold=fmt_fold, pct=fmt_pct, share=fmt_share,
-                       flag=fmt_flag, jl=_join)
+                       flag=fmt_flag, pp=fmt_pp, jl=_join)
     return env
 
 
@@ -100,6 +101,11 @@ def _charts(v: dict) -> dict:
               None) for c in countries],
             "Detected events by source country",
             [f"{fmt_int(c['detected_events'])} ({fmt_share(c['share'])})" for c in countries]),
+        "endpoint": svg.compare_bars(
+            [(t["label"], t["share"], t["baseline_share"])
+             for t in v["endpoint"]["execution_techniques"][:15]],
+            f"Share of each execution technique, {plabel} vs {blabel}", plabel, blabel,
+            fmt=fmt_share),
         "sectors": svg.hbars(
             [(s["sector"] or "unassigned", s["per_org"], None) for s in v["sectors"]],
             "Detected events per organisation by sector",

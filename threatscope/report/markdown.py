@@ -22,6 +22,7 @@ from threatscope.report.text import (
     fmt_int,
     fmt_num,
     fmt_pct,
+    fmt_pp,
     fmt_share,
     fmt_span,
 )
@@ -135,6 +136,7 @@ def render_markdown(metrics: dict) -> str:
         facts = [
             ("Product", md(c["product"] or "—")),
             ("CVEs", md(", ".join(c["cves"]) or "—")),
+            ("ATT&CK", md(", ".join(c["technique_labels"]) or "—")),
             ("Detected events", f"{fmt_int(c['period'])} (baseline {fmt_int(c['baseline'])}, "
                            f"{fmt_fold(c['fold_change'])}, {fmt_pct(c['pct_change'])}) "
                            f"{md(fmt_flag(c['flag']))}".rstrip()),
@@ -191,6 +193,32 @@ def render_markdown(metrics: dict) -> str:
         + (f"\n_… {len(s['top_ips']) - 50:,} more in tables/sources\\_top\\_ips.csv._\n"
            if len(s["top_ips"]) > 50 else "")
         if s["top_ips"] else "_No source IPs in this period._\n")
+
+    ep = v["endpoint"]
+    add("## Endpoint\n")
+    if ep["execution_techniques"]:
+        tev, dev = ep["technique_events"] or {}, ep["detected_events"] or {}
+        add("ATT&CK execution techniques named by the rules that matched endpoint events (not web "
+            "requests or network alerts); an event counts once for each technique, a parent "
+            "technique only where none of its sub-techniques was named, a revoked id as the "
+            f"technique that replaced it. Shares are of technique events: "
+            f"{fmt_int(tev.get('period'))} in {pl} ({fmt_int(dev.get('period'))} detected "
+            f"events), {fmt_int(tev.get('baseline'))} in {bl}."
+            + (f" Names from MITRE ATT&CK {md(v['attack']['attack_version'])}."
+               if v["attack"]["attack_version"] else "") + "\n")
+        add(_table(["Execution technique", "Parent", pl, "Share", bl, "Share", "Change of share",
+                    "% change", "Flag"],
+                   [[md(r["label"]), md(r["parent"] or "—"), fmt_int(r["period"]),
+                     fmt_share(r["share"]), fmt_int(r["baseline"]), fmt_share(r["baseline_share"]),
+                     fmt_pp(r["share_change_pp"]), fmt_pct(r["pct_change"]),
+                     md(fmt_flag(r["flag"]))]
+                    for r in ep["execution_techniques"][:50]],
+                   ["l", "l", "r", "r", "r", "r", "r", "r", "l"]) + "\n")
+        if len(ep["execution_techniques"]) > 50:
+            add(f"_… {len(ep['execution_techniques']) - 50:,} more in "
+                "tables/endpoint\\_execution\\_techniques.csv._\n")
+    else:
+        add(f"_No endpoint detections of ATT&CK execution techniques in {pl} or {bl}._\n")
 
     add("## Sectors\n")
     if v["sectors"]:
@@ -252,7 +280,8 @@ def render_markdown(metrics: dict) -> str:
         "least one rule; a rule match (a detection) is one event matched by one rule, so a request "
         "that fires two rules is one detected event and two rule matches. Campaign, product, CVE, "
         "attack-family, source and sector figures count detected events; the rules table and the "
-        "rule-matches total count rule matches. Fold change is period ÷ baseline and "
+        "rule-matches total count rule matches; endpoint execution techniques count technique "
+        "events (an endpoint event once per technique). Fold change is period ÷ baseline and "
         "percent change 100 × (period − baseline) ÷ baseline, both undefined when the baseline is "
         "zero. Countries and autonomous systems come from the source IP address alone. Every "
         "figure is in report.json; the tables are also in tables/\\*.csv.\n")

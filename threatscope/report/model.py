@@ -49,10 +49,21 @@ _CAMPAIGN = ("campaign", "title", "product", "onset", "peak_day", "peak_count", 
              "source_ips", "hosting_share", "public_exploit_date", "days_exploit_to_onset")
 
 
-def _campaign(c: dict) -> dict:
+def _technique_label(tag: str, glossary: dict) -> str:
+    """``T1059.001 PowerShell`` from the document's ATT&CK glossary (``attack.techniques``);
+    a revoked id shows what replaced it, an id the glossary does not name stays as it is."""
+    t = _d(glossary.get(tag))
+    name, current = t.get("name"), t.get("id") or tag
+    if not name:
+        return tag
+    return f"{tag} {name}" if current == tag else f"{tag} (now {current} {name})"
+
+
+def _campaign(c: dict, glossary: dict) -> dict:
     out = _pick(c, CHANGE + _CAMPAIGN)
     out["cves"] = _strs(c.get("cves"))
     out["techniques"] = _strs(c.get("techniques"))
+    out["technique_labels"] = [_technique_label(t, glossary) for t in out["techniques"]]
     out["timeline"] = [_pick(t, ("day", "count")) for t in _l(c.get("timeline"))]
     out["top_as_orgs"] = [_pick(t, ("as_org", "asn", "count", "share"))
                           for t in _l(c.get("top_as_orgs"))]
@@ -65,6 +76,19 @@ def _rows(v: Any, keys: tuple[str, ...]) -> list[dict]:
     return [_pick(r, keys) for r in _l(v)]
 
 
+_TECHNIQUE = ("technique", "name", "parent") + CHANGE + ("share", "baseline_share",
+                                                         "share_change_pp")
+
+
+def _endpoint(ep: dict) -> dict:
+    rows = _rows(ep.get("execution_techniques"), _TECHNIQUE)
+    for r in rows:
+        r["label"] = f"{r['technique']} {r['name']}" if r["name"] else str(r["technique"] or "?")
+    return {"execution_techniques": rows,
+            "technique_events": change(ep.get("technique_events")),
+            "detected_events": change(ep.get("detected_events"))}
+
+
 def build_view(metrics: dict) -> dict:
     """Normalise a metrics dict (see docs/architecture.md) into the shape the templates expect."""
     m = _d(metrics)
@@ -75,6 +99,9 @@ def build_view(metrics: dict) -> dict:
     dist = _d(sources.get("per_ip_distribution"))
     totals = _d(m.get("totals"))
     tool = _d(m.get("tool"))
+    attack = _d(m.get("attack"))
+    glossary = _d(attack.get("techniques"))
+    attack_source = _d(attack.get("source"))
     top_ips = []
     for r in _l(sources.get("top_ips")):
         row = _pick(r, ("ip", "country_code", "as_org", "network_type", "detected_events",
@@ -103,7 +130,7 @@ def build_view(metrics: dict) -> dict:
         "totals": {k: change(totals.get(k))
                    for k in ("detected_events", "detections", "events", "source_ips",
                              "orgs_hit")},
-        "campaigns": [_campaign(c) for c in _l(m.get("campaigns"))],
+        "campaigns": [_campaign(c, glossary) for c in _l(m.get("campaigns"))],
         "products": _rows(m.get("products"), ("product",) + CHANGE),
         "cves": _rows(m.get("cves"), ("cve",) + CHANGE),
         "families": _rows(m.get("families"), ("family",) + CHANGE),
@@ -123,6 +150,8 @@ def build_view(metrics: dict) -> dict:
         "sectors": _rows(m.get("sectors"), ("sector", "orgs", "sensors", "detected_events",
                                             "per_org", "per_sensor", "rank",
                                             "baseline_detected_events", "baseline_per_org")),
+        "endpoint": _endpoint(_d(m.get("endpoint"))),
+        "attack": _pick(attack_source, ("package", "version", "attack_version")),
         "key_findings": _rows(m.get("key_findings"), ("id", "text")),
     }
     cons = m.get("consistency")  # written by the analysis stage: {"ok", "problems": [str]}

@@ -10,7 +10,7 @@ style sheet, so a Content-Security-Policy without 'unsafe-inline' still allows t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from markupsafe import Markup, escape
@@ -38,11 +38,13 @@ def _num(v: object) -> float:
 
 
 def compare_bars(rows: Sequence[tuple[str, object, object]], title: str,
-                 period_label: str = "period", baseline_label: str = "baseline") -> Markup:
-    """Paired horizontal bars: for each (label, period, baseline) a period and a baseline bar."""
-    left, right, row_h, top = 230, 90, 30, 28
+                 period_label: str = "period", baseline_label: str = "baseline",
+                 fmt: Callable[[object], str] = fmt_int) -> Markup:
+    """Paired horizontal bars: for each (label, period, baseline) a period and a baseline bar;
+    ``fmt`` writes the values (counts by default; ``fmt_share`` for shares)."""
+    left, right, row_h, top = 250, 90, 30, 28
     span = W - left - right
-    top_val = max([_num(p) for _, p, _ in rows] + [_num(b) for _, _, b in rows] + [1])
+    top_val = max([_num(p) for _, p, _ in rows] + [_num(b) for _, _, b in rows] + [1e-9])
     body = [
         f'<rect x="{left}" y="6" width="10" height="10" class="c-period"/>'
         f'<text x="{left + 14}" y="15" class="legend">{_t(period_label)}</text>'
@@ -53,12 +55,12 @@ def compare_bars(rows: Sequence[tuple[str, object, object]], title: str,
         y = top + i * row_h
         pw, bw = span * _num(p) / top_val, span * _num(b) / top_val
         body.append(
-            f"<g><title>{_t(label, 200)}: {fmt_int(p)} vs {fmt_int(b)}</title>"
+            f"<g><title>{_t(label, 200)}: {escape(fmt(p))} vs {escape(fmt(b))}</title>"
             f'<text x="{left - 8}" y="{y + 15}" class="lbl" text-anchor="end">{_t(label, 32)}</text>'
             f'<rect x="{left}" y="{y + 3}" width="{max(pw, 0.5):.1f}" height="13" class="c-period"/>'
             f'<rect x="{left}" y="{y + 17}" width="{max(bw, 0.5):.1f}" height="7" class="c-base"/>'
-            f'<text x="{left + pw + 5:.1f}" y="{y + 14}" class="val">{fmt_int(p)}</text>'
-            f'<text x="{left + bw + 5:.1f}" y="{y + 25}" class="val sub">{fmt_int(b)}</text></g>'
+            f'<text x="{left + pw + 5:.1f}" y="{y + 14}" class="val">{escape(fmt(p))}</text>'
+            f'<text x="{left + bw + 5:.1f}" y="{y + 25}" class="val sub">{escape(fmt(b))}</text></g>'
         )
     return _svg(top + len(rows) * row_h + 4, title, body)
 

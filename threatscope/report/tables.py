@@ -5,7 +5,9 @@
 Values are the metrics' own (no rounding) and headers are their keys, which name the unit:
 ``detected_events`` (events matched by at least one rule, each counted once) in the source and
 sector tables, ``rule_matches`` for rule matches. The change tables' ``period``/``baseline``
-count detected events, except in ``rules.csv`` where they count rule matches. Lists become
+count detected events, except in ``rules.csv`` where they count rule matches, and in
+``endpoint_execution_techniques.csv`` where they count technique events (an endpoint event once
+per ATT&CK execution technique). Lists become
 ``;``-joined text, missing values empty cells. A text cell that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab)
 gets a leading apostrophe, as OWASP recommends for CSV exports of untrusted data.
 """
@@ -38,6 +40,9 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sources_top_ips": ("sources.top_ips", ("ip", "country_code", "as_org", "network_type",
                                             "detected_events", "rule_matches", "rules",
                                             "campaigns", "first_seen", "last_seen")),
+    "endpoint_execution_techniques": ("endpoint.execution_techniques",
+                                      ("technique", "name", "parent") + CHANGE
+                                      + ("share", "baseline_share", "share_change_pp")),
     "sectors": ("sectors", ("sector", "orgs", "sensors", "detected_events", "per_org",
                             "per_sensor", "rank", "baseline_detected_events",
                             "baseline_per_org")),

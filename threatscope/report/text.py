@@ -101,6 +101,14 @@ def fmt_share(v: object) -> str:
     return f"{100 * n:.1f}%"
 
 
+def fmt_pp(v: object) -> str:
+    """A change of shares in percentage points: ``+7.1 pp``, ``-21.4 pp``, ``0 pp``."""
+    n = _num(v)
+    if n is None:
+        return "—"
+    return "0 pp" if n == 0 else f"{n:+.1f} pp"
+
+
 FLAG_TEXT = {
     "new": "NEW (no baseline)",
     "gone": "GONE",
