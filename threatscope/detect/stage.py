@@ -229,15 +229,24 @@ _DETECTION = pa.schema([
      and t == "VARCHAR" else schema.ARROW_TYPES[t]) for n, t in schema.DETECTION])
 
 
+# The evidence of a detection row: what an analyst reads first (SQL over the hit's
+# http_request_method, url_original and raw); the raw line where a table has no entry here.
+_EVIDENCE = {
+    "http": "left(concat_ws(' ', http_request_method, coalesce(url_original, raw)), 512)",
+    # a document's raw is olevba's summary (JSON): its name, then what made the rules fire
+    "document": """left(concat_ws('; ', json_extract_string(raw, '$.file_name'),
+        'auto-exec: ' || nullif(array_to_string(CAST(raw -> '$.autoexec' AS VARCHAR[]), ', '), ''),
+        'suspicious: ' || nullif(array_to_string(CAST(raw -> '$.suspicious' AS VARCHAR[]), ', '), ''),
+        'IOCs: ' || nullif(array_to_string(CAST(raw -> '$.iocs' AS VARCHAR[]), ', '), '')), 512)""",
+}
+
+
 def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledRule],
            write: Callable[[pa.Table], int], per_rule: Counter[str]) -> int:
     """Match ``rules`` over the lake's ``table``, ``write`` each group's detection rows and
     count them in ``per_rule``; returns the rows scanned."""
     has = dict(schema.KINDS[table])
-    evidence = (
-        "left(concat_ws(' ', http_request_method, coalesce(url_original, raw)), 512)"
-        if table == "http" else "left(raw, 512)"
-    )
+    evidence = _EVIDENCE.get(table, "left(raw, 512)")
     meta = {
         "rule_id": pa.array([r.id for r in rules], pa.string()),
         "title": pa.array([r.title for r in rules], pa.string()),
