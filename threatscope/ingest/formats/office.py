@@ -207,7 +207,10 @@ def _lines(items) -> str | None:
 
 
 def _short(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"[:300]
+    name = type(e).__name__
+    if name == "error":  # zlib.error, struct.error
+        name = f"{type(e).__module__}.error"
+    return f"{name}: {e}"[:300]
 
 
 @register
