@@ -16,7 +16,9 @@ are decompressed and scanned as text, never run, and nothing is fetched.
 (mail gateway, endpoint). The times inside a document (author's "created", "last saved") are
 set by whoever made it and are not used. Excel 4 (XLM) macros are reported
 (``has_xlm_macros``, and "XLM macro" among the suspicious keywords) where olevba finds them
-cheaply: macro sheets of OLE workbooks (.xls, BIFF8); not in .xlsm/.xlsb.
+cheaply: macro sheets of OLE workbooks (.xls, BIFF8); not in .xlsm/.xlsb. VBA stomping
+(P-code that differs from the source) is not checked: olevba's P-code disassembly changes
+process-wide state (``sys.stderr``, logging) and is left off.
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ def analyse(path: str) -> dict:
     from oletools import olevba  # (imported on first use: ingest of logs does not need it)
 
     try:
-        vba = olevba.VBA_Parser(path)
+        # no P-code pass: olevba's (pcodedmp) swaps the process's sys.stderr while it runs
+        # (and leaves it swapped when it fails) and turns oletools' logging on for good
+        vba = olevba.VBA_Parser(path, disable_pcode=True)
     except olevba.OlevbaBaseException as e:
         raise Unreadable(f"oletools cannot read this document: {_short(e)}") from None
     try:
@@ -128,7 +132,6 @@ def _analysis(vba, path: str, size: int, container: str) -> dict:
         "container": container, "type": vba.ftg.ftype.name if vba.ftg else None,
         "modules": [{"name": n, "stream": s, "chars": len(c)} for _, s, n, c in vba_modules],
         "vba_macros": has_vba, "xlm_macros": has_xlm,
-        "vba_stomping": bool(vba.vba_stomping_detected),
         "descriptions": {k: d for kind in ("AutoExec", "Suspicious") for k, d in found.get(kind, [])},
         "hex_strings": len(found.get("Hex String", [])),
         "base64_strings": len(found.get("Base64 String", [])),
