@@ -209,9 +209,28 @@ WINDOWS_CATEGORY_COLUMNS: dict[str, dict[str, str]] = {
     "ps_classic_script": {"powershell_data": "Data"},
 }
 
+# One row per Office document (OLE2 or OOXML file), analysed by oletools' olevba
+# (ingest/formats/office.py). ``ts`` is the file's modification time; ``raw`` the analysis
+# summary as JSON. Keyword lists hold one value a line (NULL when empty).
+DOCUMENT: list[tuple[str, str]] = COMMON + [
+    ("file_name", "VARCHAR"),  # base name of the file
+    ("file_extension", "VARCHAR"),  # lower case, without the dot
+    ("file_size", "BIGINT"),
+    ("file_hash_sha256", "VARCHAR"),
+    ("document_container", "VARCHAR"),  # 'ole' | 'ooxml'
+    ("document_type", "VARCHAR"),  # e.g. 'MS Word 97 Document' (oletools' file type name)
+    ("has_macros", "BOOLEAN"),  # a VBA project or Excel 4 (XLM) macros
+    ("has_xlm_macros", "BOOLEAN"),
+    ("vba_modules", "VARCHAR"),  # module file names: 'ThisDocument.cls', 'Module1.bas'
+    ("vba_autoexec", "VARCHAR"),  # entry points run without the user: 'AutoOpen', 'Document_Open'
+    ("vba_suspicious", "VARCHAR"),  # olevba keywords: 'Shell', 'CreateObject', 'Chr', ...
+    ("vba_iocs", "VARCHAR"),  # URLs, IPs, executable file names found in the macros
+    ("vba_code", "VARCHAR"),  # the macro source of all modules (bounded length)
+]
+
 KINDS: dict[str, list[tuple[str, str]]] = {
     "http": HTTP, "alert": ALERT, "windows_event": WINDOWS_EVENT,
-    "process_creation": PROCESS_CREATION, "ps_script": PS_SCRIPT,
+    "process_creation": PROCESS_CREATION, "ps_script": PS_SCRIPT, "document": DOCUMENT,
 }
 
 # How the lake stores each SQL type in Parquet (no 128-bit integer there: the IP numbers are
@@ -219,7 +238,7 @@ KINDS: dict[str, list[tuple[str, str]]] = {
 ARROW_TYPES: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(),
     "BIGINT": pa.int64(), "INTEGER": pa.int32(), "UHUGEINT": pa.decimal128(38, 0),
-    "VARCHAR[]": pa.list_(pa.string()),
+    "VARCHAR[]": pa.list_(pa.string()), "BOOLEAN": pa.bool_(),
 }
 
 # One row per (event, rule) match. Written by detect to detection.parquet (the view `detection`).

@@ -80,6 +80,7 @@ LOGSOURCE_TABLES: list[tuple[dict[str, str], str, dict]] = [
       for c, cond in WINDOWS_CATEGORIES.items()),
     *(({"product": "windows", "service": s}, "windows_event", {"Channel": ch})
       for s, ch in WINDOWS_SERVICES.items()),
+    ({"category": "office_document"}, "document", {}),
 ]
 
 # Sigma field name -> column of the `http` table (docs/architecture.md). Column names themselves
@@ -175,9 +176,18 @@ PS_SCRIPT_FIELDS: dict[str, str] = WINDOWS_FIELDS | {
     "Path": "script_path",
 }
 
+# Office documents (olevba's analysis): ECS file fields, and the column names themselves.
+DOCUMENT_FIELDS: dict[str, str] = {
+    "file.name": "file_name",
+    "file.extension": "file_extension",
+    "file.size": "file_size",
+    "file.hash.sha256": "file_hash_sha256",
+}
+
 TABLE_FIELDS: dict[str, dict[str, str]] = {
     "http": HTTP_FIELDS, "windows_event": WINDOWS_FIELDS,
     "process_creation": PROCESS_CREATION_FIELDS, "ps_script": PS_SCRIPT_FIELDS,
+    "document": DOCUMENT_FIELDS,
 }
 
 # Tables with a JSON object column of further fields: (that column, the Sigma field prefix
@@ -194,7 +204,7 @@ JSON_FIELDS: dict[str, tuple[str, str, bool]] = {
 # rules are written against the attack text (`union select`, `<script>`), not its encoding.
 KEYWORD_COLUMNS: dict[str, list[str]] = {
     "http": ["raw", "url_decoded"], "alert": ["raw"], "windows_event": ["raw"],
-    "process_creation": ["raw"], "ps_script": ["raw"],
+    "process_creation": ["raw"], "ps_script": ["raw"], "document": ["raw", "vba_code"],
 }
 
 # Text columns holding an IP whose numeric twin makes `|cidr` a range test.

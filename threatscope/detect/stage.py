@@ -252,6 +252,7 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
     count them in ``per_rule``, hand the hits of rules correlations name to ``correlated``;
     returns the rows scanned."""
     has = dict(schema.KINDS[table])
+    raw_text = _RAW_EVIDENCE.get(table, "raw")
     meta = {
         "rule_id": pa.array([r.id for r in rules], pa.string()),
         "title": pa.array([r.title for r in rules], pa.string()),
@@ -294,7 +295,7 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         ev = pa.table({"method": _col(hit, "http_request_method"), "text": text, "raw": raw})
         con.register("__ts_hits", ev)
         cols["evidence"] = con.sql(
-            "SELECT left(concat_ws(' ', method, coalesce(text, raw)), 512) FROM __ts_hits"
+            f"SELECT left(concat_ws(' ', method, coalesce(text, {raw_text})), 512) FROM __ts_hits"
         ).to_arrow_table().column(0)
         con.unregister("__ts_hits")
         # the rule's columns by index into the rule list: no per-row strings
@@ -434,9 +435,18 @@ def _correlation_detections(c: CompiledCorrelation, events: str) -> str:
         ORDER BY org_id, ts, file_id, source_line"""
 
 
-# The column a detection's evidence shows (else the event's raw record).
+# The evidence of a detection, what an analyst reads first: the column the event is about
+# (the URL, command line, script), else its raw record, shown as _RAW_EVIDENCE says (SQL
+# over `raw`).
 _EVIDENCE = {"http": "url_original", "process_creation": "process_command_line",
              "ps_script": "script_block_text"}
+_RAW_EVIDENCE = {
+    # a document's raw is olevba's summary (JSON): its name, then what made the rules fire
+    "document": """concat_ws('; ', json_extract_string(raw, '$.file_name'),
+        'auto-exec: ' || nullif(array_to_string(CAST(raw -> '$.autoexec' AS VARCHAR[]), ', '), ''),
+        'suspicious: ' || nullif(array_to_string(CAST(raw -> '$.suspicious' AS VARCHAR[]), ', '), ''),
+        'IOCs: ' || nullif(array_to_string(CAST(raw -> '$.iocs' AS VARCHAR[]), ', '), ''))""",
+}
 
 
 def _col(t: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:

@@ -369,7 +369,7 @@ def _hash(path: str) -> str:
 def _sniff(path: str) -> tuple[str | None, bool]:
     """(format name or None, whether the head had any non-blank line)."""
     with open(path, "rb") as f:  # a binary format, by its first bytes
-        if name := formats.sniff_magic(f.read(16)):
+        if name := formats.sniff_magic(f.read(16), path):
             return name, True
     with reader.open_source(path) as src:
         head = src.read_block(SNIFF_BYTES)

@@ -7,7 +7,8 @@
     result = parser.parse(con, batch, prepared)   # any thread; batch.table is also `_batch`
 
 A plug-in subclasses ``Format``, sets ``name``, implements ``sniff`` (a score 0..1 on the first
-lines of a file; a binary format sets ``magic``, its file's first bytes, instead) and ``parse``,
+lines of a file; a binary format sets ``magic``, its file's first bytes (or a tuple of such),
+instead, and overrides ``sniff_binary`` when other files share them, e.g. zip) and ``parse``,
 and lives in a module of this package: modules here are imported
 automatically, so adding a format touches nothing else. The driver parses the batches of a file
 in parallel: ``prepare`` is called for each batch in file order and is the only method that may
@@ -68,12 +69,18 @@ class Format:
     """Base class of a format plug-in (see the module docstring)."""
 
     name: ClassVar[str] = ""
-    magic: ClassVar[bytes] = b""  # a binary format: the first bytes of its files
+    magic: ClassVar[bytes | tuple[bytes, ...]] = b""  # a binary format: its files' first bytes
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:
         """How sure (0..1) that these first non-empty lines of a file are this format."""
         return 0.0
+
+    @classmethod
+    def sniff_binary(cls, path: str, head: bytes) -> bool:
+        """Whether the file ``path``, which starts with ``head``, is this binary format: by
+        default whether ``head`` starts with ``magic``."""
+        return bool(cls.magic) and head.startswith(cls.magic)
 
     def prepare(self, table: pa.Table) -> Any:
         """Called once per batch in file order before ``parse``; returns what ``parse`` needs of
@@ -117,10 +124,10 @@ def sniff(lines: list[str], threshold: float = 0.5) -> str | None:
     return best
 
 
-def sniff_magic(head: bytes) -> str | None:
-    """The binary format whose files start with these bytes, or None."""
+def sniff_magic(head: bytes, path: str) -> str | None:
+    """The binary format of the file ``path``, which starts with ``head``, or None."""
     for name, cls in sorted(FORMATS.items()):
-        if cls.magic and head.startswith(cls.magic):
+        if cls.magic and cls.sniff_binary(path, head):
             return name
     return None
 
