@@ -227,6 +227,36 @@ CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
          for p in (b"", b"a", b"ab", b"abc")]
         + [({"http_request_body_content": base64.b64encode(b"who am i").decode()}, False)],
     ),
+    # -enc payloads: base64 of UTF-16LE text, at any of the three offsets
+    "wide base64offset": (
+        "sel:\n  http.request.body.content|wide|base64offset|contains: 'IEX ('\ncondition: sel",
+        [({"http_request_body_content": base64.b64encode(p + "IEX (New-Object".encode(
+            "utf-16-le")).decode()}, True) for p in (b"", b"\x20\x00", b"a\x00b\x00")]
+        + [({"http_request_body_content": base64.b64encode(b"IEX (New-Object").decode()}, False),
+           ({"http_request_body_content": base64.b64encode("IEX(".encode("utf-16-le")).decode()},
+            False)],
+    ),
+    "utf16le is wide": (
+        "sel:\n  http.request.body.content|utf16le|base64|contains: 'calc'\ncondition: sel",
+        [({"http_request_body_content": base64.b64encode("calc".encode("utf-16-le")).decode()},
+          True),
+         ({"http_request_body_content": base64.b64encode("calc".encode("utf-16-be")).decode()},
+          False)],
+    ),
+    "utf16be": (
+        "sel:\n  http.request.body.content|utf16be|base64|contains: 'calc'\ncondition: sel",
+        [({"http_request_body_content": base64.b64encode("calc".encode("utf-16-be")).decode()},
+          True),
+         ({"http_request_body_content": base64.b64encode("calc".encode("utf-16-le")).decode()},
+          False)],
+    ),
+    "utf16 starts with a byte order mark": (
+        "sel:\n  http.request.body.content|utf16|base64: 'calc'\ncondition: sel",
+        [({"http_request_body_content": base64.b64encode(b"\xff\xfe" + "calc".encode(
+            "utf-16-le")).decode()}, True),
+         ({"http_request_body_content": base64.b64encode("calc".encode("utf-16-le")).decode()},
+          False)],
+    ),
     "windash": (
         "sel:\n  cs-uri-query|windash|contains: ' -enc '\ncondition: sel",
         [(q("c=powershell -enc AAA"), True), (q("c=powershell /enc AAA"), True),

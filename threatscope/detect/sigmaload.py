@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import yaml
+from sigma import modifiers as sigma_modifiers
 from sigma.collection import SigmaCollection
 from sigma.correlations import (
     CorrelationConditionAND,
@@ -37,6 +38,8 @@ from threatscope.detect.sqltext import with_read_fields
 
 # libyaml's safe loader when available: the pure-Python one dominates load time
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# the specification's other name of `wide`, which pySigma does not know
+sigma_modifiers.modifier_mapping.setdefault("utf16le", sigma_modifiers.SigmaWideModifier)
 _TECHNIQUE = re.compile(r"t\d{4}(\.\d{3})?")
 _GROUP_OR_SOFTWARE = re.compile(r"[gsm]\d{4}")
 
