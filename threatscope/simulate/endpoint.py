@@ -165,7 +165,7 @@ def _background(tl: Timeline, rng: random.Random, host: Host, days: int, scale: 
             continue
         for ts in sorted(t0 + (9 * 3600 + rng.randrange(8 * 3600)) * 1000 for _ in range(n)):
             if host.server:
-                _system_noise(tl, rng, host, ts)
+                _system(tl, rng, host, day, ts)
                 continue
             act = rng.choices(_ACTIVITIES, _WEIGHTS)[0]
             if act in (_admin_cmd, _admin_powershell) and not spec.admin and rng.random() < 0.7:
@@ -218,7 +218,8 @@ def _outlook(tl: Timeline, rng, host: Host, day: int, ts: int) -> None:
                  ts)
 
 
-def _system_noise(tl: Timeline, rng, host: Host, ts: int) -> None:
+def _system(tl: Timeline, rng, host: Host, day: int, ts: int) -> None:
+    """Services, scheduled-task hosts, the search indexer, SMB to the file server."""
     services = host.services
     pick = rng.randrange(4)
     if pick == 0:
@@ -240,10 +241,6 @@ def _system_noise(tl: Timeline, rng, host: Host, ts: int) -> None:
                  ts)
     else:
         tl.connect(host, services, f"10.0.0.{rng.randrange(2, 20)}", 445, ts)
-
-
-def _system(tl: Timeline, rng, host: Host, day: int, ts: int) -> None:
-    _system_noise(tl, rng, host, ts)
 
 
 def _admin_cmd(tl: Timeline, rng, host: Host, day: int, ts: int) -> None:

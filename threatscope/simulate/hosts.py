@@ -1,9 +1,11 @@
 """Simulated Windows hosts: processes, the events they log, and those events as JSON lines.
 
     tl = Timeline(rng)
-    word = tl.spawn(host, host.explorer(day), OFFICE["WINWORD.EXE"], '"...WINWORD.EXE" /n "x.doc"', ts)
-    tl.spawn(host, word, CMD, "cmd.exe /c ...", ts + 900, label=Label("c1", "shell", ("T1204.002",)))
-    line = render(event, record_id, "evtx_dump")    # or "winlogbeat"
+    word = tl.spawn(host, tl.session(host, day), f"{OFFICE_DIR}\\WINWORD.EXE",
+                    f'"{OFFICE_DIR}\\WINWORD.EXE" /n "C:\\Users\\...\\x.doc"', ts)
+    tl.spawn(host, word, f"{SYSTEM32}\\cmd.exe", "cmd.exe /c ...", ts + 900,
+             label=Label("chain-1", "shell", ("T1204.002", "T1059.003")))
+    lines = [render(ev, record_id, "evtx_dump") for ev in tl.events]   # or "winlogbeat"
 
 A host logs process starts as Sysmon 1 (``telemetry="sysmon"``) or Security 4688
 (``"security"``: no original file name, hashes or parent command line), PowerShell script blocks
@@ -377,14 +379,16 @@ _PROVIDER_GUID = {
 _TASK = {1: "Process Create (rule: ProcessCreate)", 3: "Network connection detected "
          "(rule: NetworkConnect)", 11: "File created (rule: FileCreate)",
          4104: "Execute a Remote Command", 4688: "Process Creation", 4624: "Logon"}
+_TASK_ID = {1: 1, 3: 3, 11: 11, 4104: 2, 4688: 13312, 4624: 12544}
 _VERSION = {1: 5, 3: 5, 11: 2, 4104: 1, 4688: 2, 4624: 2}
 
 
 def render(ev: Event, record_id: int, fmt: str) -> str:
     """The event as one JSON line: ``evtx_dump`` (``Event.System`` + ``Event.EventData``, as the
     evtx crate writes a record) or ``winlogbeat`` (ECS, ``winlog.*``; event data as strings)."""
-    level = 3 if ev.event_id == 4104 and ev.label is not None else (
-        5 if ev.event_id == 4104 else 4)  # PowerShell logs blocks it finds suspicious as warnings
+    level = 4  # information; PowerShell logs script blocks as verbose, suspicious ones as warnings
+    if ev.event_id == 4104:
+        level = 3 if ev.label is not None else 5
     if fmt == "evtx_dump":
         rec = {"Event": {
             "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
@@ -392,8 +396,7 @@ def render(ev: Event, record_id: int, fmt: str) -> str:
                 "Provider": {"#attributes": {"Name": ev.provider,
                                              "Guid": _PROVIDER_GUID[ev.provider]}},
                 "EventID": ev.event_id, "Version": _VERSION[ev.event_id], "Level": level,
-                "Task": {1: 1, 3: 3, 11: 11}.get(ev.event_id, 0 if ev.channel != SECURITY
-                                                  else 13312),
+                "Task": _TASK_ID[ev.event_id],
                 "Opcode": 0 if ev.channel == SYSMON else (15 if ev.event_id == 4104 else 0),
                 "Keywords": "0x8020000000000000" if ev.channel == SECURITY
                 else "0x8000000000000000",
