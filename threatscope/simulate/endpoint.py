@@ -4,12 +4,12 @@
 
 ``world.simulate`` calls this after writing the web logs (same ``random.Random``, so the same
 seed gives the same bytes) and puts ``truth`` into ``ground_truth.json`` as ``endpoint``.
-Files written, one per organisation and quarter (organisations without endpoint telemetry get
-none)::
+Files written, one per organisation for the whole span (organisations without endpoint
+telemetry get none; few files, as ingest pays a fixed cost per Windows JSON file)::
 
-    <org_id>/endpoint/winlogbeat-2018Q1.ndjson[.gz]   Winlogbeat 7 (ECS, winlog.*), all hosts
-    <org_id>/endpoint/wef-events-2018Q1.jsonl         evtx_dump JSON lines of a Windows Event
-                                                      Forwarding collector (Event.System/EventData)
+    <org_id>/endpoint/winlogbeat-20180101-20180630.ndjson[.gz]   Winlogbeat 7 (ECS, winlog.*)
+    <org_id>/endpoint/wef-events-20180101-20180630.jsonl         evtx_dump JSON lines of a Windows
+                                                 Event Forwarding collector (Event.System/EventData)
 
 Most events are benign background (logons, Explorer, Office opening documents, Outlook,
 browsers, services, scheduled backups, administrators' cmd and PowerShell, a monthly inventory
@@ -159,7 +159,7 @@ def _background(tl: Timeline, rng: random.Random, host: Host, days: int, scale: 
             if (date(2018, 1, 1) + timedelta(days=day)).day == 1 and (
                     day == 0 or rng.random() < scale):
                 _inventory(tl, rng, host, t0 + (3 * 3600 + rng.randrange(600)) * 1000, inventory)
-        mean = (0.3 if weekend else 1.6) * scale * (0.5 if host.server else 1.0)
+        mean = (0.2 if weekend else 1.0) * scale * (0.5 if host.server else 1.0)
         n = int(mean) + (rng.random() < mean - int(mean))
         if not n:
             continue
@@ -433,11 +433,14 @@ def _quarter_of(ts: int, quarters: dict[str, tuple[int, int]]) -> str:
 
 def _write(out: Path, rng: random.Random, tl: Timeline, quarters: dict[str, tuple[int, int]]
            ) -> tuple[dict[str, dict], list[dict]]:
-    """Write each organisation's events, a file per quarter, in time order; record ids count
-    up per host and channel. Returns (files, the attack events with where they were written)."""
+    """Write each organisation's events into one file, in time order; record ids count up per
+    host and channel. Returns (files, the attack events with where they were written)."""
     by_org: dict[str, list[Event]] = defaultdict(list)
     for ev in tl.events:
         by_org[ev.host.org_id].append(ev)
+    first, end = min(d0 for d0, _ in quarters.values()), max(d1 for _, d1 in quarters.values())
+    span = "-".join((date(2018, 1, 1) + timedelta(days=d)).strftime("%Y%m%d")
+                    for d in (first, end - 1))
     files: dict[str, dict] = {}
     attack: list[dict] = []
     for org in sorted(by_org):
@@ -447,12 +450,12 @@ def _write(out: Path, rng: random.Random, tl: Timeline, quarters: dict[str, tupl
         for host, channel in sorted({(e.host.name, e.channel) for e in evs}):
             record[(host, channel)] = rng.randrange(1000, 400_000)
         lines: dict[str, list[str]] = defaultdict(list)
+        name = (f"winlogbeat-{span}.ndjson" + (".gz" if fleet.gz else "")
+                if fleet.shipper == "winlogbeat" else f"wef-events-{span}.jsonl")
         for ev in evs:
             q = _quarter_of(ev.ts, quarters)
             key = (ev.host.name, ev.channel)
             record[key] += 1
-            name = (f"winlogbeat-{q}.ndjson" + (".gz" if fleet.gz else "")
-                    if fleet.shipper == "winlogbeat" else f"wef-events-{q}.jsonl")
             rel = f"{org}/endpoint/{name}"
             lines[rel].append(render(ev, record[key], fleet.shipper))
             if ev.label is not None:
