@@ -231,8 +231,7 @@ class _Chain:
         if self.doc is not None and not self.doc.runs:
             self.doc.runs = cmdline
 
-    def second_stage(self, ps: Proc, script: str, kind: str, ip: str, *,
-                     family: str | None = None) -> None:
+    def second_stage(self, ps: Proc, script: str, kind: str, ip: str) -> None:
         """What the PowerShell process does next: its script block(s), the connection, and
         for a dropper the file it saves and starts."""
         host, tl = self.host, self.tl
@@ -244,7 +243,7 @@ class _Chain:
             tl.connect(host, ps, ip, 443, self.tick(), label=self.label("connection"))
             return
         tl.script(host, ps, script, self.tick(), label=self.label(
-            "script block: download and run", *_EXEC_2ND, family=family))
+            "script block: download and run", *_EXEC_2ND))
         if kind == "drop":
             self.drop(ps, ip)
         else:
