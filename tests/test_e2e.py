@@ -41,7 +41,8 @@ def test_every_line_accounted_for(pipeline):
     inputs = report["inputs"]
     assert inputs["files"] == truth["totals"]["files"]
     assert inputs["lines_read"] == truth["totals"]["lines"]
-    assert inputs["rows_written"] == truth["totals"]["requests"]
+    # web requests and Windows events (the derived category rows are not counted again)
+    assert inputs["rows_written"] == truth["totals"]["requests"] + truth["totals"]["windows_events"]
     assert inputs["rows_quarantined"] == 0
     assert inputs["comment_lines"] == truth["totals"]["header_lines"]
 
@@ -83,6 +84,14 @@ def test_headline_surge_and_attribution(pipeline):
     assert gpon["public_exploit_date"] == "2018-04-30"
     assert gpon["days_exploit_to_onset"] == 1
     assert gpon["peak_day"] == "2018-05-12"
+
+
+def test_endpoint_families_equal_ground_truth(pipeline):
+    _, _, _, _, truth, report = pipeline
+    quarters = truth["endpoint"]["quarters"]
+    emotet = next(f for f in report["families"] if f["family"] == "emotet")
+    assert (emotet["baseline"], emotet["period"]) == tuple(
+        quarters[q]["families"]["emotet"]["events"] for q in (truth["baseline"], truth["period"]))
 
 
 def test_sectors_cover_every_registered_org(pipeline):

@@ -1,7 +1,8 @@
-"""threatscope's own Sigma rule pack (threatscope/detect/rules/): metadata, compilation, and for
-every rule a request that must fire and a close look-alike that must not, as access-log rows
-(method, URI, status, user agent, referer) and, where the signature lives in headers or body,
-as whole-request rows. Requests are written from the vulnerability descriptions."""
+"""threatscope's own Sigma rule pack for web logs (threatscope/detect/rules/web/): metadata,
+compilation, and for every rule a request that must fire and a close look-alike that must not,
+as access-log rows (method, URI, status, user agent, referer) and, where the signature lives in
+headers or body, as whole-request rows. Requests are written from the vulnerability
+descriptions."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from threatscope.detect import evaluate, load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / "threatscope" / "detect" / "rules"
-RULE_FILES = sorted((PACK / "web").rglob("*.yml"))  # office/: tests/detect/test_office_rules.py
+RULE_FILES = sorted((PACK / "web").rglob("*.yml"))  # office/, windows/: test_office_rules.py, test_windows_pack.py
 DOCUMENTED = {
     "families": {
         "sqli", "xss", "lfi", "rfi", "cmdi", "php-injection", "java-injection", "scanner", "rce",

@@ -31,9 +31,14 @@ def _open(p: Path):
     return gzip.open(p, "rt", encoding="utf-8") if p.suffix == ".gz" else p.open(encoding="utf-8")
 
 
-def _files(root: Path) -> list[Path]:
+def _all_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in
                   ("orgs.csv", "ground_truth.json"))
+
+
+def _files(root: Path) -> list[Path]:
+    """The web logs (the endpoint telemetry is tested in test_endpoint.py)."""
+    return [p for p in _all_files(root) if "endpoint" not in p.relative_to(root).parts]
 
 
 def parse(root: Path) -> list[dict]:
@@ -110,7 +115,8 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     a = simulate(tmp_path / "a", seed=5, scale=0.02)
     b = simulate(tmp_path / "b", seed=5, scale=0.02)
     c = simulate(tmp_path / "c", seed=6, scale=0.02)
-    fa, fb = _files(a), _files(b)
+    fa, fb = _all_files(a), _all_files(b)
+    assert any("endpoint" in p.parts for p in fa)
     assert [p.relative_to(a) for p in fa] == [p.relative_to(b) for p in fb]
     for x, y in zip(fa, fb, strict=True):
         assert x.read_bytes() == y.read_bytes(), x

@@ -10,7 +10,9 @@ Layout written::
                                              header blocks repeat at service restarts)
     <org_id>/<sensor>-access.log-2018MM[.gz] Apache/nginx combined
     <org_id>/<sensor>-2018-MM.jsonl[.gz]     whole HTTP requests (WAF / honeypot)
+    <org_id>/endpoint/...                    Windows events of its hosts (see ``endpoint``)
     ground_truth.json                        figures computed from what was written
+                                             (``endpoint``: the endpoint truth)
 
 Baseline 2018Q1, period 2018Q2. Everything is drawn from one ``random.Random(seed)`` in a
 fixed order, and gzip members carry no name or time, so the same seed gives the same bytes.
@@ -34,7 +36,7 @@ from pathlib import Path
 
 from threatscope.errors import UserError
 from threatscope.ipnum import V4_MAPPED, num_to_ip
-from threatscope.simulate import attacks, benign
+from threatscope.simulate import attacks, benign, endpoint
 from threatscope.simulate.attacks import Req
 
 START = date(2018, 1, 1)
@@ -430,6 +432,12 @@ def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0) -> Path:
     files = _write_all(out, rng, events)
     _write_orgs(out)
     truth = _ground_truth(seed, scale, files, truth_events, noise_counts, events)
+    # the organisations' Windows hosts, drawn after all the web traffic
+    ep = endpoint.write_endpoints(out, rng, scale, QUARTERS)
+    truth["totals"]["files"] += ep["totals"]["files"]
+    truth["totals"]["lines"] += ep["totals"]["events"]
+    truth["totals"]["windows_events"] = ep["totals"]["events"]
+    truth["endpoint"] = ep
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=2, sort_keys=False) + "\n")
     return out
 
