@@ -96,15 +96,22 @@ class Workspace:
                 pass
         return ws
 
-    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        """A connection to the catalog with the catalog tables and lake views in place."""
+    def connect(self, read_only: bool = False, windows_categories: bool = False
+                ) -> duckdb.DuckDBPyConnection:
+        """A connection to the catalog with the catalog tables and lake views in place; with
+        ``windows_categories``, also the views of Sigma's other Windows categories
+        (``network_connection``, ``dns_query``, ...: see refresh_views).
+
+            with ws.connect(windows_categories=True) as con:
+                con.sql("SELECT destination_ip, count(*) FROM network_connection GROUP BY 1")
+        """
         try:
             con = duckdb.connect(str(self.catalog_path), read_only=read_only)
         except duckdb.IOException as e:
             raise UserError(f"cannot open {self.catalog_path}: {e}") from None
         if not read_only:
             con.execute(schema.CATALOG_DDL)
-        self.refresh_views(con)
+        self.refresh_views(con, windows_categories)
         return con
 
     def kind_glob(self, kind: str) -> str:
@@ -113,9 +120,13 @@ class Workspace:
     def has_data(self, kind: str) -> bool:
         return any((self.lake / kind).rglob("*.parquet")) if (self.lake / kind).exists() else False
 
-    def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
+    def refresh_views(self, con: duckdb.DuckDBPyConnection,
+                      windows_categories: bool = False) -> None:
         """(Re)create one temp view per event kind over its Parquet files (or an empty one),
-        and the view ``detection`` once detect has written its file."""
+        and the view ``detection`` once detect has written its file. ``windows_categories``:
+        also one view of ``windows_event`` per Sigma Windows category (schema.WINDOWS_CATEGORIES,
+        with the ECS columns of schema.WINDOWS_CATEGORY_COLUMNS); only on request, as binding
+        each view reads the lake's file list again."""
         for kind, cols in schema.KINDS.items():
             if not self.has_data(kind):
                 con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS {schema.empty_select(cols)}')
@@ -130,7 +141,7 @@ class Workspace:
                 have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()}
                 con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS '
                             f"SELECT {_lake_columns(cols, have)} FROM {files}")
-        for category, sql in _WINDOWS_VIEWS.items():
+        for category, sql in (_WINDOWS_VIEWS.items() if windows_categories else ()):
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{category}" AS {sql}')
         if self.detections_path.exists():
             con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "

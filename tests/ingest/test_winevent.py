@@ -166,7 +166,7 @@ def test_sigma_windows_categories_are_views_with_ecs_columns(ws, tmp_path):
     ]
     s = run(ws, write(tmp_path / "sysmon.json", "\n".join(lines) + "\n"), org="acme")
     assert_invariant(s)
-    with ws.connect() as con:
+    with ws.connect(windows_categories=True) as con:
         def q(sql: str) -> list[tuple]:
             return con.execute(sql).fetchall()
 
