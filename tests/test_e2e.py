@@ -42,7 +42,8 @@ def test_every_line_accounted_for(pipeline):
     assert inputs["files"] == truth["totals"]["files"]
     assert inputs["lines_read"] == truth["totals"]["lines"]
     # web requests and Windows events (the derived category rows are not counted again)
-    assert inputs["rows_written"] == truth["totals"]["requests"] + truth["totals"]["windows_events"]
+    assert inputs["rows_written"] == (truth["totals"]["requests"] + truth["totals"]["windows_events"]
+                                      + truth["totals"]["documents"])
     assert inputs["rows_quarantined"] == 0
     assert inputs["comment_lines"] == truth["totals"]["header_lines"]
 
@@ -92,6 +93,23 @@ def test_endpoint_families_equal_ground_truth(pipeline):
     emotet = next(f for f in report["families"] if f["family"] == "emotet")
     assert (emotet["baseline"], emotet["period"]) == tuple(
         quarters[q]["families"]["emotet"]["events"] for q in (truth["baseline"], truth["period"]))
+
+
+def test_endpoint_technique_shares_equal_ground_truth(pipeline):
+    """The Endpoint section: each execution technique's events and share, period and baseline,
+    are those the simulation made (macro documents and Windows events)."""
+    _, _, _, _, truth, report = pipeline
+    quarters = truth["endpoint"]["quarters"]
+    rows = report["endpoint"]["execution_techniques"]
+    assert rows
+    for window, share in (("period", "share"), ("baseline", "baseline_share")):
+        q = quarters[truth[window]]
+        expected = {t: n["expected_detected"] for t, n in q["techniques"].items()
+                    if t in truth["endpoint"]["execution_techniques"] and n["expected_detected"]}
+        assert {r["technique"]: r[window] for r in rows if r[window]} == expected, window
+        assert {r["technique"]: r[share] for r in rows if r[window]} == q["execution_shares"]
+    powershell = next(r for r in rows if r["technique"] == "T1059.001")
+    assert powershell["name"] == "PowerShell" and powershell["share_change_pp"] > 0
 
 
 def test_sectors_cover_every_registered_org(pipeline):

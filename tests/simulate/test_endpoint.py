@@ -33,9 +33,12 @@ def test_simulate_writes_it_into_the_ground_truth(tmp_path):
     ep = truth["endpoint"]
     assert ep["files"] and all((root / rel).is_file() for rel in ep["files"])
     assert truth["totals"]["windows_events"] == ep["totals"]["events"]
-    assert truth["totals"]["files"] == len(truth["files"]) + len(ep["files"])
+    docs = [e["file"] for e in ep["events"] if e["step"] == "macro document"]
+    assert docs and all((root / rel).is_file() for rel in docs)
+    assert truth["totals"]["documents"] == ep["totals"]["documents"] == len(docs)
+    assert truth["totals"]["files"] == len(truth["files"]) + len(ep["files"]) + len(docs)
     assert truth["totals"]["lines"] == sum(f["lines"] for f in truth["files"].values()) + sum(
-        f["lines"] for f in ep["files"].values())
+        f["lines"] for f in ep["files"].values()) + len(docs)
 
 
 def records(path: Path) -> list[dict]:
@@ -66,7 +69,9 @@ def test_same_seed_same_bytes(tmp_path):
     c = write_endpoints(tmp_path / "c", random.Random(4), 0.03, QUARTERS)
     assert c["events"] != a["events"]
     assert a == b and a["files"] and a["events"]
-    for rel in a["files"]:
+    docs = [e["file"] for e in a["events"] if e["step"] == "macro document"]
+    assert docs
+    for rel in [*a["files"], *docs]:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
     assert any((tmp_path / "a" / rel).read_bytes() != (tmp_path / "c" / rel).read_bytes()
                for rel in a["files"])
@@ -82,12 +87,19 @@ def test_files_match_truth(sim):
     assert sum(len(r) for r in recs.values()) == truth["totals"]["events"]
     ids = Counter(r["event_id"] for rs in recs.values() for r in rs)
     assert all(ids[i] for i in (1, 3, 11, 4104, 4624, 4688)), ids
-    # every listed attack event is where the truth says
-    for e in truth["events"]:
+    # every listed attack event is where the truth says: a Windows event at its line, a macro
+    # document in its file, dated when its Office process opened it
+    windows = [e for e in truth["events"] if e["event_id"] is not None]
+    for e in windows:
         r = recs[e["file"]][e["line"] - 1]
         assert (r["computer"].split(".")[0], r["channel"], r["event_id"], r["record_id"]) == (
             e["host"], e["channel"], e["event_id"], e["record_id"]), e
-    assert truth["totals"]["attack_events"] == len(truth["events"]) > 0
+    assert truth["totals"]["attack_events"] == len(windows) > 0
+    opened = {d["chain"]: d["opened"] for d in truth["documents"]}
+    for e in truth["events"]:
+        if e["step"] == "macro document":
+            assert (root / e["file"]).stat().st_mtime == opened[e["chain"]] / 1000
+            assert {"T1204.002", "T1059.005"} <= set(e["techniques"])
     assert {e["chain"] for e in truth["events"]} == {c["id"] for c in truth["chains"]}
     # record ids count up per host and channel, across the quarters' files
     last: dict[tuple, int] = {}
@@ -159,7 +171,7 @@ def detected(sim, tmp_path_factory):
             FROM (SELECT *, unnest(CASE WHEN len(attack_techniques) = 0 THEN [NULL]
                                         ELSE attack_techniques END) AS t
                   FROM detection WHERE event_kind IN ('process_creation', 'ps_script',
-                                                      'windows_event'))
+                                                      'windows_event', 'document'))
             GROUP BY ALL""").fetchall()
     found = {}
     for file, line, org, q1, techniques, families in rows:

@@ -26,12 +26,15 @@ the macro starts): where an Office document writer would create them.
 from __future__ import annotations
 
 import gzip
+import os
 import random
+import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from threatscope import attack
 from threatscope.simulate.endpoint_attacks import KINDS, MacroDocument
 from threatscope.simulate.hosts import (
     OFFICE_DIR,
@@ -45,8 +48,11 @@ from threatscope.simulate.hosts import (
     render,
 )
 
-# the ATT&CK execution-tactic techniques the simulation contains (shares are among these)
-EXECUTION = ("T1047", "T1059.001", "T1059.003", "T1059.005", "T1059.007", "T1204.002")
+
+def _execution(technique: str) -> bool:
+    """An execution technique, as the analysis counts them: ATT&CK's tactics include it
+    (shares are among these)."""
+    return "execution" in attack.technique(technique)["tactics"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ def write_endpoints(out: Path, rng: random.Random, scale: float,
             _background(tl, rng, host, days, scale, FLEETS[org])
     chains, documents = _attacks(tl, rng, fleets, scale, quarters)
     files, events = _write(out, rng, tl, quarters)
+    events += write_documents(out, documents, quarters)
     return _truth(files, events, chains, documents, fleets, quarters)
 
 
@@ -483,6 +490,69 @@ def _write(out: Path, rng: random.Random, tl: Timeline, quarters: dict[str, tupl
     return files, attack
 
 
+# -- macro documents --------------------------------------------------------------------------
+# Word and Excel run these entry points when a document is opened
+_ENTRY = {"WINWORD.EXE": ("ThisDocument", "Document_Open"),
+          "EXCEL.EXE": ("ThisWorkbook", "Workbook_Open")}
+# what a macro that downloads by itself shows (its text names a downloader)
+_DOWNLOADS = re.compile(r"URLDownloadToFile|XMLHTTP|Net\.WebClient|DownloadFile|DownloadString",
+                        re.I)
+
+
+def write_documents(out: Path, documents: list[MacroDocument],
+                    quarters: dict[str, tuple[int, int]]) -> list[dict]:
+    """Write the macro documents the chains opened (``<org>/documents/<name>``, dated when the
+    Office process opened them) and return them as attack events of the truth: one document
+    is one event that shows T1204.002 (a malicious file the user opened) and T1059.005 (VBA),
+    and T1105 when its macro's text downloads. PowerPoint lures are not written (the writer
+    makes Word and Excel files; PowerPoint runs no macro on opening without an add-in): their
+    events still name them."""
+    from threatscope.simulate import office
+
+    events = []
+    for doc in documents:
+        if doc.application not in _ENTRY or not doc.runs:
+            continue
+        module, entry = _ENTRY[doc.application]
+        code = _macro(entry, doc)
+        rel = f"{doc.org_id}/documents/{doc.name}"
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write = office.write_xls if doc.application == "EXCEL.EXE" else office.write_doc
+        write(path, {module: code})
+        os.utime(path, (doc.opened / 1000, doc.opened / 1000))
+        techniques = ["T1204.002", "T1059.005"] + (["T1105"] if _DOWNLOADS.search(code) else [])
+        events.append({
+            "file": rel, "line": 1, "org_id": doc.org_id, "host": doc.host, "channel": None,
+            "event_id": None, "record_id": None, "quarter": _quarter_of(doc.opened, quarters),
+            "ts": iso_time(doc.opened), "chain": doc.chain, "step": "macro document",
+            "techniques": techniques, "evades": [], "family": None})
+    return events
+
+
+def _macro(entry: str, doc: MacroDocument) -> str:
+    """VBA that starts ``doc.runs`` when the document opens: through WScript.Shell, or WMI's
+    Win32_Process.Create. An Emotet-style macro hides its command behind a junk token that
+    Replace takes out."""
+    command = doc.runs
+    junk = ""
+    if doc.family == "emotet":
+        junk = "]b[" if "]b[" not in command else "]q["
+        command = junk.join(command[i:i + 3] for i in range(0, len(command), 3))
+    parts = [command[i:i + 120].replace('"', '""') for i in range(0, len(command), 120)]
+    lines = [f"Private Sub {entry}()", "    Dim c As String", f'    c = "{parts[0]}"']
+    lines += [f'    c = c & "{p}"' for p in parts[1:]]
+    if junk:
+        lines.append(f'    c = Replace(c, "{junk}", "")')
+    if doc.via == "wmi":
+        lines.append(r'    GetObject("winmgmts:\\.\root\cimv2:Win32_Process").Create c, Null, '
+                     "Null, pid")
+    else:
+        lines.append('    CreateObject("WScript.Shell").Run c, 0, False')
+    lines.append("End Sub")
+    return "\r\n".join(lines) + "\r\n"
+
+
 # -- truth ------------------------------------------------------------------------------------
 def _truth(files: dict[str, dict], events: list[dict], chains: list[_ChainInfo],
            documents: list[MacroDocument], fleets: dict[str, list[Host]],
@@ -500,7 +570,7 @@ def _truth(files: dict[str, dict], events: list[dict], chains: list[_ChainInfo],
                 if t not in e["evades"]:
                     d["expected_detected"] += 1
                     orgs[e["org_id"]][t] += 1
-        exe = {t: tech[t]["expected_detected"] for t in EXECUTION if t in tech}
+        exe = {t: d["expected_detected"] for t, d in tech.items() if _execution(t)}
         s = sum(exe.values())
         infected = sorted({f"{c.org_id}/{c.host}" for c in chains
                            if c.quarter == q and c.family == "emotet"})
@@ -523,14 +593,18 @@ def _truth(files: dict[str, dict], events: list[dict], chains: list[_ChainInfo],
                   "once for each technique it shows); 'expected_detected' leaves out the "
                   "evading ones; execution_shares divide each execution technique's "
                   "expected_detected by their sum."),
-        "execution_techniques": list(EXECUTION),
+        "execution_techniques": sorted({t for e in events for t in e["techniques"]
+                                        if _execution(t)}),
         "hosts": {org: [{"host": h.short, "computer": h.name, "telemetry": h.telemetry,
                          "powershell_logging": h.ps_logging, "server": h.server,
                          "shipper": FLEETS[org].shipper} for h in hosts]
                   for org, hosts in fleets.items()},
         "files": dict(sorted(files.items())),
-        "totals": {"files": len(files), "events": total, "attack_events": len(events),
-                   "benign_events": total - len(events), "chains": len(chains)},
+        "totals": {"files": len(files), "events": total,
+                   "attack_events": sum(1 for e in events if e["event_id"] is not None),
+                   "benign_events": total - sum(1 for e in events if e["event_id"] is not None),
+                   "documents": sum(1 for e in events if e["step"] == "macro document"),
+                   "chains": len(chains)},
         "quarters": per_quarter,
         "chains": [asdict(c) for c in chains],
         "documents": [asdict(d) for d in documents],

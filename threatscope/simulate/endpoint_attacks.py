@@ -61,6 +61,8 @@ class MacroDocument:
     chain: str
     family: str | None
     runs: str = ""  # the command line the macro starts (or has WMI start)
+    via: str = "shell"  # how the macro starts it: 'shell' (WScript.Shell) | 'wmi' (Win32_Process)
+    opened: int = 0  # when the Office process opened it (epoch ms)
 
 
 @dataclass(frozen=True)
@@ -224,12 +226,13 @@ class _Chain:
         args = f'/n "{path}" /o ""' if app == "WINWORD.EXE" else f'"{path}"'
         proc = self.spawn(parent, f"{OFFICE_DIR}\\{app}", f'"{OFFICE_DIR}\\{app}" {args}',
                           "open document", cwd=f"{folder}\\")
-        self.doc = MacroDocument(name, path, app, host.org_id, host.short, self.id, self.family)
+        self.doc = MacroDocument(name, path, app, host.org_id, host.short, self.id, self.family,
+                                 opened=self.ts)
         return proc
 
-    def macro_runs(self, cmdline: str) -> None:
+    def macro_runs(self, cmdline: str, via: str = "shell") -> None:
         if self.doc is not None and not self.doc.runs:
-            self.doc.runs = cmdline
+            self.doc.runs, self.doc.via = cmdline, via
 
     def second_stage(self, ps: Proc, script: str, kind: str, ip: str) -> None:
         """What the PowerShell process does next: its script block(s), the connection, and
@@ -318,7 +321,7 @@ def office_wmi_powershell(tl, rng, host, ts, chain, peers) -> MacroDocument | No
         c.macro_runs(wmic_line)
         c.spawn(office, f"{SYSTEM32}\\wbem\\WMIC.exe", wmic_line, "wmic", "T1204.002", "T1047")
     else:
-        c.macro_runs(line)  # Win32_Process.Create from VBA: no wmic.exe in between
+        c.macro_runs(line, via="wmi")  # Win32_Process.Create from VBA: no wmic.exe in between
     ps = c.spawn(host.wmiprvse, POWERSHELL_EXE, line, "powershell from WMI", "T1047",
                  "T1059.001", "T1027", user=office.user, sid=office.user_sid,
                  integrity="Medium", cwd=f"{SYSTEM32}\\")
@@ -498,12 +501,12 @@ def renamed_powershell(tl, rng, host, ts, chain, peers) -> MacroDocument | None:
 
 
 KINDS: dict[str, ChainKind] = {
-    "office_cmd_powershell": ChainKind({"2018Q1": 6, "2018Q2": 12}, office_cmd_powershell),
-    "office_encoded_powershell": ChainKind({"2018Q1": 3, "2018Q2": 16},
+    "office_cmd_powershell": ChainKind({"2018Q1": 3, "2018Q2": 14}, office_cmd_powershell),
+    "office_encoded_powershell": ChainKind({"2018Q1": 2, "2018Q2": 22},
                                            office_encoded_powershell),
     "office_wmi_powershell": ChainKind({"2018Q1": 2, "2018Q2": 6}, office_wmi_powershell),
-    "office_vbscript": ChainKind({"2018Q1": 6, "2018Q2": 4}, office_vbscript),
-    "js_attachment": ChainKind({"2018Q1": 12, "2018Q2": 6}, js_attachment),
+    "office_vbscript": ChainKind({"2018Q1": 7, "2018Q2": 2}, office_vbscript),
+    "js_attachment": ChainKind({"2018Q1": 12, "2018Q2": 3}, js_attachment),
     "mshta": ChainKind({"2018Q1": 5, "2018Q2": 3}, mshta),
     "wmi_lateral": ChainKind({"2018Q1": 1, "2018Q2": 2}, wmi_lateral),
     # every infected host logs script blocks, so that each infection is recognisable

@@ -434,9 +434,10 @@ def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0) -> Path:
     truth = _ground_truth(seed, scale, files, truth_events, noise_counts, events)
     # the organisations' Windows hosts, drawn after all the web traffic
     ep = endpoint.write_endpoints(out, rng, scale, QUARTERS)
-    truth["totals"]["files"] += ep["totals"]["files"]
-    truth["totals"]["lines"] += ep["totals"]["events"]
+    truth["totals"]["files"] += ep["totals"]["files"] + ep["totals"]["documents"]
+    truth["totals"]["lines"] += ep["totals"]["events"] + ep["totals"]["documents"]
     truth["totals"]["windows_events"] = ep["totals"]["events"]
+    truth["totals"]["documents"] = ep["totals"]["documents"]  # a document is one record
     truth["endpoint"] = ep
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=2, sort_keys=False) + "\n")
     return out
