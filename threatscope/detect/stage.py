@@ -29,15 +29,9 @@ import pyarrow.parquet as pq
 from threatscope import schema, sqlfn
 from threatscope.arrowutil import constant, indexed
 from threatscope.detect import scan
-from threatscope.detect.correlation import correlation_sql
+from threatscope.detect.correlation import Correlated
 from threatscope.detect.engine import Engine, reference_sql
-from threatscope.detect.ruleset import (
-    CompiledCorrelation,
-    CompiledRule,
-    RuleSet,
-    load_rules,
-    logsource_label,
-)
+from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
 from threatscope.usercache import user_cache_dir
 
@@ -180,7 +174,7 @@ def run_detect(
     out = ws.detections_path
     tmp = out.with_name(out.name + ".tmp")
     # the events of rules that correlations name, gathered while the rules run
-    correlated = _Correlated(ruleset, out.with_name("correlated-events.tmp.parquet"))
+    correlated = Correlated(ruleset, out.with_name("correlated-events.tmp.parquet"))
     con = ws.connect()
     began = False
     try:
@@ -247,7 +241,7 @@ _DETECTION = pa.schema([
 
 def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledRule],
            write: Callable[[pa.Table], int], per_rule: Counter[str],
-           correlated: _Correlated) -> int:
+           correlated: Correlated) -> int:
     """Match ``rules`` over the lake's ``table``, ``write`` each group's detection rows and
     count them in ``per_rule``, hand the hits of rules correlations name to ``correlated``;
     returns the rows scanned."""
@@ -307,132 +301,6 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         for vc in pc.value_counts(idx).to_pylist():  # one entry per rule that hit
             per_rule[rules[vc["values"]].id] += vc["counts"]
     return scanned
-
-
-class _Correlated:
-    """The events of rules that correlation rules name, gathered while the rules run (into a
-    Parquet file beside the detections, so memory holds one group's), then the correlations
-    run over them (detect.correlation)."""
-
-    def __init__(self, ruleset: RuleSet, path: Path):
-        self.correlations = ruleset.correlations
-        self.path = path
-        self.reads: dict[str, list[str]] = defaultdict(list)  # rule id -> columns
-        for c in self.correlations:
-            for rid in c.rules:
-                self.reads[rid] += [x for x in c.reads(rid) if x not in self.reads[rid]]
-        # rules only correlations with `generate: false` name give no detections of their own
-        self.silent = {rid for c in self.correlations if not c.generate for rid in c.rules} - {
-            rid for c in self.correlations if c.generate for rid in c.rules}
-        self.columns = sorted({x for cols in self.reads.values() for x in cols})
-        self.schema = pa.schema(
-            [("rule_id", pa.string()), ("org_id", pa.string()), ("ts", pa.timestamp("us")),
-             ("src_ip", pa.string()), ("event_kind", pa.string()), ("file_id", pa.string()),
-             ("source_file", pa.string()), ("source_line", pa.int64())]
-            + [(x, pa.string()) for x in self.columns])
-        self.writer = pq.ParquetWriter(path, self.schema) if self.correlations else None
-
-    def take(self, con, group: scan.Group, rules: list[CompiledRule], rows: pa.Array,
-             idx: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Keep the hits of ``rules`` that correlations name; return the hits that are
-        detections of their own."""
-        if self.writer is None or not len(rows):
-            return rows, idx
-        named = pa.array([i for i, r in enumerate(rules) if r.id in self.reads], pa.int32())
-        if len(named):
-            keep = pc.is_in(idx, value_set=named)
-            if pc.any(keep).as_py():
-                self.writer.write_table(self._events(con, group, rules, rows.filter(keep),
-                                                     idx.filter(keep)))
-        silent = pa.array([i for i, r in enumerate(rules) if r.id in self.silent], pa.int32())
-        if not len(silent):
-            return rows, idx
-        own = pc.invert(pc.is_in(idx, value_set=silent))
-        return rows.filter(own), idx.filter(own)
-
-    def _events(self, con, group: scan.Group, rules: list[CompiledRule], rows: pa.Array,
-                idx: pa.Array) -> pa.Table:
-        ids = pa.array([r.id for r in rules], pa.string())
-        cols: dict[str, pa.Array] = {"rule_id": ids.take(idx)}
-        for c in ("org_id", "ts", "event_kind", "file_id", "source_file", "source_line"):
-            cols[c] = group.column(c, rows)
-        cols["src_ip"] = (group.column("source_ip", rows) if "source_ip" in
-                          group.table.column_names else pa.nulls(len(rows), pa.string()))
-        wanted = {x for r in rules if r.id in self.reads for x in self.reads[r.id]}
-        fields = []
-        for x in self.columns:
-            parent = sqlfn.field_column(x)
-            if x not in wanted:
-                cols[x] = pa.nulls(len(rows), pa.string())
-            elif parent is None:
-                cols[x] = group.column(x, rows)
-            else:
-                fields.append(x)
-                if parent[0] not in cols:
-                    cols[parent[0]] = group.column(parent[0], rows)
-        t = pa.table({k: v.dictionary_decode() if pa.types.is_dictionary(v.type) else v
-                      for k, v in cols.items()})
-        if fields:  # the JSON object's fields, as the rules read them (sqlfn.with_fields)
-            con.register("__ts_correlated", t)
-            t = con.sql(sqlfn.with_fields("SELECT * FROM __ts_correlated", fields)
-                        ).to_arrow_table()
-            con.unregister("__ts_correlated")
-        return pa.table([t.column(f.name).cast(f.type) for f in self.schema], schema=self.schema)
-
-    def run(self, con, write: Callable[[pa.Table], int], per_rule: Counter[str]) -> int:
-        """Run every correlation over the events kept; write its detections."""
-        if self.writer is None:
-            return 0
-        self.writer.close()
-        self.writer = None
-        con.execute(f"CREATE OR REPLACE TEMP VIEW __ts_events AS "
-                    f"SELECT * FROM read_parquet({sqlfn.sql_str(str(self.path))})")
-        n = 0
-        for c in self.correlations:
-            found = write(con.sql(_correlation_detections(c, "__ts_events")).to_arrow_table())
-            if found:
-                per_rule[c.id] += found
-            n += found
-        con.execute("DROP VIEW __ts_events")
-        return n
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        self.path.unlink(missing_ok=True)
-
-
-def _correlation_detections(c: CompiledCorrelation, events: str) -> str:
-    """Detection rows (schema.DETECTION) of the firings of ``c``."""
-    def text(v: str | None) -> str:
-        return "NULL::VARCHAR" if v is None else sqlfn.sql_str(v)
-
-    def texts(vs: list[str]) -> str:
-        return "[" + ", ".join(sqlfn.sql_str(v) for v in vs) + "]::VARCHAR[]"
-
-    value = ("CASE WHEN value = floor(value) THEN CAST(CAST(value AS BIGINT) AS VARCHAR) "
-             "ELSE CAST(round(value, 3) AS VARCHAR) END")
-    if c.type.startswith("temporal"):
-        what = f"{c.type} {{}} of {len(c.rules)} rules"
-    else:
-        what = f"{c.type} {{}} ({c.condition['op']} {c.condition['count']})"
-    groups = " || ', ' || ".join(
-        f"{sqlfn.sql_str(g + '=')} || coalesce(groups[{i + 1}], '(none)')"
-        for i, g in enumerate(c.group_by)) or "''"
-    what = sqlfn.sql_str(what).replace("{}", "' || " + value + " || '")
-    evidence = (f"left({what} || {sqlfn.sql_str(' within ' + c.timespan_text + ': ')} || "
-                f"{groups} || ' (' || strftime(ts, '%Y-%m-%d %H:%M:%S') || ' to ' || "
-                f"strftime(until, '%Y-%m-%d %H:%M:%S') || ')', 512)")
-    return f"""
-        SELECT org_id, ts, src_ip, event_kind, file_id, source_file, source_line,
-               {text(c.id)} AS rule_id, {text(c.title)} AS title, {text(c.level)} AS severity,
-               {texts(c.cves)} AS cves, {texts(c.attack_techniques)} AS attack_techniques,
-               {text(c.product)} AS product, {text(c.campaign)} AS campaign,
-               {text(c.family)} AS family, NULL::VARCHAR AS malware_family,
-               'correlation' AS detector, {evidence} AS evidence
-        FROM ({correlation_sql(c, events)})
-        ORDER BY org_id, ts, file_id, source_line"""
 
 
 # The evidence of a detection, what an analyst reads first: the column the event is about
