@@ -90,7 +90,9 @@ def test_headline_surge_and_attribution(pipeline):
 def test_endpoint_families_equal_ground_truth(pipeline):
     _, _, _, _, truth, report = pipeline
     quarters = truth["endpoint"]["quarters"]
-    emotet = next(f for f in report["families"] if f["family"] == "emotet")
+    emotet = next(f for f in report["malware"] if f["family"] == "emotet")
+    assert emotet["rank"] == 1 and emotet["baseline_rank"] == 1 and emotet["rank_change"] == 0
+    assert not [f for f in report["families"] if f["family"] == "emotet"]
     assert (emotet["baseline"], emotet["period"]) == tuple(
         quarters[q]["families"]["emotet"]["events"] for q in (truth["baseline"], truth["period"]))
 

@@ -340,3 +340,16 @@ def test_sentence_ends_with_one_full_stop():
         "led by Tencent and Alibaba Co.,Ltd."
     )
     assert _sentence("rose 5-fold") == "rose 5-fold."
+
+
+def test_malware_families_are_ranked_with_their_change_in_rank():
+    from threatscope.analyze.metrics import _ranked, change
+
+    rows = [{"family": f, **change(p, b)} for f, p, b in
+            (("qakbot", 3, 9), ("emotet", 12, 4), ("trickbot", 3, 0), ("dridex", 0, 4))]
+    got = {r["family"]: (r["rank"], r["baseline_rank"], r["rank_change"]) for r in _ranked(rows)}
+    # period: emotet 12, then qakbot and trickbot tie at 3; baseline: qakbot 9, emotet and
+    # dridex tie at 4
+    assert got == {"emotet": (1, 2, 1), "qakbot": (2, 1, -1), "trickbot": (2, None, None),
+                   "dridex": (None, 2, None)}
+    assert [r["family"] for r in _ranked(rows)] == ["emotet", "qakbot", "trickbot", "dridex"]

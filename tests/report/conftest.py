@@ -170,6 +170,10 @@ def build_metrics() -> dict:
         "families": [{"family": "sqli", **change(3100, 2900)},
                      {"family": "lfi", **change(1500, 1200)},
                      {"family": "scanner", **change(800, 800)}],
+        "malware": [{"family": "emotet", **change(40, 12), "rank": 1, "baseline_rank": 1,
+                     "rank_change": 0},
+                    {"family": "trickbot", **change(5, 0), "rank": 2, "baseline_rank": None,
+                     "rank_change": None}],
         "rules": [{"rule_id": f"ts-{c['campaign']}", "title": c["title"], "level": "high",
                    **change(c["period"], c["baseline"])} for c in camps],
         "sources": {

@@ -15,8 +15,8 @@ P_TOTAL = sum(r[3] for r in EXECUTION)
 B_TOTAL = sum(r[4] for r in EXECUTION)
 
 
-def _section(html: str) -> str:
-    start = html.index('<section id="endpoint">')
+def _section(html: str, name: str = "endpoint") -> str:
+    start = html.index(f'<section id="{name}">')
     return html[start:html.index("</section>", start)]
 
 
@@ -68,6 +68,30 @@ def test_no_endpoint_detections_is_one_line(empty_metrics):
                 f"{label[1]}.")
         assert section.text.strip() == f"Endpoint\n{line}"
         assert f"## Endpoint\n\n_{line}_" in render_markdown(m)
+
+
+def test_malware_families_ranked_with_their_change_in_rank():
+    m = build_metrics()
+    m["malware"] = [
+        {"family": "emotet", "period": 12, "baseline": 4, "fold_change": 3.0,
+         "pct_change": 200.0, "flag": "surging", "rank": 1, "baseline_rank": 2,
+         "rank_change": 1},
+        {"family": "<script>trickbot", "period": 3, "baseline": 0, "fold_change": None,
+         "pct_change": None, "flag": "new", "rank": 2, "baseline_rank": None,
+         "rank_change": None}]
+    html = render_html(m)
+    page = Page(_section(html, "malware"))
+    assert "<script>trickbot" in page.text and "<script>trickbot" not in html
+    rows = [r for r in page.text.splitlines() if "emotet" in r or "trickbot" in r]
+    assert rows and "+1" in page.text
+    md = render_markdown(m)
+    assert "| 1 | emotet | 12 | 4 | 2 | +1 |" in md
+    assert "| 2 | &lt;script&gt;trickbot | 3 | 0 | — | — |" in md  # escaped in Markdown too
+    assert all(c["ok"] for c in check_view(build_view(m)))
+    m["malware"] = []
+    none = "No malware family was detected in 2018Q2 or 2018Q1."
+    assert Page(_section(render_html(m), "malware")).text.strip() == f"Malware\n{none}"
+    assert f"## Malware\n\n_{none}_" in render_markdown(m)
 
 
 def test_empty_baseline_shows_no_baseline_share():

@@ -167,7 +167,7 @@ def detected(sim, tmp_path_factory):
         rows = con.execute("""
             SELECT source_file, source_line, org_id, CAST(ts AS DATE) < DATE '2018-04-01',
                    list(DISTINCT t) FILTER (WHERE t IS NOT NULL),
-                   list(DISTINCT family) FILTER (WHERE family IS NOT NULL)
+                   list(DISTINCT malware_family) FILTER (WHERE malware_family IS NOT NULL)
             FROM (SELECT *, unnest(CASE WHEN len(attack_techniques) = 0 THEN [NULL]
                                         ELSE attack_techniques END) AS t
                   FROM detection WHERE event_kind IN ('process_creation', 'ps_script',

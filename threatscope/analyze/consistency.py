@@ -145,7 +145,7 @@ def check_consistency(m: dict[str, Any]) -> list[str]:
             out += _shares(f"{w} top_countries", c["top_countries"], "count", c["period"])
         out += _sorted("campaigns", m["campaigns"], "period", "campaign")
         for section, name in (("products", "product"), ("cves", "cve"), ("families", "family"),
-                              ("rules", "rule_id")):
+                              ("malware", "family"), ("rules", "rule_id")):
             for r in m[section]:
                 out += _change(f"{section} {r[name]}", r)
                 if section != "rules" and r["period"] > events:

@@ -120,6 +120,7 @@ FIGURES: dict[str, Figure] = {
     ),
     "cves": Figure("det_cve", EVENTS, ("cve",), "cve IS NOT NULL"),
     "families": Figure("det", EVENTS, ("family",), "family IS NOT NULL"),
+    "malware": Figure("det", EVENTS, ("malware_family",), "malware_family IS NOT NULL"),
     "rules": Figure("det", MATCHES, ("rule_id", "title", "severity")),
     "sources.hosting_share": Figure("det", HOSTING_EVENTS, windows="period", zero=False),
     "sources.countries": Figure(

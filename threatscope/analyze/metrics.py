@@ -109,6 +109,23 @@ def _rules_summary(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | No
     return n(s.get("rules_loaded")), n(s.get("rules_failed"))
 
 
+def _ranked(rows: list[dict]) -> list[dict]:
+    """Rows with ``rank`` in the period and ``baseline_rank`` (1 = the most detected events;
+    ties share a rank; None where a window has none) and ``rank_change`` (places moved up,
+    None when either rank is), most detected first."""
+    def ranks(key: str) -> dict[str, int]:
+        counts = sorted({r[key] for r in rows if r[key]}, reverse=True)
+        place = {c: 1 + sum(1 for r in rows if r[key] > c) for c in counts}
+        return {r["family"]: place[r[key]] for r in rows if r[key]}
+
+    now, before = ranks("period"), ranks("baseline")
+    out = [{**r, "rank": now.get(r["family"]), "baseline_rank": before.get(r["family"]),
+            "rank_change": (before[r["family"]] - now[r["family"]]
+                            if r["family"] in now and r["family"] in before else None)}
+           for r in rows]
+    return sorted(out, key=lambda r: (-r["period"], -r["baseline"], r["family"]))
+
+
 def _share(v: Any) -> float | None:
     return None if v is None else round(float(v), 4)
 
@@ -248,6 +265,8 @@ def _build(
         record("cves", r, ("cve",))
     families = [{"family": r["family"], **change(r["period"], r["baseline"])}
                 for r in ev("families")]
+    malware = _ranked([{"family": r["malware_family"], **change(r["period"], r["baseline"])}
+                       for r in ev("malware")])
     rules = [{"rule_id": r["rule_id"], "title": r["title"], "level": r["severity"],
               **change(r["period"], r["baseline"])} for r in ev("rules")]
 
@@ -325,6 +344,7 @@ def _build(
 
     used = {f["figure"] for f in figs} | {
         "campaigns.timeline", "campaigns.as_orgs", "campaigns.countries", "cves", "families",
+        "malware",
         "rules", "sources.hosting_share", "sources.countries", "sources.as_orgs", "sources.ips",
         "sources.per_ip", "sectors.events", "sectors.orgs", "endpoint.execution_techniques"}
     return {
@@ -340,6 +360,7 @@ def _build(
         "products": products,
         "cves": cves_l,
         "families": families,
+        "malware": malware,
         "rules": rules,
         "sources": sources,
         "sectors": sectors,

@@ -289,7 +289,7 @@ def detections_sql(c: CompiledCorrelation, events: str) -> str:
                {text(c.id)} AS rule_id, {text(c.title)} AS title, {text(c.level)} AS severity,
                {texts(c.cves)} AS cves, {texts(c.attack_techniques)} AS attack_techniques,
                {text(c.product)} AS product, {text(c.campaign)} AS campaign,
-               {text(c.family)} AS family, NULL::VARCHAR AS malware_family,
+               {text(c.family)} AS family, {text(c.malware)} AS malware_family,
                'correlation' AS detector, {evidence} AS evidence
         FROM ({correlation_sql(c, events)})
         ORDER BY org_id, ts, file_id, source_line"""

@@ -40,6 +40,7 @@ class CompiledRule:
     product: str | None = None
     campaign: str | None = None
     family: str | None = None
+    malware: str | None = None  # malware family, e.g. 'emotet'
     expr: Expr = field(default_factory=list, repr=False)  # see compiler
     name: str | None = None  # the rule's `name:`, by which correlations may refer to it
 
@@ -77,6 +78,7 @@ class CompiledCorrelation:
     product: str | None = None
     campaign: str | None = None
     family: str | None = None
+    malware: str | None = None
 
     def reads(self, rule_id: str) -> list[str]:
         """The columns this correlation reads from the events of ``rule_id``."""

@@ -262,9 +262,10 @@ def _or_sql(sqls: list[str]) -> str:
 
 
 def _tag_meta(tags: list[str]) -> dict:
-    """cves / attack_techniques / tactics / product / campaign / family from rule tags."""
+    """cves / attack_techniques / tactics / product / campaign / family / malware from rule
+    tags (``threatscope.<key>.<value>``)."""
     meta: dict = {"cves": [], "attack_techniques": [], "tactics": [], "product": None,
-                  "campaign": None, "family": None}
+                  "campaign": None, "family": None, "malware": None}
     for tag in tags:
         ns, _, name = tag.lower().partition(".")
         if ns == "cve" and name:
@@ -276,7 +277,7 @@ def _tag_meta(tags: list[str]) -> dict:
                 meta["tactics"].append(name.replace("_", "-"))
         elif ns == "threatscope":
             key, _, value = name.partition(".")
-            if key in ("product", "campaign", "family") and value and meta[key] is None:
+            if key in ("product", "campaign", "family", "malware") and value and meta[key] is None:
                 meta[key] = value
     for k in ("cves", "attack_techniques", "tactics"):
         meta[k] = list(dict.fromkeys(meta[k]))

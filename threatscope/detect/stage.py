@@ -257,6 +257,7 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         "product": pa.array([r.product for r in rules], pa.string()),
         "campaign": pa.array([r.campaign for r in rules], pa.string()),
         "family": pa.array([r.family for r in rules], pa.string()),
+        "malware_family": pa.array([r.malware for r in rules], pa.string()),
     }
     engine = Engine(rules, table)
     scanned = 0
@@ -295,7 +296,6 @@ def _sigma(con: duckdb.DuckDBPyConnection, ws, table: str, rules: list[CompiledR
         # the rule's columns by index into the rule list: no per-row strings
         for c, values in meta.items():
             cols[c] = values.take(idx) if pa.types.is_list(values.type) else indexed(idx, values)
-        cols["malware_family"] = pa.nulls(len(idx), pa.string())
         cols["detector"] = constant("sigma", len(idx))
         write(pa.table({c: cols[c] for c, _ in schema.DETECTION}))
         for vc in pc.value_counts(idx).to_pylist():  # one entry per rule that hit
@@ -360,12 +360,13 @@ def list_rules(rule_dirs: Sequence[Path | str] = (), builtin: bool = True,
     return [
         {"id": r.id, "title": r.title, "level": r.level, "table": r.table, "cves": r.cves,
          "techniques": r.attack_techniques, "product": r.product, "campaign": r.campaign,
-         "family": r.family, "path": r.path}
+         "family": r.family, "malware": r.malware, "path": r.path}
         for r in rs.rules
     ] + [
         {"id": c.id, "title": c.title, "level": c.level, "table": f"correlation:{c.type}",
          "cves": c.cves, "techniques": c.attack_techniques, "product": c.product,
-         "campaign": c.campaign, "family": c.family, "path": c.path, "rules": c.rules}
+         "campaign": c.campaign, "family": c.family, "malware": c.malware, "path": c.path,
+         "rules": c.rules}
         for c in rs.correlations
     ]
 

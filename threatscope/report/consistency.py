@@ -45,7 +45,7 @@ def _changes(view: dict) -> Iterable[tuple[str, dict]]:
         if c:
             yield f"totals.{k}", c
     for section, key in (("campaigns", "campaign"), ("products", "product"), ("cves", "cve"),
-                         ("families", "family"), ("rules", "rule_id")):
+                         ("families", "family"), ("malware", "family"), ("rules", "rule_id")):
         for row in view[section]:
             yield f"{section}[{row[key]}]", row
     ep = view["endpoint"]

@@ -51,6 +51,10 @@ def md(value: object, limit: int = 240) -> str:
     return _LEADING.sub(lambda m: m[1] + m[2][:-1] + "\\" + m[2][-1], s)
 
 
+def _rank_change(n: int | None) -> str:
+    return "—" if n is None else ("±0" if n == 0 else f"{n:+d}")
+
+
 def _table(head: Sequence[str], rows: Iterable[Sequence[str]],
            align: Sequence[str] | None = None) -> str:
     align = align or ["l"] * len(head)
@@ -219,6 +223,17 @@ def render_markdown(metrics: dict) -> str:
                 "tables/endpoint\\_execution\\_techniques.csv._\n")
     else:
         add(f"_No endpoint detections of ATT&CK execution techniques in {pl} or {bl}._\n")
+    add("## Malware\n")
+    if v["malware"]:
+        add(f"Ranked by detected events in {pl}; the rank in {bl} beside it.\n")
+        add(_table(["Rank", "Family", pl, bl, f"Rank in {bl}", "Rank change", "% change", "Flag"],
+                   [[fmt_int(r["rank"]), md(r["family"]), fmt_int(r["period"]),
+                     fmt_int(r["baseline"]), fmt_int(r["baseline_rank"]),
+                     _rank_change(r["rank_change"]), fmt_pct(r["pct_change"]),
+                     md(fmt_flag(r["flag"]))] for r in v["malware"][:50]],
+                   ["r", "l", "r", "r", "r", "r", "r", "l"]) + "\n")
+    else:
+        add(f"_No malware family was detected in {pl} or {bl}._\n")
 
     add("## Sectors\n")
     if v["sectors"]:

@@ -134,6 +134,8 @@ def build_view(metrics: dict) -> dict:
         "products": _rows(m.get("products"), ("product",) + CHANGE),
         "cves": _rows(m.get("cves"), ("cve",) + CHANGE),
         "families": _rows(m.get("families"), ("family",) + CHANGE),
+        "malware": _rows(m.get("malware"), ("family",) + CHANGE
+                         + ("rank", "baseline_rank", "rank_change")),
         "rules": _rows(m.get("rules"), ("rule_id", "title", "level") + CHANGE),
         "sources": {
             "distinct_ips": sources.get("distinct_ips"),

@@ -30,6 +30,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "products": ("products", ("product",) + CHANGE),
     "cves": ("cves", ("cve",) + CHANGE),
     "families": ("families", ("family",) + CHANGE),
+    "malware": ("malware", ("family",) + CHANGE + ("rank", "baseline_rank", "rank_change")),
     "rules": ("rules", ("rule_id", "title", "level") + CHANGE),
     "sources_top_countries": ("sources.top_countries",
                               ("country_code", "country_name", "detected_events", "source_ips",
