@@ -238,7 +238,7 @@ KINDS: dict[str, list[tuple[str, str]]] = {
 ARROW_TYPES: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(),
     "BIGINT": pa.int64(), "INTEGER": pa.int32(), "UHUGEINT": pa.decimal128(38, 0),
-    "VARCHAR[]": pa.list_(pa.string()), "BOOLEAN": pa.bool_(),
+    "VARCHAR[]": pa.list_(pa.string()), "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64(),
 }
 
 # One row per (event, rule) match. Written by detect to detection.parquet (the view `detection`).
@@ -261,6 +261,27 @@ DETECTION: list[tuple[str, str]] = [
     ("malware_family", "VARCHAR"),
     ("detector", "VARCHAR"),  # 'sigma' | 'suricata' | analyzer name
     ("evidence", "VARCHAR"),  # short text shown to an analyst (e.g. the matched URI)
+]
+
+# One row per PowerShell command line or script block of the lake, as the PowerShell analyzer
+# saw it (detect/powershell.py). Written by detect to powershell.parquet (the view `powershell`).
+POWERSHELL: list[tuple[str, str]] = [
+    ("org_id", "VARCHAR"),
+    ("ts", "TIMESTAMP"),
+    ("event_kind", "VARCHAR"),  # process_creation | ps_script
+    ("file_id", "VARCHAR"),
+    ("source_file", "VARCHAR"),
+    ("source_line", "BIGINT"),
+    ("source", "VARCHAR"),  # 'command_line' | 'script_block' (a block logged in parts: whole)
+    ("text", "VARCHAR"),  # as logged (64K characters at most)
+    ("obfuscated", "BOOLEAN"),
+    ("score", "DOUBLE"),  # the classifier's probability that the text is obfuscated
+    ("techniques", "VARCHAR[]"),  # what the deobfuscator undid: 'encodedcommand', 'concat', ...
+    ("layers", "INTEGER"),
+    ("deobfuscated", "VARCHAR"),  # the text recovered (64K characters at most)
+    ("iocs", "VARCHAR[]"),  # URLs, domains, IPs, file paths found in it
+    ("truncated", "BOOLEAN"),  # a time, depth or size bound cut the deobfuscation short
+    ("reason", "VARCHAR"),  # which bound, or why a payload is not recoverable
 ]
 
 # One row per distinct attacking IP. Written by enrich into the catalog table `source`.

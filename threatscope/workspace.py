@@ -66,6 +66,12 @@ class Workspace:
         return self.root / "detection.parquet"
 
     @property
+    def powershell_path(self) -> Path:
+        """The PowerShell analyzer's view of every PowerShell event (schema.POWERSHELL),
+        replaced with the detections."""
+        return self.root / "powershell.parquet"
+
+    @property
     def lake(self) -> Path:
         return self.root / "lake"
 
@@ -143,6 +149,9 @@ class Workspace:
                             f"SELECT {_lake_columns(cols, have)} FROM {files}")
         for category, sql in (_WINDOWS_VIEWS.items() if windows_categories else ()):
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{category}" AS {sql}')
+        con.execute('CREATE OR REPLACE TEMP VIEW powershell AS ' + (
+            f"SELECT * FROM read_parquet('{_sql_str(str(self.powershell_path))}')"
+            if self.powershell_path.exists() else schema.empty_select(schema.POWERSHELL)))
         if self.detections_path.exists():
             con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "
                         f"read_parquet('{_sql_str(str(self.detections_path))}')")

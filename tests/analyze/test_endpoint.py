@@ -140,7 +140,10 @@ def test_only_in_the_baseline_and_no_endpoint_detections(build):
 
     web = analyze(build.ws, parse_period("2018Q3"))  # nothing at all: every figure is zero
     assert web["endpoint"] == {"execution_techniques": [], "technique_events": change(0, 0),
-                               "detected_events": change(0, 0)}
+                               "detected_events": change(0, 0), "powershell": {
+                                   "events": change(0, 0), "obfuscated": change(0, 0),
+                                   "obfuscated_share": None, "baseline_obfuscated_share": None,
+                                   "share_change_pp": None}}
     assert web["consistency"]["ok"], web["consistency"]["problems"]
 
 
@@ -213,3 +216,44 @@ def test_sigmahq_rules_over_evtx_samples_agree_with_a_reference_count(tmp_path):
     assert got == dict(expected)
     assert m["endpoint"]["detected_events"]["period"] == sum(1 for ids in per_event.values() if ids)
     assert m["consistency"] == {"ok": True, "problems": []}
+
+
+def _powershell_rows(ws: Workspace, rows: list[tuple[str, int, bool]]) -> None:
+    """The PowerShell analyzer's table (detect/powershell.py): (file_id, line, obfuscated) of
+    org o1 (the figures join it to the detections by event)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from threatscope import schema
+
+    given = {"org_id": ["o1"] * len(rows), "file_id": [r[0] for r in rows],
+             "source_line": [r[1] for r in rows], "obfuscated": [r[2] for r in rows],
+             "score": [0.99 if r[2] else 0.01 for r in rows]}
+    types = pa.schema([(n, schema.ARROW_TYPES[t]) for n, t in schema.POWERSHELL])
+    pq.write_table(pa.table({f.name: given.get(f.name, [None] * len(rows)) for f in types},
+                            schema=types), ws.powershell_path)
+
+
+def test_obfuscated_share_of_powershell(tmp_path):
+    build = WsBuilder(tmp_path / "ws")
+    build.orgs(("o1", "Org 1", "biotech", None))
+    p, b = PERIOD_DAY, BASE_DAY
+    for i in range(1, 5):  # 4 PowerShell events in the period, 3 of them obfuscated
+        endpoint(build, p, ("p", i), "ps", ["T1059.001"])
+    endpoint(build, p, ("p", 5), "ps-old", ["T1086"])  # PowerShell too: not analysed
+    endpoint(build, p, ("p", 6), "cmd", ["T1059.003"])  # obfuscated, but not PowerShell
+    endpoint(build, b, ("b", 1), "ps", ["T1059.001"])  # baseline: 1 of 2
+    endpoint(build, b, ("b", 2), "ps", ["T1059.001"])
+    _powershell_rows(build.ws, [("p", 1, True), ("p", 2, True), ("p", 3, True), ("p", 4, False),
+                                ("p", 6, True), ("b", 1, True), ("b", 2, False), ("x", 9, True)])
+    m = analyze(build.ws, Q2)
+    ps = m["endpoint"]["powershell"]
+    assert ps["events"] == change(5, 2) and ps["obfuscated"] == change(3, 1)
+    assert ps["obfuscated_share"] == 0.6 and ps["baseline_obfuscated_share"] == 0.5
+    assert ps["share_change_pp"] == 10.0
+    assert check_consistency(m) == []
+    ids = {f["id"] for f in m["figures"]}
+    assert {"endpoint.powershell_events", "endpoint.powershell_obfuscated"} <= ids
+    broken = copy.deepcopy(m)
+    broken["endpoint"]["powershell"]["obfuscated_share"] = 0.7
+    assert any("obfuscated_share" in p for p in check_consistency(broken))

@@ -121,3 +121,21 @@ def test_report_check_catches_shares_that_do_not_add_up(metrics):
         "execution technique shares sum to 100% and their counts to the technique events"]
     assert "period: shares sum to 1.1000" in failed[1]["detail"]
     assert f"baseline: technique counts sum to {B_TOTAL + 1}" in failed[1]["detail"]
+
+
+def test_obfuscated_share_of_powershell_line():
+    from threatscope.analyze.metrics import change
+
+    m = build_metrics()
+    m["endpoint"]["powershell"] = {
+        "events": change(80, 40), "obfuscated": change(66, 22), "obfuscated_share": 0.825,
+        "baseline_obfuscated_share": 0.55, "share_change_pp": 27.5}
+    text = Page(_section(render_html(m))).text
+    line = next(x for x in text.splitlines() if x.startswith("Obfuscated PowerShell:"))
+    assert line.startswith(f"Obfuscated PowerShell: 66 of 80 PowerShell events in 2018Q2 "
+                           f"({fmt_share(0.825)}), against 22 of 40 in 2018Q1 "
+                           f"({fmt_share(0.55)}); change of share {fmt_pp(27.5)}")
+    assert "+200%" in line
+    assert "**Obfuscated PowerShell:** 66 of 80 PowerShell events" in render_markdown(m)
+    m["endpoint"]["powershell"]["events"] = change(0, 0)  # no PowerShell: no line
+    assert "Obfuscated PowerShell" not in render_html(m)

@@ -104,6 +104,20 @@ def _endpoint(ep: dict[str, Any], detected: dict[str, Any]) -> list[str]:
                 pp is not None and abs(pp - 100 * (s - b)) > 0.02):
             out.append(f"endpoint technique {r['technique']}: share_change_pp {pp} != "
                        f"100 * ({s} - {b})")
+    ps = ep.get("powershell")
+    if ps:  # the obfuscated share of PowerShell: a part of its events, their ratio
+        out += _change("endpoint.powershell.events", ps["events"])
+        out += _change("endpoint.powershell.obfuscated", ps["obfuscated"])
+        for w, key in (("period", "obfuscated_share"), ("baseline", "baseline_obfuscated_share")):
+            n, k = ps["events"][w], ps["obfuscated"][w]
+            if k > n:
+                out.append(f"endpoint: more obfuscated PowerShell events than PowerShell "
+                           f"events in the {w} ({k} > {n})")
+            if (ps[key] is None) != (n == 0) or (n and not _close(ps[key], k / n)):
+                out.append(f"endpoint: powershell {key} {ps[key]} != {k} / {n}")
+            tech = next((r[w] for r in rows if r["technique"] == "T1059.001"), 0)
+            if n != tech:
+                out.append(f"endpoint: {w} PowerShell events ({n}) != T1059.001's ({tech})")
     return out
 
 

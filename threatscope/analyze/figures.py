@@ -170,6 +170,9 @@ FIGURES: dict[str, Figure] = {
         "det_exec", EVENTS, ("technique", "technique_name", "parent_name")),
     "endpoint.technique_events": Figure("det_exec", "count(DISTINCT (ev, technique))"),
     "endpoint.detected_events": Figure("det_exec", EVENTS),
+    # PowerShell attack events (T1059.001) and those the PowerShell analyzer found obfuscated
+    "endpoint.powershell_events": Figure("ps_exec", EVENTS),
+    "endpoint.powershell_obfuscated": Figure("ps_exec", EVENTS, where="obfuscated"),
     "sectors.events": Figure("det", EVENTS, ("sector",)),
     "sectors.orgs": Figure(
         "orgs", MATCHES, ("sector",), windows="all",
@@ -221,6 +224,16 @@ RELATIONS: dict[str, str] = {
         named AS (SELECT DISTINCT ev, split_part(technique, '.', 1) AS parent FROM x
                   WHERE contains(technique, '.'))
         SELECT x.* FROM x ANTI JOIN named n ON n.ev = x.ev AND n.parent = x.technique""",
+    # the events of det_exec counted as PowerShell, with the PowerShell analyzer's verdict on
+    # their command line or script block (detect/powershell.py; not obfuscated when it did not
+    # see the event)
+    "ps_exec": """
+        SELECT DISTINCT x.ev, x.day, x.org_id, x.file_id, x.source_line,
+               coalesce(p.obfuscated, false) AS obfuscated
+        FROM det_exec x
+        LEFT JOIN powershell p ON p.org_id = x.org_id AND p.file_id = x.file_id
+                              AND p.source_line = x.source_line
+        WHERE x.technique = 'T1059.001'""",
     "events": """
         SELECT org_id, ts, event_date AS day, event_kind FROM http
         UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",

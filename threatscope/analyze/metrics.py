@@ -336,6 +336,19 @@ def _build(
         row = ev(f"endpoint.{name}")[0]
         endpoint[name] = change(row["period"], row["baseline"])
         record(f"endpoint.{name}", row)
+    # the obfuscated share of PowerShell (its events: those counted as T1059.001)
+    ps, obf = ev("endpoint.powershell_events")[0], ev("endpoint.powershell_obfuscated")[0]
+    record("endpoint.powershell_events", ps)
+    record("endpoint.powershell_obfuscated", obf)
+    p_share = obf["period"] / ps["period"] if ps["period"] else None
+    b_share = obf["baseline"] / ps["baseline"] if ps["baseline"] else None
+    endpoint["powershell"] = {
+        "events": change(ps["period"], ps["baseline"]),
+        "obfuscated": change(obf["period"], obf["baseline"]),
+        "obfuscated_share": _share(p_share), "baseline_obfuscated_share": _share(b_share),
+        "share_change_pp": (round(100 * (p_share - b_share), 2)
+                            if p_share is not None and b_share is not None else None),
+    }
 
     # ATT&CK names of every technique id the document mentions (renderers label ids with it)
     tags = {t for c in campaigns for t in c["techniques"]} | {t["technique"] for t in techniques}

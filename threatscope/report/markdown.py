@@ -210,6 +210,15 @@ def render_markdown(metrics: dict) -> str:
             f"events), {fmt_int(tev.get('baseline'))} in {bl}."
             + (f" Names from MITRE ATT&CK {md(v['attack']['attack_version'])}."
                if v["attack"]["attack_version"] else "") + "\n")
+        ps = ep["powershell"]
+        if ps:
+            add(f"**Obfuscated PowerShell:** {fmt_int(ps['obfuscated']['period'])} of "
+                f"{fmt_int(ps['events']['period'])} PowerShell events in {pl} "
+                f"({fmt_share(ps['obfuscated_share'])}), against "
+                f"{fmt_int(ps['obfuscated']['baseline'])} of {fmt_int(ps['events']['baseline'])} "
+                f"in {bl} ({fmt_share(ps['baseline_obfuscated_share'])}); change of share "
+                f"{fmt_pp(ps['share_change_pp'])}, obfuscated PowerShell events "
+                f"{fmt_pct(ps['obfuscated']['pct_change'])}.\n")
         add(_table(["Execution technique", "Parent", pl, "Share", bl, "Share", "Change of share",
                     "% change", "Flag"],
                    [[md(r["label"]), md(r["parent"] or "—"), fmt_int(r["period"]),

@@ -84,9 +84,16 @@ def _endpoint(ep: dict) -> dict:
     rows = _rows(ep.get("execution_techniques"), _TECHNIQUE)
     for r in rows:
         r["label"] = f"{r['technique']} {r['name']}" if r["name"] else str(r["technique"] or "?")
+    ps = _d(ep.get("powershell"))
     return {"execution_techniques": rows,
             "technique_events": change(ep.get("technique_events")),
-            "detected_events": change(ep.get("detected_events"))}
+            "detected_events": change(ep.get("detected_events")),
+            # the obfuscated share of PowerShell; None when no PowerShell was detected
+            "powershell": {"events": change(ps["events"]), "obfuscated": change(ps["obfuscated"]),
+                           **_pick(ps, ("obfuscated_share", "baseline_obfuscated_share",
+                                        "share_change_pp"))}
+            if change(ps.get("events")) and (ps["events"]["period"] or ps["events"]["baseline"])
+            else None}
 
 
 def build_view(metrics: dict) -> dict:
