@@ -265,7 +265,7 @@ DETECTION: list[tuple[str, str]] = [
 
 # One row per PowerShell command line or script block of the lake, as the PowerShell analyzer
 # saw it (detect/powershell.py). Written by detect to powershell.parquet (the view `powershell`).
-POWERSHELL: list[tuple[str, str]] = [
+POWERSHELL_ANALYSIS: list[tuple[str, str]] = [
     ("org_id", "VARCHAR"),
     ("ts", "TIMESTAMP"),
     ("event_kind", "VARCHAR"),  # process_creation | ps_script

@@ -67,7 +67,7 @@ class Workspace:
 
     @property
     def powershell_path(self) -> Path:
-        """The PowerShell analyzer's view of every PowerShell event (schema.POWERSHELL),
+        """The PowerShell analyzer's view of every PowerShell event (schema.POWERSHELL_ANALYSIS),
         replaced with the detections."""
         return self.root / "powershell.parquet"
 
@@ -151,7 +151,7 @@ class Workspace:
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{category}" AS {sql}')
         con.execute('CREATE OR REPLACE TEMP VIEW powershell AS ' + (
             f"SELECT * FROM read_parquet('{_sql_str(str(self.powershell_path))}')"
-            if self.powershell_path.exists() else schema.empty_select(schema.POWERSHELL)))
+            if self.powershell_path.exists() else schema.empty_select(schema.POWERSHELL_ANALYSIS)))
         if self.detections_path.exists():
             con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "
                         f"read_parquet('{_sql_str(str(self.detections_path))}')")

@@ -229,7 +229,7 @@ def _powershell_rows(ws: Workspace, rows: list[tuple[str, int, bool]]) -> None:
     given = {"org_id": ["o1"] * len(rows), "file_id": [r[0] for r in rows],
              "source_line": [r[1] for r in rows], "obfuscated": [r[2] for r in rows],
              "score": [0.99 if r[2] else 0.01 for r in rows]}
-    types = pa.schema([(n, schema.ARROW_TYPES[t]) for n, t in schema.POWERSHELL])
+    types = pa.schema([(n, schema.ARROW_TYPES[t]) for n, t in schema.POWERSHELL_ANALYSIS])
     pq.write_table(pa.table({f.name: given.get(f.name, [None] * len(rows)) for f in types},
                             schema=types), ws.powershell_path)
 
