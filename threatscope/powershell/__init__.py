@@ -5,7 +5,7 @@
 'Write-Host hi'
 """
 
-from .deobfuscate import Layer, Result, deobfuscate, extract_iocs
+from .deobfuscate import MAX_BYTES, Layer, Result, deobfuscate, extract_iocs
 from .tokenize import Token, tokenize
 
-__all__ = ["Layer", "Result", "Token", "deobfuscate", "extract_iocs", "tokenize"]
+__all__ = ["MAX_BYTES", "Layer", "Result", "Token", "deobfuscate", "extract_iocs", "tokenize"]
