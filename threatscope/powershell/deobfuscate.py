@@ -30,7 +30,7 @@ __all__ = ["Layer", "Result", "deobfuscate", "extract_iocs"]
 MAX_BYTES = 4 * 1024 * 1024  # input (and any decoded layer) beyond this is cut and reported
 MAX_LAYERS = 64
 MAX_VALUE = 8 * 1024 * 1024  # the largest string/array the folder builds (caps '*', ranges, inflation)
-MAX_DEPTH = 200  # parser recursion
+MAX_DEPTH = 120  # parser recursion: ~60 nested parentheses, well inside Python's stack
 
 
 @dataclass
@@ -86,7 +86,7 @@ class _Ctx:
         if self.ticks >= 256:
             self.ticks = 0
             if time.perf_counter() > self.deadline:
-                self.reason = "time budget"
+                self.reason = self.reason or "time budget"  # the first cause is the telling one
                 raise _Stop
 
     def size(self, n: int) -> None:
@@ -416,7 +416,7 @@ class _Folder:
             self.depth -= 1
 
     def typename(self, i: int) -> str:
-        s = word_value(self.t[i]).strip("[] \t").lower().replace(" ", "")
+        s = word_value(self.t[i]).strip()[1:-1].strip().lower().replace(" ", "")
         return s[7:] if s.startswith("system.") else s
 
     def postfix(self, i: int) -> tuple[Any, int]:
@@ -435,6 +435,11 @@ class _Folder:
                 nk = self.kind(j)
                 if nk == "word":
                     name, j = word_value(self.t[j]), j + 1
+                    if "." in name.strip("."):  # `A.B.C(x)` is one word token: walk the chain
+                        *heads, name = name.split(".")
+                        for h in heads:
+                            v = self.member(v, h.lower(), None, static)
+                            static = False
                 elif nk == "string":
                     name, j = string_value(self.t[j]), j + 1
                 elif nk in ("lparen", "variable"):
@@ -612,6 +617,8 @@ class _Folder:
         if not _known(a) or not _known(b):
             return UNKNOWN
         if o == "+":
+            if isinstance(b, _Obj) or isinstance(a, _Obj):
+                return UNKNOWN
             if isinstance(a, str):
                 self.tech.add("concat")
                 r = a + _to_str(b)
@@ -951,6 +958,8 @@ class _Folder:
                 except (re.error, IndexError):
                     return UNKNOWN
             return UNKNOWN
+        if t.endswith("compressionmode") and args is None:
+            return _Obj("enum", name)
         if t in ("scriptblock", "management.automation.scriptblock") and name == "create" and args:
             return _Obj("scriptblock", _to_str(args[0]))
         return UNKNOWN
@@ -1073,6 +1082,8 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
             break
         arg = am.group()
         pos = am.end()
+        if arg in ("-", "\u2013", "\u2014", "\u2015"):  # the script comes from stdin
+            return _stdin(text, m.start(), env)
         if arg[0] in _DASH and len(arg) > 1 and not arg.startswith("//"):
             name = arg[1:].rstrip(":")
             kind = _param_kind(name)
@@ -1093,8 +1104,6 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
                     return None
                 vm = _ARG.search(args_text, pos)
                 pos = vm.end() if vm else len(args_text)
-            elif arg in ("-",):
-                return _stdin(text, m.start(), env)
             continue
         rest = args_text[am.start():].strip()
         if rest:
@@ -1209,7 +1218,7 @@ def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set
             i = after
             continue
         # `<expr>.Invoke()` on a script block made from a string
-        if k in ("type", "lparen", "variable") and at_start:
+        if k in ("type", "lparen", "variable", "string") and at_start:
             try:
                 v, j = f.pipeline(i)
             except _Stop:
@@ -1268,7 +1277,8 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[
                 break
             if isinstance(v, str) and j == end + 1 and local and len(v) < 100_000:
                 tech.update(local)
-                edits.append((t.start, sig[end].start + 1, "'" + v.replace("'", "''") + "'"))
+                # the parentheses stay: they may be an argument list or a member name
+                edits.append((t.start, sig[end].start + 1, "('" + v.replace("'", "''") + "')"))
                 i = end + 1
                 continue
         elif t.kind in ("word", "type") and "`" in t.text:
@@ -1297,7 +1307,7 @@ _IP_CAND = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}[\d.]*")
 _TLDS = ("com net org info biz ru cn io top xyz de uk jp br in pl tr su pw cc tk ml ga cf gq online site "
          "club me us eu fr it nl kr vn ir ua co tv ws onion").split()
 # a domain is found from its TLD leftwards (a scan from every dotted word was the cost of IOCs)
-_TLD_HIT = re.compile(r"(?i)\.(?:" + "|".join(sorted(_TLDS, key=len, reverse=True)) + r")(?![\w-])")
+_TLD_HIT = re.compile(r"(?i)\.(?:" + "|".join(sorted(_TLDS, key=len, reverse=True)) + r")(?![\w-]|\.\w)")
 _LEFT = re.compile(r"[\w.-]{1,253}\Z")
 _LABEL = re.compile(r"(?i)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 IOC_SCAN = 256 * 1024  # IOCs are looked for in the first 256 KiB of each layer
@@ -1372,7 +1382,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
                 res.truncated, res.reason = True, res.reason or "layer cap"
                 break
             if time.perf_counter() > ctx.deadline:
-                res.truncated, ctx.reason = True, "time budget"
+                res.truncated, ctx.reason = True, ctx.reason or "time budget"
                 break
             step = _launcher(cur, env, ctx)
             toks = None
@@ -1381,7 +1391,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             else:
                 toks = [t for t in tokenize(cur, deadline=ctx.deadline) if t.kind != "comment"]
                 if time.perf_counter() > ctx.deadline:
-                    ctx.reason = "time budget"
+                    ctx.reason = ctx.reason or "time budget"
                     raise _Stop
                 toks_of = cur
                 found = _script_step(toks, env, ctx)
@@ -1407,6 +1417,8 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             if folded != cur and techs & _STRONG:
                 res.layers.append(Layer("+".join(sorted(techs)) or "fold", folded))
                 cur = folded
+        else:
+            res.truncated, ctx.reason = True, ctx.reason or "time budget"
     except _Stop:
         res.truncated = True
     except (RecursionError, MemoryError, ValueError, TypeError, IndexError, KeyError, OverflowError, UnicodeError, LookupError, AttributeError) as e:
