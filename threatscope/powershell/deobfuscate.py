@@ -1253,8 +1253,14 @@ _STRONG = frozenset({"backticks", "char-codes", "format", "reverse", "replace", 
                      "base64", "deflate", "gzip", "member-string"})
 
 
+# a backtick before a letter that is no escape (`n, `t...) has no purpose but to break signatures
+_IDLE_BACKTICK = re.compile(r"`[1-9A-Zcdg-mo-su-zCDG-MO-SU-Z]")
+# a fold is a layer only with several rewrites, or one of these (a lone [char]27 is how people write)
+_DECISIVE = frozenset({"bxor", "base64", "deflate", "gzip", "reverse", "member-string", "backticks"})
+
+
 def _random_case(word: str) -> bool:
-    return _CASE_SWITCHES.search(word) is not None
+    return len(_CASE_SWITCHES.findall(word)) >= 2
 
 
 def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str]:
@@ -1276,18 +1282,20 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[
             except _Stop:
                 break
             if isinstance(v, str) and j == end + 1 and local and len(v) < 100_000:
+                if i and sig[i - 1].kind == "dot":  # .("Down"+"loadString"): a computed member name
+                    local.add("member-string")
                 tech.update(local)
                 # the parentheses stay: they may be an argument list or a member name
                 edits.append((t.start, sig[end].start + 1, "('" + v.replace("'", "''") + "')"))
                 i = end + 1
                 continue
-        elif t.kind in ("word", "type") and "`" in t.text:
+        elif t.kind in ("word", "type") and _IDLE_BACKTICK.search(t.text):
             tech.add("backticks")
             edits.append((t.start, t.start + len(t.text), word_value(t)))
         elif t.kind == "word" and _random_case(t.text):
             tech.add("case")
         i += 1
-    if not edits:
+    if not edits or (len(edits) < 3 and not tech & _DECISIVE):
         return tech, text
     out = []
     last = 0
@@ -1432,9 +1440,11 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
     if "convertto-securestring" in low or "securestringtobstr" in low:
         res.secure_string = True
         res.techniques.add("securestring")
-    iocs = extract_iocs(res.final)
+    # out of time: IOCs from the head of each text only (the scan costs ~1 ms per 8 KB)
+    scan = IOC_SCAN if time.perf_counter() <= ctx.deadline else IOC_SCAN // 8
+    iocs = extract_iocs(res.final[:scan])
     for layer in res.layers[:-1]:
-        for key, vals in extract_iocs(layer.text).items():
+        for key, vals in extract_iocs(layer.text[:scan]).items():
             iocs[key] = list(dict.fromkeys(iocs[key] + vals))
     res.iocs = iocs
     return res

@@ -41,13 +41,13 @@ _RULES = [
     ("ws", r"[ \t\f\v\u00a0\ufeff]+"),
     ("newline", r"\r?\n|\r"),
     # the common case first (a word that starts with a letter), only for speed: the general rule is below
-    ("word", rf"[A-Za-z_](?:{_WORDCH}|`[\s\S]|[{_D}])*"),
+    ("word", rf"[A-Za-z_](?:{_WORDCH}+|`[\s\S])*"),
     ("continuation", r"`\r?\n"),
-    ("comment", r"<#[\s\S]*?(?:#>|\Z)|#[^\r\n]*"),
-    ("herestring", rf"@[{_Q1}][ \t]*\r?\n[\s\S]*?(?:\n[{_Q1}]@|\Z)|@[{_Q2}][ \t]*\r?\n[\s\S]*?(?:\n[{_Q2}]@|\Z)"),
-    ("string", rf"[{_Q1}](?:[^{_Q1}]|[{_Q1}][{_Q1}])*[{_Q1}]?|[{_Q2}](?:[^{_Q2}`]|`[\s\S]?|[{_Q2}][{_Q2}])*[{_Q2}]?"),
+    ("comment", r"<#(?:[^#]+|#(?!>))*(?:#>)?|#[^\r\n]*"),
+    ("herestring", rf"@[{_Q1}][ \t]*\r?\n(?:[^\n]+|\n(?![{_Q1}]@))*(?:\n[{_Q1}]@)?|@[{_Q2}][ \t]*\r?\n(?:[^\n]+|\n(?![{_Q2}]@))*(?:\n[{_Q2}]@)?"),
+    ("string", rf"[{_Q1}](?:[^{_Q1}]+|[{_Q1}][{_Q1}])*[{_Q1}]?|[{_Q2}](?:[^{_Q2}`]+|`[\s\S]?|[{_Q2}][{_Q2}])*[{_Q2}]?"),
     ("subexpr", r"\$\("),
-    ("variable", r"\$\{(?:[^}`]|`[\s\S]?)*\}?|\$(?:[A-Za-z_][\w]*:(?!:))?(?:[\w?]|`[\s\S])+|\$[$?^_]"),
+    ("variable", r"\$\{(?:[^}`]+|`[\s\S]?)*\}?|\$(?:[A-Za-z_][\w]*:(?!:))?(?:[\w?]|`[\s\S])+|\$[$?^_]"),
     ("arrayexpr", r"@\("),
     ("hashtable", r"@\{"),
     ("splat", r"@[A-Za-z_]\w*"),
@@ -68,7 +68,7 @@ _RULES = [
     ("semicolon", r";"),
     ("pipe", r"\|"),
     ("amp", r"&"),
-    ("word", rf"(?:{_WORDCH}|`[\s\S])(?:{_WORDCH}|`[\s\S]|[{_D}])*"),
+    ("word", rf"(?:{_WORDCH}|`[\s\S])(?:{_WORDCH}+|`[\s\S])*"),
     ("unknown", r"[\s\S]"),
 ]
 _MASTER = re.compile("|".join(f"({rx})" for _, rx in _RULES))
@@ -119,11 +119,11 @@ def _tokens_fast(text: str, deadline: float | None) -> list[Token]:
     while True:
         batch = [
             new(Token, (kinds[g], m.group(g), m.start(g)))
-            for m in itertools.islice(it, 4096)
+            for m in itertools.islice(it, 1024)
             for g in (m.lastindex or 0,)
         ]
         out.extend(batch)
-        if len(batch) < 4096 or (deadline is not None and time.perf_counter() > deadline):
+        if len(batch) < 1024 or (deadline is not None and time.perf_counter() > deadline):
             return out
 
 
