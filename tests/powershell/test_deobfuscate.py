@@ -118,6 +118,14 @@ def test_technique(script, technique):
     assert not r.truncated
 
 
+def test_whitespace_encoding():
+    """Characters as runs of spaces between tabs, decoded by their lengths."""
+    runs = "`t".join(" " * ord(c) for c in GOAL)
+    r = deobfuscate('iex (-join ("' + runs + '" -split "`t" | % {[char]$_.Length}))')
+    assert r.final == GOAL
+    assert {"split", "char-codes", "join"} <= r.techniques and "backticks" not in r.techniques
+
+
 def test_deflate_and_gzip_streams():
     d = b64(deflate(GOAL))
     script = (

@@ -493,8 +493,8 @@ class _Folder:
             if tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
                 s2 = self.interpolate(s)
                 return s2, i + 1
-            if "`" in tok.text and tok.text[:1] not in "'\u2018\u2019\u201a\u201b":
-                self.tech.add("backticks")
+            if "`" in tok.text and tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and _IDLE_BACKTICK.search(tok.text):
+                self.tech.add("backticks")  # `t and `n are escapes; `W is there to break signatures
             return s, i + 1
         if k == "herestring":
             s = string_value(self.t[i])
