@@ -1019,6 +1019,32 @@ def _decode_utf16(data: bytes, ctx: _Ctx) -> str:
     return text.lstrip("\ufeff")
 
 
+def _ascii_share(text: str) -> float:
+    sample = text[:2000]
+    return sum(1 for ch in sample if " " <= ch <= "~" or ch in "\r\n\t") / max(len(sample), 1)
+
+
+def _decode_encoded(raw: str, ctx: _Ctx) -> str:
+    """-EncodedCommand's value: base64 of UTF-16LE. A value cut or shifted by a character or a
+    byte (seen in the wild) is re-aligned when that turns noise into text; the repair is noted."""
+    text = _decode_utf16(_b64(raw, ctx), ctx)
+    if _ascii_share(text) >= 0.9:
+        return text
+    best, best_share = text, _ascii_share(text)
+    raw = re.sub(r"\s+", "", raw)
+    for skip in range(1, 4):  # at most 3 characters and 1 byte: a bounded search
+        probe = _Ctx(1000, ctx.max_bytes)
+        data = _b64(raw[skip:], probe)
+        for cut in (data, data[1:]):
+            cand = _decode_utf16(cut, probe)
+            share = _ascii_share(cand)
+            if share > best_share + 0.2:
+                best, best_share = cand, share
+    if best is not text:
+        ctx.reason = "repaired base64 alignment"
+    return best
+
+
 # -- launchers -----------------------------------------------------------------------------------
 
 _PS_EXE = re.compile(r"""(?i)(?:^|[\s\\/"'&|(;=])(?:powershell(?:_ise)?|pwsh)(?:\.exe)?\\?["']?(?=[\s"']|$)""")
@@ -1083,8 +1109,10 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
     for em in _ENC_PARAM.finditer(args_text[:8192]):
         if _param_kind(em.group(1)) == "enc":
             vm = _ARG.search(args_text, em.end())
+            if vm is not None and vm.group()[:1] in _DASH and len(vm.group()) < 16:
+                continue  # '-enc -enc X': the value is the next argument
             if vm is not None:
-                return "encodedcommand", _decode_utf16(_b64(_unquote(vm.group()), ctx), ctx)
+                return "encodedcommand", _decode_encoded(_unquote(vm.group()), ctx)
     pos = 0
     for _ in range(256):
         am = _ARG.search(args_text, pos)
@@ -1101,9 +1129,7 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
                 vm = _ARG.search(args_text, pos)
                 if vm is None:
                     return None
-                raw = _unquote(vm.group())
-                data = _b64(raw, ctx)
-                return "encodedcommand", _decode_utf16(data, ctx)
+                return "encodedcommand", _decode_encoded(_unquote(vm.group()), ctx)
             if kind == "command":
                 rest = args_text[pos:].strip()
                 if rest == "-" or rest.startswith("- "):
