@@ -413,5 +413,74 @@ def demo(out: Path, seed: int) -> None:
     click.echo(f"\nopen the report: {Path(paths['html']).resolve()}")
 
 
+@main.group("ps")
+def ps_group() -> None:
+    """PowerShell: static deobfuscation (nothing in a sample is ever run)."""
+
+
+def _safe_text(s: str) -> str:
+    """Escape control and format characters (ESC, C1, bidi overrides): a sample must not drive the terminal."""
+    import unicodedata
+
+    out = []
+    for ch in s:
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs"):
+            out.append(ch)
+        else:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
+def _print_deobfuscated(res, label: str | None) -> None:
+    if label is not None:
+        click.echo(f"== {_safe_text(label)}")
+    for n, layer in enumerate(res.layers, 1):
+        click.echo(f"-- layer {n}: {layer.technique}")
+        click.echo(_safe_text(layer.text))
+    if not res.layers:
+        click.echo("-- no layer recovered")
+    if res.truncated or res.reason:
+        click.echo(f"-- {'cut' if res.truncated else 'note'}: {res.reason}")
+    if res.secure_string:
+        click.echo("-- SecureString payload: not recoverable")
+    click.echo(f"-- techniques: {', '.join(sorted(res.techniques)) or '-'}")
+    for kind, values in res.iocs.items():
+        for v in values:
+            click.echo(f"-- ioc {kind[:-1]}: {_safe_text(v)}")
+
+
+@ps_group.command("deobfuscate")
+@click.argument("source", type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: layers, final, iocs, techniques, truncated.")
+@click.option("--cmdline", is_flag=True, help="Each input line is one command line; one result per line.")
+@click.option("--budget-ms", type=float, default=50.0, show_default=True, help="Time budget per script.")
+@handle_user_errors
+def ps_deobfuscate(source: Path, as_json: bool, cmdline: bool, budget_ms: float) -> None:
+    """Peel the obfuscation layers of a PowerShell script or command line (FILE or - for stdin)."""
+    from threatscope.powershell import MAX_BYTES, deobfuscate
+
+    raw = sys.stdin.buffer.read(MAX_BYTES + 1) if str(source) == "-" else _read_capped(source, MAX_BYTES + 1)
+    text = raw.decode("utf-8-sig", "replace") if not raw.startswith((b"\xff\xfe", b"\xfe\xff")) else raw.decode("utf-16", "replace")
+    items = [ln for ln in text.splitlines() if ln.strip()] if cmdline else [text]
+    for n, item in enumerate(items, 1):
+        res = deobfuscate(item, budget_ms=budget_ms)
+        if as_json:
+            obj = res.to_dict()
+            if cmdline:
+                obj = {"line": n, **obj}
+            # ensure_ascii: every control character of a sample leaves as an escape, never raw
+            click.echo(json.dumps(obj, ensure_ascii=True))
+        else:
+            _print_deobfuscated(res, f"line {n}" if cmdline else None)
+
+
+def _read_capped(path: Path, limit: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+
+
 if __name__ == "__main__":
     main()

