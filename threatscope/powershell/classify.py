@@ -1,0 +1,91 @@
+"""Obfuscated or not: a logistic regression over threatscope.powershell.features.
+
+The model is the JSON file next to this module (`obfuscation_model.json`, written by
+`make train-ps`): feature names, their training mean and scale, one weight per feature, a bias and
+the decision threshold. Inference is pure Python: standardise, dot product, logistic function.
+
+Usage::
+
+    from threatscope.powershell.classify import classify, classify_many
+    r = classify("iex ('Wri'+'te-Host hi')")
+    r["obfuscated"], r["score"]        # True, 0.99...
+    classify(text, techniques=result.techniques)   # with what the deobfuscator undid
+    classify_many(texts)               # a list of the same dicts
+
+Why a logistic regression: the features already carry the non-linearity (log counts, shares,
+longest runs), it is fast, its weights are readable (`explain()`), and it is what
+Revoke-Obfuscation used, so the comparison is about features and training data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from threatscope.powershell.features import extract
+
+MODEL_PATH = Path(__file__).with_name("obfuscation_model.json")
+
+
+class Model:
+    """A standardised logistic regression loaded from its JSON form."""
+
+    def __init__(self, doc: dict[str, Any]):
+        self.doc = doc
+        self.names: list[str] = list(doc["features"])
+        self.mean: list[float] = [float(x) for x in doc["mean"]]
+        self.scale: list[float] = [float(x) or 1.0 for x in doc["scale"]]
+        self.weights: list[float] = [float(x) for x in doc["weights"]]
+        self.bias = float(doc["bias"])
+        self.threshold = float(doc.get("threshold", 0.5))
+        # fold standardisation into the weights: w*(x-m)/s = (w/s)*x - w*m/s
+        self.w = [w / s for w, s in zip(self.weights, self.scale, strict=True)]
+        self.b = self.bias - sum(w * m / s for w, m, s in
+                                 zip(self.weights, self.mean, self.scale, strict=True))
+
+    @classmethod
+    def load(cls, path: str | Path = MODEL_PATH) -> Model:
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def score_features(self, f: dict[str, float]) -> float:
+        z = self.b + sum(w * f.get(name, 0.0) for w, name in zip(self.w, self.names, strict=True))
+        z = max(-60.0, min(60.0, z))
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def explain(self, f: dict[str, float], top: int = 5) -> list[tuple[str, float]]:
+        """The features that pushed this score most, with their contribution to the logit."""
+        contrib = [(name, w * (f.get(name, 0.0) - m) / s) for name, w, m, s in
+                   zip(self.names, self.weights, self.mean, self.scale, strict=True)]
+        return sorted(contrib, key=lambda x: -abs(x[1]))[:top]
+
+
+@cache
+def default_model() -> Model:
+    """The shipped model (loaded once)."""
+    return Model.load()
+
+
+def classify(text: str | bytes, techniques: Iterable[str] | None = None,
+             model: Model | None = None) -> dict[str, Any]:
+    """{"obfuscated": bool, "score": float in [0, 1], "features": dict} for one script or
+    command line. Never raises on str/bytes input; reads at most features.MAX_CHARS chars."""
+    m = model or default_model()
+    try:
+        f = extract(text, techniques)
+    except Exception:  # defensive: a classifier must not stop a pipeline
+        f = extract("")
+    s = m.score_features(f)
+    return {"obfuscated": s >= m.threshold, "score": round(s, 6), "features": f}
+
+
+def classify_many(texts: Sequence[str | bytes],
+                  techniques: Sequence[Iterable[str] | None] | None = None,
+                  model: Model | None = None) -> list[dict[str, Any]]:
+    """classify() over a batch; `techniques`, when given, is parallel to `texts`."""
+    m = model or default_model()
+    techs = techniques if techniques is not None else [None] * len(texts)
+    return [classify(t, tq, m) for t, tq in zip(texts, techs, strict=True)]
