@@ -59,6 +59,9 @@ _RE_SQ = re.compile(r"'[^'\n]{0,400}'")
 _RE_LAUNCH = re.compile(
     r"(?:powershell|pwsh)(?:\.exe)?[\"']?\s(?:[^\n]{0,200}?)[-/](?:e|en|enc|enco|encod|encode"
     r"|encoded|encodedc\w*|ec)\s+[A-Za-z0-9+/]{16,}", re.I)
+# cmd /c "set x=...&& powershell ... $env:x | iex", and "echo ... | powershell -" (stdin)
+_RE_LAUNCH_ENV = re.compile(r"(?is)\bset\s+(\w+)=.{0,20000}?(?:powershell|pwsh).{0,300}?env:\1\b")
+_RE_LAUNCH_STDIN = re.compile(r"(?i)\|\s*(?:\S*\\)?(?:powershell|pwsh)(?:\.exe)?\b[^|\n]{0,200}?\s-\s*\"?\s*$")
 _RE_BRACEVAR = re.compile(r"\$\{[^}\n]{1,40}\}")
 _RE_SPECIALVAR = re.compile(r"\$\{[^\w}\n]{1,3}\}")
 
@@ -92,7 +95,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_longest_word", "vowel_share", "digit_words",
     "str_per_k", "str_len_mean", "short_str_share", "log_longest_str",
     "log_longest_token", "b64_share", "log_b64_longest", "numlist_per_k",
-    "cmdlet_per_k", "cmdlet_known_share", "launcher_enc", "multi_space_per_k", "bracevar_per_k",
+    "cmdlet_per_k", "cmdlet_known_share", "launcher_enc", "launcher_env", "launcher_stdin",
+    "launcher_cmd", "multi_space_per_k", "bracevar_per_k",
     "specialvar_per_k", "comment_share",
     *(f"tech_{t}" for t in TECHNIQUES),
 )
@@ -208,6 +212,10 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     else:
         f["cmdlet_known_share"] = 0.5
     f["launcher_enc"] = 1.0 if _RE_LAUNCH.search(text[:20000]) else 0.0
+    if "env:" in low and "set" in low:
+        f["launcher_env"] = 1.0 if _RE_LAUNCH_ENV.search(text[:30000]) else 0.0
+    f["launcher_stdin"] = 1.0 if _RE_LAUNCH_STDIN.search(text[-2000:]) else 0.0
+    f["launcher_cmd"] = 1.0 if "cmd" in low[:300] and "/c" in low[:300] else 0.0
     spaces = b.translate(_T_SPACE)
     f["multi_space_per_k"] = math.log1p(
         max(0, spaces.count(b"x  ") - spaces.count(b"\n  ")) * k)

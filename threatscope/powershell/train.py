@@ -160,6 +160,11 @@ def build_dataset(data: Path = DEFAULT_DATA, seed: int = 1,
             fams += more
         out.append(Sample(obf, 1, "cmdline", g, "+".join(fams)))
         out.append(Sample(_plain_cmdline(piece, rng), 0, "cmdline", g, "plain"))
+        # one-line pieces: the launcher's set/$env: and stdin forms (multi-line input gets -enc)
+        one = "; ".join(x.strip() for x in piece.splitlines())
+        if not re.search(r'["%^&|<>]', one):
+            obf, fams = obfuscate(one, rng, ["LAUNCHER"])
+            out.append(Sample(obf, 1, "cmdline", g, "one-line+LAUNCHER"))
     with open(data / "unit42_psencmds.jsonl", encoding="utf-8") as fh:
         recs = [json.loads(line) for line in fh if line.strip()]
     if limit is not None:
