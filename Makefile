@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean train-ps eval-ps
 
 $(STAMP): pyproject.toml setup.py threatscope/_native.c threatscope/_patterns.c
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/windows.py
+
+# PowerShell obfuscation classifier: retrain the shipped model / cross-source evaluation table
+# (data: PS_DATA, default ../shared/data/powershell; numpy needed, in the [test] extra)
+PS_DATA ?= ../shared/data/powershell
+train-ps: $(STAMP)
+	$(BIN)/python -m threatscope.powershell.train --data $(PS_DATA)
+
+eval-ps: $(STAMP)
+	$(BIN)/python -m threatscope.powershell.train --eval --data $(PS_DATA)
 
 lint: $(STAMP)
 	$(BIN)/ruff check threatscope tests bench
