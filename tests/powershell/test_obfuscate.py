@@ -143,13 +143,17 @@ def test_launcher_enc_is_utf16le_base64_of_the_script():
 
 def test_token_changes_only_spelling():
     code = "Get-ChildItem -Path C:\\Temp | ForEach-Object { $_.FullName.ToUpper() }\n$n = 3"
+    quoted = 0
     for seed in range(10):
         out = ob.token_obfuscate(code, random.Random(seed))
         norm = re.sub(r"\$\{(\w+)\}", r"$\1", out.replace("`", ""))
+        norm = re.sub(r'\."(\w+)"', r".\1", norm)
         norm = re.sub(r" +", " ", norm).lower()
         assert norm == re.sub(r" +", " ", code).lower()
         # a tick never makes an escape sequence (`n, `t, `a, ...)
         assert not re.search(r"`[0abefnrtuvABEFNRTUV]", out)
+        quoted += '."' in out
+    assert quoted  # the quoted member form appears
 
 
 def test_token_leaves_strings_in_attributes_and_rewrites_others():

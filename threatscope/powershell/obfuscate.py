@@ -150,7 +150,8 @@ def _token_code(code: str, rng: random.Random, depth: list[int]) -> str:
 
     def member(m: re.Match[str]) -> str:
         w = _rand_case(m.group(1), rng) if rng.random() < 0.7 else m.group(1)
-        return "." + (_ticks(w, rng) if rng.random() < 0.5 else w)
+        # ticks go inside a quoted member name ($x."Down`load"()), where they surely parse
+        return '."' + _ticks(w, rng) + '"' if rng.random() < 0.5 else "." + w
 
     def var(m: re.Match[str]) -> str:
         name = _rand_case(m.group(1), rng) if rng.random() < 0.5 else m.group(1)
