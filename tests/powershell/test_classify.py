@@ -107,9 +107,10 @@ def test_batch_and_technique_hook():
     texts = [PLAIN["cleanup"], "iex ('Wri'+'te-H'+'ost hi')"]
     rs = classify_many(texts)
     assert [r["obfuscated"] for r in rs] == [classify(t)["obfuscated"] for t in texts]
-    f = F.extract("Get-Date", techniques={"concat", "EncodedCommand", "no-such-technique"})
-    assert f["tech_concat"] == 1.0 and f["tech_encodedcommand"] == 1.0
-    assert sum(f[k] for k in f if k.startswith("tech_")) == 2.0
+    f = F.extract("Get-Date", techniques={"concat", "EncodedCommand", "char-codes",
+                                          "no-such-technique"})
+    assert f["tech_concat"] == f["tech_encodedcommand"] == f["tech_char_codes"] == 1.0
+    assert sum(f[k] for k in f if k.startswith("tech_")) == 3.0
     # the shipped model works without techniques; a model using them is a JSON away
     r = classify(PLAIN["cleanup"], techniques={"concat"})
     assert r["features"]["tech_concat"] == 1.0

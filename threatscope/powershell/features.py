@@ -29,13 +29,14 @@ HEAD = 24_000
 TAIL = 8_000
 MAX_CHARS = HEAD + TAIL
 
-# Technique names the deobfuscator (threatscope.powershell.deobfuscate, `techniques`) may
-# report; each becomes a 0/1 feature `tech_<name>`. Unknown names are ignored, so the two sides
-# can evolve separately. The shipped model is trained without them (all zero).
+# Technique names the deobfuscator (threatscope.powershell.deobfuscate, `techniques`) reports;
+# each becomes a 0/1 feature `tech_<name>` ("-" read as "_"). Unknown names are ignored, so the
+# two sides can evolve separately. The shipped model is trained without them (all zero): to use
+# them, pass deobfuscate(text).techniques to classify() in build_dataset's samples and retrain.
 TECHNIQUES = (
-    "encodedcommand", "launcher", "concat", "format", "charcode", "join", "backtick", "case",
-    "reverse", "replace", "split", "base64", "deflate", "gzip", "bxor", "specialchar",
-    "whitespace", "iex_alias", "securestring",
+    "encodedcommand", "launcher", "concat", "format", "char_codes", "join", "backticks", "case",
+    "reverse", "replace", "split", "base64", "deflate", "gzip", "bxor", "iex", "iex_alias",
+    "member_string", "securestring", "specialchar", "whitespace",
 )
 
 _LOWER_SUBSTR = {
@@ -225,7 +226,7 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     f["specialvar_per_k"] = math.log1p(len(_RE_SPECIALVAR.findall(text)) * k)
     f["comment_share"] = min(1.0, punct.count(b"#") / lines)
     for t in techniques or ():
-        key = f"tech_{str(t).lower()}"
+        key = "tech_" + str(t).lower().replace("-", "_")
         if key in f:
             f[key] = 1.0
     return f
