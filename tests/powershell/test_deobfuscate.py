@@ -63,7 +63,7 @@ def test_encodedcommand(cmdline):
         (f"cmd /c echo {GOAL} | powershell -nop -command -", ["launcher"]),
         (f'cmd /c "echo {GOAL} | clip && powershell -c Get-Clipboard | iex"', ["launcher", "iex"]),
         (f"cmd /c p^owershell -c {GOAL}".replace("p^ow", "pow"), ["launcher"]),
-        ("cmd /c powershell -c Write-Ho^st ok", ["launcher"]),
+        ("cmd /c powershell -c Write-Ho^st ok", ["carets"]),  # carets cmd needs not: obfuscation
     ],
 )
 def test_launchers(cmdline, techniques):
@@ -284,3 +284,12 @@ def test_binary_and_random_input():
 def test_hostile_regex_is_not_run():
     r, dt = timed("iex ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!' -replace '(a+)+$','x')")
     assert dt < LIMIT_S and r.layers == []
+
+
+def test_carets_in_a_cmd_launched_powershell_name():
+    """cmd removes its caret escapes before PowerShell starts: `p^owe^rshell` is powershell."""
+    r = deobfuscate("cmd.exe /c p^owe^rshe^ll -NoP -e SQBFAFgA")
+    assert r.final == "IEX" and "encodedcommand" in r.techniques
+    assert deobfuscate("echo p^owe^rshell").layers == []  # not launched by cmd /c
+    r = deobfuscate('cmd /c p^owe^rshell -nop -c "Get-Date"')
+    assert r.final == "Get-Date" and r.techniques == {"carets"}

@@ -171,7 +171,8 @@ def detected(sim, tmp_path_factory):
             FROM (SELECT *, unnest(CASE WHEN len(attack_techniques) = 0 THEN [NULL]
                                         ELSE attack_techniques END) AS t
                   FROM detection WHERE event_kind IN ('process_creation', 'ps_script',
-                                                      'windows_event', 'document'))
+                                                      'windows_event', 'document')
+                                   AND detector = 'sigma')
             GROUP BY ALL""").fetchall()
     found = {}
     for file, line, org, q1, techniques, families in rows:

@@ -31,6 +31,8 @@ from threatscope.arrowutil import constant, indexed
 from threatscope.detect import scan
 from threatscope.detect.correlation import Correlated
 from threatscope.detect.engine import Engine, reference_sql
+from threatscope.detect.powershell import RULE_ID as POWERSHELL_RULE
+from threatscope.detect.powershell import run_powershell
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
 from threatscope.usercache import user_cache_dir
@@ -141,6 +143,7 @@ class DetectSummary:
     detections: int = 0
     sigma_detections: int = 0
     correlation_detections: int = 0
+    powershell_detections: int = 0  # obfuscated PowerShell (detect/powershell.py)
     suricata_detections: int = 0
     events_scanned: dict[str, int] = field(default_factory=dict)
     per_rule: dict[str, int] = field(default_factory=dict)
@@ -175,6 +178,7 @@ def run_detect(
     tmp = out.with_name(out.name + ".tmp")
     # the events of rules that correlations name, gathered while the rules run
     correlated = Correlated(ruleset, out.with_name("correlated-events.tmp.parquet"))
+    ps_tmp = ws.powershell_path.with_name(ws.powershell_path.name + ".tmp")
     con = ws.connect()
     began = False
     try:
@@ -198,15 +202,21 @@ def run_detect(
                 if progress:
                     progress(1, total, f"detect: {table}")
             summary.correlation_detections = correlated.run(con, write, per_rule)
+            if progress:
+                progress(0, total, "detect: PowerShell")
+            summary.powershell_detections = run_powershell(con, write, ps_tmp)
+            if summary.powershell_detections:
+                per_rule[POWERSHELL_RULE] += summary.powershell_detections
             summary.suricata_detections = _alerts(con, ruleset, write)
         summary.events_scanned["alert"] = summary.suricata_detections
         if progress:
             progress(1, total, "detect: suricata alerts")
         summary.per_rule = dict(sorted(per_rule.items(), key=lambda kv: (-kv[1], kv[0])))
-        summary.sigma_detections = sum(summary.per_rule.values()) - \
-            summary.correlation_detections
+        summary.sigma_detections = (sum(summary.per_rule.values())
+                                    - summary.correlation_detections
+                                    - summary.powershell_detections)
         summary.detections = (summary.sigma_detections + summary.correlation_detections
-                              + summary.suricata_detections)
+                              + summary.powershell_detections + summary.suricata_detections)
         summary.seconds = round(time.perf_counter() - t0, 3)
         finished = datetime.now(UTC).replace(tzinfo=None)
         record = {k: v for k, v in summary.to_dict().items() if k != "failed"}
@@ -220,12 +230,14 @@ def run_detect(
             "INSERT INTO run_history VALUES (?, 'detect', ?, ?, ?)",
             [uuid.uuid4().hex, started, finished, json.dumps(record)],
         )
+        os.replace(ps_tmp, ws.powershell_path)
         os.replace(tmp, out)
         con.execute("COMMIT")
     except BaseException:
         if began:
             con.execute("ROLLBACK")
         tmp.unlink(missing_ok=True)
+        ps_tmp.unlink(missing_ok=True)
         raise
     finally:
         con.close()

@@ -1088,8 +1088,18 @@ def _unquote(s: str) -> str:
 def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | None:
     """Unwrap one launcher level: (technique, inner text) or None when *text* is not a command line."""
     head = text[:4096]
-    m = _PS_EXE.search(head)
     cmd = _CMD_EXE.search(head)
+    if cmd is not None and "^" in text[cmd.end():]:
+        # cmd takes its caret escapes out first: p^owe^rshell is powershell, and carets in a
+        # command line cmd runs are obfuscation, not anything cmd needs
+        bare = text[:cmd.end()] + re.sub(r"\^(.)", r"\1", text[cmd.end():])
+        m = _PS_EXE.search(bare[:4096])
+        if m is None:
+            return None
+        found = _launcher(bare, env, ctx)
+        return None if found is None else (
+            ("carets", found[1]) if found[0] == "launcher" else found)
+    m = _PS_EXE.search(head)
     if m is None:
         return None
     via_cmd = cmd is not None and cmd.start() < m.start() and _EXE_PREFIX.fullmatch(text[: cmd.start() + 1]) is not None

@@ -1,0 +1,131 @@
+"""The PowerShell analyzer of the detect stage: every PowerShell command line and script block
+of the lake, deobfuscated and classified once per distinct text, never run.
+
+    n = run_powershell(con, write, out)    # detections written; the analysis in ``out``
+
+The events: ``process_creation`` rows that start PowerShell (its image or original file name,
+or a command line that names it, e.g. ``cmd /c powershell ...``) and ``ps_script`` blocks (a
+block logged in parts joined first, as the Sigma rules see it: ``scan.script_blocks``). Each
+distinct text goes through ``powershell.analysis.analyse`` (static deobfuscation with its
+layers, IOCs and the obfuscation classifier) in worker processes; the results are joined back to
+the events and written as ``powershell.parquet`` (the view ``powershell``:
+schema.POWERSHELL_ANALYSIS), which the analysis reads for the obfuscated share of PowerShell. An obfuscated one is also a
+detection (``detector = 'powershell'``, T1027) whose evidence is what the deobfuscator
+recovered.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from threatscope import schema, sqlfn
+
+RULE_ID = "threatscope:powershell-obfuscated"
+TITLE = "Obfuscated PowerShell"
+# obfuscation: the PowerShell execution itself is the rules' to name (an obfuscated cmd
+# launcher is not a PowerShell event; a PowerShell process is one already)
+TECHNIQUES = ["T1027"]
+TEXT_KEEP = 65536  # characters of the original and the recovered text kept per event
+_CHUNK = 256  # texts per task sent to a worker process
+
+_LAUNCHES = r"(^|[\\/])(powershell|pwsh)(_ise)?\.exe$"
+_EVENTS = rf"""
+    SELECT org_id, ts, event_kind, file_id, source_file, source_line,
+           'command_line' AS source, process_command_line AS text
+    FROM process_creation
+    WHERE process_command_line IS NOT NULL AND (
+        regexp_matches(lower(coalesce(process_executable, '')), '{_LAUNCHES}')
+        OR lower(process_pe_original_file_name) IN ('powershell.exe', 'pwsh.dll')
+        -- a launcher naming it, carets (cmd's escape) taken out: cmd /c p^owe^rshell
+        OR regexp_matches(lower(replace(process_command_line, '^', '')), 'powershell|pwsh'))
+    UNION ALL
+    SELECT org_id, ts, event_kind, file_id, source_file, source_line,
+           'script_block', script_block_text
+    FROM ps_script
+    WHERE script_block_text IS NOT NULL
+      AND NOT (coalesce(message_total, 1) > 1 AND script_block_id IS NOT NULL)
+    UNION ALL  -- a block logged in parts, whole, as its first part's event
+    SELECT arg_min(org_id, (message_number, ts)), arg_min(ts, (message_number, ts)),
+           arg_min(event_kind, (message_number, ts)), arg_min(file_id, (message_number, ts)),
+           arg_min(source_file, (message_number, ts)),
+           arg_min(source_line, (message_number, ts)), 'script_block',
+           string_agg(script_block_text, '' ORDER BY message_number)
+    FROM ps_script
+    WHERE message_total > 1 AND script_block_id IS NOT NULL
+    GROUP BY org_id, computer, script_block_id
+"""
+
+
+def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], int],
+                   out: Path, workers: int | None = None) -> int:
+    """Analyse the lake's PowerShell (module doc); write ``out`` (schema.POWERSHELL_ANALYSIS)
+    and the detections of obfuscated PowerShell through ``write``; returns their number."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_ps AS {_EVENTS}")
+    texts = [t for (t,) in con.execute("SELECT DISTINCT text FROM __ts_ps").fetchall()]
+    results = analyse_all(texts, workers)
+    con.register("__ts_ps_results", pa.table({
+        "text": pa.array(texts, pa.string()),
+        **{c: pa.array([r[c] for r in results], t) for c, t in _RESULT.items()}}))
+    table = con.sql(f"""
+        SELECT e.org_id, e.ts, e.event_kind, e.file_id, e.source_file, e.source_line,
+               e.source, left(e.text, {TEXT_KEEP}) AS text, r.obfuscated, r.score,
+               r.techniques, r.layers, left(r.final, {TEXT_KEEP}) AS deobfuscated, r.iocs,
+               r.truncated, r.reason
+        FROM __ts_ps e JOIN __ts_ps_results r USING (text)
+        ORDER BY e.org_id, e.ts, e.file_id, e.source_line""").to_arrow_table()
+    con.unregister("__ts_ps_results")
+    con.execute("DROP TABLE __ts_ps")
+    pq.write_table(table.cast(pa.schema([(n, schema.ARROW_TYPES[t])
+                                         for n, t in schema.POWERSHELL_ANALYSIS])), out)
+    con.register("__ts_ps_out", table)
+    n = write(con.sql(f"""
+        SELECT org_id, ts, NULL::VARCHAR AS src_ip, event_kind, file_id, source_file,
+               source_line, {sqlfn.sql_str(RULE_ID)} AS rule_id, {sqlfn.sql_str(TITLE)} AS title,
+               CASE WHEN score >= 0.9 THEN 'high' ELSE 'medium' END AS severity,
+               []::VARCHAR[] AS cves, {_texts(TECHNIQUES)} AS attack_techniques,
+               NULL::VARCHAR AS product, NULL::VARCHAR AS campaign,
+               'obfuscation' AS family, NULL::VARCHAR AS malware_family,
+               'powershell' AS detector,
+               left(concat('score ', round(score, 2), '; ',
+                           nullif(array_to_string(techniques, ', '), '') || '; ',
+                           coalesce(deobfuscated, text)), 512) AS evidence
+        FROM __ts_ps_out WHERE obfuscated""").to_arrow_table())
+    con.unregister("__ts_ps_out")
+    return n
+
+
+# what analyse returns per text, as Arrow types
+_RESULT = {"obfuscated": pa.bool_(), "score": pa.float64(), "techniques": pa.list_(pa.string()),
+           "layers": pa.int32(), "final": pa.string(), "iocs": pa.list_(pa.string()),
+           "truncated": pa.bool_(), "reason": pa.string()}
+
+
+def analyse_all(texts: list[str], workers: int | None = None) -> list[dict]:
+    """``powershell.analysis.analyse`` of each text, in order, over worker processes when
+    there are many (the analysis is pure Python)."""
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers <= 1 or len(texts) <= 2 * _CHUNK:
+        return _analyse_chunk(texts)
+    chunks = [texts[i:i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
+    # forkserver: the parent holds DuckDB's threads, which a fork would copy mid-flight
+    with ProcessPoolExecutor(max_workers=workers,
+                             mp_context=multiprocessing.get_context("forkserver")) as pool:
+        return [r for part in pool.map(_analyse_chunk, chunks) for r in part]
+
+
+def _analyse_chunk(texts: list[str]) -> list[dict]:
+    from threatscope.powershell.analysis import analyse
+
+    return [analyse(t) for t in texts]
+
+
+def _texts(vs: list[str]) -> str:
+    return "[" + ", ".join(sqlfn.sql_str(v) for v in vs) + "]::VARCHAR[]"
