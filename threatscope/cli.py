@@ -415,7 +415,8 @@ def demo(out: Path, seed: int) -> None:
 
 @main.group("ps")
 def ps_group() -> None:
-    """PowerShell: static deobfuscation (nothing in a sample is ever run)."""
+    """PowerShell: static deobfuscation and obfuscation classification (nothing in a sample is
+    ever run)."""
 
 
 def _safe_text(s: str) -> str:
@@ -472,6 +473,40 @@ def ps_deobfuscate(source: Path, as_json: bool, cmdline: bool, budget_ms: float)
             click.echo(json.dumps(obj, ensure_ascii=True))
         else:
             _print_deobfuscated(res, f"line {n}" if cmdline else None)
+
+
+@ps_group.command("classify")
+@click.argument("sources", nargs=-1, required=True,
+                type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object a line: file, obfuscated, score, techniques (and line).")
+@click.option("--cmdline", is_flag=True, help="Each input line is one command line; one result per line.")
+@handle_user_errors
+def ps_classify(sources: tuple[Path, ...], as_json: bool, cmdline: bool) -> None:
+    """Tell obfuscated from plain PowerShell: each FILE (or - for stdin) is one script, or with
+    --cmdline each of its lines one command line. The score is the classifier's probability;
+    a text from which the deobfuscator undid an encoded command, compression, XOR, char codes
+    and the like is obfuscated whatever the score."""
+    from threatscope.powershell import MAX_BYTES
+    from threatscope.powershell.analysis import analyse
+
+    for source in sources:
+        raw = sys.stdin.buffer.read(MAX_BYTES + 1) if str(source) == "-" else \
+            _read_capped(source, MAX_BYTES + 1)
+        text = raw.decode("utf-8-sig", "replace") if not raw.startswith((b"\xff\xfe", b"\xfe\xff")) \
+            else raw.decode("utf-16", "replace")
+        items = [ln for ln in text.splitlines() if ln.strip()] if cmdline else [text]
+        for n, item in enumerate(items, 1):
+            r = analyse(item)
+            obj = {"file": str(source), **({"line": n} if cmdline else {}),
+                   "obfuscated": r["obfuscated"], "score": round(r["score"], 4),
+                   "techniques": r["techniques"]}
+            if as_json:
+                click.echo(json.dumps(obj, ensure_ascii=True))
+            else:
+                where = f"{source}:{n}" if cmdline else str(source)
+                click.echo(f"{_safe_text(where)}\t{'obfuscated' if r['obfuscated'] else 'plain'}"
+                           f"\t{r['score']:.4f}\t{','.join(r['techniques']) or '-'}")
 
 
 def _read_capped(path: Path, limit: int) -> bytes:

@@ -46,3 +46,24 @@ def test_control_characters_are_escaped():
 def test_missing_file_is_one_line_error(tmp_path):
     r = CliRunner().invoke(main, ["ps", "deobfuscate", str(tmp_path / "nope.ps1")])
     assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_classify_files_and_command_lines(tmp_path):
+    plain = tmp_path / "plain.ps1"
+    plain.write_text("Get-Service | Where-Object { $_.Status -eq 'Running' } | Select-Object Name\n")
+    hidden = tmp_path / "hidden\x1b[2J.ps1"  # a hostile file name is shown escaped
+    codes = ",".join(str(ord(c)) for c in "Write-Host pwned")
+    hidden.write_text(f"iex ([string]::Join('', [char[]]({codes})))\n")
+    r = CliRunner().invoke(main, ["ps", "classify", "--json", str(plain), str(hidden)])
+    assert r.exit_code == 0, r.output
+    objs = [json.loads(line) for line in r.output.splitlines()]
+    assert [(o["file"], o["obfuscated"]) for o in objs] == [(str(plain), False), (str(hidden), True)]
+    assert "char-codes" in objs[1]["techniques"] and 0 <= objs[0]["score"] <= 1
+    r = CliRunner().invoke(main, ["ps", "classify", str(plain), str(hidden)])
+    assert r.exit_code == 0 and "\x1b" not in r.output and "\\x1b" in r.output
+    assert [line.split("\t")[1] for line in r.output.splitlines()] == ["plain", "obfuscated"]
+    lines = f"powershell -enc {enc('Write-Host one')}\npowershell -c Get-Date\n"
+    r = CliRunner().invoke(main, ["ps", "classify", "--cmdline", "--json", "-"], input=lines)
+    objs = [json.loads(line) for line in r.output.splitlines()]
+    assert [(o["file"], o["line"], o["obfuscated"]) for o in objs] == [
+        ("-", 1, True), ("-", 2, False)]
