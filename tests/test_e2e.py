@@ -114,6 +114,21 @@ def test_endpoint_technique_shares_equal_ground_truth(pipeline):
     assert powershell["name"] == "PowerShell" and powershell["share_change_pp"] > 0
 
 
+def test_obfuscated_share_of_powershell_equals_ground_truth(pipeline):
+    """The PowerShell events (T1059.001) and the obfuscated ones among them (the simulation
+    obfuscated them: T1027, an encoded command, a compressed stager...) per window, as the
+    PowerShell analyzer and the rules find them."""
+    _, _, _, _, truth, report = pipeline
+    ps = report["endpoint"]["powershell"]
+    for window in ("period", "baseline"):
+        events = [e for e in truth["endpoint"]["events"] if e["quarter"] == truth[window]
+                  and "T1059.001" in set(e["techniques"]) - set(e["evades"])]
+        obfuscated = [e for e in events if "T1027" in e["techniques"]]
+        assert (ps["events"][window], ps["obfuscated"][window]) == (len(events), len(obfuscated))
+        assert obfuscated, window
+    assert ps["obfuscated_share"] > ps["baseline_obfuscated_share"]
+
+
 def test_sectors_cover_every_registered_org(pipeline):
     _, _, _, _, truth, report = pipeline
     sectors = {s["sector"]: s for s in report["sectors"]}
