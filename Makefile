@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/windows.py
+	$(BIN)/python bench/powershell.py
 
 # PowerShell obfuscation classifier: retrain the shipped model / cross-source evaluation table
 # (data: PS_DATA, default ../shared/data/powershell; numpy needed, in the [test] extra)
