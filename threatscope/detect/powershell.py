@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from threatscope import schema, sqlfn
+from threatscope.detect import scan
 
 RULE_ID = "threatscope:powershell-obfuscated"
 TITLE = "Obfuscated PowerShell"
@@ -51,16 +52,12 @@ _EVENTS = rf"""
            'script_block', script_block_text
     FROM ps_script
     WHERE script_block_text IS NOT NULL
-      AND NOT (coalesce(message_total, 1) > 1 AND script_block_id IS NOT NULL)
+      AND NOT coalesce({scan.IN_PARTS}, false)
     UNION ALL  -- a block logged in parts, whole, as its first part's event
-    SELECT arg_min(org_id, (message_number, ts)), arg_min(ts, (message_number, ts)),
-           arg_min(event_kind, (message_number, ts)), arg_min(file_id, (message_number, ts)),
-           arg_min(source_file, (message_number, ts)),
-           arg_min(source_line, (message_number, ts)), 'script_block',
-           string_agg(script_block_text, '' ORDER BY message_number)
-    FROM ps_script
-    WHERE message_total > 1 AND script_block_id IS NOT NULL
-    GROUP BY org_id, computer, script_block_id
+    SELECT org_id, ts, event_kind, file_id, source_file, source_line, 'script_block',
+           script_block_text
+    FROM ({scan.joined_blocks_sql(["org_id", "ts", "event_kind", "file_id", "source_file",
+                                    "source_line", "script_block_text"])})
 """
 
 

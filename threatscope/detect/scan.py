@@ -151,25 +151,32 @@ def script_blocks(con: duckdb.DuckDBPyConnection, read: set[str]) -> Group | Non
     first part's event (its file, line, time and fields); ``raw`` is the parts' records, one a
     line. None when the lake has no such block."""
     types = dict(schema.KINDS["ps_script"])
-    read = set(read) | {c for c in KEEP if c in types}
+    read = set(read) | {c for c in KEEP if c in types} | {"raw"}
     parents = {f[0] for c in read if (f := field_column(c)) is not None}
     cols = [c for c, _ in schema.KINDS["ps_script"] if c in read or c in parents]
-    joined = {"script_block_text": "string_agg(script_block_text, '' ORDER BY message_number)",
-              "raw": "string_agg(raw, chr(10) ORDER BY message_number)"}
-    select = ", ".join(f'{joined[c]} AS "{c}"' if c in joined
-                       else f'arg_min("{c}", (message_number, ts)) AS "{c}"' for c in cols)
-    if "raw" not in cols:
-        select += f', {joined["raw"]} AS raw'
-    blocks = con.sql(f"""
-        SELECT {select} FROM ps_script
-        WHERE message_total > 1 AND script_block_id IS NOT NULL
-        GROUP BY org_id, computer, script_block_id
-        ORDER BY org_id, min(ts), script_block_id""").to_arrow_table()
+    blocks = con.sql(f"SELECT * FROM ({joined_blocks_sql(cols)}) "
+                     "ORDER BY org_id, ts, file_id, source_line").to_arrow_table()
     if not blocks.num_rows:
         return None
     out = {c: (pc.dictionary_encode(blocks.column(c)) if types.get(c) == "VARCHAR" and c != "raw"
                else blocks.column(c)) for c in blocks.column_names}
     return Group([], pa.table(out))
+
+
+# a ps_script row that is one part of a block logged in several
+IN_PARTS = "message_total > 1 AND script_block_id IS NOT NULL"
+
+
+def joined_blocks_sql(cols: list[str]) -> str:
+    """The ps_script blocks logged in parts, one row each (per organisation, host and block
+    id) with ``cols``: the text and the raw records joined in part order, every other column
+    the first part's."""
+    joined = {"script_block_text": "string_agg(script_block_text, '' ORDER BY message_number)",
+              "raw": "string_agg(raw, chr(10) ORDER BY message_number)"}
+    select = ", ".join(f'{joined[c]} AS "{c}"' if c in joined
+                       else f'arg_min("{c}", (message_number, ts)) AS "{c}"' for c in cols)
+    return (f"SELECT {select} FROM ps_script WHERE {IN_PARTS} "
+            "GROUP BY org_id, computer, script_block_id")
 
 
 def _org_of(path: Path) -> str:
