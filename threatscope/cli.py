@@ -479,34 +479,47 @@ def ps_deobfuscate(source: Path, as_json: bool, cmdline: bool, budget_ms: float)
 @click.argument("sources", nargs=-1, required=True,
                 type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object a line: file, obfuscated, score, techniques (and line).")
+              help="One JSON object a line: file, obfuscated, score, family, techniques (and line).")
 @click.option("--cmdline", is_flag=True, help="Each input line is one command line; one result per line.")
 @handle_user_errors
 def ps_classify(sources: tuple[Path, ...], as_json: bool, cmdline: bool) -> None:
     """Tell obfuscated from plain PowerShell: each FILE (or - for stdin) is one script, or with
     --cmdline each of its lines one command line. The score is the classifier's probability;
     a text from which the deobfuscator undid an encoded command, compression, XOR, char codes
-    and the like is obfuscated whatever the score."""
+    and the like is obfuscated whatever the score. The family is the malware family that the
+    built-in rules over the recovered text name (rules/powershell), or none."""
+    from threatscope.detect.ruleset import BUILTIN_RULES, load_rules
+    from threatscope.detect.stage import evaluate
     from threatscope.powershell import MAX_BYTES
     from threatscope.powershell.analysis import analyse
+    from threatscope.usercache import user_cache_dir
 
+    done: list[tuple[str, dict]] = []
     for source in sources:
         raw = sys.stdin.buffer.read(MAX_BYTES + 1) if str(source) == "-" else \
             _read_capped(source, MAX_BYTES + 1)
         text = raw.decode("utf-8-sig", "replace") if not raw.startswith((b"\xff\xfe", b"\xfe\xff")) \
             else raw.decode("utf-16", "replace")
         items = [ln for ln in text.splitlines() if ln.strip()] if cmdline else [text]
-        for n, item in enumerate(items, 1):
-            r = analyse(item)
-            obj = {"file": str(source), **({"line": n} if cmdline else {}),
-                   "obfuscated": r["obfuscated"], "score": round(r["score"], 4),
-                   "techniques": r["techniques"]}
-            if as_json:
-                click.echo(json.dumps(obj, ensure_ascii=True))
-            else:
-                where = f"{source}:{n}" if cmdline else str(source)
-                click.echo(f"{_safe_text(where)}\t{'obfuscated' if r['obfuscated'] else 'plain'}"
-                           f"\t{r['score']:.4f}\t{','.join(r['techniques']) or '-'}")
+        done += [(item, {"file": str(source), **({"line": n} if cmdline else {})})
+                 for n, item in enumerate(items, 1)]
+    results = [analyse(item) for item, _ in done]
+    # the family rules only: the rest of the pack runs on the lake's tables
+    rs = load_rules([BUILTIN_RULES / "powershell"], builtin=False,
+                    cache_dir=user_cache_dir("rules"))
+    malware = {r.id: r.malware for r in rs.for_table("powershell")}
+    hits = evaluate(rs, "powershell", [{"text": item, "deobfuscated": r["final"]}
+                                       for (item, _), r in zip(done, results, strict=True)])
+    for (_, where), r, ids in zip(done, results, hits, strict=True):
+        family = next((malware[i] for i in ids if malware.get(i)), None)
+        obj = {**where, "obfuscated": r["obfuscated"], "score": round(r["score"], 4),
+               "family": family, "techniques": r["techniques"]}
+        if as_json:
+            click.echo(json.dumps(obj, ensure_ascii=True))
+        else:
+            label = f"{where['file']}:{where['line']}" if cmdline else where["file"]
+            click.echo(f"{_safe_text(label)}\t{'obfuscated' if r['obfuscated'] else 'plain'}"
+                       f"\t{r['score']:.4f}\t{family or '-'}\t{','.join(r['techniques']) or '-'}")
 
 
 def _read_capped(path: Path, limit: int) -> bytes:

@@ -284,6 +284,10 @@ POWERSHELL_ANALYSIS: list[tuple[str, str]] = [
     ("reason", "VARCHAR"),  # which bound, or why a payload is not recoverable
 ]
 
+# Every table Sigma rules can run on: the lake's kinds and the PowerShell analyzer's table (whose
+# rules label what the deobfuscator recovered: malware families).
+RULE_TABLES: dict[str, list[tuple[str, str]]] = {**KINDS, "powershell": POWERSHELL_ANALYSIS}
+
 # One row per distinct attacking IP. Written by enrich into the catalog table `source`.
 SOURCE: list[tuple[str, str]] = [
     ("ip", "VARCHAR"),

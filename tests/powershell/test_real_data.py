@@ -10,12 +10,12 @@ when the payload itself has layers (Veil's Deflate stream, a nested ``powershell
 """
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
 from threatscope.powershell import deobfuscate
+from threatscope.powershell.train import recovered_exactly
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "powershell"
 UNIT42 = DATA / "unit42_psencmds.jsonl"
@@ -24,23 +24,10 @@ BENIGN = DATA / "benign"
 pytestmark = pytest.mark.skipif(not UNIT42.exists(), reason="no /work/shared/data/powershell")
 
 
-def norm(s: str) -> str:
-    return re.sub(r"\s+", " ", s).strip().lower()
-
-
-def as_unit42_read_it(s: str) -> str:
-    return norm(s.encode("utf-16-le", "surrogatepass").replace(b"\0", b"").decode("latin-1"))
-
-
 def test_unit42_payloads_recovered():
     rows = [json.loads(line) for line in UNIT42.read_text().splitlines() if line.strip()]
     assert len(rows) > 1800
-    recovered = 0
-    for row in rows:
-        r = deobfuscate(row["commandline"])
-        enc = [layer.text for layer in r.layers if layer.technique == "encodedcommand"]
-        if enc and as_unit42_read_it(enc[0]) == norm(row["decoded"]):
-            recovered += 1
+    recovered = sum(recovered_exactly(row, deobfuscate(row["commandline"])) for row in rows)
     share = recovered / len(rows)
     # 1,870 of 1,882 (99.4%) at the time of writing; the rest have damaged base64 (shifted by a
     # character mid-stream, junk before the payload) that Unit42's own decoder read through

@@ -118,6 +118,14 @@ def _endpoint(ep: dict[str, Any], detected: dict[str, Any]) -> list[str]:
             tech = next((r[w] for r in rows if r["technique"] == "T1059.001"), 0)
             if n != tech:
                 out.append(f"endpoint: {w} PowerShell events ({n}) != T1059.001's ({tech})")
+            for r in ps.get("families", []):
+                if r[w] > n:
+                    out.append(f"endpoint: PowerShell family {r['family']} has more {w} events "
+                               f"({r[w]}) than PowerShell ({n})")
+        for r in ps.get("families", []):
+            out += _change(f"endpoint.powershell.families {r['family']}", r)
+        out += _sorted("endpoint.powershell.families", ps.get("families", []), "period",
+                       "family")
     return out
 
 

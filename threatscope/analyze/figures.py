@@ -173,6 +173,8 @@ FIGURES: dict[str, Figure] = {
     # PowerShell attack events (T1059.001) and those the PowerShell analyzer found obfuscated
     "endpoint.powershell_events": Figure("ps_exec", EVENTS),
     "endpoint.powershell_obfuscated": Figure("ps_exec", EVENTS, where="obfuscated"),
+    # PowerShell events by the malware family a rule over its (recovered) text named
+    "endpoint.powershell_families": Figure("ps_family", EVENTS, ("family",)),
     "sectors.events": Figure("det", EVENTS, ("sector",)),
     "sectors.orgs": Figure(
         "orgs", MATCHES, ("sector",), windows="all",
@@ -234,6 +236,11 @@ RELATIONS: dict[str, str] = {
         LEFT JOIN powershell p ON p.org_id = x.org_id AND p.file_id = x.file_id
                               AND p.source_line = x.source_line
         WHERE x.technique = 'T1059.001'""",
+    "ps_family": """
+        SELECT DISTINCT p.ev, p.day, p.org_id, p.file_id, p.source_line, p.obfuscated,
+               d.malware_family AS family
+        FROM ps_exec p JOIN det d ON d.ev = p.ev
+        WHERE d.malware_family IS NOT NULL""",
     "events": """
         SELECT org_id, ts, event_date AS day, event_kind FROM http
         UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",

@@ -348,6 +348,9 @@ def _build(
         "obfuscated_share": _share(p_share), "baseline_obfuscated_share": _share(b_share),
         "share_change_pp": (round(100 * (p_share - b_share), 2)
                             if p_share is not None and b_share is not None else None),
+        # families named in PowerShell events, ranked (an event may name more than one)
+        "families": _ranked([{"family": r["family"], **change(r["period"], r["baseline"])}
+                             for r in ev("endpoint.powershell_families")]),
     }
 
     # ATT&CK names of every technique id the document mentions (renderers label ids with it)
@@ -359,7 +362,8 @@ def _build(
         "campaigns.timeline", "campaigns.as_orgs", "campaigns.countries", "cves", "families",
         "malware",
         "rules", "sources.hosting_share", "sources.countries", "sources.as_orgs", "sources.ips",
-        "sources.per_ip", "sectors.events", "sectors.orgs", "endpoint.execution_techniques"}
+        "sources.per_ip", "sectors.events", "sectors.orgs", "endpoint.execution_techniques",
+        "endpoint.powershell_families"}
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),

@@ -77,7 +77,7 @@ class Engine:
     def __init__(self, rules: Sequence[CompiledRule], kind: str):
         self.rules = list(rules)
         self.kind = kind
-        types = dict(schema.KINDS[kind])
+        types = dict(schema.RULE_TABLES[kind])
         self.leaves: list[Leaf] = []
         ids: dict[Leaf, int] = {}
 
@@ -115,7 +115,7 @@ class Engine:
             text = typ == "VARCHAR" or (typ is None and field_column(leaf.column) is not None)
             col = self.columns.setdefault(leaf.column, _Column(leaf.column, text))
             (col.literal if leaf.kind in _KINDS and text else col.sql).append(i)
-        names = [n for n, _ in schema.KINDS[kind]]
+        names = [n for n, _ in schema.RULE_TABLES[kind]]
         self.read = set(self.columns) | read_columns(
             "\n".join(self.leaves[i].sql for i in self.row_leaves), names)
 
@@ -557,7 +557,7 @@ def reference_sql(rules: Sequence[CompiledRule], source: str, keep: str = "*") -
         return f"SELECT {keep}, []::INTEGER[] AS hits FROM ({source})"
     # the field columns the rules read (event_data.Image), taken out of their objects
     source = with_read_fields(source, "\n".join(r.sql for r in rules),
-                              (n for n, _ in schema.KINDS[rules[0].table]))
+                              (n for n, _ in schema.RULE_TABLES[rules[0].table]))
     cases = ", ".join(f"CASE WHEN {r.sql} THEN {i} END" for i, r in enumerate(rules))
     return f"SELECT {keep}, list_distinct([{cases}])::INTEGER[] AS hits FROM ({source})"
 

@@ -76,6 +76,8 @@ LOGSOURCE_TABLES: list[tuple[dict[str, str], str, dict]] = [
     ({"category": "proxy"}, "http", {}),
     ({"category": "process_creation", "product": "windows"}, "process_creation", {}),
     ({"category": "ps_script", "product": "windows"}, "ps_script", {}),
+    # what the PowerShell analyzer recovered from a command line or script block
+    ({"category": "ps_deobfuscated", "product": "windows"}, "powershell", {}),
     *(({"category": c, "product": "windows"}, "windows_event", cond)
       for c, cond in WINDOWS_CATEGORIES.items()),
     *(({"product": "windows", "service": s}, "windows_event", {"Channel": ch})
@@ -188,6 +190,8 @@ TABLE_FIELDS: dict[str, dict[str, str]] = {
     "http": HTTP_FIELDS, "windows_event": WINDOWS_FIELDS,
     "process_creation": PROCESS_CREATION_FIELDS, "ps_script": PS_SCRIPT_FIELDS,
     "document": DOCUMENT_FIELDS,
+    "powershell": {"ScriptBlockText": "deobfuscated", "CommandLine": "deobfuscated",
+                   "Original": "text"},
 }
 
 # Tables with a JSON object column of further fields: (that column, the Sigma field prefix
@@ -205,6 +209,7 @@ JSON_FIELDS: dict[str, tuple[str, str, bool]] = {
 KEYWORD_COLUMNS: dict[str, list[str]] = {
     "http": ["raw", "url_decoded"], "alert": ["raw"], "windows_event": ["raw"],
     "process_creation": ["raw"], "ps_script": ["raw"], "document": ["raw", "vba_code"],
+    "powershell": ["deobfuscated"],
 }
 
 # Text columns holding an IP whose numeric twin makes `|cidr` a range test.
@@ -222,8 +227,8 @@ def table_for(category: str | None, product: str | None, service: str | None) ->
 
 
 def columns(table: str) -> dict[str, str]:
-    """Column name -> DuckDB type of a table (an event kind of schema.KINDS)."""
-    return dict(schema.KINDS[table])
+    """Column name -> DuckDB type of a table (schema.RULE_TABLES)."""
+    return dict(schema.RULE_TABLES[table])
 
 
 def processing_pipeline(placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline:

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from threatscope import schema, sqlfn
 from threatscope.detect import scan
+from threatscope.detect.engine import Engine
+from threatscope.detect.ruleset import CompiledRule
 
 RULE_ID = "threatscope:powershell-obfuscated"
 TITLE = "Obfuscated PowerShell"
@@ -62,9 +66,13 @@ _EVENTS = rf"""
 
 
 def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], int],
-                   out: Path, workers: int | None = None) -> int:
-    """Analyse the lake's PowerShell (module doc); write ``out`` (schema.POWERSHELL_ANALYSIS)
-    and the detections of obfuscated PowerShell through ``write``; returns their number."""
+                   out: Path, rules: list[CompiledRule] = (), per_rule: Counter | None = None,
+                   workers: int | None = None) -> int:
+    """Analyse the lake's PowerShell (module doc); write ``out`` (schema.POWERSHELL_ANALYSIS),
+    the detections of obfuscated PowerShell and those of ``rules`` (Sigma rules of the
+    ``powershell`` table: malware families in the recovered text) through ``write``, counted
+    in ``per_rule``; returns their number."""
+    per_rule = Counter() if per_rule is None else per_rule
     con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_ps AS {_EVENTS}")
     texts = [t for (t,) in con.execute("SELECT DISTINCT text FROM __ts_ps").fetchall()]
     results = analyse_all(texts, workers)
@@ -96,6 +104,42 @@ def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], i
                            coalesce(deobfuscated, text)), 512) AS evidence
         FROM __ts_ps_out WHERE obfuscated""").to_arrow_table())
     con.unregister("__ts_ps_out")
+    if n:
+        per_rule[RULE_ID] += n
+    return n + (_family_rules(con, write, table, list(rules), per_rule) if rules else 0)
+
+
+def _family_rules(con, write: Callable[[pa.Table], int], table: pa.Table,
+                  rules: list[CompiledRule], per_rule: Counter) -> int:
+    """The rules of the ``powershell`` table over the analysed events (one engine pass), each
+    hit a detection with its rule's tags (``threatscope.malware.<family>``: malware_family)."""
+    types = dict(schema.POWERSHELL_ANALYSIS)
+    data = pa.table({c: pc.dictionary_encode(table.column(c)) if types[c] == "VARCHAR"
+                     else table.column(c) for c in table.column_names})
+    rows, idx = Engine(rules, "powershell").match(con, data)
+    if not len(rows):
+        return 0
+    hit = table.take(rows)
+    idx = idx.to_pylist()
+    n = write(pa.table({
+        **{c: hit.column(c) for c in ("org_id", "ts")},
+        "src_ip": pa.nulls(len(idx), pa.string()),
+        **{c: hit.column(c) for c in ("event_kind", "file_id", "source_file", "source_line")},
+        "rule_id": [rules[i].id for i in idx], "title": [rules[i].title for i in idx],
+        "severity": [rules[i].level for i in idx],
+        "cves": pa.array([rules[i].cves for i in idx], pa.list_(pa.string())),
+        "attack_techniques": pa.array([rules[i].attack_techniques for i in idx],
+                                      pa.list_(pa.string())),
+        "product": pa.array([rules[i].product for i in idx], pa.string()),
+        "campaign": pa.array([rules[i].campaign for i in idx], pa.string()),
+        "family": pa.array([rules[i].family for i in idx], pa.string()),
+        "malware_family": pa.array([rules[i].malware for i in idx], pa.string()),
+        "detector": ["sigma"] * len(idx),
+        "evidence": pc.utf8_slice_codeunits(
+            pc.coalesce(hit.column("deobfuscated"), hit.column("text")), 0, 512),
+    }))
+    for i in idx:
+        per_rule[rules[i].id] += 1
     return n
 
 

@@ -51,7 +51,7 @@ def compile_files(files: list[Path], placeholders: dict[str, list[str]] | None =
     seen: dict[str, str] = {}
     pipeline = mapping.processing_pipeline(placeholders)
     con = duckdb.connect()
-    for kind, cols in schema.KINDS.items():
+    for kind, cols in schema.RULE_TABLES.items():
         con.execute(f'CREATE TABLE "{kind}" AS {schema.empty_select(cols)}')
     correlations: list[tuple[str, dict]] = []  # compiled once every rule they may name is
     not_compiled: dict[str, str] = {}  # id or name of a rule that failed -> why

@@ -31,7 +31,6 @@ from threatscope.arrowutil import constant, indexed
 from threatscope.detect import scan
 from threatscope.detect.correlation import Correlated
 from threatscope.detect.engine import Engine, reference_sql
-from threatscope.detect.powershell import RULE_ID as POWERSHELL_RULE
 from threatscope.detect.powershell import run_powershell
 from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
 from threatscope.errors import UserError
@@ -59,9 +58,9 @@ def evaluate(
     ``reference=True`` runs every rule's SQL on every row instead of the engine (tests check
     both agree).
     """
-    if kind not in schema.KINDS:
-        raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.KINDS)})")
-    cols = schema.KINDS[kind]
+    if kind not in schema.RULE_TABLES:
+        raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.RULE_TABLES)})")
+    cols = schema.RULE_TABLES[kind]
     tbl = rows if isinstance(rows, pa.Table) else _rows_table(rows, kind)
     given = set(tbl.column_names)
     tbl = tbl.append_column("__row", pa.array(range(tbl.num_rows), pa.int64()))
@@ -119,7 +118,7 @@ def _rows_table(rows: list[dict], kind: str) -> pa.Table:
         for k in r:
             if k not in names:
                 names.append(k)
-    known = dict(schema.KINDS[kind])
+    known = dict(schema.RULE_TABLES[kind])
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UserError(f"unknown {kind} column(s): {', '.join(unknown)}")
@@ -171,7 +170,7 @@ def run_detect(
         {"path": f.path, "rule": f.name, "reason": f.reason, "logsource": f.logsource}
         for f in ruleset.failed
     ]
-    tables = sorted({r.table for r in ruleset.rules})
+    tables = sorted({r.table for r in ruleset.rules if r.table in schema.KINDS})  # the lake's
     total = len(tables) + 1
     per_rule: Counter[str] = Counter()
     out = ws.detections_path
@@ -204,9 +203,8 @@ def run_detect(
             summary.correlation_detections = correlated.run(con, write, per_rule)
             if progress:
                 progress(0, total, "detect: PowerShell")
-            summary.powershell_detections = run_powershell(con, write, ps_tmp)
-            if summary.powershell_detections:
-                per_rule[POWERSHELL_RULE] += summary.powershell_detections
+            summary.powershell_detections = run_powershell(
+                con, write, ps_tmp, ruleset.for_table("powershell"), per_rule)
             summary.suricata_detections = _alerts(con, ruleset, write)
         summary.events_scanned["alert"] = summary.suricata_detections
         if progress:

@@ -338,6 +338,79 @@ def evaluate(data: Path = DEFAULT_DATA, seed: int = 1, epochs: int = 40,
     return res
 
 
+# Unit42's family labels -> the family the built-in rules over the recovered text name
+# (rules/powershell); labels not here have no rule of ours (AMSI bypasses, TXT C2, ...)
+UNIT42_FAMILIES = {
+    "Shellcode Inject": "shellcode-injector", "Unicorn": "shellcode-injector",
+    "Unicorn Modified": "shellcode-injector", "SET": "shellcode-injector",
+    "PowerShell Empire": "empire", "Downloader DFSP": "downloader",
+    "Downloader DFSP DPL": "downloader", "Downloader DFSP 2X": "downloader",
+    "Downloader IEXDS": "downloader", "Downloader Proxy": "downloader",
+    "Downloader Kraken": "downloader", "BITSTransfer": "downloader",
+    "Powerfun Bind": "powerfun", "Powerfun Reverse": "powerfun"}
+
+
+def as_unit42_read_it(text: str) -> str:
+    """``text`` normalised the way Unit42's ``decoded`` reads: their decoder dropped the NUL
+    bytes of UTF-16LE and read the rest as Latin-1 (U+201D became \\x1d); whitespace runs
+    collapsed and case folded on both sides of a comparison."""
+    raw = text.encode("utf-16-le", "surrogatepass").replace(b"\0", b"").decode("latin-1")
+    return re.sub(r"\s+", " ", raw).strip().lower()
+
+
+def recovered_exactly(record: dict, result) -> bool:
+    """Whether ``deobfuscate(record["commandline"])`` recovered Unit42's ``decoded`` exactly:
+    the layer that -EncodedCommand produced, read as Unit42 read it."""
+    enc = [layer.text for layer in result.layers if layer.technique == "encodedcommand"]
+    return bool(enc) and as_unit42_read_it(enc[0]) == re.sub(
+        r"\s+", " ", record["decoded"]).strip().lower()
+
+
+def recovery_and_families(data: Path = DEFAULT_DATA, out=sys.stdout) -> dict:
+    """Over Unit42's command lines, as detect sees them (deobfuscated, then the family rules over
+    the recovered text): exact recovery of their decoded payloads, and family accuracy on the
+    labels UNIT42_FAMILIES maps; prints a summary and returns the numbers."""
+    from collections import Counter
+
+    from threatscope.detect.ruleset import BUILTIN_RULES, load_rules
+    from threatscope.detect.stage import evaluate as rule_hits
+    from threatscope.powershell.deobfuscate import deobfuscate
+
+    recs = [json.loads(x) for x in (data / "unit42_psencmds.jsonl").open(encoding="utf-8")
+            if x.strip()]
+    results = [deobfuscate(r["commandline"]) for r in recs]
+    exact = [recovered_exactly(r, res) for r, res in zip(recs, results, strict=True)]
+    rs = load_rules([BUILTIN_RULES / "powershell"], builtin=False)
+    malware = {r.id: r.malware for r in rs.for_table("powershell")}
+    hits = rule_hits(rs, "powershell", [{"text": r["commandline"], "deobfuscated": res.final}
+                                        for r, res in zip(recs, results, strict=True)])
+    found = [{malware[i] for i in h} for h in hits]
+    per: dict[str, Counter] = {}
+    for r, f in zip(recs, found, strict=True):
+        want = UNIT42_FAMILIES.get(r.get("family") or "")
+        if want:
+            per.setdefault(r["family"], Counter())["right" if f == {want} else "wrong"] += 1
+    right = sum(c["right"] for c in per.values())
+    labelled = sum(c.total() for c in per.values())
+    other = Counter(x for r, f in zip(recs, found, strict=True)
+                    if not UNIT42_FAMILIES.get(r.get("family") or "") for x in f)
+    res = {"records": len(recs), "exact_recovery": sum(exact),
+           "exact_recovery_share": sum(exact) / len(recs),
+           "unrecovered": [i for i, ok in enumerate(exact) if not ok],
+           "family_labelled": labelled, "family_right": right,
+           "family_accuracy": right / labelled if labelled else None,
+           "family_by_label": {k: dict(v) for k, v in sorted(per.items())},
+           "family_on_other_labels": dict(other)}
+    print(f"exact recovery of Unit42's decoded payloads: {sum(exact)} of {len(recs)} "
+          f"({res['exact_recovery_share']:.4f}); not recovered: records {res['unrecovered']}",
+          file=out)
+    print(f"family accuracy on the labels with a rule: {right} of {labelled} "
+          f"({res['family_accuracy']:.4f}); by label: " + ", ".join(
+              f"{k} {v.get('right', 0)}/{v.total()}" for k, v in sorted(per.items())), file=out)
+    print(f"families named on records whose label has no rule of ours: {dict(other)}", file=out)
+    return res
+
+
 def train(data: Path = DEFAULT_DATA, out_path: Path | None = None, seed: int = 1,
           epochs: int = 40, kind: str = "gbdt") -> dict:
     """Fit on everything and write the model JSON (default: the package's shipped model)."""
@@ -366,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.eval:
         evaluate(a.data, a.seed, a.epochs, kind=a.kind)
+        recovery_and_families(a.data)
     else:
         doc = train(a.data, a.out, a.seed, a.epochs, a.kind)
         print(f"model written: {doc['trained_on']}")

@@ -54,6 +54,8 @@ def _changes(view: dict) -> Iterable[tuple[str, dict]]:
             yield f"endpoint.{k}", ep[k]
     for row in ep["execution_techniques"]:
         yield f"endpoint.execution_techniques[{row['technique']}]", row
+    for row in (ep["powershell"] or {}).get("families", []):
+        yield f"endpoint.powershell.families[{row['family']}]", row
 
 
 def check_view(view: dict) -> list[dict]:

@@ -51,6 +51,16 @@ def md(value: object, limit: int = 240) -> str:
     return _LEADING.sub(lambda m: m[1] + m[2][:-1] + "\\" + m[2][-1], s)
 
 
+def _ranked(rows: list[dict], pl: str, bl: str) -> str:
+    """Families ranked, with their rank in the baseline and the change."""
+    return _table(["Rank", "Family", pl, bl, f"Rank in {bl}", "Rank change", "% change", "Flag"],
+                  [[fmt_int(r["rank"]), md(r["family"]), fmt_int(r["period"]),
+                    fmt_int(r["baseline"]), fmt_int(r["baseline_rank"]),
+                    _rank_change(r["rank_change"]), fmt_pct(r["pct_change"]),
+                    md(fmt_flag(r["flag"]))] for r in rows[:50]],
+                  ["r", "l", "r", "r", "r", "r", "r", "l"])
+
+
 def _rank_change(n: int | None) -> str:
     return "—" if n is None else ("±0" if n == 0 else f"{n:+d}")
 
@@ -219,6 +229,10 @@ def render_markdown(metrics: dict) -> str:
                 f"in {bl} ({fmt_share(ps['baseline_obfuscated_share'])}); change of share "
                 f"{fmt_pp(ps['share_change_pp'])}, obfuscated PowerShell events "
                 f"{fmt_pct(ps['obfuscated']['pct_change'])}.\n")
+            if ps["families"]:
+                add("PowerShell events by the malware family that a rule over their recovered "
+                    f"text named, ranked by events in {pl}:\n")
+                add(_ranked(ps["families"], pl, bl) + "\n")
         add(_table(["Execution technique", "Parent", pl, "Share", bl, "Share", "Change of share",
                     "% change", "Flag"],
                    [[md(r["label"]), md(r["parent"] or "—"), fmt_int(r["period"]),
@@ -235,12 +249,7 @@ def render_markdown(metrics: dict) -> str:
     add("## Malware\n")
     if v["malware"]:
         add(f"Ranked by detected events in {pl}; the rank in {bl} beside it.\n")
-        add(_table(["Rank", "Family", pl, bl, f"Rank in {bl}", "Rank change", "% change", "Flag"],
-                   [[fmt_int(r["rank"]), md(r["family"]), fmt_int(r["period"]),
-                     fmt_int(r["baseline"]), fmt_int(r["baseline_rank"]),
-                     _rank_change(r["rank_change"]), fmt_pct(r["pct_change"]),
-                     md(fmt_flag(r["flag"]))] for r in v["malware"][:50]],
-                   ["r", "l", "r", "r", "r", "r", "r", "l"]) + "\n")
+        add(_ranked(v["malware"], pl, bl) + "\n")
     else:
         add(f"_No malware family was detected in {pl} or {bl}._\n")
 

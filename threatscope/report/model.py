@@ -76,6 +76,7 @@ def _rows(v: Any, keys: tuple[str, ...]) -> list[dict]:
     return [_pick(r, keys) for r in _l(v)]
 
 
+RANKED = ("family",) + CHANGE + ("rank", "baseline_rank", "rank_change")
 _TECHNIQUE = ("technique", "name", "parent") + CHANGE + ("share", "baseline_share",
                                                          "share_change_pp")
 
@@ -91,7 +92,8 @@ def _endpoint(ep: dict) -> dict:
             # the obfuscated share of PowerShell; None when no PowerShell was detected
             "powershell": {"events": change(ps["events"]), "obfuscated": change(ps["obfuscated"]),
                            **_pick(ps, ("obfuscated_share", "baseline_obfuscated_share",
-                                        "share_change_pp"))}
+                                        "share_change_pp")),
+                           "families": _rows(ps.get("families"), RANKED)}
             if change(ps.get("events")) and (ps["events"]["period"] or ps["events"]["baseline"])
             else None}
 
@@ -141,8 +143,7 @@ def build_view(metrics: dict) -> dict:
         "products": _rows(m.get("products"), ("product",) + CHANGE),
         "cves": _rows(m.get("cves"), ("cve",) + CHANGE),
         "families": _rows(m.get("families"), ("family",) + CHANGE),
-        "malware": _rows(m.get("malware"), ("family",) + CHANGE
-                         + ("rank", "baseline_rank", "rank_change")),
+        "malware": _rows(m.get("malware"), RANKED),
         "rules": _rows(m.get("rules"), ("rule_id", "title", "level") + CHANGE),
         "sources": {
             "distinct_ips": sources.get("distinct_ips"),

@@ -18,7 +18,7 @@ import csv
 import os
 from pathlib import Path
 
-from threatscope.report.model import CHANGE, build_view
+from threatscope.report.model import CHANGE, RANKED, build_view
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -30,7 +30,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "products": ("products", ("product",) + CHANGE),
     "cves": ("cves", ("cve",) + CHANGE),
     "families": ("families", ("family",) + CHANGE),
-    "malware": ("malware", ("family",) + CHANGE + ("rank", "baseline_rank", "rank_change")),
+    "malware": ("malware", RANKED),
     "rules": ("rules", ("rule_id", "title", "level") + CHANGE),
     "sources_top_countries": ("sources.top_countries",
                               ("country_code", "country_name", "detected_events", "source_ips",
@@ -44,6 +44,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "endpoint_execution_techniques": ("endpoint.execution_techniques",
                                       ("technique", "name", "parent") + CHANGE
                                       + ("share", "baseline_share", "share_change_pp")),
+    "endpoint_powershell_families": ("endpoint.powershell.families", RANKED),
     "sectors": ("sectors", ("sector", "orgs", "sensors", "detected_events", "per_org",
                             "per_sensor", "rank", "baseline_detected_events",
                             "baseline_per_org")),
@@ -72,8 +73,8 @@ def table_rows(view: dict, name: str) -> tuple[tuple[str, ...], list[list[str]]]
     where, head = TABLES[name]
     rows = view
     for part in where.split("."):
-        rows = rows[part]
-    return head, [[cell(r.get(k)) for k in head] for r in rows]
+        rows = (rows or {}).get(part)  # a section that is absent (None) has no rows
+    return head, [[cell(r.get(k)) for k in head] for r in rows or []]
 
 
 def write_tables(metrics: dict, folder: str | Path) -> dict[str, Path]:

@@ -554,6 +554,19 @@ def _macro(entry: str, doc: MacroDocument) -> str:
 
 
 # -- truth ------------------------------------------------------------------------------------
+def _families(events: list[dict]) -> dict[str, dict]:
+    """Per malware family: the events that show it (and of those the ones the rules are
+    expected to see), the chains (infections) and hosts they belong to."""
+    out: dict[str, dict] = {}
+    for f in sorted({e["family"] for e in events if e["family"]}):
+        fe = [e for e in events if e["family"] == f]
+        out[f] = {"events": len(fe),
+                  "expected_detected": sum(1 for e in fe if not e["evades"]),
+                  "infections": len({e["chain"] for e in fe}),
+                  "hosts": sorted({f"{e['org_id']}/{e['host']}" for e in fe})}
+    return out
+
+
 def _truth(files: dict[str, dict], events: list[dict], chains: list[_ChainInfo],
            documents: list[MacroDocument], fleets: dict[str, list[Host]],
            quarters: dict[str, tuple[int, int]]) -> dict:
@@ -572,16 +585,12 @@ def _truth(files: dict[str, dict], events: list[dict], chains: list[_ChainInfo],
                     orgs[e["org_id"]][t] += 1
         exe = {t: d["expected_detected"] for t, d in tech.items() if _execution(t)}
         s = sum(exe.values())
-        infected = sorted({f"{c.org_id}/{c.host}" for c in chains
-                           if c.quarter == q and c.family == "emotet"})
         per_quarter[q] = {
             "chains": dict(Counter(c.kind for c in chains if c.quarter == q)),
             "attack_events": len(qe),
             "techniques": dict(sorted(tech.items())),
             "execution_shares": {t: round(n / s, 4) for t, n in sorted(exe.items())} if s else {},
-            "families": {"emotet": {
-                "infections": len(infected), "hosts": infected,
-                "events": sum(1 for e in qe if e["family"] == "emotet")}},
+            "families": _families(qe),
             "orgs": {o: dict(sorted(c.items())) for o, c in sorted(orgs.items())},
         }
     return {
@@ -592,7 +601,8 @@ def _truth(files: dict[str, dict], events: list[dict], chains: list[_ChainInfo],
                   "original file name). Per quarter, techniques count events (an event counts "
                   "once for each technique it shows); 'expected_detected' leaves out the "
                   "evading ones; execution_shares divide each execution technique's "
-                  "expected_detected by their sum."),
+                  "expected_detected by their sum; families count, per malware family, the "
+                  "events whose (recovered) content shows it, the chains and the hosts."),
         "execution_techniques": sorted({t for e in events for t in e["techniques"]
                                         if _execution(t)}),
         "hosts": {org: [{"host": h.short, "computer": h.name, "telemetry": h.telemetry,

@@ -9,8 +9,11 @@ Office -> WMI -> PowerShell, Office -> wscript/mshta), a JScript attachment, an 
 infection (macro -> PowerShell downloader trying a list of URLs -> a dropped exe, or a DLL
 started by rundll32/regsvr32), or a WMI command run on a neighbour. Each event's
 :class:`Label` says which ATT&CK techniques its own fields show (an encoded command shows
-PowerShell and obfuscation, the script block it decodes to shows the download); the truth file
-counts them. Payloads point at ``.example`` names and TEST-NET addresses, and the "shellcode"
+PowerShell and obfuscation, the script block it decodes to shows the download). A PowerShell
+text also shows what its payload does once the analyzer has recovered it: an encoded downloader
+shows the download (T1105) and its family (``downloader``, ``emotet``, ``shellcode-injector``),
+as the family rules over the recovered text find them (rules/powershell). The truth file counts
+them. Payloads point at ``.example`` names and TEST-NET addresses, and the "shellcode"
 is random bytes: nothing here works against anything.
 
 A chain that opens a macro document returns a :class:`MacroDocument` naming the file the Office
@@ -181,6 +184,11 @@ def _payload(rng: random.Random) -> tuple[str, str, str]:
 
 # -- steps shared by chains -----------------------------------------------------------------
 _EXEC_2ND = ("T1059.001", "T1105")  # a script block that downloads and runs
+# what the family rules over the analyzer's recovered text (rules/powershell) find in a payload
+# of each kind: (techniques besides running PowerShell, family)
+REVEALS: dict[str, tuple[tuple[str, ...], str]] = {
+    "cradle": (("T1105",), "downloader"), "drop": (("T1105",), "downloader"),
+    "stager": (("T1055",), "shellcode-injector"), "emotet": (("T1105",), "emotet")}
 
 
 class _Chain:
@@ -197,15 +205,20 @@ class _Chain:
         return self.ts
 
     def label(self, step: str, *techniques: str, family: str | None = None,
-              evades: tuple[str, ...] = ()) -> Label:
+              evades: tuple[str, ...] = (), reveals: str | None = None) -> Label:
+        """``reveals``: the kind of payload (REVEALS) the event's PowerShell text holds."""
+        if reveals is not None:
+            more, family = REVEALS[reveals]
+            techniques += tuple(t for t in more if t not in techniques)
+            if evades:  # an event the rules cannot see hides its payload too
+                evades += tuple(t for t in more if t not in evades)
         return Label(self.id, step, tuple(techniques), family, evades)
 
     def spawn(self, parent: Proc, image: str, cmdline: str, step: str, *techniques: str,
               **kw) -> Proc:
-        family = kw.pop("family", None)
-        evades = kw.pop("evades", ())
-        return self.tl.spawn(self.host, parent, image, cmdline, self.tick(), label=self.label(
-            step, *techniques, family=family, evades=evades), **kw)
+        label = self.label(step, *techniques, family=kw.pop("family", None),
+                           evades=kw.pop("evades", ()), reveals=kw.pop("reveals", None))
+        return self.tl.spawn(self.host, parent, image, cmdline, self.tick(), label=label, **kw)
 
     def office(self, app: str | None = None, from_outlook: bool | None = None) -> Proc:
         """The user opens the macro document (from Outlook's attachment cache or Downloads)."""
@@ -240,13 +253,13 @@ class _Chain:
         host, tl = self.host, self.tl
         if kind == "stager":
             tl.script(host, ps, script, self.tick(), label=self.label(
-                "script block: unpack and run", "T1059.001", "T1027"))
+                "script block: unpack and run", "T1059.001", "T1027", reveals=kind))
             tl.script(host, ps, script_inner(script), self.tick(), label=self.label(
-                "script block: shellcode runner", "T1059.001", "T1055"))
+                "script block: shellcode runner", "T1059.001", "T1055", reveals=kind))
             tl.connect(host, ps, ip, 443, self.tick(), label=self.label("connection"))
             return
         tl.script(host, ps, script, self.tick(), label=self.label(
-            "script block: download and run", *_EXEC_2ND))
+            "script block: download and run", *_EXEC_2ND, reveals=kind))
         if kind == "drop":
             self.drop(ps, ip)
         else:
@@ -289,9 +302,10 @@ def office_cmd_powershell(tl, rng, host, ts, chain, peers) -> MacroDocument | No
     word = rng.choice(["powershell", "p^owe^rshe^ll", "po^wer^she^ll.exe"])
     cmd_line = f'cmd.exe /c {word} {flags} -c "{script}"'
     c.macro_runs(cmd_line)
-    cmd = c.spawn(office, f"{SYSTEM32}\\cmd.exe", cmd_line, "shell", "T1204.002", "T1059.003")
+    cmd = c.spawn(office, f"{SYSTEM32}\\cmd.exe", cmd_line, "shell", "T1204.002", "T1059.003",
+                  reveals="cradle")
     ps = c.spawn(cmd, POWERSHELL_EXE, f'powershell  {flags} -c "{script}"', "powershell",
-                 "T1059.001", "T1105")
+                 "T1059.001", "T1105", reveals="cradle")
     c.second_stage(ps, script, "cradle", ip)
     return c.doc
 
@@ -304,7 +318,7 @@ def office_encoded_powershell(tl, rng, host, ts, chain, peers) -> MacroDocument 
     line = _powershell_line(rng, f"{_ps_flags(rng)} {_enc_flag(rng)} {encode(script)}")
     c.macro_runs(line)
     ps = c.spawn(office, POWERSHELL_EXE, line, "encoded powershell", "T1204.002", "T1059.001",
-                 "T1027")
+                 "T1027", reveals=kind)
     c.second_stage(ps, script, kind, ip)
     return c.doc
 
@@ -319,11 +333,12 @@ def office_wmi_powershell(tl, rng, host, ts, chain, peers) -> MacroDocument | No
     if rng.random() < 0.5:
         wmic_line = f'wmic.exe process call create "{line}"'
         c.macro_runs(wmic_line)
-        c.spawn(office, f"{SYSTEM32}\\wbem\\WMIC.exe", wmic_line, "wmic", "T1204.002", "T1047")
+        c.spawn(office, f"{SYSTEM32}\\wbem\\WMIC.exe", wmic_line, "wmic", "T1204.002", "T1047",
+                reveals=kind)
     else:
         c.macro_runs(line, via="wmi")  # Win32_Process.Create from VBA: no wmic.exe in between
     ps = c.spawn(host.wmiprvse, POWERSHELL_EXE, line, "powershell from WMI", "T1047",
-                 "T1059.001", "T1027", user=office.user, sid=office.user_sid,
+                 "T1059.001", "T1027", reveals=kind, user=office.user, sid=office.user_sid,
                  integrity="Medium", cwd=f"{SYSTEM32}\\")
     c.second_stage(ps, script, kind, ip)
     return c.doc
@@ -368,7 +383,7 @@ def js_attachment(tl, rng, host, ts, chain, peers) -> MacroDocument | None:
     script = _drop_run(rng, f"http://{site}/{_name(rng, 5)}.exe",
                        f"$env:TEMP+'\\{_name(rng, 6)}.exe'")
     ps = c.spawn(wsh, POWERSHELL_EXE, f'powershell.exe {_ps_flags(rng)} -c "{script}"',
-                 "powershell", "T1059.001", "T1105")
+                 "powershell", "T1059.001", "T1105", reveals="drop")
     c.second_stage(ps, script, "drop", ip)
     return None
 
@@ -393,7 +408,7 @@ def mshta(tl, rng, host, ts, chain, peers) -> MacroDocument | None:
         return c.doc
     script = _cradle(rng, f"http://{site}/{_name(rng, 5)}.ps1").replace('"', "'")
     ps = c.spawn(hta, POWERSHELL_EXE, f'powershell.exe {_ps_flags(rng)} -c "{script}"',
-                 "powershell", "T1059.001", "T1105")
+                 "powershell", "T1059.001", "T1105", reveals="cradle")
     c.second_stage(ps, script, "cradle", ip)
     return c.doc
 
@@ -450,16 +465,17 @@ def emotet(tl, rng, host, ts, chain, peers) -> MacroDocument | None:
     if variant == "exe":  # 2018: cmd with carets in between
         line = f"cmd.exe /c p^o^w^e^r^s^h^e^l^l -nop -w hidden -e {b64}"
         c.macro_runs(line)
-        cmd = c.spawn(office, f"{SYSTEM32}\\cmd.exe", line, "shell", "T1204.002", "T1059.003")
+        cmd = c.spawn(office, f"{SYSTEM32}\\cmd.exe", line, "shell", "T1204.002", "T1059.003",
+                      reveals="emotet")
         ps = c.spawn(cmd, POWERSHELL_EXE, f"powershell  -nop -w hidden -e {b64}",
-                     "encoded powershell", "T1059.001", "T1027")
+                     "encoded powershell", "T1059.001", "T1027", reveals="emotet")
     else:
         line = f"powershell -w hidden {_enc_flag(rng)} {b64}"
         c.macro_runs(line)
         ps = c.spawn(office, POWERSHELL_EXE, line, "encoded powershell", "T1204.002",
-                     "T1059.001", "T1027")
+                     "T1059.001", "T1027", reveals="emotet")
     tl.script(host, ps, script, c.tick(), label=c.label(
-        "script block: downloader", *_EXEC_2ND, family="emotet"))
+        "script block: downloader", *_EXEC_2ND, reveals="emotet"))
     ip = f"{rng.choice(_TEST_NETS)}{rng.randrange(2, 250)}"
     tl.connect(host, ps, ip, 80, c.tick(), sites[0], label=c.label("connection"))
     tl.file(host, ps, saved, c.tick(), label=c.label("file written"))
@@ -495,7 +511,7 @@ def renamed_powershell(tl, rng, host, ts, chain, peers) -> MacroDocument | None:
     c.macro_runs(line)
     hidden = ("T1204.002", "T1059.001", "T1027")
     ps = c.spawn(office, copy, line, "renamed powershell", *hidden, evades=hidden,
-                 pe=PE_INFO["powershell.exe"])
+                 reveals="cradle", pe=PE_INFO["powershell.exe"])
     c.second_stage(ps, script, "cradle", ip)
     return c.doc
 
