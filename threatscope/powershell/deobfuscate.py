@@ -1024,9 +1024,105 @@ def _ascii_share(text: str) -> float:
     return sum(1 for ch in sample if " " <= ch <= "~" or ch in "\r\n\t") / max(len(sample), 1)
 
 
+# what UTF-16LE script text is made of; a byte or bit shift turns ASCII into U+2000.. or CJK
+_TEXT_CHARS = "\t\n\r\x20-\x7e\xa0-\xff\u2013\u2014\u2018\u2019\u201c\u201d\ufeff"
+_NON_TEXT = re.compile(f"[^{_TEXT_CHARS}]")
+_WINDOW_TEXT = re.compile(r"[\t\n\r\x20-\x7e]{5}")  # a run starts with ASCII: Latin-1 comes from NULs
+_B64_SEGMENT = re.compile(r"[A-Za-z0-9+/]+")
+LENIENT_MAX = 1024 * 1024  # base64 characters the lenient decoder reads (the search is per character)
+
+
+def _b64_prefix(s: str) -> bytes:
+    """The bytes that whole characters of *s* (alphabet only) encode: a 2-3 character tail counts."""
+    body = s[: len(s) - len(s) % 4] if len(s) % 4 == 1 else s
+    return base64.b64decode(body + "=" * (-len(body) % 4))
+
+
+def _text_runs(seg: str, ctx: _Ctx) -> tuple[list[str], int]:
+    """Resynchronise a damaged base64 segment: the UTF-16LE text runs it holds at whatever character
+    offset (4 alignments) and byte offset each run starts, and how many characters went to no text.
+    A deleted character shifts everything after it; Unit42's decoder read through such shifts by
+    dropping NUL bytes, this reads each run in its own alignment instead."""
+    runs: list[str] = []
+    pos = used = 0  # used: bytes read into text
+    n = len(seg)
+    while pos + 8 <= n:
+        start = None
+        for j in range(pos, n - 7):  # the first offset where 5 characters in a row are text
+            ctx.tick()
+            window = _b64_prefix(seg[j:j + 16])
+            for par in (0, 1, 2):  # the byte offset (3 is offset 0 at j + 4)
+                w = window[par:par + 10]
+                if _WINDOW_TEXT.match(w[: len(w) // 2 * 2].decode("utf-16-le", "replace")):
+                    start = (j, par)
+                    break
+            if start is not None:
+                break
+        if start is None:
+            break
+        j, par = start
+        data = _b64_prefix(seg[j:])[par:]
+        ctx.tick(len(data) // 64)
+        # 'replace' keeps one character per 2 bytes up to the first non-text one (a pair is non-text)
+        text = data[: len(data) // 2 * 2].decode("utf-16-le", "replace")
+        bad = _NON_TEXT.search(text)
+        end = bad.start() if bad else len(text)
+        run = text[:end]
+        if bad is None and len(data) % 2 and 0x20 <= data[-1] < 0x7f:
+            run += chr(data[-1])  # the last character's high (zero) byte was cut off
+        runs.append(run)
+        used += len(run) * 2 - (len(run) * 2 > len(data))
+        if bad is None:
+            break
+        # resume at the base64 character holding the first bad byte's bits, less one: a run in
+        # another alignment may start in a character the last run's tail shares
+        pos = max(j + (par + 2 * end) * 8 // 6 - 1, pos + 1)
+    # the characters whose bits went to no text (at least one a resynchronisation)
+    return runs, max(n - round(used * 4 / 3), len(runs) - 1, 0)
+
+
+def _lenient_encoded(raw: str, ctx: _Ctx) -> tuple[str, str] | None:
+    """A damaged -EncodedCommand value read through, from bytes actually present only: characters
+    outside the alphabet end a segment (a quote and ``,NULL,NULL);`` after the value, an escaped
+    ``\\xc3``), each segment is resynchronised, and a UTF-8 payload is read as UTF-8 (PowerShell
+    would not run these; the payload they carry is still the evidence). (text, reason) or None."""
+    s = re.sub(r"\s+", "", raw)[:LENIENT_MAX].replace("-", "+").replace("_", "/")
+    segs = _B64_SEGMENT.findall(s)
+    whole = "".join(segs)
+    if len(whole) >= 8 and len(segs[0]) == len(whole):
+        try:  # base64 of UTF-8 (or ASCII) where UTF-16LE was due: no NULs, and valid UTF-8 text
+            text = _b64_prefix(whole).decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        text = text.lstrip("\ufeff")
+        if text and "\0" not in text and _ascii_share(text) >= 0.95 and _NON_TEXT.search(text[:2000]) is None:
+            return text, "base64 of UTF-8, not UTF-16LE"
+    runs: list[str] = []
+    skipped = len(s.rstrip("=")) - len(whole)  # characters outside the alphabet
+    for seg in segs:
+        r, k = _text_runs(seg, ctx)
+        runs += r
+        skipped += k
+    text = "".join(runs).lstrip("\ufeff")
+    if len(text) < 8:
+        return None
+    return text, (f"base64 damaged: {skipped} characters skipped" if skipped else "truncated UTF-16")
+
+
 def _decode_encoded(raw: str, ctx: _Ctx) -> str:
     """-EncodedCommand's value: base64 of UTF-16LE. A value cut or shifted by a character or a
     byte (seen in the wild) is re-aligned when that turns noise into text; the repair is noted."""
+    probe = _Ctx(0, ctx.max_bytes)
+    probe.deadline = ctx.deadline
+    text = _decode_utf16(_b64(raw, probe), probe)
+    if probe.reason is None and _ascii_share(text) >= 0.9:
+        return text
+    # damaged (bad characters, odd length, invalid UTF-16) or noise: read it leniently, unless that
+    # keeps less than half the text the strict decode has (a lone surrogate in a short value)
+    fixed = _lenient_encoded(raw, ctx)
+    if fixed is not None and 2 * len(fixed[0]) >= len(_NON_TEXT.sub("", text)):
+        ctx.reason = ctx.reason or fixed[1]
+        return fixed[0]
     text = _decode_utf16(_b64(raw, ctx), ctx)
     if _ascii_share(text) >= 0.9:
         return text
@@ -1047,7 +1143,8 @@ def _decode_encoded(raw: str, ctx: _Ctx) -> str:
 
 # -- launchers -----------------------------------------------------------------------------------
 
-_PS_EXE = re.compile(r"""(?i)(?:^|[\s\\/"'&|(;=])(?:powershell(?:_ise)?|pwsh)(?:\.exe)?\\?["']?(?=[\s"']|$)""")
+# `powershell.exe-window hidden ...` (no space after .exe) is seen in the wild too
+_PS_EXE = re.compile(r"""(?i)(?:^|[\s\\/"'&|(;=])(?:powershell(?:_ise)?|pwsh)(?:\.exe)?\\?["']?(?=[\s"']|$|(?<=\.exe)-\w)""")
 # what may precede the executable on a command line: quotes and a path, nothing of a script
 _EXE_PREFIX = re.compile(r"""(?i)\s*(?:[\\"']*(?:[a-z]:|%\w+%|\$\w+:?\w*)?[\w\\/. ()$:%~-]*?)?""")
 _CMD_EXE = re.compile(r"(?i)(?:^|[\s\\/\"'])cmd(?:\.exe)?[\"']?\s+/[ckr]\b")
