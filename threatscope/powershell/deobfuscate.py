@@ -1461,6 +1461,251 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[
     return tech, "".join(out)
 
 
+# -- encodings the folder does not evaluate --------------------------------------------------------
+# Invoke-Obfuscation's ENCODING "special characters" and "whitespace" forms keep their data in
+# variables set by statements and in string lengths, which the expression folder does not track.
+# Two small passes decode them from the text alone (nothing runs) when an Invoke-Expression step
+# found nothing; each only accepts a script built the way those encoders build it.
+
+# a variable named with special characters only: ${;} ${=} ${"} (a name with a letter is a name)
+_SC_VAR = re.compile(r"\$\{[^\w\s}`]+\}")
+_SC_HINT = re.compile(r"\$\{[^\w\s}`]+\}\s*=\s*\+\+\s*\$\{")
+_SC_ASSIGN = re.compile(r"\s*(\$\{[^\w\s}`]+\})\s*=(?!=)\s*(.*?)\s*\Z", re.S)
+# the string forms of the methods `"".Method` names (PowerShell shows a PSMethod by its overloads)
+_METHOD_SIGNATURES = {"insert": "string Insert(int startIndex, string value)"}
+_SC_INTERP = {"$(@{})": "System.Collections.Hashtable", "$?": "True"}
+
+
+def _split_statements(text: str, ctx: _Ctx) -> list[str]:
+    """Top-level statements (``;`` and newlines outside quotes, ``${...}`` names and brackets)."""
+    out: list[str] = []
+    depth = start = i = 0
+    n = len(text)
+    while i < n:
+        ctx.tick()
+        c = text[i]
+        if c == "$" and text.startswith("${", i):
+            i = text.find("}", i) + 1 or n
+            continue
+        if c == "'":
+            while True:
+                i = text.find("'", i + 1)
+                if i < 0 or not text.startswith("''", i):
+                    break
+                i += 1
+            i = n if i < 0 else i + 1
+            continue
+        if c == '"':
+            i = _dq_end(text, i)
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c in ";\n" and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+        i += 1
+    out.append(text[start:])
+    return [s for s in out if s.strip()]
+
+
+def _dq_end(text: str, i: int) -> int:
+    """The index after the double-quoted string opening at i (``${"}`` inside it is a name)."""
+    n = len(text)
+    i += 1
+    while i < n:
+        c = text[i]
+        if c == "`":
+            i += 2
+        elif c == "$" and text.startswith("${", i):
+            i = text.find("}", i) + 1 or n
+        elif c == '"':
+            if text.startswith('""', i):
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    return n
+
+
+def _sc_interpolate(body: str, env: dict[str, Any]) -> str | None:
+    """A double-quoted string's text with special-character variables and $(@{}) / $? put in."""
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "$":
+            m = _SC_VAR.match(body, i)
+            if m is not None:
+                if m.group() not in env:
+                    return None
+                out.append(_to_str(env[m.group()]))
+                i = m.end()
+                continue
+            for k, v in _SC_INTERP.items():
+                if body.startswith(k, i):
+                    out.append(v)
+                    i += len(k)
+                    break
+            else:
+                return None  # any other variable is not known here
+            continue
+        if c == "`" and i + 1 < len(body):
+            i += 1
+            c = body[i]
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _sc_term(expr: str, i: int, env: dict[str, Any]) -> tuple[Any, int]:
+    """One operand of a special-character expression at i: (value or None, next index)."""
+    while i < len(expr) and expr[i].isspace():
+        i += 1
+    if expr.startswith('""', i) and expr[i + 2:i + 4] == ".(" and expr.endswith(")"):
+        name = _sc_expr(expr[i + 4:-1], env)  # "".("Insert"): the method, shown as its signature
+        return (_METHOD_SIGNATURES.get(name.lower()) if isinstance(name, str) else None), len(expr)
+    m = _SC_VAR.match(expr, i)
+    if m is not None:
+        v: Any = env.get(m.group())
+        i = m.end()
+    elif expr.startswith('"', i):
+        end = _dq_end(expr, i)
+        v = _sc_interpolate(expr[i + 1:end - 1], env)
+        i = end
+    else:
+        return None, i
+    while v is not None and expr.startswith("[", i):  # "$(@{})"["${+}${|}"]: a character of it
+        j = i + 1  # the index is a variable or a string (a ']' may be in either: ${]})
+        if expr.startswith("${", j):
+            close = expr.find("}", j) + 1
+        elif expr.startswith('"', j):
+            close = _dq_end(expr, j)
+        else:
+            return None, i
+        k = _to_int(_sc_expr(expr[j:close], env)) if expr.startswith("]", close) else None
+        v = v[k] if isinstance(v, str) and k is not None and 0 <= k < len(v) else None
+        i = close + 1
+    return v, i
+
+
+def _sc_expr(expr: str, env: dict[str, Any]) -> Any:
+    """The value of a special-character assignment's right side, or None when it is anything else."""
+    e = expr.strip()
+    if re.fullmatch(r"\+\s*[$@]\(\s*\)", e):  # +$() is 0
+        return 0
+    m = re.fullmatch(r"\+\+\s*(\$\{[^\w\s}`]+\})", e)
+    if m is not None:
+        if not isinstance(env.get(m.group(1)), int):
+            return None
+        env[m.group(1)] += 1
+        return env[m.group(1)]
+    v, i = _sc_term(e, 0, env)
+    while v is not None and i < len(e):
+        while i < len(e) and e[i].isspace():
+            i += 1
+        if i == len(e):
+            break
+        if e[i] != "+":
+            return None
+        r, i = _sc_term(e, i + 1, env)
+        if r is None:
+            return None
+        v = _to_str(v) + _to_str(r) if isinstance(v, str) or isinstance(r, str) else v + r
+    return v
+
+
+def _sc_literal(m: re.Match[str], env: dict[str, Any], in_string: bool) -> str:
+    v = env[m.group()]
+    if in_string:
+        return re.sub(r'([`"$])', r"`\1", _to_str(v))
+    return str(v) if isinstance(v, int) else "'" + _to_str(v).replace("'", "''") + "'"
+
+
+def _special_chars(text: str, env: dict[str, Any], ctx: _Ctx) -> str | None:
+    """Invoke-Obfuscation's special-character encoding: ``${;}=+$();${=}=${;};${+}=++${;};...``
+    give 0-9 to variables named by symbols, ``${"}`` becomes ``[CHar]`` and ``${;}`` ``iex`` from
+    characters of ``"$(@{})"`` and ``"$?"``, then ``"${"}${.}${(}+..."|&${;}`` runs the result.
+    Evaluates the assignments in order and writes what remains with the values put in."""
+    if len(_SC_HINT.findall(text[:200_000])) < 5:
+        return None
+    vals: dict[str, Any] = {}
+    rest: list[str] = []
+    assigned = 0
+    for st in _split_statements(text, ctx):
+        m = _SC_ASSIGN.match(st)
+        if m is not None:
+            v = _sc_expr(m.group(2), vals)
+            if v is None:
+                return None
+            vals[m.group(1)] = v
+            assigned += 1
+            continue
+        if any(x.group() not in vals for x in _SC_VAR.finditer(st)):
+            return None
+        out: list[str] = []
+        i = 0
+        while i < len(st):  # values into strings as text, elsewhere as literals
+            if st[i] == '"':
+                end = _dq_end(st, i)
+                out.append(_SC_VAR.sub(lambda x: _sc_literal(x, vals, True), st[i:end]))
+                i = end
+            else:
+                m2 = _SC_VAR.match(st, i)
+                out.append(_sc_literal(m2, vals, False) if m2 else st[i])
+                i = m2.end() if m2 else i + 1
+        rest.append("".join(out).strip())
+    if assigned < 10 or not rest:
+        return None
+    new = "; ".join(rest)
+    # a layer only when what is left runs a string (a look-alike that just prints stays as it is)
+    toks = [t for t in tokenize(new, deadline=ctx.deadline) if t.kind != "comment"]
+    return new if _script_step(toks, dict(env), ctx) is not None else None
+
+
+_WS_STRING = re.compile(r"'([ \t]{16,})'")
+_WS_DIGIT_RULE = re.compile(r"(?i)\.length\s*-\s*1\b")
+
+
+def _whitespace(text: str, ctx: _Ctx) -> str | None:
+    """Invoke-Obfuscation's whitespace encoding: each character code's decimal digits as runs of
+    one whitespace character (digit + 1 long) split by the other, codes split by it twice, turned
+    back by ``$_.Length - 1`` and piped to Invoke-Expression. The string's longest decoding wins."""
+    if not _WS_DIGIT_RULE.search(text) or not re.search(r"(?i)iex|invoke-expression|[&.]\s*\(", text):
+        return None
+    best = ""
+    for m in _WS_STRING.finditer(text):
+        ctx.tick(len(m.group(1)) // 64)
+        body = m.group(1)
+        for mark, sep in ((" ", "\t"), ("\t", " ")):
+            chars: list[str] = []
+            for code in body.strip(sep).split(sep * 2):
+                digits = code.split(sep)
+                if not all(d and d == mark * len(d) and len(d) <= 10 for d in digits):
+                    chars = []
+                    break
+                chars.append(chr(int("".join(str(len(d) - 1) for d in digits))))
+            decoded = "".join(chars)
+            if len(decoded) > len(best) and len(decoded) >= 4 and not _NON_TEXT.search(decoded):
+                best = decoded
+    return best or None
+
+
+def _encoding_step(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
+    """The special-character or whitespace form: (technique, the decoded layer) or None."""
+    if "${" in text and "++" in text:
+        new = _special_chars(text, env, ctx)
+        if new is not None:
+            return {"special-chars"}, new
+    if "'" in text and ("\t" in text or "  " in text):
+        new = _whitespace(text, ctx)
+        if new is not None:
+            return {"whitespace-encoding"}, new
+    return None
+
+
 # -- IOCs -----------------------------------------------------------------------------------------
 
 _URL = re.compile(r"(?i)\b(?:https?|ftp)://[^\s'\"`<>(){}\[\],;|\\^]+")
@@ -1556,7 +1801,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
                     ctx.reason = ctx.reason or "time budget"
                     raise _Stop
                 toks_of = cur
-                found = _script_step(toks, env, ctx)
+                found = _script_step(toks, env, ctx) or _encoding_step(cur, env, ctx)
                 if found is None:
                     break
                 techs, nxt = found
