@@ -1099,10 +1099,13 @@ def _lenient_encoded(raw: str, ctx: _Ctx) -> tuple[str, str] | None:
             return text, "base64 of UTF-8, not UTF-16LE"
     runs: list[str] = []
     skipped = len(s.rstrip("=")) - len(whole)  # characters outside the alphabet
-    for seg in segs:
-        r, k = _text_runs(seg, ctx)
-        runs += r
-        skipped += k
+    try:
+        for seg in segs:
+            r, k = _text_runs(seg, ctx)
+            runs += r
+            skipped += k
+    except _Stop:
+        return None  # out of time mid-search: the strict decode stands, the cut is reported
     text = "".join(runs).lstrip("\ufeff")
     if len(text) < 8:
         return None
