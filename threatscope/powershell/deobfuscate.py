@@ -1024,9 +1024,108 @@ def _ascii_share(text: str) -> float:
     return sum(1 for ch in sample if " " <= ch <= "~" or ch in "\r\n\t") / max(len(sample), 1)
 
 
+# what UTF-16LE script text is made of; a byte or bit shift turns ASCII into U+2000.. or CJK
+_TEXT_CHARS = "\t\n\r\x20-\x7e\xa0-\xff\u2013\u2014\u2018\u2019\u201c\u201d\ufeff"
+_NON_TEXT = re.compile(f"[^{_TEXT_CHARS}]")
+_WINDOW_TEXT = re.compile(r"[\t\n\r\x20-\x7e]{5}")  # a run starts with ASCII: Latin-1 comes from NULs
+_B64_SEGMENT = re.compile(r"[A-Za-z0-9+/]+")
+LENIENT_MAX = 1024 * 1024  # base64 characters the lenient decoder reads (the search is per character)
+
+
+def _b64_prefix(s: str) -> bytes:
+    """The bytes that whole characters of *s* (alphabet only) encode: a 2-3 character tail counts."""
+    body = s[: len(s) - len(s) % 4] if len(s) % 4 == 1 else s
+    return base64.b64decode(body + "=" * (-len(body) % 4))
+
+
+def _text_runs(seg: str, ctx: _Ctx) -> tuple[list[str], int]:
+    """Resynchronise a damaged base64 segment: the UTF-16LE text runs it holds at whatever character
+    offset (4 alignments) and byte offset each run starts, and how many characters went to no text.
+    A deleted character shifts everything after it; Unit42's decoder read through such shifts by
+    dropping NUL bytes, this reads each run in its own alignment instead."""
+    runs: list[str] = []
+    pos = used = 0  # used: bytes read into text
+    n = len(seg)
+    while pos + 8 <= n:
+        start = None
+        for j in range(pos, n - 7):  # the first offset where 5 characters in a row are text
+            ctx.tick()
+            window = _b64_prefix(seg[j:j + 16])
+            for par in (0, 1, 2):  # the byte offset (3 is offset 0 at j + 4)
+                w = window[par:par + 10]
+                if _WINDOW_TEXT.match(w[: len(w) // 2 * 2].decode("utf-16-le", "replace")):
+                    start = (j, par)
+                    break
+            if start is not None:
+                break
+        if start is None:
+            break
+        j, par = start
+        data = _b64_prefix(seg[j:])[par:]
+        ctx.tick(len(data) // 64)
+        # 'replace' keeps one character per 2 bytes up to the first non-text one (a pair is non-text)
+        text = data[: len(data) // 2 * 2].decode("utf-16-le", "replace")
+        bad = _NON_TEXT.search(text)
+        end = bad.start() if bad else len(text)
+        run = text[:end]
+        if bad is None and len(data) % 2 and 0x20 <= data[-1] < 0x7f:
+            run += chr(data[-1])  # the last character's high (zero) byte was cut off
+        runs.append(run)
+        used += len(run) * 2 - (len(run) * 2 > len(data))
+        if bad is None:
+            break
+        # resume at the base64 character holding the first bad byte's bits, less one: a run in
+        # another alignment may start in a character the last run's tail shares
+        pos = max(j + (par + 2 * end) * 8 // 6 - 1, pos + 1)
+    # the characters whose bits went to no text (at least one a resynchronisation)
+    return runs, max(n - round(used * 4 / 3), len(runs) - 1, 0)
+
+
+def _lenient_encoded(raw: str, ctx: _Ctx) -> tuple[str, str] | None:
+    """A damaged -EncodedCommand value read through, from bytes actually present only: characters
+    outside the alphabet end a segment (a quote and ``,NULL,NULL);`` after the value, an escaped
+    ``\\xc3``), each segment is resynchronised, and a UTF-8 payload is read as UTF-8 (PowerShell
+    would not run these; the payload they carry is still the evidence). (text, reason) or None."""
+    s = re.sub(r"\s+", "", raw)[:LENIENT_MAX].replace("-", "+").replace("_", "/")
+    segs = _B64_SEGMENT.findall(s)
+    whole = "".join(segs)
+    if len(whole) >= 8 and len(segs[0]) == len(whole):
+        try:  # base64 of UTF-8 (or ASCII) where UTF-16LE was due: no NULs, and valid UTF-8 text
+            text = _b64_prefix(whole).decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        text = text.lstrip("\ufeff")
+        if text and "\0" not in text and _ascii_share(text) >= 0.95 and _NON_TEXT.search(text[:2000]) is None:
+            return text, "base64 of UTF-8, not UTF-16LE"
+    runs: list[str] = []
+    skipped = len(s.rstrip("=")) - len(whole)  # characters outside the alphabet
+    try:
+        for seg in segs:
+            r, k = _text_runs(seg, ctx)
+            runs += r
+            skipped += k
+    except _Stop:
+        return None  # out of time mid-search: the strict decode stands, the cut is reported
+    text = "".join(runs).lstrip("\ufeff")
+    if len(text) < 8:
+        return None
+    return text, (f"base64 damaged: {skipped} characters skipped" if skipped else "truncated UTF-16")
+
+
 def _decode_encoded(raw: str, ctx: _Ctx) -> str:
     """-EncodedCommand's value: base64 of UTF-16LE. A value cut or shifted by a character or a
     byte (seen in the wild) is re-aligned when that turns noise into text; the repair is noted."""
+    probe = _Ctx(0, ctx.max_bytes)
+    probe.deadline = ctx.deadline
+    text = _decode_utf16(_b64(raw, probe), probe)
+    if probe.reason is None and _ascii_share(text) >= 0.9:
+        return text
+    # damaged (bad characters, odd length, invalid UTF-16) or noise: read it leniently, unless that
+    # keeps less than half the text the strict decode has (a lone surrogate in a short value)
+    fixed = _lenient_encoded(raw, ctx)
+    if fixed is not None and 2 * len(fixed[0]) >= len(_NON_TEXT.sub("", text)):
+        ctx.reason = ctx.reason or fixed[1]
+        return fixed[0]
     text = _decode_utf16(_b64(raw, ctx), ctx)
     if _ascii_share(text) >= 0.9:
         return text
@@ -1047,7 +1146,8 @@ def _decode_encoded(raw: str, ctx: _Ctx) -> str:
 
 # -- launchers -----------------------------------------------------------------------------------
 
-_PS_EXE = re.compile(r"""(?i)(?:^|[\s\\/"'&|(;=])(?:powershell(?:_ise)?|pwsh)(?:\.exe)?\\?["']?(?=[\s"']|$)""")
+# `powershell.exe-window hidden ...` (no space after .exe) is seen in the wild too
+_PS_EXE = re.compile(r"""(?i)(?:^|[\s\\/"'&|(;=])(?:powershell(?:_ise)?|pwsh)(?:\.exe)?\\?["']?(?=[\s"']|$|(?<=\.exe)-\w)""")
 # what may precede the executable on a command line: quotes and a path, nothing of a script
 _EXE_PREFIX = re.compile(r"""(?i)\s*(?:[\\"']*(?:[a-z]:|%\w+%|\$\w+:?\w*)?[\w\\/. ()$:%~-]*?)?""")
 _CMD_EXE = re.compile(r"(?i)(?:^|[\s\\/\"'])cmd(?:\.exe)?[\"']?\s+/[ckr]\b")
@@ -1364,6 +1464,251 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[
     return tech, "".join(out)
 
 
+# -- encodings the folder does not evaluate --------------------------------------------------------
+# Invoke-Obfuscation's ENCODING "special characters" and "whitespace" forms keep their data in
+# variables set by statements and in string lengths, which the expression folder does not track.
+# Two small passes decode them from the text alone (nothing runs) when an Invoke-Expression step
+# found nothing; each only accepts a script built the way those encoders build it.
+
+# a variable named with special characters only: ${;} ${=} ${"} (a name with a letter is a name)
+_SC_VAR = re.compile(r"\$\{[^\w\s}`]+\}")
+_SC_HINT = re.compile(r"\$\{[^\w\s}`]+\}\s*=\s*\+\+\s*\$\{")
+_SC_ASSIGN = re.compile(r"\s*(\$\{[^\w\s}`]+\})\s*=(?!=)\s*(.*?)\s*\Z", re.S)
+# the string forms of the methods `"".Method` names (PowerShell shows a PSMethod by its overloads)
+_METHOD_SIGNATURES = {"insert": "string Insert(int startIndex, string value)"}
+_SC_INTERP = {"$(@{})": "System.Collections.Hashtable", "$?": "True"}
+
+
+def _split_statements(text: str, ctx: _Ctx) -> list[str]:
+    """Top-level statements (``;`` and newlines outside quotes, ``${...}`` names and brackets)."""
+    out: list[str] = []
+    depth = start = i = 0
+    n = len(text)
+    while i < n:
+        ctx.tick()
+        c = text[i]
+        if c == "$" and text.startswith("${", i):
+            i = text.find("}", i) + 1 or n
+            continue
+        if c == "'":
+            while True:
+                i = text.find("'", i + 1)
+                if i < 0 or not text.startswith("''", i):
+                    break
+                i += 1
+            i = n if i < 0 else i + 1
+            continue
+        if c == '"':
+            i = _dq_end(text, i)
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c in ";\n" and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+        i += 1
+    out.append(text[start:])
+    return [s for s in out if s.strip()]
+
+
+def _dq_end(text: str, i: int) -> int:
+    """The index after the double-quoted string opening at i (``${"}`` inside it is a name)."""
+    n = len(text)
+    i += 1
+    while i < n:
+        c = text[i]
+        if c == "`":
+            i += 2
+        elif c == "$" and text.startswith("${", i):
+            i = text.find("}", i) + 1 or n
+        elif c == '"':
+            if text.startswith('""', i):
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    return n
+
+
+def _sc_interpolate(body: str, env: dict[str, Any]) -> str | None:
+    """A double-quoted string's text with special-character variables and $(@{}) / $? put in."""
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "$":
+            m = _SC_VAR.match(body, i)
+            if m is not None:
+                if m.group() not in env:
+                    return None
+                out.append(_to_str(env[m.group()]))
+                i = m.end()
+                continue
+            for k, v in _SC_INTERP.items():
+                if body.startswith(k, i):
+                    out.append(v)
+                    i += len(k)
+                    break
+            else:
+                return None  # any other variable is not known here
+            continue
+        if c == "`" and i + 1 < len(body):
+            i += 1
+            c = body[i]
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _sc_term(expr: str, i: int, env: dict[str, Any]) -> tuple[Any, int]:
+    """One operand of a special-character expression at i: (value or None, next index)."""
+    while i < len(expr) and expr[i].isspace():
+        i += 1
+    if expr.startswith('""', i) and expr[i + 2:i + 4] == ".(" and expr.endswith(")"):
+        name = _sc_expr(expr[i + 4:-1], env)  # "".("Insert"): the method, shown as its signature
+        return (_METHOD_SIGNATURES.get(name.lower()) if isinstance(name, str) else None), len(expr)
+    m = _SC_VAR.match(expr, i)
+    if m is not None:
+        v: Any = env.get(m.group())
+        i = m.end()
+    elif expr.startswith('"', i):
+        end = _dq_end(expr, i)
+        v = _sc_interpolate(expr[i + 1:end - 1], env)
+        i = end
+    else:
+        return None, i
+    while v is not None and expr.startswith("[", i):  # "$(@{})"["${+}${|}"]: a character of it
+        j = i + 1  # the index is a variable or a string (a ']' may be in either: ${]})
+        if expr.startswith("${", j):
+            close = expr.find("}", j) + 1
+        elif expr.startswith('"', j):
+            close = _dq_end(expr, j)
+        else:
+            return None, i
+        k = _to_int(_sc_expr(expr[j:close], env)) if expr.startswith("]", close) else None
+        v = v[k] if isinstance(v, str) and k is not None and 0 <= k < len(v) else None
+        i = close + 1
+    return v, i
+
+
+def _sc_expr(expr: str, env: dict[str, Any]) -> Any:
+    """The value of a special-character assignment's right side, or None when it is anything else."""
+    e = expr.strip()
+    if re.fullmatch(r"\+\s*[$@]\(\s*\)", e):  # +$() is 0
+        return 0
+    m = re.fullmatch(r"\+\+\s*(\$\{[^\w\s}`]+\})", e)
+    if m is not None:
+        if not isinstance(env.get(m.group(1)), int):
+            return None
+        env[m.group(1)] += 1
+        return env[m.group(1)]
+    v, i = _sc_term(e, 0, env)
+    while v is not None and i < len(e):
+        while i < len(e) and e[i].isspace():
+            i += 1
+        if i == len(e):
+            break
+        if e[i] != "+":
+            return None
+        r, i = _sc_term(e, i + 1, env)
+        if r is None:
+            return None
+        v = _to_str(v) + _to_str(r) if isinstance(v, str) or isinstance(r, str) else v + r
+    return v
+
+
+def _sc_literal(m: re.Match[str], env: dict[str, Any], in_string: bool) -> str:
+    v = env[m.group()]
+    if in_string:
+        return re.sub(r'([`"$])', r"`\1", _to_str(v))
+    return str(v) if isinstance(v, int) else "'" + _to_str(v).replace("'", "''") + "'"
+
+
+def _special_chars(text: str, env: dict[str, Any], ctx: _Ctx) -> str | None:
+    """Invoke-Obfuscation's special-character encoding: ``${;}=+$();${=}=${;};${+}=++${;};...``
+    give 0-9 to variables named by symbols, ``${"}`` becomes ``[CHar]`` and ``${;}`` ``iex`` from
+    characters of ``"$(@{})"`` and ``"$?"``, then ``"${"}${.}${(}+..."|&${;}`` runs the result.
+    Evaluates the assignments in order and writes what remains with the values put in."""
+    if len(_SC_HINT.findall(text[:200_000])) < 5:
+        return None
+    vals: dict[str, Any] = {}
+    rest: list[str] = []
+    assigned = 0
+    for st in _split_statements(text, ctx):
+        m = _SC_ASSIGN.match(st)
+        if m is not None:
+            v = _sc_expr(m.group(2), vals)
+            if v is None:
+                return None
+            vals[m.group(1)] = v
+            assigned += 1
+            continue
+        if any(x.group() not in vals for x in _SC_VAR.finditer(st)):
+            return None
+        out: list[str] = []
+        i = 0
+        while i < len(st):  # values into strings as text, elsewhere as literals
+            if st[i] == '"':
+                end = _dq_end(st, i)
+                out.append(_SC_VAR.sub(lambda x: _sc_literal(x, vals, True), st[i:end]))
+                i = end
+            else:
+                m2 = _SC_VAR.match(st, i)
+                out.append(_sc_literal(m2, vals, False) if m2 else st[i])
+                i = m2.end() if m2 else i + 1
+        rest.append("".join(out).strip())
+    if assigned < 10 or not rest:
+        return None
+    new = "; ".join(rest)
+    # a layer only when what is left runs a string (a look-alike that just prints stays as it is)
+    toks = [t for t in tokenize(new, deadline=ctx.deadline) if t.kind != "comment"]
+    return new if _script_step(toks, dict(env), ctx) is not None else None
+
+
+_WS_STRING = re.compile(r"'([ \t]{16,})'")
+_WS_DIGIT_RULE = re.compile(r"(?i)\.length\s*-\s*1\b")
+
+
+def _whitespace(text: str, ctx: _Ctx) -> str | None:
+    """Invoke-Obfuscation's whitespace encoding: each character code's decimal digits as runs of
+    one whitespace character (digit + 1 long) split by the other, codes split by it twice, turned
+    back by ``$_.Length - 1`` and piped to Invoke-Expression. The string's longest decoding wins."""
+    if not _WS_DIGIT_RULE.search(text) or not re.search(r"(?i)iex|invoke-expression|[&.]\s*\(", text):
+        return None
+    best = ""
+    for m in _WS_STRING.finditer(text):
+        ctx.tick(len(m.group(1)) // 64)
+        body = m.group(1)
+        for mark, sep in ((" ", "\t"), ("\t", " ")):
+            chars: list[str] = []
+            for code in body.strip(sep).split(sep * 2):
+                digits = code.split(sep)
+                if not all(d and d == mark * len(d) and len(d) <= 10 for d in digits):
+                    chars = []
+                    break
+                chars.append(chr(int("".join(str(len(d) - 1) for d in digits))))
+            decoded = "".join(chars)
+            if len(decoded) > len(best) and len(decoded) >= 4 and not _NON_TEXT.search(decoded):
+                best = decoded
+    return best or None
+
+
+def _encoding_step(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
+    """The special-character or whitespace form: (technique, the decoded layer) or None."""
+    if "${" in text and "++" in text:
+        new = _special_chars(text, env, ctx)
+        if new is not None:
+            return {"special-chars"}, new
+    if "'" in text and ("\t" in text or "  " in text):
+        new = _whitespace(text, ctx)
+        if new is not None:
+            return {"whitespace-encoding"}, new
+    return None
+
+
 # -- IOCs -----------------------------------------------------------------------------------------
 
 _URL = re.compile(r"(?i)\b(?:https?|ftp)://[^\s'\"`<>(){}\[\],;|\\^]+")
@@ -1459,7 +1804,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
                     ctx.reason = ctx.reason or "time budget"
                     raise _Stop
                 toks_of = cur
-                found = _script_step(toks, env, ctx)
+                found = _script_step(toks, env, ctx) or _encoding_step(cur, env, ctx)
                 if found is None:
                     break
                 techs, nxt = found

@@ -296,6 +296,48 @@ def _securestring(text: str, rng: random.Random) -> str:
                        f"[Runtime.InteropServices.Marshal]::SecureStringToBSTR({v}))", rng))
 
 
+# Invoke-Obfuscation's two script-only encodings, in the form its encoders write them (the
+# ENCODING family above has simpler cousins of both): samples for the deobfuscator's tests.
+_IO_SPECIAL = (";", "=", "+", "@", ".", "[", "]", "(", ")", "&", "|", "!", "~", "*", "/", "%", ",")
+
+
+def special_chars_command(text: str, rng: random.Random) -> str:
+    """Special characters only: ten variables named by symbols count 0-9 (``+$()`` is 0, then
+    ``++``), one is spelled ``[CHar]`` and one ``iex`` from characters of ``"$(@{})"``
+    (System.Collections.Hashtable), ``"$?"`` (True) and ``"".("inSert")`` (its signature string
+    ``string Insert(int startIndex, string value)``), and ``"[CHar]87+[CHar]114...|iex"|&iex`` runs
+    the text."""
+    names = rng.sample(_IO_SPECIAL, 11)
+    v = ["${" + n + "}" for n in names[:10]]  # v[d] holds the digit d
+    ch = '${"}'
+    c = "${" + names[10] + "}"  # the counter, then the method string, then iex
+
+    def num(k: int) -> str:
+        return v[k] if k < 10 else '"' + "".join(v[int(d)] for d in str(k)) + '"'
+
+    ht, ok = '"$(@{})"', '"$?"'
+    sep = rng.choice([";", ";\n"])
+    head = [f"{c}=+$()", f"{v[0]}={c}"] + [f"{v[d]}=++{c}" for d in range(1, 10)]
+    head += [f'{ch}="["+{ht}[{num(7)}]+{ht}[{num(19)}]+{ht}[{num(20)}]+{ok}[{num(1)}]+"]"']
+    head += [f'{c}="".({ht}[{num(14)}]+{ht}[{num(16)}]+{ht}[{num(0)}]+{ht}[{num(4)}]+{ok}[{num(1)}]'
+             f"+{ht}[{num(3)}])"]
+    head += [f'{c}={ht}[{num(14)}]+{ht}[{num(4)}]+"{c}"[{num(27)}]']
+    body = "+".join(ch + "".join(v[int(d)] for d in str(ord(x))) for x in text)
+    return sep.join(head) + sep + f'"{body}|{c}"|&{c}'
+
+
+def whitespace_command(text: str, rng: random.Random) -> str:
+    """Whitespace only: each character code's decimal digits as runs of one whitespace character
+    (digit + 1 long) split by the other, codes split by it twice; ``$_.Length - 1`` reads a digit
+    back and the joined codes go to Invoke-Expression."""
+    mark, sep = rng.choice([(" ", "\t"), ("\t", " ")])
+    data = (sep * 2).join(sep.join(mark * (int(d) + 1) for d in str(ord(x))) for x in text)
+    v = "$" + _rand_name(rng)
+    digits = f"{v}=$_ -split '{sep * 2}'|%{{'{sep}';$_.Split('{sep}')|%{{$_.Length-1}}}}"
+    codes = f"(-join {v}[0..({v}.Length-1)]).Trim('{sep} ').Split('{sep}')"
+    return f"'{data}'|%{{{digits};iex([string]::Join('',[char[]][int[]]{codes}))}}"
+
+
 # --- COMPRESS ---------------------------------------------------------------------------------
 def deflate_b64(text: str) -> str:
     """Raw Deflate (what IO.Compression.DeflateStream reads) of UTF-8 `text`, base64."""

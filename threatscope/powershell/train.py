@@ -350,20 +350,24 @@ UNIT42_FAMILIES = {
     "Powerfun Bind": "powerfun", "Powerfun Reverse": "powerfun"}
 
 
+def norm(text: str) -> str:
+    """Whitespace runs collapsed, case folded, a leading byte-order mark dropped."""
+    return re.sub(r"\s+", " ", text.lstrip("\ufeff")).strip().lower()
+
+
 def as_unit42_read_it(text: str) -> str:
     """``text`` normalised the way Unit42's ``decoded`` reads: their decoder dropped the NUL
-    bytes of UTF-16LE and read the rest as Latin-1 (U+201D became \\x1d); whitespace runs
-    collapsed and case folded on both sides of a comparison."""
-    raw = text.encode("utf-16-le", "surrogatepass").replace(b"\0", b"").decode("latin-1")
-    return re.sub(r"\s+", " ", raw).strip().lower()
+    bytes of UTF-16LE and read the rest as UTF-8, U+FFFD for what is not (U+201D became
+    \\x1d); then ``norm``."""
+    raw = text.encode("utf-16-le", "surrogatepass").replace(b"\0", b"")
+    return norm(raw.decode("utf-8", "replace"))
 
 
 def recovered_exactly(record: dict, result) -> bool:
     """Whether ``deobfuscate(record["commandline"])`` recovered Unit42's ``decoded`` exactly:
     the layer that -EncodedCommand produced, read as Unit42 read it."""
     enc = [layer.text for layer in result.layers if layer.technique == "encodedcommand"]
-    return bool(enc) and as_unit42_read_it(enc[0]) == re.sub(
-        r"\s+", " ", record["decoded"]).strip().lower()
+    return bool(enc) and as_unit42_read_it(enc[0]) == norm(record["decoded"])
 
 
 def recovery_and_families(data: Path = DEFAULT_DATA, out=sys.stdout) -> dict:
