@@ -65,12 +65,24 @@ def test_encodedcommand(cmdline):
         (f'cmd /c "echo {GOAL} | clip && powershell -c Get-Clipboard | iex"', ["launcher", "iex"]),
         (f"cmd /c p^owershell -c {GOAL}".replace("p^ow", "pow"), ["launcher"]),
         ("cmd /c powershell -c Write-Ho^st ok", ["carets"]),  # carets cmd needs not: obfuscation
+        (f'wmic.exe process call create "powershell -nop -c {GOAL}"', ["launcher"]),
+        (f'C:\\Windows\\System32\\wbem\\WMIC.exe /node:"10.0.0.5" /user:"CORP\\adm" '
+         f'/password:"P w!" process call create "powershell.exe -w hidden /enc {enc(GOAL)}"',
+         ["launcher", "encodedcommand"]),
     ],
 )
 def test_launchers(cmdline, techniques):
     r = deobfuscate(cmdline)
     assert r.final == GOAL
     assert set(techniques) <= r.techniques
+
+
+@pytest.mark.parametrize("cmdline", [
+    'wmic process call create "notepad.exe C:\\powershell\\notes.txt"',  # starts no PowerShell
+    "wmic process where name='powershell.exe' get commandline",  # reads, starts nothing
+])
+def test_wmic_without_powershell_is_no_launcher(cmdline):
+    assert deobfuscate(cmdline).layers == []
 
 
 @pytest.mark.parametrize(

@@ -1150,6 +1150,9 @@ def _decode_encoded(raw: str, ctx: _Ctx) -> str:
 _PS_EXE = re.compile(r"""(?i)(?:^|[\s\\/"'&|(;=])(?:powershell(?:_ise)?|pwsh)(?:\.exe)?\\?["']?(?=[\s"']|$|(?<=\.exe)-\w)""")
 # what may precede the executable on a command line: quotes and a path, nothing of a script
 _EXE_PREFIX = re.compile(r"""(?i)\s*(?:[\\"']*(?:[a-z]:|%\w+%|\$\w+:?\w*)?[\w\\/. ()$:%~-]*?)?""")
+# wmic [/node:... /user:...] process call create "<command line>": WMI starts the command
+_WMIC = re.compile(r"""(?is)^\s*["']?(?:[a-z]:[\\/][^"']*?[\\/])?wmic(?:\.exe)?["']?\s+"""
+                   r"""(?:/(?:"[^"]*"|[^\s"])+\s+)*process\s+call\s+create\s+(.+)$""")
 _CMD_EXE = re.compile(r"(?i)(?:^|[\s\\/\"'])cmd(?:\.exe)?[\"']?\s+/[ckr]\b")
 _DASH = "-\u2013\u2014\u2015/"
 _ARG = re.compile(r'"(?:[^"\\]|\\.)*"?|\'[^\']*\'?|\S+')
@@ -1188,6 +1191,10 @@ def _unquote(s: str) -> str:
 def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | None:
     """Unwrap one launcher level: (technique, inner text) or None when *text* is not a command line."""
     head = text[:4096]
+    wmic = _WMIC.match(head)
+    if wmic is not None:
+        inner = _unquote(text[wmic.start(1):].strip())
+        return ("launcher", inner) if _PS_EXE.search(inner[:4096]) else None
     cmd = _CMD_EXE.search(head)
     if cmd is not None and "^" in text[cmd.end():]:
         # cmd takes its caret escapes out first: p^owe^rshell is powershell, and carets in a
