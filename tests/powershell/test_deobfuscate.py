@@ -384,3 +384,19 @@ def test_whitespace_strings_alone_are_no_layer():
     script = ("$indent = '    \t    \t        \t\t    '\n$w = $indent.Length - 1\n"
               "& (Get-Command Write-Host) ($indent + 'x')")
     assert deobfuscate(script).layers == []
+
+
+def test_a_powershell_started_with_its_command_in_a_string():
+    # Powerfun's relaunch: a 32-bit PowerShell given the real command in ProcessStartInfo
+    script = ("$s=New-Object System.Diagnostics.ProcessStartInfo;$s.FileName='powershell.exe';"
+              f"$s.Arguments='-nop -w hidden -c iex (''{GOAL[:6]}''+''{GOAL[6:]}'')';"
+              "$s.UseShellExecute=$false;$p=[System.Diagnostics.Process]::Start($s)")
+    r = deobfuscate(script)
+    assert r.final == GOAL and "launcher" in r.techniques
+    r = deobfuscate(f"Start-Process powershell.exe -ArgumentList '-enc {enc(GOAL)}'")
+    assert r.final == GOAL and "encodedcommand" in r.techniques
+    # look-alikes: another program's arguments; an argument string that expands at run time
+    for plain in ("$s.FileName='notepad.exe';$s.Arguments='C:\\notes.txt' # from powershell",
+                  "Start-Process msiexec.exe -ArgumentList '/i x.msi /qn' # powershell setup",
+                  'Start-Process powershell -ArgumentList "-c $cmd"'):
+        assert deobfuscate(plain).layers == [], plain

@@ -1210,8 +1210,11 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
     if m is None:
         return None
     via_cmd = cmd is not None and cmd.start() < m.start() and _EXE_PREFIX.fullmatch(text[: cmd.start() + 1]) is not None
-    if not via_cmd and _EXE_PREFIX.fullmatch(text[: m.start() + 1]) is None:
-        return None  # a script that mentions powershell, not a command line that runs it
+    if not via_cmd and (_EXE_PREFIX.fullmatch(text[: m.start() + 1]) is None
+                        or re.search(r"(?i)\b(?:start-process|saps)\b", text[: m.start()])):
+        # a script that mentions powershell, or starts it (_child_powershell reads its
+        # -ArgumentList): not a command line that runs it
+        return None
     if via_cmd:
         pre = text[: m.start() + 1]
         for sm in re.finditer(r'(?i)\bset\s+"?([A-Za-z_][\w]*)=(.*?)"?\s*(?=&&|&|\||\n|$)', pre):
@@ -1264,6 +1267,34 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
         break
     if re.search(r"\|\s*$", text[: m.start() + 1]) or re.search(r"\|\s*[\"']?[^|]*$", text[: m.start() + 1]):
         return _stdin(text, m.start(), env)
+    return None
+
+
+# a script that starts PowerShell again with its command in a string: ProcessStartInfo's
+# .Arguments, Start-Process -ArgumentList (Powerfun's 32/64-bit relaunch); a double-quoted string
+# only when nothing in it expands
+_CHILD_ARGS = re.compile(r"""(?i)(?:\.arguments\s*=|-argumentlist\s|-args\s)\s*"""
+                         r"""(?:'((?:[^']|'')*)'|"((?:[^"`$]|"")*)")""")
+_CHILD_SCAN = 1 << 20
+
+
+def _child_powershell(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
+    """The command of a PowerShell the script starts (``_CHILD_ARGS``), as a launcher layer."""
+    head = text[:_CHILD_SCAN]
+    if not re.search(r"(?i)powershell|pwsh", head):
+        return None
+    for m in _CHILD_ARGS.finditer(head):
+        args = m.group(1).replace("''", "'") if m.group(1) is not None \
+            else m.group(2).replace('""', '"')
+        if args.lstrip()[:1] not in _DASH:
+            continue  # PowerShell's own parameters come first; anything else is another program's
+        if not m.group(0).startswith(".") and not re.search(  # Start-Process <what> -ArgumentList
+                r"(?i)powershell|pwsh", head[max(head.rfind(";", 0, m.start()),
+                                                 head.rfind("\n", 0, m.start())) + 1:m.start()]):
+            continue
+        found = _launcher("powershell.exe " + args, env, ctx)
+        if found is not None:
+            return {"launcher", found[0]}, found[1]
     return None
 
 
@@ -1811,7 +1842,8 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
                     ctx.reason = ctx.reason or "time budget"
                     raise _Stop
                 toks_of = cur
-                found = _script_step(toks, env, ctx) or _encoding_step(cur, env, ctx)
+                found = (_script_step(toks, env, ctx) or _encoding_step(cur, env, ctx)
+                         or _child_powershell(cur, env, ctx))
                 if found is None:
                     break
                 techs, nxt = found

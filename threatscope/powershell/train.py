@@ -347,7 +347,10 @@ UNIT42_FAMILIES = {
     "Downloader DFSP DPL": "downloader", "Downloader DFSP 2X": "downloader",
     "Downloader IEXDS": "downloader", "Downloader Proxy": "downloader",
     "Downloader Kraken": "downloader", "BITSTransfer": "downloader",
-    "Powerfun Bind": "powerfun", "Powerfun Reverse": "powerfun"}
+    "Powerfun Bind": "powerfun",
+    # Unit42 name the wrapper (a 32-bit PowerShell relaunched with a gzipped command); what it
+    # runs, once recovered, is Metasploit's shellcode injector (VirtualAlloc, CreateThread)
+    "Powerfun Reverse": "shellcode-injector"}
 
 
 def norm(text: str) -> str:
