@@ -143,7 +143,7 @@ def test_only_in_the_baseline_and_no_endpoint_detections(build):
                                "detected_events": change(0, 0), "powershell": {
                                    "events": change(0, 0), "obfuscated": change(0, 0),
                                    "obfuscated_share": None, "baseline_obfuscated_share": None,
-                                   "share_change_pp": None}}
+                                   "share_change_pp": None, "families": []}}
     assert web["consistency"]["ok"], web["consistency"]["problems"]
 
 

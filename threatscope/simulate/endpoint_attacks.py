@@ -526,7 +526,7 @@ KINDS: dict[str, ChainKind] = {
     "mshta": ChainKind({"2018Q1": 5, "2018Q2": 3}, mshta),
     "wmi_lateral": ChainKind({"2018Q1": 1, "2018Q2": 2}, wmi_lateral),
     # every infected host logs script blocks, so that each infection is recognisable
-    "emotet": ChainKind({"2018Q1": 1, "2018Q2": 5}, emotet, lambda h: h.ps_logging, "emotet",
+    "emotet": ChainKind({"2018Q1": 1, "2018Q2": 8}, emotet, lambda h: h.ps_logging, "emotet",
                         distinct_hosts=True),
     "renamed_powershell": ChainKind({"2018Q1": 0, "2018Q2": 2}, renamed_powershell,
                                     lambda h: h.telemetry == "security" and h.ps_logging),
