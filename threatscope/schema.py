@@ -282,6 +282,7 @@ POWERSHELL_ANALYSIS: list[tuple[str, str]] = [
     ("iocs", "VARCHAR[]"),  # URLs, domains, IPs, file paths found in it
     ("truncated", "BOOLEAN"),  # a time, depth or size bound cut the deobfuscation short
     ("reason", "VARCHAR"),  # which bound, or why a payload is not recoverable
+    ("family", "VARCHAR"),  # the malware family a rule over the recovered text named (the first)
 ]
 
 # Every table Sigma rules can run on: the lake's kinds and the PowerShell analyzer's table (whose

@@ -74,6 +74,12 @@ def test_powershell_events_analysed_and_obfuscated_ones_detected(tmp_path):
         with ws.connect() as con:
             families = con.execute("SELECT source_line, malware_family FROM detection WHERE "
                                    "malware_family IS NOT NULL ORDER BY 1").fetchall()
-        # the cradle the encoded commands hide: a family rule over the recovered text
-        assert families == [(1, "downloader"), (3, "downloader")]
+        # the cradle the encoded commands hide: a family rule over the recovered text; the
+        # obfuscation detection of the same event carries it too
+        assert families == [(1, "downloader"), (1, "downloader"), (3, "downloader"),
+                            (3, "downloader")]
+        with ws.connect() as con:
+            assert con.execute("SELECT source_line, family FROM powershell WHERE family "
+                               "IS NOT NULL ORDER BY 1").fetchall() == [
+                (1, "downloader"), (3, "downloader")]
         assert summary.powershell_detections == 3 + 2

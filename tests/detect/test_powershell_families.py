@@ -117,6 +117,10 @@ def test_the_analyzer_labels_an_encoded_cradle_with_its_family(tmp_path):
         rows = con.execute("SELECT detector, malware_family, attack_techniques FROM detection "
                            "WHERE malware_family IS NOT NULL OR detector = 'powershell' "
                            "ORDER BY detector").fetchall()
-    assert rows == [("powershell", None, ["T1027"]),
+    # the obfuscation detection carries the family too; the family's own names what it does
+    assert rows == [("powershell", "emotet", ["T1027"]),
                     ("sigma", "emotet", ["T1105"])]
+    with ws.connect() as con:
+        assert con.execute("SELECT obfuscated, family FROM powershell").fetchall() == [
+            (True, "emotet")]
     assert summary.powershell_detections == 2

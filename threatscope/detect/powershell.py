@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -66,12 +66,13 @@ _EVENTS = rf"""
 
 
 def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], int],
-                   out: Path, rules: list[CompiledRule] = (), per_rule: Counter | None = None,
+                   out: Path, rules: Sequence[CompiledRule] = (), per_rule: Counter | None = None,
                    workers: int | None = None) -> int:
-    """Analyse the lake's PowerShell (module doc); write ``out`` (schema.POWERSHELL_ANALYSIS),
-    the detections of obfuscated PowerShell and those of ``rules`` (Sigma rules of the
-    ``powershell`` table: malware families in the recovered text) through ``write``, counted
-    in ``per_rule``; returns their number."""
+    """Analyse the lake's PowerShell (module doc); run ``rules`` (Sigma rules of the
+    ``powershell`` table: malware families in the recovered text) over the result; write
+    ``out`` (schema.POWERSHELL_ANALYSIS, with the first family named) and, through ``write``,
+    the detections: obfuscated PowerShell (with its family) and each rule's hits, counted in
+    ``per_rule``; returns their number."""
     per_rule = Counter() if per_rule is None else per_rule
     con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_ps AS {_EVENTS}")
     texts = [t for (t,) in con.execute("SELECT DISTINCT text FROM __ts_ps").fetchall()]
@@ -83,11 +84,23 @@ def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], i
         SELECT e.org_id, e.ts, e.event_kind, e.file_id, e.source_file, e.source_line,
                e.source, left(e.text, {TEXT_KEEP}) AS text, r.obfuscated, r.score,
                r.techniques, r.layers, left(r.final, {TEXT_KEEP}) AS deobfuscated, r.iocs,
-               r.truncated, r.reason
+               r.truncated, r.reason, NULL::VARCHAR AS family
         FROM __ts_ps e JOIN __ts_ps_results r USING (text)
         ORDER BY e.org_id, e.ts, e.file_id, e.source_line""").to_arrow_table()
     con.unregister("__ts_ps_results")
     con.execute("DROP TABLE __ts_ps")
+    rules = list(rules)
+    rows, idx = _family_hits(con, table, rules)
+    if len(rows):  # each event's first family, in rule order
+        first: dict[int, tuple[int, str]] = {}
+        for r, i in zip(rows.to_pylist(), idx.to_pylist(), strict=True):
+            if rules[i].malware and (r not in first or i < first[r][0]):
+                first[r] = (i, rules[i].malware)
+        family = [None] * table.num_rows
+        for r, (_, name) in first.items():
+            family[r] = name
+        table = table.set_column(table.schema.get_field_index("family"), "family",
+                                 pa.array(family, pa.string()))
     pq.write_table(table.cast(pa.schema([(n, schema.ARROW_TYPES[t])
                                          for n, t in schema.POWERSHELL_ANALYSIS])), out)
     con.register("__ts_ps_out", table)
@@ -97,7 +110,7 @@ def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], i
                CASE WHEN score >= 0.9 THEN 'high' ELSE 'medium' END AS severity,
                []::VARCHAR[] AS cves, {_texts(TECHNIQUES)} AS attack_techniques,
                NULL::VARCHAR AS product, NULL::VARCHAR AS campaign,
-               'obfuscation' AS family, NULL::VARCHAR AS malware_family,
+               'obfuscation' AS family, family AS malware_family,
                'powershell' AS detector,
                left(concat('score ', round(score, 2), '; ',
                            nullif(array_to_string(techniques, ', '), '') || '; ',
@@ -106,19 +119,23 @@ def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], i
     con.unregister("__ts_ps_out")
     if n:
         per_rule[RULE_ID] += n
-    return n + (_family_rules(con, write, table, list(rules), per_rule) if rules else 0)
+    return n + (_family_detections(write, table, rows, idx, rules, per_rule) if len(rows) else 0)
 
 
-def _family_rules(con, write: Callable[[pa.Table], int], table: pa.Table,
-                  rules: list[CompiledRule], per_rule: Counter) -> int:
-    """The rules of the ``powershell`` table over the analysed events (one engine pass), each
-    hit a detection with its rule's tags (``threatscope.malware.<family>``: malware_family)."""
+def _family_hits(con, table: pa.Table, rules: list[CompiledRule]) -> tuple[pa.Array, pa.Array]:
+    """(row, rule index) of every hit of ``rules`` on the analysed events (one engine pass)."""
+    if not rules or not table.num_rows:
+        return pa.array([], pa.int64()), pa.array([], pa.int32())
     types = dict(schema.POWERSHELL_ANALYSIS)
     data = pa.table({c: pc.dictionary_encode(table.column(c)) if types[c] == "VARCHAR"
                      else table.column(c) for c in table.column_names})
-    rows, idx = Engine(rules, "powershell").match(con, data)
-    if not len(rows):
-        return 0
+    return Engine(rules, "powershell").match(con, data)
+
+
+def _family_detections(write: Callable[[pa.Table], int], table: pa.Table, rows: pa.Array,
+                       idx: pa.Array, rules: list[CompiledRule], per_rule: Counter) -> int:
+    """Each hit a detection with its rule's tags (``threatscope.malware.<family>``:
+    malware_family), the recovered text its evidence."""
     hit = table.take(rows)
     idx = idx.to_pylist()
     n = write(pa.table({
