@@ -1785,7 +1785,99 @@ fail:
     return NULL;
 }
 
+/* ps_brackets(tokens, roles) -> for each token the index of the token closing it (len(tokens)
+   when none), roles: kind -> 1 opens, 2 closes (deobfuscate._Folder.match_close's table).
+   ps_fold_visit(tokens, roles) -> indices of the tokens of role 1 ('('), and of role 2 (word,
+   type) whose text has a backtick or an ASCII lower-case letter before an upper-case one (what
+   deobfuscate._fold can rewrite). Both are loops of the pure-Python paths kept beside them. */
+static int ps_role(PyObject *roles, PyObject *tok, PyObject **text) {
+    if (!PyTuple_Check(tok) || PyTuple_GET_SIZE(tok) < 2) {
+        PyErr_SetString(PyExc_TypeError, "tokens expected");
+        return -1;
+    }
+    *text = PyTuple_GET_ITEM(tok, 1);
+    PyObject *r = PyDict_GetItemWithError(roles, PyTuple_GET_ITEM(tok, 0));
+    if (r == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    return (int)PyLong_AsLong(r);
+}
+
+static PyObject *ps_brackets(PyObject *self, PyObject *args) {
+    PyObject *toks, *roles, *text;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &toks, &PyDict_Type, &roles))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(toks), depth = 0;
+    Py_ssize_t *close = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n + 1) * 2), *stack = close + n + 1;
+    if (close == NULL)
+        return PyErr_NoMemory();
+    PyObject *out = NULL;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        close[j] = n;
+        int role = ps_role(roles, PyList_GET_ITEM(toks, j), &text);
+        if (role < 0)
+            goto done;
+        if (role == 1)
+            stack[depth++] = j;
+        else if (role == 2 && depth)
+            close[stack[--depth]] = j;
+    }
+    if ((out = PyList_New(n)) == NULL)
+        goto done;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *v = PyLong_FromSsize_t(close[j]);
+        if (v == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, j, v);
+    }
+done:
+    PyMem_Free(close);
+    return out;
+}
+
+static PyObject *ps_fold_visit(PyObject *self, PyObject *args) {
+    PyObject *toks, *roles, *text;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &toks, &PyDict_Type, &roles))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0, n = PyList_GET_SIZE(toks); j < n; j++) {
+        int role = ps_role(roles, PyList_GET_ITEM(toks, j), &text);
+        if (role < 0)
+            goto fail;
+        int hit = role == 1;
+        if (role == 2 && PyUnicode_Check(text)) {
+            int kind = PyUnicode_KIND(text);
+            const void *data = PyUnicode_DATA(text);
+            Py_UCS4 prev = 0;
+            for (Py_ssize_t k = 0, m = PyUnicode_GET_LENGTH(text); k < m && !hit; k++) {
+                Py_UCS4 c = PyUnicode_READ(kind, data, k);
+                hit = c == '`' || (c - 'A' < 26u && prev - 'a' < 26u);
+                prev = c;
+            }
+        }
+        if (hit) {
+            PyObject *v = PyLong_FromSsize_t(j);
+            if (v == NULL || PyList_Append(out, v) < 0) {
+                Py_XDECREF(v);
+                goto fail;
+            }
+            Py_DECREF(v);
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"ps_brackets", ps_brackets, METH_VARARGS,
+     "ps_brackets(tokens, roles) -> index of each token's closing bracket (powershell.deobfuscate)"},
+    {"ps_fold_visit", ps_fold_visit, METH_VARARGS,
+     "ps_fold_visit(tokens, roles) -> indices of the tokens _fold may rewrite (powershell.deobfuscate)"},
     {"ps_tokens", ps_tokens, METH_VARARGS,
      "ps_tokens(text, token_type, kinds, skip_comments, deadline, clock) -> tokens (powershell.tokenize)"},
     {"fields", fields, METH_VARARGS,

@@ -72,3 +72,25 @@ def test_tokenize_uses_either_path(monkeypatch):
     monkeypatch.setenv("THREATSCOPE_NATIVE", "0")
     assert tk.tokenize(src) == fast
     assert tk.code_tokens(src) == [t for t in fast if t.kind != "comment"]
+
+
+def test_token_tables():
+    # the deobfuscator's bracket table and _fold's visit list: C and Python loops agree
+    dob = importlib.import_module("threatscope.powershell.deobfuscate")
+    rng = random.Random(3)
+    texts = ["(a)[b]{c}$(d)@(e)@{f}", ")(][", "((((", "aB `x [Sy`stem.Text] (x) Word", ""]
+    texts += ["".join(rng.choice(ATOMS) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    for text in texts:
+        toks = tk._tokens_fast(text, None)
+        n = len(toks)
+        close = [n] * n
+        stack: list[int] = []
+        for j, t in enumerate(toks):
+            if t.kind in dob._OPEN:
+                stack.append(j)
+            elif t.kind in dob._CLOSE and stack:
+                close[stack.pop()] = j
+        assert C.ps_brackets(toks, dob._BRACKET_ROLES) == close, text
+        visit = [x for x, t in enumerate(toks) if t.kind == "lparen" or (
+            t.kind in ("word", "type") and dob._FOLD_HINT.search(t.text))]
+        assert C.ps_fold_visit(toks, dob._FOLD_ROLES) == visit, text

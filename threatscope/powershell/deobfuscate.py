@@ -23,6 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..native import native
 from .tokenize import Token, code_tokens, string_value, variable_name, word_value
 
 __all__ = ["Layer", "Result", "deobfuscate", "extract_iocs"]
@@ -249,19 +250,39 @@ def _is_reverse_index(idx: Any) -> bool:
 
 _OPEN = frozenset({"lparen", "lbrace", "subexpr", "arrayexpr", "hashtable", "lbracket"})
 _CLOSE = frozenset({"rparen", "rbrace", "rbracket"})
+_BRACKET_ROLES = {**dict.fromkeys(_OPEN, 1), **dict.fromkeys(_CLOSE, 2)}
+
+
+def _bracket_table(toks: list[Token]) -> list[int]:
+    """For each token the index of the bracket closing it (len(toks) when none)."""
+    if (c := native()) is not None:
+        return c.ps_brackets(toks, _BRACKET_ROLES)
+    n = len(toks)
+    close = [n] * n
+    stack: list[int] = []
+    for j, tok in enumerate(toks):
+        k = tok.kind
+        if k in _OPEN:
+            stack.append(j)
+        elif k in _CLOSE and stack:
+            close[stack.pop()] = j
+    return close
 
 
 class _Folder:
     """A constant folder over a token list: computes pure expressions, UNKNOWN for anything else."""
 
-    def __init__(self, toks: list[Token], env: dict[str, Any], ctx: _Ctx, techniques: set[str]) -> None:
+    def __init__(self, toks: list[Token], env: dict[str, Any], ctx: _Ctx, techniques: set[str],
+                 closes: list[list[int] | None] | None = None) -> None:
         self.t = toks
         self.n = len(toks)
         self.env = env
         self.ctx = ctx
         self.tech = techniques
         self.depth = 0
-        self._close: list[int] | None = None
+        # [bracket table or None], shared by the folders over the same token list
+        self._closes = closes if closes is not None else [None]
+        self._close: list[int] | None = self._closes[0]
 
     # -- helpers ---------------------------------------------------------------------------------
     def kind(self, i: int) -> str:
@@ -318,15 +339,7 @@ class _Folder:
     def match_close(self, i: int) -> int:
         """Index of the bracket closing the one at i (or n); one linear pass builds the whole table."""
         if self._close is None:
-            close = [self.n] * self.n
-            stack: list[int] = []
-            for j, tok in enumerate(self.t):
-                k = tok.kind
-                if k in _OPEN:
-                    stack.append(j)
-                elif k in _CLOSE and stack:
-                    close[stack.pop()] = j
-            self._close = close
+            self._close = self._closes[0] = _bracket_table(self.t)
         return self._close[i] if i < self.n else self.n
 
     _CMP = frozenset({
@@ -1019,9 +1032,15 @@ def _decode_utf16(data: bytes, ctx: _Ctx) -> str:
     return text.lstrip("\ufeff")
 
 
+# ASCII control characters but tab, newline and carriage return (deleted by bytes.translate)
+_CONTROLS = bytes(c for c in [*range(32), 127] if c not in (9, 10, 13))
+
+
 def _ascii_share(text: str) -> float:
+    """The share of printable ASCII, tab, CR and LF in the first 2,000 characters."""
     sample = text[:2000]
-    return sum(1 for ch in sample if " " <= ch <= "~" or ch in "\r\n\t") / max(len(sample), 1)
+    printable = sample.encode("ascii", "ignore").translate(None, _CONTROLS)
+    return len(printable) / max(len(sample), 1)
 
 
 def _decode_encoded(raw: str, ctx: _Ctx) -> str:
@@ -1202,10 +1221,11 @@ def _statement_start(f: _Folder, p: int) -> int:
     return 0
 
 
-def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
+def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx,
+                 closes: list[list[int] | None] | None = None) -> tuple[set[str], str] | None:
     """Find the first Invoke-Expression whose argument folds to a string: (techniques, that string)."""
     tech: set[str] = set()
-    f = _Folder(toks, env, ctx, tech)
+    f = _Folder(toks, env, ctx, tech, closes)
     n = len(toks)
     i = 0
     while i < n:
@@ -1304,6 +1324,19 @@ _STRONG = frozenset({"backticks", "char-codes", "format", "reverse", "replace", 
 
 # a backtick before a letter that is no escape (`n, `t...) has no purpose but to break signatures
 _IDLE_BACKTICK = re.compile(r"`[1-9A-Zcdg-mo-su-zCDG-MO-SU-Z]")
+# what a word needs for _IDLE_BACKTICK or _CASE_SIGNAL to match in it
+_FOLD_HINT = re.compile(r"`|[a-z][A-Z]")
+_FOLD_ROLES = {"lparen": 1, "word": 2, "type": 2}
+
+
+def _fold_visit(toks: list[Token]) -> list[int]:
+    """The tokens _fold can rewrite: '(' and the words and types with a backtick or a
+    lower-upper pair; it passes over every other token (i += 1), so it visits these alone."""
+    if (c := native()) is not None:
+        return c.ps_fold_visit(toks, _FOLD_ROLES)
+    hint = _FOLD_HINT.search
+    return [x for x, t in enumerate(toks)
+            if t.kind == "lparen" or (t.kind in ("word", "type") and hint(t.text))]
 # a fold is a layer only with several rewrites, or one of these (a lone [char]27 is how people write)
 _DECISIVE = frozenset({"bxor", "base64", "deflate", "gzip", "reverse", "member-string", "backticks"})
 
@@ -1314,16 +1347,21 @@ def _random_case(word: str) -> bool:
     return len(signals) >= 2 or (len(signals) == 1 and _LOWER_RUN.search(word) is None)
 
 
-def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str]:
+def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx,
+          closes: list[list[int] | None] | None = None) -> tuple[set[str], str]:
     """Rewrite what folds in place: ``("Down"+"load")`` -> ``'Download'``, ``I`E`X`` -> ``IEX``."""
     tech: set[str] = set()
-    f = _Folder(sig, dict(env), ctx, tech)
+    f = _Folder(sig, dict(env), ctx, tech, closes)
     edits: list[tuple[int, int, str]] = []
     cased: set[str] = set()
-    i = 0
     n = len(sig)
-    while i < n:
-        ctx.tick()
+    i = 0
+    prev = -1
+    for x in _fold_visit(sig):
+        if x < i:  # inside a parenthesis that folded
+            continue
+        ctx.tick(x - prev)
+        prev = i = x
         t = sig[i]
         if t.kind == "lparen":
             local: set[str] = set()
@@ -1369,6 +1407,7 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[
 _URL = re.compile(r"(?i)\b(?:https?|ftp)://[^\s'\"`<>(){}\[\],;|\\^]+")
 _IP = re.compile(r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}(?![\d.])")
 _IP_CAND = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}[\d.]*")
+_IP_GATE = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")  # in every _IP_CAND match; starts with a literal
 _TLDS = ("com net org info biz ru cn io top xyz de uk jp br in pl tr su pw cc tk ml ga cf gq online site "
          "club me us eu fr it nl kr vn ir ua co tv ws onion").split()
 # a domain is found from its TLD leftwards (a scan from every dotted word was the cost of IOCs)
@@ -1383,6 +1422,7 @@ def _is_host(s: str) -> bool:
     return len(s) <= 253 and all(len(x) <= 63 and _LABEL.fullmatch(x) for x in s.split("."))
 
 
+_ENV_GATE = re.compile(r"\$[eE][nN][vV]:")  # (?i)\$env: (no other character folds to e, n, v)
 _PATH = re.compile(r"""(?i)(?:\b[a-z]:\\|%\w+%\\|\$env:\w+\\|\\\\[\w.-]+\\)[^\s'"`<>|*?;,()]+""")
 
 
@@ -1397,7 +1437,9 @@ def extract_iocs(text: str) -> dict[str, list[str]]:
     def uniq(xs: Any) -> list[str]:
         return list(dict.fromkeys(xs))[:1000]
 
-    urls = uniq(m.group().rstrip(".'\"") for m in _URL.finditer(text))
+    # each pattern is tried only when a substring every match holds is there: a literal is
+    # found in C at memory speed, a regex scan tries a match at every character
+    urls = uniq(m.group().rstrip(".'\"") for m in _URL.finditer(text)) if "://" in text else []
     hosts = [re.sub(r"(?i)^[a-z]+://(?:[^@/]*@)?", "", u).split("/")[0].split(":")[0].split("?")[0].lower() for u in urls]
     bare = []
     for m in _TLD_HIT.finditer(text):
@@ -1409,8 +1451,10 @@ def extract_iocs(text: str) -> dict[str, list[str]]:
         if "." in name and _is_host(name) and before not in ("@", "$", "\\", "/", "-"):
             bare.append(name)
     domains = uniq([h for h in hosts if h and not _IP.fullmatch(h)] + bare)
-    ips = uniq(m.group() for m in _IP_CAND.finditer(text) if _IP.fullmatch(m.group()))
-    paths = uniq(m.group().rstrip(".") for m in _PATH.finditer(text))
+    ips = uniq(m.group() for m in _IP_CAND.finditer(text) if _IP.fullmatch(m.group())) \
+        if _IP_GATE.search(text) else []
+    paths = uniq(m.group().rstrip(".") for m in _PATH.finditer(text)) \
+        if ":\\" in text or "%\\" in text or "\\\\" in text or _ENV_GATE.search(text) else []
     return {"urls": urls, "domains": domains, "ips": ips, "paths": paths}
 
 
@@ -1442,6 +1486,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         seen = {cur}
         toks: list[Token] | None = None
         toks_of = ""
+        closes: list[list[int] | None] = [None]  # the bracket table of toks, once computed
         for _depth in range(max_layers + 1):
             if _depth == max_layers:
                 res.truncated, res.reason = True, res.reason or "layer cap"
@@ -1459,7 +1504,8 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
                     ctx.reason = ctx.reason or "time budget"
                     raise _Stop
                 toks_of = cur
-                found = _script_step(toks, env, ctx)
+                closes = [None]
+                found = _script_step(toks, env, ctx, closes)
                 if found is None:
                     break
                 techs, nxt = found
@@ -1477,7 +1523,8 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         if time.perf_counter() <= ctx.deadline:
             if toks is None or toks_of != cur:
                 toks = code_tokens(cur, ctx.deadline)
-            techs, folded = _fold(cur, toks, env, ctx)
+                closes = [None]
+            techs, folded = _fold(cur, toks, env, ctx, closes)
             res.techniques.update(techs)
             if folded != cur:  # _fold keeps the text when what it undid is trivial
                 res.layers.append(Layer("+".join(sorted(techs)) or "fold", folded))
