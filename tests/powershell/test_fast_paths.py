@@ -1,0 +1,46 @@
+"""The deobfuscator's shortcuts give what the plain code gives: IOC patterns tried only where a
+match can start, the printable share by bytes.translate."""
+
+import importlib
+import random
+from pathlib import Path
+
+dob = importlib.import_module("threatscope.powershell.deobfuscate")
+BENIGN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "powershell" / "benign"
+ATOMS = list("ab:/\\%$.1234 \n'\"()hHtTpPsSfF\u017fxX") + [
+    "http", "https", "ftp", "://", "$env:", "$ENV:", "%temp%\\", "C:\\", "\\\\", "1.2.3.4",
+    "255.", "..", "\\\\srv\\", "c:\\\\", "evil.com", "10.0.0.1:80", "HTTP://a.ru/x"]
+
+
+def texts() -> list[str]:
+    rng = random.Random(4)
+    out = ["".join(rng.choice(ATOMS) for _ in range(rng.randint(0, 30))) for _ in range(20_000)]
+    if BENIGN.exists():
+        out += [p.read_text(encoding="utf-8", errors="replace")
+                for p in sorted(BENIGN.glob("*.ps1"))[:200]]
+    return out
+
+
+def starts(kind: str, text: str) -> list[int]:
+    # as extract_iocs computes them
+    if kind == "url":
+        return [m.start() - d for m in dob._URL_AT.finditer(text) for d in (5, 4, 3) if m.start() >= d]
+    if kind == "ip":
+        return [m.start() - d for m in dob._IP_AT.finditer(text) for d in (3, 2, 1) if m.start() >= d]
+    return [m.start() - (m.group() == ":") for rx in dob._PATH_AT for m in rx.finditer(text)]
+
+
+def test_ioc_patterns_tried_at_their_starts_only():
+    for text in texts():
+        for kind, rx in (("url", dob._URL), ("ip", dob._IP_CAND), ("path", dob._PATH)):
+            got = [m.span() for m in dob._finditer_at(rx, text, starts(kind, text))]
+            assert got == [m.span() for m in rx.finditer(text)], (kind, text[:200])
+
+
+def test_ascii_share():
+    rng = random.Random(8)
+    for _ in range(5000):
+        s = "".join(chr(rng.choice([rng.randrange(0, 130), rng.randrange(0, 0x3000)]))
+                    for _ in range(rng.randint(0, 50)))
+        want = sum(1 for ch in s if " " <= ch <= "~" or ch in "\r\n\t") / max(len(s), 1)
+        assert dob._ascii_share(s) == want
