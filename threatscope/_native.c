@@ -1274,6 +1274,10 @@ typedef struct {
     int kind;
     const void *data;
     Py_ssize_t n;
+    /* ps_type's last bracket run: [from, to) holds only the inner class's characters and
+       `last` is its last ']' followed by \s* and ']' (-1: none), so that a run is read once
+       however many '[' start in it (the regex reads it again each time: quadratic) */
+    Py_ssize_t run_from, run_to, run_last;
 } PsText;
 
 #define PS_EOT 0xFFFFFFFFu /* past the end: no predicate below accepts it */
@@ -1435,7 +1439,7 @@ static Py_ssize_t ps_operator(const PsText *s, Py_ssize_t e) {
     return -1;
 }
 
-static Py_ssize_t ps_type(const PsText *s, Py_ssize_t e) {
+static Py_ssize_t ps_type(PsText *s, Py_ssize_t e) {
     Py_ssize_t i = e + 1;
     while (ps_s(ps_at(s, i)))
         i++;
@@ -1450,20 +1454,35 @@ static Py_ssize_t ps_type(const PsText *s, Py_ssize_t e) {
     if (c == '[') {
         /* (?:\[[\w.,`\s\[\]]*\])?\s*\] : the class holds ']' too, so the regex backtracks from
            the end of the run to the last ']' that is followed by \s* and another ']' */
-        Py_ssize_t z = i + 1;
-        for (;; z++) {
-            c = ps_at(s, z);
-            if (!(ps_w(c) || c == '.' || c == ',' || c == '`' || c == '[' || c == ']' || ps_s(c)))
-                break;
+        if (!(s->run_from <= i + 1 && i + 1 <= s->run_to)) {
+            Py_ssize_t z = i + 1;
+            for (;; z++) {
+                c = ps_at(s, z);
+                if (!(ps_w(c) || c == '.' || c == ',' || c == '`' || c == '[' || c == ']' || ps_s(c)))
+                    break;
+            }
+            s->run_from = i + 1;
+            s->run_to = z;
+            s->run_last = -1;
+            for (Py_ssize_t k = z - 1; k > i; k--) {
+                if (ps_at(s, k) != ']')
+                    continue;
+                Py_ssize_t j = k + 1;
+                while (ps_s(ps_at(s, j)))
+                    j++;
+                if (ps_at(s, j) == ']') {
+                    s->run_last = k;
+                    break;
+                }
+            }
         }
-        for (Py_ssize_t k = z - 1; k > i; k--) {
-            if (ps_at(s, k) != ']')
-                continue;
-            Py_ssize_t j = k + 1;
+        /* the same run from a later start: the regex's answer is the run's last such ']' when
+           it lies after this '[' */
+        if (s->run_last > i) {
+            Py_ssize_t j = s->run_last + 1;
             while (ps_s(ps_at(s, j)))
                 j++;
-            if (ps_at(s, j) == ']')
-                return j + 1;
+            return j + 1;
         }
         return -1;
     }
@@ -1504,7 +1523,7 @@ static Py_ssize_t ps_symop(const PsText *s, Py_ssize_t e) {
 }
 
 /* the token at e (not a space); its end, its kind in *kind */
-static Py_ssize_t ps_match(const PsText *s, Py_ssize_t e, int *kind) {
+static Py_ssize_t ps_match(PsText *s, Py_ssize_t e, int *kind) {
     Py_UCS4 c = ps_at(s, e), d = ps_at(s, e + 1);
     Py_ssize_t i;
     if (c == '\r' || c == '\n') {
@@ -1720,7 +1739,7 @@ static PyObject *ps_tokens(PyObject *self, PyObject *args) {
     int timed = deadline != Py_None;
     if (timed && ((limit = PyFloat_AsDouble(deadline)) == -1.0 && PyErr_Occurred()))
         return NULL;
-    PsText s = {PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text)};
+    PsText s = {PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), -1, -1, -1};
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;

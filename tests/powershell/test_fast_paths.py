@@ -3,6 +3,7 @@ match can start, the printable share by bytes.translate."""
 
 import importlib
 import random
+import re
 from pathlib import Path
 
 dob = importlib.import_module("threatscope.powershell.deobfuscate")
@@ -44,3 +45,33 @@ def test_ascii_share():
                     for _ in range(rng.randint(0, 50)))
         want = sum(1 for ch in s if " " <= ch <= "~" or ch in "\r\n\t") / max(len(s), 1)
         assert dob._ascii_share(s) == want
+
+
+def test_unescape_is_the_regex():
+    tk = importlib.import_module("threatscope.powershell.tokenize")
+    rng = random.Random(9)
+    chars = list("`^ab\n\r'\"0nt\ue000") + ["``", "^^", "`n", "^\n"]
+    for _ in range(20_000):
+        s = "".join(rng.choice(chars) for _ in range(rng.randint(0, 16)))
+        assert dob._uncaret(s) == re.sub(r"\^(.)", r"\1", s), s
+        assert tk._unbacktick(s) == re.sub(r"`(.)", r"\1", s, flags=re.S), s
+        want = re.sub(r"`(.)", lambda m: tk._DQ_ESC.get(m.group(1), m.group(1)), s, flags=re.S)
+        assert tk._unbacktick(s, tk._DQ_ESC) == want, s
+
+
+def test_string_values():
+    tk = importlib.import_module("threatscope.powershell.tokenize")
+    rng = random.Random(10)
+    chars = list("'\"`a\u2018\u201c\u201d\n$") + ["''", '""', "`n"]
+    for _ in range(20_000):
+        body = "".join(rng.choice(chars) for _ in range(rng.randint(0, 12)))
+        for q in ("'", '"', "\u2019", "\u201d"):
+            text = q + body + q
+            tok = tk.Token("string", text, 0)
+            inner = text[1:-1]
+            if q in "'\u2019":
+                want = re.sub("['\u2018\u2019\u201a\u201b]{2}", lambda m: m.group()[0], inner)
+            else:
+                inner = re.sub('["\u201c\u201d\u201e]{2}', lambda m: m.group()[0], inner)
+                want = re.sub(r"`(.)", lambda m: tk._DQ_ESC.get(m.group(1), m.group(1)), inner, flags=re.S)
+            assert tk.string_value(tok) == want, text

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..native import native
-from .tokenize import Token, code_tokens, string_value, variable_name, word_value
+from .tokenize import Token, code_tokens, string_value, unescape, variable_name, word_value
 
 __all__ = ["Layer", "Result", "deobfuscate", "extract_iocs"]
 
@@ -1018,11 +1018,17 @@ def _match_variable(pattern: str) -> tuple[str, Any] | None:
     return hits[0] if len(hits) == 1 else None
 
 
+_NOT_B64 = bytes(c for c in range(128) if not re.fullmatch(r"[A-Za-z0-9+/=_-]", chr(c)))
+
+
 def _b64(s: str, ctx: _Ctx) -> bytes:
     """Base64 as .NET decodes it, tolerant of whitespace and a damaged tail (reported)."""
-    s = re.sub(r"[\s]+", "", s)
+    s = "".join(s.split())  # str.split() and re's \s: the same whitespace (Py_UNICODE_ISSPACE)
     ctx.size(len(s) * 3 // 4)
-    body = re.sub(r"[^A-Za-z0-9+/=_-]", "", s).rstrip("=")
+    if s.isascii():  # bytes.translate deletes in C what the regex below removes
+        body = s.encode("ascii").translate(None, _NOT_B64).decode("ascii").rstrip("=")
+    else:
+        body = re.sub(r"[^A-Za-z0-9+/=_-]", "", s).rstrip("=")
     if body != s.rstrip("="):
         ctx.reason = ctx.reason or "invalid base64 characters"
     cut = len(body) - len(body) % 4
@@ -1064,7 +1070,7 @@ def _decode_encoded(raw: str, ctx: _Ctx) -> str:
     if _ascii_share(text) >= 0.9:
         return text
     best, best_share = text, _ascii_share(text)
-    raw = re.sub(r"\s+", "", raw)
+    raw = "".join(raw.split())
     for skip in range(1, 4):  # at most 3 characters and 1 byte: a bounded search
         probe = _Ctx(1000, ctx.max_bytes)
         data = _b64(raw[skip:], probe)
@@ -1118,6 +1124,12 @@ def _unquote(s: str) -> str:
     return s
 
 
+def _uncaret(s: str) -> str:
+    """``re.sub(r"\\^(.)", r"\\1", s)``: cmd's escapes undone, by str methods (the regex makes a
+    Python call per caret)."""
+    return unescape(s, "^", {}, False) if "^" in s else s
+
+
 def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | None:
     """Unwrap one launcher level: (technique, inner text) or None when *text* is not a command line."""
     head = text[:4096]
@@ -1125,7 +1137,7 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
     if cmd is not None and "^" in text[cmd.end():]:
         # cmd takes its caret escapes out first: p^owe^rshell is powershell, and carets in a
         # command line cmd runs are obfuscation, not anything cmd needs
-        bare = text[:cmd.end()] + re.sub(r"\^(.)", r"\1", text[cmd.end():])
+        bare = text[:cmd.end()] + _uncaret(text[cmd.end():])
         m = _PS_EXE.search(bare[:4096])
         if m is None:
             return None
@@ -1147,7 +1159,7 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
             env["clipboard"] = _unquote(em.group(1)).replace("^", "")
     args_text = text[m.end():]
     if via_cmd:
-        args_text = re.sub(r"\^(.)", r"\1", args_text)  # cmd's caret escapes
+        args_text = _uncaret(args_text)  # cmd's caret escapes
         args_text = args_text.rstrip().removesuffix('"') if text[cmd.end():].lstrip().startswith('"') else args_text
     for em in _ENC_PARAM.finditer(args_text[:8192]):
         if _param_kind(em.group(1)) == "enc":
@@ -1197,7 +1209,7 @@ def _stdin(text: str, ps_at: int, env: dict[str, Any]) -> tuple[str, str] | None
     pre = text[: ps_at + 1]
     em = re.search(r"(?is)\becho\s+(.*?)\s*\|[^|]*$", pre)
     if em:
-        return "launcher", _unquote(re.sub(r"\^(.)", r"\1", em.group(1)))
+        return "launcher", _unquote(_uncaret(em.group(1)))
     return None
 
 

@@ -156,8 +156,41 @@ _BT = re.compile(r"`(.)", re.S)
 
 
 def _unbacktick(s: str, escapes: dict[str, str] | None = None) -> str:
-    table = escapes or {}
-    return _BT.sub(lambda m: table.get(m.group(1), m.group(1)), s)
+    """``_BT.sub(lambda m: table.get(m.group(1), m.group(1)), s)``, with str methods (a Python
+    call per escape made a string of a million backticks take seconds)."""
+    if "`" not in s:
+        return s
+    return unescape(s, "`", escapes or {}, True)
+
+
+def _unused(s: str, n: int) -> list[str]:
+    """*n* characters that do not occur in *s* (placeholders)."""
+    out: list[str] = []
+    cp = 0xE000  # the private use area first
+    while len(out) < n:
+        if chr(cp) not in s:
+            out.append(chr(cp))
+        cp += 1
+    return out
+
+
+def unescape(s: str, esc: str, table: dict[str, str], dotall: bool) -> str:
+    """``re.sub(re.escape(esc) + "(.)", repl, s)`` (with re.S when *dotall*) where repl gives
+    ``table.get(c, c)`` for the escaped character c, by str.replace: escapes pair left to right,
+    so a doubled *esc* is one literal *esc*; a lone one escapes the next character, or stays when
+    nothing follows it (or a newline does, without *dotall*)."""
+    pair, keep = _unused(s, 2)
+    t = s.replace(esc + esc, pair)
+    if not dotall:
+        t = t.replace(esc + "\n", keep)
+    for c, v in table.items():
+        t = t.replace(esc + c, v)
+    tail = t.endswith(esc)
+    t = t.replace(esc, "")
+    if tail:
+        t += esc
+    t = t.replace(pair, table.get(esc, esc))
+    return t.replace(keep, esc + "\n") if not dotall else t
 
 
 def string_value(tok: Token) -> str:
@@ -182,9 +215,16 @@ def string_value(tok: Token) -> str:
         return ""
     q = s[0]
     inner = s[1:-1] if len(s) >= 2 and s[-1] in (_Q1 if q in _Q1 else _Q2) else s[1:]
+    # doubled quotes: str.replace when they are all ASCII (the same pairs, without a Python call
+    # per pair)
     if q in _Q1:
-        return re.sub(f"[{_Q1}][{_Q1}]", lambda m: m.group()[0], inner)
-    inner = re.sub(f"[{_Q2}][{_Q2}]", lambda m: m.group()[0], inner)
+        if "\u2018" in inner or "\u2019" in inner or "\u201a" in inner or "\u201b" in inner:
+            return re.sub(f"[{_Q1}][{_Q1}]", lambda m: m.group()[0], inner)
+        return inner.replace("''", "'")
+    if "\u201c" in inner or "\u201d" in inner or "\u201e" in inner:
+        inner = re.sub(f"[{_Q2}][{_Q2}]", lambda m: m.group()[0], inner)
+    else:
+        inner = inner.replace('""', '"')
     return _unbacktick(inner, _DQ_ESC)
 
 
