@@ -1124,6 +1124,14 @@ def _unquote(s: str) -> str:
     return s
 
 
+def _may_name_ps(s: str) -> bool:
+    """False when _PS_EXE cannot match in *s*, which is cheaper to tell than to run it (an
+    IGNORECASE pattern is tried at every character): its words need ASCII letters, or U+017F,
+    which IGNORECASE takes for 's' (str.lower() does not). The same holds for "cmd" and _CMD_EXE."""
+    low = s.lower()
+    return "powershell" in low or "pwsh" in low or "\u017f" in s
+
+
 def _uncaret(s: str) -> str:
     """``re.sub(r"\\^(.)", r"\\1", s)``: cmd's escapes undone, by str methods (the regex makes a
     Python call per caret)."""
@@ -1133,18 +1141,18 @@ def _uncaret(s: str) -> str:
 def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | None:
     """Unwrap one launcher level: (technique, inner text) or None when *text* is not a command line."""
     head = text[:4096]
-    cmd = _CMD_EXE.search(head)
+    cmd = _CMD_EXE.search(head) if "cmd" in head.lower() else None
     if cmd is not None and "^" in text[cmd.end():]:
         # cmd takes its caret escapes out first: p^owe^rshell is powershell, and carets in a
         # command line cmd runs are obfuscation, not anything cmd needs
         bare = text[:cmd.end()] + _uncaret(text[cmd.end():])
-        m = _PS_EXE.search(bare[:4096])
+        m = _PS_EXE.search(bare[:4096]) if _may_name_ps(bare[:4096]) else None
         if m is None:
             return None
         found = _launcher(bare, env, ctx)
         return None if found is None else (
             ("carets", found[1]) if found[0] == "launcher" else found)
-    m = _PS_EXE.search(head)
+    m = _PS_EXE.search(head) if _may_name_ps(head) else None
     if m is None:
         return None
     via_cmd = cmd is not None and cmd.start() < m.start() and _EXE_PREFIX.fullmatch(text[: cmd.start() + 1]) is not None

@@ -214,7 +214,10 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
         f["cmdlet_known_share"] = min(1.0, known / dashes)
     else:
         f["cmdlet_known_share"] = 0.5
-    f["launcher_enc"] = 1.0 if _RE_LAUNCH.search(text[:20000]) else 0.0
+    # _RE_LAUNCH needs these words (U+017F: IGNORECASE reads it as 's', str.lower() does not);
+    # looking for them costs far less than the pattern, which is tried at every character
+    may_launch = "powershell" in low or "pwsh" in low or "\u017f" in text
+    f["launcher_enc"] = 1.0 if may_launch and _RE_LAUNCH.search(text[:20000]) else 0.0
     if "env:" in low and "set" in low:
         f["launcher_env"] = 1.0 if _RE_LAUNCH_ENV.search(text[:30000]) else 0.0
     f["launcher_stdin"] = 1.0 if _RE_LAUNCH_STDIN.search(text[-2000:]) else 0.0
