@@ -1892,7 +1892,112 @@ fail:
     return NULL;
 }
 
+/* ---- PowerShell features (threatscope.powershell.features) ----------------------------------
+   ps_runs(data, table, min_len) -> (count, total, longest): the runs of bytes b of `data` with
+   table[b] != 0 that are at least min_len long: how many, their summed length, the longest (0:
+   none); what features.py computes with translate + split + len over the runs.
+   ps_counts(text, needles) -> [text.count(n) for n in needles]: one pass for all of them, each
+   counted as str.count does (leftmost occurrence, then on after it: non-overlapping). Needles
+   are non-empty ASCII. */
+static PyObject *ps_runs(PyObject *self, PyObject *args) {
+    Py_buffer data, table;
+    Py_ssize_t min_len;
+    if (!PyArg_ParseTuple(args, "y*y*n", &data, &table, &min_len))
+        return NULL;
+    if (table.len != 256) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&table);
+        PyErr_SetString(PyExc_ValueError, "ps_runs: a 256-byte table expected");
+        return NULL;
+    }
+    const unsigned char *p = data.buf, *t = table.buf;
+    Py_ssize_t n = data.len, count = 0, total = 0, longest = 0, run = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i < n && t[p[i]]) {
+            run++;
+            continue;
+        }
+        if (run >= min_len && run > 0) {
+            count++;
+            total += run;
+            if (run > longest)
+                longest = run;
+        }
+        run = 0;
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&table);
+    return Py_BuildValue("nnn", count, total, longest);
+}
+
+static PyObject *ps_counts(PyObject *self, PyObject *args) {
+    PyObject *text, *needles;
+    if (!PyArg_ParseTuple(args, "UO!", &text, &PyTuple_Type, &needles))
+        return NULL;
+    Py_ssize_t m = PyTuple_GET_SIZE(needles), n = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    /* per needle: its bytes, length, count, where the next occurrence may start; chained by
+       first byte */
+    Py_ssize_t *len = PyMem_Calloc((size_t)m * 4 + 1, sizeof(Py_ssize_t));
+    const char **str = PyMem_Calloc((size_t)m + 1, sizeof(char *));
+    if (len == NULL || str == NULL) {
+        PyMem_Free(len);
+        PyMem_Free(str);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t *cnt = len + m, *next_ok = len + 2 * m, *chain = len + 3 * m, head[128];
+    for (int c = 0; c < 128; c++)
+        head[c] = -1;
+    for (Py_ssize_t j = m - 1; j >= 0; j--) {
+        PyObject *s = PyTuple_GET_ITEM(needles, j);
+        if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s) || PyUnicode_GET_LENGTH(s) == 0) {
+            PyMem_Free(len);
+            PyMem_Free(str);
+            PyErr_SetString(PyExc_ValueError, "ps_counts: non-empty ASCII needles expected");
+            return NULL;
+        }
+        str[j] = (const char *)PyUnicode_DATA(s);
+        len[j] = PyUnicode_GET_LENGTH(s);
+        unsigned char c0 = (unsigned char)str[j][0];
+        chain[j] = head[c0];
+        head[c0] = j;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= 128)
+            continue;
+        for (Py_ssize_t j = head[c]; j >= 0; j = chain[j]) {
+            if (i < next_ok[j] || i + len[j] > n)
+                continue;
+            Py_ssize_t k = 1;
+            while (k < len[j] && PyUnicode_READ(kind, data, i + k) == (Py_UCS4)(unsigned char)str[j][k])
+                k++;
+            if (k == len[j]) {
+                cnt[j]++;
+                next_ok[j] = i + len[j];
+            }
+        }
+    }
+    PyObject *out = PyList_New(m);
+    for (Py_ssize_t j = 0; out && j < m; j++) {
+        PyObject *v = PyLong_FromSsize_t(cnt[j]);
+        if (v == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, j, v);
+    }
+    PyMem_Free(len);
+    PyMem_Free(str);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"ps_runs", ps_runs, METH_VARARGS,
+     "ps_runs(data, table, min_len) -> (count, total, longest) (powershell.features)"},
+    {"ps_counts", ps_counts, METH_VARARGS,
+     "ps_counts(text, needles) -> [text.count(n) for n in needles] (powershell.features)"},
     {"ps_brackets", ps_brackets, METH_VARARGS,
      "ps_brackets(tokens, roles) -> index of each token's closing bracket (powershell.deobfuscate)"},
     {"ps_fold_visit", ps_fold_visit, METH_VARARGS,

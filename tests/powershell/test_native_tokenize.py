@@ -94,3 +94,31 @@ def test_token_tables():
         visit = [x for x, t in enumerate(toks) if t.kind == "lparen" or (
             t.kind in ("word", "type") and dob._FOLD_HINT.search(t.text))]
         assert C.ps_fold_visit(toks, dob._FOLD_ROLES) == visit, text
+
+
+def test_feature_helpers():
+    # features.py's counts and runs: C and Python agree (str.count semantics: non-overlapping)
+    feats = importlib.import_module("threatscope.powershell.features")
+    rng = random.Random(6)
+    alphabet = list("aeiou-$[](). &*`\n\t xyzAB09+/=\u0130\u2019") + list(feats._NEEDLES)
+    for _ in range(3000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert C.ps_counts(s, feats._NEEDLES) == [s.count(x) for x in feats._NEEDLES]
+        b = s.encode("ascii", "replace")
+        for table, min_len in ((feats._IS_WORD, 3), (feats._IS_B64, 2), (feats._IS_TOKEN, 1),
+                               (feats._IS_LINE, 1)):
+            keep = bytes(c for c in range(256) if table[c])
+            lens = [x for x in map(len, b.translate(feats._table({keep: b"x"})).split()) if x >= min_len]
+            assert C.ps_runs(b, table, min_len) == (len(lens), sum(lens), max(lens, default=0))
+
+
+def test_features_either_path(monkeypatch):
+    feats = importlib.import_module("threatscope.powershell.features")
+    rng = random.Random(12)
+    texts = [obfuscate("Write-Host 'hi'; Get-ChildItem C:\\ | % { $_.Name }", rng,
+                       families=[rng.choice(FAMILIES)])[0] for _ in range(60)]
+    if BENIGN.exists():
+        texts += [p.read_text(encoding="utf-8", errors="replace") for p in sorted(BENIGN.glob("*.ps1"))[:100]]
+    fast = [feats.extract(t) for t in texts]
+    monkeypatch.setenv("THREATSCOPE_NATIVE", "0")
+    assert [feats.extract(t) for t in texts] == fast
