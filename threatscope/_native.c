@@ -1993,7 +1993,65 @@ static PyObject *ps_counts(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* ---- gradient-boosted trees (threatscope.powershell.classify) ----------------------------------
+   gbdt_sum(row, nodes, roots) -> the sum of the trees' leaf values for the feature row (a list
+   of floats), added in tree order as the compiled Python expression adds them (so the same
+   double). nodes: packed "<iiiidd" records (feature or -1 for a leaf, left, right, 0, threshold,
+   value; children are absolute indices); roots: packed int32 root indices. */
+typedef struct {
+    int32_t feat, left, right, pad;
+    double thr, val;
+} GbNode; /* 32 bytes, no padding: struct "<iiiidd" */
+
+static PyObject *gbdt_sum(PyObject *self, PyObject *args) {
+    PyObject *row;
+    Py_buffer nodes, roots;
+    if (!PyArg_ParseTuple(args, "O!y*y*", &PyList_Type, &row, &nodes, &roots))
+        return NULL;
+    PyObject *res = NULL;
+    Py_ssize_t nn = nodes.len / (Py_ssize_t)sizeof(GbNode), nr = roots.len / 4, nf = PyList_GET_SIZE(row);
+    const GbNode *nd = nodes.buf;
+    const int32_t *rt = roots.buf;
+    double *x = PyMem_Malloc(sizeof(double) * (size_t)(nf + 1)), acc = 0.0;
+    if (x == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        x[j] = PyFloat_AsDouble(PyList_GET_ITEM(row, j));
+        if (x[j] == -1.0 && PyErr_Occurred())
+            goto done;
+    }
+    for (Py_ssize_t t = 0; t < nr; t++) {
+        int32_t i = rt[t];
+        for (int steps = 0;; steps++) {
+            if (i < 0 || i >= nn || steps > 64) {
+                PyErr_SetString(PyExc_ValueError, "gbdt_sum: malformed tree");
+                goto done;
+            }
+            const GbNode *n = &nd[i];
+            if (n->feat < 0) {
+                acc = t == 0 ? n->val : acc + n->val;
+                break;
+            }
+            if (n->feat >= nf) {
+                PyErr_SetString(PyExc_IndexError, "gbdt_sum: feature index out of the row");
+                goto done;
+            }
+            i = x[n->feat] <= n->thr ? n->left : n->right;
+        }
+    }
+    res = PyFloat_FromDouble(acc);
+done:
+    PyMem_Free(x);
+    PyBuffer_Release(&nodes);
+    PyBuffer_Release(&roots);
+    return res;
+}
+
 static PyMethodDef methods[] = {
+    {"gbdt_sum", gbdt_sum, METH_VARARGS,
+     "gbdt_sum(row, nodes, roots) -> sum of the trees' leaves (powershell.classify)"},
     {"ps_runs", ps_runs, METH_VARARGS,
      "ps_runs(data, table, min_len) -> (count, total, longest) (powershell.features)"},
     {"ps_counts", ps_counts, METH_VARARGS,

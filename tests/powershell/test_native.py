@@ -1,5 +1,6 @@
-"""The C tokenizer (_native.ps_tokens) against the regex one it replaces: the same tokens on
-real scripts, obfuscated ones, random garbage and every character class edge."""
+"""The C paths of the PowerShell analyzer against the pure-Python ones they stand in for: the
+tokenizer (the same tokens on real scripts, obfuscated ones, random garbage and every character
+class edge), the deobfuscator's token tables, the feature counts and the tree ensemble."""
 
 import importlib
 import random
@@ -122,3 +123,16 @@ def test_features_either_path(monkeypatch):
     fast = [feats.extract(t) for t in texts]
     monkeypatch.setenv("THREATSCOPE_NATIVE", "0")
     assert [feats.extract(t) for t in texts] == fast
+
+
+def test_tree_sum():
+    # the ensemble in C adds the same leaves in the same order: the same double
+    from threatscope.powershell.classify import default_model
+
+    m = default_model()
+    thresholds = sorted({t for tree in m.trees for t in tree[1]})
+    rng = random.Random(13)
+    for _ in range(5000):
+        row = [rng.choice([0.0, rng.choice(thresholds), rng.gauss(0, 3), float("nan")])
+               for _ in m.names]
+        assert C.gbdt_sum(row, *m._packed) == m._gbdt(row)
