@@ -1898,7 +1898,8 @@ fail:
    none); what features.py computes with translate + split + len over the runs.
    ps_counts(text, needles) -> [text.count(n) for n in needles]: one pass for all of them, each
    counted as str.count does (leftmost occurrence, then on after it: non-overlapping). Needles
-   are non-empty ASCII. */
+   are non-empty ASCII str; text is a str, or bytes (then counted as bytes.count counts the
+   needles' ASCII bytes). */
 static PyObject *ps_runs(PyObject *self, PyObject *args) {
     Py_buffer data, table;
     Py_ssize_t min_len;
@@ -1932,19 +1933,32 @@ static PyObject *ps_runs(PyObject *self, PyObject *args) {
 
 static PyObject *ps_counts(PyObject *self, PyObject *args) {
     PyObject *text, *needles;
-    if (!PyArg_ParseTuple(args, "UO!", &text, &PyTuple_Type, &needles))
+    if (!PyArg_ParseTuple(args, "OO!", &text, &PyTuple_Type, &needles))
         return NULL;
-    Py_ssize_t m = PyTuple_GET_SIZE(needles), n = PyUnicode_GET_LENGTH(text);
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
+    Py_buffer view = {0};
+    int kind;
+    const void *data;
+    Py_ssize_t n;
+    if (PyUnicode_Check(text)) {
+        kind = PyUnicode_KIND(text);
+        data = PyUnicode_DATA(text);
+        n = PyUnicode_GET_LENGTH(text);
+    } else {
+        if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        kind = PyUnicode_1BYTE_KIND; /* bytes read as Latin-1 code points: the same values */
+        data = view.buf;
+        n = view.len;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t m = PyTuple_GET_SIZE(needles);
     /* per needle: its bytes, length, count, where the next occurrence may start; chained by
        first byte */
     Py_ssize_t *len = PyMem_Calloc((size_t)m * 4 + 1, sizeof(Py_ssize_t));
     const char **str = PyMem_Calloc((size_t)m + 1, sizeof(char *));
     if (len == NULL || str == NULL) {
-        PyMem_Free(len);
-        PyMem_Free(str);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        goto done;
     }
     Py_ssize_t *cnt = len + m, *next_ok = len + 2 * m, *chain = len + 3 * m, head[128];
     for (int c = 0; c < 128; c++)
@@ -1952,10 +1966,8 @@ static PyObject *ps_counts(PyObject *self, PyObject *args) {
     for (Py_ssize_t j = m - 1; j >= 0; j--) {
         PyObject *s = PyTuple_GET_ITEM(needles, j);
         if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s) || PyUnicode_GET_LENGTH(s) == 0) {
-            PyMem_Free(len);
-            PyMem_Free(str);
             PyErr_SetString(PyExc_ValueError, "ps_counts: non-empty ASCII needles expected");
-            return NULL;
+            goto done;
         }
         str[j] = (const char *)PyUnicode_DATA(s);
         len[j] = PyUnicode_GET_LENGTH(s);
@@ -1979,7 +1991,7 @@ static PyObject *ps_counts(PyObject *self, PyObject *args) {
             }
         }
     }
-    PyObject *out = PyList_New(m);
+    out = PyList_New(m);
     for (Py_ssize_t j = 0; out && j < m; j++) {
         PyObject *v = PyLong_FromSsize_t(cnt[j]);
         if (v == NULL) {
@@ -1988,8 +2000,11 @@ static PyObject *ps_counts(PyObject *self, PyObject *args) {
         }
         PyList_SET_ITEM(out, j, v);
     }
+done:
     PyMem_Free(len);
     PyMem_Free(str);
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
     return out;
 }
 

@@ -143,6 +143,18 @@ def _counts(low: str) -> list[int]:
     return [low.count(x) for x in _NEEDLES]
 
 
+def _bcounts(data: bytes, needles: tuple[str, ...]) -> list[int]:
+    """[data.count(x.encode()) for x in needles], in one pass when the extension is built."""
+    if (c := native()) is not None:
+        return c.ps_counts(data, needles)
+    return [data.count(x.encode()) for x in needles]
+
+
+_CASE_NEEDLES = ("U", "l", "d", "lU", "Ul", "lUlU", "UlUl", " UUUU")
+_PUNCT_NEEDLES = (*_PUNCT_KEYS, " ", "\r")
+_ALPHA_NEEDLES = ("ad", "a`a", "d,d", "a-a")
+
+
 def _flags(chars: bytes, inverse: bool = False) -> bytes:
     """A 256-byte table: 1 for the bytes in *chars* (or, *inverse*, for the others)."""
     return bytes((c in chars) != inverse for c in range(256))
@@ -196,14 +208,14 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     sample = b[:_ENTROPY_SAMPLE]
     ent = len(zlib.compress(sample, 1)) / (len(sample) + 16)
     case = b.translate(_T_CASE)
-    up, lo, di = case.count(b"U"), case.count(b"l"), case.count(b"d")
+    up, lo, di, lu, ul, lulu, ulul, upper4 = _bcounts(case, _CASE_NEEDLES)
     alpha = up + lo
-    punct = b.translate(None, _DEL_OTHERS)
-    space = punct.count(b" ") + punct.count(b"\t") + punct.count(b"\n") + punct.count(b"\r")
-    cls = b.translate(_T_CLASS)
-    special = cls.count(b"s")
-    hexd = cls.count(b"h") + di
-    lines = punct.count(b"\n") + 1
+    pc = dict(zip(_PUNCT_NEEDLES, _bcounts(b.translate(None, _DEL_OTHERS), _PUNCT_NEEDLES),
+                  strict=True))
+    space = pc[" "] + pc["\t"] + pc["\n"] + pc["\r"]
+    special, hexd = _bcounts(b.translate(_T_CLASS), ("s", "h"))
+    hexd += di
+    lines = pc["\n"] + 1
     f["log_lines"] = math.log1p(lines)
     f["log_max_line"] = math.log1p(_runs(b, _IS_LINE, 1)[2])
     f["compress_ratio"] = ent
@@ -215,7 +227,7 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     f["sh_nonascii"] = (n - ascii_n) / n
     f["sh_hexdigit_of_alnum"] = hexd / max(1, alpha + di)
     for ch, name in _PUNCT_KEYS.items():
-        f[name] = math.log1p(punct.count(ch.encode()) * k)
+        f[name] = math.log1p(pc[ch] * k)
 
     low = text.lower()
     counts = _counts(low)
@@ -227,13 +239,14 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
 
     # Case switching in identifiers: camelCase switches once or twice per word part, random
     # case (InVoKe) on nearly every letter.
-    f["case_switch_rate"] = (case.count(b"lU") + case.count(b"Ul")) / max(1, alpha)
-    f["rand_case_words"] = math.log1p((case.count(b"lUlU") + case.count(b"UlUl")) * k)
-    f["upper_words"] = math.log1p(case.count(b" UUUU") * k)
+    f["case_switch_rate"] = (lu + ul) / max(1, alpha)
+    f["rand_case_words"] = math.log1p((lulu + ulul) * k)
+    f["upper_words"] = math.log1p(upper4 * k)
     al = b.translate(_T_ALPHA)
-    f["digit_words"] = math.log1p(al.count(b"ad") * k)
-    f["tick_in_word"] = math.log1p(al.count(b"a`a") * k)
-    f["numlist_per_k"] = math.log1p((al.count(b"d,d") + al.count(b"d,d", 1)) * k)
+    ad, ata, dcd, dashes = _bcounts(al, _ALPHA_NEEDLES)
+    f["digit_words"] = math.log1p(ad * k)
+    f["tick_in_word"] = math.log1p(ata * k)
+    f["numlist_per_k"] = math.log1p((dcd + al.count(b"d,d", 1)) * k)
     words, letters, longest = _runs(b, _IS_WORD, 3)  # alphanumeric runs of 3 or more
     f["word_len_mean"] = letters / max(1, words)
     f["log_longest_word"] = math.log1p(longest)
@@ -251,7 +264,6 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     if blobs:
         f["b64_share"] = b64_chars / n
         f["log_b64_longest"] = math.log1p(b64_longest)
-    dashes = al.count(b"a-a")
     f["cmdlet_per_k"] = math.log1p(dashes * k)
     if dashes:
         known = sum(counts[_AT_VERBS:])
@@ -266,12 +278,11 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
         f["launcher_env"] = 1.0 if _RE_LAUNCH_ENV.search(text[:30000]) else 0.0
     f["launcher_stdin"] = 1.0 if _RE_LAUNCH_STDIN.search(text[-2000:]) else 0.0
     f["launcher_cmd"] = 1.0 if "cmd" in low[:300] and "/c" in low[:300] else 0.0
-    spaces = b.translate(_T_SPACE)
-    f["multi_space_per_k"] = math.log1p(
-        max(0, spaces.count(b"x  ") - spaces.count(b"\n  ")) * k)
+    runs2, nl2 = _bcounts(b.translate(_T_SPACE), ("x  ", "\n  "))
+    f["multi_space_per_k"] = math.log1p(max(0, runs2 - nl2) * k)
     f["bracevar_per_k"] = math.log1p(len(_RE_BRACEVAR.findall(text)) * k)
     f["specialvar_per_k"] = math.log1p(len(_RE_SPECIALVAR.findall(text)) * k)
-    f["comment_share"] = min(1.0, punct.count(b"#") / lines)
+    f["comment_share"] = min(1.0, pc["#"] / lines)
     for t in techniques or ():
         key = "tech_" + str(t).lower().replace("-", "_")
         if key in f:
