@@ -1632,8 +1632,15 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         res.secure_string = True
         res.techniques.add("securestring")
     # out of time: IOCs from the head of each text only; past the end of the budget no more
-    scan = IOC_SCAN if time.perf_counter() <= ctx.deadline else IOC_SCAN // 8
-    iocs, done = _iocs(res.final[:scan], ctx.end)
+    now = time.perf_counter()
+    scan = IOC_SCAN if now <= ctx.deadline else IOC_SCAN // 8
+    # and no more than the rest of the budget can scan (~30 ns a character; the scan checks the
+    # clock between its steps only, so a long one must not start late)
+    affordable = max(0, int((ctx.end - now) / 40e-9))
+    done = affordable >= min(scan, max(len(x.text) for x in res.layers) if res.layers else len(res.final))
+    scan = min(scan, affordable)
+    iocs, finished = _iocs(res.final[:scan], ctx.end)
+    done = done and finished
     for layer in res.layers[:-1]:
         if not done:
             break
