@@ -75,3 +75,16 @@ def test_string_values():
                 inner = re.sub('["\u201c\u201d\u201e]{2}', lambda m: m.group()[0], inner)
                 want = re.sub(r"`(.)", lambda m: tk._DQ_ESC.get(m.group(1), m.group(1)), inner, flags=re.S)
             assert tk.string_value(tok) == want, text
+
+
+def test_securestring_words_need_ascii():
+    # deobfuscate looks for them in the ASCII bytes before lower-casing a big text
+    rng = random.Random(14)
+    parts = ["Secure", "String", "ConvertTo-", "ToBSTR", "s", "\u0130", "\u0131", "\u212a", "\u017f",
+             "\xe9", "-", "i", "I", "ng", "N"]
+    for _ in range(30_000):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 10)))
+        low8 = s.encode("ascii", "ignore").lower()
+        for word in ("convertto-securestring", "securestringtobstr"):
+            if word in s.lower():
+                assert word.encode() in low8, s

@@ -87,16 +87,23 @@ class _Ctx:
 
     def tick(self, n: int = 1) -> None:
         self.ticks += n
-        if self.ticks >= 256:
+        if self.ticks >= 32:  # a clock read is ~50 ns; a step can cost far more on big tokens
             self.ticks = 0
             if time.perf_counter() > self.deadline:
                 self.reason = self.reason or "time budget"  # the first cause is the telling one
                 raise _Stop
 
+    def afford(self, chars: int) -> None:
+        """Stop (time budget) when work over *chars* characters, at ~20 ns each (decoding,
+        unescaping: single C calls the clock cannot interrupt), would end past the deadline."""
+        if chars > 100_000 and time.perf_counter() + chars * 20e-9 > self.deadline:
+            self.reason = self.reason or "time budget"
+            raise _Stop
+
     def reserve(self, text: str) -> None:
         """Keep time after the passes for the work on *text* that follows them (hashing,
         lowering, slicing, freeing: a few ns a character), on top of the last tenth."""
-        self.deadline = min(self.deadline, self.end - len(text) * 4e-9)
+        self.deadline = min(self.deadline, self.end - len(text) * (4e-9 if text.isascii() else 12e-9))
 
     def token_deadline(self) -> float:
         """When tokenizing must stop: freeing the tokens later costs a third of making them, and
@@ -516,6 +523,7 @@ class _Folder:
         k = self.kind(i)
         if k == "string":
             tok = self.t[i]
+            self.ctx.afford(len(tok.text))
             s = string_value(tok)
             if tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
                 s2 = self.interpolate(s)
@@ -524,6 +532,7 @@ class _Folder:
                 self.tech.add("backticks")  # `t and `n are escapes; `W is there to break signatures
             return s, i + 1
         if k == "herestring":
+            self.ctx.afford(len(self.t[i].text))
             s = string_value(self.t[i])
             if self.t[i].text[1:2] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
                 return self.interpolate(s), i + 1
@@ -1066,6 +1075,7 @@ def _ascii_share(text: str) -> float:
 def _decode_encoded(raw: str, ctx: _Ctx) -> str:
     """-EncodedCommand's value: base64 of UTF-16LE. A value cut or shifted by a character or a
     byte (seen in the wild) is re-aligned when that turns noise into text; the repair is noted."""
+    ctx.afford(len(raw))
     text = _decode_utf16(_b64(raw, ctx), ctx)
     if _ascii_share(text) >= 0.9:
         return text
@@ -1143,6 +1153,7 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
     head = text[:4096]
     cmd = _CMD_EXE.search(head) if "cmd" in head.lower() else None
     if cmd is not None and "^" in text[cmd.end():]:
+        ctx.afford(len(text))
         # cmd takes its caret escapes out first: p^owe^rshell is powershell, and carets in a
         # command line cmd runs are obfuscation, not anything cmd needs
         bare = text[:cmd.end()] + _uncaret(text[cmd.end():])
@@ -1627,7 +1638,10 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         res.reason = ctx.reason
         res.truncated = res.truncated or ctx.reason in ("time budget", "size cap", "depth cap", "decompression cap")
     res.final = res.layers[-1].text if res.layers else (text if isinstance(text, str) else "")
-    low = res.final.lower()
+    # str.lower() of a big non-ASCII text costs ~15 ns a character: look in its ASCII bytes
+    # first (these words can only come from ASCII letters and '-', adjacent once the rest is gone)
+    low8 = res.final.encode("ascii", "ignore").lower()
+    low = res.final.lower() if b"convertto-securestring" in low8 or b"securestringtobstr" in low8 else ""
     if "convertto-securestring" in low or "securestringtobstr" in low:
         res.secure_string = True
         res.techniques.add("securestring")
