@@ -88,3 +88,13 @@ def test_securestring_words_need_ascii():
         for word in ("convertto-securestring", "securestringtobstr"):
             if word in s.lower():
                 assert word.encode() in low8, s
+
+
+def test_launcher_feature_tried_at_its_word():
+    feats = importlib.import_module("threatscope.powershell.features")
+    rng = random.Random(15)
+    parts = ["powershell", "PowerShell.exe", "pwsh", "PWSH ", " -enc ", " /e ", " -EncodedCommand ",
+             "SQBFAFgAIAAoACcAVwByAGkAdABlAC0A", " ", "\n", "'", '"', "x", "\u017f", "-"]
+    for _ in range(20_000):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        assert feats._launch_enc(s, s.lower()) == (feats._RE_LAUNCH.search(s) is not None), s

@@ -144,15 +144,31 @@ def _counts(low: str) -> list[int]:
 
 
 def _bcounts(data: bytes, needles: tuple[str, ...]) -> list[int]:
-    """[data.count(x.encode()) for x in needles], in one pass when the extension is built."""
+    """[data.count(x.encode()) for x in needles], in one pass when the extension is built (worth
+    it for many needles: bytes.count is faster for a few)."""
     if (c := native()) is not None:
         return c.ps_counts(data, needles)
     return [data.count(x.encode()) for x in needles]
 
 
-_CASE_NEEDLES = ("U", "l", "d", "lU", "Ul", "lUlU", "UlUl", " UUUU")
+def _each(data: bytes, needles: tuple[bytes, ...]) -> list[int]:
+    return [data.count(x) for x in needles]
+
+
+_CASE_NEEDLES = (b"U", b"l", b"d", b"lU", b"Ul", b"lUlU", b"UlUl", b" UUUU")
 _PUNCT_NEEDLES = (*_PUNCT_KEYS, " ", "\r")
-_ALPHA_NEEDLES = ("ad", "a`a", "d,d", "a-a")
+_ALPHA_NEEDLES = (b"ad", b"a`a", b"d,d", b"a-a")
+
+
+_PS_WORD = re.compile("powershell|pwsh")
+
+
+def _launch_enc(head: str, low: str) -> bool:
+    """_RE_LAUNCH.search(head) is not None; in ASCII text (where low = text.lower() has the same
+    positions and IGNORECASE is ASCII case) tried only where its first word is."""
+    if not head.isascii():
+        return _RE_LAUNCH.search(head) is not None
+    return any(_RE_LAUNCH.match(head, m.start()) for m in _PS_WORD.finditer(low, 0, len(head)))
 
 
 def _flags(chars: bytes, inverse: bool = False) -> bytes:
@@ -208,12 +224,12 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     sample = b[:_ENTROPY_SAMPLE]
     ent = len(zlib.compress(sample, 1)) / (len(sample) + 16)
     case = b.translate(_T_CASE)
-    up, lo, di, lu, ul, lulu, ulul, upper4 = _bcounts(case, _CASE_NEEDLES)
+    up, lo, di, lu, ul, lulu, ulul, upper4 = _each(case, _CASE_NEEDLES)
     alpha = up + lo
     pc = dict(zip(_PUNCT_NEEDLES, _bcounts(b.translate(None, _DEL_OTHERS), _PUNCT_NEEDLES),
                   strict=True))
     space = pc[" "] + pc["\t"] + pc["\n"] + pc["\r"]
-    special, hexd = _bcounts(b.translate(_T_CLASS), ("s", "h"))
+    special, hexd = _each(b.translate(_T_CLASS), (b"s", b"h"))
     hexd += di
     lines = pc["\n"] + 1
     f["log_lines"] = math.log1p(lines)
@@ -243,7 +259,7 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     f["rand_case_words"] = math.log1p((lulu + ulul) * k)
     f["upper_words"] = math.log1p(upper4 * k)
     al = b.translate(_T_ALPHA)
-    ad, ata, dcd, dashes = _bcounts(al, _ALPHA_NEEDLES)
+    ad, ata, dcd, dashes = _each(al, _ALPHA_NEEDLES)
     f["digit_words"] = math.log1p(ad * k)
     f["tick_in_word"] = math.log1p(ata * k)
     f["numlist_per_k"] = math.log1p((dcd + al.count(b"d,d", 1)) * k)
@@ -273,12 +289,12 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     # _RE_LAUNCH needs these words (U+017F: IGNORECASE reads it as 's', str.lower() does not);
     # looking for them costs far less than the pattern, which is tried at every character
     may_launch = "powershell" in low or "pwsh" in low or "\u017f" in text
-    f["launcher_enc"] = 1.0 if may_launch and _RE_LAUNCH.search(text[:20000]) else 0.0
+    f["launcher_enc"] = 1.0 if may_launch and _launch_enc(text[:20000], low) else 0.0
     if "env:" in low and "set" in low:
         f["launcher_env"] = 1.0 if _RE_LAUNCH_ENV.search(text[:30000]) else 0.0
     f["launcher_stdin"] = 1.0 if _RE_LAUNCH_STDIN.search(text[-2000:]) else 0.0
     f["launcher_cmd"] = 1.0 if "cmd" in low[:300] and "/c" in low[:300] else 0.0
-    runs2, nl2 = _bcounts(b.translate(_T_SPACE), ("x  ", "\n  "))
+    runs2, nl2 = _each(b.translate(_T_SPACE), (b"x  ", b"\n  "))
     f["multi_space_per_k"] = math.log1p(max(0, runs2 - nl2) * k)
     f["bracevar_per_k"] = math.log1p(len(_RE_BRACEVAR.findall(text)) * k)
     f["specialvar_per_k"] = math.log1p(len(_RE_SPECIALVAR.findall(text)) * k)
