@@ -1556,6 +1556,17 @@ def _scan_iocs(text: str, found: dict[str, list[str]], deadline: float | None) -
 # -- driver ---------------------------------------------------------------------------------------
 
 
+def _tokens_in_time(text: str, ctx: _Ctx) -> list[Token]:
+    """code_tokens(text), or _Stop (time budget) when the scan was cut short: the tokenizer
+    stops at its deadline with the tokens so far, and a partial list must not be read as whole."""
+    limit = ctx.token_deadline()
+    toks = code_tokens(text, limit)
+    if time.perf_counter() > limit:
+        ctx.reason = ctx.reason or "time budget"
+        raise _Stop
+    return toks
+
+
 def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = MAX_LAYERS, max_bytes: int = MAX_BYTES) -> Result:
     """Peel every layer that static folding can recover from *text* (a script or a command line).
 
@@ -1595,10 +1606,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             if step is not None:
                 techs, nxt = {step[0]}, step[1]
             else:
-                toks = code_tokens(cur, ctx.token_deadline())
-                if time.perf_counter() > ctx.deadline:
-                    ctx.reason = ctx.reason or "time budget"
-                    raise _Stop
+                toks = _tokens_in_time(cur, ctx)
                 toks_of = cur
                 closes = [None]
                 found = _script_step(toks, env, ctx, closes)
@@ -1619,7 +1627,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             cur = nxt
         if time.perf_counter() <= ctx.deadline:
             if toks is None or toks_of != cur:
-                toks = code_tokens(cur, ctx.token_deadline())
+                toks = _tokens_in_time(cur, ctx)
                 closes = [None]
             techs, folded = _fold(cur, toks, env, ctx, closes)
             res.techniques.update(techs)
