@@ -1975,22 +1975,33 @@ static PyObject *ps_counts(PyObject *self, PyObject *args) {
         chain[j] = head[c0];
         head[c0] = j;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c >= 128)
-            continue;
-        for (Py_ssize_t j = head[c]; j >= 0; j = chain[j]) {
-            if (i < next_ok[j] || i + len[j] > n)
-                continue;
-            Py_ssize_t k = 1;
-            while (k < len[j] && PyUnicode_READ(kind, data, i + k) == (Py_UCS4)(unsigned char)str[j][k])
-                k++;
-            if (k == len[j]) {
-                cnt[j]++;
-                next_ok[j] = i + len[j];
-            }
-        }
-    }
+/* one loop per string kind, so that reading a character is a plain array access */
+#define PS_COUNT_LOOP(T)                                                                          \
+    do {                                                                                          \
+        const T *d = (const T *)data;                                                             \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                      \
+            if (d[i] >= 128 || head[d[i]] < 0)                                                    \
+                continue;                                                                         \
+            for (Py_ssize_t j = head[d[i]]; j >= 0; j = chain[j]) {                               \
+                if (i < next_ok[j] || i + len[j] > n)                                             \
+                    continue;                                                                     \
+                Py_ssize_t k = 1;                                                                 \
+                while (k < len[j] && d[i + k] == (T)(unsigned char)str[j][k])                     \
+                    k++;                                                                          \
+                if (k == len[j]) {                                                                \
+                    cnt[j]++;                                                                     \
+                    next_ok[j] = i + len[j];                                                      \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+    if (kind == PyUnicode_1BYTE_KIND)
+        PS_COUNT_LOOP(Py_UCS1);
+    else if (kind == PyUnicode_2BYTE_KIND)
+        PS_COUNT_LOOP(Py_UCS2);
+    else
+        PS_COUNT_LOOP(Py_UCS4);
+#undef PS_COUNT_LOOP
     out = PyList_New(m);
     for (Py_ssize_t j = 0; out && j < m; j++) {
         PyObject *v = PyLong_FromSsize_t(cnt[j]);

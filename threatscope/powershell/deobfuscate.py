@@ -1360,6 +1360,7 @@ def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx,
 # Random case: a lone lower-case letter between capitals (NeW, StE) or a capital closing a word
 # (NeW), never seen in CamelCase except in two-letter words (IsNullOrEmpty, ToString).
 _CASE_SIGNAL = re.compile(r"(?=([a-z][A-Z](?![A-Za-z])|[A-Z][a-z][A-Z]))")
+_CASE_ANY = re.compile(r"[a-z][A-Z](?![A-Za-z])|[A-Z][a-z][A-Z]")  # where _CASE_SIGNAL matches
 _LOWER_RUN = re.compile(r"[a-z]{3}")
 _TWO_LETTER = frozenset("Is Or To At By Of On In Id Do If As Up No Ok Db Ip Os Vm Ui Ad Ex Me My So We Be It Go Us".split())
 # with three rewrites or more, these make a fold a layer (a lone 'a'+'b' is how people write scripts)
@@ -1387,6 +1388,8 @@ _DECISIVE = frozenset({"bxor", "base64", "deflate", "gzip", "reverse", "member-s
 
 
 def _random_case(word: str) -> bool:
+    if _CASE_ANY.search(word) is None:  # no signal at all: the common case, one search
+        return False
     signals = [m.group(1) for m in _CASE_SIGNAL.finditer(word)]
     signals = [x for x in signals if not (len(x) == 3 and x[:2] in _TWO_LETTER)]
     return len(signals) >= 2 or (len(signals) == 1 and _LOWER_RUN.search(word) is None)
