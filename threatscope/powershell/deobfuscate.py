@@ -307,16 +307,19 @@ class _Folder:
 
     # -- helpers ---------------------------------------------------------------------------------
     def kind(self, i: int) -> str:
-        return self.t[i].kind if i < self.n else "eof"
+        return self.t[i][0] if i < self.n else "eof"
 
     def text(self, i: int) -> str:
         return self.t[i].text if i < self.n else ""
 
     def op(self, i: int) -> str:
         """The lower-cased operator at i, with a dash of any kind normalised to '-'."""
-        if i >= self.n or self.t[i].kind != "operator":
+        if i >= self.n:
             return ""
-        s = self.t[i].text.lower()
+        kind, s, _ = self.t[i]
+        if kind != "operator":
+            return ""
+        s = s.lower()
         return "-" + s[1:] if s[:1] in "\u2013\u2014\u2015" else s
 
     def adjacent(self, i: int) -> bool:
