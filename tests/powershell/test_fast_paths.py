@@ -1,0 +1,100 @@
+"""The deobfuscator's shortcuts give what the plain code gives: IOC patterns tried only where a
+match can start, the printable share by bytes.translate."""
+
+import importlib
+import random
+import re
+from pathlib import Path
+
+dob = importlib.import_module("threatscope.powershell.deobfuscate")
+BENIGN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "powershell" / "benign"
+ATOMS = list("ab:/\\%$.1234 \n'\"()hHtTpPsSfF\u017fxX") + [
+    "http", "https", "ftp", "://", "$env:", "$ENV:", "%temp%\\", "C:\\", "\\\\", "1.2.3.4",
+    "255.", "..", "\\\\srv\\", "c:\\\\", "evil.com", "10.0.0.1:80", "HTTP://a.ru/x"]
+
+
+def texts() -> list[str]:
+    rng = random.Random(4)
+    out = ["".join(rng.choice(ATOMS) for _ in range(rng.randint(0, 30))) for _ in range(20_000)]
+    if BENIGN.exists():
+        out += [p.read_text(encoding="utf-8", errors="replace")
+                for p in sorted(BENIGN.glob("*.ps1"))[:200]]
+    return out
+
+
+def starts(kind: str, text: str) -> list[int]:
+    # as extract_iocs computes them
+    if kind == "url":
+        return [m.start() - d for m in dob._URL_AT.finditer(text) for d in (5, 4, 3) if m.start() >= d]
+    if kind == "ip":
+        return [m.start() - d for m in dob._IP_AT.finditer(text) for d in (3, 2, 1) if m.start() >= d]
+    return [m.start() - (m.group() == ":") for rx in dob._PATH_AT for m in rx.finditer(text)]
+
+
+def test_ioc_patterns_tried_at_their_starts_only():
+    for text in texts():
+        for kind, rx in (("url", dob._URL), ("ip", dob._IP_CAND), ("path", dob._PATH)):
+            got = [m.span() for m in dob._finditer_at(rx, text, starts(kind, text))]
+            assert got == [m.span() for m in rx.finditer(text)], (kind, text[:200])
+
+
+def test_ascii_share():
+    rng = random.Random(8)
+    for _ in range(5000):
+        s = "".join(chr(rng.choice([rng.randrange(0, 130), rng.randrange(0, 0x3000)]))
+                    for _ in range(rng.randint(0, 50)))
+        want = sum(1 for ch in s if " " <= ch <= "~" or ch in "\r\n\t") / max(len(s), 1)
+        assert dob._ascii_share(s) == want
+
+
+def test_unescape_is_the_regex():
+    tk = importlib.import_module("threatscope.powershell.tokenize")
+    rng = random.Random(9)
+    chars = list("`^ab\n\r'\"0nt\ue000") + ["``", "^^", "`n", "^\n"]
+    for _ in range(20_000):
+        s = "".join(rng.choice(chars) for _ in range(rng.randint(0, 16)))
+        assert dob._uncaret(s) == re.sub(r"\^(.)", r"\1", s), s
+        assert tk._unbacktick(s) == re.sub(r"`(.)", r"\1", s, flags=re.S), s
+        want = re.sub(r"`(.)", lambda m: tk._DQ_ESC.get(m.group(1), m.group(1)), s, flags=re.S)
+        assert tk._unbacktick(s, tk._DQ_ESC) == want, s
+
+
+def test_string_values():
+    tk = importlib.import_module("threatscope.powershell.tokenize")
+    rng = random.Random(10)
+    chars = list("'\"`a\u2018\u201c\u201d\n$") + ["''", '""', "`n"]
+    for _ in range(20_000):
+        body = "".join(rng.choice(chars) for _ in range(rng.randint(0, 12)))
+        for q in ("'", '"', "\u2019", "\u201d"):
+            text = q + body + q
+            tok = tk.Token("string", text, 0)
+            inner = text[1:-1]
+            if q in "'\u2019":
+                want = re.sub("['\u2018\u2019\u201a\u201b]{2}", lambda m: m.group()[0], inner)
+            else:
+                inner = re.sub('["\u201c\u201d\u201e]{2}', lambda m: m.group()[0], inner)
+                want = re.sub(r"`(.)", lambda m: tk._DQ_ESC.get(m.group(1), m.group(1)), inner, flags=re.S)
+            assert tk.string_value(tok) == want, text
+
+
+def test_securestring_words_need_ascii():
+    # deobfuscate looks for them in the ASCII bytes before lower-casing a big text
+    rng = random.Random(14)
+    parts = ["Secure", "String", "ConvertTo-", "ToBSTR", "s", "\u0130", "\u0131", "\u212a", "\u017f",
+             "\xe9", "-", "i", "I", "ng", "N"]
+    for _ in range(30_000):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 10)))
+        low8 = s.encode("ascii", "ignore").lower()
+        for word in ("convertto-securestring", "securestringtobstr"):
+            if word in s.lower():
+                assert word.encode() in low8, s
+
+
+def test_launcher_feature_tried_at_its_word():
+    feats = importlib.import_module("threatscope.powershell.features")
+    rng = random.Random(15)
+    parts = ["powershell", "PowerShell.exe", "pwsh", "PWSH ", " -enc ", " /e ", " -EncodedCommand ",
+             "SQBFAFgAIAAoACcAVwByAGkAdABlAC0A", " ", "\n", "'", '"', "x", "\u017f", "-"]
+    for _ in range(20_000):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        assert feats._launch_enc(s, s.lower()) == (feats._RE_LAUNCH.search(s) is not None), s
