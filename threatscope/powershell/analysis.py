@@ -14,9 +14,11 @@ from threatscope.powershell.classify import classify
 from threatscope.powershell.deobfuscate import deobfuscate
 
 # layers only obfuscation makes: a text the deobfuscator had to undo one of these from is
-# obfuscated whatever the classifier's score (an encoded command is short and may look plain)
+# obfuscated whatever the classifier's score (an encoded command is short and may look plain).
+# Not "securestring": credentials handled as SecureStrings are everyday administration (117
+# benign scripts of the evaluation); the model weighs it with the rest.
 DECISIVE = frozenset({"encodedcommand", "base64", "deflate", "gzip", "bxor", "char-codes",
-                      "reverse", "iex-alias", "securestring", "clipboard", "carets"})
+                      "reverse", "iex-alias", "clipboard", "carets"})
 
 
 def analyse(text: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ Usage::
     from threatscope.powershell.classify import classify, classify_many
     r = classify("iex ('Wri'+'te-Host hi')")
     r["obfuscated"], r["score"]        # True, 0.99...
-    classify(text, techniques=result.techniques)   # with what the deobfuscator undid
+    classify(text, techniques=result.techniques)   # what the deobfuscator undid, if known
     classify_many(texts)               # a list of the same dicts
 
 Why trees: a logistic regression over the same features (Revoke-Obfuscation's model) reaches
@@ -138,9 +138,15 @@ def default_model() -> Model:
 def classify(text: str | bytes, techniques: Iterable[str] | None = None,
              model: Model | None = None) -> dict[str, Any]:
     """{"obfuscated": bool, "score": float in [0, 1], "features": dict} for one script or
-    command line. Never raises on str/bytes input; reads at most features.MAX_CHARS chars."""
+    command line. ``techniques``: what the deobfuscator undid (the model was trained with
+    them); deobfuscated here when not given. Never raises on str/bytes input; reads at most
+    features.MAX_CHARS chars."""
     m = model or default_model()
     try:
+        if techniques is None:
+            from threatscope.powershell.deobfuscate import deobfuscate
+
+            techniques = deobfuscate(text).techniques
         f = extract(text, techniques)
     except Exception:  # defensive: a classifier must not stop a pipeline
         f = extract("")

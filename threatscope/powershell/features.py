@@ -34,12 +34,12 @@ MAX_CHARS = HEAD + TAIL
 
 # Technique names the deobfuscator (threatscope.powershell.deobfuscate, `techniques`) reports;
 # each becomes a 0/1 feature `tech_<name>` ("-" read as "_"). Unknown names are ignored, so the
-# two sides can evolve separately. The shipped model is trained without them (all zero): to use
-# them, pass deobfuscate(text).techniques to classify() in build_dataset's samples and retrain.
+# two sides can evolve separately. The shipped model is trained with them (train._features), as
+# analysis.analyse passes them.
 TECHNIQUES = (
-    "encodedcommand", "launcher", "concat", "format", "char_codes", "join", "backticks", "case",
-    "reverse", "replace", "split", "base64", "deflate", "gzip", "bxor", "iex", "iex_alias",
-    "member_string", "securestring", "specialchar", "whitespace",
+    "encodedcommand", "launcher", "carets", "concat", "format", "char_codes", "join", "backticks",
+    "case", "reverse", "replace", "split", "base64", "deflate", "gzip", "bxor", "iex", "iex_alias",
+    "member_string", "securestring", "special_chars", "whitespace_encoding",
 )
 
 _LOWER_SUBSTR = {

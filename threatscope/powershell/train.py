@@ -7,11 +7,16 @@ Data (../shared/data/powershell, see its README): benign scripts are negatives a
 threatscope.powershell.obfuscate, positives; Unit42's decoded payloads are negatives (malicious
 but clean: the model must learn "obfuscated", not "malicious"), their command lines (-enc) and
 their payloads obfuscated by our families are positives. Plain command lines (a clean script line
-or payload given to `powershell -Command`) are the command-line negatives.
+or payload given to `powershell -Command`) are the command-line negatives; the same lines only
+encoded (-EncodedCommand) are positives. Each sample's features include what the deobfuscator had
+to undo (features.TECHNIQUES), as analysis.analyse passes them.
 
 Evaluation: two folds that never share a source: fold 0 tests PowerShell/PowerShell and half of
 the Unit42 families, trained on SqlServerDsc and the other half; fold 1 the reverse. Each sample
-is tested once, by a model that saw nothing from its repository or malware family.
+is tested once, by a model that saw nothing from its repository or malware family. The verdict
+scored is the one analysis.analyse gives (the model, or a DECISIVE layer undone); the model's
+alone is printed beside it. Then, over Unit42's command lines: exact recovery of their decoded
+payloads and family accuracy (recovery_and_families).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from threatscope.powershell.features import FEATURE_NAMES, extract
-from threatscope.powershell.obfuscate import FAMILIES, obfuscate
+from threatscope.powershell.obfuscate import FAMILIES, encode_command, launcher, obfuscate
 
 # ../shared/data/powershell next to the repository (as the other public-data tests expect)
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "powershell"
@@ -160,6 +165,14 @@ def build_dataset(data: Path = DEFAULT_DATA, seed: int = 1,
             fams += more
         out.append(Sample(obf, 1, "cmdline", g, "+".join(fams)))
         out.append(Sample(_plain_cmdline(piece, rng), 0, "cmdline", g, "plain"))
+        # the same clean statement, only encoded: -EncodedCommand alone is obfuscation too
+        # (Invoke-Obfuscation's LAUNCHER), however plain what it hides
+        short = "; ".join(x.strip() for x in piece.splitlines() if x.strip())[:rng.choice(
+            (40, 200, 2000))]
+        out.append(Sample(launcher(short, rng) if rng.random() < 0.3 else " ".join(
+            [rng.choice(("powershell", "powershell.exe", "pwsh")), rng.choice(
+                ("-enc", "-e", "-EncodedCommand", "-ec")), encode_command(short)]),
+            1, "cmdline", g, "piece+ENCODED"))
         # one-line pieces: the launcher's set/$env: and stdin forms (multi-line input gets -enc)
         one = "; ".join(x.strip() for x in piece.splitlines())
         if not re.search(r'["%^&|<>]', one):
@@ -219,12 +232,20 @@ def fit_logreg(X: list[list[float]], y: list[int], seed: int = 1, epochs: int = 
             "scale": scale, "weights": w, "bias": b, "threshold": 0.5}
 
 
+def _features(text: str) -> list[float]:
+    """What the classifier sees of ``text`` at inference (analysis.analyse): its features and
+    what the deobfuscator undid."""
+    from threatscope.powershell.deobfuscate import deobfuscate
+
+    f = extract(text, deobfuscate(text).techniques)
+    return [f[nm] for nm in FEATURE_NAMES]
+
+
 def _featurise(samples: list[Sample]) -> list[list[float]]:
-    out = []
-    for s in samples:
-        f = extract(s.text)
-        out.append([f[nm] for nm in FEATURE_NAMES])
-    return out
+    import multiprocessing
+
+    with multiprocessing.get_context("forkserver").Pool() as pool:
+        return pool.map(_features, [s.text for s in samples], chunksize=64)
 
 
 def fit_model(X: list[list[float]], y: list[int], seed: int = 1, epochs: int = 40,
@@ -275,18 +296,24 @@ def folds(samples: list[Sample]) -> list[int]:
 
 
 def cross_source(samples: list[Sample], seed: int = 1, epochs: int = 40,
-                 kind: str = "gbdt") -> list[int]:
-    """Prediction (0/1) of each sample by the model trained on the other fold (see folds)."""
+                 kind: str = "gbdt") -> tuple[list[int], list[int]]:
+    """Verdict (0/1) on each sample by the model trained on the other fold (see folds): as
+    analysis.analyse gives it (the model, or a DECISIVE layer undone), and the model's alone."""
+    from threatscope.powershell.analysis import DECISIVE
+
     X = _featurise(samples)
+    decisive = [FEATURE_NAMES.index("tech_" + t.replace("-", "_")) for t in DECISIVE
+                if "tech_" + t.replace("-", "_") in FEATURE_NAMES]
     fl = folds(samples)
-    pred: list[int] = [0] * len(samples)
+    model: list[int] = [0] * len(samples)
     for k in (0, 1):
         tr = [i for i in range(len(samples)) if fl[i] != k]
         doc = fit_model([X[i] for i in tr], [samples[i].label for i in tr], seed, epochs, kind)
         for i in range(len(samples)):
             if fl[i] == k:
-                pred[i] = int(_score(doc, X[i]) >= doc["threshold"])
-    return pred
+                model[i] = int(_score(doc, X[i]) >= doc["threshold"])
+    shipped = [int(m or any(X[i][j] for j in decisive)) for i, m in enumerate(model)]
+    return shipped, model
 
 
 def prf(pairs: list[tuple[int, int]]) -> tuple[float, float, float, int, int, int]:
@@ -299,7 +326,7 @@ def evaluate(data: Path = DEFAULT_DATA, seed: int = 1, epochs: int = 40,
     """Cross-source evaluation; prints a table and returns the numbers."""
     t0 = time.perf_counter()
     samples = build_dataset(data, seed)
-    pred = cross_source(samples, seed, epochs, kind)
+    pred, model = cross_source(samples, seed, epochs, kind)
     res: dict = {}
     print(f"{'subset':44} {'n':>6} {'prec':>7} {'recall':>7} {'F1':>7}   tp/fp/fn", file=out)
     subsets = {
@@ -318,6 +345,11 @@ def evaluate(data: Path = DEFAULT_DATA, seed: int = 1, epochs: int = 40,
         res[name.strip()] = {"n": len(pairs), "precision": prec, "recall": rec, "f1": f1}
         print(f"{name:44} {len(pairs):>6} {prec:7.4f} {rec:7.4f} {f1:7.4f}   {tp}/{fp}/{fn}",
               file=out)
+    for name, kind_ in (("scripts", "script"), ("command lines", "cmdline")):
+        prec, rec, f1, *_ = _prf([(s.label, p) for s, p in zip(samples, model, strict=True)
+                                  if s.kind == kind_])
+        print(f"  {name}, the model alone (no DECISIVE layer): precision {prec:.4f}, recall "
+              f"{rec:.4f}, F1 {f1:.4f}", file=out)
     # recall per obfuscation family (first family applied), and false positives by kind
     per: dict[str, list[int]] = {}
     for s, p in zip(samples, pred, strict=True):
