@@ -29,9 +29,10 @@ WORD = re.compile(r"\w+")
 
 
 def _score(texts: list[str]) -> int:
+    """The classifier alone: features and model, the deobfuscator's techniques given (none)."""
     from threatscope.powershell.classify import classify_many
 
-    return sum(r["obfuscated"] for r in classify_many(texts))
+    return sum(r["obfuscated"] for r in classify_many(texts, [()] * len(texts)))
 
 
 def _analyse(texts: list[str]) -> int:
