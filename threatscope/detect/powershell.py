@@ -11,7 +11,10 @@ layers, IOCs and the obfuscation classifier) in worker processes; the results ar
 the events and written as ``powershell.parquet`` (the view ``powershell``:
 schema.POWERSHELL_ANALYSIS), which the analysis reads for the obfuscated share of PowerShell. An obfuscated one is also a
 detection (``detector = 'powershell'``, T1027) whose evidence is what the deobfuscator
-recovered.
+recovered. Then the Sigma rules of the ``powershell`` table (logsource category
+``ps_deobfuscated``: rules/powershell, or a user's) run over the analysed events: each hit is a
+detection of its own, and the first malware family named is the event's ``family`` (in the
+table, and the obfuscation detection's ``malware_family``).
 """
 
 from __future__ import annotations
