@@ -70,7 +70,7 @@ def test_powershell_events_analysed_and_obfuscated_ones_detected(tmp_path):
         assert got[5][3] == "Write-Host pwned" and "char-codes" in got[5][2]
         assert [h[0] for h in hits] == [1, 3, 5]
         assert all(h[1] == ["T1027"] for h in hits)
-        assert CRADLE in hits[0][2]
+        assert CRADLE in hits[0][2] and "iocs: http://198.51.100.7/a.ps1" in hits[0][2]
         with ws.connect() as con:
             families = con.execute("SELECT source_line, malware_family FROM detection WHERE "
                                    "malware_family IS NOT NULL ORDER BY 1").fetchall()

@@ -10,8 +10,8 @@ distinct text goes through ``powershell.analysis.analyse`` (static deobfuscation
 layers, IOCs and the obfuscation classifier) in worker processes; the results are joined back to
 the events and written as ``powershell.parquet`` (the view ``powershell``:
 schema.POWERSHELL_ANALYSIS), which the analysis reads for the obfuscated share of PowerShell. An obfuscated one is also a
-detection (``detector = 'powershell'``, T1027) whose evidence is what the deobfuscator
-recovered. Then the Sigma rules of the ``powershell`` table (logsource category
+detection (``detector = 'powershell'``, T1027) whose evidence is its score, the techniques
+undone, the first IOCs and what the deobfuscator recovered. Then the Sigma rules of the ``powershell`` table (logsource category
 ``ps_deobfuscated``: rules/powershell, or a user's) run over the analysed events: each hit is a
 detection of its own, and the first malware family named is the event's ``family`` (in the
 table, and the obfuscation detection's ``malware_family``).
@@ -117,6 +117,7 @@ def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], i
                'powershell' AS detector,
                left(concat('score ', round(score, 2), '; ',
                            nullif(array_to_string(techniques, ', '), '') || '; ',
+                           'iocs: ' || nullif(array_to_string(iocs[1:5], ' '), '') || '; ',
                            coalesce(deobfuscated, text)), 512) AS evidence
         FROM __ts_ps_out WHERE obfuscated""").to_arrow_table())
     con.unregister("__ts_ps_out")
