@@ -488,11 +488,9 @@ def ps_classify(sources: tuple[Path, ...], as_json: bool, cmdline: bool) -> None
     a text from which the deobfuscator undid an encoded command, compression, XOR, char codes
     and the like is obfuscated whatever the score. The family is the malware family that the
     built-in rules over the recovered text name (rules/powershell), or none."""
-    from threatscope.detect.ruleset import BUILTIN_RULES, load_rules
-    from threatscope.detect.stage import evaluate
+    from threatscope.detect.powershell import name_families
     from threatscope.powershell import MAX_BYTES
     from threatscope.powershell.analysis import analyse
-    from threatscope.usercache import user_cache_dir
 
     done: list[tuple[str, dict]] = []
     for source in sources:
@@ -504,14 +502,9 @@ def ps_classify(sources: tuple[Path, ...], as_json: bool, cmdline: bool) -> None
         done += [(item, {"file": str(source), **({"line": n} if cmdline else {})})
                  for n, item in enumerate(items, 1)]
     results = [analyse(item) for item, _ in done]
-    # the family rules only: the rest of the pack runs on the lake's tables
-    rs = load_rules([BUILTIN_RULES / "powershell"], builtin=False,
-                    cache_dir=user_cache_dir("rules"))
-    malware = {r.id: r.malware for r in rs.for_table("powershell")}
-    hits = evaluate(rs, "powershell", [{"text": item, "deobfuscated": r["final"]}
-                                       for (item, _), r in zip(done, results, strict=True)])
-    for (_, where), r, ids in zip(done, results, hits, strict=True):
-        family = next((malware[i] for i in ids if malware.get(i)), None)
+    named = name_families([item for item, _ in done], [r["final"] for r in results])
+    for (_, where), r, fams in zip(done, results, named, strict=True):
+        family = fams[0] if fams else None
         obj = {**where, "obfuscated": r["obfuscated"], "score": round(r["score"], 4),
                "family": family, "techniques": r["techniques"]}
         if as_json:

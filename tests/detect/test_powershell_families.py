@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from threatscope.detect import evaluate, load_rules, run_detect
+from threatscope.detect import load_rules, run_detect
+from threatscope.detect.powershell import name_families
 from threatscope.ingest import ingest_paths
 from threatscope.powershell.train import recovery_and_families
 from threatscope.workspace import Workspace
@@ -74,9 +75,7 @@ def rules():
 
 
 def _families(rs, texts: list[str]) -> list[set[str]]:
-    malware = {r.id: r.malware for r in rs.for_table("powershell")}
-    return [{malware[i] for i in h} for h in evaluate(rs, "powershell",
-                                                       [{"deobfuscated": t} for t in texts])]
+    return [set(f) for f in name_families(texts, texts, rs)]
 
 
 def test_each_family_fires_on_its_own_and_not_on_a_look_alike(rules):

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from threatscope import schema, sqlfn
 from threatscope.detect import scan
 from threatscope.detect.engine import Engine
-from threatscope.detect.ruleset import CompiledRule
+from threatscope.detect.ruleset import BUILTIN_RULES, CompiledRule, RuleSet, load_rules
 
 RULE_ID = "threatscope:powershell-obfuscated"
 TITLE = "Obfuscated PowerShell"
@@ -162,6 +162,31 @@ def _family_detections(write: Callable[[pa.Table], int], table: pa.Table, rows: 
     for i in idx:
         per_rule[rules[i].id] += 1
     return n
+
+
+def family_rules() -> RuleSet:
+    """The built-in family rules (rules/powershell) alone, compiled once per machine."""
+    from threatscope.usercache import user_cache_dir
+
+    return load_rules([BUILTIN_RULES / "powershell"], builtin=False,
+                      cache_dir=user_cache_dir("rules"))
+
+
+def name_families(texts: Sequence[str], recovered: Sequence[str | None],
+                  rules: RuleSet | None = None) -> list[list[str]]:
+    """The malware families the ``powershell`` rules of ``rules`` (default: family_rules())
+    name for each text and what was recovered from it, in rule order, as detect names them.
+
+        name_families(["powershell -enc ..."], ["IEX (New-Object Net.WebClient)..."])
+        # [["downloader"]]
+    """
+    from threatscope.detect.stage import evaluate  # stage imports this module
+
+    rules = rules or family_rules()
+    malware = {r.id: r.malware for r in rules.for_table("powershell")}
+    hits = evaluate(rules, "powershell", [{"text": t, "deobfuscated": d}
+                                          for t, d in zip(texts, recovered, strict=True)])
+    return [[malware[i] for i in ids if malware.get(i)] for ids in hits]
 
 
 # what analyse returns per text, as Arrow types

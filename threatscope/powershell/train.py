@@ -411,19 +411,15 @@ def recovery_and_families(data: Path = DEFAULT_DATA, out=sys.stdout) -> dict:
     labels UNIT42_FAMILIES maps; prints a summary and returns the numbers."""
     from collections import Counter
 
-    from threatscope.detect.ruleset import BUILTIN_RULES, load_rules
-    from threatscope.detect.stage import evaluate as rule_hits
+    from threatscope.detect.powershell import name_families
     from threatscope.powershell.deobfuscate import deobfuscate
 
     recs = [json.loads(x) for x in (data / "unit42_psencmds.jsonl").open(encoding="utf-8")
             if x.strip()]
     results = [deobfuscate(r["commandline"]) for r in recs]
     exact = [recovered_exactly(r, res) for r, res in zip(recs, results, strict=True)]
-    rs = load_rules([BUILTIN_RULES / "powershell"], builtin=False)
-    malware = {r.id: r.malware for r in rs.for_table("powershell")}
-    hits = rule_hits(rs, "powershell", [{"text": r["commandline"], "deobfuscated": res.final}
-                                        for r, res in zip(recs, results, strict=True)])
-    found = [{malware[i] for i in h} for h in hits]
+    found = [set(f) for f in name_families([r["commandline"] for r in recs],
+                                           [res.final for res in results])]
     per: dict[str, Counter] = {}
     for r, f in zip(recs, found, strict=True):
         want = UNIT42_FAMILIES.get(r.get("family") or "")
