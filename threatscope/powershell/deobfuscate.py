@@ -1089,11 +1089,12 @@ def _b64_prefix(s: str) -> bytes:
     return base64.b64decode(body + "=" * (-len(body) % 4))
 
 
-def _text_runs(seg: str, ctx: _Ctx) -> tuple[list[str], int]:
+def _text_runs(seg: str, ctx: _Ctx, decoded: bytes | None = None) -> tuple[list[str], int]:
     """Resynchronise a damaged base64 segment: the UTF-16LE text runs it holds at whatever character
     offset (4 alignments) and byte offset each run starts, and how many characters went to no text.
     A deleted character shifts everything after it; Unit42's decoder read through such shifts by
-    dropping NUL bytes, this reads each run in its own alignment instead."""
+    dropping NUL bytes, this reads each run in its own alignment instead. *decoded*: the
+    caller's _b64_prefix(seg), if it has it (the common run starts at offset 0)."""
     runs: list[str] = []
     pos = used = 0  # used: bytes read into text
     n = len(seg)
@@ -1112,7 +1113,7 @@ def _text_runs(seg: str, ctx: _Ctx) -> tuple[list[str], int]:
         if start is None:
             break
         j, par = start
-        data = _b64_prefix(seg[j:])[par:]
+        data = (decoded if j == 0 and decoded is not None else _b64_prefix(seg[j:]))[par:]
         ctx.tick(len(data) // 64)
         # 'replace' keeps one character per 2 bytes up to the first non-text one (a pair is non-text)
         text = data[: len(data) // 2 * 2].decode("utf-16-le", "replace")
@@ -1137,12 +1138,15 @@ def _lenient_encoded(raw: str, ctx: _Ctx) -> tuple[str, str] | None:
     outside the alphabet end a segment (a quote and ``,NULL,NULL);`` after the value, an escaped
     ``\\xc3``), each segment is resynchronised, and a UTF-8 payload is read as UTF-8 (PowerShell
     would not run these; the payload they carry is still the evidence). (text, reason) or None."""
-    s = re.sub(r"\s+", "", raw)[:LENIENT_MAX].replace("-", "+").replace("_", "/")
+    # str.split() and re's \s: the same whitespace; split/join is ~10x faster than re.sub here
+    s = "".join(raw.split())[:LENIENT_MAX].replace("-", "+").replace("_", "/")
     segs = _B64_SEGMENT.findall(s)
     whole = "".join(segs)
+    first = None
     if len(whole) >= 8 and len(segs[0]) == len(whole):
+        first = _b64_prefix(whole)
         try:  # base64 of UTF-8 (or ASCII) where UTF-16LE was due: no NULs, and valid UTF-8 text
-            text = _b64_prefix(whole).decode("utf-8")
+            text = first.decode("utf-8")
         except UnicodeDecodeError:
             text = ""
         text = text.lstrip("\ufeff")
@@ -1152,7 +1156,7 @@ def _lenient_encoded(raw: str, ctx: _Ctx) -> tuple[str, str] | None:
     skipped = len(s.rstrip("=")) - len(whole)  # characters outside the alphabet
     try:
         for seg in segs:
-            r, k = _text_runs(seg, ctx)
+            r, k = _text_runs(seg, ctx, first)
             runs += r
             skipped += k
     except _Stop:
@@ -1175,7 +1179,8 @@ def _decode_encoded(raw: str, ctx: _Ctx) -> str:
     # damaged (bad characters, odd length, invalid UTF-16) or noise: read it leniently, unless that
     # keeps less than half the text the strict decode has (a lone surrogate in a short value)
     fixed = _lenient_encoded(raw, ctx)
-    if fixed is not None and 2 * len(fixed[0]) >= len(_NON_TEXT.sub("", text)):
+    if fixed is not None and (2 * len(fixed[0]) >= len(text)
+                              or 2 * len(fixed[0]) >= len(_NON_TEXT.sub("", text))):
         ctx.reason = ctx.reason or fixed[1]
         return fixed[0]
     text = _decode_utf16(_b64(raw, ctx), ctx)
@@ -1343,14 +1348,21 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
 _CHILD_ARGS = re.compile(r"""(?i)(?:\.arguments\s*=|-argumentlist\s|-args\s)\s*"""
                          r"""(?:'((?:[^']|'')*)'|"((?:[^"`$]|"")*)")""")
 _CHILD_SCAN = 1 << 20
+_ARG_AT = re.compile("arg")
 
 
 def _child_powershell(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
     """The command of a PowerShell the script starts (``_CHILD_ARGS``), as a launcher layer."""
     head = text[:_CHILD_SCAN]
-    if not re.search(r"(?i)powershell|pwsh", head):
+    # every _CHILD_ARGS match has "arg" one character in (no non-ASCII letter folds to a, r or g):
+    # tried only there in ASCII text, where lower() keeps the positions
+    low = head.lower()
+    if ("arg" not in low or not ("powershell" in low or "pwsh" in low or "\u017f" in head)
+            or not re.search(r"(?i)powershell|pwsh", head)):  # (U+017F: as in _may_name_ps)
         return None
-    for m in _CHILD_ARGS.finditer(head):
+    matches = (_finditer_at(_CHILD_ARGS, head, [m.start() - 1 for m in _ARG_AT.finditer(low, 1)])
+               if head.isascii() else _CHILD_ARGS.finditer(head))
+    for m in matches:
         args = m.group(1).replace("''", "'") if m.group(1) is not None \
             else m.group(2).replace('""', '"')
         if args.lstrip()[:1] not in _DASH:
@@ -1803,7 +1815,9 @@ def _whitespace(text: str, ctx: _Ctx) -> str | None:
     """Invoke-Obfuscation's whitespace encoding: each character code's decimal digits as runs of
     one whitespace character (digit + 1 long) split by the other, codes split by it twice, turned
     back by ``$_.Length - 1`` and piped to Invoke-Expression. The string's longest decoding wins."""
-    if not _WS_DIGIT_RULE.search(text) or not re.search(r"(?i)iex|invoke-expression|[&.]\s*\(", text):
+    # "length": letters IGNORECASE folds to ASCII only, a cheap test before the pattern's scan
+    if ("length" not in text.lower() or not _WS_DIGIT_RULE.search(text)
+            or not re.search(r"(?i)iex|invoke-expression|[&.]\s*\(", text)):
         return None
     best = ""
     for m in _WS_STRING.finditer(text):
