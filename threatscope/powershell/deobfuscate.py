@@ -1859,6 +1859,8 @@ _TLDS = ("com net org info biz ru cn io top xyz de uk jp br in pl tr su pw cc tk
          "club me us eu fr it nl kr vn ir ua co tv ws onion").split()
 # a domain is found from its TLD leftwards (a scan from every dotted word was the cost of IOCs)
 _TLD_HIT = re.compile(r"(?i)\.(?:" + "|".join(sorted(_TLDS, key=len, reverse=True)) + r")(?![\w-]|\.\w)")
+# the same on lower-cased ASCII bytes (same positions, \w the same), 4x faster than IGNORECASE
+_TLD_HIT_LOW = re.compile(_TLD_HIT.pattern.removeprefix("(?i)").encode())
 _LEFT = re.compile(r"[\w.-]{1,253}\Z")
 _LABEL = re.compile(r"(?i)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 IOC_SCAN = 256 * 1024  # IOCs are looked for in the first 256 KiB of each layer
@@ -1936,13 +1938,15 @@ def _scan_iocs(text: str, found: dict[str, list[str]], deadline: float | None) -
     late()
     hosts = [re.sub(r"(?i)^[a-z]+://(?:[^@/]*@)?", "", u).split("/")[0].split(":")[0].split("?")[0].lower() for u in urls]
     bare = []
-    for n, m in enumerate(_TLD_HIT.finditer(text)):
+    tlds = (_TLD_HIT_LOW.finditer(text.encode("ascii").lower()) if text.isascii()
+            else _TLD_HIT.finditer(text))
+    for n, m in enumerate(tlds):
         if not n & 31:
             late()
         left = _LEFT.search(text, max(0, m.start() - 253), m.start())
         if left is None or text[m.end():m.end() + 1] == "(":
             continue
-        name = (left.group() + m.group()).lstrip(".-").lower()
+        name = (left.group() + text[m.start():m.end()]).lstrip(".-").lower()
         before = text[left.start() - 1:left.start()] if left.start() else ""
         if "." in name and _is_host(name) and before not in ("@", "$", "\\", "/", "-"):
             bare.append(name)
