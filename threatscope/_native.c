@@ -1893,129 +1893,457 @@ fail:
 }
 
 /* ---- PowerShell features (threatscope.powershell.features) ----------------------------------
-   ps_runs(data, table, min_len) -> (count, total, longest): the runs of bytes b of `data` with
-   table[b] != 0 that are at least min_len long: how many, their summed length, the longest (0:
-   none); what features.py computes with translate + split + len over the runs.
-   ps_counts(text, needles) -> [text.count(n) for n in needles]: one pass for all of them, each
-   counted as str.count does (leftmost occurrence, then on after it: non-overlapping). Needles
-   are non-empty ASCII str; text is a str, or bytes (then counted as bytes.count counts the
-   needles' ASCII bytes). */
-static PyObject *ps_runs(PyObject *self, PyObject *args) {
-    Py_buffer data, table;
-    Py_ssize_t min_len;
-    if (!PyArg_ParseTuple(args, "y*y*n", &data, &table, &min_len))
-        return NULL;
-    if (table.len != 256) {
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&table);
-        PyErr_SetString(PyExc_ValueError, "ps_runs: a 256-byte table expected");
-        return NULL;
-    }
-    const unsigned char *p = data.buf, *t = table.buf;
-    Py_ssize_t n = data.len, count = 0, total = 0, longest = 0, run = 0;
-    for (Py_ssize_t i = 0; i <= n; i++) {
-        if (i < n && t[p[i]]) {
-            run++;
-            continue;
-        }
-        if (run >= min_len && run > 0) {
-            count++;
-            total += run;
-            if (run > longest)
-                longest = run;
-        }
-        run = 0;
-    }
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&table);
-    return Py_BuildValue("nnn", count, total, longest);
+   ps_scan(data, views, runs) -> [counts..., then count, total, longest of each run]: many
+   counts of one buffer in one pass (features.py: those of the ASCII bytes; its needles in the
+   lower-cased text's UTF-8, where ASCII needles occur just where they do in the str).
+   views: ((table, delete, ((needle, start), ...)), ...), of bytes and ints: each needle counted
+   as data.translate(table, delete).count(needle, start) counts it (non-overlapping, from start);
+   runs: ((flags, min_len), ...): the runs of bytes b with flags[b] != 0 at least min_len long
+   (and not empty): how many, their summed length, the longest (0: none).
+   Single bytes counted from 0 are summed from a byte histogram at the end (deletion respected).
+   The other needles (only in views that delete nothing: positions are then those of data) are
+   found by one automaton stepped by the bytes of data: the product of each view's Aho-Corasick
+   automaton (a few dozen states for features.py's class strings), so one table load a byte
+   however many views and needles. An occurrence is counted when it starts at or after the end
+   of the last one counted: a needle's occurrences come in the order of their ends, which is
+   that of their starts, so this is str.count's leftmost first, then on after it.
+   A plan (tables, automaton) is built on the first call with a pair of tuples and kept with
+   them (immutable: tuples of bytes and ints) for the next calls with the same ones. */
+enum {
+    SCAN_VIEWS = 8, SCAN_NEEDLES = 256, SCAN_RUNS = 8, SCAN_STATES = 4096, SCAN_EMIT = 0x8000,
+    SCAN_WORDS = SCAN_NEEDLES / 64, SCAN_PLANS = 4,
+};
+
+typedef struct {
+    uint64_t bit[SCAN_WORDS];
+} ScanSet; /* a set of needles */
+
+typedef struct {
+    int nv, nn, nr;
+    unsigned char tab[SCAN_VIEWS][256], del[SCAN_VIEWS][256];
+    int view[SCAN_NEEDLES], byte[SCAN_NEEDLES]; /* byte: a single byte counted from 0, else -1 */
+    Py_ssize_t len[SCAN_NEEDLES], start[SCAN_NEEDLES];
+    int src_at[SCAN_NEEDLES + 1]; /* the bytes of data that are single-byte needle j in its */
+    unsigned char *src;           /* view's string: src[src_at[j] .. src_at[j + 1]) */
+    unsigned char cls[256]; /* byte -> class: the bytes that step every state alike share one */
+    int ncls;
+    uint16_t *next; /* [state * ncls + class] -> the state stepped to, times ncls (its row),
+                       | SCAN_EMIT when needles end there */
+    int *out_at;    /* the needles that end at the state of row r: out[out_at[r] ..
+                       out_at[r + 1]) */
+    int *out;
+    unsigned char rf[256]; /* bit r: the byte is in run r */
+    Py_ssize_t min_len[SCAN_RUNS];
+} ScanPlan;
+
+static struct {
+    PyObject *views, *runs;
+    ScanPlan *plan;
+} scan_plans[SCAN_PLANS];
+static int scan_evict; /* the slot to reuse next when all are taken */
+
+static void scan_free(ScanPlan *p) {
+    if (p == NULL)
+        return;
+    PyMem_Free(p->next);
+    PyMem_Free(p->out_at);
+    PyMem_Free(p->out);
+    PyMem_Free(p->src);
+    PyMem_Free(p);
 }
 
-static PyObject *ps_counts(PyObject *self, PyObject *args) {
-    PyObject *text, *needles;
-    if (!PyArg_ParseTuple(args, "OO!", &text, &PyTuple_Type, &needles))
+/* The Aho-Corasick automaton of view v's needles from `first` on that are not single bytes
+   from 0, stepped by the bytes of data: [state * 256 + byte] -> state, and in *out the needles
+   that end at each state; NULL with *states 0 when there are none. Built over the view's string
+   (the trie, then breadth first: a missing step goes where the failure link's goes, outputs
+   gather along the links), then read through the view's table. */
+static int *scan_ac(const ScanPlan *p, int v, int first, const unsigned char **str, int *states,
+                    ScanSet **out) {
+    Py_ssize_t total = 1;
+    *states = 0;
+    *out = NULL;
+    for (int j = first; j < p->nn && total <= SCAN_STATES; j++)
+        if (p->byte[j] < 0)
+            total += p->len[j];
+    if (total == 1)
         return NULL;
-    Py_buffer view = {0};
-    int kind;
-    const void *data;
-    Py_ssize_t n;
-    if (PyUnicode_Check(text)) {
-        kind = PyUnicode_KIND(text);
-        data = PyUnicode_DATA(text);
-        n = PyUnicode_GET_LENGTH(text);
-    } else {
-        if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) < 0)
-            return NULL;
-        kind = PyUnicode_1BYTE_KIND; /* bytes read as Latin-1 code points: the same values */
-        data = view.buf;
-        n = view.len;
+    if (total > SCAN_STATES) {
+        PyErr_SetString(PyExc_ValueError, "ps_scan: needles too long");
+        return NULL;
     }
-    PyObject *out = NULL;
-    Py_ssize_t m = PyTuple_GET_SIZE(needles);
-    /* per needle: its bytes, length, count, where the next occurrence may start; chained by
-       first byte */
-    Py_ssize_t *len = PyMem_Calloc((size_t)m * 4 + 1, sizeof(Py_ssize_t));
-    const char **str = PyMem_Calloc((size_t)m + 1, sizeof(char *));
-    if (len == NULL || str == NULL) {
+    int *trie = PyMem_Malloc(sizeof(int) * (size_t)total * 258), *fail = trie + (size_t)total * 256;
+    int *queue = fail + total, *next = PyMem_Malloc(sizeof(int) * (size_t)total * 256);
+    *out = PyMem_Calloc((size_t)total, sizeof(ScanSet));
+    if (trie == NULL || next == NULL || *out == NULL) {
+        PyMem_Free(trie);
+        PyMem_Free(next);
+        PyMem_Free(*out);
+        *out = NULL;
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int k = 0; k < total * 256; k++)
+        trie[k] = -1;
+    int n = 1;
+    for (int j = first; j < p->nn; j++) {
+        if (p->byte[j] >= 0)
+            continue;
+        int s = 0;
+        for (Py_ssize_t k = 0; k < p->len[j]; k++) {
+            int *t = &trie[s * 256 + str[j][k]];
+            if (*t < 0)
+                *t = n++;
+            s = *t;
+        }
+        (*out)[s].bit[j / 64] |= (uint64_t)1 << (j % 64);
+    }
+    int head = 0, tail = 0;
+    for (int c = 0; c < 256; c++) {
+        if (trie[c] < 0) {
+            trie[c] = 0;
+        } else {
+            fail[trie[c]] = 0;
+            queue[tail++] = trie[c];
+        }
+    }
+    while (head < tail) {
+        int s = queue[head++];
+        for (int w = 0; w < SCAN_WORDS; w++)
+            (*out)[s].bit[w] |= (*out)[fail[s]].bit[w];
+        for (int c = 0; c < 256; c++) {
+            int *t = &trie[s * 256 + c], f = trie[fail[s] * 256 + c];
+            if (*t < 0) {
+                *t = f;
+            } else {
+                fail[*t] = f;
+                queue[tail++] = *t;
+            }
+        }
+    }
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < 256; c++)
+            next[s * 256 + c] = trie[s * 256 + p->tab[v][c]];
+    PyMem_Free(trie);
+    *states = n;
+    return next;
+}
+
+/* The number of tuple t (the na automata's states) among the product's n states; a new one
+   when unseen (-1: there are SCAN_STATES already). */
+enum { SCAN_SLOTS = 2 * SCAN_STATES };
+static int scan_state(uint16_t *tuples, int *slot, int *n, const uint16_t *t, int na) {
+    uint64_t h = 0;
+    for (int k = 0; k < na; k++)
+        h = (h + t[k] + 1) * 0x9E3779B97F4A7C15ULL;
+    for (uint64_t at = h >> 32;; at++) {
+        int *x = &slot[at % SCAN_SLOTS];
+        if (*x < 0) {
+            if (*n == SCAN_STATES)
+                return -1;
+            memcpy(&tuples[*n * na], t, sizeof(uint16_t) * (size_t)na);
+            return *x = (*n)++;
+        }
+        if (memcmp(&tuples[*x * na], t, sizeof(uint16_t) * (size_t)na) == 0)
+            return *x;
+    }
+}
+
+/* p->next and the outputs: the product of the na automata (its states: tuples of theirs,
+   numbered as met breadth first from all at their start), over byte classes (a table small
+   enough to stay in the L1 cache). */
+static int scan_product(ScanPlan *p, int na, int *const *ac, ScanSet *const *acout) {
+    uint16_t *tuples = PyMem_Malloc(sizeof(uint16_t) * ((size_t)SCAN_STATES * na + 1));
+    uint16_t t[SCAN_VIEWS] = {0};
+    uint16_t *full = PyMem_Malloc(sizeof(uint16_t) * SCAN_STATES * 256); /* [state << 8 | byte] */
+    int *slot = PyMem_Malloc(sizeof(int) * SCAN_SLOTS), n = 0, ok = 0;
+    ScanSet *out = PyMem_Calloc(SCAN_STATES, sizeof(ScanSet));
+    if (tuples == NULL || full == NULL || slot == NULL || out == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t *cnt = len + m, *next_ok = len + 2 * m, *chain = len + 3 * m, head[128];
-    for (int c = 0; c < 128; c++)
-        head[c] = -1;
-    for (Py_ssize_t j = m - 1; j >= 0; j--) {
-        PyObject *s = PyTuple_GET_ITEM(needles, j);
-        if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s) || PyUnicode_GET_LENGTH(s) == 0) {
-            PyErr_SetString(PyExc_ValueError, "ps_counts: non-empty ASCII needles expected");
-            goto done;
+    for (int k = 0; k < SCAN_SLOTS; k++)
+        slot[k] = -1;
+    scan_state(tuples, slot, &n, t, na);
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < 256; c++) {
+            ScanSet o = {{0}};
+            uint64_t any = 0;
+            for (int k = 0; k < na; k++) {
+                t[k] = (uint16_t)ac[k][tuples[s * na + k] * 256 + c];
+                for (int w = 0; w < SCAN_WORDS; w++)
+                    o.bit[w] |= acout[k][t[k]].bit[w];
+            }
+            int id = scan_state(tuples, slot, &n, t, na);
+            if (id < 0) {
+                PyErr_SetString(PyExc_ValueError, "ps_scan: too many needles for one automaton");
+                goto done;
+            }
+            for (int w = 0; w < SCAN_WORDS; w++)
+                any |= o.bit[w];
+            out[id] = o;
+            full[s << 8 | c] = (uint16_t)(id | (any ? SCAN_EMIT : 0));
         }
-        str[j] = (const char *)PyUnicode_DATA(s);
-        len[j] = PyUnicode_GET_LENGTH(s);
-        unsigned char c0 = (unsigned char)str[j][0];
-        chain[j] = head[c0];
-        head[c0] = j;
+    unsigned char first[256]; /* a byte of each class */
+    p->ncls = 0;
+    for (int c = 0; c < 256; c++) {
+        int k = 0;
+        for (; k < p->ncls; k++) {
+            int s = 0;
+            while (s < n && full[s << 8 | c] == full[s << 8 | first[k]])
+                s++;
+            if (s == n)
+                break;
+        }
+        if (k == p->ncls)
+            first[p->ncls++] = (unsigned char)c;
+        p->cls[c] = (unsigned char)k;
     }
-/* one loop per string kind, so that reading a character is a plain array access */
-#define PS_COUNT_LOOP(T)                                                                          \
-    do {                                                                                          \
-        const T *d = (const T *)data;                                                             \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                      \
-            if (d[i] >= 128 || head[d[i]] < 0)                                                    \
-                continue;                                                                         \
-            for (Py_ssize_t j = head[d[i]]; j >= 0; j = chain[j]) {                               \
-                if (i < next_ok[j] || i + len[j] > n)                                             \
-                    continue;                                                                     \
-                Py_ssize_t k = 1;                                                                 \
-                while (k < len[j] && d[i + k] == (T)(unsigned char)str[j][k])                     \
-                    k++;                                                                          \
-                if (k == len[j]) {                                                                \
-                    cnt[j]++;                                                                     \
-                    next_ok[j] = i + len[j];                                                      \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-    } while (0)
-    if (kind == PyUnicode_1BYTE_KIND)
-        PS_COUNT_LOOP(Py_UCS1);
-    else if (kind == PyUnicode_2BYTE_KIND)
-        PS_COUNT_LOOP(Py_UCS2);
-    else
-        PS_COUNT_LOOP(Py_UCS4);
-#undef PS_COUNT_LOOP
-    out = PyList_New(m);
-    for (Py_ssize_t j = 0; out && j < m; j++) {
-        PyObject *v = PyLong_FromSsize_t(cnt[j]);
-        if (v == NULL) {
+    if (n * p->ncls > SCAN_EMIT) {
+        PyErr_SetString(PyExc_ValueError, "ps_scan: too many needles for one automaton");
+        goto done;
+    }
+    p->next = PyMem_Malloc(sizeof(uint16_t) * (size_t)n * (size_t)p->ncls);
+    if (p->next == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int s = 0; s < n; s++)
+        for (int k = 0; k < p->ncls; k++) {
+            unsigned x = full[s << 8 | first[k]], id = x & ~(unsigned)SCAN_EMIT;
+            p->next[s * p->ncls + k] = (uint16_t)(id * p->ncls | (x & SCAN_EMIT));
+        }
+    int m = 0; /* the output lists, in needle order */
+    for (int s = 0; s < n; s++)
+        for (int w = 0; w < SCAN_WORDS; w++)
+            m += __builtin_popcountll(out[s].bit[w]);
+    p->out_at = PyMem_Malloc(sizeof(int) * ((size_t)n * p->ncls + 1));
+    p->out = PyMem_Malloc(sizeof(int) * ((size_t)m + 1));
+    if (p->out_at == NULL || p->out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    m = 0;
+    for (int s = 0; s < n; s++) {
+        p->out_at[s * p->ncls] = m;
+        for (int w = 0; w < SCAN_WORDS; w++)
+            for (uint64_t b = out[s].bit[w]; b; b &= b - 1)
+                p->out[m++] = w * 64 + __builtin_ctzll(b);
+        for (int k = 1; k < p->ncls; k++) /* the rest of the row: where its list ends */
+            p->out_at[s * p->ncls + k] = m;
+    }
+    p->out_at[n * p->ncls] = m;
+    ok = 1;
+done:
+    PyMem_Free(tuples);
+    PyMem_Free(full);
+    PyMem_Free(slot);
+    PyMem_Free(out);
+    return ok;
+}
+
+static ScanPlan *scan_build(PyObject *views, PyObject *runs) {
+    const char *bad = "ps_scan: views ((table, delete, ((needle, start), ...)), ...) and runs "
+                      "((flags, min_len), ...) of bytes and ints expected";
+    const unsigned char *str[SCAN_NEEDLES];
+    int *ac[SCAN_VIEWS], na = 0;
+    ScanSet *acout[SCAN_VIEWS];
+    ScanPlan *p = PyMem_Calloc(1, sizeof(ScanPlan));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    p->nv = (int)PyTuple_GET_SIZE(views);
+    p->nr = (int)PyTuple_GET_SIZE(runs);
+    if (p->nv > SCAN_VIEWS || p->nr > SCAN_RUNS) {
+        PyErr_SetString(PyExc_ValueError, "ps_scan: at most 8 views and 8 runs");
+        goto fail;
+    }
+    for (int v = 0; v < p->nv; v++) {
+        PyObject *spec = PyTuple_GET_ITEM(views, v), *tab, *del, *needles;
+        if (!PyTuple_Check(spec)) {
+            PyErr_SetString(PyExc_TypeError, bad);
+            goto fail;
+        }
+        if (!PyArg_ParseTuple(spec, "SSO!", &tab, &del, &PyTuple_Type, &needles))
+            goto fail;
+        if (PyBytes_GET_SIZE(tab) != 256) {
+            PyErr_SetString(PyExc_ValueError, "ps_scan: a 256-byte table expected");
+            goto fail;
+        }
+        memcpy(p->tab[v], PyBytes_AS_STRING(tab), 256);
+        for (Py_ssize_t k = 0; k < PyBytes_GET_SIZE(del); k++)
+            p->del[v][(unsigned char)PyBytes_AS_STRING(del)[k]] = 1;
+        int first = p->nn, states;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(needles); k++) {
+            PyObject *item = PyTuple_GET_ITEM(needles, k), *s;
+            Py_ssize_t start;
+            if (!PyTuple_Check(item)) {
+                PyErr_SetString(PyExc_TypeError, bad);
+                goto fail;
+            }
+            if (!PyArg_ParseTuple(item, "Sn", &s, &start))
+                goto fail;
+            if (p->nn == SCAN_NEEDLES || PyBytes_GET_SIZE(s) == 0 || start < 0) {
+                PyErr_SetString(PyExc_ValueError,
+                                "ps_scan: at most 256 non-empty needles, start >= 0");
+                goto fail;
+            }
+            int j = p->nn++;
+            str[j] = (const unsigned char *)PyBytes_AS_STRING(s);
+            p->view[j] = v;
+            p->len[j] = PyBytes_GET_SIZE(s);
+            p->start[j] = start;
+            p->byte[j] = p->len[j] == 1 && start == 0 ? str[j][0] : -1;
+            if (p->byte[j] < 0 && PyBytes_GET_SIZE(del) > 0) {
+                PyErr_SetString(PyExc_ValueError,
+                                "ps_scan: a deleting view counts single bytes from 0 only");
+                goto fail;
+            }
+        }
+        ac[na] = scan_ac(p, v, first, str, &states, &acout[na]);
+        if (states > 0)
+            na++;
+        else if (PyErr_Occurred())
+            goto fail;
+    }
+    for (int r = 0; r < p->nr; r++) {
+        PyObject *spec = PyTuple_GET_ITEM(runs, r), *flags;
+        if (!PyTuple_Check(spec)) {
+            PyErr_SetString(PyExc_TypeError, bad);
+            goto fail;
+        }
+        if (!PyArg_ParseTuple(spec, "Sn", &flags, &p->min_len[r]))
+            goto fail;
+        if (PyBytes_GET_SIZE(flags) != 256) {
+            PyErr_SetString(PyExc_ValueError, "ps_scan: a 256-byte table expected");
+            goto fail;
+        }
+        for (int c = 0; c < 256; c++)
+            if (PyBytes_AS_STRING(flags)[c])
+                p->rf[c] |= (unsigned char)(1u << r);
+    }
+    if (!scan_product(p, na, ac, acout))
+        goto fail;
+    p->src = PyMem_Malloc((size_t)p->nn * 256 + 1);
+    if (p->src == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (int j = 0, m = 0; j < p->nn; j++) {
+        p->src_at[j] = m;
+        for (int c = 0; c < 256 && p->byte[j] >= 0; c++)
+            if (!p->del[p->view[j]][c] && p->tab[p->view[j]][c] == p->byte[j])
+                p->src[m++] = (unsigned char)c;
+        p->src_at[j + 1] = m;
+    }
+    for (int k = 0; k < na; k++) {
+        PyMem_Free(ac[k]);
+        PyMem_Free(acout[k]);
+    }
+    return p;
+fail:
+    for (int k = 0; k < na; k++) {
+        PyMem_Free(ac[k]);
+        PyMem_Free(acout[k]);
+    }
+    scan_free(p);
+    return NULL;
+}
+
+/* The plan for views and runs: kept, or built (in the slot of the least recently built). */
+static const ScanPlan *scan_plan(PyObject *views, PyObject *runs) {
+    for (int k = 0; k < SCAN_PLANS; k++)
+        if (scan_plans[k].views == views && scan_plans[k].runs == runs)
+            return scan_plans[k].plan;
+    ScanPlan *p = scan_build(views, runs);
+    if (p == NULL)
+        return NULL;
+    int k = scan_evict;
+    scan_evict = (k + 1) % SCAN_PLANS;
+    scan_free(scan_plans[k].plan);
+    Py_XDECREF(scan_plans[k].views);
+    Py_XDECREF(scan_plans[k].runs);
+    scan_plans[k].views = Py_NewRef(views);
+    scan_plans[k].runs = Py_NewRef(runs);
+    scan_plans[k].plan = p;
+    return p;
+}
+
+typedef struct {
+    unsigned prev; /* the run bits of the byte before */
+    Py_ssize_t start[SCAN_RUNS], count[SCAN_RUNS], total[SCAN_RUNS], longest[SCAN_RUNS];
+} ScanRuns;
+
+/* The byte at i has run bits f, not those of the byte before: runs end and start. */
+static void scan_runs_at(ScanRuns *R, const Py_ssize_t *min_len, unsigned f, Py_ssize_t i) {
+    for (unsigned e = R->prev & ~f; e; e &= e - 1) {
+        int r = __builtin_ctz(e);
+        Py_ssize_t len = i - R->start[r];
+        if (len >= min_len[r]) {
+            R->count[r]++;
+            R->total[r] += len;
+            if (len > R->longest[r])
+                R->longest[r] = len;
+        }
+    }
+    for (unsigned s = f & ~R->prev; s; s &= s - 1)
+        R->start[__builtin_ctz(s)] = i;
+    R->prev = f;
+}
+
+static PyObject *ps_scan(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    PyObject *views, *runs;
+    if (!PyArg_ParseTuple(args, "y*O!O!", &data, &PyTuple_Type, &views, &PyTuple_Type, &runs))
+        return NULL;
+    const ScanPlan *p = scan_plan(views, runs);
+    if (p == NULL) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    const unsigned char *d = data.buf;
+    const uint16_t *next = p->next;
+    const unsigned char *cls = p->cls;
+    Py_ssize_t n = data.len, cnt[SCAN_NEEDLES], next_ok[SCAN_NEEDLES], hist[256] = {0};
+    ScanRuns R = {0};
+    for (int j = 0; j < p->nn; j++) {
+        cnt[j] = 0;
+        next_ok[j] = p->start[j];
+    }
+    unsigned row = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned c = d[i], f = p->rf[c], t = next[row + cls[c]];
+        hist[c]++;
+        if (f != R.prev)
+            scan_runs_at(&R, p->min_len, f, i);
+        row = t & ~(unsigned)SCAN_EMIT;
+        if (t & SCAN_EMIT)
+            for (int k = p->out_at[row]; k < p->out_at[row + 1]; k++) { /* needles end at i */
+                int j = p->out[k];
+                if (i + 1 - p->len[j] >= next_ok[j]) {
+                    cnt[j]++;
+                    next_ok[j] = i + 1;
+                }
+            }
+    }
+    scan_runs_at(&R, p->min_len, 0, n);
+    PyBuffer_Release(&data);
+    for (int j = 0; j < p->nn; j++)
+        for (int k = p->src_at[j]; k < p->src_at[j + 1]; k++)
+            cnt[j] += hist[p->src[k]];
+    PyObject *out = PyList_New(p->nn + 3 * p->nr);
+    for (int j = 0; out && j < p->nn + 3 * p->nr; j++) {
+        int r = (j - p->nn) / 3, k = (j - p->nn) % 3;
+        PyObject *o = PyLong_FromSsize_t(j < p->nn ? cnt[j]
+                                          : k == 0 ? R.count[r]
+                                          : k == 1 ? R.total[r]
+                                                   : R.longest[r]);
+        if (o == NULL) {
             Py_CLEAR(out);
             break;
         }
-        PyList_SET_ITEM(out, j, v);
+        PyList_SET_ITEM(out, j, o);
     }
-done:
-    PyMem_Free(len);
-    PyMem_Free(str);
-    if (view.obj != NULL)
-        PyBuffer_Release(&view);
     return out;
 }
 
@@ -2078,10 +2406,8 @@ done:
 static PyMethodDef methods[] = {
     {"gbdt_sum", gbdt_sum, METH_VARARGS,
      "gbdt_sum(row, nodes, roots) -> sum of the trees' leaves (powershell.classify)"},
-    {"ps_runs", ps_runs, METH_VARARGS,
-     "ps_runs(data, table, min_len) -> (count, total, longest) (powershell.features)"},
-    {"ps_counts", ps_counts, METH_VARARGS,
-     "ps_counts(text, needles) -> [text.count(n) for n in needles] (powershell.features)"},
+    {"ps_scan", ps_scan, METH_VARARGS,
+     "ps_scan(data, views, runs) -> needle counts, then count, total, longest of each run (powershell.features)"},
     {"ps_brackets", ps_brackets, METH_VARARGS,
      "ps_brackets(tokens, roles) -> index of each token's closing bracket (powershell.deobfuscate)"},
     {"ps_fold_visit", ps_fold_visit, METH_VARARGS,

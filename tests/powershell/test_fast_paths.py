@@ -4,6 +4,7 @@ match can start, the printable share by bytes.translate."""
 import importlib
 import random
 import re
+import sys
 from pathlib import Path
 
 dob = importlib.import_module("threatscope.powershell.deobfuscate")
@@ -97,4 +98,45 @@ def test_launcher_feature_tried_at_its_word():
              "SQBFAFgAIAAoACcAVwByAGkAdABlAC0A", " ", "\n", "'", '"', "x", "\u017f", "-"]
     for _ in range(20_000):
         s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
-        assert feats._launch_enc(s, s.lower()) == (feats._RE_LAUNCH.search(s) is not None), s
+        assert feats._search_at(feats._RE_LAUNCH, s, s.lower(), feats._PS_WORD) == (
+            feats._RE_LAUNCH.search(s) is not None), s
+
+
+def test_launcher_env_feature_tried_at_set():
+    feats = importlib.import_module("threatscope.powershell.features")
+    rng = random.Random(16)
+    parts = ["set ", "SET  ", "Set", "xset ", "offset ", "a=", "A1=", "x", " ", "\n", "=", "&&",
+             "powershell ", "PWSH ", "$env:a", "env:A1", "env:a1x", "\u017f", "|iex", "-c ",
+             "set a=1&& ", "cmd /c set A1=x", " powershell $env:a|iex", " pwsh -c env:A1"]
+    hits = 0
+    for _ in range(20_000):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        want = feats._RE_LAUNCH_ENV.search(s) is not None
+        assert feats._search_at(feats._RE_LAUNCH_ENV, s, s.lower(), feats._SET_WORD) == want, s
+        hits += want
+    assert hits > 100
+
+
+def test_pattern_gates_hold_what_every_match_has():
+    # extract tries these patterns only when the text has what a match needs: with IGNORECASE,
+    # the letters of "-f", "powershell" and "pwsh" are those letters in either case (or U+017F,
+    # which str.lower() keeps), and no lower-cased text has an 'F'
+    feats = importlib.import_module("threatscope.powershell.features")
+    chars = list(map(chr, range(sys.maxunicode + 1)))
+    either = re.compile("(?i)[fpowershl]")
+    assert [c for c in chars if either.match(c) and c.lower() not in "fpowershl"] == ["\u017f"]
+    assert not any("F" in c.lower() for c in chars)
+    rng = random.Random(17)
+    parts = ["${", "$", "{", "}", "a", "'", "\n", "|", " ", "powershell", "PoWeRsHeLl.exe", "pwsh",
+             "\u017f", "-", "f", "F", "-F", "-f", "x", "\\", "\"", "!", "-enc "]
+    for _ in range(20_000):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        low = s.lower()
+        if feats._RE_BRACEVAR.search(s) or feats._RE_SPECIALVAR.search(s):
+            assert "${" in s, s
+        if feats._RE_SQ.search(s):
+            assert s.count("'") > 1, s
+        if feats._RE_LAUNCH_STDIN.search(s):
+            assert ("powershell" in low or "pwsh" in low or "\u017f" in s) and "|" in s, s
+        if feats._RE_FORMAT.search(low):
+            assert "-f" in low, s

@@ -3,6 +3,8 @@ tokenizer (the same tokens on real scripts, obfuscated ones, random garbage and 
 class edge), the deobfuscator's token tables, the feature counts and the tree ensemble."""
 
 import importlib
+import itertools
+import math
 import random
 from pathlib import Path
 
@@ -97,22 +99,91 @@ def test_token_tables():
         assert C.ps_fold_visit(toks, dob._FOLD_ROLES) == visit, text
 
 
-def test_feature_helpers():
-    # features.py's counts and runs: C and Python agree (str.count semantics: non-overlapping)
+def scan_ref(data: bytes, views: tuple, runs: tuple) -> list[int]:
+    # what ps_scan stands for, computed plainly: translate + count, and the runs one at a time
+    out = []
+    for table, delete, needles in views:
+        s = data.translate(table, delete)
+        out += [s.count(x, start) for x, start in needles]
+    for flags, min_len in runs:
+        lens = [len(list(g)) for on, g in itertools.groupby(flags[c] for c in data) if on]
+        lens = [x for x in lens if x >= min_len]
+        out += [len(lens), sum(lens), max(lens, default=0)]
+    return out
+
+
+def test_scan_features():
+    # features.py's views and runs of the bytes, and its needles in the lower-cased text's UTF-8:
+    # ps_scan and the plain counts agree (bytes.count semantics: non-overlapping, from start)
     feats = importlib.import_module("threatscope.powershell.features")
+    edges = ["", "a", "A", "1", " ", "\n", "aBcDeF", "aBcDeFg", "AbCdEfG", " ABCDEFGHI", " ABCD",
+             "1,2,3,4", ",1,2,3,4,", "1,2,3", "a`b`c", "a-b-c-d", "x    y", "\n    x", "${", "${x}",
+             "abcdefghij" * 7, "A" * 60, "A" * 59 + "\n" + "B+/=" * 20, "xyz" * 100,
+             "\t\r\n  \x0b\x0c"]
     rng = random.Random(6)
-    alphabet = list("aeiou-$[](). &*`\n\t xyzAB09+/=\u0130\u2019") + list(feats._NEEDLES)
-    for _ in range(3000):
-        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
-        assert C.ps_counts(s, feats._NEEDLES) == [s.count(x) for x in feats._NEEDLES]
+    alphabet = [*"aeiouAEIOU-$[](){}.,`'\"#%^;|&+=@~*<>! \t\r\n\x0b\x0cxyzB09+/\u0130\u2019\u017f",
+                "aB", "Ab", "1,", " ABCD", "${", "\n  ", "x  ", "a-b"]
+    texts = edges + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+                     for _ in range(5000)]
+    texts += ["".join(rng.choice(["aB", "1,", "a`", "a-", " ", "AB"])
+                      for _ in range(rng.randint(0, 40))) for _ in range(2000)]
+    for s in texts:
         b = s.encode("ascii", "replace")
-        for needles in (feats._NEEDLES, feats._PUNCT_NEEDLES, ("lU", "UlUl", " UUUU"), ("x  ", "a")):
-            assert C.ps_counts(b, needles) == [b.count(x.encode()) for x in needles]
-        for table, min_len in ((feats._IS_WORD, 3), (feats._IS_B64, 2), (feats._IS_TOKEN, 1),
-                               (feats._IS_LINE, 1)):
-            keep = bytes(c for c in range(256) if table[c])
-            lens = [x for x in map(len, b.translate(feats._table({keep: b"x"})).split()) if x >= min_len]
-            assert C.ps_runs(b, table, min_len) == (len(lens), sum(lens), max(lens, default=0))
+        assert C.ps_scan(b, feats._VIEWS, feats._RUNS) == scan_ref(b, feats._VIEWS, feats._RUNS), s
+    low_alphabet = [*"aeiou$[](.*&- \u0130\u0131\u017f\u212a\xe9\ud800", *feats._NEEDLES]
+    for _ in range(3000):
+        s = "".join(rng.choice(low_alphabet) for _ in range(rng.randint(0, 30)))
+        got = C.ps_scan(s.encode("utf-8", "surrogatepass"), feats._LOW_VIEWS, ())
+        assert got == [s.count(x) for x in feats._NEEDLES], s
+
+
+def test_scan_any_views():
+    # random tables, deletions, needles (overlapping ones, from any start) and runs; more pairs
+    # of tuples than ps_scan keeps plans for (small enough for its automaton's 32768 cells)
+    rng = random.Random(7)
+    for _ in range(300):
+        views, runs = [], []
+        for _ in range(rng.randint(0, 3)):
+            table = bytes(rng.choice(b"abc") for _ in range(256))
+            if rng.random() < 0.3:  # deleting: single bytes from 0 only
+                needles = tuple((bytes([rng.choice(b"abc")]), 0) for _ in range(rng.randint(0, 3)))
+                views.append((table, bytes(rng.sample(range(256), rng.randint(0, 200))), needles))
+            else:
+                needles = tuple((bytes(rng.choice(b"abc") for _ in range(rng.randint(1, 4))),
+                                 rng.choice([0, 0, 1, 2, 7])) for _ in range(rng.randint(0, 4)))
+                views.append((table, b"", needles))
+        for _ in range(rng.randint(0, 8)):
+            runs.append((bytes(rng.random() < 0.5 for _ in range(256)), rng.randint(0, 4)))
+        views, runs = tuple(views), tuple(runs)
+        for _ in range(20):
+            data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 50)))
+            assert C.ps_scan(data, views, runs) == scan_ref(data, views, runs)
+
+
+def test_scan_checks_its_arguments():
+    table = bytes(256)
+    with pytest.raises(ValueError, match="deleting"):
+        C.ps_scan(b"x", ((table, b"x", ((b"ab", 0),)),), ())
+    with pytest.raises(ValueError, match="deleting"):
+        C.ps_scan(b"x", ((table, b"x", ((b"a", 1),)),), ())
+    with pytest.raises(ValueError, match="256-byte"):
+        C.ps_scan(b"x", ((b"abc", b"", ()),), ())
+    with pytest.raises(ValueError, match="256-byte"):
+        C.ps_scan(b"x", (), ((b"abc", 1),))
+    with pytest.raises(ValueError, match="non-empty"):
+        C.ps_scan(b"x", ((table, b"", ((b"", 0),)),), ())
+    with pytest.raises(ValueError, match="non-empty"):
+        C.ps_scan(b"x", ((table, b"", ((b"a", 0),) * 257),), ())
+    # view k reads bit k of each byte: its automaton's 5 states go with every other's, 5^8 in all
+    bits = tuple((bytes(b"ab"[c >> k & 1] for c in range(256)), b"", ((b"abab", 0),))
+                 for k in range(8))
+    with pytest.raises(ValueError, match="too many needles"):
+        C.ps_scan(b"x", bits, ())
+    assert C.ps_scan(b"\x00\xff" * 3, bits[:4], ()) == [1] * 4
+    with pytest.raises(TypeError):
+        C.ps_scan(b"x", ((bytearray(table), b"", ()),), ())  # a plan is kept: immutable only
+    with pytest.raises(TypeError):
+        C.ps_scan(b"x", ([table, b"", ()],), ())
 
 
 def test_features_either_path(monkeypatch):
@@ -125,6 +196,27 @@ def test_features_either_path(monkeypatch):
     fast = [feats.extract(t) for t in texts]
     monkeypatch.setenv("THREATSCOPE_NATIVE", "0")
     assert [feats.extract(t) for t in texts] == fast
+
+
+def test_feature_counts_land_on_their_names(monkeypatch):
+    # counted by hand, different from each other: a count unpacked into the wrong name shows
+    feats = importlib.import_module("threatscope.powershell.features")
+    text = "Get Item x-y-z 1,2,3,4,5,6,7 aBcDeF a1 b2 c3 d4 ${a}  |"
+    k = 1000 / len(text)
+    alpha = 21  # letters; 5 upper
+    want = {"cmdlet_per_k": math.log1p(k),  # x-y (y-z overlaps it)
+            "numlist_per_k": math.log1p(6 * k),  # d,d from 0: 3, from 1: 3
+            "digit_words": math.log1p(4 * k),  # a1 b2 c3 d4
+            "rand_case_words": math.log1p(2 * k),  # lUlU and UlUl in aBcDeF
+            "case_switch_rate": 7 / alpha,  # lU 3, Ul 4
+            "sh_upper": 5 / alpha, "upper_words": 0.0,
+            "word_len_mean": 13 / 3, "log_longest_word": math.log1p(6),  # Get Item aBcDeF
+            "multi_space_per_k": math.log1p(k), "bracevar_per_k": math.log1p(k),
+            "c_pipe": math.log1p(k), "c_dash": math.log1p(2 * k), "c_comma": math.log1p(6 * k)}
+    for use_c in ("1", "0"):
+        monkeypatch.setenv("THREATSCOPE_NATIVE", use_c)
+        f = feats.extract(text)
+        assert {name: f[name] for name in want} == want, use_c
 
 
 def test_tree_sum():

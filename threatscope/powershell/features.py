@@ -3,7 +3,8 @@
 In the spirit of Revoke-Obfuscation (character and token distributions, entropy, string
 statistics, operator counts; compressibility stands in for entropy), without a PowerShell
 parser: a fixed number of passes over at most `MAX_CHARS` characters, each done by C code
-(bytes.translate and .count, zlib, a few compiled regexes).
+(zlib, a few compiled regexes, and the counts: bytes.translate and .count, or with the C
+extension built, two passes of its ps_scan for all of them).
 
 Usage::
 
@@ -103,6 +104,8 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+_ZEROS = dict.fromkeys(FEATURE_NAMES, 0.0)  # copied: faster than building it each time
+
 
 def _table(spec: dict[bytes, bytes], default: bytes = b" ") -> bytes:
     table = bytearray(default * 256)
@@ -116,11 +119,12 @@ _UP = bytes(range(65, 91))
 _LO = bytes(range(97, 123))
 _DI = b"0123456789"
 # Class strings made with bytes.translate, then read with bytes.count / split: both run in C
-# without a regex engine trying a match at every position (5-10x faster than regexes).
+# without a regex engine trying a match at every position (5-10x faster than regexes). (The C
+# extension's ps_scan counts the same in one pass, without making them: see _VIEWS.)
 _T_CASE = _table({_UP: b"U", _LO: b"l", _DI: b"d"})
 _T_ALPHA = _table({_UP + _LO: b"a", _DI: b"d", b"`": b"`", b",": b",", b"-": b"-"})
-# the punctuation and whitespace we count, kept alone (delete the rest) so the counts run on a
-# string a fifth as long
+# the punctuation and whitespace we count, kept alone (delete the rest) so that bytes.count runs
+# on a string a fifth as long
 _KEEP = set("".join(_PUNCT_KEYS).encode() + b" \t\r\n")
 _DEL_OTHERS = bytes(c for c in range(256) if c not in _KEEP)
 _T_SPACE = _table({b" \t": b" ", b"\n": b"\n"}, b"x")
@@ -128,47 +132,29 @@ _ENTROPY_SAMPLE = 4096
 _T_CLASS = _table({_SPECIAL_B: b"s", b"abcdefABCDEF": b"h"}, b".")
 
 
-# the substrings counted on the lower-cased text, in one pass when the C extension is built
+# the substrings counted on the lower-cased text; the last ones only to know whether they are
+# there (what the launcher patterns need: a count in the same pass is cheaper than `in`)
 _SUBS = tuple(sub for sub in _LOWER_SUBSTR.values() if sub is not None)
-_NEEDLES = (*_SUBS, *_IEX_HINTS, *"aeiou", *_VERB_DASH)
+_GATES = ("powershell", "pwsh", "env:", "set", "-f")
+_NEEDLES = (*_SUBS, *_IEX_HINTS, *"aeiou", *_VERB_DASH, *_GATES)
 _AT_HINTS = len(_SUBS)
 _AT_VOWELS = _AT_HINTS + len(_IEX_HINTS)
 _AT_VERBS = _AT_VOWELS + 5
-
-
-def _counts(low: str) -> list[int]:
-    """[low.count(x) for x in _NEEDLES]"""
-    if (c := native()) is not None:
-        return c.ps_counts(low, _NEEDLES)
-    return [low.count(x) for x in _NEEDLES]
-
-
-def _bcounts(data: bytes, needles: tuple[str, ...]) -> list[int]:
-    """[data.count(x.encode()) for x in needles], in one pass when the extension is built (worth
-    it for many needles: bytes.count is faster for a few)."""
-    if (c := native()) is not None:
-        return c.ps_counts(data, needles)
-    return [data.count(x.encode()) for x in needles]
-
-
-def _each(data: bytes, needles: tuple[bytes, ...]) -> list[int]:
-    return [data.count(x) for x in needles]
-
-
-_CASE_NEEDLES = (b"U", b"l", b"d", b"lU", b"Ul", b"lUlU", b"UlUl", b" UUUU")
-_PUNCT_NEEDLES = (*_PUNCT_KEYS, " ", "\r")
-_ALPHA_NEEDLES = (b"ad", b"a`a", b"d,d", b"a-a")
+_AT_GATES = len(_NEEDLES) - len(_GATES)
 
 
 _PS_WORD = re.compile("powershell|pwsh")
+_SET_WORD = re.compile("set")
 
 
-def _launch_enc(head: str, low: str) -> bool:
-    """_RE_LAUNCH.search(head) is not None; in ASCII text (where low = text.lower() has the same
-    positions and IGNORECASE is ASCII case) tried only where its first word is."""
+def _search_at(rx: re.Pattern[str], head: str, low: str, words: re.Pattern[str]) -> bool:
+    """rx.search(head) is not None, for a pattern whose matches start with a match of *words* in
+    any case; in ASCII text (where low = text.lower() has the same positions and IGNORECASE is
+    ASCII case) tried only where low has one. (A search tries rx at every character: slow for
+    these IGNORECASE patterns, which have no literal prefix to skip ahead by.)"""
     if not head.isascii():
-        return _RE_LAUNCH.search(head) is not None
-    return any(_RE_LAUNCH.match(head, m.start()) for m in _PS_WORD.finditer(low, 0, len(head)))
+        return rx.search(head) is not None
+    return any(rx.match(head, m.start()) for m in words.finditer(low, 0, len(head)))
 
 
 def _flags(chars: bytes, inverse: bool = False) -> bytes:
@@ -182,19 +168,53 @@ _IS_TOKEN = _flags(b" \t\n\r\x0b\x0c", inverse=True)  # what bytes.split() keeps
 _IS_LINE = _flags(b"\n", inverse=True)
 
 
-def _runs(b: bytes, table: bytes, min_len: int) -> tuple[int, int, int]:
-    """(how many, summed length, longest) of the runs of bytes flagged in *table* that are at
-    least *min_len* long (and not empty)."""
+def _from0(needles: Iterable[bytes]) -> tuple[tuple[bytes, int], ...]:
+    return tuple((x, 0) for x in needles)
+
+
+_CASE_NEEDLES = (b"U", b"l", b"d", b"lU", b"Ul", b"lUlU", b"UlUl", b" UUUU")
+_PUNCT_NEEDLES = (*_PUNCT_KEYS, " ", "\r")
+_ALPHA_NEEDLES = (b"ad", b"a`a", b"d,d", b"a-a")
+
+
+# Everything extract() counts on the bytes. Views (table, delete, needles): each needle (x, start)
+# counted as b.translate(table, delete).count(x, start); runs (flags, min_len): the runs of
+# flagged bytes at least min_len long (and not empty), as (how many, summed length, longest).
+_IDENTITY = bytes(range(256))
+_VIEWS = (
+    (_T_CASE, b"", _from0(_CASE_NEEDLES)),
+    (_IDENTITY, _DEL_OTHERS, _from0(x.encode() for x in _PUNCT_NEEDLES)),
+    (_T_CLASS, b"", _from0((b"s", b"h"))),
+    (_T_ALPHA, b"", (*_from0(_ALPHA_NEEDLES), (b"d,d", 1))),  # numlist_per_k adds the two "d,d"
+    (_T_SPACE, b"", _from0((b"x  ", b"\n  "))),
+    (_IDENTITY, b"", _from0((b"${",))),  # what _RE_BRACEVAR and _RE_SPECIALVAR need
+)
+_RUNS = ((_IS_LINE, 1), (_IS_WORD, 3), (_IS_TOKEN, 1), (_IS_B64, 60))
+# _NEEDLES as a view of the lower-cased text's UTF-8, where (ASCII) they occur just where they do
+# in the str
+_LOW_VIEWS = ((_IDENTITY, b"", _from0(x.encode() for x in _NEEDLES)),)
+
+
+def _counts(b: bytes, low: str) -> tuple[list[int], list[int]]:
+    """The counts of _VIEWS on b in order, then (how many, summed length, longest) of each of
+    _RUNS; and [low.count(x) for x in _NEEDLES]. A C pass over each when the extension is built."""
     if (c := native()) is not None:
-        return c.ps_runs(b, table, min_len)
-    # the runs are what split() leaves of the bytes with the flagged ones made 'x', the rest ' '
-    lens = [x for x in map(len, b.translate(_run_translation(table)).split()) if x >= min_len]
-    return len(lens), sum(lens), max(lens, default=0)
+        return (c.ps_scan(b, _VIEWS, _RUNS),
+                c.ps_scan(low.encode("utf-8", "surrogatepass"), _LOW_VIEWS, ()))
+    out: list[int] = []
+    for table, delete, needles in _VIEWS:
+        s = b.translate(table, delete)
+        out += [s.count(x, start) for x, start in needles]
+    for flags, min_len in _RUNS:
+        # the runs are what split() leaves of the bytes with the flagged ones made 'x', the rest ' '
+        lens = [x for x in map(len, b.translate(_run_translation(flags)).split()) if x >= min_len]
+        out += (len(lens), sum(lens), max(lens, default=0))
+    return out, [low.count(x) for x in _NEEDLES]
 
 
 @cache
-def _run_translation(table: bytes) -> bytes:
-    return _table({bytes(c for c in range(256) if table[c]): b"x"})
+def _run_translation(flags: bytes) -> bytes:
+    return _table({bytes(c for c in range(256) if flags[c]): b"x"})
 
 
 def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[str, float]:
@@ -212,28 +232,35 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
         text = text[:HEAD] + "\n" + text[-TAIL:]
     n = len(text)
     k = 1000.0 / max(n, 1)
-    f: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
+    f = _ZEROS.copy()
     f["log_len"] = math.log1p(n)
     if n == 0:
         return f
     b = text.encode("ascii", "replace")  # one byte a character; non-ASCII -> '?'
-    ascii_n = len(text.encode("ascii", "ignore"))
+    ascii_n = n if text.isascii() else len(text.encode("ascii", "ignore"))
 
     # Randomness of a bounded sample, as its zlib compression ratio: base64, encrypted and
     # char-code blobs compress poorly, code well. (A byte-entropy histogram costs 10x more.)
     sample = b[:_ENTROPY_SAMPLE]
     ent = len(zlib.compress(sample, 1)) / (len(sample) + 16)
-    case = b.translate(_T_CASE)
-    up, lo, di, lu, ul, lulu, ulul, upper4 = _each(case, _CASE_NEEDLES)
+    low = text.lower()
+    (up, lo, di, lu, ul, lulu, ulul, upper4,  # _VIEWS in order
+     *punct,
+     special, hexd,
+     ad, ata, dcd, dashes, dcd_odd,
+     runs2, nl2,
+     brace_vars,
+     _, _, max_line,  # _RUNS: lines, alphanumeric words of 3 or more, tokens, base64 of 60 or more
+     words, letters, longest,
+     _, _, longest_token,
+     blobs, b64_chars, b64_longest), counts = _counts(b, low)
     alpha = up + lo
-    pc = dict(zip(_PUNCT_NEEDLES, _bcounts(b.translate(None, _DEL_OTHERS), _PUNCT_NEEDLES),
-                  strict=True))
+    pc = dict(zip(_PUNCT_NEEDLES, punct, strict=True))
     space = pc[" "] + pc["\t"] + pc["\n"] + pc["\r"]
-    special, hexd = _each(b.translate(_T_CLASS), (b"s", b"h"))
     hexd += di
     lines = pc["\n"] + 1
     f["log_lines"] = math.log1p(lines)
-    f["log_max_line"] = math.log1p(_runs(b, _IS_LINE, 1)[2])
+    f["log_max_line"] = math.log1p(max_line)
     f["compress_ratio"] = ent
     f["sh_alpha"] = alpha / n
     f["sh_upper"] = up / max(1, alpha)
@@ -245,11 +272,11 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     for ch, name in _PUNCT_KEYS.items():
         f[name] = math.log1p(pc[ch] * k)
 
-    low = text.lower()
-    counts = _counts(low)
+    pws, pwsh, env, set_, dash_f = counts[_AT_GATES:]
     subs = iter(counts)
     for name, sub in _LOWER_SUBSTR.items():
-        c = len(_RE_FORMAT.findall(low)) if sub is None else next(subs)
+        # _RE_FORMAT needs "-f" (IGNORECASE: only 'f' and 'F' are an 'f'; str.lower() leaves no 'F')
+        c = (len(_RE_FORMAT.findall(low)) if dash_f else 0) if sub is None else next(subs)
         f[name] = math.log1p(c * k)
     f["iex_hints"] = math.log1p(sum(counts[_AT_HINTS:_AT_VOWELS]) * k)
 
@@ -258,46 +285,44 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     f["case_switch_rate"] = (lu + ul) / max(1, alpha)
     f["rand_case_words"] = math.log1p((lulu + ulul) * k)
     f["upper_words"] = math.log1p(upper4 * k)
-    al = b.translate(_T_ALPHA)
-    ad, ata, dcd, dashes = _each(al, _ALPHA_NEEDLES)
     f["digit_words"] = math.log1p(ad * k)
     f["tick_in_word"] = math.log1p(ata * k)
-    f["numlist_per_k"] = math.log1p((dcd + al.count(b"d,d", 1)) * k)
-    words, letters, longest = _runs(b, _IS_WORD, 3)  # alphanumeric runs of 3 or more
+    f["numlist_per_k"] = math.log1p((dcd + dcd_odd) * k)
     f["word_len_mean"] = letters / max(1, words)
     f["log_longest_word"] = math.log1p(longest)
     f["vowel_share"] = sum(counts[_AT_VOWELS:_AT_VERBS]) / max(1, alpha)
 
-    strs = _RE_SQ.findall(text)
+    strs = _RE_SQ.findall(text) if pc["'"] > 1 else ()
     if strs:
         lens = [len(s) - 2 for s in strs]
         f["str_per_k"] = math.log1p(len(strs) * k)
         f["str_len_mean"] = math.log1p(sum(lens) / len(lens))
         f["short_str_share"] = sum(1 for x in lens if x <= 4) / len(lens)
         f["log_longest_str"] = math.log1p(max(lens))
-    f["log_longest_token"] = math.log1p(_runs(b, _IS_TOKEN, 1)[2])
-    blobs, b64_chars, b64_longest = _runs(b, _IS_B64, 60)  # base64-like runs of 60 or more
+    f["log_longest_token"] = math.log1p(longest_token)
     if blobs:
         f["b64_share"] = b64_chars / n
         f["log_b64_longest"] = math.log1p(b64_longest)
     f["cmdlet_per_k"] = math.log1p(dashes * k)
     if dashes:
-        known = sum(counts[_AT_VERBS:])
+        known = sum(counts[_AT_VERBS:_AT_GATES])
         f["cmdlet_known_share"] = min(1.0, known / dashes)
     else:
         f["cmdlet_known_share"] = 0.5
-    # _RE_LAUNCH needs these words (U+017F: IGNORECASE reads it as 's', str.lower() does not);
-    # looking for them costs far less than the pattern, which is tried at every character
-    may_launch = "powershell" in low or "pwsh" in low or "\u017f" in text
-    f["launcher_enc"] = 1.0 if may_launch and _launch_enc(text[:20000], low) else 0.0
-    if "env:" in low and "set" in low:
-        f["launcher_env"] = 1.0 if _RE_LAUNCH_ENV.search(text[:30000]) else 0.0
-    f["launcher_stdin"] = 1.0 if _RE_LAUNCH_STDIN.search(text[-2000:]) else 0.0
+    # _RE_LAUNCH and _RE_LAUNCH_STDIN need these words (U+017F: IGNORECASE reads it as 's',
+    # str.lower() does not), the latter a '|' too; knowing that costs far less than a search
+    may_launch = pws or pwsh or "\u017f" in text
+    if may_launch and _search_at(_RE_LAUNCH, text[:20000], low, _PS_WORD):
+        f["launcher_enc"] = 1.0
+    if env and set_ and _search_at(_RE_LAUNCH_ENV, text[:30000], low, _SET_WORD):
+        f["launcher_env"] = 1.0
+    if may_launch and pc["|"]:
+        f["launcher_stdin"] = 1.0 if _RE_LAUNCH_STDIN.search(text[-2000:]) else 0.0
     f["launcher_cmd"] = 1.0 if "cmd" in low[:300] and "/c" in low[:300] else 0.0
-    runs2, nl2 = _each(b.translate(_T_SPACE), (b"x  ", b"\n  "))
     f["multi_space_per_k"] = math.log1p(max(0, runs2 - nl2) * k)
-    f["bracevar_per_k"] = math.log1p(len(_RE_BRACEVAR.findall(text)) * k)
-    f["specialvar_per_k"] = math.log1p(len(_RE_SPECIALVAR.findall(text)) * k)
+    if brace_vars:
+        f["bracevar_per_k"] = math.log1p(len(_RE_BRACEVAR.findall(text)) * k)
+        f["specialvar_per_k"] = math.log1p(len(_RE_SPECIALVAR.findall(text)) * k)
     f["comment_share"] = min(1.0, pc["#"] / lines)
     for t in techniques or ():
         key = "tech_" + str(t).lower().replace("-", "_")
