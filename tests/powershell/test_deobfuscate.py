@@ -2,6 +2,7 @@
 
 import base64
 import gzip
+import importlib
 import random
 import time
 import zlib
@@ -10,6 +11,7 @@ import pytest
 
 from threatscope.powershell import deobfuscate, extract_iocs
 from threatscope.powershell.obfuscate import special_chars_command, whitespace_command
+from threatscope.powershell.tokenize import code_tokens
 
 GOAL = "Write-Host ok"
 
@@ -171,6 +173,35 @@ def test_fold_without_invoke():
     assert "case" in r.techniques
     plain = "$wc = New-Object System.Net.WebClient; $wc.DownloadString('http://a.example.com/')"
     assert deobfuscate(plain).layers == []
+
+
+@pytest.mark.parametrize("expr,value", [
+    ("1 + 2 * 3", 7), ("10 - 4 - 3", 3), ("12 % 5 * 2", 4), ("2 * 3 -bxor 1", 7),
+    ("0x41 -band 0x0f -bor 0x30", 49), ("'x' * 2 + 'y'", "xxy"), ("'{0}' -f 1 + 1", "11"),
+    ("'{0}{1}' -f 'a','b' + 'c'", "abc"), ("'a','b' -join '-'", "a-b"), ("-join 'a','b'", ["a", "b"]),
+    ("1..3 -join ''", "123"), ("5 -eq 5 -join ''", "True"), ("'a-b' -split '-' -join '+'", "a+b"),
+    ("-1 + -2", -3), ("[char]65 + [char]66", "AB"), (",1 + 2", [1, 2]), ("1,2 + 3", [1, 2, 3]),
+])
+def test_operator_precedence(expr, value):
+    """The folder's grouping: comparisons and -join/-split/-replace lowest, then -bxor/-band/-bor,
+    + -, * / %, -f, `..`, the comma, the unary operators; all left to right."""
+    dob = importlib.import_module("threatscope.powershell.deobfuscate")
+    toks = code_tokens(expr)
+    folder = dob._Folder(toks, dict(dob._AUTO_VARS), dob._Ctx(10_000, dob.MAX_BYTES), set())
+    assert folder.pipeline(0) == (value, len(toks))
+
+
+@pytest.mark.parametrize("script", [
+    "($x) ('a') (1, 2, 3) ($a -eq 'b') (- - 5) ($x; $y) ('W`rite') (\"a$x\") ('Write-' + 'Host')",
+    "$a = 'x'; ($a -ne $b -and 'c') (`$x) ([char]97) ('{0}' -f 'b') (-join ('c', 'd'))",
+    "(" * 70 + "$x" + ")" * 70, "(" + "- " * 130 + "1)", "(" + ",".join(["1"] * 5000) + ")",
+])
+def test_fold_passes_over_no_rewrite_only(monkeypatch, script):
+    """The parentheses _fold does not evaluate (_inert) are ones it would not have rewritten."""
+    dob = importlib.import_module("threatscope.powershell.deobfuscate")
+    fast = deobfuscate(script, budget_ms=10_000).to_dict()
+    monkeypatch.setattr(dob, "_inert", lambda *_: False)
+    assert deobfuscate(script, budget_ms=10_000).to_dict() == fast
 
 
 def test_unknown_calls_stay_as_written():

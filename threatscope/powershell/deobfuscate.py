@@ -21,6 +21,7 @@ import re
 import time
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ..native import native
@@ -32,6 +33,8 @@ MAX_BYTES = 4 * 1024 * 1024  # input (and any decoded layer) beyond this is cut 
 MAX_LAYERS = 64
 MAX_VALUE = 8 * 1024 * 1024  # the largest string/array the folder builds (caps '*', ranges, inflation)
 MAX_DEPTH = 120  # parser recursion: ~60 nested parentheses, well inside Python's stack
+_AFFORD_MIN = 100_000  # characters: shorter work needs no clock read before it starts
+TICKS = 32  # steps between clock reads: a read is ~50 ns; a step can cost far more on big tokens
 
 
 @dataclass
@@ -87,16 +90,20 @@ class _Ctx:
 
     def tick(self, n: int = 1) -> None:
         self.ticks += n
-        if self.ticks >= 32:  # a clock read is ~50 ns; a step can cost far more on big tokens
-            self.ticks = 0
-            if time.perf_counter() > self.deadline:
-                self.reason = self.reason or "time budget"  # the first cause is the telling one
-                raise _Stop
+        if self.ticks >= TICKS:
+            self.check()
+
+    def check(self) -> None:
+        """Read the clock (every TICKS steps): stop past the deadline."""
+        self.ticks = 0
+        if time.perf_counter() > self.deadline:
+            self.reason = self.reason or "time budget"  # the first cause is the telling one
+            raise _Stop
 
     def afford(self, chars: int) -> None:
         """Stop (time budget) when work over *chars* characters, at ~20 ns each (decoding,
         unescaping: single C calls the clock cannot interrupt), would end past the deadline."""
-        if chars > 100_000 and time.perf_counter() + chars * 20e-9 > self.deadline:
+        if chars > _AFFORD_MIN and time.perf_counter() + chars * 20e-9 > self.deadline:
             self.reason = self.reason or "time budget"
             raise _Stop
 
@@ -212,8 +219,8 @@ def _as_list(v: Any) -> list[Any]:
 def _known(v: Any) -> bool:
     if v is UNKNOWN:
         return False
-    if isinstance(v, list):
-        return all(_known(x) for x in v)
+    if isinstance(v, list):  # `in` runs at C speed, and nothing but UNKNOWN equals UNKNOWN
+        return UNKNOWN not in v and all(_known(x) for x in v if isinstance(x, list))
     return True
 
 
@@ -290,60 +297,112 @@ def _bracket_table(toks: list[Token]) -> list[int]:
     return close
 
 
+_CMP = frozenset({
+    "-join", "-split", "-csplit", "-isplit", "-replace", "-creplace", "-ireplace", "-eq", "-ne",
+    "-ceq", "-cne", "-ieq", "-ine", "-like", "-notlike", "-match", "-notmatch",
+})
+# The binary operators by precedence (higher binds tighter), all left-associative; `..`, the
+# comma and the unary operators bind tighter still.
+_PREC: dict[str, int] = {
+    **dict.fromkeys(_CMP, 1), "-bxor": 2, "-band": 2, "-bor": 2, "+": 3, "-": 3, "*": 4, "/": 4, "%": 4, "-f": 5,
+}
+_PLAIN_OPS = frozenset(_PREC) | {"..", "::", "=", "!"}  # as normalised: lower case, ASCII dash
+_DASHES = "\u2013\u2014\u2015"
+_LITERALS = frozenset({"string", "number", "variable", "herestring"})
+# after a type, what makes it a value rather than a cast: `[int])`, `[int] + 1`, `[int].Name`...
+_NO_CAST = frozenset({"eof", "rparen", "semicolon", "newline", "pipe", "comma", "operator", "dot", "rbrace"})
+_PAD = 8  # the folder looks a few tokens past where it stands: past the end it reads "eof" and ""
+_EOF = Token("eof", "", -1)
+# The same names recur within and across texts (85% of _fold's word checks hit): the functions of
+# a name below are cached, for names of up to _SHORT characters; a longer one (rare) would hold
+# memory, so it goes to the function itself (f.__wrapped__).
+_SHORT = 64
+
+
+def _norm_op(s: str) -> str:
+    """An operator lower-cased, with a dash of any kind normalised to '-'."""
+    if s in _PLAIN_OPS:  # the common case
+        return s
+    s = s.lower()
+    return "-" + s[1:] if s[:1] in _DASHES else s
+
+
+@lru_cache(maxsize=4096)
+def _variable(text: str) -> str:
+    """The name of the variable token whose text is *text*."""
+    return variable_name(Token("variable", text, 0))
+
+
+@lru_cache(maxsize=4096)
+def _iex_name(text: str) -> bool:
+    """Whether the word token whose text is *text* names Invoke-Expression."""
+    return word_value(Token("word", text, 0)).lower() in _IEX_NAMES
+
+
+@lru_cache(maxsize=4096)
+def _type_name(text: str) -> str:
+    """The name of the type token whose text is *text*: lower case, without spaces or `System.`."""
+    s = word_value(Token("type", text, 0)).strip()[1:-1].strip().lower().replace(" ", "")
+    return s[7:] if s.startswith("system.") else s
+
+
+class _Tables:
+    """What the folders over one token list share: the tokens padded with "eof" ones (the folder
+    reads a few tokens past where it stands, with no bounds check), and the bracket table, built
+    when first needed."""
+
+    __slots__ = ("toks", "padded", "close")
+
+    def __init__(self, toks: list[Token]) -> None:
+        self.toks = toks
+        self.padded = toks + [_EOF] * _PAD
+        self.close: list[int] | None = None
+
+
 class _Folder:
     """A constant folder over a token list: computes pure expressions, UNKNOWN for anything else."""
 
     def __init__(self, toks: list[Token], env: dict[str, Any], ctx: _Ctx, techniques: set[str],
-                 closes: list[list[int] | None] | None = None) -> None:
-        self.t = toks
+                 tables: _Tables | None = None) -> None:
         self.n = len(toks)
         self.env = env
         self.ctx = ctx
         self.tech = techniques
         self.depth = 0
-        # [bracket table or None], shared by the folders over the same token list
-        self._closes = closes if closes is not None else [None]
-        self._close: list[int] | None = self._closes[0]
+        self.tables = tables if tables is not None else _Tables(toks)
+        self.t = self.tables.padded
 
     # -- helpers ---------------------------------------------------------------------------------
-    def kind(self, i: int) -> str:
-        return self.t[i][0] if i < self.n else "eof"
+    def op(self, i: int) -> str:
+        """The operator at i, normalised ("" when token i is no operator)."""
+        tok = self.t[i]
+        return _norm_op(tok[1]) if tok[0] == "operator" else ""
 
     def text(self, i: int) -> str:
-        return self.t[i].text if i < self.n else ""
-
-    def op(self, i: int) -> str:
-        """The lower-cased operator at i, with a dash of any kind normalised to '-'."""
-        if i >= self.n:
-            return ""
-        kind, s, _ = self.t[i]
-        if kind != "operator":
-            return ""
-        s = s.lower()
-        return "-" + s[1:] if s[:1] in "\u2013\u2014\u2015" else s
+        return self.t[i][1]
 
     def adjacent(self, i: int) -> bool:
         """True when token i starts right where token i-1 ends (no space: a method call, an index)."""
         return 0 < i < self.n and self.t[i - 1].start + len(self.t[i - 1].text) == self.t[i].start
 
-    def _enter(self) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            self.ctx.reason = "depth cap"
-            raise _Stop
-        self.ctx.tick()
+    def typename(self, i: int) -> str:
+        text = self.t[i][1]
+        return _type_name(text) if len(text) <= _SHORT else _type_name.__wrapped__(text)
+
+    def variable(self, i: int) -> str:
+        text = self.t[i][1]
+        return _variable(text) if len(text) <= _SHORT else _variable.__wrapped__(text)
+
+    def names_iex(self, i: int) -> bool:
+        """Whether the word at i is Invoke-Expression."""
+        text = self.t[i][1]
+        return _iex_name(text) if len(text) <= _SHORT else _iex_name.__wrapped__(text)
+
+    def _too_deep(self) -> None:
+        self.ctx.reason = "depth cap"
+        raise _Stop
 
     # -- grammar (lowest precedence first) -------------------------------------------------------
-    def pipeline(self, i: int) -> tuple[Any, int]:
-        v, i = self.expr(i)
-        while self.kind(i) == "pipe":
-            name = word_value(self.t[i + 1]).lower() if self.kind(i + 1) == "word" else self.text(i + 1)
-            if name in ("%", "foreach", "foreach-object") and self.kind(i + 2) == "lbrace":
-                v, i = self.foreach(v, i + 2)
-            else:
-                return v, i
-        return v, i
-
     def foreach(self, v: Any, i: int) -> tuple[Any, int]:
         end = self.match_close(i)
         out: list[Any] = []
@@ -352,7 +411,7 @@ class _Folder:
         for item in items:
             self.ctx.tick()
             self.env["_"] = item
-            r, j = self.expr(i + 1)
+            r, j = self.pipeline(i + 1, pipes=False)
             if j != end or not _known(r):
                 out = [UNKNOWN]
                 break
@@ -362,142 +421,152 @@ class _Folder:
 
     def match_close(self, i: int) -> int:
         """Index of the bracket closing the one at i (or n); one linear pass builds the whole table."""
-        if self._close is None:
-            self._close = self._closes[0] = _bracket_table(self.t)
-        return self._close[i] if i < self.n else self.n
+        close = self.tables.close
+        if close is None:
+            close = self.tables.close = _bracket_table(self.tables.toks)
+        return close[i] if i < self.n else self.n
 
-    _CMP = frozenset({
-        "-join", "-split", "-csplit", "-isplit", "-replace", "-creplace", "-ireplace", "-eq", "-ne",
-        "-ceq", "-cne", "-ieq", "-ine", "-like", "-notlike", "-match", "-notmatch",
-    })
-
-    def expr(self, i: int) -> tuple[Any, int]:
-        self._enter()
+    def pipeline(self, i: int, pipes: bool = True) -> tuple[Any, int]:
+        """An expression, then (with *pipes*) the `| % {...}` after it: the one command that folds."""
+        # the depth cap, and ctx.tick() (inlined: these are the folder's most frequent calls)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self._too_deep()
+        ctx = self.ctx
+        ctx.ticks += 1
+        if ctx.ticks >= TICKS:
+            ctx.check()
         try:
-            v, i = self.bitwise(i)
-            while (o := self.op(i)) in self._CMP:
-                r, i = self.bitwise(i + 1)
-                v = self.binary(o, v, r)
-            return v, i
+            v, i = self.binop(i, 1)
         finally:
             self.depth -= 1
+        t = self.t
+        while pipes and t[i][0] == "pipe":
+            name = word_value(t[i + 1]).lower() if t[i + 1][0] == "word" else self.text(i + 1)
+            if name in ("%", "foreach", "foreach-object") and t[i + 2][0] == "lbrace":
+                v, i = self.foreach(v, i + 2)
+            else:
+                return v, i
+        return v, i
 
-    def bitwise(self, i: int) -> tuple[Any, int]:
-        v, i = self.additive(i)
-        while (o := self.op(i)) in ("-bxor", "-band", "-bor"):
-            r, i = self.additive(i + 1)
+    def binop(self, i: int, floor: int) -> tuple[Any, int]:
+        """Operands joined by the binary operators of precedence *floor* or more, left to right:
+        precedence climbing, one frame a level in use instead of a function a level."""
+        t = self.t
+        k = t[i][0]
+        if k == "comma":
+            v, i = self.comma(i)
+        else:  # comma() inlined (the operand, then the list it may start)
+            nk = t[i + 1][0]
+            if (k in _LITERALS and nk != "lbracket" and nk != "dot" and self.depth < MAX_DEPTH
+                    and not (nk == "operator" and _norm_op(t[i + 1][1]) == "::")):
+                v, i = self.primary(i)  # no index or member follows: what unary() would give
+            else:
+                v, i = self.unary(i)
+            if t[i][0] == "comma":
+                v, i = self.items(v, i)
+        if t[i][0] != "operator":
+            return v, i
+        o = _norm_op(t[i][1])
+        if o == "..":  # `..` binds tighter than them all, and does not chain
+            v, i = self.range_(v, i + 1)
+            if t[i][0] != "operator":
+                return v, i
+            o = _norm_op(t[i][1])
+        while (p := _PREC.get(o, 0)) >= floor:
+            r, i = self.binop(i + 1, p + 1)
             v = self.binary(o, v, r)
+            if t[i][0] != "operator":
+                break
+            o = _norm_op(t[i][1])
         return v, i
 
-    def additive(self, i: int) -> tuple[Any, int]:
-        v, i = self.multiplicative(i)
-        while (o := self.op(i)) in ("+", "-"):
-            r, i = self.multiplicative(i + 1)
-            v = self.binary(o, v, r)
-        return v, i
-
-    def multiplicative(self, i: int) -> tuple[Any, int]:
-        v, i = self.fmt(i)
-        while (o := self.op(i)) in ("*", "/", "%"):
-            r, i = self.fmt(i + 1)
-            v = self.binary(o, v, r)
-        return v, i
-
-    def fmt(self, i: int) -> tuple[Any, int]:
-        v, i = self.range_(i)
-        while self.op(i) == "-f":
-            r, i = self.range_(i + 1)
-            v = self.binary("-f", v, r)
-        return v, i
-
-    def range_(self, i: int) -> tuple[Any, int]:
-        v, i = self.comma(i)
-        if self.op(i) == "..":
-            r, i = self.comma(i + 1)
-            a, b = _to_int(v), _to_int(r)
-            if a is None or b is None:
-                return UNKNOWN, i
-            self.ctx.size(abs(b - a))
-            v = list(range(a, b + 1)) if a <= b else list(range(a, b - 1, -1))
-        return v, i
+    def range_(self, v: Any, i: int) -> tuple[Any, int]:
+        """`v..` and the bound at i."""
+        r, i = self.comma(i)
+        a, b = _to_int(v), _to_int(r)
+        if a is None or b is None:
+            return UNKNOWN, i
+        self.ctx.size(abs(b - a))
+        return (list(range(a, b + 1)) if a <= b else list(range(a, b - 1, -1))), i
 
     def comma(self, i: int) -> tuple[Any, int]:
-        if self.kind(i) == "comma":  # unary comma: a one-element array
+        if self.t[i][0] == "comma":  # unary comma: a one-element array
             v, i = self.unary(i + 1)
             return [v], i
         v, i = self.unary(i)
-        if self.kind(i) != "comma":
-            return v, i
+        return self.items(v, i) if self.t[i][0] == "comma" else (v, i)
+
+    def items(self, v: Any, i: int) -> tuple[list[Any], int]:
+        """The list that *v* starts, the comma at i."""
+        t = self.t
         items = [v]
-        while self.kind(i) == "comma":
+        while t[i][0] == "comma":
             self.ctx.tick()
             v, i = self.unary(i + 1)
             items.append(v)
         return items, i
 
     def unary(self, i: int) -> tuple[Any, int]:
-        self._enter()
+        """Prefix operators and casts, then a primary and its chain of indexes and members."""
+        self.depth += 1  # no tick: what repeats ticks (pipeline, binary, member, comma lists)
+        if self.depth > MAX_DEPTH:
+            self._too_deep()
         try:
-            o = self.op(i)
-            if o in ("-join", "-split"):
-                v, j = self.unary(i + 1)
-                return self.binary(o, v, "" if o == "-join" else None), j
-            if o == "-":
-                v, j = self.unary(i + 1)
-                return (-v if isinstance(v, int | float) and not isinstance(v, bool) else UNKNOWN), j
-            if o in ("!", "-not"):
-                v, j = self.unary(i + 1)
-                return UNKNOWN, j
-            if self.kind(i) == "type" and self.op(i + 1) != "::" and self.kind(i + 1) not in ("eof", "rparen", "semicolon", "newline", "pipe", "comma", "operator", "dot", "rbrace"):
+            t = self.t
+            k = t[i][0]
+            if k == "operator":
+                o = _norm_op(t[i][1])
+                if o in ("-join", "-split"):
+                    v, j = self.unary(i + 1)
+                    return self.binary(o, v, "" if o == "-join" else None), j
+                if o == "-":
+                    v, j = self.unary(i + 1)
+                    return (-v if isinstance(v, int | float) and not isinstance(v, bool) else UNKNOWN), j
+                if o in ("!", "-not"):
+                    v, j = self.unary(i + 1)
+                    return UNKNOWN, j
+            elif k == "type" and self.op(i + 1) != "::" and t[i + 1][0] not in _NO_CAST:
                 v, j = self.unary(i + 1)
                 return self.cast(self.typename(i), v), j
-            return self.postfix(i)
+            v, i = self.primary(i)
+            while True:
+                k = t[i][0]
+                if k == "lbracket" and self.adjacent(i):
+                    idx, j = self.pipeline(i + 1)
+                    if t[j][0] != "rbracket":
+                        return UNKNOWN, j
+                    v, i = self.index(v, idx), j + 1
+                elif k == "dot" or (k == "operator" and _norm_op(t[i][1]) == "::"):
+                    static = k != "dot"
+                    j = i + 1
+                    nk = t[j][0]
+                    if nk == "word":
+                        name, j = word_value(t[j]), j + 1
+                        if "." in name.strip("."):  # `A.B.C(x)` is one word token: walk the chain
+                            *heads, name = name.split(".")
+                            for h in heads:
+                                v = self.member(v, h.lower(), None, static)
+                                static = False
+                    elif nk == "string":
+                        name, j = string_value(t[j]), j + 1
+                    elif nk in ("lparen", "variable"):
+                        nv, j = self.primary(j)
+                        name = _to_str(nv) if isinstance(nv, str) else ""
+                        if name:
+                            self.tech.add("member-string")
+                    else:
+                        return UNKNOWN, j
+                    if not name:
+                        return UNKNOWN, j
+                    args: list[Any] | None = None
+                    if t[j][0] == "lparen" and self.adjacent(j):
+                        args, j = self.arglist(j)
+                    v, i = self.member(v, name.lower(), args, static), j
+                else:
+                    return v, i
         finally:
             self.depth -= 1
-
-    def typename(self, i: int) -> str:
-        s = word_value(self.t[i]).strip()[1:-1].strip().lower().replace(" ", "")
-        return s[7:] if s.startswith("system.") else s
-
-    def postfix(self, i: int) -> tuple[Any, int]:
-        v, i = self.primary(i)
-        while i < self.n:
-            self.ctx.tick()
-            k = self.kind(i)
-            if k == "lbracket" and self.adjacent(i):
-                idx, j = self.pipeline(i + 1)
-                if self.kind(j) != "rbracket":
-                    return UNKNOWN, j
-                v, i = self.index(v, idx), j + 1
-            elif k == "dot" or self.op(i) == "::":
-                static = k != "dot"
-                j = i + 1
-                nk = self.kind(j)
-                if nk == "word":
-                    name, j = word_value(self.t[j]), j + 1
-                    if "." in name.strip("."):  # `A.B.C(x)` is one word token: walk the chain
-                        *heads, name = name.split(".")
-                        for h in heads:
-                            v = self.member(v, h.lower(), None, static)
-                            static = False
-                elif nk == "string":
-                    name, j = string_value(self.t[j]), j + 1
-                elif nk in ("lparen", "variable"):
-                    nv, j = self.primary(j)
-                    name = _to_str(nv) if isinstance(nv, str) else ""
-                    if name:
-                        self.tech.add("member-string")
-                else:
-                    return UNKNOWN, j
-                if not name:
-                    return UNKNOWN, j
-                args: list[Any] | None = None
-                if self.kind(j) == "lparen" and self.adjacent(j):
-                    args, j = self.arglist(j)
-                v, i = self.member(v, name.lower(), args, static), j
-            else:
-                break
-        return v, i
 
     def arglist(self, i: int) -> tuple[list[Any], int]:
         end = self.match_close(i)
@@ -506,62 +575,37 @@ class _Folder:
         v, j = self.pipeline(i + 1)
         if j != end:
             return [UNKNOWN], end + 1
-        if isinstance(v, list) and self.kind(i + 1) != "comma" and self._top_comma(i + 1, end):
+        if isinstance(v, list) and self.t[i + 1][0] != "comma" and self._top_comma(i + 1, end):
             return v, end + 1
         return [v], end + 1
 
     def _top_comma(self, i: int, end: int) -> bool:
         depth = 0
+        t = self.t
         for j in range(i, end):
-            k = self.t[j].kind
-            if k in ("lparen", "lbrace", "subexpr", "arrayexpr", "hashtable", "lbracket"):
+            k = t[j][0]
+            if k in _OPEN:
                 depth += 1
-            elif k in ("rparen", "rbrace", "rbracket"):
+            elif k in _CLOSE:
                 depth -= 1
             elif k == "comma" and depth == 0:
                 return True
         return False
 
     def primary(self, i: int) -> tuple[Any, int]:
-        k = self.kind(i)
-        if k == "string":
-            tok = self.t[i]
-            self.ctx.afford(len(tok.text))
-            s = string_value(tok)
-            if tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
-                s2 = self.interpolate(s)
-                return s2, i + 1
-            if "`" in tok.text and tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and _IDLE_BACKTICK.search(tok.text):
-                self.tech.add("backticks")  # `t and `n are escapes; `W is there to break signatures
-            return s, i + 1
-        if k == "herestring":
-            self.ctx.afford(len(self.t[i].text))
-            s = string_value(self.t[i])
-            if self.t[i].text[1:2] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
-                return self.interpolate(s), i + 1
-            return s, i + 1
-        if k == "number":
-            return self.number(self.t[i].text), i + 1
-        if k == "variable":
-            name = variable_name(self.t[i])
-            if "`" in self.t[i].text:
-                self.tech.add("backticks")
-            if name in self.env:
-                return self.env[name], i + 1
-            if name.startswith(("global:", "script:", "local:")) and name.split(":", 1)[1] in self.env:
-                return self.env[name.split(":", 1)[1]], i + 1
-            return UNKNOWN, i + 1
+        k = self.t[i][0]
+        # the kinds by how often they come, most first
         if k in ("lparen", "subexpr", "arrayexpr"):
             end = self.match_close(i)
-            if self.kind(i + 1) == "word":
+            if self.t[i + 1][0] == "word":
                 v, j = self.command(i + 1, end)
             elif end == i + 1:
                 v, j = ([] if k == "arrayexpr" else None), end
             else:
                 v, j = self.pipeline(i + 1)
                 if k != "lparen":  # statements in $( ) / @( ): the value of the last one
-                    while self.kind(j) in ("semicolon", "newline") and j < end:
-                        if self.kind(j + 1) in ("rparen",):
+                    while self.t[j][0] in ("semicolon", "newline") and j < end:
+                        if self.t[j + 1][0] == "rparen":
                             j += 1
                             break
                         v, j = self.pipeline(j + 1)
@@ -570,22 +614,53 @@ class _Folder:
             if k == "arrayexpr" and _known(v) and not isinstance(v, list):
                 v = list(v) if isinstance(v, bytes) else [v]
             return v, end + 1
+        if k == "variable":
+            tok = self.t[i]
+            name = self.variable(i)
+            if "`" in tok.text:
+                self.tech.add("backticks")
+            if name in self.env:
+                return self.env[name], i + 1
+            if name.startswith(("global:", "script:", "local:")) and name.split(":", 1)[1] in self.env:
+                return self.env[name.split(":", 1)[1]], i + 1
+            return UNKNOWN, i + 1
+        if k == "number":
+            return self.number(self.t[i].text), i + 1
+        if k == "string":
+            tok = self.t[i]
+            if len(tok.text) > _AFFORD_MIN:
+                self.ctx.afford(len(tok.text))
+            s = string_value(tok)
+            if tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
+                s2 = self.interpolate(s)
+                return s2, i + 1
+            if "`" in tok.text and tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and _IDLE_BACKTICK.search(tok.text):
+                self.tech.add("backticks")  # `t and `n are escapes; `W is there to break signatures
+            return s, i + 1
         if k == "type":
             return _Obj("type", self.typename(i)), i + 1
         if k == "word":
             return self.command(i, self.n)
+        if k == "herestring":
+            self.ctx.afford(len(self.t[i].text))
+            s = string_value(self.t[i])
+            if self.t[i].text[1:2] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
+                return self.interpolate(s), i + 1
+            return s, i + 1
         return UNKNOWN, i + 1
 
     def number(self, s: str) -> Any:
-        t = s.lower().rstrip("ld")
-        mult = 1
-        for suf, m in (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("tb", 1 << 40), ("pb", 1 << 50)):
-            if t.endswith(suf):
-                t, mult = t[:-2], m
         try:
+            if s.isdecimal():  # the common case, no suffix (isdecimal is what `\d+` matches)
+                return int(s)
+            t = s.lower().rstrip("ld")
+            mult = 1
+            for suf, m in (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("tb", 1 << 40), ("pb", 1 << 50)):
+                if t.endswith(suf):
+                    t, mult = t[:-2], m
             if t.startswith("0x"):
                 return int(t, 16) * mult
-            return int(t) * mult if re.fullmatch(r"\d+", t) else float(t) * mult
+            return int(t) * mult if t.isdecimal() else float(t) * mult
         except ValueError:
             return UNKNOWN
 
@@ -613,29 +688,29 @@ class _Folder:
         name = word_value(self.t[i]).lower()
         if name in ("new-object",):
             j = i + 1
-            if self.kind(j) == "parameter" and self.text(j).lower().startswith("-t"):
+            if self.t[j][0] == "parameter" and self.text(j).lower().startswith("-t"):
                 j += 1
-            if self.kind(j) != "word":
+            if self.t[j][0] != "word":
                 return UNKNOWN, end
             tname = word_value(self.t[j]).lower()
             tname = tname[7:] if tname.startswith("system.") else tname
             j += 1
             args: list[Any] = []
-            if self.kind(j) == "parameter" and self.text(j).lower().startswith("-a"):
+            if self.t[j][0] == "parameter" and self.text(j).lower().startswith("-a"):
                 j += 1
-            if j < end and self.kind(j) not in ("rparen", "semicolon", "pipe"):
-                if self.kind(j) == "lparen":
+            if j < end and self.t[j][0] not in ("rparen", "semicolon", "pipe"):
+                if self.t[j][0] == "lparen":
                     args, j = self.arglist(j)
                 else:
-                    v, j = self.expr(j)
+                    v, j = self.pipeline(j, pipes=False)
                     args = v if isinstance(v, list) else [v]
             return self.construct(tname, args), j
         if name in ("get-variable", "gv", "variable", "get-item", "gi", "ls", "dir", "gci", "get-childitem", "childitem", "item"):
             j = i + 1
-            if self.kind(j) == "parameter":
+            if self.t[j][0] == "parameter":
                 j += 1
-            if self.kind(j) in ("string", "word"):
-                pat = string_value(self.t[j]) if self.kind(j) == "string" else word_value(self.t[j])
+            if self.t[j][0] in ("string", "word"):
+                pat = string_value(self.t[j]) if self.t[j][0] == "string" else word_value(self.t[j])
                 if pat.lower().startswith("variable:"):
                     pat = pat[9:].lstrip("/\\")
                 hit = _match_variable(pat)
@@ -853,7 +928,7 @@ class _Folder:
 
     def member(self, v: Any, name: str, args: list[Any] | None, static: bool) -> Any:
         self.ctx.tick()
-        if args is not None and not all(_known(a) for a in args):
+        if v is UNKNOWN or (args is not None and not _known(args)):  # (the usual case first)
             return UNKNOWN
         if static and isinstance(v, _Obj) and v.kind == "type":
             return self.static(v.data, name, args)
@@ -1388,17 +1463,14 @@ def _stdin(text: str, ps_at: int, env: dict[str, Any]) -> tuple[str, str] | None
 # -- invoke sites ---------------------------------------------------------------------------------
 
 _STMT_START = frozenset({"semicolon", "newline", "lbrace", "lparen", "pipe", "subexpr", "amp"})
+_STEP_KINDS = frozenset({"variable", "type", "word", "amp", "dot", "lparen", "string"})  # what it acts on
 
 
 def _callee_is_iex(f: _Folder, i: int) -> tuple[bool, int]:
     """At token i after '&' or '.': does the callee evaluate to Invoke-Expression? (is_iex, next)."""
-    if f.kind(i) == "word":
-        name = word_value(f.t[i]).lower()
-        return name in _IEX_NAMES, i + 1
-    try:
-        v, j = f.unary(i)
-    except _Stop:
-        raise
+    if f.t[i][0] == "word":
+        return f.names_iex(i), i + 1
+    v, j = f.unary(i)
     if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
         v = "".join(v)
     return isinstance(v, str) and v.lower() in _IEX_NAMES, j
@@ -1406,11 +1478,12 @@ def _callee_is_iex(f: _Folder, i: int) -> tuple[bool, int]:
 
 def _statement_start(f: _Folder, p: int) -> int:
     depth = 0
+    t = f.t
     for j in range(p - 1, -1, -1):
-        k = f.t[j].kind
-        if k in ("rparen", "rbrace", "rbracket"):
+        k = t[j][0]
+        if k in _CLOSE:
             depth += 1
-        elif k in ("lparen", "lbrace", "subexpr", "arrayexpr", "hashtable", "lbracket"):
+        elif k in _OPEN:
             if depth == 0:
                 return j + 1
             depth -= 1
@@ -1420,49 +1493,60 @@ def _statement_start(f: _Folder, p: int) -> int:
 
 
 def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx,
-                 closes: list[list[int] | None] | None = None) -> tuple[set[str], str] | None:
+                 tables: _Tables | None = None) -> tuple[set[str], str] | None:
     """Find the first Invoke-Expression whose argument folds to a string: (techniques, that string)."""
     tech: set[str] = set()
-    f = _Folder(toks, env, ctx, tech, closes)
+    f = _Folder(toks, env, ctx, tech, tables)
+    t = f.t
     n = len(toks)
-    i = 0
+    i = steps = 0
     while i < n:
-        ctx.tick()
+        steps += 1  # ctx.tick() a token, counted here: this loop is hot
+        if steps >= TICKS:
+            steps = 0
+            ctx.check()
+        k = t[i][0]
+        if k not in _STEP_KINDS:
+            i += 1
+            continue
         tok = toks[i]
-        k = tok.kind
-        prev = toks[i - 1].kind if i else "semicolon"
-        at_start = prev in _STMT_START or (prev == "operator" and f.op(i - 1) == "=")
+        prev = t[i - 1][0] if i else "semicolon"
+        # (an operator is '=' exactly when its text is: nothing else lower-cases to it)
+        at_start = prev in _STMT_START or (prev == "operator" and t[i - 1][1] == "=")
+        if not at_start and k != "type":  # the steps act at a statement's start (and on types)
+            i += 1
+            continue
         iex_here = False
         after = i + 1
-        if k == "variable" and at_start and f.op(i + 1) == "=":
-            name = variable_name(tok)
+        if k == "variable" and t[i + 1][1] == "=" and t[i + 1][0] == "operator":
+            name = f.variable(i)
             f.tech = set()
             v, j = f.pipeline(i + 2)
             f.tech = tech
-            if _known(v) and f.kind(j) in ("semicolon", "newline", "eof", "rbrace", "rparen"):
+            if _known(v) and t[j][0] in ("semicolon", "newline", "eof", "rbrace", "rparen"):
                 env[name] = v
             else:
                 env.pop(name, None)
             i = max(j, i + 1)
             continue
-        if k == "type" and f.typename(i) == "array" and f.op(i + 1) == "::" and f.kind(i + 2) == "word" and word_value(toks[i + 2]).lower() == "reverse" and f.kind(i + 4) == "variable":
+        if k == "type" and f.op(i + 1) == "::" and t[i + 2][0] == "word" and t[i + 4][0] == "variable" and word_value(toks[i + 2]).lower() == "reverse" and f.typename(i) == "array":
             name = variable_name(toks[i + 4])
             if isinstance(env.get(name), list):
                 env[name] = list(reversed(env[name]))
                 tech.add("reverse")
             i += 5
             continue
-        if k == "word" and word_value(tok).lower() in _IEX_NAMES and (at_start or prev == "pipe"):
+        if k == "word" and f.names_iex(i):
             iex_here, after = True, i + 1
             if word_value(tok) not in ("iex", "Invoke-Expression", "IEX"):
                 tech.add("backticks" if "`" in tok.text else "case")
-        elif k in ("amp", "dot") and at_start:
+        elif k in ("amp", "dot"):
             is_iex, after = _callee_is_iex(f, i + 1)
             if is_iex:
                 iex_here = True
                 tech.add("iex-alias")
         if iex_here:
-            if f.kind(after) == "parameter" and f.text(after).lower().startswith("-c"):
+            if t[after][0] == "parameter" and f.text(after).lower().startswith("-c"):
                 after += 1
             if prev == "pipe":
                 s = _statement_start(f, i - 1)
@@ -1470,29 +1554,24 @@ def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx,
                 if j == i - 1 and isinstance(v, str):
                     tech.add("iex")
                     return tech, v
-            elif f.kind(after) not in ("eof", "semicolon", "newline", "pipe", "rbrace", "rparen"):
+            elif t[after][0] not in ("eof", "semicolon", "newline", "pipe", "rbrace", "rparen"):
                 v, j = f.pipeline(after)
                 if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
                     v = "".join(v)
                 if isinstance(v, str):
                     tech.add("iex")
                     return tech, v
-            elif after < n and f.kind(after) == "pipe":
-                pass
             i = after
             continue
         # `<expr>.Invoke()` on a script block made from a string
         if k in ("type", "lparen", "variable", "string") and at_start:
-            try:
-                v, j = f.pipeline(i)
-            except _Stop:
-                raise
+            v, j = f.pipeline(i)
             if isinstance(v, _Obj) and v.kind == "invoke":
                 tech.add("iex")
                 return tech, v.data
-            if isinstance(v, str) and f.kind(j) == "pipe" and j + 1 < n:
-                nk = f.kind(j + 1)
-                if nk == "word" and word_value(toks[j + 1]).lower() in _IEX_NAMES:
+            if isinstance(v, str) and t[j][0] == "pipe" and j + 1 < n:
+                nk = t[j + 1][0]
+                if nk == "word" and f.names_iex(j + 1):
                     tech.add("iex")
                     if word_value(toks[j + 1]) not in ("iex", "IEX", "Invoke-Expression"):
                         tech.add("backticks" if "`" in toks[j + 1].text else "case")
@@ -1548,26 +1627,67 @@ def _random_case(word: str) -> bool:
     return len(signals) >= 2 or (len(signals) == 1 and _LOWER_RUN.search(word) is None)
 
 
+@lru_cache(maxsize=4096)
+def _odd_word(word: str) -> bool:
+    """A word _fold rewrites: one with a backtick that escapes nothing, or in random case."""
+    return ("`" in word and _IDLE_BACKTICK.search(word) is not None) or _random_case(word)
+
+
+# What a parenthesis may hold and still be no rewrite: literals, variables, separators and the
+# operators that record no technique and cap no size (a backtick in a name or a string is one).
+_INERT_KINDS = frozenset({"number", "comma", "newline", "semicolon"})
+_INERT_OPS = frozenset({
+    "-eq", "-ne", "-ceq", "-cne", "-ieq", "-ine", "-like", "-notlike", "-match", "-notmatch",
+    "-gt", "-lt", "-ge", "-le", "-and", "-or", "-not", "!", "-", "=",
+})
+_CHUNK = 4096  # the most tokens _inert goes through (it reads no clock)
+
+
+def _inert(toks: list[Token], i: int, end: int) -> bool:
+    """Whether the parenthesis from i to end holds only the above: then its value cannot be
+    rewritten (that takes a technique recorded), and evaluating it cannot stop on a size cap or
+    on the depth cap (each operator nests one level at most: `- - -x`), so _fold passes over it.
+    A long one is left to the folder, whose clock checks bound it (the scan has none)."""
+    if end - i > _CHUNK:
+        return False
+    ops = 0
+    for j in range(i + 1, end):
+        k, s, _ = toks[j]
+        if k in _INERT_KINDS:
+            continue
+        if k == "variable" or k == "string":
+            if "`" in s:
+                return False
+        elif k == "operator" and _norm_op(s) in _INERT_OPS:
+            ops += 1
+        else:
+            return False
+    return ops < MAX_DEPTH - 2
+
+
 def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx,
-          closes: list[list[int] | None] | None = None) -> tuple[set[str], str]:
+          tables: _Tables | None = None) -> tuple[set[str], str]:
     """Rewrite what folds in place: ``("Down"+"load")`` -> ``'Download'``, ``I`E`X`` -> ``IEX``."""
     tech: set[str] = set()
-    f = _Folder(sig, dict(env), ctx, tech, closes)
+    f = _Folder(sig, dict(env), ctx, tech, tables)
     edits: list[tuple[int, int, str]] = []
     cased: set[str] = set()
     n = len(sig)
-    i = 0
-    prev = -1
-    for x in _fold_visit(sig):
-        if x < i:  # inside a parenthesis that folded
+    done = prev = 0  # done: where the last parenthesis that folded ends
+    for i in _fold_visit(sig):
+        if i < done:
             continue
-        ctx.tick(x - prev)
-        prev = i = x
-        t = sig[i]
-        if t.kind == "lparen":
+        ctx.ticks += i - prev  # ctx.tick(), inlined: a step a token
+        if ctx.ticks >= TICKS:
+            ctx.check()
+        prev = i
+        kind, word, start = sig[i]
+        if kind == "lparen":
+            end = f.match_close(i)
+            if _inert(sig, i, end):
+                continue
             local: set[str] = set()
             f.tech = local
-            end = f.match_close(i)
             try:
                 v, j = f.primary(i)
             except _Stop:
@@ -1577,19 +1697,17 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx,
                     local.add("member-string")
                 tech.update(local)
                 # the parentheses stay: they may be an argument list or a member name
-                edits.append((t.start, sig[end].start + 1, "('" + v.replace("'", "''") + "')"))
-                i = end + 1
-                continue
-        elif t.kind in ("word", "type") and (_IDLE_BACKTICK.search(t.text) or _random_case(t.text)):
-            new = word_value(t)
-            if new != t.text:
+                edits.append((start, sig[end].start + 1, "('" + v.replace("'", "''") + "')"))
+                done = end + 1
+        elif _odd_word(word) if len(word) <= _SHORT else _odd_word.__wrapped__(word):  # a word or a type
+            new = word_value(sig[i])
+            if new != word:
                 tech.add("backticks")
             if _random_case(new):  # normalised for display: iNvOkE-eXpReSsIoN -> invoke-expression
                 tech.add("case")
                 cased.add(new.lower())
                 new = new.lower()
-            edits.append((t.start, t.start + len(t.text), new))
-        i += 1
+            edits.append((start, start + len(word), new))
     # random case counts from two different words on (NuGet alone is a name, not obfuscation)
     if not edits or not (tech & _DECISIVE or len(cased) >= 2 or (len(edits) >= 3 and tech & _STRONG)):
         return tech, text
@@ -2000,7 +2118,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         seen = {cur}
         toks: list[Token] | None = None
         toks_of = ""
-        closes: list[list[int] | None] = [None]  # the bracket table of toks, once computed
+        tables: _Tables | None = None  # those of toks
         for _depth in range(max_layers + 1):
             if _depth == max_layers:
                 res.truncated, res.reason = True, res.reason or "layer cap"
@@ -2015,8 +2133,8 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             else:
                 toks = _tokens_in_time(cur, ctx)
                 toks_of = cur
-                closes = [None]
-                found = (_script_step(toks, env, ctx, closes) or _encoding_step(cur, env, ctx)
+                tables = _Tables(toks)
+                found = (_script_step(toks, env, ctx, tables) or _encoding_step(cur, env, ctx)
                          or _child_powershell(cur, env, ctx))
                 if found is None:
                     break
@@ -2036,8 +2154,8 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         if time.perf_counter() <= ctx.deadline:
             if toks is None or toks_of != cur:
                 toks = _tokens_in_time(cur, ctx)
-                closes = [None]
-            techs, folded = _fold(cur, toks, env, ctx, closes)
+                tables = _Tables(toks)
+            techs, folded = _fold(cur, toks, env, ctx, tables)
             res.techniques.update(techs)
             if folded != cur:  # _fold keeps the text when what it undid is trivial
                 res.layers.append(Layer("+".join(sorted(techs)) or "fold", folded))
