@@ -140,3 +140,24 @@ def test_pattern_gates_hold_what_every_match_has():
             assert ("powershell" in low or "pwsh" in low or "\u017f" in s) and "|" in s, s
         if feats._RE_FORMAT.search(low):
             assert "-f" in low, s
+
+
+def test_launcher_patterns_tried_at_their_words():
+    # _search_near: the executable patterns tried only before their words give rx.search's match,
+    # the TLD hits on lower-cased ASCII bytes the IGNORECASE pattern's
+    rng = random.Random(8)
+    atoms = list(" \t\n\"'\\/&|(;=^.-x") + [
+        "cmd", "CMD", "cmd.exe", "cmD.ExE", " /c ", "/K", "/r", "powershell", "PowerShell",
+        "pwsh", "POWERSHELL_ISE", ".exe", "-enc", "po\u017fh", "pw\u017fh", "\u212a", "\xe9",
+        ".com", ".CoM", ".ru", ".de.", "a-", "_"]
+    cases = ["".join(rng.choice(atoms) for _ in range(rng.randint(0, 12))) for _ in range(30_000)]
+    if BENIGN.exists():
+        cases += [p.read_text(encoding="utf-8", errors="replace")[:4096]
+                  for p in sorted(BENIGN.glob("*.ps1"))[:200]]
+    for s in cases:
+        for rx, word in ((dob._PS_EXE, dob._PS_WORD), (dob._CMD_EXE, dob._CMD_WORD)):
+            got, want = dob._search_near(rx, s, word), rx.search(s)
+            assert (got and got.span()) == (want and want.span()), (rx.pattern, s)
+        if s.isascii():
+            assert ([m.span() for m in dob._TLD_HIT_LOW.finditer(s.encode().lower())]
+                    == [m.span() for m in dob._TLD_HIT.finditer(s)]), s

@@ -1320,12 +1320,23 @@ def _unquote(s: str) -> str:
     return s
 
 
-def _may_name_ps(s: str) -> bool:
-    """False when _PS_EXE cannot match in *s*, which is cheaper to tell than to run it (an
-    IGNORECASE pattern is tried at every character): its words need ASCII letters, or U+017F,
-    which IGNORECASE takes for 's' (str.lower() does not). The same holds for "cmd" and _CMD_EXE."""
+_PS_WORD = re.compile("powershell|pwsh")
+_CMD_WORD = re.compile("cmd")
+
+
+def _search_near(rx: re.Pattern[str], s: str, word: re.Pattern[str]) -> re.Match[str] | None:
+    """rx.search(s) for _PS_EXE (word: _PS_WORD) and _CMD_EXE (_CMD_WORD), whose matches start at
+    0 or one character before their word. An IGNORECASE pattern without a literal prefix is
+    tried at every character; in ASCII text (lower() keeps the positions, and case is ASCII
+    case) it is tried only where the word is. Elsewhere, the word's letters fold to ASCII
+    letters only, but 's' to U+017F too (str.lower() does not)."""
     low = s.lower()
-    return "powershell" in low or "pwsh" in low or "\u017f" in s
+    if not s.isascii():
+        return rx.search(s) if word.search(low) or "\u017f" in s else None
+    for w in word.finditer(low):
+        if (m := rx.match(s, max(w.start() - 1, 0))) is not None:
+            return m
+    return None
 
 
 def _uncaret(s: str) -> str:
@@ -1340,20 +1351,20 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
     wmic = _WMIC.match(head)
     if wmic is not None:
         inner = _unquote(text[wmic.start(1):].strip())
-        return ("launcher", inner) if _PS_EXE.search(inner[:4096]) else None
-    cmd = _CMD_EXE.search(head) if "cmd" in head.lower() else None
+        return ("launcher", inner) if _search_near(_PS_EXE, inner[:4096], _PS_WORD) else None
+    cmd = _search_near(_CMD_EXE, head, _CMD_WORD)
     if cmd is not None and "^" in text[cmd.end():]:
         ctx.afford(len(text))
         # cmd takes its caret escapes out first: p^owe^rshell is powershell, and carets in a
         # command line cmd runs are obfuscation, not anything cmd needs
         bare = text[:cmd.end()] + _uncaret(text[cmd.end():])
-        m = _PS_EXE.search(bare[:4096]) if _may_name_ps(bare[:4096]) else None
+        m = _search_near(_PS_EXE, bare[:4096], _PS_WORD)
         if m is None:
             return None
         found = _launcher(bare, env, ctx)
         return None if found is None else (
             ("carets", found[1]) if found[0] == "launcher" else found)
-    m = _PS_EXE.search(head) if _may_name_ps(head) else None
+    m = _search_near(_PS_EXE, head, _PS_WORD)
     if m is None:
         return None
     via_cmd = cmd is not None and cmd.start() < m.start() and _EXE_PREFIX.fullmatch(text[: cmd.start() + 1]) is not None
@@ -1433,7 +1444,7 @@ def _child_powershell(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[set[st
     # tried only there in ASCII text, where lower() keeps the positions
     low = head.lower()
     if ("arg" not in low or not ("powershell" in low or "pwsh" in low or "\u017f" in head)
-            or not re.search(r"(?i)powershell|pwsh", head)):  # (U+017F: as in _may_name_ps)
+            or not re.search(r"(?i)powershell|pwsh", head)):  # (U+017F: as in _search_near)
         return None
     matches = (_finditer_at(_CHILD_ARGS, head, [m.start() - 1 for m in _ARG_AT.finditer(low, 1)])
                if head.isascii() else _CHILD_ARGS.finditer(head))
