@@ -1320,17 +1320,25 @@ def _unquote(s: str) -> str:
     return s
 
 
-_PS_WORD = re.compile("powershell|pwsh")
-_CMD_WORD = re.compile("cmd")
+def _ascii_low(s: str) -> bytes:
+    """The ASCII characters of *s*, lower-cased: where to look for a word of ASCII letters that
+    an IGNORECASE pattern needs, before running it (str.lower() of non-ASCII text costs ~10 ns a
+    character, this ~1). Same positions as in *s* when *s* is ASCII; otherwise deleted
+    characters may join pieces into a word, which only makes the pattern run."""
+    return s.encode("ascii", "ignore").lower()
 
 
-def _search_near(rx: re.Pattern[str], s: str, word: re.Pattern[str]) -> re.Match[str] | None:
+_PS_WORD = re.compile(b"powershell|pwsh")
+_CMD_WORD = re.compile(b"cmd")
+
+
+def _search_near(rx: re.Pattern[str], s: str, word: re.Pattern[bytes]) -> re.Match[str] | None:
     """rx.search(s) for _PS_EXE (word: _PS_WORD) and _CMD_EXE (_CMD_WORD), whose matches start at
     0 or one character before their word. An IGNORECASE pattern without a literal prefix is
-    tried at every character; in ASCII text (lower() keeps the positions, and case is ASCII
-    case) it is tried only where the word is. Elsewhere, the word's letters fold to ASCII
-    letters only, but 's' to U+017F too (str.lower() does not)."""
-    low = s.lower()
+    tried at every character; in ASCII text (where case is ASCII case) it is tried only where
+    the word is. Elsewhere, the word's letters fold to ASCII letters only, but 's' to U+017F
+    too (str.lower() does not)."""
+    low = _ascii_low(s)
     if not s.isascii():
         return rx.search(s) if word.search(low) or "\u017f" in s else None
     for w in word.finditer(low):
@@ -1434,16 +1442,16 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
 _CHILD_ARGS = re.compile(r"""(?i)(?:\.arguments\s*=|-argumentlist\s|-args\s)\s*"""
                          r"""(?:'((?:[^']|'')*)'|"((?:[^"`$]|"")*)")""")
 _CHILD_SCAN = 1 << 20
-_ARG_AT = re.compile("arg")
+_ARG_AT = re.compile(b"arg")
 
 
 def _child_powershell(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
     """The command of a PowerShell the script starts (``_CHILD_ARGS``), as a launcher layer."""
     head = text[:_CHILD_SCAN]
     # every _CHILD_ARGS match has "arg" one character in (no non-ASCII letter folds to a, r or g):
-    # tried only there in ASCII text, where lower() keeps the positions
-    low = head.lower()
-    if ("arg" not in low or not ("powershell" in low or "pwsh" in low or "\u017f" in head)
+    # tried only there in ASCII text
+    low = _ascii_low(head)
+    if (b"arg" not in low or not (b"powershell" in low or b"pwsh" in low or "\u017f" in head)
             or not re.search(r"(?i)powershell|pwsh", head)):  # (U+017F: as in _search_near)
         return None
     matches = (_finditer_at(_CHILD_ARGS, head, [m.start() - 1 for m in _ARG_AT.finditer(low, 1)])
@@ -1944,8 +1952,9 @@ def _whitespace(text: str, ctx: _Ctx) -> str | None:
     """Invoke-Obfuscation's whitespace encoding: each character code's decimal digits as runs of
     one whitespace character (digit + 1 long) split by the other, codes split by it twice, turned
     back by ``$_.Length - 1`` and piped to Invoke-Expression. The string's longest decoding wins."""
-    # "length": letters IGNORECASE folds to ASCII only, a cheap test before the pattern's scan
-    if ("length" not in text.lower() or not _WS_DIGIT_RULE.search(text)
+    # the cheap tests first ("length": letters IGNORECASE folds to ASCII only)
+    if (not _WS_STRING.search(text) or b"length" not in _ascii_low(text)
+            or not _WS_DIGIT_RULE.search(text)
             or not re.search(r"(?i)iex|invoke-expression|[&.]\s*\(", text)):
         return None
     best = ""
@@ -2185,7 +2194,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
     res.final = res.layers[-1].text if res.layers else (text if isinstance(text, str) else "")
     # str.lower() of a big non-ASCII text costs ~15 ns a character: look in its ASCII bytes
     # first (these words can only come from ASCII letters and '-', adjacent once the rest is gone)
-    low8 = res.final.encode("ascii", "ignore").lower()
+    low8 = _ascii_low(res.final)
     low = res.final.lower() if b"convertto-securestring" in low8 or b"securestringtobstr" in low8 else ""
     if "convertto-securestring" in low or "securestringtobstr" in low:
         res.secure_string = True
