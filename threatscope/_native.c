@@ -1291,9 +1291,20 @@ enum { K_NEWLINE, K_WORD, K_COMMENT, K_HERESTRING, K_STRING, K_SUBEXPR, K_VARIAB
        K_LBRACE, K_RBRACE, K_LBRACKET, K_RBRACKET, K_COMMA, K_SEMICOLON, K_PIPE, K_AMP, K_UNKNOWN,
        K_COUNT };
 
-static inline int ps_s(Py_UCS4 c) { return c <= 0x10FFFF && Py_UNICODE_ISSPACE(c); }
-static inline int ps_w(Py_UCS4 c) { return c <= 0x10FFFF && (c == '_' || Py_UNICODE_ISALNUM(c)); }
-static inline int ps_d(Py_UCS4 c) { return c <= 0x10FFFF && Py_UNICODE_ISDECIMAL(c); }
+/* ASCII answers of the predicates below, made from them by ps_init (a table load instead of
+   the Unicode database's several calls for the common characters) */
+enum { PS_S = 1, PS_W = 2, PS_D = 4, PS_WORDCH = 8 };
+static unsigned char ps_ascii[128];
+
+static inline int ps_s(Py_UCS4 c) {
+    return c < 128 ? ps_ascii[c] & PS_S : c <= 0x10FFFF && Py_UNICODE_ISSPACE(c);
+}
+static inline int ps_w(Py_UCS4 c) {
+    return c < 128 ? ps_ascii[c] & PS_W : c <= 0x10FFFF && Py_UNICODE_ISALNUM(c);
+}
+static inline int ps_d(Py_UCS4 c) {
+    return c < 128 ? ps_ascii[c] & PS_D : c <= 0x10FFFF && Py_UNICODE_ISDECIMAL(c);
+}
 static inline int ps_alpha_(Py_UCS4 c) { return (c | 0x20) - 'a' < 26u || c == '_'; }
 static inline int ps_ws0(Py_UCS4 c) {
     return c == ' ' || c == '\t' || c == '\f' || c == '\v' || c == 0xA0 || c == 0xFEFF;
@@ -1320,14 +1331,21 @@ static inline Py_UCS4 ps_fold(Py_UCS4 c) {
 
 /* _WORDCH: not \s and none of (){}[];,|&'"`$@#<>=+*\/%! and the curly quotes */
 static inline int ps_wordch(Py_UCS4 c) {
-    if (c < 128) {
-        if (c <= ' ')
-            return !(c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1C && c <= 0x1F));
-        return strchr("(){}[];,|&'\"`$@#<>=+*/%!", (int)c) == NULL;
-    }
+    if (c < 128)
+        return ps_ascii[c] & PS_WORDCH;
     if (c >= 0x2018 && c <= 0x201E)
         return 0;
     return !ps_s(c);
+}
+
+static void ps_init(void) {
+    for (Py_UCS4 c = 0; c < 128; c++) {
+        int space = Py_UNICODE_ISSPACE(c);
+        int wordch = c <= ' ' ? !(c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1C && c <= 0x1F))
+                              : strchr("(){}[];,|&'\"`$@#<>=+*/%!", (int)c) == NULL;
+        ps_ascii[c] = (unsigned char)((space ? PS_S : 0) | (c == '_' || Py_UNICODE_ISALNUM(c) ? PS_W : 0)
+                                      | (Py_UNICODE_ISDECIMAL(c) ? PS_D : 0) | (wordch ? PS_WORDCH : 0));
+    }
 }
 
 /* (?:_WORDCH+|`[\s\S])* from i */
@@ -1743,6 +1761,9 @@ static PyObject *ps_tokens(PyObject *self, PyObject *args) {
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
+    /* untracked while it grows: each collection the allocations trigger would visit all of it
+       (quadratic in the tokens); tracked again when whole */
+    PyObject_GC_UnTrack(out);
     Py_ssize_t pos = 0, count = 0;
     while (pos < s.n) {
         Py_ssize_t e = ps_space(&s, pos);
@@ -1798,6 +1819,7 @@ static PyObject *ps_tokens(PyObject *self, PyObject *args) {
                 break;
         }
     }
+    PyObject_GC_Track(out);
     return out;
 fail:
     Py_DECREF(out);
@@ -2439,6 +2461,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     hash_seed = hash_bytes((const char *)&stack, 8) ^ (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
     if (PyType_Ready(&ChunkType) < 0)
         return NULL;
+    ps_init();
     PyObject *m = PyModule_Create(&module);
     if (m && (PyModule_AddIntConstant(m, "MAX_FIELDS", MAXF) || patterns_ready(m) < 0)) {
         Py_DECREF(m);
