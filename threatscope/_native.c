@@ -1786,7 +1786,8 @@ static PyObject *ps_tokens(PyObject *self, PyObject *args) {
         pos = end;
         if (kind == K_COMMENT && skip_comments)
             continue;
-        PyObject *tok = ttype->tp_alloc(ttype, 3);
+        /* a plain tuple from its free list; a subclass (Token) from its type */
+        PyObject *tok = ttype == &PyTuple_Type ? PyTuple_New(3) : ttype->tp_alloc(ttype, 3);
         if (tok == NULL)
             goto fail;
         PyObject *k = PyTuple_GET_ITEM(kinds, kind);
@@ -1827,7 +1828,8 @@ fail:
 }
 
 /* ps_brackets(tokens, roles) -> for each token the index of the token closing it (len(tokens)
-   when none), roles: kind -> 1 opens, 2 closes (deobfuscate._Folder.match_close's table).
+   when none), as native int32 bytes; roles: kind -> 1 opens, 2 closes
+   (deobfuscate._Folder.match_close's table).
    ps_fold_visit(tokens, roles) -> indices of the tokens of role 1 ('('), and of role 2 (word,
    type) whose text has a backtick or an ASCII lower-case letter before an upper-case one (what
    deobfuscate._fold can rewrite). Both are loops of the pure-Python paths kept beside them. */
@@ -1862,16 +1864,16 @@ static PyObject *ps_brackets(PyObject *self, PyObject *args) {
         else if (role == 2 && depth)
             close[stack[--depth]] = j;
     }
-    if ((out = PyList_New(n)) == NULL)
+    if (n > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "ps_brackets: too many tokens");
         goto done;
-    for (Py_ssize_t j = 0; j < n; j++) {
-        PyObject *v = PyLong_FromSsize_t(close[j]);
-        if (v == NULL) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyList_SET_ITEM(out, j, v);
     }
+    /* native int32s, read through memoryview(...).cast("i"): no int object a token */
+    if ((out = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int32_t))) == NULL)
+        goto done;
+    int32_t *at = (int32_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t j = 0; j < n; j++)
+        at[j] = (int32_t)close[j];
 done:
     PyMem_Free(close);
     return out;

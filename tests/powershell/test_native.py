@@ -93,7 +93,7 @@ def test_token_tables():
                 stack.append(j)
             elif t.kind in dob._CLOSE and stack:
                 close[stack.pop()] = j
-        assert C.ps_brackets(toks, dob._BRACKET_ROLES) == close, text
+        assert list(memoryview(C.ps_brackets(toks, dob._BRACKET_ROLES)).cast("i")) == close, text
         visit = [x for x, t in enumerate(toks) if t.kind == "lparen" or (
             t.kind in ("word", "type") and dob._FOLD_HINT.search(t.text))]
         assert C.ps_fold_visit(toks, dob._FOLD_ROLES) == visit, text

@@ -20,12 +20,13 @@ import binascii
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from ..native import native
-from .tokenize import Token, code_tokens, string_value, unescape, variable_name, word_value
+from .tokenize import Tok, Token, code_tuples, string_value, unescape, variable_name, word_value
 
 __all__ = ["Layer", "Result", "deobfuscate", "extract_iocs"]
 
@@ -281,15 +282,15 @@ _CLOSE = frozenset({"rparen", "rbrace", "rbracket"})
 _BRACKET_ROLES = {**dict.fromkeys(_OPEN, 1), **dict.fromkeys(_CLOSE, 2)}
 
 
-def _bracket_table(toks: list[Token]) -> list[int]:
+def _bracket_table(toks: list[Tok]) -> Sequence[int]:
     """For each token the index of the bracket closing it (len(toks) when none)."""
     if (c := native()) is not None:
-        return c.ps_brackets(toks, _BRACKET_ROLES)
+        return memoryview(c.ps_brackets(toks, _BRACKET_ROLES)).cast("i")
     n = len(toks)
     close = [n] * n
     stack: list[int] = []
     for j, tok in enumerate(toks):
-        k = tok.kind
+        k = tok[0]
         if k in _OPEN:
             stack.append(j)
         elif k in _CLOSE and stack:
@@ -353,16 +354,16 @@ class _Tables:
 
     __slots__ = ("toks", "padded", "close")
 
-    def __init__(self, toks: list[Token]) -> None:
+    def __init__(self, toks: list[Tok]) -> None:
         self.toks = toks
         self.padded = toks + [_EOF] * _PAD
-        self.close: list[int] | None = None
+        self.close: Sequence[int] | None = None
 
 
 class _Folder:
     """A constant folder over a token list: computes pure expressions, UNKNOWN for anything else."""
 
-    def __init__(self, toks: list[Token], env: dict[str, Any], ctx: _Ctx, techniques: set[str],
+    def __init__(self, toks: list[Tok], env: dict[str, Any], ctx: _Ctx, techniques: set[str],
                  tables: _Tables | None = None) -> None:
         self.n = len(toks)
         self.env = env
@@ -383,7 +384,7 @@ class _Folder:
 
     def adjacent(self, i: int) -> bool:
         """True when token i starts right where token i-1 ends (no space: a method call, an index)."""
-        return 0 < i < self.n and self.t[i - 1].start + len(self.t[i - 1].text) == self.t[i].start
+        return 0 < i < self.n and self.t[i - 1][2] + len(self.t[i - 1][1]) == self.t[i][2]
 
     def typename(self, i: int) -> str:
         text = self.t[i][1]
@@ -617,7 +618,7 @@ class _Folder:
         if k == "variable":
             tok = self.t[i]
             name = self.variable(i)
-            if "`" in tok.text:
+            if "`" in tok[1]:
                 self.tech.add("backticks")
             if name in self.env:
                 return self.env[name], i + 1
@@ -625,16 +626,16 @@ class _Folder:
                 return self.env[name.split(":", 1)[1]], i + 1
             return UNKNOWN, i + 1
         if k == "number":
-            return self.number(self.t[i].text), i + 1
+            return self.number(self.t[i][1]), i + 1
         if k == "string":
             tok = self.t[i]
-            if len(tok.text) > _AFFORD_MIN:
-                self.ctx.afford(len(tok.text))
+            if len(tok[1]) > _AFFORD_MIN:
+                self.ctx.afford(len(tok[1]))
             s = string_value(tok)
-            if tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
+            if tok[1][:1] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
                 s2 = self.interpolate(s)
                 return s2, i + 1
-            if "`" in tok.text and tok.text[:1] not in "'\u2018\u2019\u201a\u201b" and _IDLE_BACKTICK.search(tok.text):
+            if "`" in tok[1] and tok[1][:1] not in "'\u2018\u2019\u201a\u201b" and _IDLE_BACKTICK.search(tok[1]):
                 self.tech.add("backticks")  # `t and `n are escapes; `W is there to break signatures
             return s, i + 1
         if k == "type":
@@ -642,9 +643,9 @@ class _Folder:
         if k == "word":
             return self.command(i, self.n)
         if k == "herestring":
-            self.ctx.afford(len(self.t[i].text))
+            self.ctx.afford(len(self.t[i][1]))
             s = string_value(self.t[i])
-            if self.t[i].text[1:2] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
+            if self.t[i][1][1:2] not in "'\u2018\u2019\u201a\u201b" and "$" in s:
                 return self.interpolate(s), i + 1
             return s, i + 1
         return UNKNOWN, i + 1
@@ -1511,7 +1512,7 @@ def _statement_start(f: _Folder, p: int) -> int:
     return 0
 
 
-def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx,
+def _script_step(toks: list[Tok], env: dict[str, Any], ctx: _Ctx,
                  tables: _Tables | None = None) -> tuple[set[str], str] | None:
     """Find the first Invoke-Expression whose argument folds to a string: (techniques, that string)."""
     tech: set[str] = set()
@@ -1558,7 +1559,7 @@ def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx,
         if k == "word" and f.names_iex(i):
             iex_here, after = True, i + 1
             if word_value(tok) not in ("iex", "Invoke-Expression", "IEX"):
-                tech.add("backticks" if "`" in tok.text else "case")
+                tech.add("backticks" if "`" in tok[1] else "case")
         elif k in ("amp", "dot"):
             is_iex, after = _callee_is_iex(f, i + 1)
             if is_iex:
@@ -1593,7 +1594,7 @@ def _script_step(toks: list[Token], env: dict[str, Any], ctx: _Ctx,
                 if nk == "word" and f.names_iex(j + 1):
                     tech.add("iex")
                     if word_value(toks[j + 1]) not in ("iex", "IEX", "Invoke-Expression"):
-                        tech.add("backticks" if "`" in toks[j + 1].text else "case")
+                        tech.add("backticks" if "`" in toks[j + 1][1] else "case")
                     return tech, v
                 if nk in ("amp", "dot"):
                     is_iex, _ = _callee_is_iex(f, j + 2)
@@ -1626,14 +1627,14 @@ _FOLD_HINT = re.compile(r"`|[a-z][A-Z]")
 _FOLD_ROLES = {"lparen": 1, "word": 2, "type": 2}
 
 
-def _fold_visit(toks: list[Token]) -> list[int]:
+def _fold_visit(toks: list[Tok]) -> list[int]:
     """The tokens _fold can rewrite: '(' and the words and types with a backtick or a
     lower-upper pair; it passes over every other token (i += 1), so it visits these alone."""
     if (c := native()) is not None:
         return c.ps_fold_visit(toks, _FOLD_ROLES)
     hint = _FOLD_HINT.search
     return [x for x, t in enumerate(toks)
-            if t.kind == "lparen" or (t.kind in ("word", "type") and hint(t.text))]
+            if t[0] == "lparen" or (t[0] in ("word", "type") and hint(t[1]))]
 # a fold is a layer only with several rewrites, or one of these (a lone [char]27 is how people write)
 _DECISIVE = frozenset({"bxor", "base64", "deflate", "gzip", "reverse", "member-string", "backticks"})
 
@@ -1662,7 +1663,7 @@ _INERT_OPS = frozenset({
 _CHUNK = 4096  # the most tokens _inert goes through (it reads no clock)
 
 
-def _inert(toks: list[Token], i: int, end: int) -> bool:
+def _inert(toks: list[Tok], i: int, end: int) -> bool:
     """Whether the parenthesis from i to end holds only the above: then its value cannot be
     rewritten (that takes a technique recorded), and evaluating it cannot stop on a size cap or
     on the depth cap (each operator nests one level at most: `- - -x`), so _fold passes over it.
@@ -1684,7 +1685,7 @@ def _inert(toks: list[Token], i: int, end: int) -> bool:
     return ops < MAX_DEPTH - 2
 
 
-def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx,
+def _fold(text: str, sig: list[Tok], env: dict[str, Any], ctx: _Ctx,
           tables: _Tables | None = None) -> tuple[set[str], str]:
     """Rewrite what folds in place: ``("Down"+"load")`` -> ``'Download'``, ``I`E`X`` -> ``IEX``."""
     tech: set[str] = set()
@@ -1712,11 +1713,11 @@ def _fold(text: str, sig: list[Token], env: dict[str, Any], ctx: _Ctx,
             except _Stop:
                 break
             if isinstance(v, str) and end < n and j == end + 1 and local and len(v) < 100_000:
-                if i and sig[i - 1].kind == "dot":  # .("Down"+"loadString"): a computed member name
+                if i and sig[i - 1][0] == "dot":  # .("Down"+"loadString"): a computed member name
                     local.add("member-string")
                 tech.update(local)
                 # the parentheses stay: they may be an argument list or a member name
-                edits.append((start, sig[end].start + 1, "('" + v.replace("'", "''") + "')"))
+                edits.append((start, sig[end][2] + 1, "('" + v.replace("'", "''") + "')"))
                 done = end + 1
         elif _odd_word(word) if len(word) <= _SHORT else _odd_word.__wrapped__(word):  # a word or a type
             new = word_value(sig[i])
@@ -2101,11 +2102,11 @@ def _scan_iocs(text: str, found: dict[str, list[str]], deadline: float | None) -
 # -- driver ---------------------------------------------------------------------------------------
 
 
-def _tokens_in_time(text: str, ctx: _Ctx) -> list[Token]:
-    """code_tokens(text), or _Stop (time budget) when the scan was cut short: the tokenizer
+def _tokens_in_time(text: str, ctx: _Ctx) -> list[Tok]:
+    """code_tuples(text), or _Stop (time budget) when the scan was cut short: the tokenizer
     stops at its deadline with the tokens so far, and a partial list must not be read as whole."""
     limit = ctx.token_deadline()
-    toks = code_tokens(text, limit)
+    toks = code_tuples(text, limit)
     if time.perf_counter() > limit:
         ctx.reason = ctx.reason or "time budget"
         raise _Stop
@@ -2136,7 +2137,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         cur = text
         ctx.reserve(cur)
         seen = {cur}
-        toks: list[Token] | None = None
+        toks: list[Tok] | None = None
         toks_of = ""
         tables: _Tables | None = None  # those of toks
         for _depth in range(max_layers + 1):
