@@ -1833,22 +1833,43 @@ fail:
    ps_fold_visit(tokens, roles) -> indices of the tokens of role 1 ('('), and of role 2 (word,
    type) whose text has a backtick or an ASCII lower-case letter before an upper-case one (what
    deobfuscate._fold can rewrite). Both are loops of the pure-Python paths kept beside them. */
-static int ps_role(PyObject *roles, PyObject *tok, PyObject **text) {
+/* The kinds seen in one call, by object: the tokens share a few kind strings, so a role is
+   looked up in the dict once a kind, not once a token */
+typedef struct {
+    PyObject *kind[32];
+    int role[32];
+} PsRoles;
+
+static int ps_role(PyObject *roles, PsRoles *seen, PyObject *tok, PyObject **text) {
     if (!PyTuple_Check(tok) || PyTuple_GET_SIZE(tok) < 2) {
         PyErr_SetString(PyExc_TypeError, "tokens expected");
         return -1;
     }
     *text = PyTuple_GET_ITEM(tok, 1);
-    PyObject *r = PyDict_GetItemWithError(roles, PyTuple_GET_ITEM(tok, 0));
+    PyObject *kind = PyTuple_GET_ITEM(tok, 0);
+    size_t at = ((uintptr_t)kind >> 4) % 32;
+    if (seen->kind[at] == kind)
+        return seen->role[at];
+    PyObject *r = PyDict_GetItemWithError(roles, kind);
     if (r == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    return (int)PyLong_AsLong(r);
+    long role = PyLong_AsLong(r);
+    if (role == -1 && PyErr_Occurred())
+        return -1;
+    /* the list keeps every token, and so every kind, alive for the call, and an exact str's
+       lookup runs no Python code that could change it */
+    if (PyUnicode_CheckExact(kind)) {
+        seen->kind[at] = kind;
+        seen->role[at] = (int)role;
+    }
+    return (int)role;
 }
 
 static PyObject *ps_brackets(PyObject *self, PyObject *args) {
     PyObject *toks, *roles, *text;
     if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &toks, &PyDict_Type, &roles))
         return NULL;
+    PsRoles seen = {{0}, {0}};
     Py_ssize_t n = PyList_GET_SIZE(toks), depth = 0;
     Py_ssize_t *close = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n + 1) * 2), *stack = close + n + 1;
     if (close == NULL)
@@ -1856,7 +1877,7 @@ static PyObject *ps_brackets(PyObject *self, PyObject *args) {
     PyObject *out = NULL;
     for (Py_ssize_t j = 0; j < n; j++) {
         close[j] = n;
-        int role = ps_role(roles, PyList_GET_ITEM(toks, j), &text);
+        int role = ps_role(roles, &seen, PyList_GET_ITEM(toks, j), &text);
         if (role < 0)
             goto done;
         if (role == 1)
@@ -1883,11 +1904,12 @@ static PyObject *ps_fold_visit(PyObject *self, PyObject *args) {
     PyObject *toks, *roles, *text;
     if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &toks, &PyDict_Type, &roles))
         return NULL;
+    PsRoles seen = {{0}, {0}};
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
     for (Py_ssize_t j = 0, n = PyList_GET_SIZE(toks); j < n; j++) {
-        int role = ps_role(roles, PyList_GET_ITEM(toks, j), &text);
+        int role = ps_role(roles, &seen, PyList_GET_ITEM(toks, j), &text);
         if (role < 0)
             goto fail;
         int hit = role == 1;

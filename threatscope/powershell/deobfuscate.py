@@ -1321,12 +1321,22 @@ def _unquote(s: str) -> str:
     return s
 
 
+_LAST_LOW: tuple[str, bytes] = ("", b"")
+
+
 def _ascii_low(s: str) -> bytes:
     """The ASCII characters of *s*, lower-cased: where to look for a word of ASCII letters that
     an IGNORECASE pattern needs, before running it (str.lower() of non-ASCII text costs ~10 ns a
     character, this ~1). Same positions as in *s* when *s* is ASCII; otherwise deleted
-    characters may join pieces into a word, which only makes the pattern run."""
-    return s.encode("ascii", "ignore").lower()
+    characters may join pieces into a word, which only makes the pattern run. The last one is
+    kept: the passes over a layer ask for the same text (one tuple, read once: thread-safe)."""
+    global _LAST_LOW
+    last = _LAST_LOW
+    if last[0] is s:
+        return last[1]
+    low = s.encode("ascii", "ignore").lower()
+    _LAST_LOW = (s, low)
+    return low
 
 
 _PS_WORD = re.compile(b"powershell|pwsh")
@@ -2077,7 +2087,7 @@ def _scan_iocs(text: str, found: dict[str, list[str]], deadline: float | None) -
     late()
     hosts = [re.sub(r"(?i)^[a-z]+://(?:[^@/]*@)?", "", u).split("/")[0].split(":")[0].split("?")[0].lower() for u in urls]
     bare = []
-    tlds = (_TLD_HIT_LOW.finditer(text.encode("ascii").lower()) if text.isascii()
+    tlds = (_TLD_HIT_LOW.finditer(_ascii_low(text)) if text.isascii()
             else _TLD_HIT.finditer(text))
     for n, m in enumerate(tlds):
         if not n & 31:
