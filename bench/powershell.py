@@ -5,6 +5,11 @@ deobfuscation time per script (median, p99, max).
 
     python bench/powershell.py              # 2 processes, best of 3
     python bench/powershell.py --procs 1
+    valgrind --tool=callgrind python bench/powershell.py --sample 15   # instructions (below)
+
+``--sample K`` only analyses every K-th text of the mix, in this process, with no time budget:
+the same work on every run, to count its instructions under callgrind (less a run with
+``--sample 0``, which loads everything and analyses nothing), as the machine's speed drifts.
 
 Inputs, from ../shared/data/powershell (skipped cleanly when absent): the benign scripts (mean
 12 k chars), the Unit42 command lines (mean 5 k) and their decoded payloads (mean 1.8 k), each set
@@ -73,10 +78,24 @@ def _warm() -> int:
     return int(classify("iex 'x'")["obfuscated"])
 
 
+def _sample(texts: list[str], k: int) -> int:
+    from threatscope.powershell.analysis import analyse
+    from threatscope.powershell.deobfuscate import deobfuscate
+
+    deobfuscate.__kwdefaults__["budget_ms"] = 1e9  # the whole work, whatever the clock says
+    _warm()
+    part = texts[::k] if k > 0 else []
+    for t in part:
+        analyse(t)
+    print(f"analysed {len(part)} texts")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sample", type=int, default=None)
     a = ap.parse_args()
     if not (DATA / "manifest.csv").exists():
         print(f"skipped: {DATA} absent")
@@ -88,6 +107,8 @@ def main() -> int:
     sets = {"benign scripts": benign, "unit42 command lines": [r["commandline"] for r in recs],
             "unit42 decoded payloads": [r["decoded"] for r in recs]}
     sets["all"] = [t for v in list(sets.values()) for t in v]
+    if a.sample is not None:
+        return _sample(sets["all"], a.sample)
     with ProcessPoolExecutor(a.procs) as ex:
         for f in [ex.submit(_warm) for _ in range(a.procs)]:  # imports and model load
             f.result()
