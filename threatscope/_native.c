@@ -1452,7 +1452,7 @@ static Py_ssize_t ps_operator(const PsText *s, Py_ssize_t e) {
         return -1;
     buf[len] = 0;
     for (const char *const *op = PS_OPS; *op; op++)
-        if (strcmp(*op, buf) == 0)
+        if ((*op)[0] == buf[0] && strcmp(*op, buf) == 0) /* the first letter rejects most */
             return i;
     return -1;
 }
@@ -1555,6 +1555,16 @@ static Py_ssize_t ps_match(PsText *s, Py_ssize_t e, int *kind) {
     if (ps_alpha_(c)) {
         *kind = K_WORD;
         return ps_word_tail(s, e + 1);
+    }
+    /* no rule before their own one starts with these: skip the tests in between */
+    switch (c) {
+    case '(': *kind = K_LPAREN; return e + 1;
+    case ')': *kind = K_RPAREN; return e + 1;
+    case '{': *kind = K_LBRACE; return e + 1;
+    case '}': *kind = K_RBRACE; return e + 1;
+    case ']': *kind = K_RBRACKET; return e + 1;
+    case ',': *kind = K_COMMA; return e + 1;
+    case ';': *kind = K_SEMICOLON; return e + 1;
     }
     if ((c == '<' && d == '#') || c == '#') {
         *kind = K_COMMENT;
@@ -1741,6 +1751,63 @@ static Py_ssize_t ps_space(const PsText *s, Py_ssize_t i) {
     }
 }
 
+/* The starts of tokens below PS_INTS (nearly all: the texts are a few thousand characters), made
+   once and shared by every text's tokens (2 MB at most): else an allocation and a free a token */
+enum { PS_INTS = 1 << 16 };
+static PyObject *ps_ints[PS_INTS];
+
+static inline PyObject *ps_int(Py_ssize_t i) {
+    if (i >= PS_INTS)
+        return PyLong_FromSsize_t(i);
+    if (ps_ints[i] == NULL && (ps_ints[i] = PyLong_FromSsize_t(i)) == NULL)
+        return NULL;
+    Py_INCREF(ps_ints[i]);
+    return ps_ints[i];
+}
+
+/* text[e:end], as PyUnicode_Substring makes it less its checks and calls: a Latin-1 character
+   is the interpreter's own singleton (PyUnicode_FromOrdinal), kept here for the many
+   one-character tokens; a piece of an ASCII text is ASCII, and a short one the same str as
+   the last of its slot when equal (line breaks and indents, operators, common words and
+   variables recur: no allocation and no free for them) */
+enum { PS_SHORT = 16, PS_SHORT_SLOTS = 1024 };
+static PyObject *ps_latin1[256], *ps_short[PS_SHORT_SLOTS];
+
+static inline PyObject *ps_substring(PyObject *text, const PsText *s, Py_ssize_t e, Py_ssize_t end) {
+    if (end == e + 1 && s->kind == PyUnicode_1BYTE_KIND) {
+        Py_UCS1 c = ((const Py_UCS1 *)s->data)[e];
+        if (ps_latin1[c] == NULL && (ps_latin1[c] = PyUnicode_FromOrdinal(c)) == NULL)
+            return NULL;
+        Py_INCREF(ps_latin1[c]);
+        return ps_latin1[c];
+    }
+    if (PyUnicode_IS_ASCII(text)) {
+        const Py_UCS1 *p = (const Py_UCS1 *)s->data + e;
+        size_t len = (size_t)(end - e), h = len;
+        PyObject **slot = NULL;
+        if (len <= PS_SHORT) {
+            for (size_t k = 0; k < len; k++)
+                h = h * 31 + p[k];
+            slot = &ps_short[h % PS_SHORT_SLOTS];
+            if (*slot != NULL && (size_t)PyUnicode_GET_LENGTH(*slot) == len &&
+                memcmp(PyUnicode_DATA(*slot), p, len) == 0) {
+                Py_INCREF(*slot);
+                return *slot;
+            }
+        }
+        PyObject *sub = PyUnicode_New((Py_ssize_t)len, 127);
+        if (sub == NULL)
+            return NULL;
+        memcpy(PyUnicode_DATA(sub), p, len);
+        if (slot != NULL) {
+            Py_INCREF(sub);
+            Py_XSETREF(*slot, sub);
+        }
+        return sub;
+    }
+    return PyUnicode_Substring(text, e, end);
+}
+
 static PyObject *ps_tokens(PyObject *self, PyObject *args) {
     PyObject *text, *kinds, *deadline, *clock;
     PyTypeObject *ttype;
@@ -1758,13 +1825,13 @@ static PyObject *ps_tokens(PyObject *self, PyObject *args) {
     if (timed && ((limit = PyFloat_AsDouble(deadline)) == -1.0 && PyErr_Occurred()))
         return NULL;
     PsText s = {PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), -1, -1, -1};
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    /* untracked while it grows: each collection the allocations trigger would visit all of it
-       (quadratic in the tokens); tracked again when whole */
-    PyObject_GC_UnTrack(out);
-    Py_ssize_t pos = 0, count = 0;
+    /* the tokens gather in a buffer, the list made once at the end: no PyList_Append a token,
+       and no growing list for the collections the allocations trigger to visit (quadratic) */
+    Py_ssize_t cap = s.n / 6 + 16, count = 0;
+    PyObject **buf = PyMem_Malloc(sizeof(PyObject *) * (size_t)cap), *out = NULL;
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t pos = 0;
     while (pos < s.n) {
         Py_ssize_t e = ps_space(&s, pos);
         if (e >= s.n) {
@@ -1789,42 +1856,51 @@ static PyObject *ps_tokens(PyObject *self, PyObject *args) {
         /* a plain tuple from its free list; a subclass (Token) from its type */
         PyObject *tok = ttype == &PyTuple_Type ? PyTuple_New(3) : ttype->tp_alloc(ttype, 3);
         if (tok == NULL)
-            goto fail;
+            goto done;
         PyObject *k = PyTuple_GET_ITEM(kinds, kind);
         Py_INCREF(k);
         PyTuple_SET_ITEM(tok, 0, k);
-        PyObject *sub = PyUnicode_Substring(text, e, end), *at = PyLong_FromSsize_t(e);
+        PyObject *sub = ps_substring(text, &s, e, end), *at = ps_int(e);
         if (sub == NULL || at == NULL) {
             Py_XDECREF(sub);
             Py_XDECREF(at);
             Py_DECREF(tok);
-            goto fail;
+            goto done;
         }
         PyTuple_SET_ITEM(tok, 1, sub);
         PyTuple_SET_ITEM(tok, 2, at);
-        if (PyObject_GC_IsTracked(tok)) /* str and int only: no cycle, nothing for gc to visit */
-            PyObject_GC_UnTrack(tok);
-        int err = PyList_Append(out, tok);
-        Py_DECREF(tok);
-        if (err < 0)
-            goto fail;
-        if (timed && ++count % 1024 == 0) {
+        PyObject_GC_UnTrack(tok); /* str and int only: no cycle, nothing for gc to visit */
+        if (count == cap) {
+            PyObject **more = PyMem_Realloc(buf, sizeof(PyObject *) * (size_t)(cap *= 2));
+            if (more == NULL) {
+                Py_DECREF(tok);
+                PyErr_NoMemory();
+                goto done;
+            }
+            buf = more;
+        }
+        buf[count++] = tok;
+        if (timed && (count & 1023) == 0) {
             PyObject *now = PyObject_CallNoArgs(clock);
             if (now == NULL)
-                goto fail;
+                goto done;
             double t = PyFloat_AsDouble(now);
             Py_DECREF(now);
             if (t == -1.0 && PyErr_Occurred())
-                goto fail;
+                goto done;
             if (t > limit)
                 break;
         }
     }
-    PyObject_GC_Track(out);
+    if ((out = PyList_New(count)) != NULL) {
+        memcpy(((PyListObject *)out)->ob_item, buf, sizeof(PyObject *) * (size_t)count);
+        count = 0;
+    }
+done: /* count: the tokens not handed to a list */
+    for (Py_ssize_t j = 0; j < count; j++)
+        Py_DECREF(buf[j]);
+    PyMem_Free(buf);
     return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 
 /* ps_brackets(tokens, roles) -> for each token the index of the token closing it (len(tokens)
@@ -1834,31 +1910,39 @@ fail:
    type) whose text has a backtick or an ASCII lower-case letter before an upper-case one (what
    deobfuscate._fold can rewrite). Both are loops of the pure-Python paths kept beside them. */
 /* The kinds seen in one call, by object: the tokens share a few kind strings, so a role is
-   looked up in the dict once a kind, not once a token */
+   looked up in the dict once a kind, not once a token (those without one too: most kinds).
+   Open addressing over more slots than there are kinds; a kind finding no free slot is
+   looked up each time. */
+enum { PS_ROLE_SLOTS = 64 };
 typedef struct {
-    PyObject *kind[32];
-    int role[32];
+    PyObject *kind[PS_ROLE_SLOTS];
+    int role[PS_ROLE_SLOTS];
 } PsRoles;
 
-static int ps_role(PyObject *roles, PsRoles *seen, PyObject *tok, PyObject **text) {
+static inline int ps_role(PyObject *roles, PsRoles *seen, PyObject *tok, PyObject **text) {
     if (!PyTuple_Check(tok) || PyTuple_GET_SIZE(tok) < 2) {
         PyErr_SetString(PyExc_TypeError, "tokens expected");
         return -1;
     }
     *text = PyTuple_GET_ITEM(tok, 1);
     PyObject *kind = PyTuple_GET_ITEM(tok, 0);
-    size_t at = ((uintptr_t)kind >> 4) % 32;
-    if (seen->kind[at] == kind)
-        return seen->role[at];
+    size_t at = ((uintptr_t)kind >> 4) % PS_ROLE_SLOTS;
+    for (int probe = 0; seen->kind[at] != NULL; probe++) {
+        if (seen->kind[at] == kind)
+            return seen->role[at];
+        if (probe == PS_ROLE_SLOTS - 1)
+            break;
+        at = (at + 1) % PS_ROLE_SLOTS;
+    }
+    long role = 0;
     PyObject *r = PyDict_GetItemWithError(roles, kind);
-    if (r == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    long role = PyLong_AsLong(r);
-    if (role == -1 && PyErr_Occurred())
+    if (r == NULL && PyErr_Occurred())
+        return -1;
+    if (r != NULL && (role = PyLong_AsLong(r)) == -1 && PyErr_Occurred())
         return -1;
     /* the list keeps every token, and so every kind, alive for the call, and an exact str's
        lookup runs no Python code that could change it */
-    if (PyUnicode_CheckExact(kind)) {
+    if (PyUnicode_CheckExact(kind) && seen->kind[at] == NULL) {
         seen->kind[at] = kind;
         seen->role[at] = (int)role;
     }
