@@ -1893,7 +1893,8 @@ static PyObject *ps_tokens(PyObject *self, PyObject *args) {
         }
     }
     if ((out = PyList_New(count)) != NULL) {
-        memcpy(((PyListObject *)out)->ob_item, buf, sizeof(PyObject *) * (size_t)count);
+        if (count > 0) /* (an empty list has no item array to copy to) */
+            memcpy(((PyListObject *)out)->ob_item, buf, sizeof(PyObject *) * (size_t)count);
         count = 0;
     }
 done: /* count: the tokens not handed to a list */
