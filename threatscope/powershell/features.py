@@ -143,18 +143,26 @@ _AT_VERBS = _AT_VOWELS + 5
 _AT_GATES = len(_NEEDLES) - len(_GATES)
 
 
-_PS_WORD = re.compile("powershell|pwsh")
-_SET_WORD = re.compile("set")
+_PS_WORD = ("powershell", "pwsh")
+_SET_WORD = ("set",)
 
 
-def _search_at(rx: re.Pattern[str], head: str, low: str, words: re.Pattern[str]) -> bool:
-    """rx.search(head) is not None, for a pattern whose matches start with a match of *words* in
+def _search_at(rx: re.Pattern[str], head: str, low: str, words: tuple[str, ...]) -> bool:
+    """rx.search(head) is not None, for a pattern whose matches start with one of *words* in
     any case; in ASCII text (where low = text.lower() has the same positions and IGNORECASE is
-    ASCII case) tried only where low has one. (A search tries rx at every character: slow for
-    these IGNORECASE patterns, which have no literal prefix to skip ahead by.)"""
+    ASCII case) tried only where low has one, found by str.find (faster than re's literal scan).
+    (A search tries rx at every character: slow for these IGNORECASE patterns, which have no
+    literal prefix to skip ahead by.)"""
     if not head.isascii():
         return rx.search(head) is not None
-    return any(rx.match(head, m.start()) for m in words.finditer(low, 0, len(head)))
+    n = len(head)
+    for w in words:
+        i = low.find(w, 0, n)
+        while i >= 0:
+            if rx.match(head, i):
+                return True
+            i = low.find(w, i + 1, n)
+    return False
 
 
 def _flags(chars: bytes, inverse: bool = False) -> bytes:
