@@ -26,10 +26,10 @@ def texts() -> list[str]:
 def starts(kind: str, text: str) -> list[int]:
     # as extract_iocs computes them
     if kind == "url":
-        return [m.start() - d for m in dob._URL_AT.finditer(text) for d in (5, 4, 3) if m.start() >= d]
+        return dob._url_starts(text)
     if kind == "ip":
         return [m.start() - d for m in dob._IP_AT.finditer(text) for d in (3, 2, 1) if m.start() >= d]
-    return [m.start() - (m.group() == ":") for rx in dob._PATH_AT for m in rx.finditer(text)]
+    return dob._path_starts(text)
 
 
 def test_ioc_patterns_tried_at_their_starts_only():
@@ -95,11 +95,21 @@ def test_launcher_feature_tried_at_its_word():
     feats = importlib.import_module("threatscope.powershell.features")
     rng = random.Random(15)
     parts = ["powershell", "PowerShell.exe", "pwsh", "PWSH ", " -enc ", " /e ", " -EncodedCommand ",
-             "SQBFAFgAIAAoACcAVwByAGkAdABlAC0A", " ", "\n", "'", '"', "x", "\u017f", "-"]
-    for _ in range(20_000):
-        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
-        assert feats._search_at(feats._RE_LAUNCH, s, s.lower(), feats._PS_WORD) == (
-            feats._RE_LAUNCH.search(s) is not None), s
+             "SQBFAFgAIAAoACcAVwByAGkAdABlAC0A", " ", "\n", "'", '"', "x", "\u017f", "-", "/E", "-E",
+             "y" * 50, "z" * 48, "Powershell.exe' ", "pwsh.EXE\""]
+    hits = 0
+    for _ in range(40_000):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 16)))
+        want = feats._RE_LAUNCH.search(s) is not None
+        assert feats._search_at(feats._RE_LAUNCH, s, s.lower(), feats._PS_WORD, feats._LAUNCH_NEAR) == want, s
+        hits += want
+    assert hits > 1000
+    for word in ("powershell", "pwsh"):  # the dash as far as a match can have it
+        for k in range(195, 206):
+            s = f"{word}.exe' " + "x" * k + "-e SQBFAFgAIAAoACcAVwByAGkA"
+            want = feats._RE_LAUNCH.search(s) is not None
+            assert want == (k <= 200)
+            assert feats._search_at(feats._RE_LAUNCH, s, s.lower(), feats._PS_WORD, feats._LAUNCH_NEAR) == want, s
 
 
 def test_launcher_env_feature_tried_at_set():
@@ -238,8 +248,14 @@ def test_domain_left_part_read_backwards():
             assert dob._left(s, at) == (at if m is None else m.start()), (s, at)
 
 
-def test_url_needs_its_separator():
-    # _scan_iocs looks for URLs only in texts with "://"
-    for s in texts():
-        if dob._URL.search(s):
-            assert "://" in s, s
+def test_ioc_starts_found_by_find():
+    # the patterns that found them before
+    path_at = [re.compile(r":(?=\\)"), re.compile("%"), re.compile(r"\$(?=[eE][nN][vV]:)"),
+               re.compile(r"\\(?=\\)")]
+    extra = ["$Env:", "$eNV:x", "$e\u212av:", "\\\\\\", ":\\\\", "%%", ":://", "\u017f"]
+    rng = random.Random(23)
+    for s in texts() + ["".join(rng.choice(ATOMS + extra) for _ in range(20)) for _ in range(20_000)]:
+        want = [m.start() - d for m in re.finditer("://", s) for d in (5, 4, 3) if m.start() >= d]
+        assert dob._url_starts(s) == want, s
+        want = [m.start() - (m.group() == ":") for rx in path_at for m in rx.finditer(s)]
+        assert dob._path_starts(s) == want, s
