@@ -26,10 +26,10 @@ def texts() -> list[str]:
 def starts(kind: str, text: str) -> list[int]:
     # as extract_iocs computes them
     if kind == "url":
-        return [m.start() - d for m in dob._URL_AT.finditer(text) for d in (5, 4, 3) if m.start() >= d]
+        return dob._url_starts(text)
     if kind == "ip":
         return [m.start() - d for m in dob._IP_AT.finditer(text) for d in (3, 2, 1) if m.start() >= d]
-    return [m.start() - (m.group() == ":") for rx in dob._PATH_AT for m in rx.finditer(text)]
+    return dob._path_starts(text)
 
 
 def test_ioc_patterns_tried_at_their_starts_only():
@@ -95,11 +95,21 @@ def test_launcher_feature_tried_at_its_word():
     feats = importlib.import_module("threatscope.powershell.features")
     rng = random.Random(15)
     parts = ["powershell", "PowerShell.exe", "pwsh", "PWSH ", " -enc ", " /e ", " -EncodedCommand ",
-             "SQBFAFgAIAAoACcAVwByAGkAdABlAC0A", " ", "\n", "'", '"', "x", "\u017f", "-"]
-    for _ in range(20_000):
-        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
-        assert feats._search_at(feats._RE_LAUNCH, s, s.lower(), feats._PS_WORD) == (
-            feats._RE_LAUNCH.search(s) is not None), s
+             "SQBFAFgAIAAoACcAVwByAGkAdABlAC0A", " ", "\n", "'", '"', "x", "\u017f", "-", "/E", "-E",
+             "y" * 50, "z" * 48, "Powershell.exe' ", "pwsh.EXE\""]
+    hits = 0
+    for _ in range(40_000):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(0, 16)))
+        want = feats._RE_LAUNCH.search(s) is not None
+        assert feats._search_at(feats._RE_LAUNCH, s, s.lower(), feats._PS_WORD, feats._LAUNCH_NEAR) == want, s
+        hits += want
+    assert hits > 1000
+    for word in ("powershell", "pwsh"):  # the dash as far as a match can have it
+        for k in range(195, 206):
+            s = f"{word}.exe' " + "x" * k + "-e SQBFAFgAIAAoACcAVwByAGkA"
+            want = feats._RE_LAUNCH.search(s) is not None
+            assert want == (k <= 200)
+            assert feats._search_at(feats._RE_LAUNCH, s, s.lower(), feats._PS_WORD, feats._LAUNCH_NEAR) == want, s
 
 
 def test_launcher_env_feature_tried_at_set():
@@ -161,3 +171,91 @@ def test_launcher_patterns_tried_at_their_words():
         if s.isascii():
             assert ([m.span() for m in dob._TLD_HIT_LOW.finditer(s.encode().lower())]
                     == [m.span() for m in dob._TLD_HIT.finditer(s)]), s
+
+
+def test_word_starts_are_the_regex():
+    rng = random.Random(18)
+    atoms = ["cmd", "CMD", "powershell", "pwsh", "pw", "sh", "-e", "/e", "-", "/", "e", "c", "m", " "]
+    for _ in range(20_000):
+        low = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 12))).encode().lower()
+        for words in (dob._PS_WORD, dob._CMD_WORD, (b"-e", b"/e")):
+            want = [m.start() for m in re.finditer(b"|".join(words), low)]
+            assert dob._word_starts(low, words) == want, (words, low)
+
+
+def test_enc_param_tried_at_its_dashes():
+    # _launcher finds -EncodedCommand from the dashes before an 'e'; IGNORECASE folds only 'E' to
+    # 'e', and U+0130/U+0131/U+017F/U+212A to letters of [a-z]
+    rng = random.Random(19)
+    atoms = list(" \t\n-/eEncx\u2013\u2014\u2015\u0130\u0131\u017f\u212a\xe9\"'") + [
+        " -e ", " -E ", " /enc ", "-EncodedCommand ", " \u2013ec ", " -ex ", "/e", "-\u212a", "SQBFAFgA"]
+    cases = ["".join(rng.choice(atoms) for _ in range(rng.randint(0, 14))) for _ in range(40_000)]
+    if BENIGN.exists():
+        cases += [p.read_text(encoding="utf-8", errors="replace")[:8192]
+                  for p in sorted(BENIGN.glob("*.ps1"))[:200]]
+    hits = 0
+    for s in cases:
+        got = [m.span(1) for m in dob._finditer_at(dob._ENC_PARAM, s, dob._enc_starts(s))]
+        want = [m.span(1) for m in dob._ENC_PARAM.finditer(s)]
+        assert got == want, s
+        hits += bool(want)
+    assert hits > 1000
+
+
+def test_wmic_tried_with_its_word():
+    rng = random.Random(20)
+    atoms = ["wmic", "WMIC", "wm\u0130c", "wm\u0131c", "wmi", "c", "C:\\", "c:/x/", "\\", "/", " ",
+             "process call create ", "/node:x ", '"', "'", ".exe", "\u017f", "\xe9", "powershell -c 1"]
+    hits = 0
+    for n in range(30_000):
+        s = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 10)))
+        if n % 2:  # the shape of a match, pieces of it random
+            s = (rng.choice(["", " ", '"', "C:\\w\\", "x:/"]) + rng.choice(atoms[:4]) + rng.choice(["", ".exe"])
+                 + rng.choice([" ", "' "]) + rng.choice(["", "/node:a ", "/x "]) + "process call create " + s)
+        got, want = dob._wmic(s), dob._WMIC.match(s)
+        assert (got and got.span(1)) == (want and want.span(1)), s
+        hits += want is not None
+    assert hits > 100
+
+
+def test_random_case_stops_at_its_second_signal():
+    def plain(word: str) -> bool:  # the full scan it replaces
+        if dob._CASE_ANY.search(word) is None:
+            return False
+        signals = [m.group(1) for m in dob._CASE_SIGNAL.finditer(word)]
+        signals = [x for x in signals if not (len(x) == 3 and x[:2] in dob._TWO_LETTER)]
+        return len(signals) >= 2 or (len(signals) == 1 and dob._LOWER_RUN.search(word) is None)
+
+    rng = random.Random(21)
+    atoms = list("aAbBzZ1_\u0130\u0131\u017f\u212a") + ["Is", "Or", "IsX", "OrB", "abc", "xY", "AbC"]
+    words = ["".join(rng.choice(atoms) for _ in range(rng.randint(0, 10))) for _ in range(40_000)]
+    if BENIGN.exists():
+        words += [w for p in sorted(BENIGN.glob("*.ps1"))[:100]
+                  for w in re.findall(r"\w+", p.read_text(encoding="utf-8", errors="replace"))]
+    assert sum(plain(w) for w in words) > 1000
+    for w in words:
+        assert dob._random_case(w) == plain(w), w
+
+
+def test_domain_left_part_read_backwards():
+    left = re.compile(r"[\w.-]{1,253}\Z")
+    rng = random.Random(22)
+    atoms = list("a.-_ 9/@$\u017f\xe9\u212a(") + ["x" * 100, "a-b.c", "\u0660"]
+    for _ in range(20_000):
+        s = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 12)))
+        for at in range(len(s) + 1):
+            m = left.search(s, max(0, at - 253), at)
+            assert dob._left(s, at) == (at if m is None else m.start()), (s, at)
+
+
+def test_ioc_starts_found_by_find():
+    # the patterns that found them before
+    path_at = [re.compile(r":(?=\\)"), re.compile("%"), re.compile(r"\$(?=[eE][nN][vV]:)"),
+               re.compile(r"\\(?=\\)")]
+    extra = ["$Env:", "$eNV:x", "$e\u212av:", "\\\\\\", ":\\\\", "%%", ":://", "\u017f"]
+    rng = random.Random(23)
+    for s in texts() + ["".join(rng.choice(ATOMS + extra) for _ in range(20)) for _ in range(20_000)]:
+        want = [m.start() - d for m in re.finditer("://", s) for d in (5, 4, 3) if m.start() >= d]
+        assert dob._url_starts(s) == want, s
+        want = [m.start() - (m.group() == ":") for rx in path_at for m in rx.finditer(s)]
+        assert dob._path_starts(s) == want, s

@@ -143,18 +143,34 @@ _AT_VERBS = _AT_VOWELS + 5
 _AT_GATES = len(_NEEDLES) - len(_GATES)
 
 
-_PS_WORD = re.compile("powershell|pwsh")
-_SET_WORD = re.compile("set")
+_PS_WORD = ("powershell", "pwsh")
+_SET_WORD = ("set",)
 
 
-def _search_at(rx: re.Pattern[str], head: str, low: str, words: re.Pattern[str]) -> bool:
-    """rx.search(head) is not None, for a pattern whose matches start with a match of *words* in
+# every _RE_LAUNCH match has "-e" or "/e" (lower-cased) within its first 218 characters:
+# a word of 10, ".exe", a quote, a space, 200 more, then the dash and the 'e'
+_LAUNCH_NEAR = (("-e", "/e"), 218)
+
+
+def _search_at(rx: re.Pattern[str], head: str, low: str, words: tuple[str, ...],
+               near: tuple[tuple[str, ...], int] = ((), 0)) -> bool:
+    """rx.search(head) is not None, for a pattern whose matches start with one of *words* in
     any case; in ASCII text (where low = text.lower() has the same positions and IGNORECASE is
-    ASCII case) tried only where low has one. (A search tries rx at every character: slow for
-    these IGNORECASE patterns, which have no literal prefix to skip ahead by.)"""
+    ASCII case) tried only where low has one, found by str.find (faster than re's literal scan),
+    and, *near* given, one of its literals within its reach from there.
+    (A search tries rx at every character: slow for these IGNORECASE patterns, which have no
+    literal prefix to skip ahead by.)"""
     if not head.isascii():
         return rx.search(head) is not None
-    return any(rx.match(head, m.start()) for m in words.finditer(low, 0, len(head)))
+    n = len(head)
+    lits, reach = near
+    for w in words:
+        i = low.find(w, 0, n)
+        while i >= 0:
+            if (not lits or any(low.find(x, i, min(i + reach, n)) >= 0 for x in lits)) and rx.match(head, i):
+                return True
+            i = low.find(w, i + 1, n)
+    return False
 
 
 def _flags(chars: bytes, inverse: bool = False) -> bytes:
@@ -312,7 +328,7 @@ def extract(text: str | bytes, techniques: Iterable[str] | None = None) -> dict[
     # _RE_LAUNCH and _RE_LAUNCH_STDIN need these words (U+017F: IGNORECASE reads it as 's',
     # str.lower() does not), the latter a '|' too; knowing that costs far less than a search
     may_launch = pws or pwsh or "\u017f" in text
-    if may_launch and _search_at(_RE_LAUNCH, text[:20000], low, _PS_WORD):
+    if may_launch and _search_at(_RE_LAUNCH, text[:20000], low, _PS_WORD, _LAUNCH_NEAR):
         f["launcher_enc"] = 1.0
     if env and set_ and _search_at(_RE_LAUNCH_ENV, text[:30000], low, _SET_WORD):
         f["launcher_env"] = 1.0
