@@ -343,6 +343,7 @@ def test_sentence_ends_with_one_full_stop():
 
 
 def test_malware_families_are_ranked_with_their_change_in_rank():
+    from threatscope.analyze.consistency import _sorted
     from threatscope.analyze.metrics import _ranked, change
 
     rows = [{"family": f, **change(p, b)} for f, p, b in
@@ -353,3 +354,11 @@ def test_malware_families_are_ranked_with_their_change_in_rank():
     assert got == {"emotet": (1, 2, 1), "qakbot": (2, 1, -1), "trickbot": (2, None, None),
                    "dridex": (None, 2, None)}
     assert [r["family"] for r in _ranked(rows)] == ["emotet", "qakbot", "trickbot", "dridex"]
+    # a tie in the period is ordered by name, whatever the baselines (the consistency check's
+    # order for every ranked table): the demo's emotet and shellcode-injector
+    tie = [{"family": f, **change(p, b)} for f, p, b in
+           (("shellcode-injector", 16, 7), ("emotet", 16, 2), ("downloader", 70, 20))]
+    ranked = _ranked(tie)
+    assert [r["family"] for r in ranked] == ["downloader", "emotet", "shellcode-injector"]
+    assert [r["rank"] for r in ranked] == [1, 2, 2]
+    assert _sorted("families", ranked, "period", "family") == []

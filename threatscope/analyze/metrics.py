@@ -112,7 +112,7 @@ def _rules_summary(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | No
 def _ranked(rows: list[dict]) -> list[dict]:
     """Rows with ``rank`` in the period and ``baseline_rank`` (1 = the most detected events;
     ties share a rank; None where a window has none) and ``rank_change`` (places moved up,
-    None when either rank is), most detected first."""
+    None when either rank is), most detected first, ties by name (as every ranked table)."""
     def ranks(key: str) -> dict[str, int]:
         counts = sorted({r[key] for r in rows if r[key]}, reverse=True)
         place = {c: 1 + sum(1 for r in rows if r[key] > c) for c in counts}
@@ -123,7 +123,7 @@ def _ranked(rows: list[dict]) -> list[dict]:
             "rank_change": (before[r["family"]] - now[r["family"]]
                             if r["family"] in now and r["family"] in before else None)}
            for r in rows]
-    return sorted(out, key=lambda r: (-r["period"], -r["baseline"], r["family"]))
+    return sorted(out, key=lambda r: (-r["period"], r["family"]))
 
 
 def _share(v: Any) -> float | None:
