@@ -145,3 +145,17 @@ def test_held_out_sources_on_the_real_data():
     _, _, f1_cmds, *_ = T.prf(cmds)
     assert f1_scripts >= 0.92, f1_scripts
     assert f1_cmds >= 0.97, f1_cmds
+
+
+def test_analyse_gives_the_deobfuscator_its_budget():
+    # one text, two budgets: the whole layers within a large one, a cut reported within none
+    from threatscope.powershell.analysis import analyse
+
+    text = "iex (" * 2000 + "'Write-Host hi'" + ")" * 2000
+    cut = analyse(text, budget_ms=0)
+    assert cut["truncated"] and cut["reason"] == "time budget"
+    import base64
+
+    encoded = base64.b64encode("iex 'hi'".encode("utf-16-le")).decode()
+    whole = analyse("powershell -enc " + encoded, budget_ms=10_000)
+    assert not whole["truncated"] and whole["final"] == "hi" and "encodedcommand" in whole["techniques"]

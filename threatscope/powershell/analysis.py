@@ -21,13 +21,14 @@ DECISIVE = frozenset({"encodedcommand", "base64", "deflate", "gzip", "bxor", "ch
                       "reverse", "iex-alias", "clipboard", "carets"})
 
 
-def analyse(text: str) -> dict[str, Any]:
+def analyse(text: str, *, budget_ms: float = 50) -> dict[str, Any]:
     """``obfuscated`` (the classifier says so, or a DECISIVE layer was undone), ``score``
     (the classifier's probability), ``techniques`` (what was undone, sorted),
     ``layers`` (how many), ``final`` (the recovered text), ``iocs`` (URLs, domains, IPs and
     paths in one list), ``truncated`` and ``reason`` (a bound that cut it short, or a
-    SecureString payload that cannot be recovered). Never runs anything; never raises on text."""
-    r = deobfuscate(text)
+    SecureString payload that cannot be recovered). Never runs anything; never raises on text.
+    ``budget_ms``: the deobfuscator's time budget."""
+    r = deobfuscate(text, budget_ms=budget_ms)
     c = classify(text, r.techniques)
     reason = r.reason or ("SecureString payload: not recoverable" if r.secure_string else None)
     decisive = bool(DECISIVE & set(r.techniques))

@@ -1491,7 +1491,6 @@ def _launcher(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[str, str] | No
 _CHILD_ARGS = re.compile(r"""(?i)(?:\.arguments\s*=|-argumentlist\s|-args\s)\s*"""
                          r"""(?:'((?:[^']|'')*)'|"((?:[^"`$]|"")*)")""")
 _CHILD_SCAN = 1 << 20
-_ARG_AT = re.compile(b"arg")
 
 
 def _child_powershell(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[set[str], str] | None:
@@ -1503,7 +1502,7 @@ def _child_powershell(text: str, env: dict[str, Any], ctx: _Ctx) -> tuple[set[st
     if (b"arg" not in low or not (b"powershell" in low or b"pwsh" in low or "\u017f" in head)
             or not re.search(r"(?i)powershell|pwsh", head)):  # (U+017F: as in _search_near)
         return None
-    matches = (_finditer_at(_CHILD_ARGS, head, [m.start() - 1 for m in _ARG_AT.finditer(low, 1)])
+    matches = (_finditer_at(_CHILD_ARGS, head, [i - 1 for i in _find_all(low, b"arg") if i])
                if head.isascii() else _CHILD_ARGS.finditer(head))
     for m in matches:
         args = m.group(1).replace("''", "'") if m.group(1) is not None \
