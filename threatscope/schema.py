@@ -228,9 +228,61 @@ DOCUMENT: list[tuple[str, str]] = COMMON + [
     ("vba_code", "VARCHAR"),  # the macro source of all modules (bounded length)
 ]
 
+# Intel: what is known about addresses and indicators, from no organisation's telemetry (the
+# lake keeps it under ``org_id=`` NO_ORG; no organisation is registered for it).
+NO_ORG = "-"
+
+# One row per Shodan banner (one service of one host at one time), from `shodan download`
+# banner exports, `shodan host` records (one row per banner of the record) and the Shodan API
+# cache (enrich/shodan_api.py). ``ts`` is the banner's crawl time; ``raw`` the JSON line.
+HOST_RECORD: list[tuple[str, str]] = COMMON + [
+    ("ip", "VARCHAR"),  # canonical text; IPv4-mapped IPv6 as plain IPv4
+    ("ip_num", "UHUGEINT"),
+    ("port", "INTEGER"),
+    ("transport", "VARCHAR"),  # 'tcp' | 'udp'
+    ("module", "VARCHAR"),  # Shodan's crawler module (_shodan.module): 'ftp', 'http', ...
+    ("product", "VARCHAR"),
+    ("version", "VARCHAR"),
+    ("os", "VARCHAR"),  # as Shodan names it: 'Windows Server 2008 R2', 'Windows 7 or 8', ...
+    ("hostnames", "VARCHAR[]"),  # reverse DNS and other names of the host
+    ("domains", "VARCHAR[]"),
+    ("tags", "VARCHAR[]"),  # Shodan tags: 'cloud', 'vpn', 'self-signed', 'honeypot', ...
+    ("cpe", "VARCHAR[]"),
+    ("vulns", "VARCHAR[]"),  # CVE ids Shodan lists for the service
+    ("as_org", "VARCHAR"),  # Shodan's org
+    ("isp", "VARCHAR"),
+    ("asn", "BIGINT"),
+    ("country_code", "VARCHAR"),
+    ("cloud_provider", "VARCHAR"),
+    ("banner", "VARCHAR"),  # the service's banner text (`data`), 4 KiB at most
+    ("record_type", "VARCHAR"),  # 'banner' (one banner a line) | 'host' (a host record)
+]
+
+# One row per indicator of an IOC list: abuse.ch Feodo Tracker (CSV, JSON) and URLhaus (CSV),
+# plain lists of IPs, CIDRs, domains and URLs. ``ts`` is the indicator's first_seen.
+IOC: list[tuple[str, str]] = COMMON + [
+    ("ioc_type", "VARCHAR"),  # 'ip' | 'cidr' | 'domain' | 'url'
+    ("value", "VARCHAR"),  # canonical: IP text, network/prefix, lower-case domain, URL as listed
+    ("ip_first_num", "UHUGEINT"),  # ip and cidr: the range (schema number space)
+    ("ip_last_num", "UHUGEINT"),
+    ("port", "INTEGER"),
+    ("url_domain", "VARCHAR"),  # url: its host, lower-case; domain: the domain
+    ("malware_family", "VARCHAR"),  # lower-case key as detections name it: 'emotet', 'qakbot'
+    ("threat", "VARCHAR"),  # 'botnet_cc', 'malware_download', ...
+    ("status", "VARCHAR"),  # 'online' | 'offline' | ...
+    ("feed", "VARCHAR"),  # 'feodotracker' | 'urlhaus' | 'list'
+    ("first_seen", "TIMESTAMP"),
+    ("last_seen", "TIMESTAMP"),  # last_online where the feed says it
+    ("tags", "VARCHAR[]"),
+    ("reference", "VARCHAR"),  # e.g. the URLhaus page of the entry
+]
+
+INTEL_KINDS: dict[str, list[tuple[str, str]]] = {"host_record": HOST_RECORD, "ioc": IOC}
+
 KINDS: dict[str, list[tuple[str, str]]] = {
     "http": HTTP, "alert": ALERT, "windows_event": WINDOWS_EVENT,
     "process_creation": PROCESS_CREATION, "ps_script": PS_SCRIPT, "document": DOCUMENT,
+    **INTEL_KINDS,
 }
 
 # How the lake stores each SQL type in Parquet (no 128-bit integer there: the IP numbers are
@@ -299,6 +351,51 @@ SOURCE: list[tuple[str, str]] = [
     ("as_org", "VARCHAR"),
     ("network_type", "VARCHAR"),  # 'hosting' | 'access' | 'unknown'
     ("geo_source", "VARCHAR"),  # 'geoip2fast' or the .mmdb file name
+    # what the host is: from its host record banners nearest the attack (first_seen); NULL/empty
+    # without a host record
+    ("os", "VARCHAR"),  # as the record names it: 'Windows Server 2008 R2'
+    ("os_family", "VARCHAR"),  # normalised (enrich/data/os_families.csv): 'Windows Server 2008'
+    ("products", "VARCHAR[]"),  # products of its services, sorted
+    ("service_classes", "VARCHAR[]"),  # enrich/data/service_classes.csv: 'ftp', 'mail', 'vpn', ...
+    ("ports", "INTEGER[]"),
+    ("hostnames", "VARCHAR[]"),
+    ("host_kind", "VARCHAR"),  # 'compromised-server' | 'home-router' | 'cloud-instance' | 'unknown'
+    ("host_record_ts", "TIMESTAMP"),  # crawl time of the record used (nearest first_seen)
+    # IOC lists that name the address (``feed:value``, e.g. 'feodotracker:1.2.3.4') and the
+    # malware families they give it
+    ("ioc_matches", "VARCHAR[]"),
+    ("malware_families", "VARCHAR[]"),  # from IOC lists and from its detections
+    # what its detections say about it (all of the workspace's detections)
+    ("classification", "VARCHAR"),  # 'research-scanner' | 'mass-scanner' | 'campaign' | 'targeted'
+    ("orgs_hit", "INTEGER"),
+    ("sensors_hit", "INTEGER"),
+    ("exploits", "INTEGER"),  # distinct exploits: campaigns, else CVEs, else rules
+    ("detections", "BIGINT"),  # detected events from this address
+    ("campaigns", "VARCHAR[]"),
+    ("cves", "VARCHAR[]"),
+    ("first_seen", "TIMESTAMP"),
+    ("last_seen", "TIMESTAMP"),
+]
+
+# One row per indicator worth sharing (enrich writes the catalog table `indicator`): every
+# attacking address, and every URL or domain found in an exploit's payload or recovered by an
+# analyzer (PowerShell, macros). What export stix|misp|csv reads.
+INDICATOR: list[tuple[str, str]] = [
+    ("indicator_type", "VARCHAR"),  # 'ipv4' | 'ipv6' | 'url' | 'domain'
+    ("value", "VARCHAR"),
+    ("role", "VARCHAR"),  # 'attacker' (sent detected attacks) | 'payload' (named in one)
+    ("campaigns", "VARCHAR[]"),
+    ("cves", "VARCHAR[]"),
+    ("malware_families", "VARCHAR[]"),
+    ("attack_techniques", "VARCHAR[]"),
+    ("ioc_feeds", "VARCHAR[]"),  # IOC lists that also name it
+    ("first_seen", "TIMESTAMP"),
+    ("last_seen", "TIMESTAMP"),
+    ("sightings", "BIGINT"),  # detected events it appears in
+    ("orgs", "INTEGER"),  # organisations where it was seen
+    ("country_code", "VARCHAR"),  # addresses: where it is
+    ("as_org", "VARCHAR"),
+    ("classification", "VARCHAR"),  # addresses: as in `source`
 ]
 
 # Catalog tables kept in catalog.duckdb (not in the lake).

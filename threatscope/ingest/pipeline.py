@@ -153,6 +153,7 @@ def ingest_paths(
     org: str | None = None,
     fmt: str = "auto",
     progress: Progress | None = None,
+    only: Sequence[str] | None = None,
 ) -> IngestSummary:
     """Ingest files, folders (recursively), globs and ``-`` (stdin) into the workspace.
 
@@ -165,10 +166,13 @@ def ingest_paths(
     compressed files); it may be called from worker threads (calls are serialised).
     A path that does not exist is an error line in the summary; if no path names any file,
     UserError. An uncompressed file that was ingested before and has grown since (same bytes,
-    more at the end) is read from the line after the last one ingested.
+    more at the end) is read from the line after the last one ingested. ``only``: with
+    ``fmt="auto"``, the format names the sniffer may choose from (``threatscope intel add``).
     """
     if fmt != "auto":
         formats.get(fmt)
+    for name in only or ():
+        formats.get(name)
     if org is not None:
         if not org.strip() or clean_org(org) != org.strip():
             raise UserError(f"invalid organisation id {org!r} (use letters, digits, . _ -)")
@@ -199,7 +203,7 @@ def ingest_paths(
         with _Workers(cpus, tmpdir) as workers, \
                 ThreadPoolExecutor(max_workers=max(1, min(2, len(inputs), cpus))) as files:
             futures = [
-                files.submit(_process, inp, fmt, org, stage_root, known, report, workers)
+                files.submit(_process, inp, fmt, org, stage_root, known, report, workers, only)
                 for inp in inputs
             ]
             for fut in futures:
@@ -366,29 +370,32 @@ def _hash(path: str) -> str:
     return h.hexdigest()
 
 
-def _sniff(path: str) -> tuple[str | None, bool]:
-    """(format name or None, whether the head had any non-blank line)."""
+def _sniff(path: str, only: Sequence[str] | None = None) -> tuple[str | None, bool]:
+    """(format name (of ``only`` when given) or None, whether the head had any non-blank
+    line)."""
     with open(path, "rb") as f:  # a binary format, by its first bytes
-        if name := formats.sniff_magic(f.read(16), path):
+        if name := formats.sniff_magic(f.read(16), path, only):
             return name, True
     with reader.open_source(path) as src:
         head = src.read_block(SNIFF_BYTES)
     text = head.decode("utf-8", "replace")
     lines = [x.rstrip("\r") for x in text.split("\n")[:-1] or text.split("\n")]
     lines = [x for x in lines if x.strip()][:50]
-    return formats.sniff(lines), bool(lines)
+    return formats.sniff(lines, only=only), bool(lines)
 
 
 def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path,
              known: dict[str, list[_Known]], report: Callable[[int, str], None],
-             workers: _Workers) -> _FileResult:
+             workers: _Workers, only: Sequence[str] | None = None) -> _FileResult:
     res = _FileResult(inp, "failed", started_at=_now())
     try:
         if os.path.isdir(inp.path):
             raise IsADirectoryError("is a directory")
         res.size = os.path.getsize(inp.path)
         if fmt == "auto":
-            name, nonblank = _sniff(inp.path)
+            name, nonblank = _sniff(inp.path, only)
+            if name is None and only:
+                raise _NotOfKind(f"not a {' or '.join(sorted(only))} file")
             if name is None and nonblank and not inp.explicit:
                 res.status = "unrecognised"
                 report(res.size, inp.display)
@@ -411,11 +418,17 @@ def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path,
         _parse_file(inp, parser, org, res, report, workers,
                     [k for k in earlier if k.size < res.size])
         res.status = "ingested"
+    except _NotOfKind as e:
+        res.error = f"{inp.display}: {e}"
     except OSError as e:
         res.error = f"{inp.display}: cannot read: {e.strerror or e}"
     except Exception as e:  # a bug must not lose the other files' work
         res.error = f"{inp.display}: ingest failed: {type(e).__name__}: {e}"
     return res
+
+
+class _NotOfKind(Exception):
+    """The file is none of the formats the caller restricted the sniffer to."""
 
 
 def _prefetch(it: Iterator, depth: int = 1) -> Iterator:
@@ -638,7 +651,9 @@ class _Ctx:
         if not n:
             return None, bad
         have = set(t.column_names)
-        if self.org:
+        if kind in schema.INTEL_KINDS:  # intel belongs to no organisation
+            org = constant(schema.NO_ORG, n)
+        elif self.org:
             org = constant(self.org, n)
         elif "_org" in have:
             (org,) = per_distinct(con, t.column("_org"), [
@@ -648,10 +663,13 @@ class _Ctx:
             org = constant(self.fallback_org, n)
         cols: dict[str, Any] = {"org_id": org}
         derived: dict[str, Any] = {}
-        if "source_ip" in have and "source_ip_num" not in have:
-            # Parquet has no 128-bit integer: DECIMAL(38,0) is exact for IPv4 and all of
-            # 2000::/3; the view reads it back as UHUGEINT.
-            derived["source_ip_num"] = ip_numbers(con, t.column("source_ip"))
+        for name, typ in schema.KINDS[kind]:
+            # an IP's number (`source_ip` -> `source_ip_num`, `ip` -> `ip_num`). Parquet has no
+            # 128-bit integer: DECIMAL(38,0) is exact for IPv4 and all of 2000::/3; the view
+            # reads it back as UHUGEINT.
+            base = name.removesuffix("_num")
+            if typ == "UHUGEINT" and name not in have and base != name and base in have:
+                derived[name] = ip_numbers(con, t.column(base))
         urls = ("url_path", "url_query", "url_decoded")
         if "url_original" in have and not set(urls) <= have:
             parts = dict(zip(urls, url_parts(con, t.column("url_original")), strict=True))
@@ -731,7 +749,8 @@ def _commit(ws: Workspace, con: duckdb.DuckDBPyConnection, res: _FileResult,
         summary.per_file.append(res.per_file())
         return
     lake.move_into_lake(ws, res.staged, res.file_id)
-    orgs = sorted(res.orgs) or [inp.folder_org or "default"]
+    intel = res.fmt in formats.FORMATS and formats.FORMATS[res.fmt].intel
+    orgs = [] if intel else sorted(res.orgs - {schema.NO_ORG}) or [inp.folder_org or "default"]
     con.execute("BEGIN TRANSACTION")
     try:
         if res.quarantine_files:
@@ -745,7 +764,7 @@ def _commit(ws: Workspace, con: duckdb.DuckDBPyConnection, res: _FileResult,
             "lines_read, rows_written, rows_quarantined, comment_lines, lines_ignored, error, "
             "started_at, finished_at, first_line, continues) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [res.file_id, inp.display, res.size, res.sha256, res.fmt, ",".join(orgs),
+            [res.file_id, inp.display, res.size, res.sha256, res.fmt, ",".join(orgs) or None,
              res.lines_read, res.rows_written, res.rows_quarantined, res.comment_lines,
              res.lines_ignored, res.error, res.started_at, _now(), res.first_line,
              res.continues])

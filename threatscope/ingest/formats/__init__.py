@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -70,6 +70,9 @@ class Format:
 
     name: ClassVar[str] = ""
     magic: ClassVar[bytes | tuple[bytes, ...]] = b""  # a binary format: its files' first bytes
+    # intel (host records, IOC lists: schema.INTEL_KINDS): no organisation's telemetry, so no
+    # organisation is taken from the folder or registered for it
+    intel: ClassVar[bool] = False
 
     @classmethod
     def sniff(cls, lines: list[str]) -> float:
@@ -114,19 +117,26 @@ def get(name: str) -> type[Format]:
         ) from None
 
 
-def sniff(lines: list[str], threshold: float = 0.5) -> str | None:
-    """The name of the format that best recognises these lines, or None."""
+def sniff(lines: list[str], threshold: float = 0.5, only: Sequence[str] | None = None
+          ) -> str | None:
+    """The name of the format (of ``only``, when given) that best recognises these lines, or
+    None."""
     best, score = None, threshold
     for name, cls in sorted(FORMATS.items()):
+        if only is not None and name not in only:
+            continue
         s = cls.sniff(lines)
         if s > score:
             best, score = name, s
     return best
 
 
-def sniff_magic(head: bytes, path: str) -> str | None:
-    """The binary format of the file ``path``, which starts with ``head``, or None."""
+def sniff_magic(head: bytes, path: str, only: Sequence[str] | None = None) -> str | None:
+    """The binary format (of ``only``, when given) of the file ``path``, which starts with
+    ``head``, or None."""
     for name, cls in sorted(FORMATS.items()):
+        if only is not None and name not in only:
+            continue
         if cls.magic and cls.sniff_binary(path, head):
             return name
     return None
