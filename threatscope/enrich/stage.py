@@ -29,7 +29,9 @@ from threatscope.ipnum import install_ip_macros, num_to_ip, reserved_ranges
 from threatscope.native import native
 from threatscope.workspace import Workspace, relations
 
-OUTPUT_COLUMNS = [n for n, _ in schema.SOURCE if n != "ip_num"]
+# what `lookup` gives: the address's own attributes (geo, AS, network type)
+OUTPUT_COLUMNS = ["ip", "country_code", "country_name", "asn", "as_org", "network_type",
+                  "geo_source"]
 
 
 @dataclass
@@ -191,7 +193,7 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
                   WHERE ip IS NOT NULL AND ip <> '')
         """)
         select, geo_source = _enriched(con, "_ts_ips", _resolve_mmdb(ws, mmdb))
-        cols = ", ".join(f'"{n}"' for n, _ in schema.SOURCE)
+        cols = ", ".join(f'"{n}"' for n in ["ip_num", *OUTPUT_COLUMNS])
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute("DROP TABLE IF EXISTS source")
