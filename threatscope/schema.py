@@ -366,7 +366,7 @@ SOURCE: list[tuple[str, str]] = [
     ("ioc_matches", "VARCHAR[]"),
     ("malware_families", "VARCHAR[]"),  # from IOC lists and from its detections
     # what its detections say about it (all of the workspace's detections)
-    ("classification", "VARCHAR"),  # 'research-scanner' | 'mass-scanner' | 'campaign' | 'targeted'
+    ("classification", "VARCHAR"),  # 'research-scanner' | 'mass-scanner' | 'opportunistic' | 'targeted'
     ("orgs_hit", "INTEGER"),
     ("sensors_hit", "INTEGER"),
     ("exploits", "INTEGER"),  # distinct exploits: campaigns, else CVEs, else rules

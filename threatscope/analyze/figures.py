@@ -29,8 +29,9 @@ from typing import Any
 
 import duckdb
 
-from threatscope import attack, schema
+from threatscope import attack, schema, sqlfn
 from threatscope.analyze.period import Period
+from threatscope.enrich import hosts
 from threatscope.workspace import Workspace, relations
 
 # Detected events (several rules can match one event): campaigns, CVEs, products, families,
@@ -78,6 +79,22 @@ class Figure:
 
 
 CAMPAIGN = "campaign IS NOT NULL"
+# attacking addresses (infrastructure figures count addresses, not events)
+IPS = "count(DISTINCT ip)"
+RECORDED = "host_record_ts IS NOT NULL"
+PROFILE_EXTRA = {
+    "windows": "count(DISTINCT ip) FILTER (WHERE os_family LIKE 'Windows%')",
+    "compromised_servers": "count(DISTINCT ip) FILTER (WHERE host_kind = 'compromised-server')",
+    "home_routers": "count(DISTINCT ip) FILTER (WHERE host_kind = 'home-router')",
+    "cloud_instances": "count(DISTINCT ip) FILTER (WHERE host_kind = 'cloud-instance')",
+}
+INDICATOR_EXTRA = {
+    "campaigns": "any_value(campaigns)", "cves": "any_value(cves)",
+    "malware_families": "any_value(malware_families)", "ioc_feeds": "any_value(ioc_feeds)",
+    "first_seen": "any_value(first_seen)", "last_seen": "any_value(last_seen)",
+    "orgs": "any_value(orgs)", "country_code": "any_value(country_code)",
+    "as_org": "any_value(as_org)", "classification": "any_value(classification)",
+}
 # Endpoint telemetry: any event that is not a web request or a network sensor's alert (a web
 # rule tagged T1059 for command injection describes an attempt on a server, not an execution).
 ENDPOINT = "event_kind NOT IN ('http', 'alert')"
@@ -175,6 +192,47 @@ FIGURES: dict[str, Figure] = {
     "endpoint.powershell_obfuscated": Figure("ps_exec", EVENTS, where="obfuscated"),
     # PowerShell events by the malware family a rule over its (recovered) text named
     "endpoint.powershell_families": Figure("ps_family", EVENTS, ("family",)),
+    # attacking addresses (with their host record nearest their first attack in each window:
+    # src_host) and what they are; an address has one OS family and host kind, but may run
+    # services of several classes
+    "infrastructure.source_ips": Figure("src_host", IPS),
+    "infrastructure.with_host_record": Figure("src_host", IPS, where=RECORDED),
+    "infrastructure.os_families": Figure("src_host", IPS, ("os_family",), "os_family IS NOT NULL"),
+    "infrastructure.host_kinds": Figure("src_host", IPS, ("host_kind",), "host_kind IS NOT NULL"),
+    "infrastructure.service_classes": Figure("src_service", IPS, ("service_class",)),
+    "infrastructure.services": Figure("src_service", IPS, ("service_class", "service"),
+                                      partition=("service_class",)),
+    "infrastructure.products": Figure("src_product", IPS, ("product",), top=20),
+    "infrastructure.as_orgs": Figure(
+        "src_host", IPS, ("as_org", "asn", "network_type"), RECORDED, windows="period", top=TOP,
+        extra=PROFILE_EXTRA),
+    "infrastructure.countries": Figure(
+        "src_host", IPS, ("country_code",), RECORDED, windows="period", top=TOP,
+        extra=PROFILE_EXTRA),
+    # attacks by what their source is (enrich/classify.py): background noise or aimed
+    "sources.classification": Figure(
+        "det", EVENTS, ("classification",), "classification IS NOT NULL",
+        extra={"source_ips": "count(DISTINCT src_ip)"}),
+    "sources.targeted": Figure(
+        "det", EVENTS, ("src_ip", "country_code", "as_org", "network_type"),
+        "classification = 'targeted'", windows="period", top=20,
+        extra={"orgs_hit": "count(DISTINCT org_id)",
+               "campaigns": "list_sort(list(DISTINCT campaign) FILTER (WHERE campaign IS NOT NULL))",
+               "first_seen": "min(ts)", "last_seen": "max(ts)"}),
+    # attacks from addresses an IOC list names, per list
+    "indicators.listed_sources": Figure(
+        "det_listed", EVENTS, ("feed",),
+        extra={"source_ips": "count(DISTINCT src_ip)",
+               "malware_families": "list_sort(list_distinct(flatten(list(source_families))))",
+               "first_seen": "min(ts)", "last_seen": "max(ts)"}),
+    # indicators seen in the period: payload URLs/domains the IOC lists name, and the appendix
+    "indicators.payload_matches": Figure(
+        "ind", "sum(sightings)", ("indicator_type", "value"),
+        "role = 'payload' AND len(ioc_feeds) > 0", windows="all", top=50, extra=INDICATOR_EXTRA),
+    "indicators.appendix": Figure(
+        "ind", "sum(sightings)", ("role", "indicator_type", "value"), windows="all", top=100,
+        extra=INDICATOR_EXTRA),
+    "indicators.count": Figure("ind", MATCHES, ("role",), windows="all"),
     "sectors.events": Figure("det", EVENTS, ("sector",)),
     "sectors.orgs": Figure(
         "orgs", MATCHES, ("sector",), windows="all",
@@ -198,6 +256,7 @@ RELATIONS: dict[str, str] = {
                CASE WHEN f.fno IS NULL OR d.source_line IS NULL THEN -row_number() OVER ()
                     ELSE f.fno * 68719476736 + d.source_line END AS ev,
                s.country_code, s.country_name, s.asn, s.as_org, s.network_type,
+               s.classification, s.ioc_matches, s.malware_families AS source_families,
                {SECTOR} AS sector
         FROM {{detection}} d
         LEFT JOIN (SELECT file_id, row_number() OVER (ORDER BY file_id) AS fno
@@ -241,6 +300,33 @@ RELATIONS: dict[str, str] = {
                d.malware_family AS family
         FROM ps_exec p JOIN det d ON d.ev = p.ev
         WHERE d.malware_family IS NOT NULL""",
+    # each attacking address once per window (the period, the baseline), at its first attack
+    # there, and its host record nearest that moment (enrich/hosts.py)
+    "src_first": """
+        SELECT src_ip AS ip, min(ts) AS ref_ts, CAST(min(ts) AS DATE) AS day,
+               any_value(network_type) AS network_type, any_value(country_code) AS country_code,
+               any_value(asn) AS asn, any_value(as_org) AS as_org
+        FROM det WHERE src_ip IS NOT NULL AND src_ip <> ''
+        GROUP BY src_ip, ts >= {split}""",
+    "src_host": f"""
+        SELECT f.*, h.host_record_ts, h.os, h.os_family, h.products, h.services,
+               h.service_classes, h.host_kind
+        FROM src_first f LEFT JOIN ({hosts.profile_sql("src_first")}) h
+             ON h.ip = f.ip AND h.ref_ts = f.ref_ts""",
+    "src_service": """
+        SELECT ip, day, split_part(svc, ':', 1) AS service_class,
+               split_part(svc, ':', 2) AS service
+        FROM (SELECT ip, day, unnest(services) AS svc FROM src_host)""",
+    "src_product": "SELECT ip, day, unnest(products) AS product FROM src_host",
+    # detections from addresses that IOC lists name, once per list
+    "det_listed": """
+        SELECT * FROM (SELECT * EXCLUDE (ioc_matches),
+                              split_part(unnest(ioc_matches), ':', 1) AS feed
+                       FROM det WHERE len(ioc_matches) > 0)""",
+    # indicators (enrich's table) seen in the period
+    "ind": """
+        SELECT *, CAST(first_seen AS DATE) AS day FROM {indicator}
+        WHERE last_seen >= {split} AND first_seen < {end}""",
     "events": """
         SELECT org_id, ts, event_date AS day, event_kind FROM http
         UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",
@@ -252,25 +338,31 @@ RELATIONS: dict[str, str] = {
 }
 
 
-def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[str, bool]:
-    """Create the named relations on ``con`` for the days ``[start, end)``.
+def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
+            split: date | None = None) -> dict[str, bool]:
+    """Create the named relations on ``con`` for the days ``[start, end)``; ``split`` is the
+    first day of the period (the baseline is ``[start, split)``; default: ``end``).
 
-    Returns which optional inputs were present: ``{"detection": bool, "source": bool}``.
+    Returns which optional inputs were present: ``{"detection", "source", "indicator"}``.
     """
     tables = relations(con)
-    have = {"detection": "detection" in tables, "source": "source" in tables}
+    have = {t: t in tables for t in ("detection", "source", "indicator")}
     subst = {
         "detection": "detection" if have["detection"] else f"({schema.empty_select(schema.DETECTION)})",
         "source": "source" if have["source"] else f"({schema.empty_select(schema.SOURCE)})",
+        "indicator": "indicator" if have["indicator"]
+        else f"({schema.empty_select(schema.INDICATOR)})",
         "start": f"TIMESTAMP '{start.isoformat()}'",
         "end": f"TIMESTAMP '{end.isoformat()}'",
+        "split": f"TIMESTAMP '{(split or end).isoformat()}'",
     }
+    sqlfn.install(con)
     con.register("_attack_technique", attack.technique_table())
     con.execute("CREATE OR REPLACE TEMP TABLE attack_technique AS SELECT * FROM _attack_technique")
     con.unregister("_attack_technique")
     for name, sql in RELATIONS.items():
         body = sql.format(**subst)
-        if name in ("det", "det_exec"):  # read by several figures: join once, keep the days
+        if name in ("det", "det_exec", "src_host"):  # read by several figures: compute once
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
@@ -380,7 +472,7 @@ def figure_rows(
     window = base if baseline else period
     fig = FIGURES[figure_id]
     with ws.connect() as con:
-        prepare(con, base.start, period.end)
+        prepare(con, base.start, period.end, period.start)
         try:
             sql, params = rows_sql(fig, window, key)
         except ValueError as e:

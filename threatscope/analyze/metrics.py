@@ -142,7 +142,7 @@ def analyze(ws: Workspace, period: Period | None = None) -> dict[str, Any]:
         if period is None:
             period = Period.containing(latest, "quarter")
         base = period.baseline()
-        have = F.prepare(con, base.start, period.end)
+        have = F.prepare(con, base.start, period.end, period.start)
         doc = _build(con, ws, period, base, have)
     doc["key_findings"] = key_findings(doc)
     problems = check_consistency(doc)

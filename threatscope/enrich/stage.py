@@ -23,9 +23,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from threatscope import schema
-from threatscope.enrich import netclass, ranges
-from threatscope.ipnum import install_ip_macros, num_to_ip, reserved_ranges
+from threatscope import schema, sqlfn
+from threatscope.enrich import classify, hosts, iocs, netclass, ranges
+from threatscope.ipnum import num_to_ip, reserved_ranges
 from threatscope.native import native
 from threatscope.workspace import Workspace, relations
 
@@ -42,6 +42,11 @@ class EnrichSummary:
     with_asn: int = 0  # AS organisation known
     network_types: dict[str, int] = field(default_factory=dict)
     geo_source: str = ""
+    attacking_ips: int = 0  # addresses with detections
+    with_host_record: int = 0  # of them, with a host record
+    with_ioc_match: int = 0  # addresses an IOC list names
+    classifications: dict[str, int] = field(default_factory=dict)
+    indicators: int = 0  # rows of `indicator`
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -51,7 +56,7 @@ class EnrichSummary:
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     """The IP macros and the built-in AS list (``_ts_asn_list``) on ``con``."""
     con.execute("SET enable_progress_bar = false")
-    install_ip_macros(con)
+    sqlfn.install(con)
     asns = netclass.builtin_asns()
     con.register(
         "_ts_asn_list_arrow",
@@ -173,16 +178,20 @@ def _resolve_mmdb(ws: Workspace, mmdb: Sequence[Path | str]) -> list[Path]:
 
 
 def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
-    """Write catalog table ``source``: one row per distinct source IP of detections and events.
+    """Write catalog tables ``source`` (one row per distinct source IP of detections and events:
+    where it is, what it is, what the IOC lists and its detections say about it) and
+    ``indicator`` (what is worth sharing). Both are replaced on every run.
 
     ``mmdb``: MaxMind-format files to use instead of geoip2fast's data (default: the
-    workspace's ``[enrich] mmdb`` list). The table is replaced on every run.
+    workspace's ``[enrich] mmdb`` list).
     """
     t0 = time.perf_counter()
+    limits = classify.thresholds(ws.config)
     with ws.connect() as con:
         _prepare(con)
+        have = relations(con)
         parts = ["SELECT source_ip AS ip FROM http", "SELECT source_ip AS ip FROM alert"]
-        if "detection" in relations(con):
+        if "detection" in have:
             parts.insert(0, "SELECT src_ip AS ip FROM detection")
         # The number comes from the text, once per address: reading the stored DECIMAL(38,0)
         # column of every event back costs more than computing it again.
@@ -193,30 +202,134 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
                   WHERE ip IS NOT NULL AND ip <> '')
         """)
         select, geo_source = _enriched(con, "_ts_ips", _resolve_mmdb(ws, mmdb))
-        cols = ", ".join(f'"{n}"' for n in ["ip_num", *OUTPUT_COLUMNS])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_geo AS {select}")
+        _describe(con, have, limits)
+        cols = ", ".join(f'"{n}"' for n, _ in schema.SOURCE)
+        icols = ", ".join(f'"{n}"' for n, _ in schema.INDICATOR)
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute("DROP TABLE IF EXISTS source")
-            con.execute(f"CREATE TABLE source ({schema.ddl_columns(schema.SOURCE)})")
-            con.execute(
-                f"INSERT INTO source ({cols}) SELECT {cols} FROM ({select}) ORDER BY ip_num, ip"
-            )
+            classification = classify.classification_sql(
+                "b", "coalesce(sc.scanner, false)", limits)
+            for name, spec, body, order in (
+                    ("source", schema.SOURCE,
+                     _SOURCE_SELECT.replace("{classification}", classification), "ip_num, ip"),
+                    ("indicator", schema.INDICATOR, _INDICATOR_SELECT,
+                     "role, indicator_type, value")):
+                con.execute(f"DROP TABLE IF EXISTS {name}")
+                con.execute(f"CREATE TABLE {name} ({schema.ddl_columns(spec)})")
+                names = cols if name == "source" else icols
+                con.execute(f"INSERT INTO {name} ({names}) SELECT {names} FROM ({body}) "
+                            f"ORDER BY {order}")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        (total, invalid, with_cc, with_as), = con.execute(
+        (total, invalid, with_cc, with_as, attackers, with_host, with_ioc), = con.execute(
             "SELECT count(*), count(*) FILTER (ip_num IS NULL), count(country_code), "
-            "count(as_org) FROM source"
+            "count(as_org), count(*) FILTER (detections > 0), "
+            "count(*) FILTER (detections > 0 AND host_record_ts IS NOT NULL), "
+            "count(*) FILTER (len(ioc_matches) > 0) FROM source"
         ).fetchall()
         types = dict(con.execute(
             "SELECT network_type, count(*) FROM source GROUP BY 1 ORDER BY 1"
         ).fetchall())
+        classes = dict(con.execute(
+            "SELECT classification, count(*) FROM source WHERE classification IS NOT NULL "
+            "GROUP BY 1 ORDER BY 1").fetchall())
+        (indicators,), = con.execute("SELECT count(*) FROM indicator").fetchall()
     return EnrichSummary(
         sources=total, invalid_ips=invalid, with_country=with_cc, with_asn=with_as,
-        network_types=types, geo_source=geo_source,
-        seconds=round(time.perf_counter() - t0, 3),
+        network_types=types, geo_source=geo_source, attacking_ips=attackers,
+        with_host_record=with_host, with_ioc_match=with_ioc, classifications=classes,
+        indicators=indicators, seconds=round(time.perf_counter() - t0, 3),
     )
+
+
+def _describe(con: duckdb.DuckDBPyConnection, have: set[str], limits: dict[str, int]) -> None:
+    """The temp tables _SOURCE_SELECT and _INDICATOR_SELECT read: ``_ts_b`` (breadth of each
+    attacking address), ``_ts_prof`` (its host record nearest its first attack), ``_ts_scan``
+    (research scanners), ``_ts_iocm`` (IOC list matches), ``_ts_pay`` (payload indicators)."""
+    detection = "detection" if "detection" in have else \
+        f"({schema.empty_select(schema.DETECTION)})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_b AS {classify.breadth_sql(detection, limits)}")
+    con.execute("CREATE OR REPLACE TEMP VIEW _ts_att AS SELECT b.ip, b.first_seen AS ref_ts, "
+                "g.network_type FROM _ts_b b JOIN _ts_geo g USING (ip)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_prof AS {hosts.profile_sql('_ts_att')}")
+    # research scanners: a scanner's name on any record of the address, or its user agent
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _ts_scan AS
+        SELECT DISTINCT ip FROM (
+            SELECT ip, unnest(hostnames) AS name FROM host_record SEMI JOIN _ts_b USING (ip))
+        WHERE {classify.hostname_scanner_sql('name')}
+        UNION
+        SELECT DISTINCT source_ip FROM http SEMI JOIN _ts_b b ON b.ip = http.source_ip
+        WHERE {classify.user_agent_scanner_sql('user_agent_original')}""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS "
+                + iocs.address_matches_sql("(SELECT ip, ip_num FROM _ts_geo)"))
+    con.execute("CREATE OR REPLACE TEMP TABLE _ts_pay AS "
+                + iocs.payloads_sql(have | {"http", "powershell", "document"}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _ts_paym AS " + iocs.payload_matches_sql("_ts_pay"))
+    # what the detections of each event say (payloads inherit it)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _ts_evd AS
+        SELECT file_id, source_line, list(campaign) FILTER (campaign IS NOT NULL) AS campaigns,
+               flatten(list(coalesce(cves, []))) AS cves,
+               list(malware_family) FILTER (malware_family IS NOT NULL) AS families,
+               flatten(list(coalesce(attack_techniques, []))) AS techniques
+        FROM {detection} WHERE file_id IS NOT NULL GROUP BY file_id, source_line""")
+
+
+def _sorted(expr: str) -> str:
+    return f"list_sort(list_distinct({expr}))"
+
+
+_CANONICAL = r"regexp_replace({0}, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '', 'i')"
+
+_SOURCE_SELECT = f"""
+    SELECT g.ip, g.ip_num, g.country_code, g.country_name, g.asn, g.as_org, g.network_type,
+           g.geo_source, p.os, p.os_family, coalesce(p.products, []) AS products,
+           coalesce(p.service_classes, []) AS service_classes, coalesce(p.ports, []) AS ports,
+           coalesce(p.hostnames, []) AS hostnames, p.host_kind,
+           p.host_record_ts, coalesce(m.ioc_matches, []) AS ioc_matches,
+           {_sorted("coalesce(m.ioc_families, []) || coalesce(b.malware_families, [])")}
+               AS malware_families,
+           CASE WHEN b.ip IS NOT NULL THEN {{classification}} END AS classification,
+           coalesce(b.orgs_hit, 0) AS orgs_hit, coalesce(b.sensors_hit, 0) AS sensors_hit,
+           coalesce(b.exploits, 0) AS exploits, coalesce(b.detections, 0) AS detections,
+           coalesce(b.campaigns, []) AS campaigns, coalesce(b.cves, []) AS cves,
+           b.first_seen, b.last_seen
+    FROM _ts_geo g
+    LEFT JOIN _ts_b b USING (ip)
+    LEFT JOIN _ts_prof p ON p.ip = g.ip
+    LEFT JOIN _ts_iocm m ON m.ip = g.ip
+    LEFT JOIN (SELECT ip, true AS scanner FROM _ts_scan) sc ON sc.ip = g.ip"""
+
+_INDICATOR_SELECT = f"""
+    SELECT CASE WHEN contains({_CANONICAL.format('s.ip')}, ':') THEN 'ipv6' ELSE 'ipv4' END
+               AS indicator_type,
+           {_CANONICAL.format('s.ip')} AS value, 'attacker' AS role, s.campaigns, s.cves,
+           s.malware_families, b.attack_techniques,
+           {_sorted("list_transform(s.ioc_matches, lambda x: split_part(x, ':', 1))")}
+               AS ioc_feeds,
+           s.first_seen, s.last_seen, s.detections AS sightings, s.orgs_hit AS orgs,
+           s.country_code, s.as_org, s.classification
+    FROM source s JOIN _ts_b b USING (ip)
+    WHERE s.detections > 0 AND s.ip_num IS NOT NULL
+    UNION ALL
+    SELECT p.indicator_type, p.value, 'payload' AS role,
+           {_sorted("flatten(list(coalesce(d.campaigns, [])))")},
+           {_sorted("flatten(list(coalesce(d.cves, [])))")},
+           {_sorted("flatten(list(coalesce(d.families, []))) || coalesce(any_value(m.ioc_families), [])")},
+           {_sorted("flatten(list(coalesce(d.techniques, [])))")},
+           coalesce(any_value(m.ioc_feeds), []),
+           min(p.ts), max(p.ts), count(DISTINCT (p.file_id, p.source_line)),
+           count(DISTINCT p.org_id), NULL, NULL, NULL
+    FROM _ts_pay p
+    LEFT JOIN _ts_evd d ON d.file_id = p.file_id AND d.source_line = p.source_line
+    LEFT JOIN _ts_paym m ON m.indicator_type = p.indicator_type AND m.value = p.value
+    -- an event's indicator is shared when a rule detected the event or a list names it
+    WHERE d.file_id IS NOT NULL OR m.value IS NOT NULL
+    GROUP BY p.indicator_type, p.value"""
 
 
 def lookup(ips: Iterable[str | None], mmdb: Sequence[Path | str] = ()) -> pa.Table:

@@ -1,0 +1,123 @@
+"""Who an attacking address is, without asking the network: breadth and known scanners.
+
+    con.sql(breadth_sql("detection"))          # ip, orgs_hit, sensors_hit, exploits, ...
+    classification_sql("b", "scanner")         # SQL of the class of each row
+
+Classes (first that holds):
+
+1. ``research-scanner``: its host records carry a research scanner's reverse DNS name, or it
+   sent a research scanner's user agent (``data/research_scanners.csv``);
+2. ``mass-scanner``: it hit at least ``mass_orgs`` organisations or ``mass_sensors`` sensors,
+   or used at least ``mass_exploits`` distinct exploits;
+3. ``opportunistic``: it hit few, but one of its exploits is a widespread campaign (seen at
+   ``campaign_orgs`` organisations or more, from ``campaign_sources`` addresses or more): one
+   of many sources spraying the same exploit (a botnet member, say);
+4. ``targeted``: everything it did was seen at few organisations: aimed, not sprayed.
+
+The first three are *background noise*; the report keeps them apart from ``targeted``.
+Thresholds: :data:`DEFAULTS`, overridden by the workspace's ``[enrich.classification]``.
+
+An *exploit* is a detection's campaign, else its first CVE, else its rule. A *sensor* is the
+log a detection came from without its date or rotation number (``web01-u_ex1805.log`` and
+``web01-u_ex1806.log`` are one sensor, ``web02-...`` another), within its organisation.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import cache
+from importlib import resources
+
+from threatscope.errors import UserError
+from threatscope.sqlfn import sql_str
+
+CLASSES = ("research-scanner", "mass-scanner", "opportunistic", "targeted")
+NOISE = ("research-scanner", "mass-scanner", "opportunistic")
+DEFAULTS = {"mass_orgs": 3, "mass_sensors": 5, "mass_exploits": 5, "campaign_orgs": 3,
+            "campaign_sources": 10}
+
+EXPLOIT = "coalesce(campaign, list_sort(cves)[1], rule_id)"
+# dates (2018-05, 20180512, 1805 after u_ex) and rotation numbers (.1, .2.gz) out of the name
+SENSOR = (r"org_id || '/' || regexp_replace(regexp_replace(regexp_replace(source_file, "
+          r"'(u_ex|u_in|ex|in)[0-9]{4,8}', '\1', 'g'), '[0-9]{4}-?[0-9]{2}(-?[0-9]{2})?', '', 'g'), "
+          r"'\.[0-9]+(\.(gz|bz2|zst))?$', '\1')")
+
+
+@cache
+def research_scanners() -> list[dict[str, str]]:
+    """The rows of ``data/research_scanners.csv``: name, hostname, user_agent patterns."""
+    text = resources.files("threatscope.enrich").joinpath(
+        "data/research_scanners.csv").read_text("utf-8")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return [{k: (v or "").strip() for k, v in r.items()} for r in csv.DictReader(lines)]
+
+
+def thresholds(config: dict | None = None) -> dict[str, int]:
+    """:data:`DEFAULTS` with the workspace's ``[enrich.classification]`` values."""
+    table = ((config or {}).get("enrich") or {}).get("classification") or {}
+    if not isinstance(table, dict):
+        raise UserError("config.toml: [enrich.classification] must be a table")
+    out = dict(DEFAULTS)
+    for k, v in table.items():
+        if k not in DEFAULTS:
+            raise UserError(f"config.toml: [enrich.classification] {k}: unknown setting "
+                            f"(known: {', '.join(DEFAULTS)})")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise UserError(f"config.toml: [enrich.classification] {k} must be an integer >= 1")
+        out[k] = v
+    return out
+
+
+def _any(col: str, key: str) -> str:
+    pats = [r[key] for r in research_scanners() if r[key]]
+    return f"regexp_matches({col}, {sql_str('(?i)(' + '|'.join(pats) + ')')})"
+
+
+def hostname_scanner_sql(hostname: str) -> str:
+    """SQL: whether a host name is a research scanner's."""
+    return _any(hostname, "hostname")
+
+
+def user_agent_scanner_sql(ua: str) -> str:
+    """SQL: whether a user agent is a research scanner's."""
+    return _any(ua, "user_agent")
+
+
+def breadth_sql(detection: str, t: dict[str, int]) -> str:
+    """Per source address of ``detection``: first_seen, last_seen, detections (detected events),
+    orgs_hit, sensors_hit, exploits, campaigns, cves, malware_families, attack_techniques, and
+    ``widespread``: whether one of its exploits is a widespread campaign (thresholds ``t``)."""
+    return f"""
+    WITH d AS (SELECT src_ip AS ip, org_id, ts, file_id, source_line, campaign, cves,
+                      malware_family, attack_techniques, {EXPLOIT} AS exploit,
+                      {SENSOR} AS sensor
+               FROM {detection} WHERE src_ip IS NOT NULL AND src_ip <> ''),
+    e AS (SELECT exploit, count(DISTINCT org_id) >= {int(t['campaign_orgs'])}
+                          AND count(DISTINCT ip) >= {int(t['campaign_sources'])} AS wide
+          FROM d GROUP BY exploit)
+    SELECT d.ip, min(ts) AS first_seen, max(ts) AS last_seen,
+           count(DISTINCT (file_id, source_line)) AS detections,
+           count(DISTINCT org_id)::INTEGER AS orgs_hit,
+           count(DISTINCT sensor)::INTEGER AS sensors_hit,
+           count(DISTINCT exploit)::INTEGER AS exploits,
+           list_sort(list_distinct(list(campaign) FILTER (WHERE campaign IS NOT NULL)))
+               AS campaigns,
+           list_sort(list_distinct(flatten(list(coalesce(cves, []))))) AS cves,
+           list_sort(list_distinct(list(malware_family) FILTER (WHERE malware_family IS NOT NULL)))
+               AS malware_families,
+           list_sort(list_distinct(flatten(list(coalesce(attack_techniques, [])))))
+               AS attack_techniques,
+           bool_or(e.wide) AS widespread
+    FROM d JOIN e USING (exploit)
+    GROUP BY d.ip"""
+
+
+def classification_sql(b: str, scanner: str, t: dict[str, int]) -> str:
+    """SQL: the class of a row of ``b`` (columns of :func:`breadth_sql`); ``scanner`` is a
+    boolean SQL expression (a research scanner's sign)."""
+    return f"""CASE
+        WHEN {scanner} THEN 'research-scanner'
+        WHEN {b}.orgs_hit >= {int(t['mass_orgs'])} OR {b}.sensors_hit >= {int(t['mass_sensors'])}
+             OR {b}.exploits >= {int(t['mass_exploits'])} THEN 'mass-scanner'
+        WHEN {b}.widespread THEN 'opportunistic'
+        ELSE 'targeted' END"""

@@ -1,0 +1,165 @@
+"""What an attacking host is: its host record nearest the attack, classed by data tables.
+
+    con.sql(profile_sql("_attacks"))      # _attacks: ip, ref_ts, network_type (one row per pair)
+
+A host's *record* is one snapshot of it: the banners of one ``shodan host`` record (one line,
+``record_type = 'host'``), or the banners of one address crawled on one day (banner exports and
+the API cache). Its time is its latest banner's. The profile of ``(ip, ref_ts)`` is the record
+whose time is nearest ``ref_ts`` (the later on a tie), so a server that was clean in January and
+compromised in May is described as it was when it attacked.
+
+The profile: ``os`` (of the record's latest banner that names one), ``os_family`` (the first
+pattern of ``data/os_families.csv`` that matches it), ``products``, ``services`` and
+``service_classes`` (every row of ``data/service_classes.csv`` a banner matches, as
+``class:service``; banner patterns are tried only on banners whose product the record does not
+name, as a named product says more than its banner), ``ports``, ``hostnames``, ``tags`` and
+``host_kind``:
+
+1. ``home-router``: RouterOS, or a router or MikroTik service, not on a hosting network;
+2. ``iot-device``: a camera/DVR service;
+3. ``compromised-server``: a server that runs services of its own (FTP, mail, web, database,
+   proxy, VPN, MikroTik) or any Windows: a machine someone owns and uses, taken over;
+4. ``cloud-instance``: otherwise, a cloud-tagged record or a hosting network (an instance with
+   nothing of its own exposed: rented for the purpose);
+5. ``unknown``.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import cache
+from importlib import resources
+
+from threatscope.sqlfn import sql_str
+
+SERVER_CLASSES = ("ftp", "mail", "web", "database", "proxy", "vpn", "mikrotik")
+BANNER_CHARS = 256
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    text = resources.files("threatscope.enrich").joinpath(f"data/{name}").read_text("utf-8")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return [{k: (v or "").strip() for k, v in r.items()} for r in csv.DictReader(lines)]
+
+
+@cache
+def os_families() -> list[tuple[str, str]]:
+    """``[(pattern, os_family), ...]`` in order (first match wins)."""
+    return [(r["pattern"], r["os_family"]) for r in _rows("os_families.csv")]
+
+
+@cache
+def service_rules() -> list[dict[str, str]]:
+    """The rows of ``data/service_classes.csv`` (empty string: no condition)."""
+    rows = _rows("service_classes.csv")
+    for r in rows:
+        if not r["service_class"] or not r["service"]:
+            raise ValueError(f"service_classes.csv: a row without class or service: {r}")
+        if r["port"] and not r["port"].isdigit():
+            raise ValueError(f"service_classes.csv: bad port {r['port']!r}")
+    return rows
+
+
+def _re(col: str, pattern: str) -> str:
+    # (?s): a banner spans lines
+    return f"regexp_matches({col}, {sql_str('(?is)' + pattern)})"
+
+
+def os_family_sql(col: str) -> str:
+    """SQL: the family of the OS text ``col`` (NULL when none matches or ``col`` is NULL)."""
+    whens = " ".join(f"WHEN {_re(col, p)} THEN {sql_str(f)}" for p, f in os_families())
+    return f"CASE {whens} END"
+
+
+def services_sql(module: str, product: str, port: str, transport: str, banner: str) -> str:
+    """SQL: the sorted list of ``class:service`` a service matches (empty when none)."""
+    items = []
+    for r in service_rules():
+        conds = []
+        if r["module"]:
+            conds.append(_re(module, r["module"]))
+        if r["product"]:
+            conds.append(_re(product, r["product"]))
+        if r["port"]:
+            conds.append(f"{port} = {int(r['port'])}")
+        if r["transport"]:
+            conds.append(f"lower({transport}) = {sql_str(r['transport'].lower())}")
+        if r["banner"]:
+            conds.append(f"{product} IS NULL AND {_re(banner, r['banner'])}")
+        if conds:
+            label = sql_str(f"{r['service_class']}:{r['service']}")
+            items.append(f"CASE WHEN {' AND '.join(conds)} THEN {label} END")
+    return (f"list_sort(list_distinct(list_filter([{', '.join(items)}], "
+            "lambda x: x IS NOT NULL)))")
+
+
+def host_kind_sql(os_family: str, classes: str, cloud: str, network_type: str) -> str:
+    """SQL: the kind of host (see the module docstring)."""
+    server = ", ".join(f"'{c}'" for c in SERVER_CLASSES)
+    return f"""CASE
+        WHEN ({os_family} = 'RouterOS' OR list_has_any({classes}, ['router', 'mikrotik']))
+             AND {network_type} IS DISTINCT FROM 'hosting' THEN 'home-router'
+        WHEN list_contains({classes}, 'iot') THEN 'iot-device'
+        WHEN list_has_any({classes}, [{server}]) OR {os_family} LIKE 'Windows%'
+             THEN 'compromised-server'
+        WHEN {cloud} OR {network_type} = 'hosting' THEN 'cloud-instance'
+        ELSE 'unknown' END"""
+
+
+def profile_sql(attacks: str, records: str = "host_record") -> str:
+    """SELECT ip, ref_ts, host_record_ts, os, os_family, products, services, service_classes,
+    ports, hostnames, tags, cloud, host_kind: the profile of every ``(ip, ref_ts)`` of
+    ``attacks`` (columns ip, ref_ts, network_type) that has a record in ``records``."""
+    return f"""
+    WITH a AS (SELECT ip, ref_ts, any_value(network_type) AS network_type
+               FROM {attacks} GROUP BY ip, ref_ts),
+    r AS (SELECT h.ip, h.ts, h.port, h.transport, h.module, h.product, h.os, h.hostnames,
+                 h.tags, h.cloud_provider, h.banner,
+                 CASE WHEN h.record_type = 'host' THEN h.file_id || ':' || h.source_line
+                      ELSE CAST(h.event_date AS VARCHAR) END AS snap
+          FROM {records} h SEMI JOIN (SELECT DISTINCT ip FROM a) x ON x.ip = h.ip),
+    s AS (SELECT ip, snap, max(ts) AS snap_ts FROM r GROUP BY ip, snap),
+    pick AS (SELECT a.ip, a.ref_ts, a.network_type, s.snap, s.snap_ts
+             FROM a JOIN s ON s.ip = a.ip
+             QUALIFY row_number() OVER (
+                 PARTITION BY a.ip, a.ref_ts
+                 ORDER BY abs(epoch(s.snap_ts) - epoch(a.ref_ts)) NULLS LAST,
+                          s.snap_ts DESC NULLS LAST, s.snap) = 1),
+    svc AS (SELECT p.ip, p.ref_ts, p.network_type, p.snap_ts, r.ts, r.port, r.transport,
+                   r.module, r.product, r.os, r.hostnames, r.tags, r.cloud_provider,
+                   CASE WHEN r.product IS NULL THEN left(r.banner, {BANNER_CHARS}) END AS bkey
+            FROM pick p JOIN r ON r.ip = p.ip AND r.snap = p.snap),
+    k AS (SELECT module, product, port, transport, bkey,
+                 {services_sql('module', 'product', 'port', 'transport', 'bkey')} AS services
+          FROM (SELECT DISTINCT module, product, port, transport, bkey FROM svc)),
+    agg AS (
+        SELECT svc.ip, svc.ref_ts, any_value(svc.network_type) AS network_type,
+               any_value(svc.snap_ts) AS host_record_ts,
+               arg_max(svc.os, svc.ts) FILTER (WHERE svc.os IS NOT NULL) AS os,
+               list_sort(list_distinct(list(svc.product) FILTER (WHERE svc.product IS NOT NULL)))
+                   AS products,
+               list_sort(list_distinct(flatten(list(k.services)))) AS services,
+               list_sort(list_distinct(list(svc.port) FILTER (WHERE svc.port IS NOT NULL)))
+                   AS ports,
+               list_sort(list_distinct(flatten(list(coalesce(svc.hostnames, [])))))
+                   AS hostnames,
+               list_sort(list_distinct(flatten(list(coalesce(svc.tags, []))))) AS tags,
+               bool_or(svc.cloud_provider IS NOT NULL OR list_contains(svc.tags, 'cloud'))
+                   AS cloud
+        FROM svc JOIN k ON k.module IS NOT DISTINCT FROM svc.module
+                       AND k.product IS NOT DISTINCT FROM svc.product
+                       AND k.port IS NOT DISTINCT FROM svc.port
+                       AND k.transport IS NOT DISTINCT FROM svc.transport
+                       AND k.bkey IS NOT DISTINCT FROM svc.bkey
+        GROUP BY svc.ip, svc.ref_ts),
+    fam AS (SELECT os, {os_family_sql('os')} AS os_family
+            FROM (SELECT DISTINCT os FROM agg WHERE os IS NOT NULL)),
+    out AS (SELECT agg.*, fam.os_family,
+                   list_sort(list_distinct(list_transform(agg.services,
+                       lambda x: split_part(x, ':', 1)))) AS service_classes
+            FROM agg LEFT JOIN fam ON fam.os = agg.os)
+    SELECT ip, ref_ts, host_record_ts, os, os_family, products, services, service_classes,
+           ports, hostnames, tags, cloud,
+           {host_kind_sql('os_family', 'service_classes', 'cloud', 'network_type')} AS host_kind
+    FROM out"""
+
