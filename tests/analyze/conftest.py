@@ -52,7 +52,8 @@ class WsBuilder:
         with self.ws.connect() as con:
             con.execute(f"CREATE TABLE IF NOT EXISTS source ({schema.ddl_columns(schema.SOURCE)})")
             for ip, cc, cn, asn, org, nt in rows:
-                con.execute("INSERT INTO source VALUES (?, NULL, ?, ?, ?, ?, ?, 'test')",
+                con.execute("INSERT INTO source (ip, ip_num, country_code, country_name, asn, "
+                            "as_org, network_type, geo_source) VALUES (?, NULL, ?, ?, ?, ?, ?, 'test')",
                             [ip, cc, cn, asn, org, nt])
         return self
 
