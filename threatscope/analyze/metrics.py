@@ -30,6 +30,7 @@ from threatscope.analyze.consistency import check_consistency
 from threatscope.analyze.findings import key_findings
 from threatscope.analyze.knowledge import campaign_info, cve_info
 from threatscope.analyze.period import Period
+from threatscope.enrich import classify
 from threatscope.errors import UserError
 from threatscope.workspace import Workspace, relations
 
@@ -128,6 +129,79 @@ def _ranked(rows: list[dict]) -> list[dict]:
 
 def _share(v: Any) -> float | None:
     return None if v is None else round(float(v), 4)
+
+
+def _infrastructure(ev, record) -> dict[str, Any]:
+    """What the attacking addresses are (their host records): counts of addresses, each with
+    its share of the addresses that have a host record (an address runs services of several
+    classes, so those shares need not sum to 100%)."""
+    out: dict[str, Any] = {}
+    for name in ("source_ips", "with_host_record"):
+        row = ev(f"infrastructure.{name}")[0]
+        out[name] = change(row["period"], row["baseline"])
+        record(f"infrastructure.{name}", row)
+    known, known_b = out["with_host_record"]["period"], out["with_host_record"]["baseline"]
+    ips = out["source_ips"]["period"]
+    out["coverage"] = _share(known / ips) if ips else None
+
+    def rows(fid: str, key: str, keep: bool = True) -> list[dict[str, Any]]:
+        got = ev(f"infrastructure.{fid}")
+        if keep:
+            for r in got:
+                record(f"infrastructure.{fid}", r, (key,))
+        return [{key: r[key], **change(r["period"], r["baseline"]),
+                 "share": _share(r["period"] / known) if known else None,
+                 "baseline_share": _share(r["baseline"] / known_b) if known_b else None}
+                for r in got]
+
+    out["os_families"] = rows("os_families", "os_family")
+    out["host_kinds"] = rows("host_kinds", "host_kind")
+    out["service_classes"] = rows("service_classes", "service_class")
+    services: dict[str, list] = {}
+    for r in ev("infrastructure.services"):
+        services.setdefault(r["service_class"], []).append(
+            {"service": r["service"], "source_ips": r["period"],
+             "baseline_source_ips": r["baseline"]})
+    for c in out["service_classes"]:
+        c["services"] = services.get(c["service_class"], [])
+    out["products"] = rows("products", "product", keep=False)
+    for key, fid in (("as_orgs", "as_orgs"), ("countries", "countries")):
+        out[key] = [{**{k: r[k] for k in ("as_org", "asn", "network_type", "country_code")
+                        if k in r},
+                     "source_ips": r["period"], "share": _share(r["period"] / known) if known
+                     else None,
+                     **{k: r[k] for k in ("windows", "compromised_servers", "home_routers",
+                                          "cloud_instances")}}
+                    for r in ev(f"infrastructure.{fid}")]
+    return out
+
+
+def _indicators(ev, record) -> dict[str, Any]:
+    """IOC list matches of attacking addresses (per list) and of payload indicators, and the
+    indicators seen in the period (the report's appendix; the whole list: export stix|misp)."""
+    listed = []
+    for r in ev("indicators.listed_sources"):
+        listed.append({"feed": r["feed"], **change(r["period"], r["baseline"]),
+                       "source_ips": r["source_ips"] or 0,
+                       "malware_families": list(r["malware_families"] or []),
+                       "first_seen": _iso(r["first_seen"]), "last_seen": _iso(r["last_seen"])})
+        record("indicators.listed_sources", r, ("feed",))
+
+    def ind(r: dict) -> dict[str, Any]:
+        return {"role": r.get("role", "payload"), "indicator_type": r["indicator_type"],
+                "value": r["value"], "sightings": int(r["period"] or 0),
+                **{k: (list(r[k]) if isinstance(r[k], list) else _iso(r[k]))
+                   for k in ("campaigns", "cves", "malware_families", "ioc_feeds",
+                             "first_seen", "last_seen")},
+                "orgs": r["orgs"], "country_code": r["country_code"], "as_org": r["as_org"],
+                "classification": r["classification"]}
+
+    counts = {r["role"]: r["period"] for r in ev("indicators.count")}
+    return {"listed_sources": listed,
+            "payload_matches": [ind(r) for r in ev("indicators.payload_matches")],
+            "appendix": [ind(r) for r in ev("indicators.appendix")],
+            "counts": {"attacker": counts.get("attacker", 0),
+                       "payload": counts.get("payload", 0)}}
 
 
 def analyze(ws: Workspace, period: Period | None = None) -> dict[str, Any]:
@@ -298,6 +372,27 @@ def _build(
             for k in ("p50", "p90", "p99")} | {"max": int(dist["max"] or 0)},
     }
 
+    noise = set(classify.NOISE)
+    cls_rows = ev("sources.classification")
+    sources["classification"] = [
+        {"classification": r["classification"], "noise": r["classification"] in noise,
+         **change(r["period"], r["baseline"]), "source_ips": r["source_ips"] or 0,
+         "share": _share(r["share"]), "baseline_share": _share(r["baseline_share"])}
+        for r in cls_rows]
+    for r in cls_rows:
+        record("sources.classification", r, ("classification",))
+    classified = sum(r["period"] for r in cls_rows)
+    noise_events = sum(r["period"] for r in cls_rows if r["classification"] in noise)
+    sources["noise_share"] = _share(noise_events / classified) if classified else None
+    sources["targeted"] = [
+        {"ip": r["src_ip"], "country_code": r["country_code"], "as_org": r["as_org"],
+         "network_type": r["network_type"], "detected_events": r["period"],
+         "orgs_hit": r["orgs_hit"], "campaigns": list(r["campaigns"] or []),
+         "first_seen": _iso(r["first_seen"]), "last_seen": _iso(r["last_seen"])}
+        for r in ev("sources.targeted")]
+    infrastructure = _infrastructure(ev, record)
+    indicators = _indicators(ev, record)
+
     # -- sectors ------------------------------------------------------------------------
     det_by = {r["sector"]: r for r in ev("sectors.events")}
     sectors = []
@@ -363,7 +458,9 @@ def _build(
         "malware",
         "rules", "sources.hosting_share", "sources.countries", "sources.as_orgs", "sources.ips",
         "sources.per_ip", "sectors.events", "sectors.orgs", "endpoint.execution_techniques",
-        "endpoint.powershell_families"}
+        "endpoint.powershell_families", "sources.targeted", "infrastructure.services",
+        "infrastructure.as_orgs", "infrastructure.countries", "indicators.payload_matches",
+        "indicators.appendix", "indicators.count"}
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
@@ -380,6 +477,8 @@ def _build(
         "malware": malware,
         "rules": rules,
         "sources": sources,
+        "infrastructure": infrastructure,
+        "indicators": indicators,
         "sectors": sectors,
         "endpoint": endpoint,
         "attack": attack_doc,
