@@ -427,7 +427,8 @@ class UrlhausCsv(Format):
         id,dateadded,url,url_status,threat,tags,urlhaus_link,reporter               (8, older)
 
     Source fields -> columns: dateadded -> first_seen and ts; url -> ioc_type 'url', value (as
-    listed), url_domain (its host, lower case, no port or brackets); url_status -> status;
+    listed, spaces allowed), url_domain (its host, lower case, no port or brackets);
+    url_status -> status;
     last_online -> last_seen; threat -> threat; tags (comma-separated; 'None' is none) ->
     tags, and the first tag the family table knows -> malware_family (aliases mapped);
     urlhaus_link -> reference. id and reporter are kept in ``raw`` only. Constant: feed
@@ -452,7 +453,8 @@ class UrlhausCsv(Format):
     def parse(self, con, batch, prepared) -> ParseResult:
         stage = f"""
             SELECT source_line, raw, comment, f, len(f) AS nf,
-                   CASE WHEN NOT comment AND len(f) IN (8, 9) THEN trim(f[3]) END AS cand
+                   CASE WHEN NOT comment AND len(f) IN (8, 9) THEN
+                        replace(trim(f[3]), ' ', '%20') END AS cand
             FROM (SELECT n AS source_line, line AS raw,
                          {_comment_sql('line')} OR regexp_matches(lower(line),
                              '^\\s*"?id"?\\s*,\\s*"?dateadded"?\\s*,') AS comment,
@@ -471,7 +473,8 @@ class UrlhausCsv(Format):
                         WHEN ioc_type IS DISTINCT FROM 'url' THEN 'url is not a URL'
                         WHEN {_blank_sql('f[2]')} IS NOT NULL AND ts IS NULL
                         THEN 'invalid dateadded' END AS _reason,
-                   {_OUT}, {known_family_sql('tags')} AS malware_family,
+                   ioc_type, trim(f[3]) AS value, url_domain,
+                   {known_family_sql('tags')} AS malware_family,
                    {_blank_sql(f'f[5 + {off}]')} AS threat, lower({_blank_sql('f[4]')}) AS status,
                    'urlhaus' AS feed, ts AS first_seen,
                    CASE WHEN nf = 9 THEN {ts_sql(_blank_sql('f[5]'))} END AS last_seen,
