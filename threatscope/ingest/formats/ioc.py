@@ -1,7 +1,9 @@
 """IOC lists (intel): abuse.ch Feodo Tracker (CSV, JSON), URLhaus (CSV) and plain lists of IPs,
 CIDRs, domains and URLs, into the ``ioc`` kind (schema.IOC), one row per indicator.
 
-    threatscope intel add feodo.csv ipblocklist.json urlhaus.csv blocklist.txt
+    ingest_paths(ws, ["ipblocklist.csv", "ipblocklist.json", "csv.txt", "blocklist.txt"],
+                 only=["ioc-feodo-csv", "ioc-feodo-json", "ioc-urlhaus-csv", "ioc-list"])
+    # -> the `ioc` view: SELECT ioc_type, value, malware_family FROM ioc WHERE feed = 'list'
 
 IOC lists are no organisation's telemetry (``intel = True``): the rows belong to no
 organisation and none is registered for them.
@@ -14,7 +16,8 @@ distinct text: an IPv4 address, a domain or a URL is read in DuckDB SQL; only te
     ioc_type      'ip' | 'cidr' | 'domain' | 'url'
     value         ip: canonical text (IPv6 compressed, lower case; IPv4-mapped IPv6 as plain
                   IPv4); cidr: network address / prefix (``10.1.2.3/8`` -> ``10.0.0.0/8``);
-                  domain: lower case, trailing dot removed; url: the URL as listed (refanged)
+                  domain: lower case, trailing dot removed; url: the URL as listed (refanged,
+                  scheme lower-cased; URLhaus: exactly as listed)
     ip_first_num  ip, cidr: first and last address of the range in the schema's number space
     ip_last_num   (ipnum: IPv4 at ::ffff:0:0/96). Stored as DECIMAL(38,0): NULL where the
                   number has 39 digits (IPv6 from 4b3b:4ca8:: up, e.g. fc00::/7, fe80::/10)
