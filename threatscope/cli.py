@@ -225,6 +225,95 @@ def run_cmd(workspace, orgs, org, fmt, rules, mmdb, period, out, pdf, paths) -> 
     _report(ws, period, out, pdf)
 
 
+@main.group("intel")
+def intel_group() -> None:
+    """Intel about attackers: host records (Shodan) and IOC lists (abuse.ch, plain lists)."""
+
+
+def _intel_formats(kind: str) -> list[str]:
+    from threatscope.ingest.formats import FORMATS
+
+    names = sorted(n for n, c in FORMATS.items() if c.intel)
+    return [n for n in names if (n == "shodan") == (kind == "shodan")]
+
+
+@intel_group.command("add")
+@workspace_option
+@click.argument("kind", type=click.Choice(["shodan", "ioc"]))
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", default="auto", show_default=True,
+              help="Force one format (shodan, ioc-feodo-csv, ioc-feodo-json, ioc-urlhaus-csv, "
+                   "ioc-list); by default it is sniffed.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@handle_user_errors
+def intel_add(workspace, kind, paths, fmt, as_json) -> None:
+    """Add Shodan exports (`shodan download`/`shodan host` NDJSON, plain or .json.gz) or IOC
+    lists (Feodo Tracker CSV/JSON, URLhaus CSV, plain IP/CIDR/domain/URL lists) to the
+    workspace. Like ingest: every line is a row or quarantined with its reason, and adding a
+    file twice adds nothing. Run `threatscope enrich` afterwards."""
+    from threatscope import ingest
+
+    only = _intel_formats(kind)
+    if fmt != "auto" and fmt not in only:
+        raise UserError(f"--format {fmt}: not a {kind} format (choose from {', '.join(only)})")
+    ws = Workspace.open(workspace, create=True)
+    with progress_bar(not as_json) as progress:
+        # an IOC file no sniffer is sure of is read as a plain list: its garbage is quarantined
+        summary = ingest.ingest_paths(ws, list(paths), fmt=fmt, progress=progress, only=only,
+                                      fallback="ioc-list" if kind == "ioc" else None)
+    _print_summary(summary, as_json, f"intel add {kind}")
+
+
+@intel_group.command("lookup")
+@workspace_option
+@click.argument("ips", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per address.")
+@handle_user_errors
+def intel_lookup(workspace, ips, as_json) -> None:
+    """What the workspace knows about addresses: country and AS, host record snapshots,
+    IOC list entries, and what it did (classification, detections, first/last seen)."""
+    from threatscope.enrich.intel import describe
+
+    for info in describe(Workspace.open(workspace), ips):
+        if as_json:
+            click.echo(json.dumps(info, ensure_ascii=True, default=str))
+        else:
+            _print_intel(info)
+
+
+def _print_intel(info: dict) -> None:
+    say = click.echo
+    if not info["valid"]:
+        say(f"{_safe_text(str(info['ip']))}: not an IP address")
+        return
+    g = info["geo"]
+    say(f"{info['ip']}  {g['country_code'] or '??'}  AS{g['asn'] or '?'} "
+        f"{_safe_text(str(g['as_org'] or 'unknown AS'))}  ({g['network_type']})")
+    src = info["source"]
+    if src and src.get("detections"):
+        say(f"  attacker: {src['classification']}, {src['detections']} detected events, "
+            f"{src['orgs_hit']} organisations, {src['first_seen']} .. {src['last_seen']}; "
+            f"campaigns: {', '.join(src['campaigns']) or '-'}")
+        if src.get("host_kind"):
+            say(f"  looks like: {src['host_kind']} ({src['os_family'] or 'OS unknown'}; "
+                f"{', '.join(src['service_classes']) or 'no classed services'})")
+    else:
+        say("  no detected attack from this address in the workspace")
+    for r in info["ioc_matches"]:
+        say(f"  listed: {r['feed']} {r['ioc_type']} {_safe_text(r['value'])} "
+            f"family={r['malware_family'] or '-'} first={r['first_seen'] or '-'} "
+            f"last={r['last_seen'] or '-'}")
+    for r in info["host_records"][:50]:
+        say(f"  record {r['ts'] or '?'}: {r['port']}/{r['transport'] or '?'} "
+            f"{_safe_text(str(r['product'] or r['module'] or '-'))} "
+            f"os={_safe_text(str(r['os'] or '-'))}"
+            + (f" names={_safe_text(','.join(r['hostnames']))}" if r["hostnames"] else ""))
+    if len(info["host_records"]) > 50:
+        say(f"  ... {len(info['host_records']) - 50} more records (--json lists all)")
+    if not info["host_records"]:
+        say("  no host record (threatscope intel add shodan FILE, or intel fetch)")
+
+
 EXPORT_COLUMNS = (
     "org_id, ts, src_ip, source_file, source_line, rule_id, title, severity, cves, "
     "attack_techniques, product, campaign"
@@ -266,8 +355,60 @@ def export_detections(workspace, fmt, out) -> None:
         _stream_rows(con, query, fmt)
 
 
+SOURCE_EXPORT = (
+    "ip, country_code AS country, as_org, network_type AS as_kind, os, products, "
+    "service_classes, ioc_matches, malware_families, classification, orgs_hit, detections, "
+    "first_seen, last_seen, asn, os_family, host_kind, sensors_hit, exploits, campaigns, cves"
+)
+
+
+@export_group.command("sources")
+@workspace_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl", show_default=True)
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: stdout; required for parquet).")
+@handle_user_errors
+def export_sources(workspace, fmt, out) -> None:
+    """One row per attacking IP: country, AS (hosting/access), what the host is (OS, products,
+    service classes), IOC list matches and malware families, classification (research or
+    mass scanner, opportunistic, targeted), organisations hit, detected events, first/last seen."""
+    ws = Workspace.open(workspace)
+    with ws.connect(read_only=True) as con:
+        if "source" not in relations(con):
+            raise UserError("no sources yet: run `threatscope enrich` first")
+        query = f"SELECT {SOURCE_EXPORT} FROM source WHERE detections > 0 ORDER BY ip_num, ip"
+        _export(con, query, fmt, out)
+
+
+def _export(con, query: str, fmt: str, out: Path | None) -> None:
+    """``query`` to ``out`` (or stdout) as jsonl, csv (lists ';'-joined, formula-looking cells
+    defused) or parquet."""
+    if fmt == "parquet":
+        if out is None:
+            raise UserError("--format parquet needs -o FILE")
+        con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' (FORMAT parquet)")
+        return
+    if fmt == "jsonl" and out is not None:
+        con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' (FORMAT json)")
+        return
+    if out is None:
+        _stream_rows(con, query, fmt)
+        return
+    import csv
+
+    from threatscope.report.tables import cell
+
+    reader = con.sql(query).to_arrow_reader(50_000)
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(reader.schema.names)
+        for batch in reader:
+            w.writerows([[cell(v) for v in row.values()] for row in batch.to_pylist()])
+
+
 def _stream_rows(con, query: str, fmt: str) -> None:
     import csv
+
+    from threatscope.report.tables import cell
 
     reader = con.sql(query).to_arrow_reader(50_000)
     cols = reader.schema.names
@@ -276,8 +417,8 @@ def _stream_rows(con, query: str, fmt: str) -> None:
         writer.writerow(cols)
     for batch in reader:
         for row in batch.to_pylist():
-            if writer:
-                writer.writerow([row[c] for c in cols])
+            if writer:  # lists ';'-joined, formula-looking text defused
+                writer.writerow([cell(row[c]) for c in cols])
             else:
                 sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
 

@@ -154,6 +154,7 @@ def ingest_paths(
     fmt: str = "auto",
     progress: Progress | None = None,
     only: Sequence[str] | None = None,
+    fallback: str | None = None,
 ) -> IngestSummary:
     """Ingest files, folders (recursively), globs and ``-`` (stdin) into the workspace.
 
@@ -167,11 +168,12 @@ def ingest_paths(
     A path that does not exist is an error line in the summary; if no path names any file,
     UserError. An uncompressed file that was ingested before and has grown since (same bytes,
     more at the end) is read from the line after the last one ingested. ``only``: with
-    ``fmt="auto"``, the format names the sniffer may choose from (``threatscope intel add``).
+    ``fmt="auto"``, the format names the sniffer may choose from (``threatscope intel add``);
+    ``fallback``: the format of a file none of them recognises (else that file is an error).
     """
     if fmt != "auto":
         formats.get(fmt)
-    for name in only or ():
+    for name in [*(only or ()), *([fallback] if fallback else [])]:
         formats.get(name)
     if org is not None:
         if not org.strip() or clean_org(org) != org.strip():
@@ -203,7 +205,8 @@ def ingest_paths(
         with _Workers(cpus, tmpdir) as workers, \
                 ThreadPoolExecutor(max_workers=max(1, min(2, len(inputs), cpus))) as files:
             futures = [
-                files.submit(_process, inp, fmt, org, stage_root, known, report, workers, only)
+                files.submit(_process, inp, fmt, org, stage_root, known, report, workers, only,
+                             fallback)
                 for inp in inputs
             ]
             for fut in futures:
@@ -386,7 +389,8 @@ def _sniff(path: str, only: Sequence[str] | None = None) -> tuple[str | None, bo
 
 def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path,
              known: dict[str, list[_Known]], report: Callable[[int, str], None],
-             workers: _Workers, only: Sequence[str] | None = None) -> _FileResult:
+             workers: _Workers, only: Sequence[str] | None = None,
+             fallback: str | None = None) -> _FileResult:
     res = _FileResult(inp, "failed", started_at=_now())
     try:
         if os.path.isdir(inp.path):
@@ -394,6 +398,7 @@ def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path,
         res.size = os.path.getsize(inp.path)
         if fmt == "auto":
             name, nonblank = _sniff(inp.path, only)
+            name = name or fallback
             if name is None and only:
                 raise _NotOfKind(f"not a {' or '.join(sorted(only))} file")
             if name is None and nonblank and not inp.explicit:
