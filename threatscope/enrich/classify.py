@@ -9,7 +9,8 @@ Classes (first that holds):
    sent a research scanner's user agent (``data/research_scanners.csv``);
 2. ``mass-scanner``: it hit at least ``mass_orgs`` organisations or ``mass_sensors`` sensors,
    or used at least ``mass_exploits`` distinct exploits;
-3. ``opportunistic``: it hit few, but one of its exploits is a widespread campaign (seen at
+3. ``opportunistic``: it hit few, but one of its exploits (a campaign or a CVE: generic rules
+   fire everywhere by nature) is a widespread campaign (seen at
    ``campaign_orgs`` organisations or more, from ``campaign_sources`` addresses or more): one
    of many sources spraying the same exploit (a botnet member, say);
 4. ``targeted``: everything it did was seen at few organisations: aimed, not sprayed.
@@ -92,7 +93,10 @@ def breadth_sql(detection: str, t: dict[str, int]) -> str:
                       malware_family, attack_techniques, {EXPLOIT} AS exploit,
                       {SENSOR} AS sensor
                FROM {detection} WHERE src_ip IS NOT NULL AND src_ip <> ''),
-    e AS (SELECT exploit, count(DISTINCT org_id) >= {int(t['campaign_orgs'])}
+    -- only a campaign or a CVE makes a campaign: a generic rule (SQL injection, a command in
+    -- a parameter) fires everywhere by nature
+    e AS (SELECT exploit, bool_or(campaign IS NOT NULL OR len(coalesce(cves, [])) > 0)
+                          AND count(DISTINCT org_id) >= {int(t['campaign_orgs'])}
                           AND count(DISTINCT ip) >= {int(t['campaign_sources'])} AS wide
           FROM d GROUP BY exploit)
     SELECT d.ip, min(ts) AS first_seen, max(ts) AS last_seen,
