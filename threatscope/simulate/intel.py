@@ -19,6 +19,11 @@ Definitions (``ground_truth.json["intel"]``, recomputed by ``tests/simulate/test
 requests (``attacks.noise``: sqli/xss/lfi/scanner probes) of that quarter. *First attack*:
 the earliest timestamp (UTC, seconds, as written in the logs) of such a request of the IP in
 that quarter; for ``"all"``, the IP's earliest over both quarters.
+(In the logs, a noise request is one of no campaign whose User-Agent is '-', 'Mozilla/5.0',
+sqlmap's, Nikto's, 'masscan/1.0' or 'Mozilla/5.0 zgrab/0.x'; benign traffic never uses
+these. With the built-in rules every campaign and noise request is a detection -- checked
+for seed 7, scale 1 -- so these are the sources, and first requests, of the detected web
+traffic.)
 
 *Banner*: one line of the Shodan file. Only IPv4 banners (``ip_str``) count; the ``ipv6``
 banner and the banners of IPs that never attacked are to be ignored. *Snapshot*: the banners of
@@ -251,7 +256,7 @@ def _host(rng: random.Random, kind: str, ip: str) -> tuple[str | None, list[Serv
     if kind in ("win-server", "win-desktop"):
         if kind == "win-server":
             os_name = rng.choices(list(_IIS), [0.36, 0.24, 0.16, 0.1, 0.14])[0]
-            opts = [(0.75, "ftp"), (0.5, "iis"), (0.4, "rdp"), (0.25, "smb"), (0.12, "mssql"),
+            opts = [(0.66, "ftp"), (0.5, "iis"), (0.35, "rdp"), (0.25, "smb"), (0.12, "mssql"),
                     (0.12, "exchange"), (0.08, "pptp")]
         else:
             os_name = rng.choices(["Windows 7 or 8", "Windows XP"], [0.65, 0.35])[0]

@@ -11,8 +11,11 @@ Layout written::
     <org_id>/<sensor>-access.log-2018MM[.gz] Apache/nginx combined
     <org_id>/<sensor>-2018-MM.jsonl[.gz]     whole HTTP requests (WAF / honeypot)
     <org_id>/endpoint/...                    Windows events of its hosts (see ``endpoint``)
+    intel/...                                Shodan host records of the attackers, abuse.ch
+                                             Feodo Tracker / URLhaus lists (see ``intel``)
     ground_truth.json                        figures computed from what was written
-                                             (``endpoint``: the endpoint truth)
+                                             (``endpoint``: the endpoint truth,
+                                             ``intel``: the threat-intel truth)
 
 Baseline 2018Q1, period 2018Q2. Everything is drawn from one ``random.Random(seed)`` in a
 fixed order, and gzip members carry no name or time, so the same seed gives the same bytes.
