@@ -37,9 +37,10 @@ def _all_files(root: Path) -> list[Path]:
 
 
 def _files(root: Path) -> list[Path]:
-    """The web logs (the endpoint telemetry and documents are tested in test_endpoint.py)."""
+    """The web logs (the endpoint telemetry and documents are tested in test_endpoint.py, the
+    threat-intel files in test_intel.py)."""
     return [p for p in _all_files(root)
-            if not {"endpoint", "documents"} & set(p.relative_to(root).parts)]
+            if not {"endpoint", "documents", "intel"} & set(p.relative_to(root).parts)]
 
 
 def parse(root: Path) -> list[dict]:
@@ -163,9 +164,8 @@ def test_ground_truth_matches_files(sim, rows):
         line.split(",")[0]: line.split(",")[2] for line in orgs[1:]}
 
 
-def test_full_scale_figures_and_sources(tmp_path_factory):
-    gt = json.loads((simulate(tmp_path_factory.mktemp("full"), seed=7) /
-                     "ground_truth.json").read_text())
+def test_full_scale_figures_and_sources(full_sim):
+    gt = json.loads((full_sim / "ground_truth.json").read_text())
     assert 200_000 <= gt["totals"]["lines"] <= 400_000
     iis = gt["campaigns"]["iis-webdav"]
     assert 0 < iis["baseline"] < 10 and iis["period"] >= 4000

@@ -113,9 +113,11 @@ _DOCS = ["Minutes {d}", "Budget {y} v{n}", "Project plan", "Timesheet week {n}",
 
 
 def write_endpoints(out: Path, rng: random.Random, scale: float,
-                    quarters: dict[str, tuple[int, int]]) -> dict:
+                    quarters: dict[str, tuple[int, int]], iocs: list[dict] | None = None) -> dict:
     """Simulate the fleets' Windows events over ``quarters`` (name -> [first day, end day) of
-    2018), write them under ``out`` and return the truth (``ground_truth.json["endpoint"]``)."""
+    2018), write them under ``out`` and return the truth (``ground_truth.json["endpoint"]``).
+    ``iocs``, if given, receives the network indicators of the attack chains (see
+    ``Timeline.iocs``)."""
     tl = Timeline(rng)
     fleets = {org: _make_hosts(rng, tl, org, f) for org, f in FLEETS.items()}
     days = max(d1 for _, d1 in quarters.values())
@@ -123,6 +125,8 @@ def write_endpoints(out: Path, rng: random.Random, scale: float,
         for host in hosts:
             _background(tl, rng, host, days, scale, FLEETS[org])
     chains, documents = _attacks(tl, rng, fleets, scale, quarters)
+    if iocs is not None:
+        iocs.extend(tl.iocs)
     files, events = _write(out, rng, tl, quarters)
     events += write_documents(out, documents, quarters)
     return _truth(files, events, chains, documents, fleets, quarters)

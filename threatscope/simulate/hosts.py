@@ -151,6 +151,7 @@ class Timeline:
         self.rng = rng
         self.events: list[Event] = []
         self._seq = 0
+        self.iocs: list[dict] = []  # indicators of attack chains (no event, no draw)
 
     def _add(self, ts: int, host: Host, channel: str, event_id: int, provider: str, sid: str,
              data: dict, label: Label | None) -> Event:

@@ -11,8 +11,11 @@ Layout written::
     <org_id>/<sensor>-access.log-2018MM[.gz] Apache/nginx combined
     <org_id>/<sensor>-2018-MM.jsonl[.gz]     whole HTTP requests (WAF / honeypot)
     <org_id>/endpoint/...                    Windows events of its hosts (see ``endpoint``)
+    intel/...                                Shodan host records of the attackers, abuse.ch
+                                             Feodo Tracker / URLhaus lists (see ``intel``)
     ground_truth.json                        figures computed from what was written
-                                             (``endpoint``: the endpoint truth)
+                                             (``endpoint``: the endpoint truth,
+                                             ``intel``: the threat-intel truth)
 
 Baseline 2018Q1, period 2018Q2. Everything is drawn from one ``random.Random(seed)`` in a
 fixed order, and gzip members carry no name or time, so the same seed gives the same bytes.
@@ -340,10 +343,12 @@ def _esc_combined(v: str) -> str:
 Event = tuple[int, int, str, Req]  # (epoch seconds, sequence, source ip, request)
 
 
-def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0) -> Path:
+def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0, intel: bool = True) -> Path:
     """Write two quarters of logs of several organisations plus ``ground_truth.json``.
 
     ``scale`` multiplies every volume (benign traffic, campaign requests, source pools).
+    ``intel`` adds the threat-intel files of ``intel`` (drawn last: every other file is the
+    same with or without them).
     """
     if scale <= 0:
         raise UserError("simulate: scale must be > 0")
@@ -394,6 +399,9 @@ def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0) -> Path:
     # campaigns
     all_sensors = [(o, s) for o in ORGS for s in o.sensors]
     truth_events: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # key -> (day, q, ip)
+    # for ``intel`` (no draw): per quarter, each attacking source's first request (epoch s)
+    first_seen: dict[str, dict[str, int]] = {q: {} for q in QUARTERS}
+    campaigns_of: dict[str, set[str]] = defaultdict(set)
     for spec in CAMPAIGNS:
         targets = [(o, s) for o, s in all_sensors if s.fmt in spec.targets]
         # honeypots and WAFs see more than their share of exploitation
@@ -415,8 +423,13 @@ def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0) -> Path:
                     seq += 1
                     events[(o.org_id, s.name)].append((ts, seq, ip, req))
                     truth_events[spec.key].append((d, q, ip))
+                    fq = first_seen[q]
+                    if ts < fq.get(ip, ts + 1):
+                        fq[ip] = ts
+                    campaigns_of[ip].add(spec.key)
 
     noise_counts: dict[str, Counter] = {}
+    noise_ips: dict[str, set[str]] = {q: set() for q in QUARTERS}
     for q, (d0, d1) in QUARTERS.items():
         pool = _pool(rng, book, _HOSTING_MIX, max(1, _scaled(200, scale)))
         c: Counter = Counter()
@@ -425,20 +438,32 @@ def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0) -> Path:
             req = attacks.noise(rng, o.host)
             ts = _EPOCH0 + rng.randrange(d0, d1) * 86400 + rng.randrange(86400)
             seq += 1
-            events[(o.org_id, s.name)].append((ts, seq, rng.choice(pool), req))
+            ip = rng.choice(pool)
+            events[(o.org_id, s.name)].append((ts, seq, ip, req))
             c[req.family] += 1
+            fq = first_seen[q]
+            if ts < fq.get(ip, ts + 1):
+                fq[ip] = ts
+            noise_ips[q].add(ip)
         noise_counts[q] = c
 
     files = _write_all(out, rng, events)
     _write_orgs(out)
     truth = _ground_truth(seed, scale, files, truth_events, noise_counts, events)
     # the organisations' Windows hosts, drawn after all the web traffic
-    ep = endpoint.write_endpoints(out, rng, scale, QUARTERS)
+    ep_iocs: list[dict] = []
+    ep = endpoint.write_endpoints(out, rng, scale, QUARTERS, iocs=ep_iocs)
     truth["totals"]["files"] += ep["totals"]["files"] + ep["totals"]["documents"]
     truth["totals"]["lines"] += ep["totals"]["events"] + ep["totals"]["documents"]
     truth["totals"]["windows_events"] = ep["totals"]["events"]
     truth["totals"]["documents"] = ep["totals"]["documents"]  # a document is one record
     truth["endpoint"] = ep
+    if intel:  # drawn after everything else, so the files above stay the same
+        from threatscope.simulate import intel as intel_mod
+
+        seen_ips = {ip for evs in events.values() for _, _, ip, _ in evs}
+        truth["intel"] = intel_mod.write_intel(
+            out, rng, book, first_seen, dict(campaigns_of), noise_ips, ep_iocs, seen_ips, scale)
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=2, sort_keys=False) + "\n")
     return out
 
