@@ -427,12 +427,14 @@ def build_hostile() -> dict:
     m["key_findings"].append({"id": "all", "text": " ".join(PAYLOADS)})
     # the new sections: attacker-controlled indicator values, AS names, products, services
     ind = m["indicators"]
-    for i, p in enumerate(INDICATOR_PAYLOADS):
-        ind["appendix"][i % len(ind["appendix"])]["value"] = p
+    rows = ind["appendix"]
+    ind["appendix"] = [dict(rows[i % len(rows)], value=p)
+                       for i, p in enumerate(INDICATOR_PAYLOADS)]
     ind["payload_matches"][0]["value"] = INDICATOR_PAYLOADS[1]
     ind["appendix"].append(dict(ind["appendix"][0], value=PAYLOADS[11], role="payload"))
     infra = m["infrastructure"]
     infra["as_orgs"][0]["as_org"] = INDICATOR_PAYLOADS[2]
+    infra["as_orgs"][1]["as_org"] = INDICATOR_PAYLOADS[3]
     infra["products"][0]["product"] = INDICATOR_PAYLOADS[3]
     infra["service_classes"][0]["services"][0]["service"] = INDICATOR_PAYLOADS[3]
     m["sources"]["targeted"][0]["as_org"] = INDICATOR_PAYLOADS[0]

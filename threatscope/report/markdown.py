@@ -107,8 +107,10 @@ def _noise(v: dict, pl: str, bl: str, add) -> None:
         add("_No source classification in this period._\n")
         return
     add(f"**Background noise:** {fmt_share(s['noise_share'])} of classified detected events came "
-        "from research scanners, mass scanners and opportunistic sources; targeted sources "
-        "attacked only a few organisations. Counts are detected events.\n")
+        "from research scanners (known by reverse DNS name or user agent), mass scanners (many "
+        "organisations or sensors, or many exploits) and opportunistic sources (few "
+        "organisations, but one of many spraying a widespread campaign); a targeted source did "
+        "everything it did at only a few organisations. Counts are detected events.\n")
     add(_table(["Classification", "Kind", pl, bl, "Fold change", "% change", "Flag", "Source IPs",
                 "Share", f"Share in {bl}"],
                [[md(r["classification"] or "unclassified"), "noise" if r["noise"] else "targeted",
