@@ -31,6 +31,16 @@ PAYLOADS = [
     "*bold* _it_ # h\n- item\r\n| x |",
 ]
 
+# what the indicators section must show as text: never markup, never a link, never a formula
+INDICATOR_PAYLOADS = [
+    "<script>alert(1)</script>",
+    "javascript:alert(1)",
+    '"><img src=x onerror=alert(1)>',
+    '=HYPERLINK("http://evil.example/x","click")',
+    "http://evil.example/payload.sh",
+    "www.evil.example/x",
+]
+
 
 def change(period: int, baseline: int) -> dict:
     """A change object exactly as the spec defines it."""
@@ -140,6 +150,117 @@ def _glossary(rows: list[tuple]) -> dict:
                        "attack_version": "18.1"}, "techniques": techniques}
 
 
+CLASSIFICATION = [  # (classification, noise, period, baseline, source ips) detected events
+    ("mass-scanner", True, 6_200, 5_100, 3_900),
+    ("opportunistic", True, 3_300, 2_200, 1_700),
+    ("research-scanner", True, 900, 1_000, 60),
+    ("targeted", False, 600, 150, 40),
+]
+
+TARGETED = [
+    {"ip": "198.51.100.23", "country_code": "NL", "as_org": "Bad Hosting B.V.",
+     "network_type": "hosting", "detected_events": 310, "orgs_hit": 1,
+     "campaigns": ["weblogic-wls-wsat"], "first_seen": "2018-05-02T03:04:05",
+     "last_seen": "2018-06-11T10:00:00"},
+    {"ip": "192.0.2.77", "country_code": "RU", "as_org": "Rostelecom", "network_type": "access",
+     "detected_events": 120, "orgs_hit": 2, "campaigns": ["drupalgeddon2", "iis-webdav"],
+     "first_seen": "2018-04-20T00:00:00", "last_seen": "2018-04-22T00:00:00"},
+]
+
+
+def _classification() -> dict:
+    p_total = sum(r[2] for r in CLASSIFICATION)
+    b_total = sum(r[3] for r in CLASSIFICATION)
+    rows = [{"classification": c, "noise": noise, **change(p, b), "source_ips": ips,
+             "share": p / p_total, "baseline_share": b / b_total}
+            for c, noise, p, b, ips in CLASSIFICATION]
+    noise = sum(r[2] for r in CLASSIFICATION if r[1]) / p_total
+    return {"classification": rows, "noise_share": noise, "targeted": copy.deepcopy(TARGETED)}
+
+
+KNOWN, KNOWN_B = 1_800, 900  # attacking addresses with a host record (period, baseline)
+OS_FAMILIES = [("linux", 1_100, 600), ("windows", 420, 200), ("routeros", 180, 40)]
+HOST_KINDS = [("compromised-server", 700, 300), ("home-router", 600, 350),
+              ("cloud-instance", 350, 150), ("iot-device", 100, 60), ("unknown", 50, 40)]
+SERVICE_CLASSES = [  # (class, period, baseline, [(service, period, baseline)])
+    ("web", 900, 500, [("iis", 400, 210), ("jetty", 120, 20), ("kangle", 30, 0)]),
+    ("mail", 300, 100, [("smtp", 280, 90), ("pop3", 120, 40)]),
+    ("mikrotik", 180, 40, [("winbox", 170, 38), ("bandwidth-test", 90, 10)]),
+    ("vpn", 150, 60, [("pptp", 150, 60)]),
+    ("proxy", 40, 0, [("squid", 40, 0)]),
+]
+INFRA_PRODUCTS = [("nginx", 500, 300), ("MikroTik RouterOS", 180, 40),
+                  ("Microsoft IIS httpd", 400, 210)]
+INFRA_AS_ORGS = [  # (as_org, asn, network type, addresses, windows, compromised, routers, cloud)
+    ("Shenzhen Tencent Computer Systems Company Limited", 45090, "hosting", 420, 120, 200, 0,
+     180),
+    ("Korea Telecom", 4766, "access", 300, 40, 30, 220, 0),
+]
+INFRA_COUNTRIES = [("CN", 700, 260, 320, 90, 200), ("KR", 350, 50, 40, 240, 10)]
+
+
+def _share_rows(key: str, rows) -> list[dict]:
+    return [{key: k, **change(p, b), "share": p / KNOWN, "baseline_share": b / KNOWN_B}
+            for k, p, b, *_ in rows]
+
+
+def _infrastructure() -> dict:
+    classes = _share_rows("service_class", SERVICE_CLASSES)
+    for c, (_, _, _, services) in zip(classes, SERVICE_CLASSES, strict=True):
+        c["services"] = [{"service": s, "source_ips": p, "baseline_source_ips": b}
+                         for s, p, b in services]
+    return {
+        "source_ips": change(6_120, 3_200), "with_host_record": change(KNOWN, KNOWN_B),
+        "coverage": KNOWN / 6_120,
+        "os_families": _share_rows("os_family", OS_FAMILIES),
+        "host_kinds": _share_rows("host_kind", HOST_KINDS),
+        "service_classes": classes,
+        "products": _share_rows("product", INFRA_PRODUCTS),
+        "as_orgs": [{"as_org": a, "asn": n, "network_type": t, "source_ips": ips,
+                     "share": ips / KNOWN, "windows": w, "compromised_servers": cs,
+                     "home_routers": hr, "cloud_instances": ci}
+                    for a, n, t, ips, w, cs, hr, ci in INFRA_AS_ORGS],
+        "countries": [{"country_code": c, "source_ips": ips, "share": ips / KNOWN, "windows": w,
+                       "compromised_servers": cs, "home_routers": hr, "cloud_instances": ci}
+                      for c, ips, w, cs, hr, ci in INFRA_COUNTRIES],
+    }
+
+
+def _indicator(role, kind, value, sightings, campaigns, cves, families, feeds, **kw) -> dict:
+    return {"role": role, "indicator_type": kind, "value": value, "sightings": sightings,
+            "campaigns": campaigns, "cves": cves, "malware_families": families,
+            "ioc_feeds": feeds, "first_seen": "2018-04-06T01:02:03",
+            "last_seen": "2018-06-28T22:10:00", "orgs": kw.get("orgs", 3),
+            "country_code": kw.get("country_code"), "as_org": kw.get("as_org"),
+            "classification": kw.get("classification")}
+
+
+def _indicators() -> dict:
+    payload_url = _indicator("payload", "url", "http://203.0.113.9/bins/mozi.m", 88, ["gpon"],
+                             ["CVE-2018-10561"], ["mozi"], ["urlhaus"], orgs=9)
+    return {
+        "listed_sources": [
+            {"feed": "feodotracker", **change(120, 30), "source_ips": 4,
+             "malware_families": ["emotet", "trickbot"], "first_seen": "2018-04-03T00:00:00",
+             "last_seen": "2018-06-20T00:00:00"},
+            {"feed": "urlhaus", **change(45, 0), "source_ips": 2, "malware_families": ["mozi"],
+             "first_seen": "2018-05-01T00:00:00", "last_seen": "2018-05-30T00:00:00"}],
+        "payload_matches": [payload_url],
+        "appendix": [
+            _indicator("attacker", "ipv4", "203.0.113.7", 640, ["iis-webdav"], ["CVE-2017-7269"],
+                       [], [], country_code="CN", classification="mass-scanner",
+                       as_org="Shenzhen Tencent Computer Systems Company Limited"),
+            payload_url,
+            _indicator("payload", "domain", "update.evil-cdn.example", 52, ["drupalgeddon2"],
+                       ["CVE-2018-7600"], [], [], orgs=2),
+            _indicator("attacker", "ipv6", "2001:db8::1", 210,
+                       ["drupalgeddon2", "weblogic-wls-wsat"], [], ["emotet"], ["feodotracker"],
+                       country_code="US", as_org="DigitalOcean, LLC",
+                       classification="targeted")],
+        "counts": {"attacker": 6_120, "payload": 37},
+    }
+
+
 def build_metrics() -> dict:
     """A realistic 2018Q2 report: IIS surge, GPON wave after its exploit date, Drupal, WebLogic."""
     camps = [
@@ -225,7 +346,10 @@ def build_metrics() -> dict:
                  "campaigns": ["drupalgeddon2", "weblogic-wls-wsat"],
                  "first_seen": "2018-04-13T10:00:00", "last_seen": "2018-05-01T00:00:00"}],
             "per_ip_distribution": {"p50": 2, "p90": 14, "p99": 120.5, "max": 640},
+            **_classification(),
         },
+        "infrastructure": _infrastructure(),
+        "indicators": _indicators(),
         "sectors": [
             {"sector": "finance", "orgs": 4, "sensors": 9, "detected_events": 7_000,
              "per_org": 1750.0, "per_sensor": 777.8, "rank": 1,
@@ -261,7 +385,13 @@ def build_empty() -> dict:
         campaigns=[], products=[], cves=[], families=[], rules=[], sectors=[], key_findings=[],
         endpoint=_endpoint([]),
         sources={"distinct_ips": 0, "hosting_share": None, "top_countries": [],
-                 "top_as_orgs": [], "top_ips": [], "per_ip_distribution": {}},
+                 "top_as_orgs": [], "top_ips": [], "per_ip_distribution": {},
+                 "classification": [], "noise_share": None, "targeted": []},
+        infrastructure={"source_ips": zero, "with_host_record": zero, "coverage": None,
+                        "os_families": [], "host_kinds": [], "service_classes": [],
+                        "products": [], "as_orgs": [], "countries": []},
+        indicators={"listed_sources": [], "payload_matches": [], "appendix": [],
+                    "counts": {"attacker": 0, "payload": 0}},
     )
     m["inputs"] = {"files": 0, "lines_read": 0, "rows_written": 0, "rows_quarantined": 0,
                    "comment_lines": 0, "quarantine_reasons": [], "formats": [], "orgs": 0,
@@ -295,6 +425,19 @@ def build_hostile() -> dict:
     m["sources"]["top_as_orgs"][0]["as_org"] = PAYLOADS[1]
     m["sources"]["top_ips"][0]["ip"] = PAYLOADS[12]
     m["key_findings"].append({"id": "all", "text": " ".join(PAYLOADS)})
+    # the new sections: attacker-controlled indicator values, AS names, products, services
+    ind = m["indicators"]
+    rows = ind["appendix"]
+    ind["appendix"] = [dict(rows[i % len(rows)], value=p)
+                       for i, p in enumerate(INDICATOR_PAYLOADS)]
+    ind["payload_matches"][0]["value"] = INDICATOR_PAYLOADS[1]
+    ind["appendix"].append(dict(ind["appendix"][0], value=PAYLOADS[11], role="payload"))
+    infra = m["infrastructure"]
+    infra["as_orgs"][0]["as_org"] = INDICATOR_PAYLOADS[2]
+    infra["as_orgs"][1]["as_org"] = INDICATOR_PAYLOADS[3]
+    infra["products"][0]["product"] = INDICATOR_PAYLOADS[3]
+    infra["service_classes"][0]["services"][0]["service"] = INDICATOR_PAYLOADS[3]
+    m["sources"]["targeted"][0]["as_org"] = INDICATOR_PAYLOADS[0]
     m["consistency"] = {"ok": False, "problems": PAYLOADS[:]}
     m["inputs"]["quarantine_reasons"] += [{"reason": p, "count": 1} for p in PAYLOADS]
     return m

@@ -89,3 +89,46 @@ def md_tables(text: str) -> list[list[str]]:
     if cur:
         tables.append(cur)
     return tables
+
+
+class Tables(HTMLParser):
+    """The cells' text of every ``<table id=...>`` of a page: ``Tables(html)["x"]`` is a list
+    of rows (header row first), each a list of cell texts."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tables: dict[str, list[list[str]]] = {}
+        self._id: str | None = None
+        self._cell: list[str] | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and a.get("id"):
+            self._id = a["id"]
+            self.tables[self._id] = []
+        elif self._id and tag == "tr":
+            self.tables[self._id].append([])
+        elif self._id and tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._id = None
+        elif self._id and tag in ("td", "th") and self._cell is not None:
+            self.tables[self._id][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def __getitem__(self, key: str) -> list[list[str]]:
+        return self.tables[key]
+
+
+def section(html: str, name: str) -> str:
+    """The markup of ``<section id=name>``."""
+    start = html.index(f'<section id="{name}">')
+    return html[start:html.index("</section>", start)]

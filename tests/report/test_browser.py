@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.conftest import PAYLOADS
+from tests.report.conftest import INDICATOR_PAYLOADS, PAYLOADS
 from tests.report.helpers import Page
 from tests.report.test_report import ALLOWED_TAGS
 from threatscope.report import write_report
@@ -51,6 +51,14 @@ def test_hostile_report_dom_has_no_injected_elements(hostile_metrics, tmp_path):
     endpoint = [a for t, a in dom.elements if t == "svg"
                 and a.get("aria-label", "").startswith("Share of each execution technique")]
     assert len(endpoint) == 1
+    # the indicators appendix (attacker-controlled URLs, markup) and the infrastructure tables:
+    # text in the rendered page, and the only links are the table of contents'
+    for p in INDICATOR_PAYLOADS:
+        assert clean(p, 600) in dom.text, p
+    links = [a.get("href") for t, a in dom.elements if t == "a"]
+    assert links and all(h and h.startswith("#") for h in links), links
+    assert any(t == "section" and a.get("id") == "indicators" for t, a in dom.elements)
+    assert "iframe" not in dom.tags() and "img" not in dom.tags()
     assert _csp_complaints(r.stderr) == []
 
 

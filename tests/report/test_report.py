@@ -17,7 +17,7 @@ from threatscope.errors import UserError
 from threatscope.report import render_html, render_markdown, write_report
 from threatscope.report.consistency import check_view
 from threatscope.report.model import build_view
-from threatscope.report.tables import TABLES, cell
+from threatscope.report.tables import TABLES, cell, services_cell
 from threatscope.report.text import clean
 
 # what the report's own markup uses; anything else in a page came from data
@@ -92,7 +92,7 @@ def test_html_shows_the_figures(metrics):
     for s in ("Key findings", "Period comparison", "Campaign timelines", "Sources", "Sectors",
               "Methodology", "2018Q2", "2018Q1", "Shenzhen Tencent Computer Systems",
               "IIS WebDAV exploitation rose 782-fold", "NEW (no baseline)", "tiny baseline",
-              "SURGING", "GONE", "All 5 checks passed", "Analysis stage: consistent", "wrong field count", "2,401,233",
+              "SURGING", "GONE", "All 8 checks passed", "Analysis stage: consistent", "wrong field count", "2,401,233",
               f"{iis['period']:,}", f"{iis['fold_change']:,.0f}×", "+189%", "-9.0%", "71.0%",
               "public exploit 2018-04-30", "peak 2018-05-10", "3 days",
               "412 (80.0% of detected events from hosting)", "1 rule failed to compile and was left"):
@@ -171,9 +171,13 @@ def test_hostile_markdown_renders_as_text(hostile_metrics):
     text = render_markdown(hostile_metrics)
     assert "<script" not in text.lower() and "<img" not in text.lower()
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\u202a-\u202e]", text)
-    page = Page(_md_html(text))
-    assert page.tags() <= {"h1", "h2", "h3", "p", "em", "strong", "ol", "ul", "li", "table",
-                           "thead", "tbody", "tr", "th", "td", "blockquote"}, page.tags()
+    rendered = _md_html(text)
+    page = Page(rendered)
+    assert page.tags() <= {"h1", "h2", "h3", "h4", "p", "em", "strong", "ol", "ul", "li", "table",
+                           "thead", "tbody", "tr", "th", "td", "blockquote", "code"}, page.tags()
+    # code spans are the report's own commands, never data
+    assert all(c.startswith("threatscope ")
+               for c in re.findall(r"<code>(.*?)</code>", rendered, re.S))
     assert not any(k.startswith("on") or k in ("href", "src") for _, a in page.elements for k in a)
     shown = page.text
     for p in PAYLOADS:
@@ -184,7 +188,7 @@ def test_markdown_empty_and_realistic_content(metrics):
     text = render_markdown(metrics)
     for s in ("## Key findings", "## Period comparison", "## Campaign timelines", "## Sources",
               "## Sectors", "## Methodology", "NEW (no baseline)", "tiny baseline", "+189%",
-              "**Days from exploit to onset:** 3 days", "All 5 checks passed"):
+              "**Days from exploit to onset:** 3 days", "All 8 checks passed"):
         assert s in text, s
 
 
@@ -205,7 +209,8 @@ def test_csv_rows_match_the_metrics(fixture, request, tmp_path):
         assert len(got) == len(rows), name
         for r, g in zip(rows, got, strict=True):
             assert list(g) == list(cols)
-            assert g == {k: cell(r.get(k)) for k in cols}, name
+            assert g == {k: services_cell(r.get(k)) if k == "services" else cell(r.get(k))
+                         for k in cols}, name
     timelines = _read_csv(folder / "campaign_timelines.csv")
     assert len(timelines) == sum(len(c["timeline"]) for c in m["campaigns"])
     first = m["campaigns"][0]
@@ -228,7 +233,7 @@ def test_consistency_checks_pass_and_catch_a_wrong_fold(metrics):
     failed = [c for c in check_view(build_view(bad)) if not c["ok"]]
     assert len(failed) == 3
     text = Page(render_html(bad)).text
-    assert "3 of 5 checks failed" in text and "FAIL" in text
+    assert "3 of 8 checks failed" in text and "FAIL" in text
     bad["consistency"] = {"ok": False, "problems": ["campaigns[gpon]: flag 'x'"]}
     text = Page(render_html(bad)).text
     assert "Analysis stage: 1 problem" in text and "campaigns[gpon]: flag 'x'" in text

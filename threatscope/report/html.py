@@ -106,10 +106,37 @@ def _charts(v: dict) -> dict:
              for t in v["endpoint"]["execution_techniques"][:15]],
             f"Share of each execution technique, {plabel} vs {blabel}", plabel, blabel,
             fmt=fmt_share),
+        "classification": svg.hbars(
+            [(c["classification"] or "unclassified", c["period"],
+              "noise" if c["noise"] else "targeted") for c in src["classification"]],
+            "Detected events by source classification",
+            [f"{fmt_int(c['period'])} ({fmt_share(c['share'])})" for c in src["classification"]]),
+        "infrastructure": _infra_charts(v),
         "sectors": svg.hbars(
             [(s["sector"] or "unassigned", s["per_org"], None) for s in v["sectors"]],
             "Detected events per organisation by sector",
             [f"{fmt_num(s['per_org'])} per org." for s in v["sectors"]]),
+    }
+
+
+def _share_bars(rows: list[dict], key: str, title: str, count: str = "period") -> Markup:
+    """Addresses per kind, with their share of the addresses that have a host record."""
+    rows = rows[:12]
+    return svg.hbars([(r[key] or "unknown", r[count], None) for r in rows], title,
+                     [f"{fmt_int(r[count])} ({fmt_share(r['share'])})" for r in rows])
+
+
+def _infra_charts(v: dict) -> dict:
+    infra = v["infrastructure"]
+    if not infra:
+        return {}
+    return {
+        "os_families": _share_bars(infra["os_families"], "os_family",
+                                   "Attacking addresses by operating system family"),
+        "service_classes": _share_bars(infra["service_classes"], "service_class",
+                                       "Attacking addresses by class of service they expose"),
+        "host_kinds": _share_bars(infra["host_kinds"], "host_kind",
+                                  "Attacking addresses by kind of host"),
     }
 
 

@@ -95,6 +95,155 @@ def _span(s: dict) -> str:
     return fmt_span(s, md)
 
 
+def _more(rows: list, limit: int, table: str) -> str:
+    return (f"\n_… {len(rows) - limit:,} more in tables/{md(table)}.csv._\n"
+            if len(rows) > limit else "")
+
+
+def _noise(v: dict, pl: str, bl: str, add) -> None:
+    s = v["sources"]
+    add("### Background noise vs targeted attacks\n")
+    if not s["classification"]:
+        add("_No source classification in this period._\n")
+        return
+    add(f"**Background noise:** {fmt_share(s['noise_share'])} of classified detected events came "
+        "from research scanners (known by reverse DNS name or user agent), mass scanners (many "
+        "organisations or sensors, or many exploits) and opportunistic sources (few "
+        "organisations, but one of many spraying a widespread campaign); a targeted source did "
+        "everything it did at only a few organisations. Counts are detected events.\n")
+    add(_table(["Classification", "Kind", pl, bl, "Fold change", "% change", "Flag", "Source IPs",
+                "Share", f"Share in {bl}"],
+               [[md(r["classification"] or "unclassified"), "noise" if r["noise"] else "targeted",
+                 fmt_int(r["period"]), fmt_int(r["baseline"]), fmt_fold(r["fold_change"]),
+                 fmt_pct(r["pct_change"]), md(fmt_flag(r["flag"])), fmt_int(r["source_ips"]),
+                 fmt_share(r["share"]), fmt_share(r["baseline_share"])]
+                for r in s["classification"]],
+               ["l", "l", "r", "r", "r", "r", "l", "r", "r", "r"]) + "\n")
+    add("#### Targeted sources\n")
+    if not s["targeted"]:
+        add("_No source attacked only a few organisations._\n")
+        return
+    add(_table(["IP", "Country", "AS organisation", "Network", "Detected events",
+                "Organisations hit", "Campaigns", "First seen", "Last seen"],
+               [[md(r["ip"]), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
+                 md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
+                 fmt_int(r["orgs_hit"]), md(", ".join(r["campaigns"]) or "—"),
+                 md(r["first_seen"] or "—"), md(r["last_seen"] or "—")]
+                for r in s["targeted"][:50]],
+               ["l", "l", "l", "l", "r", "r", "l", "l", "l"]) + "\n"
+        + _more(s["targeted"], 50, "sources_targeted"))
+
+
+def _share_table(rows: list[dict], key: str, head: str, pl: str, bl: str,
+                 services: bool = False) -> str:
+    cols = [head, pl, "Share", bl, "Share", "% change", "Flag"]
+    body = []
+    for r in rows[:50]:
+        row = [md(r[key] or "unknown"), fmt_int(r["period"]), fmt_share(r["share"]),
+               fmt_int(r["baseline"]), fmt_share(r["baseline_share"]), fmt_pct(r["pct_change"]),
+               md(fmt_flag(r["flag"]))]
+        if services:
+            row.append(md(", ".join(f"{clean(x['service'] or '?', 40)} {fmt_int(x['source_ips'])}"
+                                    for x in r["services"]) or "—", 600))
+        body.append(row)
+    return _table(cols + (["Services (addresses)"] if services else []), body,
+                  ["l", "r", "r", "r", "r", "r", "l"] + (["l"] if services else []))
+
+
+def _mix_table(rows: list[dict], first: list[tuple[str, str]]) -> str:
+    return _table([h for h, _ in first] + ["Addresses", "Share", "Windows", "Compromised servers",
+                                           "Home routers", "Cloud instances"],
+                  [[md(r[k] if r[k] is not None else "—") for _, k in first]
+                   + [fmt_int(r["source_ips"]), fmt_share(r["share"]), fmt_int(r["windows"]),
+                      fmt_int(r["compromised_servers"]), fmt_int(r["home_routers"]),
+                      fmt_int(r["cloud_instances"])] for r in rows[:50]],
+                  ["l"] * len(first) + ["r"] * 6)
+
+
+def _infrastructure(v: dict, pl: str, bl: str, add) -> None:
+    add("## Attacker infrastructure\n")
+    inf = v["infrastructure"]
+    if not inf:
+        add("_This report has no infrastructure figures (report.json was written without "
+            "them)._\n")
+        return
+    ips, known = inf["source_ips"] or {}, inf["with_host_record"] or {}
+    add(f"- **Attacking addresses:** {fmt_int(ips.get('period'))} ({bl}: "
+        f"{fmt_int(ips.get('baseline'))}, {fmt_pct(ips.get('pct_change'))})\n"
+        f"- **With a host record:** {fmt_int(known.get('period'))} (coverage "
+        f"{fmt_share(inf['coverage'])}; {bl}: {fmt_int(known.get('baseline'))})\n")
+    if not known.get("period"):
+        add("> **No host records cover the attacking addresses.** Infrastructure figures "
+            "(operating systems, exposed services, kinds of host) come from Shodan host records "
+            "of the attacking addresses. Add them with `threatscope intel add shodan FILE` (a "
+            "Shodan export) or `threatscope intel fetch --shodan-key KEY`, then run the analysis "
+            "again.\n")
+        return
+    add(f"Counts are attacking addresses; shares are of the {fmt_int(known['period'])} addresses "
+        f"with a host record in {pl}. An address can run services of several classes, so service "
+        "class shares need not add up to 100%; each address has one OS family and one kind of "
+        "host.\n")
+    for key, col, head, title in (("os_families", "os_family", "OS family",
+                                   "Operating system families"),
+                                  ("host_kinds", "host_kind", "Kind of host", "Kinds of host"),
+                                  ("service_classes", "service_class", "Service class",
+                                   "Exposed services"),
+                                  ("products", "product", "Product", "Top products")):
+        add(f"### {title}\n")
+        add(_share_table(inf[key], col, head, pl, bl, key == "service_classes") + "\n"
+            if inf[key] else "_None in the host records._\n")
+    add("### By AS organisation\n")
+    add(_mix_table(inf["as_orgs"], [("AS organisation", "as_org"), ("ASN", "asn"),
+                                    ("Network", "network_type")]) + "\n"
+        if inf["as_orgs"] else "_None in the host records._\n")
+    add("### By country\n")
+    add(_mix_table(inf["countries"], [("Country", "country_code")]) + "\n"
+        if inf["countries"] else "_None in the host records._\n")
+
+
+def _indicator_table(rows: list[dict]) -> str:
+    # values are attacker-controlled: md() escapes them and defangs autolinks, and a code span
+    # is not used because its content would be shown without md()'s escaping
+    return _table(["Role", "Type", "Value", "Sightings", "Campaigns", "CVEs", "Malware families",
+                   "IOC lists", "First seen", "Last seen"],
+                  [[md(r["role"] or "—"), md(r["indicator_type"] or "—"), md(r["value"], 300),
+                    fmt_int(r["sightings"]), md(", ".join(r["campaigns"]) or "—"),
+                    md(", ".join(r["cves"]) or "—"), md(", ".join(r["malware_families"]) or "—"),
+                    md(", ".join(r["ioc_feeds"]) or "—"), md(r["first_seen"] or "—"),
+                    md(r["last_seen"] or "—")] for r in rows[:100]],
+                  ["l", "l", "l", "r", "l", "l", "l", "l", "l", "l"])
+
+
+def _indicators(v: dict, pl: str, bl: str, add) -> None:
+    add("## Indicators\n")
+    ind = v["indicators"]
+    if not ind:
+        add("_This report has no indicator figures (report.json was written without them)._\n")
+        return
+    add(f"Attacking addresses and payload indicators seen in {pl}: "
+        f"{fmt_int(ind['counts']['attacker'])} attacker and {fmt_int(ind['counts']['payload'])} "
+        "payload indicators in all. Values are attacker-controlled text, never links: do not "
+        "visit them. The full list is exported by `threatscope export stix|misp|indicators`.\n")
+    add("### Sources named by IOC lists\n")
+    ls = ind["listed_sources"]
+    add(_table(["IOC list", pl, bl, "Fold change", "% change", "Flag", "Source IPs",
+                "Malware families", "First seen", "Last seen"],
+               [[md(r["feed"]), fmt_int(r["period"]), fmt_int(r["baseline"]),
+                 fmt_fold(r["fold_change"]), fmt_pct(r["pct_change"]), md(fmt_flag(r["flag"])),
+                 fmt_int(r["source_ips"]), md(", ".join(r["malware_families"]) or "—"),
+                 md(r["first_seen"] or "—"), md(r["last_seen"] or "—")] for r in ls],
+               ["l", "r", "r", "r", "r", "l", "r", "l", "l", "l"])
+        + "\n\nCounts are detected events from addresses the list names.\n" if ls
+        else "_No attacking address is named by an IOC list._\n")
+    add("### Payload indicators named by IOC lists\n")
+    add(_indicator_table(ind["payload_matches"]) + "\n" if ind["payload_matches"]
+        else "_No payload indicator is named by an IOC list._\n")
+    add(f"### Indicators seen in {pl}\n")
+    add(_indicator_table(ind["appendix"]) + "\n" + _more(ind["appendix"], 100,
+                                                          "indicators_appendix")
+        if ind["appendix"] else "_No indicator was seen in this period._\n")
+
+
 def render_markdown(metrics: dict) -> str:
     """Render the metrics document as GitHub-flavoured Markdown."""
     v = build_view(metrics)
@@ -208,6 +357,9 @@ def render_markdown(metrics: dict) -> str:
            if len(s["top_ips"]) > 50 else "")
         if s["top_ips"] else "_No source IPs in this period._\n")
 
+    _noise(v, pl, bl, add)
+    _infrastructure(v, pl, bl, add)
+
     ep = v["endpoint"]
     add("## Endpoint\n")
     if ep["execution_techniques"]:
@@ -263,6 +415,8 @@ def render_markdown(metrics: dict) -> str:
                  fmt_num(r["per_sensor"]), fmt_num(r["baseline_per_org"])] for r in v["sectors"]],
                ["r", "l", "r", "r", "r", "r", "r", "r"]) + "\n"
         if v["sectors"] else "_No sector figures for this period._\n")
+
+    _indicators(v, pl, bl, add)
 
     i = v["inputs"]
     add("## Methodology\n")

@@ -7,6 +7,10 @@ Renderers read only the view: optional keys missing from the metrics become ``No
 lists, values of the wrong shape are treated as missing, unknown keys are ignored. The view adds
 no figure of its own except the consistency checks (see ``consistency.py``).
 
+``infrastructure`` and ``indicators`` are None when the document has no such section (written
+before the analysis produced them); ``sources.classification`` and ``sources.targeted`` are then
+empty lists and ``sources.noise_share`` None.
+
 Units follow the metrics: ``totals["detections"]`` and the rules count rule matches, source and
 sector rows carry ``detected_events`` (events matched by at least one rule, counted once).
 """
@@ -98,6 +102,84 @@ def _endpoint(ep: dict) -> dict:
             else None}
 
 
+CLASSIFICATIONS = ("research-scanner", "mass-scanner", "opportunistic", "targeted")
+_INFRA_SHARE = CHANGE + ("share", "baseline_share")
+_INFRA_MIX = ("source_ips", "share", "windows", "compromised_servers", "home_routers",
+              "cloud_instances")
+_INDICATOR = ("role", "indicator_type", "value", "sightings", "first_seen", "last_seen", "orgs",
+              "country_code", "as_org", "classification")
+_INDICATOR_LISTS = ("campaigns", "cves", "malware_families", "ioc_feeds")
+
+
+def _classification(sources: dict) -> dict:
+    """Background noise (research and mass scanners, opportunistic) against targeted sources."""
+    rows = []
+    for r in _l(sources.get("classification")):
+        row = _pick(r, ("classification",) + CHANGE + ("source_ips", "share", "baseline_share"))
+        noise = r.get("noise")
+        # the analysis marks noise; a document without the mark falls back to the class name
+        row["noise"] = noise if isinstance(noise, bool) else (
+            row["classification"] in CLASSIFICATIONS[:3])
+        rows.append(row)
+    targeted = []
+    for r in _l(sources.get("targeted")):
+        row = _pick(r, ("ip", "country_code", "as_org", "network_type", "detected_events",
+                        "orgs_hit", "first_seen", "last_seen"))
+        row["campaigns"] = _strs(r.get("campaigns"))
+        targeted.append(row)
+    return {"classification": rows, "noise_share": sources.get("noise_share"),
+            "targeted": targeted}
+
+
+def _services(v: Any) -> list[dict]:
+    return _rows(v, ("service", "source_ips", "baseline_source_ips"))
+
+
+def _infrastructure(v: Any) -> dict | None:
+    """What the attacking addresses are, from their host records; None when not reported."""
+    if not isinstance(v, dict):
+        return None
+    classes = []
+    for r in _l(v.get("service_classes")):
+        row = _pick(r, ("service_class",) + _INFRA_SHARE)
+        row["services"] = _services(r.get("services"))
+        classes.append(row)
+    return {
+        "source_ips": change(v.get("source_ips")),
+        "with_host_record": change(v.get("with_host_record")),
+        "coverage": v.get("coverage"),
+        "os_families": _rows(v.get("os_families"), ("os_family",) + _INFRA_SHARE),
+        "host_kinds": _rows(v.get("host_kinds"), ("host_kind",) + _INFRA_SHARE),
+        "service_classes": classes,
+        "products": _rows(v.get("products"), ("product",) + _INFRA_SHARE),
+        "as_orgs": _rows(v.get("as_orgs"), ("as_org", "asn", "network_type") + _INFRA_MIX),
+        "countries": _rows(v.get("countries"), ("country_code",) + _INFRA_MIX),
+    }
+
+
+def _indicator(r: dict) -> dict:
+    row = _pick(r, _INDICATOR)
+    for k in _INDICATOR_LISTS:
+        row[k] = _strs(r.get(k))
+    return row
+
+
+def _indicators(v: Any) -> dict | None:
+    """IOC-list matches and the period's indicators (the appendix); None when not reported."""
+    if not isinstance(v, dict):
+        return None
+    listed = []
+    for r in _l(v.get("listed_sources")):
+        row = _pick(r, ("feed",) + CHANGE + ("source_ips", "first_seen", "last_seen"))
+        row["malware_families"] = _strs(r.get("malware_families"))
+        listed.append(row)
+    counts = _d(v.get("counts"))
+    return {"listed_sources": listed,
+            "payload_matches": [_indicator(r) for r in _l(v.get("payload_matches"))],
+            "appendix": [_indicator(r) for r in _l(v.get("appendix"))],
+            "counts": _pick(counts, ("attacker", "payload"))}
+
+
 def build_view(metrics: dict) -> dict:
     """Normalise a metrics dict (see docs/architecture.md) into the shape the templates expect."""
     m = _d(metrics)
@@ -156,7 +238,10 @@ def build_view(metrics: dict) -> dict:
                                   "source_ips", "share")),
             "top_ips": top_ips,
             "per_ip_distribution": _pick(dist, ("p50", "p90", "p99", "max")),
+            **_classification(sources),
         },
+        "infrastructure": _infrastructure(m.get("infrastructure")),
+        "indicators": _indicators(m.get("indicators")),
         "sectors": _rows(m.get("sectors"), ("sector", "orgs", "sensors", "detected_events",
                                             "per_org", "per_sensor", "rank",
                                             "baseline_detected_events", "baseline_per_org")),

@@ -75,7 +75,7 @@ def hbars(rows: Sequence[tuple[str, object, str | None]], title: str,
     for i, (label, v, kind) in enumerate(rows):
         y = 4 + i * row_h
         w = span * _num(v) / top_val
-        cls = f"c-{kind}" if kind in ("hosting", "access") else "c-period"
+        cls = f"c-{kind}" if kind in ("hosting", "access", "noise", "targeted") else "c-period"
         txt = value_text[i] if value_text else fmt_int(v)
         body.append(
             f"<g><title>{_t(label, 200)}: {escape(txt)}</title>"

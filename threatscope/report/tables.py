@@ -7,7 +7,8 @@ Values are the metrics' own (no rounding) and headers are their keys, which name
 sector tables, ``rule_matches`` for rule matches. The change tables' ``period``/``baseline``
 count detected events, except in ``rules.csv`` where they count rule matches, and in
 ``endpoint_execution_techniques.csv`` where they count technique events (an endpoint event once
-per ATT&CK execution technique). Lists become
+per ATT&CK execution technique), and in ``infrastructure_*.csv`` where they count attacking
+addresses (a service class's ``services`` cell is ``service=addresses`` pairs). Lists become
 ``;``-joined text, missing values empty cells. A text cell that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab)
 gets a leading apostrophe, as OWASP recommends for CSV exports of untrusted data.
 """
@@ -45,6 +46,34 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
                                       ("technique", "name", "parent") + CHANGE
                                       + ("share", "baseline_share", "share_change_pp")),
     "endpoint_powershell_families": ("endpoint.powershell.families", RANKED),
+    "sources_classification": ("sources.classification",
+                               ("classification", "noise") + CHANGE
+                               + ("source_ips", "share", "baseline_share")),
+    "sources_targeted": ("sources.targeted", ("ip", "country_code", "as_org", "network_type",
+                                              "detected_events", "orgs_hit", "campaigns",
+                                              "first_seen", "last_seen")),
+    "infrastructure_os_families": ("infrastructure.os_families",
+                                   ("os_family",) + CHANGE + ("share", "baseline_share")),
+    "infrastructure_host_kinds": ("infrastructure.host_kinds",
+                                  ("host_kind",) + CHANGE + ("share", "baseline_share")),
+    "infrastructure_service_classes": ("infrastructure.service_classes",
+                                       ("service_class",) + CHANGE
+                                       + ("share", "baseline_share", "services")),
+    "infrastructure_products": ("infrastructure.products",
+                                ("product",) + CHANGE + ("share", "baseline_share")),
+    "infrastructure_as_orgs": ("infrastructure.as_orgs",
+                               ("as_org", "asn", "network_type", "source_ips", "share", "windows",
+                                "compromised_servers", "home_routers", "cloud_instances")),
+    "infrastructure_countries": ("infrastructure.countries",
+                                 ("country_code", "source_ips", "share", "windows",
+                                  "compromised_servers", "home_routers", "cloud_instances")),
+    "indicators_listed_sources": ("indicators.listed_sources",
+                                  ("feed",) + CHANGE + ("source_ips", "malware_families",
+                                                        "first_seen", "last_seen")),
+    "indicators_appendix": ("indicators.appendix",
+                            ("role", "indicator_type", "value", "sightings", "campaigns", "cves",
+                             "malware_families", "ioc_feeds", "first_seen", "last_seen", "orgs",
+                             "country_code", "as_org", "classification")),
     "sectors": ("sectors", ("sector", "orgs", "sensors", "detected_events", "per_org",
                             "per_sensor", "rank", "baseline_detected_events",
                             "baseline_per_org")),
@@ -64,6 +93,14 @@ def cell(v: object) -> str:
     return str(v)
 
 
+def services_cell(services: object) -> str:
+    """A service class's services as one cell: ``smtp=120;pop3=40`` (addresses in the period)."""
+    if not isinstance(services, list):
+        return ""
+    return cell([f"{s.get('service')}={'' if s.get('source_ips') is None else s['source_ips']}"
+                 for s in services if isinstance(s, dict)])
+
+
 def table_rows(view: dict, name: str) -> tuple[tuple[str, ...], list[list[str]]]:
     """Header and rows of one table, from a view built by ``build_view``."""
     if name == "campaign_timelines":
@@ -74,7 +111,8 @@ def table_rows(view: dict, name: str) -> tuple[tuple[str, ...], list[list[str]]]
     rows = view
     for part in where.split("."):
         rows = (rows or {}).get(part)  # a section that is absent (None) has no rows
-    return head, [[cell(r.get(k)) for k in head] for r in rows or []]
+    return head, [[services_cell(r.get(k)) if k == "services" else cell(r.get(k)) for k in head]
+                  for r in rows or []]
 
 
 def write_tables(metrics: dict, folder: str | Path) -> dict[str, Path]:
