@@ -3,7 +3,7 @@
     from threatscope.share.indicators_csv import write_indicators_csv
     write_indicators_csv(ws, "out/indicators.csv", period=Period.parse("2018Q2"))
 
-Lists are ``;``-joined, timestamps ``YYYY-MM-DD HH:MM:SS`` (UTC), missing values empty. A cell
+Rows end in CRLF (RFC 4180). Lists are ``;``-joined, timestamps ``YYYY-MM-DD HH:MM:SS`` (UTC), missing values empty. A cell
 a spreadsheet would run as a formula (``= + - @``, tab, CR first) gets a leading apostrophe
 (report.tables.cell): values are attacker-controlled.
 """
@@ -26,7 +26,9 @@ def write_indicators_csv(ws: Workspace, path: str | Path, *, period: Period | No
     number of rows written."""
     rows = indicator_rows(ws, period=period, min_sightings=min_sightings)
     buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\n")
+    # RFC 4180 line ends: with "\n" the csv module leaves a lone CR in a value unquoted, and
+    # readers split the row there
+    out = csv.writer(buf, lineterminator="\r\n")
     out.writerow(COLUMNS)
     out.writerows([cell(r[c]) for c in COLUMNS] for r in rows)
     write_atomic(path, buf.getvalue())
