@@ -63,3 +63,19 @@ def test_errors(tmp_path, ws):
     r = run("export", "stix", "-w", str(ws.root))
     assert r.exit_code == 2 and "-o" in r.output  # -o is required
     assert not (tmp_path / "x.json").exists()
+
+
+def test_same_bytes_across_processes(tmp_path, ws):
+    """Two runs (different hash seeds: set and dict order must not leak) write the same files."""
+    import os
+
+    outs = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        for cmd, name in (("stix", "b"), ("misp", "e"), ("indicators", "i")):
+            out = tmp_path / f"{name}{seed}"
+            r = subprocess.run([BIN, "export", cmd, "-w", str(ws.root), "-o", str(out)],
+                               capture_output=True, text=True, timeout=120, env=env)
+            assert r.returncode == 0, r.stderr
+        outs.append([(tmp_path / f"{n}{seed}").read_bytes() for n in "bei"])
+    assert outs[0] == outs[1]
