@@ -405,6 +405,55 @@ def _export(con, query: str, fmt: str, out: Path | None) -> None:
             w.writerows([[cell(v) for v in row.values()] for row in batch.to_pylist()])
 
 
+# --- export of the indicators (threatscope.share): STIX 2.1, MISP, CSV ---
+
+def _share_options(f: Callable) -> Callable:
+    f = click.option("--period", help="Only indicators seen in it: 2018Q2, 2018-05 or 2018-04-01..2018-06-30.")(f)
+    f = click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file.")(f)
+    return workspace_option(f)
+
+
+def _share_period(period: str | None):
+    from threatscope.analyze.period import Period
+
+    return Period.parse(period) if period else None
+
+
+@export_group.command("stix")
+@_share_options
+@click.option("--min-sightings", type=click.IntRange(min=0), default=1, show_default=True, help="Only indicators seen in at least this many detected events.")
+@handle_user_errors
+def export_stix(workspace, out, period, min_sightings) -> None:
+    """The indicators as a STIX 2.1 bundle: indicators, sightings, campaigns, malware, CVEs."""
+    from threatscope.share.stix import write_stix
+
+    write_stix(Workspace.open(workspace), out, period=_share_period(period), min_sightings=min_sightings)
+    click.echo(f"wrote {out}")
+
+
+@export_group.command("misp")
+@_share_options
+@handle_user_errors
+def export_misp(workspace, out, period) -> None:
+    """The indicators as one MISP event (MISP JSON export format), unpublished."""
+    from threatscope.share.misp import write_misp
+
+    write_misp(Workspace.open(workspace), out, period=_share_period(period))
+    click.echo(f"wrote {out}")
+
+
+@export_group.command("indicators")
+@_share_options
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
+@handle_user_errors
+def export_indicators(workspace, out, period, fmt) -> None:
+    """One row per indicator (address, URL, domain) with its campaigns, CVEs, counts."""
+    from threatscope.share.indicators_csv import write_indicators_csv
+
+    n = write_indicators_csv(Workspace.open(workspace), out, period=_share_period(period))
+    click.echo(f"wrote {n} indicators to {out}")
+
+
 def _stream_rows(con, query: str, fmt: str) -> None:
     import csv
 
