@@ -6,6 +6,8 @@ IPv4 ``a.b.c.d`` becomes ``0xFFFF00000000 + v4`` (the ``::ffff:0:0/96`` mapping)
     con = duckdb.connect()
     install_ip_macros(con)
     con.sql("SELECT ts_ip_num('8.8.8.8'), ts_ip_num('2001:db8::1'), ts_ip_num('nope')")
+    con.sql("SELECT ts_ip_canon('::FFFF:1.2.3.4'), ts_ip_canon('2001:DB8:0:0:0:0:0:1')")
+    # -> '1.2.3.4', '2001:db8::1' (canonical text: Python's ipaddress, v4-mapped as IPv4)
 
 Pure SQL macros, so conversion stays vectorised (no Python call per address).
 """
@@ -64,6 +66,21 @@ _V6 = _let(
 )
 _V4 = f"CASE WHEN regexp_full_match(t, '{_V4_RE}') THEN {V4_MAPPED}::UHUGEINT + {_v4_int('t')} END"
 
+# number -> text: the eight groups in hex, the first longest run (2 or more) of zero groups
+# written '::' (RFC 5952, as Python's ipaddress prints it)
+_HEX = ("[printf('%x', ((x >> (112 - 16 * i)::UHUGEINT) & 65535::UHUGEINT)::INTEGER) "
+        "FOR i IN range(8)]")
+_RUNS = ("[CASE WHEN h[i] = '0' THEN coalesce(list_position([y <> '0' FOR y IN h[i:]], true) - 1, "
+         "9 - i) ELSE 0 END FOR i IN range(1, 9)]")  # zero groups from each group on
+_V6_TEXT = _let("h", _HEX, _let("r", _RUNS, _let(
+    "m", "list_max(r)",
+    "CASE WHEN m < 2 THEN array_to_string(h, ':') ELSE "
+    + _let("p", "list_position(r, m)",
+           "array_to_string(h[1:p - 1], ':') || '::' || array_to_string(h[p + m:], ':')")
+    + " END")))
+_V4_TEXT = _let("v", f"(x - {V4_MAPPED}::UHUGEINT)::UBIGINT",
+                "concat_ws('.', v // 16777216, (v // 65536) % 256, (v // 256) % 256, v % 256)")
+
 MACROS = f"""
 CREATE OR REPLACE TEMP MACRO ts_ip4_num(t) AS ({_V4});
 CREATE OR REPLACE TEMP MACRO ts_ip6_num(t) AS ({_V6});
@@ -71,11 +88,19 @@ CREATE OR REPLACE TEMP MACRO ts_ip_num(s) AS (
   CASE WHEN s LIKE '%:%' THEN ts_ip6_num(trim(s))
        WHEN s LIKE '% %' THEN ts_ip4_num(trim(s))
        ELSE ts_ip4_num(s) END);
+CREATE OR REPLACE TEMP MACRO ts_num_ip(x) AS (CASE
+  WHEN x IS NULL THEN NULL
+  WHEN x BETWEEN {V4_MAPPED}::UHUGEINT AND {V4_MAPPED + 0xFFFF_FFFF}::UHUGEINT THEN {_V4_TEXT}
+  ELSE {_V6_TEXT} END);
+CREATE OR REPLACE TEMP MACRO ts_ip_canon(s) AS (CASE
+  WHEN s NOT LIKE '%:%' THEN CASE WHEN ts_ip4_num(trim(s)) IS NOT NULL THEN trim(s) END
+  ELSE ts_num_ip(ts_ip_num(s)) END);
 """
 
 
 def install_ip_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """Define the temp macros ``ts_ip_num(text) -> UHUGEINT`` (and helpers) on ``con``."""
+    """Define the temp macros ``ts_ip_num(text) -> UHUGEINT``, ``ts_num_ip(number) -> text``,
+    ``ts_ip_canon(text) -> canonical text`` (NULL when not an address) and helpers on ``con``."""
     con.execute(MACROS)
 
 
