@@ -198,4 +198,6 @@ _HEAD_KEYS = re.compile(r'^\s*\{.*"(ip_str|ipv6)"\s*:')
 def _is_shodan(o: dict) -> bool:
     if not ("ip_str" in o or "ipv6" in o) or "event_type" in o or "uri" in o:
         return False
-    return ("port" in o and ("_shodan" in o or "data" in o)) or ("ports" in o and "data" in o)
+    # (a host record asked with minify=true has no `data`, but still its last_update)
+    return (("port" in o and ("_shodan" in o or "data" in o))
+            or ("ports" in o and ("data" in o or "last_update" in o)))
