@@ -87,7 +87,7 @@ def _columns(b: str, h: str | None, record_type: str, synthetic: str = "false") 
         '{record_type}' AS record_type"""
 
 
-_OUT = """source_line, raw, ts, ts_ip_canon(_ip_src) AS ip,
+_OUT = """source_line, raw, ts, ip,
     CAST(_port AS INTEGER) AS port, transport, module, product, version, os, hostnames,
     domains, tags, cpe, vulns, as_org, isp, asn, country_code, cloud_provider, banner,
     record_type"""
@@ -97,7 +97,7 @@ def _reason(valid: str, invalid: str = "invalid JSON") -> str:
     """The quarantine reason of a row (NULL when good); ``valid``: the line (a host record's
     banner) is a JSON object, else the reason is ``invalid``."""
     return f"""CASE WHEN NOT ({valid}) THEN '{invalid}'
-        WHEN ts_ip_canon(_ip_src) IS NULL THEN 'missing or invalid ip_str'
+        WHEN ip IS NULL THEN 'missing or invalid ip_str'
         WHEN _tsv IS NOT NULL AND ts IS NULL THEN 'invalid timestamp'
         WHEN _port_raw IS NOT NULL AND (_port IS NULL OR _port NOT BETWEEN 0 AND 65535)
         THEN 'invalid port (not an integer in 0..65535)' END"""
@@ -164,7 +164,7 @@ class Shodan(Format):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _shodan AS SELECT n, line, j, "
                     f"coalesce({host}, false) AS host FROM ({struct_sql('_batch', _LINE)})")
         banners = f"""SELECT {_OUT}, {_reason('j IS NOT NULL')} AS _reason
-            FROM (SELECT *, ts_iso_ts(_tsv) AS ts FROM (
+            FROM (SELECT *, ts_iso_ts(_tsv) AS ts, ts_ip_canon(_ip_src) AS ip FROM (
                 SELECT n AS source_line, line AS raw, j, {_columns('j', None, 'banner')}
                 FROM _shodan WHERE NOT host))"""
         # a host record: one element per banner, else per port, else one for the host alone
@@ -177,7 +177,7 @@ class Shodan(Format):
             SELECT *, arg_min(_r, k) FILTER (WHERE _r IS NOT NULL)
                           OVER (PARTITION BY source_line) AS _reason
             FROM (SELECT *, {_reason("e IS NULL OR json_type(e) = 'OBJECT'", "invalid banner in data")} AS _r
-                  FROM (SELECT *, ts_iso_ts(_tsv) AS ts FROM (
+                  FROM (SELECT *, ts_iso_ts(_tsv) AS ts, ts_ip_canon(_ip_src) AS ip FROM (
                       SELECT n AS source_line, line AS raw, k, e,
                              {_columns('b', 'j', 'host', 'synthetic')}
                       FROM (SELECT *, json_transform(e, {sql_str(json.dumps(_BANNER))}) AS b FROM (
