@@ -96,7 +96,7 @@ def fetch_hosts(ws: Workspace, ips: Iterable[str], key: str, *, base_url: str | 
     ``progress(advance, total, description)`` is called once per address.
     """
     if not key:
-        raise UserError("a Shodan API key is needed (--key or $SHODAN_API_KEY)")
+        raise UserError("a Shodan API key is needed")
     base = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
     summary = FetchSummary()
     wanted: list[str] = []
