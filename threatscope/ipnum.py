@@ -6,6 +6,8 @@ IPv4 ``a.b.c.d`` becomes ``0xFFFF00000000 + v4`` (the ``::ffff:0:0/96`` mapping)
     con = duckdb.connect()
     install_ip_macros(con)
     con.sql("SELECT ts_ip_num('8.8.8.8'), ts_ip_num('2001:db8::1'), ts_ip_num('nope')")
+    con.sql("SELECT ts_ip_canon('::FFFF:1.2.3.4'), ts_ip_canon('2001:DB8:0:0:0:0:0:1')")
+    # -> '1.2.3.4', '2001:db8::1' (canonical text: Python's ipaddress, v4-mapped as IPv4)
 
 Pure SQL macros, so conversion stays vectorised (no Python call per address).
 """
@@ -64,6 +66,21 @@ _V6 = _let(
 )
 _V4 = f"CASE WHEN regexp_full_match(t, '{_V4_RE}') THEN {V4_MAPPED}::UHUGEINT + {_v4_int('t')} END"
 
+# number -> text (RFC 5952, as Python's ipaddress prints it): ':g1:g2:...:g8:' in lower-case hex
+# without leading zeros, then the first longest run (2 or more) of zero groups written '::'
+# (a zero group is exactly ':0:'; the longest run is looked for from 8 groups down), then the
+# wrapping ':' dropped. String functions only: list lambdas cost ~5x more per address.
+_HEX_W = ("':' || regexp_replace(regexp_replace(lpad(lower(hex(x)), 32, '0'), '(....)', '\\1:', "
+          "'g'), '(^|:)0+([0-9a-f])', '\\1\\2', 'g')")
+_ZERO_RUNS = [":0" * n + ":" for n in range(8, 1, -1)]
+_ZIP = "CASE " + " ".join(
+    f"WHEN strpos(w, '{r}') > 0 THEN left(w, strpos(w, '{r}') - 1) || '::' "
+    f"|| substr(w, strpos(w, '{r}') + {len(r)})" for r in _ZERO_RUNS) + " ELSE w END"
+_V6_TEXT = _let("w", _HEX_W, _let(
+    "z", _ZIP, "regexp_replace(regexp_replace(z, '^:([^:])', '\\1'), '([^:]):$', '\\1')"))
+_V4_TEXT = _let("v", f"(x - {V4_MAPPED}::UHUGEINT)::UBIGINT",
+                "concat_ws('.', v // 16777216, (v // 65536) % 256, (v // 256) % 256, v % 256)")
+
 MACROS = f"""
 CREATE OR REPLACE TEMP MACRO ts_ip4_num(t) AS ({_V4});
 CREATE OR REPLACE TEMP MACRO ts_ip6_num(t) AS ({_V6});
@@ -71,11 +88,19 @@ CREATE OR REPLACE TEMP MACRO ts_ip_num(s) AS (
   CASE WHEN s LIKE '%:%' THEN ts_ip6_num(trim(s))
        WHEN s LIKE '% %' THEN ts_ip4_num(trim(s))
        ELSE ts_ip4_num(s) END);
+CREATE OR REPLACE TEMP MACRO ts_num_ip(x) AS (CASE
+  WHEN x IS NULL THEN NULL
+  WHEN x BETWEEN {V4_MAPPED}::UHUGEINT AND {V4_MAPPED + 0xFFFF_FFFF}::UHUGEINT THEN {_V4_TEXT}
+  ELSE {_V6_TEXT} END);
+CREATE OR REPLACE TEMP MACRO ts_ip_canon(s) AS (CASE
+  WHEN s NOT LIKE '%:%' THEN CASE WHEN regexp_full_match(trim(s), '{_V4_RE}') THEN trim(s) END
+  ELSE ts_num_ip(ts_ip_num(s)) END);
 """
 
 
 def install_ip_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """Define the temp macros ``ts_ip_num(text) -> UHUGEINT`` (and helpers) on ``con``."""
+    """Define the temp macros ``ts_ip_num(text) -> UHUGEINT``, ``ts_num_ip(number) -> text``,
+    ``ts_ip_canon(text) -> canonical text`` (NULL when not an address) and helpers on ``con``."""
     con.execute(MACROS)
 
 

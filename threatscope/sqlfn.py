@@ -2,6 +2,9 @@
 
     ts_ip_num(ip)        UHUGEINT: IPv4 as ::ffff:a.b.c.d, IPv6 as its 128-bit value, else NULL
                          (threatscope.ipnum, shared with enrich)
+    ts_ip_canon(ip)      canonical IP text: IPv4-mapped IPv6 as IPv4, IPv6 lower-case compressed
+                         (RFC 5952), NULL when not an address; ts_num_ip(n) the inverse of
+                         ts_ip_num
     ts_url_path(u)       u before the first '?'
     ts_url_query(u)      u after the first '?', NULL when there is none
     ts_url_decode(u)     url_decode(u); when that is not valid UTF-8, decodes only the ASCII
