@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import random
 import shutil
 import statistics
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,10 +52,10 @@ def _addresses(n: int, rng: random.Random) -> list[int]:
     ranges = [(a - V4_MAPPED, b - V4_MAPPED) for a, b, _, _ in
               asn_ranges_num([45090, 37963, 4134, 4837, 16509, 14061, 7922])
               if V4_MAPPED <= a and b <= V4_MAPPED + 0xFFFFFFFF]
-    sizes = [b - a + 1 for a, b in ranges]
+    cum = list(itertools.accumulate(b - a + 1 for a, b in ranges))
     out: set[int] = set()
     while len(out) < n:
-        a, b = rng.choices(ranges, sizes)[0]
+        a, b = rng.choices(ranges, cum_weights=cum)[0]
         out.add(rng.randint(a, b))
     return sorted(out)
 
@@ -72,6 +74,7 @@ def build(root: Path, n: int, seed: int = 1) -> tuple[Workspace, dict]:
     first = [t0 + rng.randrange(90 * 86400) for _ in ips]
     con = duckdb.connect()
     con.execute(f"CREATE TABLE d ({schema.ddl_columns(schema.DETECTION)})")
+    con.register("_a", pa.table({"ip": ips, "t": first, "i": range(n)}))
     con.execute("""
         INSERT INTO d (org_id, ts, src_ip, event_kind, file_id, source_file, source_line, rule_id,
                        title, severity, cves, attack_techniques, product, campaign, detector)
@@ -79,8 +82,7 @@ def build(root: Path, n: int, seed: int = 1) -> tuple[Workspace, dict]:
                'org' || (i % 20) || '/web-u_ex1805.log', i, 'r' || (i % 7), 'rule', 'high',
                ['CVE-2017-7269'], ['T1190'], 'iis', CASE WHEN i % 3 = 0 THEN 'iis-webdav' END,
                'sigma'
-        FROM (SELECT unnest(?::VARCHAR[]) AS ip, unnest(?::BIGINT[]) AS t,
-                     unnest(range(?::BIGINT)) AS i)""", [ips, first, n])
+        FROM _a""")
     con.execute(f"COPY d TO '{ws.detections_path}' (FORMAT parquet)")
     # host records: 40% of the addresses, 1-3 services, a second snapshot for a tenth
     rec_ip, rec_ts, rec_port, rec_mod, rec_prod, rec_os = [], [], [], [], [], []
@@ -101,6 +103,10 @@ def build(root: Path, n: int, seed: int = 1) -> tuple[Workspace, dict]:
                 rec_os.append(os_)
     folder = ws.lake / "host_record" / f"org_id={schema.NO_ORG}"
     folder.mkdir(parents=True)
+    con.register("_r", pa.table({
+        "ip": rec_ip, "t": rec_ts, "port": pa.array(rec_port, pa.int32()), "module": rec_mod,
+        "product": pa.array(rec_prod, pa.string()), "os": pa.array(rec_os, pa.string()),
+        "ts_num": pa.array([_num(i) for i in rec_ip], pa.uint64())}))
     con.execute("""
         COPY (SELECT make_timestamp(t * 1000000) AS ts,
                      CAST(make_timestamp(t * 1000000) AS DATE) AS event_date,
@@ -111,12 +117,8 @@ def build(root: Path, n: int, seed: int = 1) -> tuple[Workspace, dict]:
                      [] AS tags, [] AS cpe, [] AS vulns, NULL AS as_org, NULL AS isp,
                      NULL::BIGINT AS asn, NULL AS country_code, NULL AS cloud_provider,
                      '220 Service ready' AS banner, 'banner' AS record_type
-              FROM (SELECT unnest(?::VARCHAR[]) AS ip, unnest(?::BIGINT[]) AS t,
-                           unnest(?::INTEGER[]) AS port, unnest(?::VARCHAR[]) AS module,
-                           unnest(?::VARCHAR[]) AS product, unnest(?::VARCHAR[]) AS os,
-                           unnest(?::UBIGINT[]) AS ts_num))
-        TO '""" + str(folder / "bench_0.parquet") + "' (FORMAT parquet)",
-                [rec_ip, rec_ts, rec_port, rec_mod, rec_prod, rec_os, [_num(i) for i in rec_ip]])
+              FROM _r)
+        TO '""" + str(folder / "bench_0.parquet") + "' (FORMAT parquet)")
     listed = rng.sample(nums, min(50_000, n // 20))
     nets = [(x & 0xFFFFFF00, x | 0xFF) for x in rng.sample(nums, 1000)]
     folder = ws.lake / "ioc" / f"org_id={schema.NO_ORG}"
@@ -125,6 +127,9 @@ def build(root: Path, n: int, seed: int = 1) -> tuple[Workspace, dict]:
     last_nums = [V4_MAPPED + x for x in listed] + [V4_MAPPED + b for _, b in nets]
     values = [_text(x) for x in listed] + [f"{_text(a)}/24" for a, _ in nets]
     types = ["ip"] * len(listed) + ["cidr"] * len(nets)
+    con.register("_i", pa.table({"t": types, "v": values,
+                                 "f": pa.array(first_nums, pa.uint64()),
+                                 "l": pa.array(last_nums, pa.uint64())}))
     con.execute("""
         COPY (SELECT TIMESTAMP '2018-01-01' AS ts, DATE '2018-01-01' AS event_date,
                      'ioc' AS event_kind, 'bench' AS source_file,
@@ -134,10 +139,8 @@ def build(root: Path, n: int, seed: int = 1) -> tuple[Workspace, dict]:
                      'emotet' AS malware_family, 'botnet_cc' AS threat, 'online' AS status,
                      'feodotracker' AS feed, TIMESTAMP '2018-01-01' AS first_seen,
                      TIMESTAMP '2018-06-01' AS last_seen, [] AS tags, NULL AS reference
-              FROM (SELECT unnest(?::VARCHAR[]) AS t, unnest(?::VARCHAR[]) AS v,
-                           unnest(?::UBIGINT[]) AS f, unnest(?::UBIGINT[]) AS l))
-        TO '""" + str(folder / "bench_0.parquet") + "' (FORMAT parquet)",
-                [types, values, first_nums, last_nums])
+              FROM _i)
+        TO '""" + str(folder / "bench_0.parquet") + "' (FORMAT parquet)")
     con.close()
     records: dict[str, list] = {}
     for ip, t, port, prod, os_ in zip(rec_ip, rec_ts, rec_port, rec_prod, rec_os, strict=True):
@@ -177,11 +180,12 @@ def main() -> None:
     ap.add_argument("--ips", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sample", type=int, default=100_000, help="addresses of the baseline loop")
+    ap.add_argument("--keep", type=Path, help="build the workspace here (or reuse it) and keep it")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-enrich-"))
     try:
         t = time.perf_counter()
-        ws, data = build(tmp / "ws", args.ips)
+        ws, data = build(args.keep or tmp / "ws", args.ips)
         print(f"built: {args.ips:,} attacking addresses, {sum(map(len, data['records'].values())):,}"
               f" banners, {len(data['listed']) + len(data['nets']):,} IOC entries "
               f"({time.perf_counter() - t:.1f} s)")

@@ -281,6 +281,37 @@ def intel_lookup(workspace, ips, as_json) -> None:
             _print_intel(info)
 
 
+@intel_group.command("fetch")
+@workspace_option
+@click.option("--shodan-key", envvar="SHODAN_API_KEY", required=True,
+              help="Shodan API key (or $SHODAN_API_KEY).")
+@click.option("--shodan-url", envvar="THREATSCOPE_SHODAN_URL", help="API base URL (default https://api.shodan.io).")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Look up at most this many addresses (most detected events first).")
+@click.option("--rate", type=float, default=1.0, show_default=True, help="Requests per second.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.argument("ips", nargs=-1)
+@handle_user_errors
+def intel_fetch(workspace, shodan_key, shodan_url, limit, rate, as_json, ips) -> None:
+    """Look up attacking addresses without a host record (or the IPS given) in the Shodan API.
+    Answers are cached in the workspace (intel/shodan-api/) and added as host records; a rerun
+    after an interruption asks only for what is missing. Run `threatscope enrich` afterwards."""
+    from threatscope.enrich.shodan_api import fetch_hosts
+
+    ws = Workspace.open(workspace)
+    if not ips:
+        with ws.connect(read_only=True) as con:
+            if "source" not in relations(con):
+                raise UserError("no sources yet: run `threatscope enrich` first, or name IPS")
+            ips = [r[0] for r in con.execute(
+                "SELECT ip FROM source WHERE detections > 0 AND host_record_ts IS NULL "
+                "AND ip_num IS NOT NULL ORDER BY detections DESC, ip LIMIT ?", [limit]).fetchall()]
+    with progress_bar(not as_json) as progress:
+        summary = fetch_hosts(ws, list(ips), shodan_key, base_url=shodan_url, rate=rate,
+                              progress=progress)
+    _print_summary(summary, as_json, "intel fetch")
+
+
 def _print_intel(info: dict) -> None:
     say = click.echo
     if not info["valid"]:

@@ -87,32 +87,49 @@ def user_agent_scanner_sql(ua: str) -> str:
 def breadth_sql(detection: str, t: dict[str, int]) -> str:
     """Per source address of ``detection``: first_seen, last_seen, detections (detected events),
     orgs_hit, sensors_hit, exploits, campaigns, cves, malware_families, attack_techniques, and
-    ``widespread``: whether one of its exploits is a widespread campaign (thresholds ``t``)."""
+    ``widespread``: whether one of its exploits is a widespread campaign (thresholds ``t``).
+
+    Most addresses of internet-wide traffic are seen once: their row is their detection's, with
+    no aggregation (at a million addresses, the per-address distinct counts and lists are most
+    of the cost); the others are aggregated."""
+    lists = {
+        "campaigns": ("list(campaign) FILTER (WHERE campaign IS NOT NULL)",
+                      "CASE WHEN campaign IS NULL THEN [] ELSE [campaign] END"),
+        "cves": ("flatten(list(coalesce(cves, [])))", "coalesce(cves, [])"),
+        "malware_families": ("list(malware_family) FILTER (WHERE malware_family IS NOT NULL)",
+                             "CASE WHEN malware_family IS NULL THEN [] ELSE [malware_family] END"),
+        "attack_techniques": ("flatten(list(coalesce(attack_techniques, [])))",
+                              "coalesce(attack_techniques, [])"),
+    }
+    many = ", ".join(f"list_sort(list_distinct({agg})) AS {k}" for k, (agg, _) in lists.items())
+    one = ", ".join(f"list_sort(list_distinct({row})) AS {k}" for k, (_, row) in lists.items())
     return f"""
-    WITH d AS (SELECT src_ip AS ip, org_id, ts, file_id, source_line, campaign, cves,
-                      malware_family, attack_techniques, {EXPLOIT} AS exploit,
-                      {SENSOR} AS sensor
-               FROM {detection} WHERE src_ip IS NOT NULL AND src_ip <> ''),
+    WITH files AS (SELECT org_id, source_file, {SENSOR} AS sensor
+                   FROM (SELECT DISTINCT org_id, source_file FROM {detection})),
+    d AS (SELECT x.src_ip AS ip, x.org_id, x.ts, x.file_id, x.source_line, x.campaign, x.cves,
+                 x.malware_family, x.attack_techniques, {EXPLOIT} AS exploit, f.sensor
+          FROM {detection} x
+          LEFT JOIN files f ON f.org_id IS NOT DISTINCT FROM x.org_id
+                           AND f.source_file IS NOT DISTINCT FROM x.source_file
+          WHERE x.src_ip IS NOT NULL AND x.src_ip <> ''),
     -- only a campaign or a CVE makes a campaign: a generic rule (SQL injection, a command in
     -- a parameter) fires everywhere by nature
     e AS (SELECT exploit, bool_or(campaign IS NOT NULL OR len(coalesce(cves, [])) > 0)
                           AND count(DISTINCT org_id) >= {int(t['campaign_orgs'])}
                           AND count(DISTINCT ip) >= {int(t['campaign_sources'])} AS wide
-          FROM d GROUP BY exploit)
-    SELECT d.ip, min(ts) AS first_seen, max(ts) AS last_seen,
-           count(DISTINCT (file_id, source_line)) AS detections,
-           count(DISTINCT org_id)::INTEGER AS orgs_hit,
-           count(DISTINCT sensor)::INTEGER AS sensors_hit,
-           count(DISTINCT exploit)::INTEGER AS exploits,
-           list_sort(list_distinct(list(campaign) FILTER (WHERE campaign IS NOT NULL)))
-               AS campaigns,
-           list_sort(list_distinct(flatten(list(coalesce(cves, []))))) AS cves,
-           list_sort(list_distinct(list(malware_family) FILTER (WHERE malware_family IS NOT NULL)))
-               AS malware_families,
-           list_sort(list_distinct(flatten(list(coalesce(attack_techniques, [])))))
-               AS attack_techniques,
-           bool_or(e.wide) AS widespread
-    FROM d JOIN e USING (exploit)
+          FROM d GROUP BY exploit),
+    n AS (SELECT ip, count(*) AS n FROM d GROUP BY ip)
+    SELECT d.ip, ts AS first_seen, ts AS last_seen, 1::BIGINT AS detections,
+           (org_id IS NOT NULL)::INTEGER AS orgs_hit, (sensor IS NOT NULL)::INTEGER AS sensors_hit,
+           (exploit IS NOT NULL)::INTEGER AS exploits, {one}, coalesce(e.wide, false) AS widespread
+    FROM d SEMI JOIN (SELECT ip FROM n WHERE n = 1) one USING (ip)
+    LEFT JOIN e USING (exploit)
+    UNION ALL
+    SELECT d.ip, min(ts), max(ts), count(DISTINCT (file_id, source_line)),
+           count(DISTINCT org_id)::INTEGER, count(DISTINCT sensor)::INTEGER,
+           count(DISTINCT exploit)::INTEGER, {many}, coalesce(bool_or(e.wide), false)
+    FROM d SEMI JOIN (SELECT ip FROM n WHERE n > 1) many USING (ip)
+    LEFT JOIN e USING (exploit)
     GROUP BY d.ip"""
 
 

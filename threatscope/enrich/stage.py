@@ -210,16 +210,15 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
         try:
             classification = classify.classification_sql(
                 "b", "coalesce(sc.scanner, false)", limits)
-            for name, spec, body, order in (
+            # unordered: a million sorted rows with lists cost a second each; readers sort
+            for name, spec, body in (
                     ("source", schema.SOURCE,
-                     _SOURCE_SELECT.replace("{classification}", classification), "ip_num, ip"),
-                    ("indicator", schema.INDICATOR, _INDICATOR_SELECT,
-                     "role, indicator_type, value")):
+                     _SOURCE_SELECT.replace("{classification}", classification)),
+                    ("indicator", schema.INDICATOR, _INDICATOR_SELECT)):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
                 con.execute(f"CREATE TABLE {name} ({schema.ddl_columns(spec)})")
                 names = cols if name == "source" else icols
-                con.execute(f"INSERT INTO {name} ({names}) SELECT {names} FROM ({body}) "
-                            f"ORDER BY {order}")
+                con.execute(f"INSERT INTO {name} ({names}) SELECT {names} FROM ({body})")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -264,8 +263,8 @@ def _describe(con: duckdb.DuckDBPyConnection, have: set[str], limits: dict[str, 
         UNION
         SELECT DISTINCT source_ip FROM http SEMI JOIN _ts_b b ON b.ip = http.source_ip
         WHERE {classify.user_agent_scanner_sql('user_agent_original')}""")
-    con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS "
-                + iocs.address_matches_sql("(SELECT ip, ip_num FROM _ts_geo)"))
+    con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS " + iocs.address_matches_sql(
+        "(SELECT ip, ip_num FROM _ts_geo)", iocs.cidr_shifts(con)))
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_pay AS "
                 + iocs.payloads_sql(have | {"http", "powershell", "document"}))
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_paym AS " + iocs.payload_matches_sql("_ts_pay"))
@@ -276,7 +275,9 @@ def _describe(con: duckdb.DuckDBPyConnection, have: set[str], limits: dict[str, 
                flatten(list(coalesce(cves, []))) AS cves,
                list(malware_family) FILTER (malware_family IS NOT NULL) AS families,
                flatten(list(coalesce(attack_techniques, []))) AS techniques
-        FROM {detection} WHERE file_id IS NOT NULL GROUP BY file_id, source_line""")
+        FROM {detection} SEMI JOIN (SELECT DISTINCT file_id, source_line FROM _ts_pay) p
+             USING (file_id, source_line)
+        GROUP BY file_id, source_line""")
 
 
 def _sorted(expr: str) -> str:
