@@ -1,5 +1,6 @@
 """End to end through the console script: simulate -> run -> report.json equals the ground truth."""
 
+import gzip
 import json
 import subprocess
 import sys
@@ -37,15 +38,21 @@ def test_report_files(pipeline):
 
 
 def test_every_line_accounted_for(pipeline):
-    _, _, _, _, truth, report = pipeline
+    _, data, _, _, truth, report = pipeline
     inputs = report["inputs"]
-    assert inputs["files"] == truth["totals"]["files"]
-    assert inputs["lines_read"] == truth["totals"]["lines"]
+    # the intel files (Shodan banners, IOC lists) are inputs too: a row a record, '#' comments
+    intel = truth["intel"]["files"]
+    lines = {p: (gzip.open if p.endswith(".gz") else open)(data / p, "rt").read().splitlines()
+             for p in intel}
+    comments = sum(x.startswith("#") for ls in lines.values() for x in ls)
+    assert sum(len(ls) for ls in lines.values()) == sum(intel.values()) + comments
+    assert inputs["files"] == truth["totals"]["files"] + len(intel)
+    assert inputs["lines_read"] == truth["totals"]["lines"] + sum(map(len, lines.values()))
     # web requests and Windows events (the derived category rows are not counted again)
     assert inputs["rows_written"] == (truth["totals"]["requests"] + truth["totals"]["windows_events"]
-                                      + truth["totals"]["documents"])
+                                      + truth["totals"]["documents"] + sum(intel.values()))
     assert inputs["rows_quarantined"] == 0
-    assert inputs["comment_lines"] == truth["totals"]["header_lines"]
+    assert inputs["comment_lines"] == truth["totals"]["header_lines"] + comments
 
 
 def test_periods(pipeline):
@@ -196,3 +203,35 @@ def test_export_to_stdout_and_parquet(pipeline):
     out = root / "detections.parquet"
     ts("export", "detections", "-w", str(ws), "--format", "parquet", "-o", str(out))
     assert pq.read_table(out).num_rows == len(jsonl)
+
+
+def test_attacker_infrastructure_equals_ground_truth(pipeline):
+    """The simulator's Shodan records: the profile of each quarter's attacking addresses (the
+    snapshot nearest each one's first attack there) equals what was written."""
+    _, _, _, _, truth, report = pipeline
+    intel, inf = truth["intel"], report["infrastructure"]
+    for quarter, key in ((truth["period"], "period"), (truth["baseline"], "baseline")):
+        q = intel["quarters"][quarter]
+        assert inf["source_ips"][key] == q["attacking_ips"]
+        assert inf["with_host_record"][key] == q["with_host_record"]
+        assert {r["os_family"]: r[key] for r in inf["os_families"] if r[key]} == q["os_family"]
+        assert {r["service_class"]: r[key] for r in inf["service_classes"] if r[key]} \
+            == q["service_class"]
+    top = {r["product"]: r["period"] for r in inf["products"]}
+    want = intel["quarters"][truth["period"]]["product"]
+    assert all(top[p] == want[p] for p in top), (top, want)
+    assert sum(r["period"] for r in inf["os_families"] if r["os_family"].startswith("Windows")) \
+        == intel["quarters"][truth["period"]]["windows"]
+
+
+def test_sources_classified_and_listed_as_written(pipeline):
+    _, _, ws, _, truth, _ = pipeline
+    intel = truth["intel"]
+    rows = json.loads("[" + ",".join(ts("export", "sources", "-w", str(ws)).stdout.splitlines())
+                      + "]")
+    by_ip = {r["ip"]: r for r in rows}
+    scanners = {r["ip"] for r in rows if r["classification"] == "research-scanner"}
+    assert scanners == set(intel["all"]["research_scanners"])
+    listed = {ip: r["malware_families"] for ip, r in by_ip.items() if r["ioc_matches"]}
+    assert listed == {ip: [fam.lower()] for ip, fam in intel["all"]["ioc_listed"].items()}
+    assert all(by_ip[ip]["ioc_matches"] == [f"feodotracker:{ip}"] for ip in listed)

@@ -12,7 +12,8 @@ The profile: ``os`` (of the record's latest banner that names one), ``os_family`
 pattern of ``data/os_families.csv`` that matches it), ``products``, ``services`` and
 ``service_classes`` (every row of ``data/service_classes.csv`` a banner matches, as
 ``class:service``; banner patterns are tried only on banners whose product the record does not
-name, as a named product says more than its banner), ``ports``, ``hostnames``, ``tags`` and
+name, as a named product says more than its banner; ``fallback`` rows only when no other row
+matches), ``ports``, ``hostnames``, ``tags`` and
 ``host_kind``:
 
 1. ``home-router``: RouterOS, or a router or MikroTik service, not on a hosting network;
@@ -73,7 +74,8 @@ def os_family_sql(col: str) -> str:
 
 def services_sql(module: str, product: str, port: str, transport: str, banner: str) -> str:
     """SQL: the sorted list of ``class:service`` a service matches (empty when none)."""
-    items = []
+    items: list[str] = []
+    fallback: list[str] = []
     for r in service_rules():
         conds = []
         if r["module"]:
@@ -88,9 +90,16 @@ def services_sql(module: str, product: str, port: str, transport: str, banner: s
             conds.append(f"{product} IS NULL AND {_re(banner, r['banner'])}")
         if conds:
             label = sql_str(f"{r['service_class']}:{r['service']}")
-            items.append(f"CASE WHEN {' AND '.join(conds)} THEN {label} END")
-    return (f"list_sort(list_distinct(list_filter([{', '.join(items)}], "
-            "lambda x: x IS NOT NULL)))")
+            (fallback if r.get("fallback") else items).append(
+                f"CASE WHEN {' AND '.join(conds)} THEN {label} END")
+
+    def matches(exprs: list[str]) -> str:
+        return (f"list_sort(list_distinct(list_filter([{', '.join(exprs) or 'NULL'}], "
+                "lambda x: x IS NOT NULL)))")
+
+    if not fallback:
+        return matches(items)
+    return f"coalesce(nullif({matches(items)}, []), {matches(fallback)})"
 
 
 def host_kind_sql(os_family: str, classes: str, cloud: str, network_type: str) -> str:
