@@ -368,22 +368,7 @@ def export_detections(workspace, fmt, out) -> None:
         if "detection" not in relations(con):
             raise UserError("no detections yet: run `threatscope detect` first")
         query = f"SELECT {EXPORT_COLUMNS} FROM detection ORDER BY ts, org_id, source_file, source_line, rule_id"
-        if fmt == "parquet":
-            if out is None:
-                raise UserError("--format parquet needs -o FILE")
-            con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' (FORMAT parquet)")
-            return
-        if fmt == "csv":
-            # lists become ';'-joined text so that the CSV stays one value per cell
-            query = (
-                "SELECT * REPLACE (array_to_string(cves, ';') AS cves, "
-                f"array_to_string(attack_techniques, ';') AS attack_techniques) FROM ({query})"
-            )
-        if out is not None:
-            opts = "FORMAT json" if fmt == "jsonl" else "FORMAT csv, HEADER true"
-            con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' ({opts})")
-            return
-        _stream_rows(con, query, fmt)
+        _export(con, query, fmt, out)
 
 
 SOURCE_EXPORT = (
@@ -411,29 +396,38 @@ def export_sources(workspace, fmt, out) -> None:
 
 
 def _export(con, query: str, fmt: str, out: Path | None) -> None:
-    """``query`` to ``out`` (or stdout) as jsonl, csv (lists ';'-joined, formula-looking cells
-    defused) or parquet."""
-    if fmt == "parquet":
-        if out is None:
-            raise UserError("--format parquet needs -o FILE")
-        con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' (FORMAT parquet)")
-        return
-    if fmt == "jsonl" and out is not None:
-        con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' (FORMAT json)")
-        return
+    """``query`` to ``out`` (or stdout) as jsonl, csv or parquet. In CSV, lists become
+    ';'-joined text (one value per cell) and text a spreadsheet would run as a formula gets a
+    leading apostrophe, as the report's tables do (``report.tables.cell``)."""
+    if fmt == "parquet" and out is None:
+        raise UserError("--format parquet needs -o FILE")
+    if fmt == "csv":
+        query = _csv_select(con, query)
     if out is None:
         _stream_rows(con, query, fmt)
         return
-    import csv
+    opts = {"jsonl": "FORMAT json", "csv": "FORMAT csv, HEADER true",
+            "parquet": "FORMAT parquet"}[fmt]
+    con.execute(f"COPY ({query}) TO '{_sql_str(str(out))}' ({opts})")
 
-    from threatscope.report.tables import cell
 
-    reader = con.sql(query).to_arrow_reader(50_000)
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(reader.schema.names)
-        for batch in reader:
-            w.writerows([[cell(v) for v in row.values()] for row in batch.to_pylist()])
+def _csv_select(con, query: str) -> str:
+    """``query`` with its list and text columns made CSV cells (see ``_export``), in SQL."""
+    from threatscope.report.tables import FORMULA_START
+
+    # an RE2 class of the starting characters (tab and CR as escapes)
+    chars = "".join({"\t": "\\t", "\r": "\\r", "-": "\\-"}.get(c, c) for c in FORMULA_START)
+    cols = []
+    for name, typ, *_ in con.execute(f"DESCRIBE {query}").fetchall():
+        v = f'"{name}"'
+        if typ.endswith("[]"):
+            v = f"array_to_string(list_transform({v}, lambda x: coalesce(x::VARCHAR, '')), ';')"
+        elif typ != "VARCHAR":
+            cols.append(v)
+            continue
+        cols.append(f"CASE WHEN regexp_matches({v}, '^[{chars}]') THEN chr(39) || {v} "
+                    f'ELSE {v} END AS "{name}"')
+    return f"SELECT {', '.join(cols)} FROM ({query})"
 
 
 # --- export of the indicators (threatscope.share): STIX 2.1, MISP, CSV ---
@@ -488,8 +482,6 @@ def export_indicators(workspace, out, period, fmt) -> None:
 def _stream_rows(con, query: str, fmt: str) -> None:
     import csv
 
-    from threatscope.report.tables import cell
-
     reader = con.sql(query).to_arrow_reader(50_000)
     cols = reader.schema.names
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
@@ -497,8 +489,8 @@ def _stream_rows(con, query: str, fmt: str) -> None:
         writer.writerow(cols)
     for batch in reader:
         for row in batch.to_pylist():
-            if writer:  # lists ';'-joined, formula-looking text defused
-                writer.writerow([cell(row[c]) for c in cols])
+            if writer:  # (cells made by _csv_select)
+                writer.writerow([row[c] for c in cols])
             else:
                 sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
 

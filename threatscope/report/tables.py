@@ -21,7 +21,7 @@ from pathlib import Path
 
 from threatscope.report.model import CHANGE, RANKED, build_view
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (where in the view, columns)
@@ -89,7 +89,7 @@ def cell(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return "'" + v if v.startswith(_FORMULA) else v
+        return "'" + v if v.startswith(FORMULA_START) else v
     return str(v)
 
 

@@ -251,6 +251,24 @@ _OUT = """ioc_type, value, ip_first_num, ip_last_num, url_domain"""
 
 
 # -- Feodo Tracker CSV -------------------------------------------------------------------------
+def _stage_csv(con, header: str, fields: tuple[int, ...], candidate: str) -> int:
+    """Split the batch's CSV lines into fields ``f`` (``nf`` of them) and register them as
+    ``_ioc_s`` with the classified ``candidate`` indicator (of a line with one of ``fields``
+    field counts); comment lines and the header (regex ``header``, lower-cased) are marked
+    ``comment``. Returns how many there are."""
+    stage = f"""
+        SELECT source_line, raw, comment, f, len(f) AS nf,
+               CASE WHEN NOT comment AND len(f) IN {fields} THEN {candidate} END AS cand
+        FROM (SELECT n AS source_line, line AS raw,
+                     {_comment_sql('line')} OR regexp_matches(lower(line), {sql_str(header)})
+                         AS comment,
+                     {csv_fields_sql('line')} AS f
+              FROM _batch)"""
+    t = _staged(con, stage, "cand")
+    con.register("_ioc_s", t)
+    return pc.sum(t.column("comment")).as_py() or 0
+
+
 @register
 class FeodoCsv(Format):
     """abuse.ch Feodo Tracker botnet C2 IP blocklist, CSV (ipblocklist.csv and its variants).
@@ -284,17 +302,8 @@ class FeodoCsv(Format):
         return 0.9 * hits / len(data) if data else 0.0
 
     def parse(self, con, batch, prepared) -> ParseResult:
-        stage = f"""
-            SELECT source_line, raw, comment, f, len(f) AS nf,
-                   CASE WHEN NOT comment AND len(f) IN (5, 6) THEN trim(f[2]) END AS cand
-            FROM (SELECT n AS source_line, line AS raw,
-                         {_comment_sql('line')} OR regexp_matches(lower(line),
-                             '^\\s*"?(first_?seen(_utc)?)"?\\s*,\\s*"?dst_?ip') AS comment,
-                         {csv_fields_sql('line')} AS f
-                  FROM _batch)"""
-        t = _staged(con, stage, "cand")
-        comments = pc.sum(t.column("comment")).as_py() or 0
-        con.register("_ioc_s", t)
+        comments = _stage_csv(con, r'^\s*"?(first_?seen(_utc)?)"?\s*,\s*"?dst_?ip', (5, 6),
+                              "trim(f[2])")
         first = "f[1]"
         status = "CASE WHEN nf = 6 THEN f[4] END"
         last = "CASE WHEN nf = 6 THEN f[5] ELSE f[4] END"
@@ -454,18 +463,8 @@ class UrlhausCsv(Format):
         return 0.9 * hits / len(data) if data else 0.0
 
     def parse(self, con, batch, prepared) -> ParseResult:
-        stage = f"""
-            SELECT source_line, raw, comment, f, len(f) AS nf,
-                   CASE WHEN NOT comment AND len(f) IN (8, 9) THEN
-                        replace(trim(f[3]), ' ', '%20') END AS cand
-            FROM (SELECT n AS source_line, line AS raw,
-                         {_comment_sql('line')} OR regexp_matches(lower(line),
-                             '^\\s*"?id"?\\s*,\\s*"?dateadded"?\\s*,') AS comment,
-                         {csv_fields_sql('line')} AS f
-                  FROM _batch)"""
-        t = _staged(con, stage, "cand")
-        comments = pc.sum(t.column("comment")).as_py() or 0
-        con.register("_ioc_s", t)
+        comments = _stage_csv(con, r'^\s*"?id"?\s*,\s*"?dateadded"?\s*,', (8, 9),
+                              "replace(trim(f[3]), ' ', '%20')")
         off = "(nf - 8)"  # 1 when last_online is there
         tags = (f"list_filter(list_transform(string_split(coalesce({_blank_sql(f'f[6 + {off}]')}, "
                 f"''), ','), lambda x: trim(x)), lambda x: x <> '')")
