@@ -373,13 +373,14 @@ SOURCE: list[tuple[str, str]] = [
     ("detections", "BIGINT"),  # detected events from this address
     ("campaigns", "VARCHAR[]"),
     ("cves", "VARCHAR[]"),
+    ("attack_techniques", "VARCHAR[]"),
     ("first_seen", "TIMESTAMP"),
     ("last_seen", "TIMESTAMP"),
 ]
 
-# One row per indicator worth sharing (enrich writes the catalog table `indicator`): every
-# attacking address, and every URL or domain found in an exploit's payload or recovered by an
-# analyzer (PowerShell, macros). What export stix|misp|csv reads.
+# One row per indicator worth sharing (enrich's catalog view `indicator`): every attacking
+# address (from `source`), and every URL or domain found in an exploit's payload or recovered by
+# an analyzer (PowerShell, macros: table `payload_indicator`). What export stix|misp|csv reads.
 INDICATOR: list[tuple[str, str]] = [
     ("indicator_type", "VARCHAR"),  # 'ipv4' | 'ipv6' | 'url' | 'domain'
     ("value", "VARCHAR"),

@@ -93,16 +93,20 @@ def breadth_sql(detection: str, t: dict[str, int]) -> str:
     no aggregation (at a million addresses, the per-address distinct counts and lists are most
     of the cost); the others are aggregated."""
     lists = {
-        "campaigns": ("list(campaign) FILTER (WHERE campaign IS NOT NULL)",
-                      "CASE WHEN campaign IS NULL THEN [] ELSE [campaign] END"),
-        "cves": ("flatten(list(coalesce(cves, [])))", "coalesce(cves, [])"),
+        "campaigns": ("list(campaign) FILTER (WHERE campaign IS NOT NULL)", "campaign"),
+        "cves": ("flatten(list(coalesce(cves, [])))", "cves"),
         "malware_families": ("list(malware_family) FILTER (WHERE malware_family IS NOT NULL)",
-                             "CASE WHEN malware_family IS NULL THEN [] ELSE [malware_family] END"),
+                             "malware_family"),
         "attack_techniques": ("flatten(list(coalesce(attack_techniques, [])))",
-                              "coalesce(attack_techniques, [])"),
+                              "attack_techniques"),
     }
     many = ", ".join(f"list_sort(list_distinct({agg})) AS {k}" for k, (agg, _) in lists.items())
-    one = ", ".join(f"list_sort(list_distinct({row})) AS {k}" for k, (_, row) in lists.items())
+    # one row: a value as a list of one; a list sorted only when it has two items or more
+    one = ", ".join(
+        (f"CASE WHEN {c} IS NULL THEN [] ELSE [{c}] END" if k in ("campaigns", "malware_families")
+         else f"CASE WHEN len({c}) > 1 THEN list_sort(list_distinct({c})) "
+              f"ELSE coalesce({c}, []) END") + f" AS {k}"
+        for k, (_, c) in lists.items())
     return f"""
     WITH files AS (SELECT org_id, source_file, {SENSOR} AS sensor
                    FROM (SELECT DISTINCT org_id, source_file FROM {detection})),

@@ -13,7 +13,8 @@ pattern of ``data/os_families.csv`` that matches it), ``products``, ``services``
 ``service_classes`` (every row of ``data/service_classes.csv`` a banner matches, as
 ``class:service``; banner patterns are tried only on banners whose product the record does not
 name, as a named product says more than its banner; ``fallback`` rows only when no other row
-matches), ``ports``, ``hostnames``, ``tags`` and
+matches), ``ports``, ``hostnames`` (of its latest banner: reverse DNS is the host's), ``cloud``
+(a banner tagged cloud or naming a cloud provider) and
 ``host_kind``:
 
 1. ``home-router``: RouterOS, or a router or MikroTik service, not on a hosting network;
@@ -115,18 +116,22 @@ def host_kind_sql(os_family: str, classes: str, cloud: str, network_type: str) -
         ELSE 'unknown' END"""
 
 
+def _sorted(col: str) -> str:
+    # sorting and de-duplicating a list of one is most of the work at a million addresses
+    return f"CASE WHEN len({col}) > 1 THEN list_sort(list_distinct({col})) ELSE {col} END AS {col}"
+
+
 def profile_sql(attacks: str, records: str = "host_record") -> str:
     """SELECT ip, ref_ts, host_record_ts, os, os_family, products, services, service_classes,
-    ports, hostnames, tags, cloud, host_kind: the profile of every ``(ip, ref_ts)`` of
-    ``attacks`` (columns ip, ref_ts, network_type) that has a record in ``records``."""
+    ports, hostnames, cloud, host_kind: the profile of every row of ``attacks`` (columns
+    ip, ref_ts, network_type; one row per ``(ip, ref_ts)``) that has a record in ``records``."""
     return f"""
-    WITH a AS (SELECT ip, ref_ts, any_value(network_type) AS network_type
-               FROM {attacks} GROUP BY ip, ref_ts),
+    WITH a AS (SELECT ip, ref_ts, network_type FROM {attacks}),
     r AS (SELECT h.ip, h.ts, h.port, h.transport, h.module, h.product, h.os, h.hostnames,
                  h.tags, h.cloud_provider, h.banner,
                  CASE WHEN h.record_type = 'host' THEN h.file_id || ':' || h.source_line
                       ELSE CAST(h.event_date AS VARCHAR) END AS snap
-          FROM {records} h SEMI JOIN (SELECT DISTINCT ip FROM a) x ON x.ip = h.ip),
+          FROM {records} h SEMI JOIN a ON a.ip = h.ip),
     s AS (SELECT ip, snap, max(ts) AS snap_ts FROM r GROUP BY ip, snap),
     pick AS (SELECT a.ip, a.ref_ts, a.network_type, s.snap, s.snap_ts
              FROM a JOIN s ON s.ip = a.ip
@@ -145,14 +150,11 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
         SELECT svc.ip, svc.ref_ts, any_value(svc.network_type) AS network_type,
                any_value(svc.snap_ts) AS host_record_ts,
                arg_max(svc.os, svc.ts) FILTER (WHERE svc.os IS NOT NULL) AS os,
-               list_sort(list_distinct(list(svc.product) FILTER (WHERE svc.product IS NOT NULL)))
-                   AS products,
-               list_sort(list_distinct(flatten(list(k.services)))) AS services,
-               list_sort(list_distinct(list(svc.port) FILTER (WHERE svc.port IS NOT NULL)))
-                   AS ports,
-               list_sort(list_distinct(flatten(list(coalesce(svc.hostnames, [])))))
-                   AS hostnames,
-               list_sort(list_distinct(flatten(list(coalesce(svc.tags, []))))) AS tags,
+               list(svc.product) FILTER (WHERE svc.product IS NOT NULL) AS products,
+               flatten(list(k.services)) AS services,
+               list(svc.port) FILTER (WHERE svc.port IS NOT NULL) AS ports,
+               -- reverse DNS is the host's, the same on each banner: the latest banner's
+               arg_max(coalesce(svc.hostnames, []), svc.ts) AS hostnames,
                bool_or(svc.cloud_provider IS NOT NULL OR list_contains(svc.tags, 'cloud'))
                    AS cloud
         FROM svc JOIN k ON k.module IS NOT DISTINCT FROM svc.module
@@ -163,12 +165,16 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
         GROUP BY svc.ip, svc.ref_ts),
     fam AS (SELECT os, {os_family_sql('os')} AS os_family
             FROM (SELECT DISTINCT os FROM agg WHERE os IS NOT NULL)),
-    out AS (SELECT agg.*, fam.os_family,
-                   list_sort(list_distinct(list_transform(agg.services,
-                       lambda x: split_part(x, ':', 1)))) AS service_classes
-            FROM agg LEFT JOIN fam ON fam.os = agg.os)
-    SELECT ip, ref_ts, host_record_ts, os, os_family, products, services, service_classes,
-           ports, hostnames, tags, cloud,
+    sorted AS (SELECT * REPLACE ({_sorted('products')}, {_sorted('services')},
+                                 {_sorted('ports')}, {_sorted('hostnames')})
+               FROM agg),
+    out AS (SELECT s.*, fam.os_family,
+                   CASE WHEN len(s.services) = 1 THEN [split_part(s.services[1], ':', 1)]
+                        ELSE list_distinct(list_transform(s.services,
+                                 lambda x: split_part(x, ':', 1))) END AS service_classes
+            FROM sorted s LEFT JOIN fam ON fam.os = s.os)
+    SELECT ip, ref_ts, host_record_ts, os, os_family, products, services,
+           list_sort(service_classes) AS service_classes, ports, hostnames, cloud,
            {host_kind_sql('os_family', 'service_classes', 'cloud', 'network_type')} AS host_kind
     FROM out"""
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from threatscope import schema, sqlfn
 from threatscope.enrich import classify, hosts, iocs, netclass, ranges
+from threatscope.ingest.arrowfn import ip_numbers
 from threatscope.ipnum import num_to_ip, reserved_ranges
 from threatscope.native import native
 from threatscope.workspace import Workspace, relations
@@ -68,6 +69,19 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_asn_list AS SELECT * FROM _ts_asn_list_arrow")
     con.unregister("_ts_asn_list_arrow")
+
+
+def _numbered(con: duckdb.DuckDBPyConnection, name: str, ips: pa.ChunkedArray) -> None:
+    """Temp table ``name``: each of the distinct addresses ``ips`` with its number. The number
+    comes from the text, once per address (reading the stored DECIMAL(38,0) column of every
+    event back costs more than computing it again), in C where it can (the lake's DECIMAL
+    stops below fe80::/10: the SQL macro does those)."""
+    con.register("_ts_ips_arrow", pa.table({"ip": ips, "n": ip_numbers(con, ips)}))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT ip, CASE WHEN n IS NULL "
+                    "THEN ts_ip_num(ip) ELSE CAST(n AS UHUGEINT) END AS ip_num FROM _ts_ips_arrow")
+    finally:
+        con.unregister("_ts_ips_arrow")
 
 
 def _reserved_sql(col: str) -> str:
@@ -193,32 +207,30 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
         parts = ["SELECT source_ip AS ip FROM http", "SELECT source_ip AS ip FROM alert"]
         if "detection" in have:
             parts.insert(0, "SELECT src_ip AS ip FROM detection")
-        # The number comes from the text, once per address: reading the stored DECIMAL(38,0)
-        # column of every event back costs more than computing it again.
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _ts_ips AS
-            SELECT ip, ts_ip_num(ip) AS ip_num
-            FROM (SELECT DISTINCT ip FROM ({' UNION ALL '.join(parts)})
-                  WHERE ip IS NOT NULL AND ip <> '')
-        """)
+        distinct = con.sql(f"SELECT DISTINCT ip FROM ({' UNION ALL '.join(parts)}) "
+                           "WHERE ip IS NOT NULL AND ip <> ''").to_arrow_table()
+        _numbered(con, "_ts_ips", distinct.column("ip"))
         select, geo_source = _enriched(con, "_ts_ips", _resolve_mmdb(ws, mmdb))
         con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_geo AS {select}")
         _describe(con, have, limits)
-        cols = ", ".join(f'"{n}"' for n, _ in schema.SOURCE)
-        icols = ", ".join(f'"{n}"' for n, _ in schema.INDICATOR)
         con.execute("BEGIN TRANSACTION")
         try:
             classification = classify.classification_sql(
                 "b", "coalesce(sc.scanner, false)", limits)
             # unordered: a million sorted rows with lists cost a second each; readers sort
+            for (kind,) in con.execute(  # (a table in workspaces enriched before)
+                    "SELECT table_type FROM information_schema.tables "
+                    "WHERE table_schema = 'main' AND table_name = 'indicator'").fetchall():
+                con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} indicator")
             for name, spec, body in (
                     ("source", schema.SOURCE,
                      _SOURCE_SELECT.replace("{classification}", classification)),
-                    ("indicator", schema.INDICATOR, _INDICATOR_SELECT)):
+                    ("payload_indicator", schema.INDICATOR, _PAYLOAD_SELECT)):
                 con.execute(f"DROP TABLE IF EXISTS {name}")
                 con.execute(f"CREATE TABLE {name} ({schema.ddl_columns(spec)})")
-                names = cols if name == "source" else icols
+                names = ", ".join(f'"{n}"' for n, _ in spec)
                 con.execute(f"INSERT INTO {name} ({names}) SELECT {names} FROM ({body})")
+            con.execute(INDICATOR_VIEW)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -245,7 +257,7 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
 
 
 def _describe(con: duckdb.DuckDBPyConnection, have: set[str], limits: dict[str, int]) -> None:
-    """The temp tables _SOURCE_SELECT and _INDICATOR_SELECT read: ``_ts_b`` (breadth of each
+    """The temp tables _SOURCE_SELECT and _PAYLOAD_SELECT read: ``_ts_b`` (breadth of each
     attacking address), ``_ts_prof`` (its host record nearest its first attack), ``_ts_scan``
     (research scanners), ``_ts_iocm`` (IOC list matches), ``_ts_pay`` (payload indicators)."""
     detection = "detection" if "detection" in have else \
@@ -284,8 +296,6 @@ def _sorted(expr: str) -> str:
     return f"list_sort(list_distinct({expr}))"
 
 
-_CANONICAL = r"regexp_replace({0}, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '', 'i')"
-
 _SOURCE_SELECT = f"""
     SELECT g.ip, g.ip_num, g.country_code, g.country_name, g.asn, g.as_org, g.network_type,
            g.geo_source, p.os, p.os_family, coalesce(p.products, []) AS products,
@@ -298,33 +308,41 @@ _SOURCE_SELECT = f"""
            coalesce(b.orgs_hit, 0) AS orgs_hit, coalesce(b.sensors_hit, 0) AS sensors_hit,
            coalesce(b.exploits, 0) AS exploits, coalesce(b.detections, 0) AS detections,
            coalesce(b.campaigns, []) AS campaigns, coalesce(b.cves, []) AS cves,
-           b.first_seen, b.last_seen
+           coalesce(b.attack_techniques, []) AS attack_techniques, b.first_seen, b.last_seen
     FROM _ts_geo g
     LEFT JOIN _ts_b b USING (ip)
     LEFT JOIN _ts_prof p ON p.ip = g.ip
     LEFT JOIN _ts_iocm m ON m.ip = g.ip
     LEFT JOIN (SELECT ip, true AS scanner FROM _ts_scan) sc ON sc.ip = g.ip"""
 
-_INDICATOR_SELECT = f"""
-    SELECT CASE WHEN contains({_CANONICAL.format('s.ip')}, ':') THEN 'ipv6' ELSE 'ipv4' END
-               AS indicator_type,
-           {_CANONICAL.format('s.ip')} AS value, 'attacker' AS role, s.campaigns, s.cves,
-           s.malware_families, b.attack_techniques,
-           {_sorted("list_transform(s.ioc_matches, lambda x: split_part(x, ':', 1))")}
+# The indicators: every attacking address (a view of `source`, not a second copy of a
+# million rows) and the payload indicators (table `payload_indicator`). IPv4-mapped addresses
+# are shared as IPv4.
+INDICATOR_VIEW = r"""
+    CREATE OR REPLACE VIEW indicator AS
+    SELECT CASE WHEN contains(value, ':') THEN 'ipv6' ELSE 'ipv4' END AS indicator_type, value,
+           'attacker' AS role, campaigns, cves, malware_families, attack_techniques,
+           list_sort(list_distinct(list_transform(ioc_matches, lambda x: split_part(x, ':', 1))))
                AS ioc_feeds,
-           s.first_seen, s.last_seen, s.detections AS sightings, s.orgs_hit AS orgs,
-           s.country_code, s.as_org, s.classification
-    FROM source s JOIN _ts_b b USING (ip)
-    WHERE s.detections > 0 AND s.ip_num IS NOT NULL
-    UNION ALL
+           first_seen, last_seen, detections AS sightings, orgs_hit AS orgs, country_code, as_org,
+           classification
+    FROM (SELECT *, lower(regexp_replace(ip, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '\1',
+                                         'i')) AS value
+          FROM source WHERE detections > 0 AND ip_num IS NOT NULL)
+    UNION ALL BY NAME SELECT * FROM payload_indicator"""
+
+_PAYLOAD_SELECT = f"""
     SELECT p.indicator_type, p.value, 'payload' AS role,
-           {_sorted("flatten(list(coalesce(d.campaigns, [])))")},
-           {_sorted("flatten(list(coalesce(d.cves, [])))")},
-           {_sorted("flatten(list(coalesce(d.families, []))) || coalesce(any_value(m.ioc_families), [])")},
-           {_sorted("flatten(list(coalesce(d.techniques, [])))")},
-           coalesce(any_value(m.ioc_feeds), []),
-           min(p.ts), max(p.ts), count(DISTINCT (p.file_id, p.source_line)),
-           count(DISTINCT p.org_id), NULL, NULL, NULL
+           {_sorted("flatten(list(coalesce(d.campaigns, [])))")} AS campaigns,
+           {_sorted("flatten(list(coalesce(d.cves, [])))")} AS cves,
+           {_sorted("flatten(list(coalesce(d.families, []))) || coalesce(any_value(m.ioc_families), [])")}
+               AS malware_families,
+           {_sorted("flatten(list(coalesce(d.techniques, [])))")} AS attack_techniques,
+           coalesce(any_value(m.ioc_feeds), []) AS ioc_feeds,
+           min(p.ts) AS first_seen, max(p.ts) AS last_seen,
+           count(DISTINCT (p.file_id, p.source_line)) AS sightings,
+           count(DISTINCT p.org_id) AS orgs, NULL AS country_code, NULL AS as_org,
+           NULL AS classification
     FROM _ts_pay p
     LEFT JOIN _ts_evd d ON d.file_id = p.file_id AND d.source_line = p.source_line
     LEFT JOIN _ts_paym m ON m.indicator_type = p.indicator_type AND m.value = p.value
@@ -347,8 +365,8 @@ def lookup(ips: Iterable[str | None], mmdb: Sequence[Path | str] = ()) -> pa.Tab
         _prepare(con)
         con.register("_ts_in", pa.table({"ip": pa.array(ips, pa.string()),
                                           "pos": pa.array(range(len(ips)), pa.int64())}))
-        con.execute("CREATE TEMP TABLE _ts_ips AS SELECT DISTINCT ip, ts_ip_num(ip) AS ip_num "
-                    "FROM _ts_in WHERE ip IS NOT NULL")
+        _numbered(con, "_ts_ips", con.sql("SELECT DISTINCT ip FROM _ts_in WHERE ip IS NOT NULL")
+                  .to_arrow_table().column("ip"))
         select, _ = _enriched(con, "_ts_ips", mmdb)
         out = ", ".join(f"e.{c}" if c != "ip" else "t.ip" for c in OUTPUT_COLUMNS)
         rel = con.sql(
