@@ -57,6 +57,8 @@ class EnrichSummary:
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     """The IP macros and the built-in AS list (``_ts_asn_list``) on ``con``."""
     con.execute("SET enable_progress_bar = false")
+    # nothing here depends on row order: let every thread write its rows as they come
+    con.execute("SET preserve_insertion_order = false")
     sqlfn.install(con)
     asns = netclass.builtin_asns()
     con.register(
