@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/windows.py
 	$(BIN)/python bench/powershell.py
+	$(BIN)/python bench/enrich.py
 
 # PowerShell obfuscation classifier: retrain the shipped model / cross-source evaluation table
 # (data: PS_DATA, default ../shared/data/powershell; numpy needed, in the [test] extra)
