@@ -16,10 +16,10 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import json
-import os
 from pathlib import Path
 
 from threatscope.errors import UserError
+from threatscope.files import write_atomic
 from threatscope.report.html import render_html
 from threatscope.report.markdown import render_markdown
 from threatscope.report.tables import write_tables
@@ -36,13 +36,6 @@ def _json_default(v: object) -> object:
     if isinstance(v, set | tuple):
         return sorted(v, key=str)
     raise TypeError(f"report.json: {type(v).__name__} is not JSON serialisable")
-
-
-def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # a reader never sees half a report
-    return path
 
 
 def write_report(metrics: dict, outdir: str | Path, pdf: bool = False) -> dict[str, Path]:
@@ -62,9 +55,9 @@ def write_report(metrics: dict, outdir: str | Path, pdf: bool = False) -> dict[s
     body = json.dumps(metrics, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False,
                       default=_json_default)
     paths = {
-        "json": _write(out / "report.json", body + "\n"),
-        "html": _write(out / "report.html", render_html(metrics)),
-        "md": _write(out / "report.md", render_markdown(metrics)),
+        "json": write_atomic(out / "report.json", body + "\n"),
+        "html": write_atomic(out / "report.html", render_html(metrics)),
+        "md": write_atomic(out / "report.md", render_markdown(metrics)),
     }
     write_tables(metrics, out / "tables")
     paths["tables"] = out / "tables"

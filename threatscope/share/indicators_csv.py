@@ -15,8 +15,9 @@ import io
 from pathlib import Path
 
 from threatscope.analyze.period import Period
+from threatscope.files import write_atomic
 from threatscope.report.tables import cell
-from threatscope.share.rows import COLUMNS, indicator_rows, write_atomic
+from threatscope.share.rows import COLUMNS, indicator_rows
 from threatscope.workspace import Workspace
 
 

@@ -42,7 +42,8 @@ from typing import Any
 
 from threatscope.analyze.knowledge import campaign_info
 from threatscope.analyze.period import Period
-from threatscope.share.rows import indicator_rows, write_atomic
+from threatscope.files import write_atomic
+from threatscope.share.rows import indicator_rows
 from threatscope.share.stix import NAMESPACE
 from threatscope.workspace import Workspace
 

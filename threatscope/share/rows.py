@@ -9,10 +9,7 @@ same file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from threatscope import schema
@@ -50,20 +47,3 @@ def indicator_rows(ws: Workspace, *, period: Period | None = None,
         r["first_seen"] = r["first_seen"] or r["last_seen"]
         r["last_seen"] = max(r["last_seen"] or r["first_seen"], r["first_seen"])
     return rows
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and
-    os.replace, so that a reader never sees half a file."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"{path.parent}: no such folder")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

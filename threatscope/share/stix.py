@@ -41,7 +41,8 @@ import stix2.v21 as stix
 
 from threatscope.analyze.knowledge import campaign_info
 from threatscope.analyze.period import Period
-from threatscope.share.rows import indicator_rows, write_atomic
+from threatscope.files import write_atomic
+from threatscope.share.rows import indicator_rows
 from threatscope.workspace import Workspace
 
 # Fixed forever: changing it changes every id threatscope ever shared.
