@@ -72,7 +72,7 @@ def sources(ws):
 def test_classification_from_breadth_and_user_agent(sources):
     assert sources[SCANNER]["classification"] == "research-scanner"
     assert sources[MASS]["classification"] == "mass-scanner"
-    assert sources[MASS]["orgs_hit"] == 3
+    assert sources[MASS]["orgs_hit"] == 3 and sources[MASS]["sensors_hit"] == 3
     # one organisation each, but GPON came from 13 addresses at 4 organisations: sprayed
     assert {sources[ip]["classification"] for ip in SPRAY} == {"opportunistic"}
     assert sources[TARGETED]["classification"] == "targeted"
@@ -169,3 +169,21 @@ def test_cli_intel_and_export_sources(ws, sources, tmp_path):
         assert out.stat().st_size > 0
     r = run(main, ["intel", "add", "-w", str(ws.root), "ioc", "--format", "shodan", "x"])
     assert r.exit_code != 0 and "not a ioc format" in r.output
+
+
+def test_a_sensor_is_its_log_without_date_or_rotation():
+    import duckdb
+
+    from threatscope.enrich.classify import SENSOR
+
+    con = duckdb.connect()
+    files = {"d/org01/web01-u_ex1801.log": "web01-u_ex.log",
+             "d/org01/web01-u_ex180612.log": "web01-u_ex.log",
+             "d/org01/web02-u_ex1801.log": "web02-u_ex.log",
+             "d/org03/edge01-access.log-201801.gz": "edge01-access.log-.gz",
+             "d/org04/waf01-2018-01.jsonl": "waf01-.jsonl",
+             "x/access.log.2.gz": "access.log.gz", "x/access.log": "access.log"}
+    for path, sensor in files.items():
+        got, = con.execute(f"SELECT {SENSOR} FROM (SELECT 'o' AS org_id, ? AS source_file)",
+                           [path]).fetchone()
+        assert got.rsplit("/", 1)[1] == sensor, path
