@@ -103,28 +103,29 @@ def services_sql(module: str, product: str, port: str, transport: str, banner: s
     return f"coalesce(nullif({matches(items)}, []), {matches(fallback)})"
 
 
-def host_kind_sql(os_family: str, classes: str, cloud: str, network_type: str) -> str:
-    """SQL: the kind of host (see the module docstring)."""
-    server = ", ".join(f"'{c}'" for c in SERVER_CLASSES)
+def host_kind_sql(os_family: str, router: str, iot: str, server: str, cloud: str,
+                  network_type: str) -> str:
+    """SQL: the kind of host (see the module docstring), given whether its services include a
+    router or MikroTik one (``router``), a camera (``iot``), a server's own (``server``)."""
     return f"""CASE
-        WHEN ({os_family} = 'RouterOS' OR list_has_any({classes}, ['router', 'mikrotik']))
+        WHEN ({os_family} = 'RouterOS' OR {router})
              AND {network_type} IS DISTINCT FROM 'hosting' THEN 'home-router'
-        WHEN list_contains({classes}, 'iot') THEN 'iot-device'
-        WHEN list_has_any({classes}, [{server}]) OR {os_family} LIKE 'Windows%'
-             THEN 'compromised-server'
+        WHEN {iot} THEN 'iot-device'
+        WHEN {server} OR {os_family} LIKE 'Windows%' THEN 'compromised-server'
         WHEN {cloud} OR {network_type} = 'hosting' THEN 'cloud-instance'
         ELSE 'unknown' END"""
-
-
-def _sorted(col: str) -> str:
-    # sorting and de-duplicating a list of one is most of the work at a million addresses
-    return f"CASE WHEN len({col}) > 1 THEN list_sort(list_distinct({col})) ELSE {col} END AS {col}"
 
 
 def profile_sql(attacks: str, records: str = "host_record") -> str:
     """SELECT ip, ref_ts, host_record_ts, os, os_family, products, services, service_classes,
     ports, hostnames, cloud, host_kind: the profile of every row of ``attacks`` (columns
-    ip, ref_ts, network_type; one row per ``(ip, ref_ts)``) that has a record in ``records``."""
+    ip, ref_ts, network_type; one row per ``(ip, ref_ts)``) that has a record in ``records``.
+
+    Lists are built once per distinct set of services (a *signature*: the sorted ids of the
+    distinct (module, product, port, transport, banner) of a snapshot), not once per address:
+    at a million addresses, building lists row by row is most of the work, and a few thousand
+    signatures describe them all."""
+    server = ", ".join(f"'{c}'" for c in SERVER_CLASSES)
     return f"""
     WITH a AS (SELECT ip, ref_ts, network_type FROM {attacks}),
     r AS (SELECT h.ip, h.ts, h.port, h.transport, h.module, h.product, h.os, h.hostnames,
@@ -143,38 +144,42 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
                    r.module, r.product, r.os, r.hostnames, r.tags, r.cloud_provider,
                    CASE WHEN r.product IS NULL THEN left(r.banner, {BANNER_CHARS}) END AS bkey
             FROM pick p JOIN r ON r.ip = p.ip AND r.snap = p.snap),
-    k AS (SELECT module, product, port, transport, bkey,
+    k AS (SELECT row_number() OVER () AS kid, *,
                  {services_sql('module', 'product', 'port', 'transport', 'bkey')} AS services
           FROM (SELECT DISTINCT module, product, port, transport, bkey FROM svc)),
     agg AS (
-        SELECT svc.ip, svc.ref_ts, any_value(svc.network_type) AS network_type,
-               any_value(svc.snap_ts) AS host_record_ts,
+        SELECT svc.ip, svc.ref_ts, svc.network_type, svc.snap_ts AS host_record_ts,
                arg_max(svc.os, svc.ts) FILTER (WHERE svc.os IS NOT NULL) AS os,
-               list(svc.product) FILTER (WHERE svc.product IS NOT NULL) AS products,
-               flatten(list(k.services)) AS services,
-               list(svc.port) FILTER (WHERE svc.port IS NOT NULL) AS ports,
                -- reverse DNS is the host's, the same on each banner: the latest banner's
                arg_max(coalesce(svc.hostnames, []), svc.ts) AS hostnames,
                bool_or(svc.cloud_provider IS NOT NULL OR list_contains(svc.tags, 'cloud'))
-                   AS cloud
+                   AS cloud,
+               CASE WHEN count(*) = 1 THEN [min(k.kid)]
+                    ELSE list_sort(list_distinct(list(k.kid))) END AS sig
         FROM svc JOIN k ON k.module IS NOT DISTINCT FROM svc.module
                        AND k.product IS NOT DISTINCT FROM svc.product
                        AND k.port IS NOT DISTINCT FROM svc.port
                        AND k.transport IS NOT DISTINCT FROM svc.transport
                        AND k.bkey IS NOT DISTINCT FROM svc.bkey
-        GROUP BY svc.ip, svc.ref_ts),
+        GROUP BY svc.ip, svc.ref_ts, svc.network_type, svc.snap_ts),
+    sigs AS (
+        SELECT sig,
+               list_sort(list_distinct(list(k.product) FILTER (WHERE k.product IS NOT NULL)))
+                   AS products,
+               list_sort(list_distinct(flatten(list(k.services)))) AS services,
+               list_sort(list_distinct(list(k.port) FILTER (WHERE k.port IS NOT NULL))) AS ports
+        FROM (SELECT DISTINCT sig FROM agg) x, unnest(x.sig) AS u(kid) JOIN k USING (kid)
+        GROUP BY sig),
+    kinds AS (
+        SELECT *, list_has_any(service_classes, ['router', 'mikrotik']) AS router,
+               list_contains(service_classes, 'iot') AS iot,
+               list_has_any(service_classes, [{server}]) AS server
+        FROM (SELECT *, list_sort(list_distinct(list_transform(services,
+                            lambda x: split_part(x, ':', 1)))) AS service_classes FROM sigs)),
     fam AS (SELECT os, {os_family_sql('os')} AS os_family
-            FROM (SELECT DISTINCT os FROM agg WHERE os IS NOT NULL)),
-    sorted AS (SELECT * REPLACE ({_sorted('products')}, {_sorted('services')},
-                                 {_sorted('ports')}, {_sorted('hostnames')})
-               FROM agg),
-    out AS (SELECT s.*, fam.os_family,
-                   CASE WHEN len(s.services) = 1 THEN [split_part(s.services[1], ':', 1)]
-                        ELSE list_distinct(list_transform(s.services,
-                                 lambda x: split_part(x, ':', 1))) END AS service_classes
-            FROM sorted s LEFT JOIN fam ON fam.os = s.os)
-    SELECT ip, ref_ts, host_record_ts, os, os_family, products, services,
-           list_sort(service_classes) AS service_classes, ports, hostnames, cloud,
-           {host_kind_sql('os_family', 'service_classes', 'cloud', 'network_type')} AS host_kind
-    FROM out"""
-
+            FROM (SELECT DISTINCT os FROM agg WHERE os IS NOT NULL))
+    SELECT agg.ip, agg.ref_ts, agg.host_record_ts, agg.os, fam.os_family, kinds.products,
+           kinds.services, kinds.service_classes, kinds.ports, agg.hostnames, agg.cloud,
+           {host_kind_sql('fam.os_family', 'kinds.router', 'kinds.iot', 'kinds.server',
+                          'agg.cloud', 'agg.network_type')} AS host_kind
+    FROM agg JOIN kinds USING (sig) LEFT JOIN fam ON fam.os = agg.os"""
