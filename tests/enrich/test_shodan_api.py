@@ -279,3 +279,23 @@ def test_rerun_after_kill(ws, server, tmp_path):
                     base_url=base, **FAST)
     assert (s.cached, s.fetched, s.ingest["files"], s.ingest["skipped_files"]) == (3, 0, 0, 2)
     assert host_rows(ws) == expected_rows("198.51.100.1", "198.51.100.2", "198.51.100.3")
+
+
+def test_cli_intel_fetch(ws, server, monkeypatch):
+    from click.testing import CliRunner
+
+    from threatscope.cli import main
+
+    base, api = server
+    monkeypatch.setenv("SHODAN_API_KEY", KEY)
+    run = CliRunner().invoke
+    r = run(main, ["intel", "fetch", "-w", str(ws.root), "--shodan-url", base, "--rate", "1000"])
+    assert r.exit_code != 0 and "run `threatscope enrich` first" in r.output
+    r = run(main, ["intel", "fetch", "-w", str(ws.root), "--shodan-url", base, "--rate", "1000",
+                   "--json", "198.51.100.2", NOT_FOUND])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert (summary["fetched"], summary["not_found"]) == (1, 1)
+    assert KEY not in r.output and api.hits["198.51.100.2"] == 1
+    with ws.connect(read_only=True) as con:
+        assert con.execute("SELECT ip, port FROM host_record").fetchall() == [("198.51.100.2", 21)]

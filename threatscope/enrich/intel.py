@@ -64,7 +64,7 @@ def describe(ws: Workspace, ips: Iterable[str]) -> list[dict[str, Any]]:
                            h.vulns, h.record_type, h.source_file
                     FROM host_record h JOIN _ts_w w ON w.ip_num = h.ip_num
                     ORDER BY h.ts DESC NULLS LAST, h.port"""):
-                records.setdefault(r["ip"] and canonical(r["ip"]), []).append(r)
+                records.setdefault(r["ip"], []).append(r)  # (stored canonical)
             for r in _rows(con, """
                     SELECT w.ip, i.feed, i.ioc_type, i.value, i.malware_family, i.threat,
                            i.status, i.first_seen, i.last_seen, i.source_file
