@@ -304,7 +304,8 @@ _SOURCE_SELECT = f"""
            coalesce(p.service_classes, []) AS service_classes, coalesce(p.ports, []) AS ports,
            coalesce(p.hostnames, []) AS hostnames, p.host_kind,
            p.host_record_ts, coalesce(m.ioc_matches, []) AS ioc_matches,
-           {_sorted("coalesce(m.ioc_families, []) || coalesce(b.malware_families, [])")}
+           CASE WHEN m.ioc_families IS NULL THEN coalesce(b.malware_families, [])
+                ELSE {_sorted("m.ioc_families || coalesce(b.malware_families, [])")} END
                AS malware_families,
            CASE WHEN b.ip IS NOT NULL THEN {{classification}} END AS classification,
            coalesce(b.orgs_hit, 0) AS orgs_hit, coalesce(b.sensors_hit, 0) AS sensors_hit,
