@@ -110,6 +110,7 @@ def test_indicators_hold_attackers_and_payload_urls(ws, sources):
         rows = {(r[1], r[2]): dict(zip(names, r, strict=True)) for r in cur.fetchall()}
     attackers = {v for v, role in rows if role == "attacker"}
     assert attackers == {SCANNER, MASS, TARGETED, V6, *SPRAY}
+    assert run_enrich(ws).indicators == len(rows)  # the summary counts what the view holds
     t = rows[(TARGETED, "attacker")]
     assert t["indicator_type"] == "ipv4" and t["campaigns"] == ["drupalgeddon2"]
     assert t["ioc_feeds"] == ["feodotracker"] and t["malware_families"] == ["emotet"]

@@ -275,9 +275,9 @@ def test_random_hostile_blocks_give_valid_arrays():
             arrowfn._from_native(nrows, col).validate(full=True)
         text = block.decode("utf-8", "replace")
         values = pa.array([text, None, text[:len(text) // 2], ""], pa.string())
-        arrowfn._from_native(4, _native.ip_numbers(*arrowfn._to_native(values))).validate(
+        arrowfn._from_native(4, _native.ip_numbers(*arrowfn.to_native(values))).validate(
             full=True)
-        for col in _native.url_parts(*arrowfn._to_native(values)):
+        for col in _native.url_parts(*arrowfn.to_native(values)):
             arrowfn._from_native(4, col).validate(full=True)
 
 

@@ -18,14 +18,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from threatscope import schema, sqlfn
 from threatscope.enrich import classify, hosts, iocs, netclass, ranges
-from threatscope.ingest.arrowfn import ip_numbers
+from threatscope.ingest.arrowfn import to_native
 from threatscope.ipnum import num_to_ip, reserved_ranges
 from threatscope.native import native
 from threatscope.workspace import Workspace, relations
@@ -73,44 +76,95 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     con.unregister("_ts_asn_list_arrow")
 
 
-def _numbered(con: duckdb.DuckDBPyConnection, name: str, ips: pa.ChunkedArray) -> None:
-    """Temp table ``name``: each of the distinct addresses ``ips`` with its number. The number
-    comes from the text, once per address (reading the stored DECIMAL(38,0) column of every
-    event back costs more than computing it again), in C where it can (the lake's DECIMAL
-    stops below fe80::/10: the SQL macro does those)."""
-    con.register("_ts_ips_arrow", pa.table({"ip": ips, "n": ip_numbers(con, ips)}))
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT ip, CASE WHEN n IS NULL "
-                    "THEN ts_ip_num(ip) ELSE CAST(n AS UHUGEINT) END AS ip_num FROM _ts_ips_arrow")
-    finally:
-        con.unregister("_ts_ips_arrow")
-
-
-def _reserved_sql(col: str) -> str:
-    # a handful of BETWEENs is cheaper than another join
-    return "(" + " OR ".join(
-        f"{col} BETWEEN '{lo}'::UHUGEINT AND '{hi}'::UHUGEINT" for lo, hi in reserved_ranges()
-    ) + ")"
-
-
 _MASK = "18446744073709551615::UHUGEINT"
-_ATTRIBUTES = ["country_code", "country_name", "asn", "as_org"]
 
 
-def _located(con: duckdb.DuckDBPyConnection, ips: str, table: pa.Table) -> pa.Table:
-    """ip and the range row's country and AS (NULL when none holds the address or it is
-    reserved) for every row of ``ips`` (columns ip, ip_num); ``table``: ranges.open_combined.
-    The 128-bit number crosses into Arrow as two UBIGINT halves: Arrow has no unsigned 128-bit
-    type, and DECIMAL(38,0) does not hold numbers from 2**127 (ff00::/8 and the like)."""
-    q = con.sql(f"""
-        SELECT ip, CASE WHEN NOT reserved THEN (ip_num >> 64)::UBIGINT END AS hi,
-               CASE WHEN NOT reserved THEN (ip_num & {_MASK})::UBIGINT END AS lo
-        FROM (SELECT ip, ip_num, coalesce({_reserved_sql('ip_num')}, true) AS reserved
-              FROM {ips})""").to_arrow_table()
-    rows = _range_rows(con, q, table)
-    located = {"ip": q.column("ip")}
-    located.update((c, table.column(c).take(rows)) for c in _ATTRIBUTES)
-    return pa.table(located)
+def _halves(con: duckdb.DuckDBPyConnection, ips: pa.Array) -> tuple[np.ndarray, np.ndarray,
+                                                                      np.ndarray]:
+    """``(hi, lo, known)``: the number of each address of ``ips`` as two uint64 halves, and
+    whether it is one. In C where it can (its numbers stop below 10**38, ff00::/8 and the like:
+    the SQL macro does those and text that is no address), else with the macro."""
+    n = len(ips)
+    hi, lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+    known = np.zeros(n, bool)
+    if (c := native()) is not None:
+        _, validity, values = c.ip_numbers(*to_native(ips))
+        halves = np.frombuffer(values, "<u8").reshape(-1, 2)  # little-endian 128-bit: lo, hi
+        lo[:], hi[:] = halves[:, 0], halves[:, 1]
+        known[:] = True if validity is None else np.unpackbits(
+            np.frombuffer(validity, np.uint8), count=n, bitorder="little").astype(bool)
+    rest = np.flatnonzero(~known & ~np.asarray(pc.is_null(ips), bool))
+    if len(rest):
+        con.register("_ts_rest", pa.table({"ip": ips.take(pa.array(rest))}))
+        try:
+            num = con.sql(f"""SELECT (n >> 64)::UBIGINT AS hi, (n & {_MASK})::UBIGINT AS lo
+                              FROM (SELECT ts_ip_num(ip) AS n FROM _ts_rest)""").to_arrow_table()
+        finally:
+            con.unregister("_ts_rest")
+        found = np.asarray(num.column("hi").is_valid(), bool)
+        hi[rest[found]] = np.asarray(num.column("hi").drop_null(), np.uint64)
+        lo[rest[found]] = np.asarray(num.column("lo").drop_null(), np.uint64)
+        known[rest[found]] = True
+    return hi, lo, known
+
+
+@cache
+def _reserved_table() -> pa.Table:
+    """The reserved networks as a range table (sorted, not overlapping)."""
+    merged: list[list[int]] = []
+    for first, last in sorted(reserved_ranges()):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return pa.table({f"{end}_{half}": pa.array([(r[i] >> 64) if half == "hi" else r[i] & _MASK64
+                                                for r in merged], pa.uint64())
+                     for i, end in enumerate(("first", "last")) for half in ("hi", "lo")})
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str]
+            ) -> tuple[pa.Table, str]:
+    """(where each address of ``ips`` is, geo_source label): an Arrow table aligned with
+    ``ips``: ip, hi, lo (its number's halves, NULL when it is no address), country_code,
+    country_name, asn, as_org, network_type; from the range table of ``mmdb`` (default:
+    geoip2fast's data). Reserved addresses and those no range holds have NULL country and AS.
+    The AS classification runs once per range row found, not per address."""
+    label, path = ranges.combined(mmdb)
+    table = ranges.open_combined(path)
+    hi, lo, known = _halves(con, ips)
+    q = pa.table({"hi": pa.array(hi, mask=~known), "lo": pa.array(lo, mask=~known)})
+    reserved = _range_rows(con, q, _reserved_table()).is_valid()
+    rows = pc.if_else(reserved, pa.scalar(None, pa.int32()), _range_rows(con, q, table))
+    # the AS classification once per range row found (NULL: none)
+    found = pc.dictionary_encode(rows, null_encoding="encode")
+    con.register("_ts_orgs", pa.table({
+        "pos": pa.array(range(len(found.dictionary)), pa.int32()),
+        "asn": table.column("asn").take(found.dictionary),
+        "as_org": table.column("as_org").take(found.dictionary),
+    }))
+    try:
+        orgs = con.sql(f"""
+            SELECT coalesce(o.asn, bn.asn) AS asn,
+                   {netclass.classify_sql('ba.network_type', 'bn.network_type', 'o.as_org')}
+                       AS network_type
+            FROM _ts_orgs o
+            LEFT JOIN (SELECT as_org, min(asn) AS asn, min(network_type) AS network_type
+                       FROM _ts_asn_list GROUP BY as_org) bn ON bn.as_org = o.as_org
+            LEFT JOIN (SELECT asn, min(network_type) AS network_type FROM _ts_asn_list
+                       GROUP BY asn) ba ON ba.asn = coalesce(o.asn, bn.asn)
+            ORDER BY o.pos""").to_arrow_table()
+    finally:
+        con.unregister("_ts_orgs")
+    per_address = found.indices
+    return pa.table({
+        "ip": ips, "hi": q.column("hi"), "lo": q.column("lo"),
+        **{c: table.column(c).take(rows) for c in ("country_code", "country_name", "as_org")},
+        "asn": orgs.column("asn").take(per_address),
+        "network_type": orgs.column("network_type").take(per_address),
+    }), label
 
 
 def _range_rows(con: duckdb.DuckDBPyConnection, q: pa.Table, table: pa.Table) -> pa.Array:
@@ -144,47 +198,27 @@ def _range_rows(con: duckdb.DuckDBPyConnection, q: pa.Table, table: pa.Table) ->
         con.unregister("_ts_b")
 
 
-def _flat(arr: pa.ChunkedArray) -> pa.Array:
+def _flat(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     """One array whose buffers start at its first element (what _native reads)."""
-    flat = arr.combine_chunks()
+    flat = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     return pa.concat_arrays([flat]) if flat.offset else flat  # concat copies to offset 0
 
 
-def _enriched(con: duckdb.DuckDBPyConnection, ips: str, mmdb: Sequence[Path | str]
-              ) -> tuple[str, str]:
-    """(SELECT of the SOURCE columns for every row of ``ips`` (columns ip, ip_num),
-    geo_source label), with the range table of ``mmdb`` (default: geoip2fast's data)."""
-    label, path = ranges.combined(mmdb)
-    con.register("_ts_located", _located(con, ips, ranges.open_combined(path)))
-    return _enrich_select(ips, "_ts_located", label), label
-
-
-def _enrich_select(ips: str, located: str, geo_source: str) -> str:
-    """SELECT with the SOURCE columns for every row of ``ips`` (distinct ip, ip_num) and its
-    ``located`` row (see _located); the AS classification runs once per distinct
-    organisation, not per IP."""
-    by_name = (
-        "(SELECT as_org, min(asn) AS asn, min(network_type) AS network_type "
-        "FROM _ts_asn_list GROUP BY as_org)"
-    )
-    by_asn = "(SELECT asn, min(network_type) AS network_type FROM _ts_asn_list GROUP BY asn)"
-    label = geo_source.replace("'", "''")
-    return f"""
-        WITH m AS (SELECT i.ip, i.ip_num, l.country_code::VARCHAR AS country_code,
-                          l.country_name::VARCHAR AS country_name, l.asn,
-                          l.as_org::VARCHAR AS as_org
-                   FROM {ips} i JOIN {located} l ON l.ip = i.ip),
-        o AS (SELECT DISTINCT asn, as_org FROM m),
-        c AS (SELECT o.asn, o.as_org, coalesce(o.asn, bn.asn) AS asn_filled,
-                     {netclass.classify_sql('ba.network_type', 'bn.network_type', 'o.as_org')}
-                         AS network_type
-              FROM o LEFT JOIN {by_name} bn ON bn.as_org = o.as_org
-                     LEFT JOIN {by_asn} ba ON ba.asn = coalesce(o.asn, bn.asn))
-        SELECT m.ip, m.ip_num, m.country_code, m.country_name, c.asn_filled AS asn, m.as_org,
-               c.network_type, '{label}' AS geo_source
-        FROM m JOIN c ON c.asn IS NOT DISTINCT FROM m.asn
-                     AND c.as_org IS NOT DISTINCT FROM m.as_org
-    """
+def _geo_view(con: duckdb.DuckDBPyConnection, name: str, ips: pa.Array,
+              mmdb: Sequence[Path | str]) -> str:
+    """Temp view ``name`` with the SOURCE columns ip .. geo_source of each distinct address of
+    ``ips`` (over an Arrow table registered on ``con``: scanning it costs no more than a table,
+    copying it into one does); returns the geo_source label."""
+    placed, label = _placed(con, ips, mmdb)
+    con.register(f"{name}_arrow", placed)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW {name} AS
+        SELECT ip, (hi::UHUGEINT << 64) | lo::UHUGEINT AS ip_num,
+               country_code::VARCHAR AS country_code, country_name::VARCHAR AS country_name,
+               asn, as_org::VARCHAR AS as_org, network_type,
+               {sqlfn.sql_str(label)} AS geo_source
+        FROM {name}_arrow""")
+    return label
 
 
 def _resolve_mmdb(ws: Workspace, mmdb: Sequence[Path | str]) -> list[Path]:
@@ -211,9 +245,8 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
             parts.insert(0, "SELECT src_ip AS ip FROM detection")
         distinct = con.sql(f"SELECT DISTINCT ip FROM ({' UNION ALL '.join(parts)}) "
                            "WHERE ip IS NOT NULL AND ip <> ''").to_arrow_table()
-        _numbered(con, "_ts_ips", distinct.column("ip"))
-        select, geo_source = _enriched(con, "_ts_ips", _resolve_mmdb(ws, mmdb))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_geo AS {select}")
+        geo_source = _geo_view(con, "_ts_geo", _flat(distinct.column("ip")),
+                                _resolve_mmdb(ws, mmdb))
         _describe(con, have, limits)
         con.execute("BEGIN TRANSACTION")
         try:
@@ -237,19 +270,21 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        (total, invalid, with_cc, with_as, attackers, with_host, with_ioc), = con.execute(
-            "SELECT count(*), count(*) FILTER (ip_num IS NULL), count(country_code), "
-            "count(as_org), count(*) FILTER (detections > 0), "
-            "count(*) FILTER (detections > 0 AND host_record_ts IS NOT NULL), "
-            "count(*) FILTER (len(ioc_matches) > 0) FROM source"
-        ).fetchall()
+        # (the indicators counted as the view `indicator` selects them, without making them)
+        (total, invalid, with_cc, with_as, attackers, with_host, with_ioc, indicators), = \
+            con.execute(
+                "SELECT count(*), count(*) FILTER (ip_num IS NULL), count(country_code), "
+                "count(as_org), count(*) FILTER (detections > 0), "
+                "count(*) FILTER (detections > 0 AND host_record_ts IS NOT NULL), "
+                "count(*) FILTER (len(ioc_matches) > 0), "
+                "count(*) FILTER (detections > 0 AND ip_num IS NOT NULL) "
+                "+ (SELECT count(*) FROM payload_indicator) FROM source").fetchall()
         types = dict(con.execute(
             "SELECT network_type, count(*) FROM source GROUP BY 1 ORDER BY 1"
         ).fetchall())
         classes = dict(con.execute(
             "SELECT classification, count(*) FROM source WHERE classification IS NOT NULL "
             "GROUP BY 1 ORDER BY 1").fetchall())
-        (indicators,), = con.execute("SELECT count(*) FROM indicator").fetchall()
     return EnrichSummary(
         sources=total, invalid_ips=invalid, with_country=with_cc, with_asn=with_as,
         network_types=types, geo_source=geo_source, attacking_ips=attackers,
@@ -368,14 +403,12 @@ def lookup(ips: Iterable[str | None], mmdb: Sequence[Path | str] = ()) -> pa.Tab
         _prepare(con)
         con.register("_ts_in", pa.table({"ip": pa.array(ips, pa.string()),
                                           "pos": pa.array(range(len(ips)), pa.int64())}))
-        _numbered(con, "_ts_ips", con.sql("SELECT DISTINCT ip FROM _ts_in WHERE ip IS NOT NULL")
-                  .to_arrow_table().column("ip"))
-        select, _ = _enriched(con, "_ts_ips", mmdb)
+        _geo_view(con, "_ts_geo", _flat(con.sql(
+            "SELECT DISTINCT ip FROM _ts_in WHERE ip IS NOT NULL").to_arrow_table().column("ip")),
+            mmdb)
         out = ", ".join(f"e.{c}" if c != "ip" else "t.ip" for c in OUTPUT_COLUMNS)
-        rel = con.sql(
-            f"SELECT {out} FROM _ts_in t LEFT JOIN ({select}) e ON e.ip = t.ip ORDER BY t.pos"
-        )
-        table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        table = con.sql(f"SELECT {out} FROM _ts_in t LEFT JOIN _ts_geo e ON e.ip = t.ip "
+                        "ORDER BY t.pos").to_arrow_table()
     finally:
         con.close()
     # inputs that were NULL still get a row; say what they are

@@ -33,8 +33,8 @@ def typed_fields(lines: pa.Array | pa.ChunkedArray, spec: str, names: list[str],
         return None
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks() if lines.num_chunks != 1 else lines.chunk(0)
-    args = (_to_native(lines), spec) if date_days is None else \
-        (_to_native(lines), spec, date_days)
+    args = (to_native(lines), spec) if date_days is None else \
+        (to_native(lines), spec, date_days)
     nlines, ok, nrows, cols = c.fields(*args)
     arrays = []
     for col in cols:
@@ -66,7 +66,7 @@ def _from_native(n: int, col: tuple) -> pa.Array:
     return pa.Array.from_buffers(_NATIVE_TYPES[kind], n, [validity, *map(pa.py_buffer, bufs)])
 
 
-def _to_native(arr: pa.Array) -> tuple:
+def to_native(arr: pa.Array) -> tuple:
     """The (n, offset, validity, offsets, data) of a string array, for _native's functions."""
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
@@ -82,7 +82,7 @@ def ip_numbers(con, arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     if (c := native()) is None:
         return per_distinct(con, arr, ["TRY_CAST(ts_ip_num(v) AS DECIMAL(38,0))"])[0]
     enc = encode(arr)
-    values = _from_native(len(enc.dictionary), c.ip_numbers(*_to_native(enc.dictionary)))
+    values = _from_native(len(enc.dictionary), c.ip_numbers(*to_native(enc.dictionary)))
     return indexed(enc.indices, values)  # (as a dictionary: Parquet writes it as it is)
 
 
@@ -93,7 +93,7 @@ def url_parts(con, arr: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
         return per_distinct(con, arr, ["ts_url_path(v)", "ts_url_query(v)", "ts_url_decode(v)"])
     enc = encode(arr)
     parts = [_from_native(len(enc.dictionary), col)
-             for col in c.url_parts(*_to_native(enc.dictionary))]
+             for col in c.url_parts(*to_native(enc.dictionary))]
     # each part is a dictionary over the distinct URLs: index it by the rows' URL indexes
     return [pa.DictionaryArray.from_arrays(pc.take(d.indices, enc.indices), d.dictionary)
             for d in parts]
