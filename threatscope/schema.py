@@ -341,7 +341,7 @@ POWERSHELL_ANALYSIS: list[tuple[str, str]] = [
 # rules label what the deobfuscator recovered: malware families).
 RULE_TABLES: dict[str, list[tuple[str, str]]] = {**KINDS, "powershell": POWERSHELL_ANALYSIS}
 
-# One row per distinct attacking IP. Written by enrich into the catalog table `source`.
+# One row per distinct attacking IP. Written by enrich to source.parquet (the view `source`).
 SOURCE: list[tuple[str, str]] = [
     ("ip", "VARCHAR"),
     ("ip_num", "UHUGEINT"),
@@ -378,9 +378,9 @@ SOURCE: list[tuple[str, str]] = [
     ("last_seen", "TIMESTAMP"),
 ]
 
-# One row per indicator worth sharing (enrich's catalog view `indicator`): every attacking
+# One row per indicator worth sharing (enrich's view `indicator`): every attacking
 # address (from `source`), and every URL or domain found in an exploit's payload or recovered by
-# an analyzer (PowerShell, macros: table `payload_indicator`). What export stix|misp|csv reads.
+# an analyzer (PowerShell, macros: `payload_indicator`). What export stix|misp|csv reads.
 INDICATOR: list[tuple[str, str]] = [
     ("indicator_type", "VARCHAR"),  # 'ipv4' | 'ipv6' | 'url' | 'domain'
     ("value", "VARCHAR"),
@@ -398,6 +398,22 @@ INDICATOR: list[tuple[str, str]] = [
     ("as_org", "VARCHAR"),
     ("classification", "VARCHAR"),  # addresses: as in `source`
 ]
+
+# The view `indicator`: every attacking address (of `source`, not a second copy of a million
+# rows) and the payload indicators (`payload_indicator`). IPv4-mapped addresses are shared as
+# IPv4.
+INDICATOR_SELECT = r"""
+    SELECT CASE WHEN contains(value, ':') THEN 'ipv6' ELSE 'ipv4' END AS indicator_type, value,
+           'attacker' AS role, campaigns, cves, malware_families, attack_techniques,
+           list_sort(list_distinct(list_transform(ioc_matches, lambda x: split_part(x, ':', 1))))
+               AS ioc_feeds,
+           first_seen, last_seen, detections AS sightings, orgs_hit AS orgs, country_code, as_org,
+           classification
+    FROM (SELECT *, lower(regexp_replace(ip, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '\1',
+                                         'i')) AS value
+          FROM source WHERE detections > 0 AND ip_num IS NOT NULL)
+    UNION ALL BY NAME SELECT * FROM payload_indicator"""
+
 
 # Catalog tables kept in catalog.duckdb (not in the lake).
 CATALOG_DDL = """

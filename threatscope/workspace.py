@@ -72,6 +72,16 @@ class Workspace:
         return self.root / "powershell.parquet"
 
     @property
+    def source_path(self) -> Path:
+        """Each source address, enriched (schema.SOURCE), replaced as a whole by each enrich."""
+        return self.root / "source.parquet"
+
+    @property
+    def payload_indicator_path(self) -> Path:
+        """The indicators found in payloads (schema.INDICATOR), replaced with the sources."""
+        return self.root / "payload_indicator.parquet"
+
+    @property
     def lake(self) -> Path:
         return self.root / "lake"
 
@@ -155,6 +165,15 @@ class Workspace:
         if self.detections_path.exists():
             con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "
                         f"read_parquet('{_sql_str(str(self.detections_path))}')")
+        if self.source_path.exists():  # enrich's: `source`, `payload_indicator`, `indicator`
+            for name, path, cols in (
+                    ("source", self.source_path, schema.SOURCE),
+                    ("payload_indicator", self.payload_indicator_path, schema.INDICATOR)):
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS " + (
+                    f"SELECT {parquet_read_columns(cols)} "
+                    f"FROM read_parquet('{_sql_str(str(path))}')"
+                    if path.exists() else schema.empty_select(cols)))
+            con.execute(f"CREATE OR REPLACE TEMP VIEW indicator AS {schema.INDICATOR_SELECT}")
 
     # -- organisations ------------------------------------------------------------------
     def register_orgs(self, orgs: Iterable[Org]) -> int:
@@ -257,6 +276,24 @@ def _sql_value(v: str | int) -> str:
 
 _WINDOWS_VIEWS = {c: _windows_view(cond, schema.WINDOWS_CATEGORY_COLUMNS.get(c, {}))
                   for c, cond in schema.WINDOWS_CATEGORIES.items()}
+
+
+def parquet_write_columns(cols: list[tuple[str, str]]) -> str:
+    """The SELECT list that writes rows with columns ``cols`` to Parquet, which has no 128-bit
+    integer: a UHUGEINT column ``n`` becomes its UBIGINT halves ``n_hi`` and ``n_lo`` (exact,
+    where DECIMAL(38,0) stops below 10**38)."""
+    return ", ".join(
+        f'("{n}" >> 64)::UBIGINT AS "{n}_hi", ("{n}" & {_MASK64}::UHUGEINT)::UBIGINT AS "{n}_lo"'
+        if t == "UHUGEINT" else f'CAST("{n}" AS {t}) AS "{n}"' for n, t in cols)
+
+
+def parquet_read_columns(cols: list[tuple[str, str]]) -> str:
+    """The SELECT list that reads back what :func:`parquet_write_columns` wrote."""
+    return ", ".join(f'("{n}_hi"::UHUGEINT << 64) | "{n}_lo"::UHUGEINT AS "{n}"'
+                     if t == "UHUGEINT" else f'"{n}"' for n, t in cols)
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def _lake_columns(cols: list[tuple[str, str]], have: set[str] | None = None) -> str:

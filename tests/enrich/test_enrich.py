@@ -283,3 +283,23 @@ def test_perf_one_million_distinct_ips():
     secs = time.perf_counter() - t0
     print(f"\nenrich geo: {len(ips):,} distinct IPs in {secs:.2f} s ({len(ips) / secs:,.0f} IPs/s)")
     assert got[0] == len(ips) and got[1] > 0.6 * len(ips)
+
+
+def test_enrich_replaces_the_catalog_tables_of_earlier_versions(tmp_path):
+    """Earlier versions kept `source` and `payload_indicator` in the catalog, `indicator` a
+    view there: enrich drops them, and the Parquet files' views are what connections read."""
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    _write_http(ws, ["8.8.8.8"])
+    with ws.connect() as con:
+        con.execute(f"CREATE TABLE source ({schema.ddl_columns(schema.SOURCE)})")
+        con.execute("INSERT INTO source (ip) VALUES ('192.0.2.99')")
+        con.execute(f"CREATE TABLE payload_indicator ({schema.ddl_columns(schema.INDICATOR)})")
+        con.execute("CREATE VIEW indicator AS SELECT * FROM payload_indicator")
+    assert run_enrich(ws).sources == 1
+    assert ws.source_path.exists() and ws.payload_indicator_path.exists()
+    with ws.connect(read_only=True) as con:
+        assert con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog <> 'temp' "
+            "AND table_name IN ('source', 'payload_indicator', 'indicator')").fetchall() == []
+        assert con.execute("SELECT ip FROM source").fetchall() == [("8.8.8.8",)]
+        assert con.execute("SELECT count(*) FROM indicator").fetchall() == [(0,)]

@@ -15,6 +15,7 @@ network_type 'unknown'.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from threatscope.enrich import classify, hosts, iocs, netclass, ranges
 from threatscope.ingest.arrowfn import to_native
 from threatscope.ipnum import num_to_ip, reserved_ranges
 from threatscope.native import native
-from threatscope.workspace import Workspace, relations
+from threatscope.workspace import Workspace, parquet_write_columns, relations
 
 # what `lookup` gives: the address's own attributes (geo, AS, network type)
 OUTPUT_COLUMNS = ["ip", "country_code", "country_name", "asn", "as_org", "network_type",
@@ -248,28 +249,33 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
         geo_source = _geo_view(con, "_ts_geo", _flat(distinct.column("ip")),
                                 _resolve_mmdb(ws, mmdb))
         _describe(con, have, limits)
-        con.execute("BEGIN TRANSACTION")
+        classification = classify.classification_sql("b", "coalesce(sc.scanner, false)", limits)
+        # Parquet, not catalog tables (as the detections): a columnar write of a million rows
+        # is a fraction of DuckDB's insert and checkpoint. Unordered: readers sort.
+        written = []
         try:
-            classification = classify.classification_sql(
-                "b", "coalesce(sc.scanner, false)", limits)
-            # unordered: a million sorted rows with lists cost a second each; readers sort
-            for (kind,) in con.execute(  # (a table in workspaces enriched before)
-                    "SELECT table_type FROM information_schema.tables "
-                    "WHERE table_schema = 'main' AND table_name = 'indicator'").fetchall():
-                con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} indicator")
-            for name, spec, body in (
-                    ("source", schema.SOURCE,
+            for path, spec, body in (
+                    (ws.source_path, schema.SOURCE,
                      _SOURCE_SELECT.replace("{classification}", classification)),
-                    ("payload_indicator", schema.INDICATOR, _PAYLOAD_SELECT)):
-                con.execute(f"DROP TABLE IF EXISTS {name}")
-                con.execute(f"CREATE TABLE {name} ({schema.ddl_columns(spec)})")
-                names = ", ".join(f'"{n}"' for n, _ in spec)
-                con.execute(f"INSERT INTO {name} ({names}) SELECT {names} FROM ({body})")
-            con.execute(INDICATOR_VIEW)
+                    (ws.payload_indicator_path, schema.INDICATOR, _PAYLOAD_SELECT)):
+                tmp = path.with_name(path.name + ".tmp")
+                written.append((tmp, path))
+                con.execute(f"COPY (SELECT {parquet_write_columns(spec)} FROM ({body})) TO "
+                            f"{sqlfn.sql_str(str(tmp))} (FORMAT parquet)")
+            con.execute("BEGIN TRANSACTION")
+            for name, kind in con.execute(  # where earlier versions kept them
+                    "SELECT table_name, table_type FROM information_schema.tables "
+                    "WHERE table_catalog <> 'temp' AND table_schema = 'main' "
+                    "AND table_name IN ('source', 'payload_indicator', 'indicator')").fetchall():
+                con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} main.{name}")
+            for tmp, path in written:
+                os.replace(tmp, path)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            for tmp, _ in written:
+                tmp.unlink(missing_ok=True)
             raise
+        ws.refresh_views(con)
         # (the indicators counted as the view `indicator` selects them, without making them)
         (total, invalid, with_cc, with_as, attackers, with_host, with_ioc, indicators), = \
             con.execute(
@@ -352,22 +358,6 @@ _SOURCE_SELECT = f"""
     LEFT JOIN _ts_prof p ON p.ip = g.ip
     LEFT JOIN _ts_iocm m ON m.ip = g.ip
     LEFT JOIN (SELECT ip, true AS scanner FROM _ts_scan) sc ON sc.ip = g.ip"""
-
-# The indicators: every attacking address (a view of `source`, not a second copy of a
-# million rows) and the payload indicators (table `payload_indicator`). IPv4-mapped addresses
-# are shared as IPv4.
-INDICATOR_VIEW = r"""
-    CREATE OR REPLACE VIEW indicator AS
-    SELECT CASE WHEN contains(value, ':') THEN 'ipv6' ELSE 'ipv4' END AS indicator_type, value,
-           'attacker' AS role, campaigns, cves, malware_families, attack_techniques,
-           list_sort(list_distinct(list_transform(ioc_matches, lambda x: split_part(x, ':', 1))))
-               AS ioc_feeds,
-           first_seen, last_seen, detections AS sightings, orgs_hit AS orgs, country_code, as_org,
-           classification
-    FROM (SELECT *, lower(regexp_replace(ip, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '\1',
-                                         'i')) AS value
-          FROM source WHERE detections > 0 AND ip_num IS NOT NULL)
-    UNION ALL BY NAME SELECT * FROM payload_indicator"""
 
 _PAYLOAD_SELECT = f"""
     SELECT p.indicator_type, p.value, 'payload' AS role,

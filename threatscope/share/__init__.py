@@ -1,4 +1,4 @@
-"""Sharing the workspace's indicators (the catalog table ``indicator``, written by enrich) with
+"""Sharing the workspace's indicators (the view ``indicator``, written by enrich) with
 other organisations: STIX 2.1, MISP, CSV.
 
     from threatscope.share import write_stix, write_misp, write_indicators_csv

@@ -1,4 +1,4 @@
-"""The rows every export reads: the catalog table ``indicator`` (schema.INDICATOR), filtered.
+"""The rows every export reads: the view ``indicator`` (schema.INDICATOR), filtered.
 
     rows = indicator_rows(ws, period=Period.parse("2018Q2"), min_sightings=2)
     rows[0]["value"], rows[0]["campaigns"]      # one dict per indicator, lists never None
