@@ -188,3 +188,41 @@ def test_a_sensor_is_its_log_without_date_or_rotation():
         got, = con.execute(f"SELECT {SENSOR} FROM (SELECT 'o' AS org_id, ? AS source_file)",
                            [path]).fetchone()
         assert got.rsplit("/", 1)[1] == sensor, path
+
+
+def test_breadth_counts_an_exploit_s_sources_once_per_address():
+    import duckdb
+
+    from threatscope.enrich.classify import DEFAULTS, breadth_sql
+
+    con = duckdb.connect()
+    # c1 from three addresses at three organisations; 6.6.6.2 twice (and once a rule)
+    con.execute("""CREATE TABLE detection AS SELECT * FROM (VALUES
+        ('o1', TIMESTAMP '2024-01-01', '6.6.6.1', 'f1', 'web01-u_ex2401.log', 1, 'r1',
+         ['CVE-2', 'CVE-1'], ['T1'], 'c1', NULL),
+        ('o2', TIMESTAMP '2024-01-02', '6.6.6.2', 'f2', 'web01-u_ex2401.log', 1, 'r1',
+         NULL, NULL, 'c1', 'm1'),
+        ('o2', TIMESTAMP '2024-01-03', '6.6.6.2', 'f2', 'web01-u_ex2402.log', 2, 'r1',
+         NULL, NULL, 'c1', NULL),
+        ('o2', TIMESTAMP '2024-01-04', '6.6.6.2', 'f2', 'web02-u_ex2402.log', 2, 'r9',
+         ['CVE-3', 'CVE-1'], ['T2', 'T1'], NULL, NULL),
+        ('o3', TIMESTAMP '2024-01-05', '6.6.6.3', 'f3', NULL, 1, 'r1', [], NULL, 'c1', NULL),
+        (NULL, TIMESTAMP '2024-01-05', '', 'f3', NULL, 2, 'r1', [], NULL, 'c1', NULL))
+        t(org_id, ts, src_ip, file_id, source_file, source_line, rule_id, cves,
+          attack_techniques, campaign, malware_family)""")
+    cols = ("ip, first_seen::DATE::VARCHAR, last_seen::DATE::VARCHAR, detections, orgs_hit, "
+            "sensors_hit, exploits, campaigns, cves, malware_families, attack_techniques, "
+            "widespread")
+    rows = {r[0]: r[1:] for r in con.execute(
+        f"SELECT {cols} FROM ({breadth_sql('detection', dict(DEFAULTS, campaign_sources=3))})"
+    ).fetchall()}
+    assert rows == {
+        "6.6.6.1": ("2024-01-01", "2024-01-01", 1, 1, 1, 1, ["c1"], ["CVE-1", "CVE-2"], [],
+                    ["T1"], True),
+        "6.6.6.2": ("2024-01-02", "2024-01-04", 2, 1, 2, 2, ["c1"], ["CVE-1", "CVE-3"],
+                    ["m1"], ["T1", "T2"], True),
+        "6.6.6.3": ("2024-01-05", "2024-01-05", 1, 1, 0, 1, ["c1"], [], [], [], True)}
+    # three sources, not four detections
+    t = dict(DEFAULTS, campaign_sources=4)
+    assert not any(w for w, in con.execute(
+        f"SELECT widespread FROM ({breadth_sql('detection', t)})").fetchall())

@@ -37,7 +37,8 @@ NOISE = ("research-scanner", "mass-scanner", "opportunistic")
 DEFAULTS = {"mass_orgs": 3, "mass_sensors": 5, "mass_exploits": 5, "campaign_orgs": 3,
             "campaign_sources": 10}
 
-EXPLOIT = "coalesce(campaign, list_sort(cves)[1], rule_id)"
+# the first CVE in order (sorting a list of one costs as much as the rest of the row)
+EXPLOIT = "coalesce(campaign, CASE WHEN len(cves) > 1 THEN list_sort(cves)[1] ELSE cves[1] END, rule_id)"
 # dates (2018-05, 20180512, 1805 after u_ex) and rotation numbers (.1, .2.gz) out of the name
 SENSOR = (r"org_id || '/' || regexp_replace(regexp_replace(regexp_replace(source_file, "
           r"'(u_ex|u_in|ex|in)[0-9]{4,8}', '\1', 'g'), '[0-9]{4}-?[0-9]{2}(-?[0-9]{2})?', '', 'g'), "
@@ -91,7 +92,10 @@ def breadth_sql(detection: str, t: dict[str, int]) -> str:
 
     Most addresses of internet-wide traffic are seen once: their row is their detection's, with
     no aggregation (at a million addresses, the per-address distinct counts and lists are most
-    of the cost); the others are aggregated."""
+    of the cost); the others are aggregated. Only the addresses seen more than once are kept
+    (``nm``): the rest is read again without them, so no wide intermediate of every detection is
+    materialised. An exploit's sources are counted without a distinct over (exploit, address):
+    its detections, less those of addresses seen more than once, plus those addresses."""
     lists = {
         "campaigns": ("list(campaign) FILTER (WHERE campaign IS NOT NULL)", "campaign"),
         "cves": ("flatten(list(coalesce(cves, [])))", "cves"),
@@ -107,34 +111,43 @@ def breadth_sql(detection: str, t: dict[str, int]) -> str:
          else f"CASE WHEN len({c}) > 1 THEN list_sort(list_distinct({c})) "
               f"ELSE coalesce({c}, []) END") + f" AS {k}"
         for k, (_, c) in lists.items())
+    valid = "src_ip IS NOT NULL AND src_ip <> ''"
+    flag = "campaign IS NOT NULL OR len(coalesce(cves, [])) > 0"
+    # sensors only for addresses seen more than once: a single detection has one if it has an
+    # organisation and a file (the expression is NULL only then)
     return f"""
-    WITH files AS (SELECT org_id, source_file, {SENSOR} AS sensor
-                   FROM (SELECT DISTINCT org_id, source_file FROM {detection})),
-    d AS (SELECT x.src_ip AS ip, x.org_id, x.ts, x.file_id, x.source_line, x.campaign, x.cves,
-                 x.malware_family, x.attack_techniques, {EXPLOIT} AS exploit, f.sensor
-          FROM {detection} x
-          LEFT JOIN files f ON f.org_id IS NOT DISTINCT FROM x.org_id
-                           AND f.source_file IS NOT DISTINCT FROM x.source_file
-          WHERE x.src_ip IS NOT NULL AND x.src_ip <> ''),
-    -- only a campaign or a CVE makes a campaign: a generic rule (SQL injection, a command in
-    -- a parameter) fires everywhere by nature
-    e AS (SELECT exploit, bool_or(campaign IS NOT NULL OR len(coalesce(cves, [])) > 0)
-                          AND count(DISTINCT org_id) >= {int(t['campaign_orgs'])}
-                          AND count(DISTINCT ip) >= {int(t['campaign_sources'])} AS wide
-          FROM d GROUP BY exploit),
-    n AS (SELECT ip, count(*) AS n FROM d GROUP BY ip)
-    SELECT d.ip, ts AS first_seen, ts AS last_seen, 1::BIGINT AS detections,
-           (org_id IS NOT NULL)::INTEGER AS orgs_hit, (sensor IS NOT NULL)::INTEGER AS sensors_hit,
+    WITH nm AS MATERIALIZED (SELECT src_ip AS ip FROM {detection} WHERE {valid}
+                             GROUP BY src_ip HAVING count(*) > 1),
+    m AS MATERIALIZED (
+        SELECT x.src_ip AS ip, x.org_id, x.ts, x.file_id, x.source_line, x.campaign, x.cves,
+               x.malware_family, x.attack_techniques, {EXPLOIT} AS exploit, x.source_file
+        FROM {detection} x SEMI JOIN nm ON nm.ip = x.src_ip),
+    files AS (SELECT org_id, source_file, {SENSOR} AS sensor
+              FROM (SELECT DISTINCT org_id, source_file FROM m)),
+    e AS (SELECT exploit, bool_or(f) AND count(DISTINCT org_id) >= {int(t['campaign_orgs'])}
+                          AND sum(ips) >= {int(t['campaign_sources'])} AS wide FROM (
+              SELECT exploit, org_id, bool_or(f) AS f, count(*) AS ips
+              FROM (SELECT {EXPLOIT} AS exploit, org_id, {flag} AS f FROM {detection}
+                    WHERE {valid}) GROUP BY ALL
+              UNION ALL  -- sources = detections - multi_detections + multi_sources
+              SELECT exploit, NULL, NULL, count(DISTINCT ip) - count(*) FROM m GROUP BY ALL)
+          GROUP BY exploit),
+    s AS (SELECT src_ip AS ip, ts, org_id, source_file, campaign, cves, malware_family,
+                 attack_techniques, {EXPLOIT} AS exploit
+          FROM {detection} ANTI JOIN nm ON nm.ip = src_ip WHERE {valid})
+    SELECT s.ip, ts AS first_seen, ts AS last_seen, 1::BIGINT AS detections,
+           (org_id IS NOT NULL)::INTEGER AS orgs_hit,
+           (org_id IS NOT NULL AND source_file IS NOT NULL)::INTEGER AS sensors_hit,
            (exploit IS NOT NULL)::INTEGER AS exploits, {one}, coalesce(e.wide, false) AS widespread
-    FROM d SEMI JOIN (SELECT ip FROM n WHERE n = 1) one USING (ip)
-    LEFT JOIN e USING (exploit)
+    FROM s LEFT JOIN e USING (exploit)
     UNION ALL
-    SELECT d.ip, min(ts), max(ts), count(DISTINCT (file_id, source_line)),
-           count(DISTINCT org_id)::INTEGER, count(DISTINCT sensor)::INTEGER,
+    SELECT m.ip, min(ts), max(ts), count(DISTINCT (file_id, source_line)),
+           count(DISTINCT m.org_id)::INTEGER, count(DISTINCT sensor)::INTEGER,
            count(DISTINCT exploit)::INTEGER, {many}, coalesce(bool_or(e.wide), false)
-    FROM d SEMI JOIN (SELECT ip FROM n WHERE n > 1) many USING (ip)
+    FROM m LEFT JOIN files f ON f.org_id IS NOT DISTINCT FROM m.org_id
+                            AND f.source_file IS NOT DISTINCT FROM m.source_file
     LEFT JOIN e USING (exploit)
-    GROUP BY d.ip"""
+    GROUP BY m.ip"""
 
 
 def classification_sql(b: str, scanner: str, t: dict[str, int]) -> str:
