@@ -76,6 +76,23 @@ def test_a_host_record_line_is_one_snapshot(con):
     assert hosted["host_kind"] == "compromised-server"  # a router rented in a cloud
 
 
+def test_one_snapshot_describes_every_attack_and_ties_go_to_the_smaller_key(con):
+    _records(con,
+             # one snapshot: it is the nearest to each attack
+             ("4.4.4.4", "2018-02-01 00:00", 22, "tcp", "ssh", "OpenSSH", "Linux"),
+             ("4.4.4.4", "2018-02-01 09:00", 80, "tcp", "http", "nginx"),
+             # a banner day and a host record as recent: the day ('2018-...' < 'f1:3') wins
+             ("5.5.5.5", "2018-02-01 00:00", 22, "tcp", "ssh", "OpenSSH", "Linux"),
+             ("5.5.5.5", "2018-02-01 00:00", 3389, "tcp", "rdp", None, "Windows 7 or 8", [],
+              [], "host", "", None, "f1", 3))
+    got = _profile(con, ("4.4.4.4", "2018-01-01", "access"), ("4.4.4.4", "2018-06-01", "access"),
+                   ("5.5.5.5", "2018-03-01", "access"))
+    assert [(r["ip"], str(r["host_record_ts"]), r["ports"], r["os"]) for r in got] == [
+        ("4.4.4.4", "2018-02-01 09:00:00", [22, 80], "Linux"),
+        ("4.4.4.4", "2018-02-01 09:00:00", [22, 80], "Linux"),
+        ("5.5.5.5", "2018-02-01 00:00:00", [22], "Linux")]
+
+
 @pytest.mark.parametrize(("module", "product", "port", "transport", "banner", "want"), [
     ("ftp", "Microsoft ftpd", 21, "tcp", None, ["ftp:ftp"]),
     (None, None, 21, "tcp", "220 ProFTPD Server ready", ["ftp:ftp"]),

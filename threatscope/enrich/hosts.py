@@ -121,54 +121,82 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
     ports, hostnames, cloud, host_kind: the profile of every row of ``attacks`` (columns
     ip, ref_ts, network_type; one row per ``(ip, ref_ts)``) that has a record in ``records``.
 
+    Most addresses have a single snapshot, which is then the nearest whatever ``ref_ts``: the
+    banners of each ``(ip, ref_ts)`` are aggregated once as if they were one snapshot, and only
+    the pairs whose banners span several snapshots are read again, aggregated per snapshot and
+    ranked by distance to ``ref_ts`` (no per-pair ranking for the others).
+
     Lists are built once per distinct set of services (a *signature*: the sorted ids of the
     distinct (module, product, port, transport, banner) of a snapshot), not once per address:
     at a million addresses, building lists row by row is most of the work, and a few thousand
     signatures describe them all."""
     server = ", ".join(f"'{c}'" for c in SERVER_CLASSES)
-    return f"""
-    WITH a AS (SELECT ip, ref_ts, network_type FROM {attacks}),
-    r AS (SELECT h.ip, h.ts, h.port, h.transport, h.module, h.product, h.os, h.hostnames,
-                 h.tags, h.cloud_provider, h.banner,
-                 CASE WHEN h.record_type = 'host' THEN h.file_id || ':' || h.source_line
-                      ELSE CAST(h.event_date AS VARCHAR) END AS snap
-          FROM {records} h SEMI JOIN a ON a.ip = h.ip),
-    s AS (SELECT ip, snap, max(ts) AS snap_ts FROM r GROUP BY ip, snap),
-    pick AS (SELECT a.ip, a.ref_ts, a.network_type, s.snap, s.snap_ts
-             FROM a JOIN s ON s.ip = a.ip
-             QUALIFY row_number() OVER (
-                 PARTITION BY a.ip, a.ref_ts
-                 ORDER BY abs(epoch(s.snap_ts) - epoch(a.ref_ts)) NULLS LAST,
-                          s.snap_ts DESC NULLS LAST, s.snap) = 1),
-    svc AS (SELECT p.ip, p.ref_ts, p.network_type, p.snap_ts, r.ts, r.port, r.transport,
-                   r.module, r.product, r.os, r.hostnames, r.tags, r.cloud_provider,
-                   CASE WHEN r.product IS NULL THEN left(r.banner, {BANNER_CHARS}) END AS bkey
-            FROM pick p JOIN r ON r.ip = p.ip AND r.snap = p.snap),
-    k AS (SELECT row_number() OVER () AS kid, *,
-                 {services_sql('module', 'product', 'port', 'transport', 'bkey')} AS services
-          FROM (SELECT DISTINCT module, product, port, transport, bkey FROM svc)),
-    agg AS (
-        SELECT svc.ip, svc.ref_ts, svc.network_type, svc.snap_ts AS host_record_ts,
-               arg_max(svc.os, svc.ts) FILTER (WHERE svc.os IS NOT NULL) AS os,
+    # a service's id: a 64-bit hash of its (module, product, port, transport, banner) (a
+    # collision would merge two services; joining on the five nullable columns costs more)
+    rows = f"""SELECT *, hash(module, product, port, transport, bkey) AS kid
+        FROM (SELECT h.ip, h.ts, h.os, h.hostnames, h.module, h.product, h.port, h.transport,
+                     h.cloud_provider IS NOT NULL OR list_contains(h.tags, 'cloud') AS cloud,
+                     CASE WHEN h.product IS NULL THEN left(h.banner, {BANNER_CHARS}) END AS bkey,
+                     -- the snapshot: a host record's (file_id, source_line) or a banner's day,
+                     -- NULL when a part is (as the text file_id:source_line or day would be)
+                     CASE WHEN h.record_type = 'host' AND h.source_line IS NOT NULL
+                          THEN h.file_id END AS sf,
+                     CASE WHEN h.record_type = 'host' AND h.file_id IS NOT NULL
+                          THEN h.source_line END AS sl,
+                     CASE WHEN h.record_type = 'host' THEN NULL ELSE h.event_date END AS sd,
+                     a.ref_ts, a.network_type"""
+    snap = """max(ts) AS snap_ts, arg_max(os, ts) FILTER (WHERE os IS NOT NULL) AS os,
                -- reverse DNS is the host's, the same on each banner: the latest banner's
-               arg_max(coalesce(svc.hostnames, []), svc.ts) AS hostnames,
-               bool_or(svc.cloud_provider IS NOT NULL OR list_contains(svc.tags, 'cloud'))
-                   AS cloud,
-               CASE WHEN count(*) = 1 THEN [min(k.kid)]
-                    ELSE list_sort(list_distinct(list(k.kid))) END AS sig
-        FROM svc JOIN k ON k.module IS NOT DISTINCT FROM svc.module
-                       AND k.product IS NOT DISTINCT FROM svc.product
-                       AND k.port IS NOT DISTINCT FROM svc.port
-                       AND k.transport IS NOT DISTINCT FROM svc.transport
-                       AND k.bkey IS NOT DISTINCT FROM svc.bkey
-        GROUP BY svc.ip, svc.ref_ts, svc.network_type, svc.snap_ts),
+               -- (arg_max_null: also when it has none; a list per row would cost more)
+               CASE WHEN max(ts) IS NOT NULL
+                    THEN coalesce(arg_max_null(hostnames, ts), []) END AS hostnames,
+               bool_or(cloud) AS cloud,
+               CASE WHEN min(kid) = max(kid) THEN [min(kid)]
+                    ELSE list_sort(list_distinct(list(kid))) END AS sig"""
+    return f"""
+    WITH r AS ({rows} FROM {records} h JOIN {attacks} a ON a.ip = h.ip)),
+    one AS (
+        SELECT ip, ref_ts, any_value(network_type) AS network_type, {snap},
+               -- one snapshot: each part of its key the same on every banner (or NULL on all)
+               (count(sf) = 0 OR count(sf) = count(*) AND min(sf) = max(sf))
+               AND (count(sl) = 0 OR count(sl) = count(*) AND min(sl) = max(sl))
+               AND (count(sd) = 0 OR count(sd) = count(*) AND min(sd) = max(sd)) AS single,
+               count(sf) + count(sd) > 0 AS keyed
+        FROM r GROUP BY ip, ref_ts),
+    multi AS (
+        SELECT ip, ref_ts, any_value(network_type) AS network_type, sf, sl, sd, {snap}
+        FROM ({rows} FROM {records} h
+                     JOIN (SELECT ip, ref_ts, network_type FROM one WHERE NOT single) a
+                          ON a.ip = h.ip))
+        GROUP BY ip, ref_ts, sf, sl, sd),
+    -- a snapshot without a key (a banner without a day, a host record without file and line)
+    -- is no record: the pairs it is the nearest to have no profile
+    picked AS (
+        SELECT ip, ref_ts, network_type, snap_ts, os, hostnames, cloud, sig
+        FROM one WHERE single AND keyed
+        UNION ALL
+        SELECT ip, ref_ts, network_type, snap_ts, os, hostnames, cloud, sig
+        FROM (SELECT * FROM multi
+              QUALIFY row_number() OVER (
+                  PARTITION BY ip, ref_ts
+                  ORDER BY abs(epoch(snap_ts) - epoch(ref_ts)) NULLS LAST,
+                           snap_ts DESC NULLS LAST,
+                           -- the key as text: 'YYYY-MM-DD' or 'file_id:source_line'
+                           CASE WHEN sd IS NOT NULL THEN CAST(sd AS VARCHAR)
+                                ELSE sf || ':' || sl END) = 1)
+        WHERE sd IS NOT NULL OR sf IS NOT NULL),
+    k AS (SELECT *, {services_sql('module', 'product', 'port', 'transport', 'bkey')} AS services
+          FROM (SELECT kid, any_value(module) AS module, any_value(product) AS product,
+                       any_value(port) AS port, any_value(transport) AS transport,
+                       any_value(bkey) AS bkey
+                FROM r GROUP BY kid)),
     sigs AS (
         SELECT sig,
                list_sort(list_distinct(list(k.product) FILTER (WHERE k.product IS NOT NULL)))
                    AS products,
                list_sort(list_distinct(flatten(list(k.services)))) AS services,
                list_sort(list_distinct(list(k.port) FILTER (WHERE k.port IS NOT NULL))) AS ports
-        FROM (SELECT DISTINCT sig FROM agg) x, unnest(x.sig) AS u(kid) JOIN k USING (kid)
+        FROM (SELECT DISTINCT sig FROM picked) x, unnest(x.sig) AS u(kid) JOIN k USING (kid)
         GROUP BY sig),
     kinds AS (
         SELECT *, list_has_any(service_classes, ['router', 'mikrotik']) AS router,
@@ -176,10 +204,11 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
                list_has_any(service_classes, [{server}]) AS server
         FROM (SELECT *, list_sort(list_distinct(list_transform(services,
                             lambda x: split_part(x, ':', 1)))) AS service_classes FROM sigs)),
-    fam AS (SELECT os, {os_family_sql('os')} AS os_family
-            FROM (SELECT DISTINCT os FROM agg WHERE os IS NOT NULL))
-    SELECT agg.ip, agg.ref_ts, agg.host_record_ts, agg.os, fam.os_family, kinds.products,
-           kinds.services, kinds.service_classes, kinds.ports, agg.hostnames, agg.cloud,
-           {host_kind_sql('fam.os_family', 'kinds.router', 'kinds.iot', 'kinds.server',
-                          'agg.cloud', 'agg.network_type')} AS host_kind
-    FROM agg JOIN kinds USING (sig) LEFT JOIN fam ON fam.os = agg.os"""
+    -- one join for both lookups: a few thousand (signature, os) pairs
+    combos AS (SELECT c.sig, c.os, {os_family_sql('c.os')} AS os_family, kinds.* EXCLUDE (sig)
+               FROM (SELECT DISTINCT sig, os FROM picked) c JOIN kinds USING (sig))
+    SELECT p.ip, p.ref_ts, p.snap_ts AS host_record_ts, p.os, c.os_family, c.products,
+           c.services, c.service_classes, c.ports, p.hostnames, p.cloud,
+           {host_kind_sql('c.os_family', 'c.router', 'c.iot', 'c.server',
+                          'p.cloud', 'p.network_type')} AS host_kind
+    FROM picked p JOIN combos c ON c.sig = p.sig AND c.os IS NOT DISTINCT FROM p.os"""
