@@ -399,6 +399,20 @@ INDICATOR: list[tuple[str, str]] = [
     ("classification", "VARCHAR"),  # addresses: as in `source`
 ]
 
+# `source` is stored as three tables (enrich's folder, see Workspace.enriched): one row per
+# address (SOURCE_STORED), and what repeats across addresses once: where its range is
+# (SOURCE_PLACE, by `place`) and what its host record says it runs (SOURCE_PROFILE, by
+# `profile`; NULL without a record, and the view's lists are then empty).
+SOURCE_PLACE = ("country_code", "country_name", "asn", "as_org", "network_type", "geo_source")
+SOURCE_PROFILE = ("os", "os_family", "products", "service_classes", "ports")
+SOURCE_STORED: list[tuple[str, str]] = [
+    (n, t) for n, t in SOURCE if n not in SOURCE_PLACE + SOURCE_PROFILE
+] + [("place", "INTEGER"), ("profile", "INTEGER")]
+PLACE_STORED: list[tuple[str, str]] = [("place", "INTEGER")] + [
+    (n, t) for n, t in SOURCE if n in SOURCE_PLACE]
+PROFILE_STORED: list[tuple[str, str]] = [("profile", "INTEGER")] + [
+    (n, t) for n, t in SOURCE if n in SOURCE_PROFILE]
+
 # The view `indicator`: every attacking address (of `source`, not a second copy of a million
 # rows) and the payload indicators (`payload_indicator`). IPv4-mapped addresses are shared as
 # IPv4.

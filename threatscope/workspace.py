@@ -72,14 +72,22 @@ class Workspace:
         return self.root / "powershell.parquet"
 
     @property
-    def source_path(self) -> Path:
-        """Each source address, enriched (schema.SOURCE), replaced as a whole by each enrich."""
-        return self.root / "source.parquet"
+    def enriched_root(self) -> Path:
+        """Where enrich runs write their files: one folder per run and ``CURRENT``, the name of
+        the one readers use."""
+        return self.root / "enriched"
 
-    @property
-    def payload_indicator_path(self) -> Path:
-        """The indicators found in payloads (schema.INDICATOR), replaced with the sources."""
-        return self.root / "payload_indicator.parquet"
+    def enriched(self) -> Path | None:
+        """The folder of the last complete enrich run (``source.parquet``, ``place.parquet``,
+        ``host_profile.parquet``, ``payload_indicator.parquet``), None before the first. A run
+        writes a new folder, then replaces ``CURRENT`` (an atomic rename): readers see one
+        run's files, whole, even when a run is killed half-way."""
+        try:
+            name = (self.enriched_root / "CURRENT").read_text(encoding="utf-8").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        folder = self.enriched_root / name
+        return folder if name.isalnum() and folder.is_dir() else None
 
     @property
     def lake(self) -> Path:
@@ -165,14 +173,11 @@ class Workspace:
         if self.detections_path.exists():
             con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "
                         f"read_parquet('{_sql_str(str(self.detections_path))}')")
-        if self.source_path.exists():  # enrich's: `source`, `payload_indicator`, `indicator`
-            for name, path, cols in (
-                    ("source", self.source_path, schema.SOURCE),
-                    ("payload_indicator", self.payload_indicator_path, schema.INDICATOR)):
-                con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS " + (
-                    f"SELECT {parquet_read_columns(cols)} "
-                    f"FROM read_parquet('{_sql_str(str(path))}')"
-                    if path.exists() else schema.empty_select(cols)))
+        if (folder := self.enriched()) is not None:  # `source`, `payload_indicator`, `indicator`
+            con.execute(f"CREATE OR REPLACE TEMP VIEW source AS {_source_select(folder)}")
+            con.execute("CREATE OR REPLACE TEMP VIEW payload_indicator AS SELECT "
+                        f"{parquet_read_columns(schema.INDICATOR)} FROM "
+                        f"read_parquet('{_sql_str(str(folder / 'payload_indicator.parquet'))}')")
             con.execute(f"CREATE OR REPLACE TEMP VIEW indicator AS {schema.INDICATOR_SELECT}")
 
     # -- organisations ------------------------------------------------------------------
@@ -294,6 +299,25 @@ def parquet_read_columns(cols: list[tuple[str, str]]) -> str:
 
 
 _MASK64 = (1 << 64) - 1
+
+
+def _source_select(folder: Path) -> str:
+    """schema.SOURCE's columns, in order, from the three tables enrich stores it as."""
+    def read(name: str, cols: list[tuple[str, str]]) -> str:
+        path = _sql_str(str(folder / f"{name}.parquet"))
+        return f"(SELECT {parquet_read_columns(cols)} FROM read_parquet('{path}'))"
+
+    items = []
+    for n, t in schema.SOURCE:
+        if n in schema.SOURCE_PLACE:
+            items.append(f'p."{n}"')
+        elif n in schema.SOURCE_PROFILE:
+            items.append(f'coalesce(h."{n}", []) AS "{n}"' if t.endswith("[]") else f'h."{n}"')
+        else:
+            items.append(f's."{n}"')
+    return (f"SELECT {', '.join(items)} FROM {read('source', schema.SOURCE_STORED)} s "
+            f"LEFT JOIN {read('place', schema.PLACE_STORED)} p USING (place) "
+            f"LEFT JOIN {read('host_profile', schema.PROFILE_STORED)} h USING (profile)")
 
 
 def _lake_columns(cols: list[tuple[str, str]], have: set[str] | None = None) -> str:

@@ -276,10 +276,11 @@ def test_perf_one_million_distinct_ips():
     ips = con.sql(
         "SELECT DISTINCT concat_ws('.', (i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255)"
         " AS ip FROM (SELECT hash(range) & 4294967295 AS i FROM range(1000000))"
-    ).to_arrow_table().column("ip").combine_chunks()
+    ).to_arrow_table()
     t0 = time.perf_counter()
-    stage._geo_view(con, "_ts_geo", ips, ())
-    got = con.execute("SELECT count(*), count(country_code) FROM _ts_geo").fetchall()[0]
+    stage._geo_views(con, ips, ())
+    got = con.execute("SELECT count(*), count(country_code) FROM _ts_geo "
+                      "JOIN _ts_place USING (place)").fetchall()[0]
     secs = time.perf_counter() - t0
     print(f"\nenrich geo: {len(ips):,} distinct IPs in {secs:.2f} s ({len(ips) / secs:,.0f} IPs/s)")
     assert got[0] == len(ips) and got[1] > 0.6 * len(ips)
@@ -296,10 +297,36 @@ def test_enrich_replaces_the_catalog_tables_of_earlier_versions(tmp_path):
         con.execute(f"CREATE TABLE payload_indicator ({schema.ddl_columns(schema.INDICATOR)})")
         con.execute("CREATE VIEW indicator AS SELECT * FROM payload_indicator")
     assert run_enrich(ws).sources == 1
-    assert ws.source_path.exists() and ws.payload_indicator_path.exists()
+    assert (ws.enriched() / "source.parquet").exists()
     with ws.connect(read_only=True) as con:
         assert con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_catalog <> 'temp' "
             "AND table_name IN ('source', 'payload_indicator', 'indicator')").fetchall() == []
         assert con.execute("SELECT ip FROM source").fetchall() == [("8.8.8.8",)]
         assert con.execute("SELECT count(*) FROM indicator").fetchall() == [(0,)]
+
+
+def test_a_failed_enrich_leaves_the_last_run_whole(tmp_path, monkeypatch):
+    """A run writes a new folder and switches to it last: one that fails half-way (here in
+    its last table) changes nothing readers see, and leaves no folder behind."""
+    from threatscope.enrich import stage
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    _write_http(ws, ["8.8.8.8"])
+    run_enrich(ws)
+    before = ws.enriched()
+    monkeypatch.setattr(stage, "_PAYLOAD_SELECT",
+                        f"SELECT * REPLACE (error('disk full') AS value) FROM "
+                        f"({schema.empty_select(schema.INDICATOR)} UNION ALL SELECT "
+                        f"{', '.join(f'NULL AS {n}' for n, _ in schema.INDICATOR)})")
+    with pytest.raises(duckdb.Error, match="disk full"):
+        run_enrich(ws)
+    assert ws.enriched() == before
+    assert [p.name for p in ws.enriched_root.iterdir() if p.is_dir()] == [before.name]
+    with ws.connect(read_only=True) as con:
+        assert con.execute("SELECT ip FROM source").fetchall() == [("8.8.8.8",)]
+    monkeypatch.undo()
+    run_enrich(ws)  # the next run replaces it, and keeps it a run longer for readers in it
+    assert ws.enriched() not in (None, before) and before.is_dir()
+    run_enrich(ws)
+    assert not before.exists()

@@ -118,8 +118,10 @@ def host_kind_sql(os_family: str, router: str, iot: str, server: str, cloud: str
 
 def profile_sql(attacks: str, records: str = "host_record") -> str:
     """SELECT ip, ref_ts, host_record_ts, os, os_family, products, services, service_classes,
-    ports, hostnames, cloud, host_kind: the profile of every row of ``attacks`` (columns
-    ip, ref_ts, network_type; one row per ``(ip, ref_ts)``) that has a record in ``records``.
+    ports, hostnames, cloud, host_kind, profile: the profile of every row of ``attacks``
+    (columns ip, ref_ts, network_type; one row per ``(ip, ref_ts)``) that has a record in
+    ``records``. Rows with the same ``profile`` (a number, within one result) have the same
+    os, os_family, products, services, service_classes and ports.
 
     Most addresses have a single snapshot, which is then the nearest whatever ``ref_ts``: the
     banners of each ``(ip, ref_ts)`` are aggregated once as if they were one snapshot, and only
@@ -205,10 +207,11 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
         FROM (SELECT *, list_sort(list_distinct(list_transform(services,
                             lambda x: split_part(x, ':', 1)))) AS service_classes FROM sigs)),
     -- one join for both lookups: a few thousand (signature, os) pairs
-    combos AS (SELECT c.sig, c.os, {os_family_sql('c.os')} AS os_family, kinds.* EXCLUDE (sig)
+    combos AS (SELECT c.sig, c.os, {os_family_sql('c.os')} AS os_family, kinds.* EXCLUDE (sig),
+                      row_number() OVER ()::INTEGER AS profile
                FROM (SELECT DISTINCT sig, os FROM picked) c JOIN kinds USING (sig))
     SELECT p.ip, p.ref_ts, p.snap_ts AS host_record_ts, p.os, c.os_family, c.products,
            c.services, c.service_classes, c.ports, p.hostnames, p.cloud,
            {host_kind_sql('c.os_family', 'c.router', 'c.iot', 'c.server',
-                          'p.cloud', 'p.network_type')} AS host_kind
+                          'p.cloud', 'p.network_type')} AS host_kind, c.profile
     FROM picked p JOIN combos c ON c.sig = p.sig AND c.os IS NOT DISTINCT FROM p.os"""

@@ -15,8 +15,9 @@ network_type 'unknown'.
 
 from __future__ import annotations
 
-import os
+import shutil
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 
 from threatscope import schema, sqlfn
 from threatscope.enrich import classify, hosts, iocs, netclass, ranges
+from threatscope.files import write_atomic
 from threatscope.ingest.arrowfn import to_native
 from threatscope.ipnum import num_to_ip, reserved_ranges
 from threatscope.native import native
@@ -127,28 +129,30 @@ _MASK64 = (1 << 64) - 1
 
 
 def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str]
-            ) -> tuple[pa.Table, str]:
-    """(where each address of ``ips`` is, geo_source label): an Arrow table aligned with
-    ``ips``: ip, hi, lo (its number's halves, NULL when it is no address), country_code,
-    country_name, asn, as_org, network_type; from the range table of ``mmdb`` (default:
-    geoip2fast's data). Reserved addresses and those no range holds have NULL country and AS.
-    The AS classification runs once per range row found, not per address."""
+            ) -> tuple[pa.Table, pa.Table, str]:
+    """Where each address of ``ips`` is: ``(addresses, places, geo_source label)``, Arrow
+    tables. ``addresses``, aligned with ``ips``: ip, hi, lo (its number's halves, NULL when it
+    is no address), place (a row of ``places``). ``places``: place, country_code, country_name,
+    asn, as_org, network_type: one row per range of the range table of ``mmdb`` (default:
+    geoip2fast's data) holding some address, and one (NULL country and AS) for reserved
+    addresses and those no range holds. The AS classification runs once per place."""
     label, path = ranges.combined(mmdb)
     table = ranges.open_combined(path)
     hi, lo, known = _halves(con, ips)
     q = pa.table({"hi": pa.array(hi, mask=~known), "lo": pa.array(lo, mask=~known)})
     reserved = _range_rows(con, q, _reserved_table()).is_valid()
     rows = pc.if_else(reserved, pa.scalar(None, pa.int32()), _range_rows(con, q, table))
-    # the AS classification once per range row found (NULL: none)
-    found = pc.dictionary_encode(rows, null_encoding="encode")
+    found = pc.dictionary_encode(rows, null_encoding="encode")  # a place per range row found
     con.register("_ts_orgs", pa.table({
-        "pos": pa.array(range(len(found.dictionary)), pa.int32()),
-        "asn": table.column("asn").take(found.dictionary),
-        "as_org": table.column("as_org").take(found.dictionary),
+        "place": pa.array(range(len(found.dictionary)), pa.int32()),
+        **{c: table.column(c).take(found.dictionary)
+           for c in ("country_code", "country_name", "asn", "as_org")},
     }))
     try:
-        orgs = con.sql(f"""
-            SELECT coalesce(o.asn, bn.asn) AS asn,
+        places = con.sql(f"""
+            SELECT o.place, o.country_code::VARCHAR AS country_code,
+                   o.country_name::VARCHAR AS country_name, coalesce(o.asn, bn.asn) AS asn,
+                   o.as_org::VARCHAR AS as_org,
                    {netclass.classify_sql('ba.network_type', 'bn.network_type', 'o.as_org')}
                        AS network_type
             FROM _ts_orgs o
@@ -156,16 +160,12 @@ def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path |
                        FROM _ts_asn_list GROUP BY as_org) bn ON bn.as_org = o.as_org
             LEFT JOIN (SELECT asn, min(network_type) AS network_type FROM _ts_asn_list
                        GROUP BY asn) ba ON ba.asn = coalesce(o.asn, bn.asn)
-            ORDER BY o.pos""").to_arrow_table()
+            ORDER BY o.place""").to_arrow_table()
     finally:
         con.unregister("_ts_orgs")
-    per_address = found.indices
-    return pa.table({
-        "ip": ips, "hi": q.column("hi"), "lo": q.column("lo"),
-        **{c: table.column(c).take(rows) for c in ("country_code", "country_name", "as_org")},
-        "asn": orgs.column("asn").take(per_address),
-        "network_type": orgs.column("network_type").take(per_address),
-    }), label
+    addresses = pa.table({"ip": ips, "hi": q.column("hi"), "lo": q.column("lo"),
+                          "place": found.indices})
+    return addresses, places, label
 
 
 def _range_rows(con: duckdb.DuckDBPyConnection, q: pa.Table, table: pa.Table) -> pa.Array:
@@ -205,20 +205,24 @@ def _flat(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pa.concat_arrays([flat]) if flat.offset else flat  # concat copies to offset 0
 
 
-def _geo_view(con: duckdb.DuckDBPyConnection, name: str, ips: pa.Array,
-              mmdb: Sequence[Path | str]) -> str:
-    """Temp view ``name`` with the SOURCE columns ip .. geo_source of each distinct address of
-    ``ips`` (over an Arrow table registered on ``con``: scanning it costs no more than a table,
-    copying it into one does); returns the geo_source label."""
-    placed, label = _placed(con, ips, mmdb)
-    con.register(f"{name}_arrow", placed)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW {name} AS
-        SELECT ip, (hi::UHUGEINT << 64) | lo::UHUGEINT AS ip_num,
-               country_code::VARCHAR AS country_code, country_name::VARCHAR AS country_name,
-               asn, as_org::VARCHAR AS as_org, network_type,
-               {sqlfn.sql_str(label)} AS geo_source
-        FROM {name}_arrow""")
+def _geo_views(con: duckdb.DuckDBPyConnection, addresses: pa.Table,
+               mmdb: Sequence[Path | str]) -> str:
+    """Temp views ``_ts_geo`` (the columns of ``addresses``, one row per distinct ``ip``, and
+    ip_num, place) and ``_ts_place`` (place and its SOURCE columns country_code ..
+    geo_source), over Arrow tables registered on ``con`` (scanning one costs no more than a
+    table, copying it into one does); returns the geo_source label."""
+    placed, places, label = _placed(con, _flat(addresses.column("ip")), mmdb)
+    for name in ("hi", "lo", "place"):
+        addresses = addresses.append_column(f"_{name}", placed.column(name))
+    con.register("_ts_geo_arrow", addresses)
+    con.register("_ts_place_arrow", places)
+    con.execute("""
+        CREATE OR REPLACE TEMP VIEW _ts_geo AS
+        SELECT * EXCLUDE (_hi, _lo, _place), (_hi::UHUGEINT << 64) | _lo::UHUGEINT AS ip_num,
+               _place AS place
+        FROM _ts_geo_arrow""")
+    con.execute("CREATE OR REPLACE TEMP VIEW _ts_place AS SELECT *, "
+                f"{sqlfn.sql_str(label)} AS geo_source FROM _ts_place_arrow")
     return label
 
 
@@ -241,40 +245,28 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
     with ws.connect() as con:
         _prepare(con)
         have = relations(con)
-        parts = ["SELECT source_ip AS ip FROM http", "SELECT source_ip AS ip FROM alert"]
-        if "detection" in have:
-            parts.insert(0, "SELECT src_ip AS ip FROM detection")
-        distinct = con.sql(f"SELECT DISTINCT ip FROM ({' UNION ALL '.join(parts)}) "
-                           "WHERE ip IS NOT NULL AND ip <> ''").to_arrow_table()
-        geo_source = _geo_view(con, "_ts_geo", _flat(distinct.column("ip")),
-                                _resolve_mmdb(ws, mmdb))
-        _describe(con, have, limits)
-        classification = classify.classification_sql("b", "coalesce(sc.scanner, false)", limits)
-        # Parquet, not catalog tables (as the detections): a columnar write of a million rows
-        # is a fraction of DuckDB's insert and checkpoint. Unordered: readers sort.
-        written = []
-        try:
-            for path, spec, body in (
-                    (ws.source_path, schema.SOURCE,
-                     _SOURCE_SELECT.replace("{classification}", classification)),
-                    (ws.payload_indicator_path, schema.INDICATOR, _PAYLOAD_SELECT)):
-                tmp = path.with_name(path.name + ".tmp")
-                written.append((tmp, path))
-                con.execute(f"COPY (SELECT {parquet_write_columns(spec)} FROM ({body})) TO "
-                            f"{sqlfn.sql_str(str(tmp))} (FORMAT parquet)")
-            con.execute("BEGIN TRANSACTION")
-            for name, kind in con.execute(  # where earlier versions kept them
-                    "SELECT table_name, table_type FROM information_schema.tables "
-                    "WHERE table_catalog <> 'temp' AND table_schema = 'main' "
-                    "AND table_name IN ('source', 'payload_indicator', 'indicator')").fetchall():
-                con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} main.{name}")
-            for tmp, path in written:
-                os.replace(tmp, path)
-            con.execute("COMMIT")
-        except BaseException:
-            for tmp, _ in written:
-                tmp.unlink(missing_ok=True)
-            raise
+        detection = "detection" if "detection" in have else \
+            f"({schema.empty_select(schema.DETECTION)})"
+        # every attacking address with its breadth, then the addresses only events name; the
+        # address table is built around them in Arrow, aligned, so nothing joins on addresses
+        breadth = con.sql(classify.breadth_sql(detection, limits)).to_arrow_table()
+        con.register("_ts_breadth", breadth)
+        others = con.sql("""
+            SELECT DISTINCT ip FROM (SELECT source_ip AS ip FROM http
+                                     UNION ALL SELECT source_ip FROM alert)
+            WHERE ip IS NOT NULL AND ip <> '' AND ip NOT IN (SELECT ip FROM _ts_breadth)
+            """).to_arrow_table()
+        con.unregister("_ts_breadth")
+        addresses = pa.concat_tables([breadth, others], promote_options="default")
+        geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb))
+        _describe(con, have)
+        classification = classify.classification_sql("g", "coalesce(sc.scanner, false)", limits)
+        _write_run(ws, con, [
+            ("source", schema.SOURCE_STORED,
+             _SOURCE_SELECT.replace("{classification}", classification)),
+            ("place", schema.PLACE_STORED, "SELECT * FROM _ts_place"),
+            ("host_profile", schema.PROFILE_STORED, _PROFILE_SELECT),
+            ("payload_indicator", schema.INDICATOR, _PAYLOAD_SELECT)])
         ws.refresh_views(con)
         # (the indicators counted as the view `indicator` selects them, without making them)
         (total, invalid, with_cc, with_as, attackers, with_host, with_ioc, indicators), = \
@@ -299,15 +291,49 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
     )
 
 
-def _describe(con: duckdb.DuckDBPyConnection, have: set[str], limits: dict[str, int]) -> None:
-    """The temp tables _SOURCE_SELECT and _PAYLOAD_SELECT read: ``_ts_b`` (breadth of each
-    attacking address), ``_ts_prof`` (its host record nearest its first attack), ``_ts_scan``
-    (research scanners), ``_ts_iocm`` (IOC list matches), ``_ts_pay`` (payload indicators)."""
+def _write_run(ws: Workspace, con: duckdb.DuckDBPyConnection,
+               tables: list[tuple[str, list[tuple[str, str]], str]]) -> None:
+    """Write ``tables`` (name, columns, SELECT) as Parquet into a new folder of
+    ``ws.enriched_root`` and make it the current one (Workspace.enriched). Parquet, not
+    catalog tables (as the detections): a columnar write of a million rows is a fraction of
+    DuckDB's insert and checkpoint. Unordered: readers sort."""
+    root = ws.enriched_root
+    root.mkdir(exist_ok=True)
+    folder = root / uuid.uuid4().hex
+    folder.mkdir()
+    try:
+        for name, cols, select in tables:
+            con.execute(f"COPY (SELECT {parquet_write_columns(cols)} FROM ({select})) TO "
+                        f"{sqlfn.sql_str(str(folder / f'{name}.parquet'))} (FORMAT parquet)")
+        con.execute("BEGIN TRANSACTION")
+        for name, kind in con.execute(  # where earlier versions kept them
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_catalog <> 'temp' AND table_schema = 'main' "
+                "AND table_name IN ('source', 'payload_indicator', 'indicator')").fetchall():
+            con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} main.{name}")
+        previous = ws.enriched()
+        write_atomic(root / "CURRENT", folder.name + "\n")
+        con.execute("COMMIT")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    # earlier runs' folders, but the one before (a reader may be in the middle of it)
+    for old in root.iterdir():
+        if old.is_dir() and old not in (folder, previous):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _describe(con: duckdb.DuckDBPyConnection, have: set[str]) -> None:
+    """The temp tables _SOURCE_SELECT and _PAYLOAD_SELECT read besides ``_ts_geo``:
+    ``_ts_prof`` (the host record of each attacking address nearest its first attack),
+    ``_ts_scan`` (research scanners), ``_ts_iocm`` (IOC list matches), ``_ts_pay`` (payload
+    indicators)."""
     detection = "detection" if "detection" in have else \
         f"({schema.empty_select(schema.DETECTION)})"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_b AS {classify.breadth_sql(detection, limits)}")
+    con.execute("CREATE OR REPLACE TEMP VIEW _ts_b AS SELECT * FROM _ts_geo "
+                "WHERE detections IS NOT NULL")
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_att AS SELECT b.ip, b.first_seen AS ref_ts, "
-                "g.network_type FROM _ts_b b JOIN _ts_geo g USING (ip)")
+                "p.network_type FROM _ts_b b JOIN _ts_place p USING (place)")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_prof AS {hosts.profile_sql('_ts_att')}")
     # research scanners: a scanner's name on any record of the address, or its user agent
     con.execute(f"""
@@ -339,25 +365,30 @@ def _sorted(expr: str) -> str:
     return f"list_sort(list_distinct({expr}))"
 
 
+# the rows of source.parquet (schema.SOURCE_STORED): what place.parquet and
+# host_profile.parquet hold once (country, AS, OS, products, ...) by their number
 _SOURCE_SELECT = f"""
-    SELECT g.ip, g.ip_num, g.country_code, g.country_name, g.asn, g.as_org, g.network_type,
-           g.geo_source, p.os, p.os_family, coalesce(p.products, []) AS products,
-           coalesce(p.service_classes, []) AS service_classes, coalesce(p.ports, []) AS ports,
-           coalesce(p.hostnames, []) AS hostnames, p.host_kind,
-           p.host_record_ts, coalesce(m.ioc_matches, []) AS ioc_matches,
-           CASE WHEN m.ioc_families IS NULL THEN coalesce(b.malware_families, [])
-                ELSE {_sorted("m.ioc_families || coalesce(b.malware_families, [])")} END
+    SELECT g.ip, g.ip_num, g.place, p.profile, coalesce(p.hostnames, []) AS hostnames,
+           p.host_kind, p.host_record_ts, coalesce(m.ioc_matches, []) AS ioc_matches,
+           CASE WHEN m.ioc_families IS NULL THEN coalesce(g.malware_families, [])
+                ELSE {_sorted("m.ioc_families || coalesce(g.malware_families, [])")} END
                AS malware_families,
-           CASE WHEN b.ip IS NOT NULL THEN {{classification}} END AS classification,
-           coalesce(b.orgs_hit, 0) AS orgs_hit, coalesce(b.sensors_hit, 0) AS sensors_hit,
-           coalesce(b.exploits, 0) AS exploits, coalesce(b.detections, 0) AS detections,
-           coalesce(b.campaigns, []) AS campaigns, coalesce(b.cves, []) AS cves,
-           coalesce(b.attack_techniques, []) AS attack_techniques, b.first_seen, b.last_seen
+           CASE WHEN g.detections IS NOT NULL THEN {{classification}} END AS classification,
+           coalesce(g.orgs_hit, 0) AS orgs_hit, coalesce(g.sensors_hit, 0) AS sensors_hit,
+           coalesce(g.exploits, 0) AS exploits, coalesce(g.detections, 0) AS detections,
+           coalesce(g.campaigns, []) AS campaigns, coalesce(g.cves, []) AS cves,
+           coalesce(g.attack_techniques, []) AS attack_techniques, g.first_seen, g.last_seen
     FROM _ts_geo g
-    LEFT JOIN _ts_b b USING (ip)
-    LEFT JOIN _ts_prof p ON p.ip = g.ip
+    LEFT JOIN (SELECT ip, profile, hostnames, host_kind, host_record_ts FROM _ts_prof) p
+         ON p.ip = g.ip
     LEFT JOIN _ts_iocm m ON m.ip = g.ip
     LEFT JOIN (SELECT ip, true AS scanner FROM _ts_scan) sc ON sc.ip = g.ip"""
+
+_PROFILE_SELECT = """
+    SELECT profile, any_value(os) AS os, any_value(os_family) AS os_family,
+           any_value(products) AS products, any_value(service_classes) AS service_classes,
+           any_value(ports) AS ports
+    FROM _ts_prof GROUP BY profile"""
 
 _PAYLOAD_SELECT = f"""
     SELECT p.indicator_type, p.value, 'payload' AS role,
@@ -393,12 +424,11 @@ def lookup(ips: Iterable[str | None], mmdb: Sequence[Path | str] = ()) -> pa.Tab
         _prepare(con)
         con.register("_ts_in", pa.table({"ip": pa.array(ips, pa.string()),
                                           "pos": pa.array(range(len(ips)), pa.int64())}))
-        _geo_view(con, "_ts_geo", _flat(con.sql(
-            "SELECT DISTINCT ip FROM _ts_in WHERE ip IS NOT NULL").to_arrow_table().column("ip")),
-            mmdb)
-        out = ", ".join(f"e.{c}" if c != "ip" else "t.ip" for c in OUTPUT_COLUMNS)
+        _geo_views(con, con.sql("SELECT DISTINCT ip FROM _ts_in WHERE ip IS NOT NULL")
+                   .to_arrow_table(), mmdb)
+        out = ", ".join(f"t.{c}" if c == "ip" else c for c in OUTPUT_COLUMNS)
         table = con.sql(f"SELECT {out} FROM _ts_in t LEFT JOIN _ts_geo e ON e.ip = t.ip "
-                        "ORDER BY t.pos").to_arrow_table()
+                        "LEFT JOIN _ts_place USING (place) ORDER BY t.pos").to_arrow_table()
     finally:
         con.close()
     # inputs that were NULL still get a row; say what they are
