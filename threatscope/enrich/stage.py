@@ -268,25 +268,22 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
             ("host_profile", schema.PROFILE_STORED, _PROFILE_SELECT),
             ("payload_indicator", schema.INDICATOR, _PAYLOAD_SELECT)])
         ws.refresh_views(con)
-        # (the indicators counted as the view `indicator` selects them, without making them)
-        (total, invalid, with_cc, with_as, attackers, with_host, with_ioc, indicators), = \
-            con.execute(
-                "SELECT count(*), count(*) FILTER (ip_num IS NULL), count(country_code), "
-                "count(as_org), count(*) FILTER (detections > 0), "
-                "count(*) FILTER (detections > 0 AND host_record_ts IS NOT NULL), "
-                "count(*) FILTER (len(ioc_matches) > 0), "
-                "count(*) FILTER (detections > 0 AND ip_num IS NOT NULL) "
-                "+ (SELECT count(*) FROM payload_indicator) FROM source").fetchall()
-        types = dict(con.execute(
-            "SELECT network_type, count(*) FROM source GROUP BY 1 ORDER BY 1"
-        ).fetchall())
-        classes = dict(con.execute(
-            "SELECT classification, count(*) FROM source WHERE classification IS NOT NULL "
-            "GROUP BY 1 ORDER BY 1").fetchall())
+        # one pass over `source` (the indicators counted as the view `indicator` selects
+        # them, without making them)
+        (total, invalid, with_cc, with_as, attackers, with_host, with_ioc, indicators, types,
+         classes), = con.execute(
+            "SELECT count(*), count(*) FILTER (ip_num IS NULL), count(country_code), "
+            "count(as_org), count(*) FILTER (detections > 0), "
+            "count(*) FILTER (detections > 0 AND host_record_ts IS NOT NULL), "
+            "count(*) FILTER (len(ioc_matches) > 0), "
+            "count(*) FILTER (detections > 0 AND ip_num IS NOT NULL) "
+            "+ (SELECT count(*) FROM payload_indicator), histogram(network_type), "
+            "histogram(classification) FROM source").fetchall()
     return EnrichSummary(
         sources=total, invalid_ips=invalid, with_country=with_cc, with_asn=with_as,
-        network_types=types, geo_source=geo_source, attacking_ips=attackers,
-        with_host_record=with_host, with_ioc_match=with_ioc, classifications=classes,
+        network_types=dict(sorted((types or {}).items())), geo_source=geo_source, attacking_ips=attackers,
+        with_host_record=with_host, with_ioc_match=with_ioc,
+        classifications=dict(sorted((classes or {}).items())),
         indicators=indicators, seconds=round(time.perf_counter() - t0, 3),
     )
 
@@ -336,14 +333,20 @@ def _describe(con: duckdb.DuckDBPyConnection, have: set[str]) -> None:
                 "p.network_type FROM _ts_b b JOIN _ts_place p USING (place)")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_prof AS {hosts.profile_sql('_ts_att')}")
     # research scanners: a scanner's name on any record of the address, or its user agent
+    # (the patterns tried once per distinct name or agent, the attackers looked up last: few
+    # records have names, few agents are a scanner's)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ts_scan AS
-        SELECT DISTINCT ip FROM (
-            SELECT ip, unnest(hostnames) AS name FROM host_record SEMI JOIN _ts_b USING (ip))
-        WHERE {classify.hostname_scanner_sql('name')}
-        UNION
-        SELECT DISTINCT source_ip FROM http SEMI JOIN _ts_b b ON b.ip = http.source_ip
-        WHERE {classify.user_agent_scanner_sql('user_agent_original')}""")
+        SELECT ip FROM (
+            SELECT DISTINCT ip FROM (SELECT ip, unnest(hostnames) AS name FROM host_record
+                                     WHERE len(hostnames) > 0)
+            WHERE {classify.hostname_scanner_sql('name')}
+            UNION
+            SELECT DISTINCT source_ip FROM http SEMI JOIN (
+                SELECT ua FROM (SELECT DISTINCT user_agent_original AS ua FROM http)
+                WHERE {classify.user_agent_scanner_sql('ua')}) s
+                ON s.ua = http.user_agent_original)
+        SEMI JOIN _ts_b USING (ip)""")
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS " + iocs.address_matches_sql(
         "(SELECT ip, ip_num FROM _ts_geo)", iocs.cidr_shifts(con)))
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_pay AS "
