@@ -1,16 +1,21 @@
-"""Enrich every distinct source IP with country, AS and network type: one range look-up each.
+"""Enrich every distinct source IP: where it is (country, AS, network type), what it is (its host
+record nearest its attacks), who lists it (IOC lists), how broadly it attacked (classification).
 
-    summary = run_enrich(ws)                       # geoip2fast data, writes table `source`
+    summary = run_enrich(ws)                       # geoip2fast data; views source, indicator
     summary = run_enrich(ws, mmdb=["GeoLite2-Country.mmdb", "GeoLite2-ASN.mmdb"])
-    lookup(["8.8.8.8", "2001:db8::1"]).to_pylist() # same join on a list, as an Arrow table
+    lookup(["8.8.8.8", "2001:db8::1"]).to_pylist() # where a list of addresses is, as Arrow
     asn_ranges([45090])                            # [(first_ip, last_ip, asn, as_org), ...]
 
 The range tables (see ``ranges``: country + ASN, or several .mmdb files, each field from the
 first table that has it) are merged once into one table of non-overlapping ranges, cached and
 memory-mapped; each distinct IP finds its range by binary search (C, ``_native.range_index``;
-an ASOF join in DuckDB without the extension), and the AS classification runs once per
-organisation. Private, reserved, unparseable and unlisted addresses get NULL country/AS and
-network_type 'unknown'.
+an ASOF join in DuckDB without the extension), and the AS classification runs once per range
+found (a *place*), not per address. Private, reserved, unparseable and unlisted addresses get
+NULL country/AS and network_type 'unknown'.
+
+The address table is built aligned, not joined: the attacking addresses come out of the breadth
+aggregation, the addresses only events name are appended, and their numbers and places are
+Arrow columns beside them. Only host records and IOC matches are joined to it.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
 
 
 _MASK = "18446744073709551615::UHUGEINT"
+_MASK64 = (1 << 64) - 1
 
 
 def _halves(con: duckdb.DuckDBPyConnection, ips: pa.Array) -> tuple[np.ndarray, np.ndarray,
@@ -123,9 +129,6 @@ def _reserved_table() -> pa.Table:
     return pa.table({f"{end}_{half}": pa.array([(r[i] >> 64) if half == "hi" else r[i] & _MASK64
                                                 for r in merged], pa.uint64())
                      for i, end in enumerate(("first", "last")) for half in ("hi", "lo")})
-
-
-_MASK64 = (1 << 64) - 1
 
 
 def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str]
@@ -233,9 +236,9 @@ def _resolve_mmdb(ws: Workspace, mmdb: Sequence[Path | str]) -> list[Path]:
 
 
 def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
-    """Write catalog tables ``source`` (one row per distinct source IP of detections and events:
-    where it is, what it is, what the IOC lists and its detections say about it) and
-    ``indicator`` (what is worth sharing). Both are replaced on every run.
+    """Replace what the views ``source`` (one row per distinct source IP of detections and
+    events: where it is, what it is, what the IOC lists and its detections say about it) and
+    ``indicator`` (what is worth sharing) read: a new run folder (Workspace.enriched).
 
     ``mmdb``: MaxMind-format files to use instead of geoip2fast's data (default: the
     workspace's ``[enrich] mmdb`` list).
@@ -281,7 +284,8 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
             "histogram(classification) FROM source").fetchall()
     return EnrichSummary(
         sources=total, invalid_ips=invalid, with_country=with_cc, with_asn=with_as,
-        network_types=dict(sorted((types or {}).items())), geo_source=geo_source, attacking_ips=attackers,
+        network_types=dict(sorted((types or {}).items())), geo_source=geo_source,
+        attacking_ips=attackers,
         with_host_record=with_host, with_ioc_match=with_ioc,
         classifications=dict(sorted((classes or {}).items())),
         indicators=indicators, seconds=round(time.perf_counter() - t0, 3),
