@@ -148,6 +148,12 @@ FIGURES: dict[str, Figure] = {
         "det", EVENTS, ("asn", "as_org", "network_type"), windows="period", top=TOP,
         extra={"source_ips": "count(DISTINCT src_ip)"},
     ),
+    # the AS organisations of each country's sources (the key findings' "mostly hosting
+    # ranges of ...")
+    "sources.country_as_orgs": Figure(
+        "det", EVENTS, ("country_code", "asn", "as_org", "network_type"), windows="period",
+        partition=("country_code",), top=3, extra={"source_ips": "count(DISTINCT src_ip)"},
+    ),
     "sources.ips": Figure(
         "det", EVENTS, ("src_ip", "country_code", "as_org", "network_type"), windows="period",
         top=20,

@@ -33,8 +33,16 @@ def fmt_num(v: float) -> str:
     return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
 
 
+def fmt_count(n: int) -> str:
+    """``2,176``; from a million on, three significant figures: ``1.70 million``."""
+    for size, word in ((10**9, "billion"), (10**6, "million")):
+        if abs(n) >= size:
+            return f"{n / size:#.3g} {word}" if n / size < 100 else f"{n / size:,.0f} {word}"
+    return f"{n:,}"
+
+
 def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'s' * (count != 1)}"
+    return f"{fmt_count(count)} {noun}{'s' * (count != 1)}"
 
 
 def fmt_day(iso: str, year: bool = True) -> str:
@@ -90,8 +98,10 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
                     f"none in {m['baseline']['label']}")
         else:
             verb = "rose" if t["period"] >= t["baseline"] else "fell"
-            text = (f"Detected events {verb} {abs(t['pct_change']):.0f}% ({t['baseline']:,} → "
-                    f"{t['period']:,}) {over}" + (who if t["period"] else ""))
+            text = (f"Detected events {verb} {abs(t['pct_change']):.0f}% {over}, from "
+                    f"{fmt_count(t['baseline'])} to {fmt_count(t['period'])}" + (
+                        f"; {_n(ips, 'source IP')} attacked {_n(orgs, 'organisation')}"
+                        if t["period"] else ""))
         out.append({"id": "totals", "text": _sentence(text)})
 
     # products that grew at least threefold (new ones too), largest first
@@ -99,8 +109,8 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
     for p in sorted(surges, key=lambda p: (-p["period"], p["product"]))[:2]:
         name = product_name(p["product"])
         if p["baseline"]:
-            text = (f"{name} exploitation rose {fmt_fold(p['fold_change'])}-fold "
-                    f"({p['baseline']:,} → {p['period']:,}) {over}")
+            text = (f"{name} exploitation rose {fmt_fold(p['fold_change'])}-fold {over}, "
+                    f"from {fmt_count(p['baseline'])} to {_n(p['period'], 'detected event')}")
         else:
             text = (f"{name} exploitation appeared: {_n(p['period'], 'detected event')} in "
                     f"{m['period']['label']}, none in {m['baseline']['label']}")
@@ -163,9 +173,17 @@ def key_findings(m: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
 
     src = m["sources"]
     known = [c for c in src["top_countries"] if c["country_code"]]
-    if known:
+    if known and src["distinct_ips"]:
         c = known[0]
-        text = f"The top source country was {c['country_name'] or c['country_code']} ({fmt_pct(c['share'])} of detected events)"
+        text = (f"{fmt_pct(c['source_ips'] / src['distinct_ips'])} of source IPs were in "
+                f"{c['country_name'] or c['country_code']}")
+        # "mostly" only when its top AS organisations alone hold most of its addresses
+        hosts = [a for a in src.get("country_as_orgs", [])
+                 if a["country_code"] == c["country_code"] and a["network_type"] == "hosting"
+                 and a["as_org"]]
+        if hosts and 2 * sum(a["source_ips"] for a in hosts) > c["source_ips"]:
+            text += f", mostly in hosting ranges of {_and([a['as_org'] for a in hosts[:2]])}"
+        text += f" ({fmt_pct(c['share'])} of detected events)"
         if src["hosting_share"] is not None:
             text += f"; hosting networks sent {fmt_pct(src['hosting_share'])} of all detected events"
         out.append({"id": "sources", "text": _sentence(text)})

@@ -360,6 +360,11 @@ def _build(
              "detected_events": r["period"], "source_ips": r["source_ips"],
              "share": _share(r["share"])}
             for r in ev("sources.as_orgs")],
+        "country_as_orgs": [
+            {"country_code": r["country_code"], "asn": r["asn"], "as_org": r["as_org"],
+             "network_type": r["network_type"], "detected_events": r["period"],
+             "source_ips": r["source_ips"], "share": _share(r["share"])}
+            for r in ev("sources.country_as_orgs")],
         "top_ips": [
             {"ip": r["src_ip"], "country_code": r["country_code"], "as_org": r["as_org"],
              "network_type": r["network_type"], "detected_events": r["period"],
