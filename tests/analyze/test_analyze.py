@@ -120,6 +120,9 @@ def test_fold_change_hosting_share_and_the_surge_finding(build):
     assert m["sources"]["top_ips"][0]["campaigns"] == ["iis-webdav"]
     assert m["sources"]["per_ip_distribution"] == {"p50": 1361.0, "p90": 1872.2, "p99": 1987.22,
                                                    "max": 2000}
+    cve, = m["cves"]  # the CVE with what it is in and when it was attacked in the period
+    assert (cve["cve"], cve["product"], cve["first_seen"], cve["last_seen"], cve["published"]) == (
+        "CVE-2017-7269", "iis", "2018-05-03T08:00:00", "2018-05-05T08:00:00", "2017-03-27")
     texts = [f["text"] for f in m["key_findings"]]
     assert ("IIS exploitation rose 782-fold quarter over quarter, from 6 to 4,692 detected "
             "events; 71% of it came from hosting networks, led by Tencent and Alibaba.") in texts

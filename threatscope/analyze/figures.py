@@ -135,7 +135,10 @@ FIGURES: dict[str, Figure] = {
         "det", EVENTS, ("product", "as_org", "asn", "network_type"), "product IS NOT NULL", windows="period",
         partition=("product",), top=3,
     ),
-    "cves": Figure("det_cve", EVENTS, ("cve",), "cve IS NOT NULL"),
+    # (product: the rules' name for what the CVE is in, the first in order when several)
+    "cves": Figure("det_cve", EVENTS, ("cve",), "cve IS NOT NULL",
+                   extra={"product": "min(product)", "first_seen": "min(ts)",
+                          "last_seen": "max(ts)"}),
     "families": Figure("det", EVENTS, ("family",), "family IS NOT NULL"),
     "malware": Figure("det", EVENTS, ("malware_family",), "malware_family IS NOT NULL"),
     "rules": Figure("det", MATCHES, ("rule_id", "title", "severity")),

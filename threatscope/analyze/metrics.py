@@ -90,24 +90,28 @@ def _period_dict(p: Period) -> dict[str, Any]:
             "days": p.days, "unit": p.unit}
 
 
-def _rules_summary(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:
-    """rules_loaded / rules_failed of the last detect run, from run_history when recorded."""
+def _rules_summary(con: duckdb.DuckDBPyConnection
+                   ) -> tuple[int | None, int | None, list[dict]]:
+    """rules_loaded, rules_failed and rule_sets (name, version, files, rules, failed) of the
+    last detect run, from run_history when recorded."""
     rows = con.execute(
         "SELECT summary FROM run_history WHERE stage = 'detect' "
         "ORDER BY finished_at DESC NULLS LAST, started_at DESC NULLS LAST LIMIT 1"
     ).fetchall()
     row = rows[0] if rows else None
     if not row or not row[0]:
-        return None, None
+        return None, None, []
     try:
         s = json.loads(row[0])
     except (TypeError, ValueError):
-        return None, None
+        return None, None, []
 
     def n(v: Any) -> int | None:
         return len(v) if isinstance(v, list) else (int(v) if isinstance(v, int | float) else None)
 
-    return n(s.get("rules_loaded")), n(s.get("rules_failed"))
+    sets = [{k: r.get(k) for k in ("name", "version", "files", "rules", "failed")}
+            for r in s.get("rule_sets") or [] if isinstance(r, dict)]
+    return n(s.get("rules_loaded")), n(s.get("rules_failed")), sets
 
 
 def _ranked(rows: list[dict]) -> list[dict]:
@@ -257,7 +261,7 @@ def _build(
 
     # -- inputs -------------------------------------------------------------------------
     man = ev("inputs.manifest")[0]
-    loaded, failed = _rules_summary(con)
+    loaded, failed, rule_sets = _rules_summary(con)
     inputs = {
         "files": man["period"] or 0,
         **{k: int(man[k] or 0) for k in ("lines_read", "rows_written", "rows_quarantined",
@@ -269,6 +273,7 @@ def _build(
         "orgs": ev("inputs.orgs")[0]["period"],
         "rules_loaded": loaded,
         "rules_failed": failed,
+        "rule_sets": rule_sets,
     }
 
     # -- campaigns ----------------------------------------------------------------------
@@ -334,6 +339,8 @@ def _build(
     for r in ev("cves"):
         info = cve_info(r["cve"])
         cves_l.append({"cve": r["cve"], **change(r["period"], r["baseline"]),
+                       "product": r["product"], "first_seen": _iso(r["first_seen"]),
+                       "last_seen": _iso(r["last_seen"]),
                        "published": _iso(info["published"]),
                        "public_exploit_date": _iso(info["public_exploit"])})
         record("cves", r, ("cve",))

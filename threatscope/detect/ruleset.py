@@ -9,6 +9,7 @@ A rule either compiles or is listed in ``failed`` with the reason; it never sile
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,58 @@ def rule_files(rule_dirs: Sequence[Path | str] = (), builtin: bool = True) -> li
         elif root.is_file():
             files.append(root)
     return files
+
+
+def rule_sets(rule_dirs: Sequence[Path | str], rs: RuleSet, builtin: bool = True) -> list[dict]:
+    """What a report's methodology names: each rule folder or file loaded, in order, with
+    ``name``, ``version`` (the package's for the built-in pack; else the checkout's git commit
+    when it is one, else ``sha256:`` of its rule files' contents), ``files``, ``rules``
+    (compiled), ``failed``."""
+    from importlib import metadata
+
+    roots = ([BUILTIN_RULES] if builtin else []) + [Path(d) for d in rule_dirs]
+    out = []
+    for root in roots:
+        files = rule_files([root], builtin=False)
+        inside = {str(f) for f in files}
+        if root == BUILTIN_RULES:
+            name, version = "threatscope built-in", metadata.version("threatscope")
+        else:
+            name = str(root)
+            version = _git_commit(root) or "sha256:" + _digest(root, files)
+        out.append({"name": name, "version": version, "files": len(files),
+                    "rules": sum(r.path in inside for r in [*rs.rules, *rs.correlations]),
+                    "failed": sum(f.path in inside for f in rs.failed)})
+    return out
+
+
+def _digest(root: Path, files: list[Path]) -> str:
+    """12 hex digits of sha256 over each rule file's path (within ``root``) and content."""
+    h = hashlib.sha256()
+    for f in files:
+        rel = f.relative_to(root) if f != root else Path(f.name)
+        h.update(str(rel).encode("utf-8", "surrogateescape") + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _git_commit(path: Path) -> str | None:
+    """The commit a git checkout containing ``path`` is at (read from .git, no git needed)."""
+    for d in [path, *path.resolve().parents]:
+        head = d / ".git" / "HEAD"
+        if not head.is_file():
+            continue
+        ref = head.read_text(errors="replace").strip()
+        if not ref.startswith("ref: "):
+            return ref[:12] or None
+        ref_file = d / ".git" / ref[5:]
+        if ref_file.is_file():
+            return ref_file.read_text(errors="replace").strip()[:12] or None
+        packed = d / ".git" / "packed-refs"
+        for line in packed.read_text(errors="replace").splitlines() if packed.is_file() else ():
+            if line.endswith(" " + ref[5:]):
+                return line.split()[0][:12]
+        return None
+    return None
 
 
 def load_rules(

@@ -32,7 +32,13 @@ from threatscope.detect import scan
 from threatscope.detect.correlation import Correlated
 from threatscope.detect.engine import Engine, reference_sql
 from threatscope.detect.powershell import run_powershell
-from threatscope.detect.ruleset import CompiledRule, RuleSet, load_rules, logsource_label
+from threatscope.detect.ruleset import (
+    CompiledRule,
+    RuleSet,
+    load_rules,
+    logsource_label,
+    rule_sets,
+)
 from threatscope.errors import UserError
 from threatscope.usercache import user_cache_dir
 
@@ -147,6 +153,7 @@ class DetectSummary:
     events_scanned: dict[str, int] = field(default_factory=dict)
     per_rule: dict[str, int] = field(default_factory=dict)
     failed: list[dict] = field(default_factory=list)
+    rule_sets: list[dict] = field(default_factory=list)  # ruleset.rule_sets: name, version, ...
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -165,7 +172,8 @@ def run_detect(
     t0 = time.perf_counter()
     ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True,
                          cache_dir=user_cache_dir("rules"), placeholders=ws.placeholders)
-    summary = DetectSummary(rules_loaded=len(ruleset.rules), rules_failed=len(ruleset.failed))
+    summary = DetectSummary(rules_loaded=len(ruleset.rules), rules_failed=len(ruleset.failed),
+                            rule_sets=rule_sets([*ws.rule_dirs, *rule_dirs], ruleset))
     summary.failed = [
         {"path": f.path, "rule": f.name, "reason": f.reason, "logsource": f.logsource}
         for f in ruleset.failed

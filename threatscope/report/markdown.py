@@ -82,7 +82,7 @@ def _change_table(rows: list[dict], key: str, head: str, plabel: str, blabel: st
                                                      "Flag"]
     body = []
     for r in rows[:limit]:
-        body.append([md(r[key])] + ([md(r[extra[0]])] if extra else [])
+        body.append([md(r[key])] + ([md(r[extra[0]]) or "—"] if extra else [])
                     + [fmt_int(r["period"]), fmt_int(r["baseline"]), fmt_fold(r["fold_change"]),
                        fmt_pct(r["pct_change"]), md(fmt_flag(r["flag"]))])
     text = _table(cols, body, ["l"] * (2 if extra else 1) + ["r"] * 4 + ["l"])
@@ -284,7 +284,7 @@ def render_markdown(metrics: dict) -> str:
         "not meaningful), _NEW_ (no baseline), _SURGING_ (at least 3× on a baseline of 10 or more).\n")
     for sec, key, head, extra in (("campaigns", "campaign", "Campaign", ("title", "Title")),
                                   ("products", "product", "Product", None),
-                                  ("cves", "cve", "CVE", None),
+                                  ("cves", "cve", "CVE", ("product", "Product")),
                                   ("families", "family", "Family", None),
                                   ("rules", "title", "Rule", ("level", "Level"))):
         add(f"### {head}s" + (" (rule matches)" if sec == "rules" else "") + "\n")
@@ -422,6 +422,8 @@ def render_markdown(metrics: dict) -> str:
     add("## Methodology\n")
     add("### Inputs\n")
     add(_table(["Input", "Count"], [
+        ["Period", f"{v['period']['start'] or '—'} – {v['period']['end'] or '—'}"],
+        ["Baseline", f"{v['baseline']['start'] or '—'} – {v['baseline']['end'] or '—'}"],
         ["Files ingested", fmt_int(i["files"])], ["Lines read", fmt_int(i["lines_read"])],
         ["Rows written", fmt_int(i["rows_written"])],
         ["Rows quarantined", fmt_int(i["rows_quarantined"])],
@@ -437,6 +439,12 @@ def render_markdown(metrics: dict) -> str:
     add(_table(["Reason", "Lines"], [[md(q["reason"]), fmt_int(q["count"])]
                                      for q in i["quarantine_reasons"]], ["l", "r"]) + "\n"
         if i["quarantine_reasons"] else "_Nothing was quarantined._\n")
+    if i["rule_sets"]:
+        add("### Rule sets\n")
+        add(_table(["Rule set", "Version", "Files", "Rules", "Failed"],
+                   [[md(r["name"]), md(r["version"]), fmt_int(r["files"]), fmt_int(r["rules"]),
+                     fmt_int(r["failed"])] for r in i["rule_sets"]],
+                   ["l", "l", "r", "r", "r"]) + "\n")
     if i["rules_failed_list"]:
         add("### Rules that failed to compile\n")
         add(_table(["Rule file", "Title", "Reason"],

@@ -217,13 +217,16 @@ def build_view(metrics: dict) -> dict:
             "rules_failed_list": _rows(rules_failed, ("path", "title", "reason")),
             "quarantine_reasons": _rows(inputs.get("quarantine_reasons"), ("reason", "count")),
             "formats": _rows(inputs.get("formats"), ("format", "files", "rows")),
+            "rule_sets": _rows(inputs.get("rule_sets"),
+                               ("name", "version", "files", "rules", "failed")),
         },
         "totals": {k: change(totals.get(k))
                    for k in ("detected_events", "detections", "events", "source_ips",
                              "orgs_hit")},
         "campaigns": [_campaign(c, glossary) for c in _l(m.get("campaigns"))],
         "products": _rows(m.get("products"), ("product",) + CHANGE),
-        "cves": _rows(m.get("cves"), ("cve",) + CHANGE),
+        "cves": _rows(m.get("cves"), ("cve",) + CHANGE + (
+            "product", "first_seen", "last_seen", "published", "public_exploit_date")),
         "families": _rows(m.get("families"), ("family",) + CHANGE),
         "malware": _rows(m.get("malware"), RANKED),
         "rules": _rows(m.get("rules"), ("rule_id", "title", "level") + CHANGE),
