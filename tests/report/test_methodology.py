@@ -53,3 +53,15 @@ def test_exploited_cves_show_product_disclosure_and_first_attack(tmp_path):
     assert {k: rows["CVE-2017-7269"][k] for k in CVE} == CVE
     # a CVE the metrics give no product shows a dash, not "None"
     assert "None" not in Page(section(html, "comparison")).text
+
+
+def test_a_period_without_baseline_says_so(empty_metrics):
+    m = build_metrics()
+    assert "No baseline." not in render_html(m) and "No baseline." not in render_markdown(m)
+    for k in ("detections", "detected_events"):
+        m["totals"][k]["baseline"] = 0
+    html, text = render_html(m), render_markdown(m)
+    assert "No baseline.</strong> Nothing was detected in 2018Q1" in html
+    assert "**No baseline.** Nothing was detected in 2018Q1" in text
+    # an empty period says that instead
+    assert "No baseline." not in render_html(empty_metrics)

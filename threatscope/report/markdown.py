@@ -259,6 +259,11 @@ def render_markdown(metrics: dict) -> str:
     if v["empty"]:
         add(f"> **Nothing detected in this period.** The workspace has no detections between "
             f"{md(p['start'] or '—')} and {md(p['end'] or '—')}.\n")
+    if v["no_baseline"]:
+        add(f"> **No baseline.** Nothing was detected in {md(b['label'] or 'the baseline')} "
+            f"({md(b['start'] or '—')} – {md(b['end'] or '—')}): every figure of "
+            f"{md(p['label'] or 'the period')} is new, and no fold or percent change can be "
+            "given. The workspace may not hold data that old.\n")
     rows = []
     for key, label in (("detected_events", "Detected events (requests)"),
                        ("detections", "Rule matches"), ("events", "Events logged"),

@@ -260,4 +260,7 @@ def build_view(metrics: dict) -> dict:
                      for n in notes if n] if isinstance(notes, list) else []
     det = view["totals"]["detections"]
     view["empty"] = not view["campaigns"] and not view["rules"] and not (det and det["period"])
+    # detections in the period but none before: every change is NEW, no fold change exists
+    view["no_baseline"] = (not view["empty"] and bool(det) and det["period"] > 0
+                           and det["baseline"] == 0)
     return view
