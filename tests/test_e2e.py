@@ -235,3 +235,11 @@ def test_sources_classified_and_listed_as_written(pipeline):
     listed = {ip: r["malware_families"] for ip, r in by_ip.items() if r["ioc_matches"]}
     assert listed == {ip: [fam.lower()] for ip, fam in intel["all"]["ioc_listed"].items()}
     assert all(by_ip[ip]["ioc_matches"] == [f"feodotracker:{ip}"] for ip in listed)
+
+
+def test_every_number_of_the_simulated_report_comes_from_report_json(pipeline):
+    from tests.report.test_numbers import stray_numbers
+
+    _, _, _, out, _, report = pipeline
+    assert not stray_numbers(report, (out / "report.html").read_text(encoding="utf-8"),
+                             (out / "report.md").read_text(encoding="utf-8"))
