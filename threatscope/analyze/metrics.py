@@ -26,6 +26,7 @@ import duckdb
 import threatscope
 from threatscope import attack
 from threatscope.analyze import figures as F
+from threatscope.analyze.caveats import caveats
 from threatscope.analyze.consistency import check_consistency
 from threatscope.analyze.findings import key_findings
 from threatscope.analyze.knowledge import campaign_info, cve_info
@@ -223,6 +224,7 @@ def analyze(ws: Workspace, period: Period | None = None) -> dict[str, Any]:
         have = F.prepare(con, base.start, period.end, period.start)
         doc = _build(con, ws, period, base, have)
     doc["key_findings"] = key_findings(doc)
+    doc["notes"] = [*doc.get("notes", []), *caveats(doc)]
     problems = check_consistency(doc)
     doc["consistency"] = {"ok": not problems, "problems": problems}
     return doc
