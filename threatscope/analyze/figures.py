@@ -151,6 +151,11 @@ FIGURES: dict[str, Figure] = {
         "det", EVENTS, ("asn", "as_org", "network_type"), windows="period", top=TOP,
         extra={"source_ips": "count(DISTINCT src_ip)"},
     ),
+    # every country (the report's map)
+    "sources.country_map": Figure(
+        "det", EVENTS, ("country_code", "country_name"), "country_code IS NOT NULL",
+        windows="period", extra={"source_ips": "count(DISTINCT src_ip)"},
+    ),
     # the AS organisations of each country's sources (the key findings' "mostly hosting
     # ranges of ...")
     "sources.country_as_orgs": Figure(

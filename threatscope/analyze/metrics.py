@@ -369,6 +369,10 @@ def _build(
              "detected_events": r["period"], "source_ips": r["source_ips"],
              "share": _share(r["share"])}
             for r in ev("sources.as_orgs")],
+        "countries": [
+            {"country_code": r["country_code"], "country_name": r["country_name"],
+             "detected_events": r["period"], "source_ips": r["source_ips"]}
+            for r in ev("sources.country_map") if r["period"]],
         "country_as_orgs": [
             {"country_code": r["country_code"], "asn": r["asn"], "as_org": r["as_org"],
              "network_type": r["network_type"], "detected_events": r["period"],

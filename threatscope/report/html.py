@@ -32,6 +32,7 @@ from threatscope.report.text import (
     fmt_share,
     fmt_span,
 )
+from threatscope.report.worldmap import tile_map
 
 _TEMPLATES = Path(__file__).with_name("templates")
 
@@ -101,6 +102,7 @@ def _charts(v: dict) -> dict:
               None) for c in countries],
             "Detected events by source country",
             [f"{fmt_int(c['detected_events'])} ({fmt_share(c['share'])})" for c in countries]),
+        "world_map": tile_map(src["countries"]),
         "endpoint": svg.compare_bars(
             [(t["label"], t["share"], t["baseline_share"])
              for t in v["endpoint"]["execution_techniques"][:15]],

@@ -233,6 +233,9 @@ def build_view(metrics: dict) -> dict:
         "sources": {
             "distinct_ips": sources.get("distinct_ips"),
             "hosting_share": sources.get("hosting_share"),
+            "countries": _rows(sources.get("countries"),
+                               ("country_code", "country_name", "detected_events",
+                                "source_ips")),
             "top_countries": _rows(sources.get("top_countries"),
                                    ("country_code", "country_name", "detected_events",
                                     "source_ips", "share")),
