@@ -288,6 +288,17 @@ def test_consistency_catches_a_broken_document(build):
         m["sectors"][0]["detected_events"] += 5
     assert any("sectors: detected_events sum" in p for p in broken(sector))
 
+    assert [(c["country_code"], c["detected_events"]) for c in good["sources"]["countries"]] == [
+        ("CN", 30), ("US", 10)]
+
+    def country(m):
+        m["sources"]["countries"][0]["detected_events"] += 1
+    assert any("CN differs from top_countries" in p for p in broken(country))
+
+    def countries(m):
+        m["sources"]["countries"].append({"country_code": "FR", "detected_events": 99})
+    assert any("countries: more detected events" in p for p in broken(countries))
+
     def country(m):
         m["sources"]["top_countries"][0]["detected_events"] += 1
     assert any("top_countries: detected events sum" in p for p in broken(country))

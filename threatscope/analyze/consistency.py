@@ -191,6 +191,14 @@ def check_consistency(m: dict[str, Any]) -> list[str]:
             if len(rows) < TOP and part_sum != events:  # the whole list: it must add up
                 out.append(f"sources {part}: detected events sum to {part_sum}, "
                            f"totals.detected_events is {events}")
+        # the map's countries: every country, so the known ones' events, and the top ones agree
+        countries = {r["country_code"]: r["detected_events"] for r in src.get("countries", [])}
+        if sum(countries.values()) > events:
+            out.append("sources countries: more detected events than there are")
+        for r in src["top_countries"]:
+            if r["country_code"] and countries and countries.get(r["country_code"]) != \
+                    r["detected_events"]:
+                out.append(f"sources countries: {r['country_code']} differs from top_countries")
         dist = src["per_ip_distribution"]
         if src["top_ips"] and dist["max"] != src["top_ips"][0]["detected_events"]:
             out.append("sources: per-IP max differs from the top IP's detected events")
