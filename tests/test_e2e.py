@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -243,3 +244,26 @@ def test_every_number_of_the_simulated_report_comes_from_report_json(pipeline):
     _, _, _, out, _, report = pipeline
     assert not stray_numbers(report, (out / "report.html").read_text(encoding="utf-8"),
                              (out / "report.md").read_text(encoding="utf-8"))
+
+
+def test_the_docs_name_every_key_of_report_json(pipeline):
+    """docs/architecture.md's report.json section names each key the analysis writes (two
+    levels down, and the keys of list rows): the documented schema cannot fall behind."""
+    _, _, _, _, _, report = pipeline
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    block = docs[docs.index("## report.json"):]
+    block = block[:block.index("\n```\n", block.index("```") + 3)]
+
+    def keys(doc: object, depth: int) -> set[str]:
+        if depth == 0:
+            return set()
+        if isinstance(doc, list):
+            return set().union(*(keys(r, depth) for r in doc[:3]))
+        if not isinstance(doc, dict):
+            return set()
+        return set(doc).union(*(keys(v, depth - 1) for v in doc.values()))
+
+    named = set(re.findall(r'"([a-z_0-9]+)"', block))
+    maps = set(report["attack"]["techniques"]) | set(report["definitions"])  # keys that are data
+    missing = keys({k: v for k, v in report.items() if k not in ("attack", "definitions")}, 3)
+    assert not (missing - named - maps), sorted(missing - named - maps)
