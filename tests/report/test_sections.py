@@ -61,13 +61,15 @@ def _md_table(text: str, head0: str, nth: int = 0) -> list[list[str]]:
 def test_sections_are_in_order_and_in_the_table_of_contents(metrics):
     html = render_html(metrics)
     order = re.findall(r'<section id="([^"]+)">', html)
-    assert order == ["findings", "comparison", "timelines", "sources", "infrastructure",
+    assert order == ["findings", "recommendations", "comparison", "timelines", "exposure",
+                     "sources", "infrastructure",
                      "endpoint", "malware", "sectors", "indicators", "methodology"]
     toc = [a["href"] for t, a in Page(html).elements if t == "a"]
     assert toc == [f"#{s}" for s in order]
     text = render_markdown(metrics)
     heads = re.findall(r"^## (.+)$", text, re.M)
-    assert heads == ["Key findings", "Period comparison", "Campaign timelines", "Sources",
+    assert heads == ["Key findings", "Recommendations", "Period comparison", "Campaign timelines",
+                     "Exposure", "Sources",
                      "Attacker infrastructure", "Endpoint", "Malware", "Sectors", "Indicators",
                      "Methodology"]
     assert text.index("### Background noise vs targeted attacks") < text.index(

@@ -27,6 +27,10 @@ def figure_id(figure: str, **key: Any) -> str:
     return figure + "".join(f"[{k}={v}]" for k, v in key.items())
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _pct(share: float) -> str:
     return f"{100 * share:.1f}%"
 
@@ -44,10 +48,10 @@ def _exposed(doc: dict) -> list[dict]:
     out = []
     for (kind, threat), rows in by_threat.items():
         servers = [f"{r['org_id']} {r['server']} ({r['successes']} answered 2xx, "
-                   f"{r['unusual_size']} unusual size)" for r in rows]
+                   f"{r['unusual_size']} of unusual size)" for r in rows]
         advice = rows[0]["advice"]
         product = rows[0]["product"] or "the product"
-        text = (f"Patch {product} on the {len(rows)} server(s) that answered {threat} exploit "
+        text = (f"Patch {product} on the {_n(len(rows), 'server')} that answered {threat} exploit "
                 f"attempts with success or an unusual response size: {_names(servers)}.")
         out.append({"id": f"patch-exposed:{threat}", "text": text + (f" {advice}" if advice else ""),
                     "evidence": [figure_id("exposure", org_id=r["org_id"], server=r["server"],
@@ -64,7 +68,7 @@ def _rising(doc: dict) -> list[dict]:
         covered.update(c.get("cves") or [])
         advice = campaign_info(c["campaign"])["advice"]
         text = (f"Campaign {c['campaign']} against {c.get('product') or 'an unnamed product'} is "
-                f"{c['flag']}: {c['period']} detected events against {c['baseline']} in the "
+                f"{c['flag']}: {_n(c['period'], 'detected event')} against {c['baseline']} in the "
                 f"baseline. Patch or mitigate {c.get('product') or 'the product'}.")
         out.append({"id": f"mitigate-campaign:{c['campaign']}",
                     "text": text + (f" {advice}" if advice else ""),
@@ -74,7 +78,7 @@ def _rising(doc: dict) -> list[dict]:
             continue
         info = cve_info(c["cve"])
         text = (f"{c['cve']} ({info['product'] or 'product unknown'}) is {c['flag']}: "
-                f"{c['period']} detected events against {c['baseline']} in the baseline.")
+                f"{_n(c['period'], 'detected event')} against {c['baseline']} in the baseline.")
         out.append({"id": f"mitigate-cve:{c['cve']}",
                     "text": text + (f" {info['advice']}" if info["advice"] else ""),
                     "evidence": [figure_id("cves", cve=c["cve"])]})
@@ -117,7 +121,7 @@ def _malware(doc: dict) -> list[dict]:
         if not r.get("period") or not advice:
             continue
         out.append({"id": f"malware:{r['family']}",
-                    "text": f"{r['family']} seen in {r['period']} detected events: {advice}",
+                    "text": f"{r['family']} seen in {_n(r['period'], 'detected event')}: {advice}",
                     "evidence": [figure_id("malware", malware_family=r["family"])]})
     return out
 
