@@ -6,8 +6,10 @@ grouped by organisation, server and *threat*: its campaign, else each CVE its ru
 
 The *server* is what answered the request, as the server logged it: the destination address
 (W3C ``s-ip``), else the virtual host (``url_domain``: the Host header, which a client sets and
-which is shown escaped), else the log (its file name with dates, rotation numbers and the
-compression suffix taken out), so that a server keeps one name across monthly files.
+which is shown escaped), else the log (its file name without dates, rotation numbers, compression
+suffix and trailing separators: ``edge01-access.log-201804.gz`` is ``edge01-access.log``,
+``waf01-2018-04.jsonl`` is ``waf01.jsonl``), so
+that a server keeps one name across monthly files.
 
 A response size is *unusual* when the body is larger than both 10 times the median and the 99th
 percentile of the sizes of the same server's other responses (requests no rule matched) in the
@@ -34,8 +36,9 @@ URI_CHARS = 200  # an example URI is cut to this many characters (it is attacker
 
 # the log a request came from, without the parts that change from file to file
 # (braces doubled: the relation goes through str.format)
-_LOG_NAME = (r"regexp_replace(regexp_replace(regexp_extract(h.source_file, '[^/\\!]+$'), "
-             r"'\.(gz|bz2|xz|zst|zip)$', ''), '[0-9]{{4,}}|\.[0-9]+$', '', 'g')")
+_LOG_NAME = (r"regexp_replace(regexp_replace(regexp_replace(regexp_extract(h.source_file, "
+             r"'[^/\\!]+$'), '\.(gz|bz2|xz|zst|zip)$', ''), '[-_.]?[0-9]{{4,}}([-_.][0-9]{{1,2}})*|\.[0-9]+$', '', 'g'), "
+             r"'[-_.]+$', '')")
 SERVER = (f"coalesce(nullif(trim(h.destination_ip), ''), nullif(trim(h.url_domain), ''), "
           f"{_LOG_NAME})")
 
