@@ -118,3 +118,27 @@ def test_each_recommendation_appears_only_with_its_evidence(exposure_metrics):
                                              "powershell", "malware", "block-listed"].index(
         next(p for p in ["patch-exposed", "mitigate", "rate-limit", "powershell", "malware",
                          "block-listed"] if i.startswith(p))))
+
+
+def test_rising_campaigns_and_cves_only(exposure_metrics):
+    _, m = exposure_metrics
+    doc = copy.deepcopy(m)
+    base = {"title": None, "product": "iis", "cves": ["CVE-2017-7269"], "fold_change": None,
+            "pct_change": None}
+    doc["campaigns"] = [
+        {**base, "campaign": "iis-webdav", "period": 195, "baseline": 1, "flag": "tiny-baseline"},
+        {**base, "campaign": "iis-shortname", "period": 4, "baseline": 2,
+         "flag": "tiny-baseline"},
+        {**base, "campaign": "drupalgeddon2", "product": "drupal", "cves": ["CVE-2018-7600"],
+         "period": 50, "baseline": 40, "flag": None},
+        {**base, "campaign": "gpon", "product": "gpon", "cves": [], "period": 0, "baseline": 30,
+         "flag": "gone"}]
+    doc["cves"] = [{"cve": "CVE-2017-7269", "period": 195, "baseline": 1,
+                    "flag": "tiny-baseline"},
+                   {"cve": "CVE-2017-9841", "period": 12, "baseline": 0, "flag": "new"}]
+    recs = {r["id"]: r for r in recommendations(doc)}
+    rising = [k for k in recs if k.startswith("mitigate")]
+    # the CVE of a recommended campaign is not repeated; the unchanged and gone ones stay out
+    assert rising == ["mitigate-campaign:iis-webdav", "mitigate-cve:CVE-2017-9841"]
+    assert "rose to 195 detected events from 1" in recs["mitigate-campaign:iis-webdav"]["text"]
+    assert cve_info("CVE-2017-7269")["advice"] in recs["mitigate-campaign:iis-webdav"]["text"]

@@ -160,3 +160,14 @@ def test_consistency_check_of_exposure(expo):
     broken["exposure"]["unusual_size"]["period"] = broken["exposure"]["attempts"]["period"] + 1
     checks = {c["check"]: c for c in check_view(build_view(broken))}
     assert not checks[CHECK]["ok"]
+
+
+def test_long_exposure_lists_are_cut_with_a_pointer_to_the_csv(expo, tmp_path):
+    row = expo["exposure"]["rows"][0]
+    expo["exposure"]["rows"] = [dict(row, server=f"10.0.0.{i}") for i in range(60)]
+    html = section(render_html(expo), "exposure")
+    assert len(Tables(html)["exposure-rows"]) == 1 + 50
+    assert "10 more rows" in Page(html).text
+    assert len(_md_table(render_markdown(expo), "Organisation")) == 1 + 50
+    with open(write_report(expo, tmp_path)["tables"] / "exposure.csv", encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == 60

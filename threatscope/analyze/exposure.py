@@ -12,11 +12,12 @@ suffix and trailing separators: ``edge01-access.log-201804.gz`` is ``edge01-acce
 that a server keeps one name across monthly files.
 
 A response size is *unusual* when the body is larger than both 10 times the median and the 99th
-percentile of the sizes of the same server's other responses (requests no rule matched) in the
-same window (period or baseline), and at least ``MIN_REFERENCE`` such responses were logged;
-a response without a logged size, or from a server with fewer references, is never unusual.
-A data dump, a web shell's output or a directory listing returned to an exploit stands out
-so, where the fixed-size error page an unpatched server does not give back would not.
+percentile of the body sizes of the same server's other responses (requests no rule matched,
+with a body: 304s and HEADs are not a size) in the same window (period or baseline), and at
+least ``MIN_REFERENCE`` such responses were logged; a response without a logged size, or from
+a server with fewer references, is never unusual. A data dump, a web shell's output or a
+directory listing sent back to an exploit stands out this way; the small error pages of a
+server that refused it do not.
 
 The relation ``exposure`` and its figures are registered in :mod:`threatscope.analyze.figures`
 (so that ``threatscope explain`` lists their rows); :func:`exposure_section` shapes them.
@@ -60,7 +61,7 @@ RELATION = f"""
     ref AS (
         SELECT org_id, server, in_period, count(*) AS reference_responses,
                quantile_cont(bytes, 0.5) AS median_bytes, quantile_cont(bytes, 0.99) AS p99_bytes
-        FROM (SELECT * FROM h WHERE bytes IS NOT NULL) r
+        FROM (SELECT * FROM h WHERE bytes > 0) r
         ANTI JOIN detected USING (org_id, file_id, source_line)
         GROUP BY ALL)
     SELECT a.*, h.server, h.url_original, h.status, h.bytes,

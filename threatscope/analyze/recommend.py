@@ -7,7 +7,7 @@
 A pure function of the metrics dict: every recommendation names the figure ids (as in
 ``figures``) whose values triggered it, and its text is built from those values and the
 knowledge base's advice only. No evidence, no recommendation. The order is fixed: exposed
-servers, surging campaigns and CVEs, hosting networks, obfuscated PowerShell, malware
+servers, rising campaigns and CVEs, hosting networks, obfuscated PowerShell, malware
 families, IOC-listed sources; within each, the order of the document's own lists.
 """
 
@@ -19,6 +19,7 @@ from threatscope.analyze.knowledge import campaign_info, cve_info, malware_info
 
 HOSTING_SHARE_MIN = 0.5  # hosting networks sent at least half of the detected events
 RISING = ("surging", "new")
+SURGE_FOLD, SURGE_MIN = 3, 10  # on a tiny baseline: at least 3x and 10 events to count as a rise
 LIST_MAX = 5  # servers, ASNs named in one text
 
 
@@ -59,26 +60,37 @@ def _exposed(doc: dict) -> list[dict]:
     return out
 
 
+def _rose(c: dict) -> bool:
+    """Flagged surging or new, or at least SURGE_FOLD times a tiny baseline (a fold change over
+    a handful is not a measure, but a rise to SURGE_MIN or more events still calls for action)."""
+    p, b = c.get("period") or 0, c.get("baseline") or 0
+    if c.get("flag") == "tiny-baseline":
+        return p >= SURGE_MIN and p >= SURGE_FOLD * b
+    return c.get("flag") in RISING and p > 0
+
+
 def _rising(doc: dict) -> list[dict]:
     """Campaigns and CVEs flagged surging or new: patch or mitigate their product."""
     out, covered = [], set()
     for c in doc.get("campaigns") or []:
-        if c.get("flag") not in RISING or not c.get("period"):
+        if not _rose(c):
             continue
         covered.update(c.get("cves") or [])
         advice = campaign_info(c["campaign"])["advice"]
-        text = (f"Campaign {c['campaign']} against {c.get('product') or 'an unnamed product'} is "
-                f"{c['flag']}: {_n(c['period'], 'detected event')} against {c['baseline']} in the "
-                f"baseline. Patch or mitigate {c.get('product') or 'the product'}.")
+        product = c.get("product") or "the product"
+        text = (f"Campaign {c['campaign']} ({product}) rose to "
+                f"{_n(c['period'], 'detected event')} from {c['baseline']} in the baseline "
+                f"({c['flag']}). Patch or mitigate {product}.")
         out.append({"id": f"mitigate-campaign:{c['campaign']}",
                     "text": text + (f" {advice}" if advice else ""),
                     "evidence": [figure_id("campaigns", campaign=c["campaign"])]})
     for c in doc.get("cves") or []:
-        if c.get("flag") not in RISING or not c.get("period") or c["cve"] in covered:
+        if not _rose(c) or c["cve"] in covered:
             continue
         info = cve_info(c["cve"])
-        text = (f"{c['cve']} ({info['product'] or 'product unknown'}) is {c['flag']}: "
-                f"{_n(c['period'], 'detected event')} against {c['baseline']} in the baseline.")
+        text = (f"{c['cve']} ({info['product'] or 'product unknown'}) rose to "
+                f"{_n(c['period'], 'detected event')} from {c['baseline']} in the baseline "
+                f"({c['flag']}).")
         out.append({"id": f"mitigate-cve:{c['cve']}",
                     "text": text + (f" {info['advice']}" if info["advice"] else ""),
                     "evidence": [figure_id("cves", cve=c["cve"])]})

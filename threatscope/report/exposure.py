@@ -20,6 +20,7 @@ EXPOSURE_ROW = ("org_id", "server", "threat_kind", "threat", "product", "attempt
                 "example_uri", "advice")
 CHANGE = ("period", "baseline", "fold_change", "pct_change", "flag")
 TOTALS = ("attempts", "successes", "unusual_size")
+ROW_LIMIT = 50  # exposure rows shown (HTML and Markdown); the CSV has them all
 
 
 def _strs(v: Any) -> list[str]:
@@ -117,8 +118,11 @@ def markdown_exposure(v: dict, pl: str, bl: str, md: Callable[..., str], table: 
           md(r["first_seen"] or "—"), md(r["last_seen"] or "—"),
           # no code span: its content would be shown without md()'s escaping
           md(r["example_uri"], 120) if r["example_uri"] else "—",
-          md(r["advice"] or "—", 600)] for r in e["rows"]],
+          md(r["advice"] or "—", 600)] for r in e["rows"][:ROW_LIMIT]],
         ["l", "l", "l", "l", "r", "r", "r", "l", "l", "l", "l"]) + "\n")
+    if len(e["rows"]) > ROW_LIMIT:
+        out.append(f"_… {len(e['rows']) - ROW_LIMIT:,} more rows in report.json and "
+                   "tables/exposure.csv._\n")
     return "\n".join(out)
 
 
