@@ -48,8 +48,9 @@ def _exposed(doc: dict) -> list[dict]:
         by_threat.setdefault((r["threat_kind"], r["threat"]), []).append(r)
     out = []
     for (kind, threat), rows in by_threat.items():
-        servers = [f"{r['org_id']} {r['server']} ({r['successes']} answered 2xx, "
-                   f"{r['unusual_size']} of unusual size)" for r in rows]
+        servers = [f"{r['org_id']} {r['server']} ({r['successes']} answered 2xx"
+                   + (f", {r['unusual_size']} unusually large)" if r["unusual_size"] else ")")
+                   for r in rows]
         advice = rows[0]["advice"]
         product = rows[0]["product"] or "the product"
         text = (f"Patch {product} on the {_n(len(rows), 'server')} that answered {threat} exploit "

@@ -126,12 +126,16 @@ def markdown_exposure(v: dict, pl: str, bl: str, md: Callable[..., str], table: 
     return "\n".join(out)
 
 
+def _more(evidence: list[str]) -> str:
+    return f" and {len(evidence) - 2} more in report.json" if len(evidence) > 2 else ""
+
+
 def markdown_recommendations(v: dict, md: Callable[..., str]) -> str:
     """The Markdown recommendations section: numbered, each with its evidence."""
     recs = v.get("recommendations") or []
     if not recs:
         return "## Recommendations\n\n_No recommendation: nothing seen called for one._\n"
     items = [f"{i}. {md(r['text'], 1200)} _(evidence: "
-             f"{md(', '.join(r['evidence']) or '—', 600)})_"
+             f"{md(', '.join(r['evidence'][:2]) or '—', 600)}{_more(r['evidence'])})_"
              for i, r in enumerate(recs, 1)]
     return "## Recommendations\n\n" + "\n".join(items) + "\n"
