@@ -81,6 +81,28 @@ def test_campaign_figures_equal_ground_truth(pipeline):
         assert c["top_as_orgs"][0]["as_org"] == q["top_as_org"], key
 
 
+def test_exposure_equals_ground_truth(pipeline):
+    _, _, _, out, truth, report = pipeline
+    e, want = report["exposure"], truth["exposure"]
+    for window, quarter in (("period", truth["period"]), ("baseline", truth["baseline"])):
+        # every exploit attempt is a campaign request: attempts, 2xx and large answers add up
+        assert e["attempts"][window] == sum(c[window] for c in truth["campaigns"].values())
+        for k in ("successes", "unusual_size"):
+            assert e[k][window] == sum(c[quarter][k] for c in want.values()), (window, k)
+    assert e["unusual_size"]["period"] > 0 and e["successes"]["period"] > 0
+    for key, t in want.items():
+        rows = [r for r in e["rows"] if r["threat"] == key]
+        assert sum(r["successes"] for r in rows) == t[truth["period"]]["successes"], key
+        assert sum(r["unusual_size"] for r in rows) == t[truth["period"]]["unusual_size"], key
+        assert all(r["advice"] for r in rows), key
+    # large answers are simulated on combined logs only: the server is the log's name there
+    assert {r["server"] for r in e["rows"] if r["unusual_size"]} <= {
+        "edge01-access.log", "edge02-access.log", "www-access.log", "web-access.log"}
+    recs = [r for r in report["recommendations"] if r["id"].startswith("patch-exposed:")]
+    assert {r["id"].split(":", 1)[1] for r in recs} == {r["threat"] for r in e["rows"]}
+    assert "## Exposure" in (out / "report.md").read_text()
+
+
 def test_headline_surge_and_attribution(pipeline):
     _, _, _, _, truth, report = pipeline
     iis = next(c for c in report["campaigns"] if c["campaign"] == "iis-webdav")

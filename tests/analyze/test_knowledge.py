@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from threatscope.analyze.knowledge import campaign_info, cve_info, knowledge
+from threatscope.analyze.knowledge import campaign_info, cve_info, knowledge, malware_info
 from threatscope.simulate.world import CAMPAIGNS
 
 
@@ -25,10 +25,34 @@ def test_campaign_exploit_date_is_the_earliest_of_its_cves():
     assert campaign_info("drupalgeddon3")["public_exploit_date"] == date(2018, 4, 25)
     assert campaign_info("iis-shortname")["public_exploit_date"] is None
     assert campaign_info("no-such-campaign") == {"title": None, "product": None, "cves": [],
-                                                 "public_exploit_date": None}
+                                                 "public_exploit_date": None, "advice": None}
 
 
 def test_simulator_ground_truth_uses_the_same_exploit_dates():
     for spec in CAMPAIGNS:
         kb = campaign_info(spec.key)["public_exploit_date"]
         assert (kb.isoformat() if kb else None) == spec.public_exploit_date, spec.key
+
+
+def test_every_cve_campaign_and_malware_family_has_advice():
+    kb = knowledge()
+    for cve, entry in kb["cve"].items():
+        info = cve_info(cve)
+        assert info["advice"] and len(info["advice"]) < 300, cve
+        assert info["product"], cve
+        # a CVE's product is its campaigns' product
+        assert {c["product"] for c in kb["campaign"].values() if cve in c["cves"]} == {
+            info["product"]}, cve
+        assert entry["advice"].endswith("."), cve
+    for key, entry in kb["campaign"].items():
+        info = campaign_info(key)
+        assert info["advice"], key
+        if not entry["cves"]:  # no CVE to borrow from: the campaign states its own
+            assert entry.get("advice"), key
+        if len(entry["cves"]) > 1:  # one text, not near-repeats of its CVEs' advice
+            assert entry.get("advice"), key
+        if len(entry["cves"]) == 1 and not entry.get("advice"):
+            assert info["advice"] == cve_info(entry["cves"][0])["advice"], key
+    for family in ("emotet", "downloader", "shellcode-injector", "empire", "powerfun"):
+        assert malware_info(family)["advice"], family
+    assert malware_info("no-such-family") == {"advice": None}

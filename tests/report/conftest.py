@@ -261,6 +261,31 @@ def _indicators() -> dict:
     }
 
 
+def _exposure() -> dict:
+    """Exploit attempts answered 2xx or with an unusual size (analyze/exposure.py)."""
+    row = {"org_id": "org03", "server": "edge01-access.log", "threat_kind": "campaign",
+           "threat": "gpon", "product": "gpon", "cves": ["CVE-2018-10561", "CVE-2018-10562"],
+           "attempts": 120, "successes": 31, "unusual_size": 5, "source_ips": 44,
+           "first_seen": "2018-05-01T03:12:09", "last_seen": "2018-06-28T22:40:01",
+           "example_uri": "/GponForm/diag_Form?images/",
+           "advice": "Take the web management off the internet."}
+    return {"attempts": change(900, 300), "successes": change(130, 40),
+            "unusual_size": change(9, 0),
+            "rows": [row, dict(row, org_id="org01", server="10.0.1.10", threat_kind="cve",
+                               threat="CVE-2017-9841", product="phpunit",
+                               cves=["CVE-2017-9841"], attempts=12, successes=2,
+                               unusual_size=0, example_uri="/vendor/phpunit/eval-stdin.php",
+                               advice="Upgrade PHPUnit.")]}
+
+
+RECOMMENDATIONS = [
+    {"id": "patch-exposed:gpon", "text": "Patch gpon on 1 server: org03 edge01-access.log.",
+     "evidence": ["exposure[org_id=org03][server=edge01-access.log][threat_kind=campaign]"
+                  "[threat=gpon]"]},
+    {"id": "rate-limit-hosting", "text": "71.0% of detected events came from hosting networks.",
+     "evidence": ["sources.hosting_share", "sources.as_orgs"]}]
+
+
 def build_metrics() -> dict:
     """A realistic 2018Q2 report: IIS surge, GPON wave after its exploit date, Drupal, WebLogic."""
     camps = [
@@ -350,6 +375,8 @@ def build_metrics() -> dict:
         },
         "infrastructure": _infrastructure(),
         "indicators": _indicators(),
+        "exposure": _exposure(),
+        "recommendations": copy.deepcopy(RECOMMENDATIONS),
         "sectors": [
             {"sector": "finance", "orgs": 4, "sensors": 9, "detected_events": 7_000,
              "per_org": 1750.0, "per_sensor": 777.8, "rank": 1,

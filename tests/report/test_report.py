@@ -92,7 +92,7 @@ def test_html_shows_the_figures(metrics):
     for s in ("Key findings", "Period comparison", "Campaign timelines", "Sources", "Sectors",
               "Methodology", "2018Q2", "2018Q1", "Shenzhen Tencent Computer Systems",
               "IIS WebDAV exploitation rose 782-fold", "NEW (no baseline)", "tiny baseline",
-              "SURGING", "GONE", "All 8 checks passed", "Analysis stage: consistent", "wrong field count", "2,401,233",
+              "SURGING", "GONE", "All 9 checks passed", "Analysis stage: consistent", "wrong field count", "2,401,233",
               f"{iis['period']:,}", f"{iis['fold_change']:,.0f}×", "+189%", "-9.0%", "71.0%",
               "public exploit 2018-04-30", "peak 2018-05-10", "3 days",
               "412 (80.0% of detected events from hosting)", "1 rule failed to compile and was left"):
@@ -188,7 +188,7 @@ def test_markdown_empty_and_realistic_content(metrics):
     text = render_markdown(metrics)
     for s in ("## Key findings", "## Period comparison", "## Campaign timelines", "## Sources",
               "## Sectors", "## Methodology", "NEW (no baseline)", "tiny baseline", "+189%",
-              "**Days from exploit to onset:** 3 days", "All 8 checks passed"):
+              "**Days from exploit to onset:** 3 days", "All 9 checks passed"):
         assert s in text, s
 
 
@@ -233,7 +233,7 @@ def test_consistency_checks_pass_and_catch_a_wrong_fold(metrics):
     failed = [c for c in check_view(build_view(bad)) if not c["ok"]]
     assert len(failed) == 3
     text = Page(render_html(bad)).text
-    assert "3 of 8 checks failed" in text and "FAIL" in text
+    assert "3 of 9 checks failed" in text and "FAIL" in text
     bad["consistency"] = {"ok": False, "problems": ["campaigns[gpon]: flag 'x'"]}
     text = Page(render_html(bad)).text
     assert "Analysis stage: 1 problem" in text and "campaigns[gpon]: flag 'x'" in text

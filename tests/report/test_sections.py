@@ -37,6 +37,8 @@ def _old(m: dict) -> dict:
     m = copy.deepcopy(m)
     m.pop("infrastructure")
     m.pop("indicators")
+    m.pop("exposure")
+    m.pop("recommendations")
     for k in ("classification", "noise_share", "targeted"):
         m["sources"].pop(k)
     return m
@@ -61,13 +63,15 @@ def _md_table(text: str, head0: str, nth: int = 0) -> list[list[str]]:
 def test_sections_are_in_order_and_in_the_table_of_contents(metrics):
     html = render_html(metrics)
     order = re.findall(r'<section id="([^"]+)">', html)
-    assert order == ["findings", "comparison", "timelines", "sources", "infrastructure",
+    assert order == ["findings", "recommendations", "comparison", "timelines", "exposure",
+                     "sources", "infrastructure",
                      "endpoint", "malware", "sectors", "indicators", "methodology"]
     toc = [a["href"] for t, a in Page(html).elements if t == "a"]
     assert toc == [f"#{s}" for s in order]
     text = render_markdown(metrics)
     heads = re.findall(r"^## (.+)$", text, re.M)
-    assert heads == ["Key findings", "Period comparison", "Campaign timelines", "Sources",
+    assert heads == ["Key findings", "Recommendations", "Period comparison", "Campaign timelines",
+                     "Exposure", "Sources",
                      "Attacker infrastructure", "Endpoint", "Malware", "Sectors", "Indicators",
                      "Methodology"]
     assert text.index("### Background noise vs targeted attacks") < text.index(
@@ -444,4 +448,4 @@ def test_consistency_checks_of_the_new_figures(metrics):
 def test_the_html_shows_failed_new_checks(metrics):
     metrics["infrastructure"]["os_families"][0]["share"] = 0.9
     text = Page(render_html(metrics)).text
-    assert "1 of 8 checks failed" in text and "os_families[linux]" in text
+    assert "1 of 9 checks failed" in text and "os_families[linux]" in text

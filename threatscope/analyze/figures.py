@@ -352,6 +352,10 @@ RELATIONS: dict[str, str] = {
 }
 
 
+# relations read by several figures: computed once per prepare() as temp tables
+MATERIALISED = {"det", "det_exec", "src_host"}
+
+
 def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
             split: date | None = None) -> dict[str, bool]:
     """Create the named relations on ``con`` for the days ``[start, end)``; ``split`` is the
@@ -376,7 +380,7 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
     con.unregister("_attack_technique")
     for name, sql in RELATIONS.items():
         body = sql.format(**subst)
-        if name in ("det", "det_exec", "src_host"):  # read by several figures: compute once
+        if name in MATERIALISED:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")

@@ -28,9 +28,11 @@ from threatscope import attack
 from threatscope.analyze import figures as F
 from threatscope.analyze.caveats import caveats
 from threatscope.analyze.consistency import check_consistency
+from threatscope.analyze.exposure import exposure_section
 from threatscope.analyze.findings import key_findings
 from threatscope.analyze.knowledge import campaign_info, cve_info
 from threatscope.analyze.period import Period
+from threatscope.analyze.recommend import recommendations
 from threatscope.enrich import classify
 from threatscope.errors import UserError
 from threatscope.workspace import Workspace, relations
@@ -225,6 +227,7 @@ def analyze(ws: Workspace, period: Period | None = None) -> dict[str, Any]:
         doc = _build(con, ws, period, base, have)
     doc["key_findings"] = key_findings(doc)
     doc["notes"] = [*doc.get("notes", []), *caveats(doc)]
+    doc["recommendations"] = recommendations(doc)
     problems = check_consistency(doc)
     doc["consistency"] = {"ok": not problems, "problems": problems}
     return doc
@@ -471,7 +474,9 @@ def _build(
     attack_doc = {"source": attack.source(),
                   "techniques": {t: attack.technique(t) for t in sorted(tags)}}
 
-    used = {f["figure"] for f in figs} | {
+    exposure = exposure_section(ev, change, record, _iso)
+
+    used = {f["figure"] for f in figs} | {"exposure"} | {
         "campaigns.timeline", "campaigns.as_orgs", "campaigns.countries", "cves", "families",
         "malware",
         "rules", "sources.hosting_share", "sources.countries", "sources.as_orgs", "sources.ips",
@@ -499,6 +504,7 @@ def _build(
         "indicators": indicators,
         "sectors": sectors,
         "endpoint": endpoint,
+        "exposure": exposure,
         "attack": attack_doc,
         "notes": notes,
         "figures": figs,

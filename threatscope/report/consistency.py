@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from threatscope.report.exposure import exposure_problems
+
 _EPS = 1e-6
 
 
@@ -232,6 +234,9 @@ def check_view(view: dict) -> list[dict]:
     add("infrastructure shares = addresses ÷ addresses with a host record", share_probs, n_share)
     add("OS families and host kinds count at most the addresses with a host record, "
         "which are at most the attacking addresses", count_probs, n_count)
+
+    probs, n = exposure_problems(view)
+    add("exposure: successes and unusual sizes are at most the attempts", probs, n)
 
     i = view["inputs"]
     parts = [i["rows_written"], i["rows_quarantined"], i["comment_lines"] or 0]

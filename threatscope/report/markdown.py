@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from threatscope.report.consistency import check_view
+from threatscope.report.exposure import markdown_exposure, markdown_recommendations
 from threatscope.report.model import build_view
 from threatscope.report.text import (
     clean,
@@ -281,6 +282,7 @@ def render_markdown(metrics: dict) -> str:
         add("\n".join(f"{i}. {md(f['text'], 600)}" for i, f in enumerate(v["key_findings"], 1)) + "\n")
     else:
         add("_No key findings: nothing stood out._\n")
+    add(markdown_recommendations(v, md))
 
     add("## Period comparison\n")
     add("Counts are detected events (each request or alert once, however many rules matched it), "
@@ -324,6 +326,8 @@ def render_markdown(metrics: dict) -> str:
                                         for a in c["top_countries"][:3]) or "—"),
         ]
         add("\n".join(f"- **{k}:** {val}" for k, val in facts) + "\n")
+
+    add(markdown_exposure(v, pl, bl, md, _table))
 
     s = v["sources"]
     d = s["per_ip_distribution"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from threatscope.report.exposure import exposure_view, recommendations_view
+
 CHANGE = ("period", "baseline", "fold_change", "pct_change", "flag")
 
 
@@ -254,6 +256,8 @@ def build_view(metrics: dict) -> dict:
         "endpoint": _endpoint(_d(m.get("endpoint"))),
         "attack": _pick(attack_source, ("package", "version", "attack_version")),
         "key_findings": _rows(m.get("key_findings"), ("id", "text")),
+        "exposure": exposure_view(m.get("exposure")),
+        "recommendations": recommendations_view(m.get("recommendations")),
     }
     cons = m.get("consistency")  # written by the analysis stage: {"ok", "problems": [str]}
     view["consistency"] = ({"ok": cons.get("ok"), "problems": _strs(cons.get("problems"))}

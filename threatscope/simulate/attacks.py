@@ -29,6 +29,7 @@ class Req:
     body: str = ""
     campaign: str | None = None  # campaign key (docs/architecture.md) or None
     family: str | None = None  # generic family of noise requests
+    size: int | None = None  # response body bytes when fixed (else drawn by the writer)
 
 
 def _cmd(rng: random.Random) -> str:

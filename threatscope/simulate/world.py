@@ -15,7 +15,8 @@ Layout written::
                                              Feodo Tracker / URLhaus lists (see ``intel``)
     ground_truth.json                        figures computed from what was written
                                              (``endpoint``: the endpoint truth,
-                                             ``intel``: the threat-intel truth)
+                                             ``intel``: the threat-intel truth,
+                                             ``exposure``: 2xx and large answers)
 
 Baseline 2018Q1, period 2018Q2. Everything is drawn from one ``random.Random(seed)`` in a
 fixed order, and gzip members carry no name or time, so the same seed gives the same bytes.
@@ -298,7 +299,16 @@ def _split_uri(uri: str) -> tuple[str, str]:
 def _size(rng: random.Random, req: Req) -> int:
     if req.status == 304 or req.method == "HEAD":
         return 0
-    return 180 + int(rng.random() * 47820) if req.status == 200 else 150 + int(rng.random() * 1050)
+    drawn = 180 + int(rng.random() * 47820) if req.status == 200 else 150 + int(rng.random() * 1050)
+    # a fixed size still takes its draw: every other byte of the simulation stays the same
+    return drawn if req.size is None else req.size
+
+
+# Every LARGE_EVERY-th exploit a combined-log server answers 2xx returns a large body (a dump,
+# a web shell's output): the exposure figure's unusual sizes. Only combined logs: they always
+# log the size, so the ground truth is exact.
+LARGE_EVERY = 6
+LARGE_BODY = 2_000_000
 
 
 class _Out:
@@ -402,6 +412,10 @@ def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0, intel: bool 
     # for ``intel`` (no draw): per quarter, each attacking source's first request (epoch s)
     first_seen: dict[str, dict[str, int]] = {q: {} for q in QUARTERS}
     campaigns_of: dict[str, set[str]] = defaultdict(set)
+    # exploit attempts answered 2xx, and those with a large body, per campaign and quarter
+    exposure: dict[str, dict[str, Counter]] = {
+        spec.key: {q: Counter() for q in QUARTERS} for spec in CAMPAIGNS}
+    answered_combined = 0
     for spec in CAMPAIGNS:
         targets = [(o, s) for o, s in all_sensors if s.fmt in spec.targets]
         # honeypots and WAFs see more than their share of exploitation
@@ -419,6 +433,13 @@ def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0, intel: bool 
                     o, s = rng.choices(targets, cum_weights=tcum)[0]
                     ip = rng.choices(pool, cum_weights=pcum)[0]
                     req = attacks.CAMPAIGN_BUILDERS[spec.key](rng, o.host)
+                    if 200 <= req.status < 300:
+                        exposure[spec.key][q]["successes"] += 1
+                        if s.fmt == "combined":
+                            answered_combined += 1
+                            if answered_combined % LARGE_EVERY == 0:
+                                req.size = LARGE_BODY + 1024 * (answered_combined % 97)
+                                exposure[spec.key][q]["unusual_size"] += 1
                     ts = _EPOCH0 + d * 86400 + rng.randrange(86400)
                     seq += 1
                     events[(o.org_id, s.name)].append((ts, seq, ip, req))
@@ -450,6 +471,8 @@ def simulate(outdir: str | Path, seed: int = 7, scale: float = 1.0, intel: bool 
     files = _write_all(out, rng, events)
     _write_orgs(out)
     truth = _ground_truth(seed, scale, files, truth_events, noise_counts, events)
+    truth["exposure"] = {k: {q: {"successes": c["successes"], "unusual_size": c["unusual_size"]}
+                             for q, c in qs.items()} for k, qs in exposure.items()}
     # the organisations' Windows hosts, drawn after all the web traffic
     ep_iocs: list[dict] = []
     ep = endpoint.write_endpoints(out, rng, scale, QUARTERS, iocs=ep_iocs)
