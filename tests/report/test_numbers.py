@@ -69,8 +69,11 @@ def allowed(metrics: dict) -> set[str]:
 
 
 def _checks(metrics: dict) -> set[str]:
-    """The report's own checks of the document (how many figures each check read)."""
-    return {t for c in check_view(build_view(metrics)) for t in _tokens(str(c.get("detail", "")))}
+    """The report's own checks of the document: how many there are, how many failed, how many
+    figures each read."""
+    checks = check_view(build_view(metrics))
+    return {str(len(checks)), str(sum(not c["ok"] for c in checks))} | {
+        t for c in checks for t in _tokens(str(c.get("detail", "")))}
 
 
 def _static(*names: str) -> set[str]:
