@@ -23,6 +23,7 @@ for its source IP and its sector and twice in ``totals.detections``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -165,7 +166,7 @@ FIGURES: dict[str, Figure] = {
         "quantile_cont(period, 0.99) AS p99, max(period) AS max",
     ),
     "inputs.manifest": Figure(
-        "ingest_manifest", MATCHES, windows="all",
+        "manifest", MATCHES, windows="all",
         extra={
             "lines_read": "coalesce(sum(lines_read), 0)",
             "rows_written": "coalesce(sum(rows_written), 0)",
@@ -173,9 +174,9 @@ FIGURES: dict[str, Figure] = {
             "comment_lines": "coalesce(sum(comment_lines), 0)",
         },
     ),
-    "inputs.quarantine_reasons": Figure("quarantine", MATCHES, ("reason",), windows="all"),
+    "inputs.quarantine_reasons": Figure("quarantined", MATCHES, ("reason",), windows="all"),
     "inputs.formats": Figure(
-        "ingest_manifest", MATCHES, ("format",), windows="all",
+        "manifest", MATCHES, ("format",), windows="all",
         extra={"rows": "coalesce(sum(rows_written), 0)"},
     ),
     "inputs.orgs": Figure("orgs", MATCHES, windows="all"),
@@ -327,6 +328,9 @@ RELATIONS: dict[str, str] = {
     "ind": """
         SELECT *, CAST(first_seen AS DATE) AS day FROM {indicator}
         WHERE last_seen >= {split} AND first_seen < {end}""",
+    # the ingested files and their quarantined lines (relations, so that a scope can narrow them)
+    "manifest": "SELECT * FROM ingest_manifest",
+    "quarantined": "SELECT * FROM quarantine",
     "events": """
         SELECT org_id, ts, event_date AS day, event_kind FROM http
         UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",
@@ -338,10 +342,31 @@ RELATIONS: dict[str, str] = {
 }
 
 
+# A report's scope (some organisations: analyze/scope.py) narrows these relations, and every
+# relation built on them, once: no figure filters on its own. Indicators are not attributed to
+# organisations: a scoped report keeps the attacking addresses seen in its scope.
+SCOPE_FILTERS: dict[str, str] = {
+    "det": "org_id IN (SELECT org_id FROM scope_org)",
+    "events": "org_id IN (SELECT org_id FROM scope_org)",
+    "orgs": "org_id IN (SELECT org_id FROM scope_org)",
+    "manifest": "org_id IN (SELECT org_id FROM scope_org)",
+    "quarantined": "file_id IN (SELECT file_id FROM manifest)",
+    "ind": r"""role = 'attacker' AND value IN (
+        SELECT lower(regexp_replace(src_ip, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '\1',
+                                    'i')) FROM det)""",
+}
+# relations also kept unscoped as <name>_all: what the peer comparison reads (analyze/peers.py)
+UNSCOPED_TWINS = ("det", "orgs")
+MATERIALISED = ("det", "det_exec", "src_host")  # read by several figures: computed once
+
+
 def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
-            split: date | None = None) -> dict[str, bool]:
+            split: date | None = None, scope_orgs: Sequence[str] | None = None
+            ) -> dict[str, bool]:
     """Create the named relations on ``con`` for the days ``[start, end)``; ``split`` is the
     first day of the period (the baseline is ``[start, split)``; default: ``end``).
+    ``scope_orgs``: the organisations the relations keep (None: every one); ``det_all`` and
+    ``orgs_all`` keep every organisation either way.
 
     Returns which optional inputs were present: ``{"detection", "source", "indicator"}``.
     """
@@ -360,12 +385,21 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
     con.register("_attack_technique", attack.technique_table())
     con.execute("CREATE OR REPLACE TEMP TABLE attack_technique AS SELECT * FROM _attack_technique")
     con.unregister("_attack_technique")
+    scoped = scope_orgs is not None
+    if scoped:
+        con.execute("CREATE OR REPLACE TEMP TABLE scope_org AS "
+                    "SELECT unnest(CAST(? AS VARCHAR[])) AS org_id", [list(scope_orgs)])
     for name, sql in RELATIONS.items():
         body = sql.format(**subst)
-        if name in ("det", "det_exec", "src_host"):  # read by several figures: compute once
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
-        else:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
+        kind = "TABLE" if name in MATERIALISED else "VIEW"
+        if scoped and name in UNSCOPED_TWINS:
+            con.execute(f"CREATE OR REPLACE TEMP {kind} {name}_all AS {body}")
+            body = f"SELECT * FROM {name}_all"
+        if scoped and name in SCOPE_FILTERS:
+            body = f"SELECT * FROM ({body}) WHERE {SCOPE_FILTERS[name]}"
+        con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {body}")
+        if not scoped and name in UNSCOPED_TWINS:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_all AS SELECT * FROM {name}")
     return have
 
 
