@@ -1,7 +1,5 @@
-"""Report audiences: an organisation's and a sector's report on a real workspace of 4 orgs.
-
-finance: f1, f2, f3 (f3 has no events); health: h1 alone (a sector of one organisation).
-"""
+"""Report audiences: an organisation's and a sector's report on a real workspace of 4 orgs
+(tests/analyze/audience_ws.py)."""
 
 from __future__ import annotations
 
@@ -9,32 +7,17 @@ import json
 
 import pytest
 
+from tests.analyze.audience_ws import ACCESS, HOSTING
+from tests.analyze.audience_ws import four_orgs as make_four_orgs_ws
 from threatscope.analyze import Period, analyze
 from threatscope.errors import UserError
 
 Q2 = Period.parse("2018Q2")
-HOSTING, ACCESS = "198.51.100.1", "203.0.113.5"
 
 
 @pytest.fixture
 def four_orgs(build):
-    b = build.orgs(("f1", "Fin One", "finance", None), ("f2", "Fin Two", "finance", None),
-                   ("f3", "Fin Three", "finance", None), ("h1", "Health One", "health", None))
-    b.sources((HOSTING, "NL", "Netherlands", 64500, "HostCo", "hosting"),
-              ("198.51.100.2", "DE", "Germany", 64501, "CloudCo", "hosting"),
-              (ACCESS, "BR", "Brazil", 64502, "TelecomBR", "access"),
-              ("192.0.2.9", "US", "United States", 64503, "BigHost", "hosting"))
-    b.detect("2018-05-01 10:00", 3, org="f1", ip=HOSTING)
-    b.detect("2018-05-02 10:00", 2, org="f1", ip=ACCESS, campaign="gpon", product="gpon",
-             cves=["CVE-2018-10561"], rule="r-gpon")
-    b.detect("2018-02-01 10:00", 1, org="f1", ip=HOSTING)  # baseline
-    b.detect("2018-05-03 10:00", 4, org="f2", ip=ACCESS, campaign="gpon", product="gpon",
-             cves=["CVE-2018-10561"], rule="r-gpon")
-    b.detect("2018-05-04 10:00", 1, org="f2", ip="198.51.100.2")
-    b.detect("2018-05-05 10:00", 5, org="h1", ip="192.0.2.9", campaign="struts",
-             product="struts", cves=["CVE-2017-5638"], rule="r-struts")
-    b.events("f1", "2018-05-01", 10).events("f2", "2018-05-03", 6).events("h1", "2018-05-05", 7)
-    return b.ws
+    return make_four_orgs_ws(build)
 
 
 def test_org_figures_are_the_org_rows_of_the_all_org_figures(four_orgs):

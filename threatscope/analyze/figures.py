@@ -42,7 +42,8 @@ EVENTS = "count(DISTINCT ev)"
 MATCHES = "count(*)"
 # Share of detected events sent from hosting networks (an event has one source IP, hence one
 # network type; NULL when there is no event).
-HOSTING_EVENTS = "count(DISTINCT ev) FILTER (WHERE network_type = 'hosting') / count(DISTINCT ev)"
+HOSTING_EVENTS = ("count(DISTINCT ev) FILTER (WHERE network_type = 'hosting') "
+                  "/ nullif(count(DISTINCT ev), 0)")
 TOP = 10
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from threatscope.report.audience import peers_view, scope_view
+
 CHANGE = ("period", "baseline", "fold_change", "pct_change", "flag")
 
 
@@ -248,6 +250,9 @@ def build_view(metrics: dict) -> dict:
         "endpoint": _endpoint(_d(m.get("endpoint"))),
         "attack": _pick(attack_source, ("package", "version", "attack_version")),
         "key_findings": _rows(m.get("key_findings"), ("id", "text")),
+        # who the report is for, and its comparison with the others (report/audience.py)
+        "scope": scope_view(m.get("scope")),
+        "peers": peers_view(m.get("peers")),
     }
     cons = m.get("consistency")  # written by the analysis stage: {"ok", "problems": [str]}
     view["consistency"] = ({"ok": cons.get("ok"), "problems": _strs(cons.get("problems"))}
