@@ -7,9 +7,11 @@ f2 4 gpon (access) + 1 iis-webdav (hosting), 6 events; h1 5 struts (hosting), 7 
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from tests.analyze.conftest import WsBuilder
+from threatscope import schema
 from threatscope.workspace import Workspace
 
 HOSTING, ACCESS, LONE = "198.51.100.1", "203.0.113.5", "192.0.2.9"
@@ -32,7 +34,23 @@ def four_orgs(b: WsBuilder, f1_name: str = "Fin One") -> Workspace:
     b.detect("2018-05-05 10:00", 5, org="h1", ip=LONE, campaign="struts", product="struts",
              cves=["CVE-2017-5638"], rule="r-struts")
     b.events("f1", "2018-05-01", 10).events("f2", "2018-05-03", 6).events("h1", "2018-05-05", 7)
+    _indicators(b.ws)
     return b.ws
+
+
+def _indicators(ws: Workspace) -> None:
+    """The indicator table enrich would write: f1's and f2's attacker, h1's attacker, a payload
+    URL (not attributed to any organisation)."""
+    seen = (datetime(2018, 5, 1), datetime(2018, 5, 5))
+    rows = [("ipv4", ACCESS, "attacker", ["gpon"], 6, 2),
+            ("ipv4", LONE, "attacker", ["struts"], 5, 1),
+            ("url", "http://lone.example/x.sh", "payload", ["struts"], 5, 1)]
+    with ws.connect() as con:
+        con.execute(f"CREATE TABLE indicator ({schema.ddl_columns(schema.INDICATOR)})")
+        for kind, value, role, campaigns, sightings, orgs in rows:
+            con.execute("INSERT INTO indicator (indicator_type, value, role, campaigns, "
+                        "first_seen, last_seen, sightings, orgs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [kind, value, role, campaigns, *seen, sightings, orgs])
 
 
 def make_four_orgs(root: Path, f1_name: str = "Fin One") -> Workspace:

@@ -11,6 +11,7 @@ from tests.analyze.audience_ws import ACCESS, HOSTING
 from tests.analyze.audience_ws import four_orgs as make_four_orgs_ws
 from threatscope.analyze import Period, analyze
 from threatscope.errors import UserError
+from threatscope.workspace import Org
 
 Q2 = Period.parse("2018Q2")
 
@@ -86,7 +87,26 @@ def test_no_figure_of_a_lone_organisation_reaches_another_report(four_orgs):
     doc = analyze(four_orgs, Q2, org="f2")
     text = json.dumps({k: v for k, v in doc.items() if k not in ("definitions", "generated_at")})
     assert "health" not in text and "struts" not in text and "192.0.2.9" not in text
-    assert "CVE-2017-5638" not in text
+    assert "CVE-2017-5638" not in text and "lone.example" not in text
+    # the attacking address f2 saw stays in its indicators
+    assert [i["value"] for i in doc["indicators"]["appendix"]] == [ACCESS]
+
+
+def test_all_org_report_lists_every_indicator(four_orgs):
+    values = {i["value"] for i in analyze(four_orgs, Q2)["indicators"]["appendix"]}
+    assert values == {ACCESS, "192.0.2.9", "http://lone.example/x.sh"}
+
+
+def test_a_sector_without_events_renders_with_a_note(build):
+    ws = make_four_orgs_ws(build)
+    ws.register_orgs([Org("r1", "Retail One", "retail"), Org("r2", "Retail Two", "retail")])
+    doc = analyze(ws, Q2, sector="retail")
+    assert doc["scope"]["orgs"] == 2 and doc["totals"]["detected_events"]["period"] == 0
+    assert "sector retail has no events in 2018Q2" in doc["notes"]
+    # compared with the 4 other organisations: (5 + 5 + 0 + 5) / 4
+    assert doc["peers"]["comparisons"][0] == {
+        "metric": "detected_events_per_org", "label": "Detected events per organisation",
+        "unit": "count", "value": 0.0, "peers": 3.75}
 
 
 def test_sector_report(four_orgs):
