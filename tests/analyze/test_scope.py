@@ -88,8 +88,10 @@ def test_no_figure_of_a_lone_organisation_reaches_another_report(four_orgs):
     text = json.dumps({k: v for k, v in doc.items() if k not in ("definitions", "generated_at")})
     assert "health" not in text and "struts" not in text and "192.0.2.9" not in text
     assert "CVE-2017-5638" not in text and "lone.example" not in text
-    # the attacking address f2 saw stays in its indicators
-    assert [i["value"] for i in doc["indicators"]["appendix"]] == [ACCESS]
+    # the attacking address f2 saw stays in its indicators, counted in f2 only (the workspace's
+    # 6 sightings in 2 organisations would tell f1's 2)
+    assert [(i["value"], i["sightings"], i["orgs"], i["campaigns"])
+            for i in doc["indicators"]["appendix"]] == [(ACCESS, 4, 1, ["gpon"])]
 
 
 def test_all_org_report_lists_every_indicator(four_orgs):

@@ -344,17 +344,28 @@ RELATIONS: dict[str, str] = {
 
 
 # A report's scope (some organisations: analyze/scope.py) narrows these relations, and every
-# relation built on them, once: no figure filters on its own. Indicators are not attributed to
-# organisations: a scoped report keeps the attacking addresses seen in its scope.
-SCOPE_FILTERS: dict[str, str] = {
-    "det": "org_id IN (SELECT org_id FROM scope_org)",
-    "events": "org_id IN (SELECT org_id FROM scope_org)",
-    "orgs": "org_id IN (SELECT org_id FROM scope_org)",
-    "manifest": "org_id IN (SELECT org_id FROM scope_org)",
-    "quarantined": "file_id IN (SELECT file_id FROM manifest)",
-    "ind": r"""role = 'attacker' AND value IN (
-        SELECT lower(regexp_replace(src_ip, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '\1',
-                                    'i')) FROM det)""",
+# relation built on them, once: no figure filters on its own ({body}: the unscoped relation).
+_IN_SCOPE = "SELECT * FROM ({body}) WHERE org_id IN (SELECT org_id FROM scope_org)"
+# an attacking address as its indicator value (as schema.INDICATOR_SELECT writes it)
+_ADDRESS = r"lower(regexp_replace(src_ip, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '\1', 'i'))"
+SCOPED: dict[str, str] = {
+    "det": _IN_SCOPE, "events": _IN_SCOPE, "orgs": _IN_SCOPE, "manifest": _IN_SCOPE,
+    "quarantined": "SELECT * FROM ({body}) WHERE file_id IN (SELECT file_id FROM manifest)",
+    # indicators are not attributed to organisations: the scope's are the addresses that
+    # attacked it in the period, with what its own detections say of them (the workspace's
+    # sightings, organisations and campaigns would tell of the others)
+    "ind": f"""
+        SELECT i.* REPLACE (s.sightings AS sightings, s.orgs AS orgs, s.first_seen AS first_seen,
+                            s.last_seen AS last_seen, s.campaigns AS campaigns, s.cves AS cves)
+        FROM ({{body}}) i JOIN (
+            SELECT {_ADDRESS} AS value, count(DISTINCT ev) AS sightings,
+                   CAST(count(DISTINCT org_id) AS INTEGER) AS orgs, min(ts) AS first_seen,
+                   max(ts) AS last_seen,
+                   list_sort(list(DISTINCT campaign) FILTER (WHERE campaign IS NOT NULL))
+                       AS campaigns,
+                   list_sort(list_distinct(flatten(list(coalesce(cves, []))))) AS cves
+            FROM det WHERE ts >= {{split}} GROUP BY 1) s ON s.value = i.value
+        WHERE i.role = 'attacker'""",
 }
 # relations also kept unscoped as <name>_all: what the peer comparison reads (analyze/peers.py)
 UNSCOPED_TWINS = ("det", "orgs")
@@ -396,8 +407,8 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
         if scoped and name in UNSCOPED_TWINS:
             con.execute(f"CREATE OR REPLACE TEMP {kind} {name}_all AS {body}")
             body = f"SELECT * FROM {name}_all"
-        if scoped and name in SCOPE_FILTERS:
-            body = f"SELECT * FROM ({body}) WHERE {SCOPE_FILTERS[name]}"
+        if scoped and name in SCOPED:
+            body = SCOPED[name].format(body=body, **subst)
         con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {body}")
         if not scoped and name in UNSCOPED_TWINS:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_all AS SELECT * FROM {name}")
