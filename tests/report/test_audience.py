@@ -13,6 +13,10 @@ import pytest
 
 from tests.analyze.audience_ws import make_four_orgs
 from tests.report.helpers import Page, Tables, md_tables, section, split_row
+from tests.report.test_browser import CHROMIUM
+from tests.report.test_browser import _chromium as browser
+from tests.report.test_browser import _csp_complaints as csp_complaints
+from tests.report.test_report import ALLOWED_TAGS
 from threatscope.analyze import Period, analyze
 from threatscope.report import write_report
 
@@ -126,3 +130,18 @@ def test_cli_report_for_an_org_and_a_sector(ws, tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "unknown organisation 'nope'" in r.stderr and "f1, f2, f3, h1" in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_org_report_in_a_browser(f1_report, tmp_path):
+    """The audience's (hostile) name is text in the rendered page, the peer section renders."""
+    _, paths = f1_report
+    r = browser(tmp_path, "--dump-dom", paths["html"].as_uri())
+    assert r.returncode == 0, r.stderr[-2000:]
+    dom = Page(r.stdout)
+    assert dom.tags() <= ALLOWED_TAGS, dom.tags() - ALLOWED_TAGS
+    assert f"Threat report 2018Q2: {HOSTILE_NAME} (sector finance)" in dom.text
+    assert "Compared with sector peers" in dom.text
+    assert any(t == "section" and a.get("id") == "peers" for t, a in dom.elements)
+    assert csp_complaints(r.stderr) == []
