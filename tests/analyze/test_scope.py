@@ -62,6 +62,11 @@ def test_org_compared_with_its_sector_peers(four_orgs):
             rows["iis-webdav"]["peers_share"], rows["iis-webdav"]["peers_hit"]) == (0.6, 0.5,
                                                                                    0.2, 1)
     assert (rows["gpon"]["per_org"], rows["gpon"]["peers_per_org"]) == (2.0, 2.0)
+    findings = {f["id"]: f["text"] for f in analyze(four_orgs, Q2, org="f1")["key_findings"]}
+    assert "sectors" not in findings  # one sector in scope: no ranking to tell
+    assert findings["peers"] == ("This organisation saw 5 detected events per organisation in "
+                                 "2018Q2, more than the 2 organisations of finance (2.5 per "
+                                 "organisation).")
     assert "struts" not in rows  # health's campaign: not a finance peer's
     # health is one organisation: its row would be h1's own count, so it is withheld
     assert [(s["sector"], s["orgs"]) for s in peers["sectors"]] == [("finance", 3)]
@@ -75,6 +80,7 @@ def test_a_sector_of_one_withholds_peer_figures(four_orgs):
     assert peers["withheld"] and peers["peer_orgs"] == 0
     assert "withheld" in peers["reason"] and "health" in peers["reason"]
     assert all(c["peers"] is None for c in peers["comparisons"])
+    assert "peers" not in {f["id"] for f in doc["key_findings"]}
     assert all(set(r) == {"cve", "detected_events", "per_org", "share"} for r in peers["cves"])
     # the finance row (3 organisations outside the audience) may be shown
     assert {s["sector"]: s["per_org"] for s in peers["sectors"]} == {

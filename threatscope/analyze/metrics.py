@@ -225,7 +225,7 @@ def analyze(ws: Workspace, period: Period | None = None, org: str | None = None,
         have = F.prepare(con, base.start, period.end, period.start, scope.org_ids)
         doc = _build(con, ws, period, base, have)
         _add_scope(doc, con, scope, period, have)
-    doc["key_findings"] = key_findings(doc)
+    doc["key_findings"] = peers.scoped_findings(key_findings(doc), doc)
     problems = check_consistency(doc)
     doc["consistency"] = {"ok": not problems, "problems": problems}
     return doc

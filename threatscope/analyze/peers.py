@@ -20,6 +20,7 @@ import duckdb
 
 from threatscope.analyze import figures as F
 from threatscope.analyze.figures import CAMPAIGN, EVENTS, MATCHES, Figure
+from threatscope.analyze.findings import fmt_num
 from threatscope.analyze.period import Period
 from threatscope.analyze.scope import Scope
 
@@ -196,3 +197,23 @@ def compare(con: duckdb.DuckDBPyConnection, scope: Scope, period: Period,
         "sectors_withheld": sectors_withheld,
         "definitions": {k: f.definition() for k, f in PEER_FIGURES.items()},
     }
+
+
+def scoped_findings(findings: list[dict[str, str]], doc: dict[str, Any]) -> list[dict[str, str]]:
+    """Key findings of an organisation's or a sector's report: the sector ranking says nothing
+    with one sector in scope, the comparison with the peers says more (when not withheld)."""
+    pr = doc.get("peers")
+    if not pr:
+        return findings
+    out = [f for f in findings if f["id"] != "sectors"]
+    mine, theirs = pr["comparisons"][0]["value"], pr["comparisons"][0]["peers"]
+    if theirs is None or mine is None:
+        return out
+    who = "This organisation" if pr["kind"] == "org" else "This sector"
+    than = ("more" if mine > theirs else "fewer" if mine < theirs else "as many")
+    rel = f"{than} than" if than != "as many" else "as many as"
+    text = (f"{who} saw {fmt_num(mine)} detected events per organisation in "
+            f"{doc['period']['label']}, {rel} the {pr['peer_orgs']} organisations of "
+            f"{pr['group']} ({fmt_num(theirs)} per organisation).")
+    return [out[0], {"id": "peers", "text": text}, *out[1:]] if out else [
+        {"id": "peers", "text": text}]
