@@ -5,7 +5,7 @@ organisations of every other sector. Counts are per-organisation averages (the g
 its organisations, those without a detection included); shares are pooled (of the group's
 detected events). Figures of fewer than :data:`MIN_PEERS` organisations outside the audience are
 never shown: they would be one or two organisations' own figures. The peer comparison is then
-withheld, and a sector row of the sector table that small is pooled into "other sectors" (itself
+withheld, and a sector row of the sector table that small is pooled into "small sectors" (itself
 withheld when still too small).
 
 Everything here is evaluated on the unscoped relations of :func:`figures.prepare` (``det_all``,

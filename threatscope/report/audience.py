@@ -54,7 +54,7 @@ def peers_view(v: Any) -> dict[str, Any] | None:
     out["sectors"] = _rows(v.get("sectors"), _SECTOR)
     for r in out["sectors"]:
         r["label"] = (r["sector"] if r["sector"] is not None
-                      else f"other sectors ({fmt_int(r['pooled_sectors'])}, pooled)")
+                      else f"small sectors ({fmt_int(r['pooled_sectors'])}, pooled)")
     return out
 
 
