@@ -179,11 +179,12 @@ def enrich_cmd(workspace, mmdb, as_json) -> None:
     _enrich(Workspace.open(workspace), mmdb, as_json)
 
 
-def _report(ws: Workspace, period: str | None, out: Path, pdf: bool = False) -> dict:
+def _report(ws: Workspace, period: str | None, out: Path, pdf: bool = False,
+            org: str | None = None, sector: str | None = None) -> dict:
     from threatscope import analyze, report
 
     p = analyze.parse_period(period) if period else None
-    metrics = analyze.analyze(ws, p)
+    metrics = analyze.analyze(ws, p, org=org, sector=sector)
     paths = report.write_report(metrics, out, pdf=pdf)
     consistency = metrics.get("consistency") or {}
     if consistency and not consistency.get("ok", True):
@@ -198,10 +199,12 @@ def _report(ws: Workspace, period: str | None, out: Path, pdf: bool = False) -> 
 @click.option("--period", help="2018Q2, 2018-05 or 2018-04-01..2018-06-30 (default: latest quarter with detections).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--pdf", is_flag=True, help="Also print report.pdf (needs chromium).")
+@click.option("--org", "org", help="Report for this organisation (org_id), compared with its sector peers.")
+@click.option("--sector", help="Report for this sector's organisations, compared with the other sectors.")
 @handle_user_errors
-def report_cmd(workspace, period, out, pdf) -> None:
+def report_cmd(workspace, period, out, pdf, org, sector) -> None:
     """Analyse a period against the one before and write report.html/.json/.md and tables/."""
-    _report(Workspace.open(workspace), period, out, pdf)
+    _report(Workspace.open(workspace), period, out, pdf, org, sector)
 
 
 @main.command("run")
@@ -214,15 +217,18 @@ def report_cmd(workspace, period, out, pdf) -> None:
 @click.option("--period", help="Report period (default: latest quarter with detections).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--pdf", is_flag=True, help="Also print report.pdf (needs chromium).")
+@click.option("--report-org", help="Report for this organisation (org_id) only.")
+@click.option("--report-sector", help="Report for this sector only.")
 @click.argument("paths", nargs=-1, required=True)
 @handle_user_errors
-def run_cmd(workspace, orgs, org, fmt, rules, mmdb, period, out, pdf, paths) -> None:
+def run_cmd(workspace, orgs, org, fmt, rules, mmdb, period, out, pdf, report_org, report_sector,
+            paths) -> None:
     """All stages: ingest -> detect -> enrich -> report."""
     ws = Workspace.open(workspace, create=True)
     _ingest(ws, paths, org, fmt, orgs, False)
     _detect(ws, rules, False)
     _enrich(ws, mmdb)
-    _report(ws, period, out, pdf)
+    _report(ws, period, out, pdf, report_org, report_sector)
 
 
 @main.group("intel")

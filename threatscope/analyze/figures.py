@@ -23,6 +23,7 @@ for its source IP and its sector and twice in ``totals.detections``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -41,7 +42,8 @@ EVENTS = "count(DISTINCT ev)"
 MATCHES = "count(*)"
 # Share of detected events sent from hosting networks (an event has one source IP, hence one
 # network type; NULL when there is no event).
-HOSTING_EVENTS = "count(DISTINCT ev) FILTER (WHERE network_type = 'hosting') / count(DISTINCT ev)"
+HOSTING_EVENTS = ("count(DISTINCT ev) FILTER (WHERE network_type = 'hosting') "
+                  "/ nullif(count(DISTINCT ev), 0)")
 TOP = 10
 
 
@@ -179,7 +181,7 @@ FIGURES: dict[str, Figure] = {
         "quantile_cont(period, 0.99) AS p99, max(period) AS max",
     ),
     "inputs.manifest": Figure(
-        "ingest_manifest", MATCHES, windows="all",
+        "manifest", MATCHES, windows="all",
         extra={
             "lines_read": "coalesce(sum(lines_read), 0)",
             "rows_written": "coalesce(sum(rows_written), 0)",
@@ -187,9 +189,9 @@ FIGURES: dict[str, Figure] = {
             "comment_lines": "coalesce(sum(comment_lines), 0)",
         },
     ),
-    "inputs.quarantine_reasons": Figure("quarantine", MATCHES, ("reason",), windows="all"),
+    "inputs.quarantine_reasons": Figure("quarantined", MATCHES, ("reason",), windows="all"),
     "inputs.formats": Figure(
-        "ingest_manifest", MATCHES, ("format",), windows="all",
+        "manifest", MATCHES, ("format",), windows="all",
         extra={"rows": "coalesce(sum(rows_written), 0)"},
     ),
     "inputs.orgs": Figure("orgs", MATCHES, windows="all"),
@@ -341,6 +343,9 @@ RELATIONS: dict[str, str] = {
     "ind": """
         SELECT *, CAST(first_seen AS DATE) AS day FROM {indicator}
         WHERE last_seen >= {split} AND first_seen < {end}""",
+    # the ingested files and their quarantined lines (relations, so that a scope can narrow them)
+    "manifest": "SELECT * FROM ingest_manifest",
+    "quarantined": "SELECT * FROM quarantine",
     "events": """
         SELECT org_id, ts, event_date AS day, event_kind FROM http
         UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",
@@ -352,14 +357,42 @@ RELATIONS: dict[str, str] = {
 }
 
 
-# relations read by several figures: computed once per prepare() as temp tables
-MATERIALISED = {"det", "det_exec", "src_host"}
+# A report's scope (some organisations: analyze/scope.py) narrows these relations, and every
+# relation built on them, once: no figure filters on its own ({body}: the unscoped relation).
+_IN_SCOPE = "SELECT * FROM ({body}) WHERE org_id IN (SELECT org_id FROM scope_org)"
+# an attacking address as its indicator value (as schema.INDICATOR_SELECT writes it)
+_ADDRESS = r"lower(regexp_replace(src_ip, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '\1', 'i'))"
+SCOPED: dict[str, str] = {
+    "det": _IN_SCOPE, "events": _IN_SCOPE, "orgs": _IN_SCOPE, "manifest": _IN_SCOPE,
+    "quarantined": "SELECT * FROM ({body}) WHERE file_id IN (SELECT file_id FROM manifest)",
+    # indicators are not attributed to organisations: the scope's are the addresses that
+    # attacked it in the period, with what its own detections say of them (the workspace's
+    # sightings, organisations and campaigns would tell of the others)
+    "ind": f"""
+        SELECT i.* REPLACE (s.sightings AS sightings, s.orgs AS orgs, s.first_seen AS first_seen,
+                            s.last_seen AS last_seen, s.campaigns AS campaigns, s.cves AS cves)
+        FROM ({{body}}) i JOIN (
+            SELECT {_ADDRESS} AS value, count(DISTINCT ev) AS sightings,
+                   CAST(count(DISTINCT org_id) AS INTEGER) AS orgs, min(ts) AS first_seen,
+                   max(ts) AS last_seen,
+                   list_sort(list(DISTINCT campaign) FILTER (WHERE campaign IS NOT NULL))
+                       AS campaigns,
+                   list_sort(list_distinct(flatten(list(coalesce(cves, []))))) AS cves
+            FROM det WHERE ts >= {{split}} GROUP BY 1) s ON s.value = i.value
+        WHERE i.role = 'attacker'""",
+}
+# relations also kept unscoped as <name>_all: what the peer comparison reads (analyze/peers.py)
+UNSCOPED_TWINS = ("det", "orgs")
+MATERIALISED = ("det", "det_exec", "src_host")  # read by several figures: computed once
 
 
 def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
-            split: date | None = None) -> dict[str, bool]:
+            split: date | None = None, scope_orgs: Sequence[str] | None = None
+            ) -> dict[str, bool]:
     """Create the named relations on ``con`` for the days ``[start, end)``; ``split`` is the
     first day of the period (the baseline is ``[start, split)``; default: ``end``).
+    ``scope_orgs``: the organisations the relations keep (None: every one); ``det_all`` and
+    ``orgs_all`` keep every organisation either way.
 
     Returns which optional inputs were present: ``{"detection", "source", "indicator"}``.
     """
@@ -378,12 +411,21 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
     con.register("_attack_technique", attack.technique_table())
     con.execute("CREATE OR REPLACE TEMP TABLE attack_technique AS SELECT * FROM _attack_technique")
     con.unregister("_attack_technique")
+    scoped = scope_orgs is not None
+    if scoped:
+        con.execute("CREATE OR REPLACE TEMP TABLE scope_org AS "
+                    "SELECT unnest(CAST(? AS VARCHAR[])) AS org_id", [list(scope_orgs)])
     for name, sql in RELATIONS.items():
         body = sql.format(**subst)
-        if name in MATERIALISED:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
-        else:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
+        kind = "TABLE" if name in MATERIALISED else "VIEW"
+        if scoped and name in UNSCOPED_TWINS:
+            con.execute(f"CREATE OR REPLACE TEMP {kind} {name}_all AS {body}")
+            body = f"SELECT * FROM {name}_all"
+        if scoped and name in SCOPED:
+            body = SCOPED[name].format(body=body, **subst)
+        con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {body}")
+        if not scoped and name in UNSCOPED_TWINS:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_all AS SELECT * FROM {name}")
     return have
 
 

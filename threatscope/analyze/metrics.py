@@ -26,6 +26,7 @@ import duckdb
 import threatscope
 from threatscope import attack
 from threatscope.analyze import figures as F
+from threatscope.analyze import peers
 from threatscope.analyze.caveats import caveats
 from threatscope.analyze.consistency import check_consistency
 from threatscope.analyze.exposure import exposure_section
@@ -33,6 +34,7 @@ from threatscope.analyze.findings import key_findings
 from threatscope.analyze.knowledge import campaign_info, cve_info
 from threatscope.analyze.period import Period
 from threatscope.analyze.recommend import recommendations
+from threatscope.analyze.scope import Scope, resolve_scope
 from threatscope.enrich import classify
 from threatscope.errors import UserError
 from threatscope.workspace import Workspace, relations
@@ -211,10 +213,14 @@ def _indicators(ev, record) -> dict[str, Any]:
                        "payload": counts.get("payload", 0)}}
 
 
-def analyze(ws: Workspace, period: Period | None = None) -> dict[str, Any]:
+def analyze(ws: Workspace, period: Period | None = None, org: str | None = None,
+            sector: str | None = None) -> dict[str, Any]:
     """The metrics document of ``period`` (default: the latest quarter with detections, or with
-    events when nothing was detected) against the period just before it."""
+    events when nothing was detected) against the period just before it; for every
+    organisation, or only for organisation ``org`` or sector ``sector`` (analyze/scope.py:
+    every figure counts its organisations, and ``peers`` compares them with the others)."""
     with ws.connect() as con:
+        scope = resolve_scope(con, org, sector)
         latest = _latest_day(con)
         if latest is None:
             raise UserError(
@@ -223,14 +229,26 @@ def analyze(ws: Workspace, period: Period | None = None) -> dict[str, Any]:
         if period is None:
             period = Period.containing(latest, "quarter")
         base = period.baseline()
-        have = F.prepare(con, base.start, period.end, period.start)
+        have = F.prepare(con, base.start, period.end, period.start, scope.org_ids)
         doc = _build(con, ws, period, base, have)
-    doc["key_findings"] = key_findings(doc)
+        _add_scope(doc, con, scope, period, have)
+    doc["key_findings"] = peers.scoped_findings(key_findings(doc), doc)
     doc["notes"] = [*doc.get("notes", []), *caveats(doc)]
     doc["recommendations"] = recommendations(doc)
     problems = check_consistency(doc)
     doc["consistency"] = {"ok": not problems, "problems": problems}
     return doc
+
+
+def _add_scope(doc: dict[str, Any], con: duckdb.DuckDBPyConnection, scope: Scope,
+               period: Period, have: dict) -> None:
+    """The audience of the document, and for one organisation or sector its peer comparison."""
+    doc["scope"] = scope.as_dict()
+    if scope.kind == "all":
+        return
+    doc["peers"] = peers.compare(con, scope, period, have["source"])
+    if doc["totals"]["events"]["period"] == 0 and doc["totals"]["detections"]["period"] == 0:
+        doc["notes"].append(f"{scope.label} has no events in {period.label}")
 
 
 def _build(

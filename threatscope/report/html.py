@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup
 
 from threatscope.report import svg
+from threatscope.report.audience import fmt_figure, peers_heading
 from threatscope.report.consistency import check_view
 from threatscope.report.model import build_view
 from threatscope.report.text import (
@@ -157,4 +158,6 @@ def render_html(metrics: dict) -> str:
         plabel=clean(v["period"]["label"] or "period", 40),
         blabel=clean(v["baseline"]["label"] or "baseline", 40),
         span=fmt_span,
+        figure=fmt_figure,
+        peers_heading=peers_heading,
     )

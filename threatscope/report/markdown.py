@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from threatscope.report.audience import peers_markdown
 from threatscope.report.consistency import check_view
 from threatscope.report.exposure import markdown_exposure, markdown_recommendations
 from threatscope.report.model import build_view
@@ -252,7 +253,8 @@ def render_markdown(metrics: dict) -> str:
     pl, bl = md(p["label"] or "period", 40), md(b["label"] or "baseline", 40)
     out: list[str] = []
     add = out.append
-    add(f"# Threat report {md(p['label'] or '(no period)')}\n")
+    add(f"# Threat report {md(p['label'] or '(no period)')}"
+        + (f": {md(v['scope']['title'])}" if v["scope"]["title"] else "") + "\n")
     add(f"Period **{_span(p)}** compared with the baseline **{_span(b)}**.\n")
     add(f"_Generated {md(v['generated_at'] or '—')} by {md(v['tool']['name'])} "
         f"{md(v['tool']['version'] or '')}; workspace {md(v['workspace'] or '—')}; "
@@ -425,6 +427,8 @@ def render_markdown(metrics: dict) -> str:
                ["r", "l", "r", "r", "r", "r", "r", "r"]) + "\n"
         if v["sectors"] else "_No sector figures for this period._\n")
 
+    if v["peers"]:
+        add(peers_markdown(v, md, _table))
     _indicators(v, pl, bl, add)
 
     i = v["inputs"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from threatscope.report.audience import peers_view, scope_view
 from threatscope.report.exposure import exposure_view, recommendations_view
 
 CHANGE = ("period", "baseline", "fold_change", "pct_change", "flag")
@@ -258,6 +259,9 @@ def build_view(metrics: dict) -> dict:
         "key_findings": _rows(m.get("key_findings"), ("id", "text")),
         "exposure": exposure_view(m.get("exposure")),
         "recommendations": recommendations_view(m.get("recommendations")),
+        # who the report is for, and its comparison with the others (report/audience.py)
+        "scope": scope_view(m.get("scope")),
+        "peers": peers_view(m.get("peers")),
     }
     cons = m.get("consistency")  # written by the analysis stage: {"ok", "problems": [str]}
     view["consistency"] = ({"ok": cons.get("ok"), "problems": _strs(cons.get("problems"))}

@@ -82,6 +82,14 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sectors": ("sectors", ("sector", "orgs", "sensors", "detected_events", "per_org",
                             "per_sensor", "rank", "baseline_detected_events",
                             "baseline_per_org")),
+    # an organisation's or a sector's report only (empty otherwise): report/audience.py
+    "peers_comparisons": ("peers.comparisons", ("metric", "label", "unit", "value", "peers")),
+    "peers_campaigns": ("peers.campaigns", ("campaign", "detected_events", "per_org", "share",
+                                            "peers_per_org", "peers_share", "peers_hit")),
+    "peers_cves": ("peers.cves", ("cve", "detected_events", "per_org", "share",
+                                  "peers_per_org", "peers_share", "peers_hit")),
+    "peers_sectors": ("peers.sectors", ("sector", "orgs", "detected_events", "per_org",
+                                        "audience", "pooled_sectors")),
 }
 
 
