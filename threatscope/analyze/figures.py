@@ -383,7 +383,7 @@ SCOPED: dict[str, str] = {
 }
 # relations also kept unscoped as <name>_all: what the peer comparison reads (analyze/peers.py)
 UNSCOPED_TWINS = ("det", "orgs")
-MATERIALISED = ("det", "det_exec", "src_host")  # read by several figures: computed once
+MATERIALISED = {"det", "det_exec", "src_host"}  # read by several figures: computed once
 
 
 def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
