@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from tests.exposure_ws import HOSTILE_HOST, HOSTILE_URI, build_exposure_ws
-from threatscope.analyze import Period, analyze
+from threatscope.analyze import Period, analyze, check_consistency
 from threatscope.analyze.figures import figure_rows
 from threatscope.analyze.knowledge import campaign_info, cve_info
 from threatscope.analyze.recommend import recommendations
@@ -145,3 +145,14 @@ def test_rising_campaigns_and_cves_only(exposure_metrics):
     assert rising == ["mitigate-campaign:iis-webdav", "mitigate-cve:CVE-2017-9841"]
     assert "rose to 195 detected events from 1" in recs["mitigate-campaign:iis-webdav"]["text"]
     assert cve_info("CVE-2017-7269")["advice"] in recs["mitigate-campaign:iis-webdav"]["text"]
+
+
+def test_the_analysis_consistency_check_covers_exposure(exposure_metrics):
+    _, m = exposure_metrics
+    assert check_consistency(m) == []
+    doc = copy.deepcopy(m)
+    doc["exposure"]["successes"]["period"] = doc["exposure"]["attempts"]["period"] + 1
+    doc["exposure"]["rows"][0]["unusual_size"] = doc["exposure"]["rows"][0]["attempts"] + 1
+    problems = check_consistency(doc)
+    assert "exposure: period successes exceed the attempts" in problems
+    assert any(p.startswith("exposure o1/10.0.0.5/gpon") for p in problems)
