@@ -17,8 +17,8 @@ line  threat        status  bytes      expected
 47    CVE-2017-9841 200     1200       success (a CVE without campaign: its own row)
 ====  ============  ======  =========  =====================================================
 
-Server ``<b>evil</b>.example`` (Host header only; file ``f2``) has 5 ordinary responses: too few
-to call a size unusual, so its 404 of 9 MB (line 6) counts as an attempt only. One gpon attempt
+Server ``<b>evil</b>.example`` (Host header only, hostile text; file ``f2``) has 5 ordinary
+responses: too few to call a size unusual, so its 200 of 9 MB (line 6) is a success only. One gpon attempt
 answered 200 in the baseline (2018-02-10, file ``f0``).
 """
 
@@ -88,7 +88,7 @@ def build_exposure_ws(root: Path) -> Workspace:
          "url_original": "/", "http_response_status_code": 200, "http_response_body_bytes": 900}
         for i in range(5)] + [
         {"ts": "2018-05-03 09:00:00", "source_line": 6, "url_domain": HOSTILE_HOST,
-         "url_original": "/GponForm/diag_Form?images/", "http_response_status_code": 404,
+         "url_original": "/GponForm/diag_Form?images/", "http_response_status_code": 200,
          "http_response_body_bytes": 9_000_000}])
     _write_http(ws, "o1", "f0", [
         {"ts": "2018-02-10 08:00:00", "source_line": 1, "destination_ip": "10.0.0.5",

@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from tests.exposure_ws import HOSTILE_HOST, HOSTILE_URI, build_exposure_ws
-from threatscope.analyze import Period, analyze
+from threatscope.analyze import Period, analyze, check_consistency
 from threatscope.analyze.figures import figure_rows
 from threatscope.analyze.knowledge import campaign_info, cve_info
 from threatscope.analyze.recommend import recommendations
@@ -20,8 +20,9 @@ def exposure_metrics(tmp_path_factory):
     return ws, analyze(ws, Period.parse("2018Q2"))
 
 
-def _row(m: dict, threat: str) -> dict:
-    return next(r for r in m["exposure"]["rows"] if r["threat"] == threat)
+def _row(m: dict, threat: str, server: str = "10.0.0.5") -> dict:
+    return next(r for r in m["exposure"]["rows"]
+                if r["threat"] == threat and r["server"] == server)
 
 
 def test_success_and_unusual_size_are_counted_per_server_and_campaign(exposure_metrics):
@@ -47,9 +48,11 @@ def test_cve_without_campaign_has_its_own_row_and_generic_probes_are_left_out(ex
     assert (php["threat_kind"], php["attempts"], php["successes"], php["unusual_size"]) == (
         "cve", 1, 1, 0)
     assert php["advice"] == cve_info("CVE-2017-9841")["advice"] and php["product"] == "phpunit"
-    # the sqli probe answered 200 is no exploit attempt; the hostile host's 404 is no exposure
+    # the sqli probe answered 200 is no exploit attempt
     assert {r["threat"] for r in m["exposure"]["rows"]} == {"gpon", "CVE-2017-9841"}
-    assert all(r["server"] != HOSTILE_HOST for r in m["exposure"]["rows"])
+    # a server known by its Host header only; 9 MB, but 5 references are too few to judge
+    evil = next(r for r in m["exposure"]["rows"] if r["server"] == HOSTILE_HOST)
+    assert (evil["attempts"], evil["successes"], evil["unusual_size"]) == (1, 1, 0)
 
 
 def test_totals_compare_with_the_baseline(exposure_metrics):
@@ -57,7 +60,7 @@ def test_totals_compare_with_the_baseline(exposure_metrics):
     e = m["exposure"]
     # 5 gpon + 1 phpunit on 10.0.0.5, 1 gpon on the hostile host (9 MB, too few references)
     assert (e["attempts"]["period"], e["attempts"]["baseline"]) == (7, 1)
-    assert (e["successes"]["period"], e["successes"]["baseline"]) == (3, 1)
+    assert (e["successes"]["period"], e["successes"]["baseline"]) == (4, 1)
     assert (e["unusual_size"]["period"], e["unusual_size"]["baseline"]) == (2, 0)
     ids = {f["id"] for f in m["figures"]}
     assert "exposure[org_id=o1][server=10.0.0.5][threat_kind=campaign][threat=gpon]" in ids
@@ -142,3 +145,14 @@ def test_rising_campaigns_and_cves_only(exposure_metrics):
     assert rising == ["mitigate-campaign:iis-webdav", "mitigate-cve:CVE-2017-9841"]
     assert "rose to 195 detected events from 1" in recs["mitigate-campaign:iis-webdav"]["text"]
     assert cve_info("CVE-2017-7269")["advice"] in recs["mitigate-campaign:iis-webdav"]["text"]
+
+
+def test_the_analysis_consistency_check_covers_exposure(exposure_metrics):
+    _, m = exposure_metrics
+    assert check_consistency(m) == []
+    doc = copy.deepcopy(m)
+    doc["exposure"]["successes"]["period"] = doc["exposure"]["attempts"]["period"] + 1
+    doc["exposure"]["rows"][0]["unusual_size"] = doc["exposure"]["rows"][0]["attempts"] + 1
+    problems = check_consistency(doc)
+    assert "exposure: period successes exceed the attempts" in problems
+    assert any(p.startswith("exposure o1/10.0.0.5/gpon") for p in problems)

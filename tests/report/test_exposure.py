@@ -11,7 +11,7 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.exposure_ws import HOSTILE_URI, build_exposure_ws
+from tests.exposure_ws import HOSTILE_HOST, HOSTILE_URI, build_exposure_ws
 from tests.report.conftest import PAYLOADS
 from tests.report.helpers import Page, Tables, md_tables, section, split_row
 from threatscope.analyze import Period, analyze
@@ -106,12 +106,22 @@ def test_recommendations_show_their_text_and_evidence(expo):
     assert len(items) == len(recs)
     for item, r in zip(items, recs, strict=True):
         text = Page(item).text
-        assert text.startswith(clean(r["text"], 600))
+        assert text.startswith(clean(r["text"], 1200))
         assert all(e in text for e in r["evidence"][:2])
     md = render_markdown(expo)
     part = md[md.index("## Recommendations"):md.index("## Period comparison")]
     assert len(re.findall(r"^\d+\. ", part, re.M)) == len(recs)
     assert Page(MarkdownIt("commonmark").render(part)).text.count("evidence:") == len(recs)
+
+
+def test_long_recommendations_are_shown_whole_and_escaped(expo):
+    text = "Patch <i>x</i> on " + ", ".join(f"server-{i}" for i in range(90)) + ". End."
+    assert 600 < len(text) < 1200
+    expo["recommendations"][0]["text"] = text
+    html = section(render_html(expo), "recommendations")
+    assert "<i>" not in html
+    assert Page(html).text.count(text) == 1
+    assert text.replace("<", "&lt;").replace(">", "&gt;") in render_markdown(expo)
 
 
 def test_long_evidence_lists_name_two_figures_and_count_the_rest(expo):
@@ -134,6 +144,19 @@ def test_no_exposure_or_recommendation_says_so(expo):
     assert "_No exploit attempt was answered with success or an unusual size._" in md
     del expo["exposure"]
     assert "not reported" in Page(section(render_html(expo), "exposure")).text
+
+
+def test_hostile_host_and_uri_from_the_logs_are_text(expo):
+    servers = [r["server"] for r in expo["exposure"]["rows"]]
+    assert HOSTILE_HOST in servers  # from the logs, through the analysis
+    html = section(render_html(expo), "exposure")
+    assert "<b>" not in html and "<script" not in html
+    cells = Tables(html)["exposure-rows"][1:]
+    assert [r[1] for r in cells] == servers and HOSTILE_URI in [r[7] for r in cells]
+    md = render_markdown(expo)
+    rows = _md_table(md, "Organisation")[1:]
+    assert [_unmd(r[1]) for r in rows] == servers
+    assert "<b>" not in md and "<script" not in md
 
 
 def test_hostile_uri_server_and_advice_are_text(expo):

@@ -129,6 +129,23 @@ def _endpoint(ep: dict[str, Any], detected: dict[str, Any]) -> list[str]:
     return out
 
 
+def _exposure(e: dict[str, Any], events: dict[str, Any]) -> list[str]:
+    """Exploit attempts are detected events; 2xx and unusual sizes are some of the attempts."""
+    out = []
+    for k in ("attempts", "successes", "unusual_size"):
+        out += _change(f"exposure {k}", e[k])
+    for w in ("period", "baseline"):
+        if e["attempts"][w] > events[w]:
+            out.append(f"exposure: {w} attempts exceed the detected events")
+        for k in ("successes", "unusual_size"):
+            if e[k][w] > e["attempts"][w]:
+                out.append(f"exposure: {w} {k} exceed the attempts")
+    for r in e["rows"]:
+        if not 0 < max(r["successes"], r["unusual_size"]) <= r["attempts"]:
+            out.append(f"exposure {r['org_id']}/{r['server']}/{r['threat']}: counts disagree")
+    return out
+
+
 def check_consistency(m: dict[str, Any]) -> list[str]:
     """Problems found in metrics document ``m`` (an empty list when it is consistent)."""
     out: list[str] = []
@@ -213,6 +230,8 @@ def check_consistency(m: dict[str, Any]) -> list[str]:
 
         if m.get("endpoint") is not None:
             out += _endpoint(m["endpoint"], totals.get("detected_events", totals["detections"]))
+        if m.get("exposure") is not None:
+            out += _exposure(m["exposure"], totals.get("detected_events", totals["detections"]))
 
         sectors = m["sectors"]
         for col, total in (("detected_events", events),

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from threatscope.report.text import fmt_flag, fmt_int, fmt_pct
+from markupsafe import Markup, escape
+
+from threatscope.report.text import clean, fmt_flag, fmt_int, fmt_pct
 
 EXPOSURE_ROW = ("org_id", "server", "threat_kind", "threat", "product", "attempts",
                 "successes", "unusual_size", "source_ips", "first_seen", "last_seen",
@@ -21,6 +23,15 @@ EXPOSURE_ROW = ("org_id", "server", "threat_kind", "threat", "product", "attempt
 CHANGE = ("period", "baseline", "fold_change", "pct_change", "flag")
 TOTALS = ("attempts", "successes", "unusual_size")
 ROW_LIMIT = 50  # exposure rows shown (HTML and Markdown); the CSV has them all
+
+
+LONG_TEXT = 1200  # characters of a recommendation shown (the page's default cut is 600)
+
+
+def long_text(value: object) -> Markup:
+    """A long sentence for HTML: made visible and cut like any value, at LONG_TEXT characters,
+    then escaped here (the Markup returned passes the page's own cut unchanged)."""
+    return escape(clean(value, LONG_TEXT))
 
 
 def _strs(v: Any) -> list[str]:
@@ -135,7 +146,7 @@ def markdown_recommendations(v: dict, md: Callable[..., str]) -> str:
     recs = v.get("recommendations") or []
     if not recs:
         return "## Recommendations\n\n_No recommendation: nothing seen called for one._\n"
-    items = [f"{i}. {md(r['text'], 1200)} _(evidence: "
+    items = [f"{i}. {md(r['text'], LONG_TEXT)} _(evidence: "
              f"{md(', '.join(r['evidence'][:2]) or '—', 600)}{_more(r['evidence'])})_"
              for i, r in enumerate(recs, 1)]
     return "## Recommendations\n\n" + "\n".join(items) + "\n"

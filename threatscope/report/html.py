@@ -21,6 +21,7 @@ from markupsafe import Markup
 from threatscope.report import svg
 from threatscope.report.audience import fmt_figure, peers_heading
 from threatscope.report.consistency import check_view
+from threatscope.report.exposure import long_text
 from threatscope.report.model import build_view
 from threatscope.report.text import (
     clean,
@@ -62,6 +63,7 @@ def _env() -> jinja2.Environment:
     )
     env.filters.update(int=fmt_int, num=fmt_num, fold=fmt_fold, pct=fmt_pct, share=fmt_share,
                        flag=fmt_flag, pp=fmt_pp, jl=_join)
+    env.filters["long_text"] = long_text
     return env
 
 
