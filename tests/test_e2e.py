@@ -235,3 +235,27 @@ def test_sources_classified_and_listed_as_written(pipeline):
     listed = {ip: r["malware_families"] for ip, r in by_ip.items() if r["ioc_matches"]}
     assert listed == {ip: [fam.lower()] for ip, fam in intel["all"]["ioc_listed"].items()}
     assert all(by_ip[ip]["ioc_matches"] == [f"feodotracker:{ip}"] for ip in listed)
+
+
+def test_org_report_counts_that_organisation_only(pipeline):
+    """`report --org`: the organisation's figures are its own rows of the detection table."""
+    from threatscope.workspace import Workspace
+
+    root, data, ws, _, _, whole = pipeline
+    out = root / "org03"
+    ts("report", "-w", str(ws), "--period", whole["period"]["label"], "--org", "org03",
+       "-o", str(out))
+    org = json.loads((out / "report.json").read_text())
+    assert org["scope"]["kind"] == "org" and org["scope"]["org_id"] == "org03"
+    p = org["period"]
+    mine = ("FROM detection WHERE org_id = 'org03' AND CAST(ts AS DATE) BETWEEN ? AND ?")
+    with Workspace.open(ws).connect(read_only=True) as con:
+        rows = con.execute(f"SELECT campaign, count(DISTINCT (file_id, source_line)) {mine} "
+                           "GROUP BY ALL", [p["start"], p["end"]]).fetchall()
+        total = con.execute(f"SELECT count(DISTINCT (file_id, source_line)) {mine}",
+                            [p["start"], p["end"]]).fetchall()[0][0]
+    by_campaign = {c: n for c, n in rows if c is not None}
+    assert org["totals"]["detected_events"]["period"] == total > 0
+    assert {c["campaign"]: c["period"] for c in org["campaigns"]} == by_campaign
+    assert org["totals"]["detected_events"]["period"] < whole["totals"]["detected_events"]["period"]
+    assert org["consistency"]["ok"], org["consistency"]["problems"]

@@ -159,3 +159,22 @@ def test_peer_figures_of_too_few_organisations_never_render(ws, tmp_path):
     assert len(t["peer-campaigns"][0]) == 3  # no peer columns
     md = paths["md"].read_text(encoding="utf-8")
     assert "| 2.5 |" not in md and "80.0%" not in md
+
+
+def test_cli_run_reports_for_one_org(tmp_path):
+    logs = tmp_path / "logs"
+    line = ('203.0.113.{n} - - [0{d}/May/2018:10:00:00 +0000] "POST /GponForm/diag_Form?images/ '
+            'HTTP/1.1" 200 5 "-" "Mozilla/5.0"\n')
+    for org, n in (("acme", 3), ("beta", 2)):
+        (logs / org).mkdir(parents=True)
+        (logs / org / "access.log").write_text(
+            "".join(line.format(n=i + 1, d=i + 1) for i in range(n)), encoding="utf-8")
+    orgs = tmp_path / "orgs.csv"
+    orgs.write_text("org_id,name,sector\nacme,Acme,finance\nbeta,Beta,finance\n",
+                    encoding="utf-8")
+    r = ts("run", "-w", str(tmp_path / "ws"), "--orgs", str(orgs), "--period", "2018Q2",
+           "--report-org", "acme", "-o", str(tmp_path / "out"), str(logs))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert doc["scope"]["org_id"] == "acme" and doc["totals"]["events"]["period"] == 3
+    assert doc["peers"]["withheld"]  # one other organisation in finance
