@@ -289,3 +289,27 @@ def test_the_docs_name_every_key_of_report_json(pipeline):
     maps = set(report["attack"]["techniques"]) | set(report["definitions"])  # keys that are data
     missing = keys({k: v for k, v in report.items() if k not in ("attack", "definitions")}, 3)
     assert not (missing - named - maps), sorted(missing - named - maps)
+
+
+def test_org_report_counts_that_organisation_only(pipeline):
+    """`report --org`: the organisation's figures are its own rows of the detection table."""
+    from threatscope.workspace import Workspace
+
+    root, data, ws, _, _, whole = pipeline
+    out = root / "org03"
+    ts("report", "-w", str(ws), "--period", whole["period"]["label"], "--org", "org03",
+       "-o", str(out))
+    org = json.loads((out / "report.json").read_text())
+    assert org["scope"]["kind"] == "org" and org["scope"]["org_id"] == "org03"
+    p = org["period"]
+    mine = ("FROM detection WHERE org_id = 'org03' AND CAST(ts AS DATE) BETWEEN ? AND ?")
+    with Workspace.open(ws).connect(read_only=True) as con:
+        rows = con.execute(f"SELECT campaign, count(DISTINCT (file_id, source_line)) {mine} "
+                           "GROUP BY ALL", [p["start"], p["end"]]).fetchall()
+        total = con.execute(f"SELECT count(DISTINCT (file_id, source_line)) {mine}",
+                            [p["start"], p["end"]]).fetchall()[0][0]
+    by_campaign = {c: n for c, n in rows if c is not None}
+    assert org["totals"]["detected_events"]["period"] == total > 0
+    assert {c["campaign"]: c["period"] for c in org["campaigns"]} == by_campaign
+    assert org["totals"]["detected_events"]["period"] < whole["totals"]["detected_events"]["period"]
+    assert org["consistency"]["ok"], org["consistency"]["problems"]

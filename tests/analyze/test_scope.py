@@ -152,3 +152,11 @@ def test_unknown_audience_names_the_known_ones(four_orgs, kw, names):
 def test_org_and_sector_together_is_an_error(four_orgs):
     with pytest.raises(UserError, match="one organisation or one sector"):
         analyze(four_orgs, Q2, org="f1", sector="finance")
+
+
+def test_unknown_org_error_shows_control_characters_escaped(build):
+    build.orgs(("evil\x1b[2J", "Evil", "finance", None), ("ok", "Ok", "finance", None))
+    build.events("ok", "2018-05-01", 1)
+    with pytest.raises(UserError) as e:
+        analyze(build.ws, Q2, org="nope")
+    assert "\x1b" not in str(e.value) and "evil\\x1b[2J" in str(e.value)

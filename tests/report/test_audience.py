@@ -88,7 +88,7 @@ def test_sector_of_one_says_peer_figures_are_withheld(ws, tmp_path):
 def test_org_without_events_renders_and_says_so(ws, tmp_path):
     paths = write_report(analyze(ws, Q2, org="f3"), tmp_path)
     text = Page(paths["html"].read_text(encoding="utf-8")).text
-    assert "Nothing detected in this period" in text
+    assert "Nothing detected in this period. This organisation has no detections" in text
     assert "Fin Three (finance) has no events in 2018Q2" in text
     assert "Fin Three (sector finance)" in text
 
@@ -145,3 +145,36 @@ def test_org_report_in_a_browser(f1_report, tmp_path):
     assert "Compared with sector peers" in dom.text
     assert any(t == "section" and a.get("id") == "peers" for t, a in dom.elements)
     assert csp_complaints(r.stderr) == []
+
+
+def test_peer_figures_of_too_few_organisations_never_render(ws, tmp_path):
+    """A document that holds peer values for too few peers (tampered, or a bug upstream) still
+    renders none of them."""
+    doc = analyze(ws, Q2, org="f1")
+    doc["peers"].update(peer_orgs=1, withheld=False, reason=None)
+    paths = write_report(doc, tmp_path)
+    html = paths["html"].read_text(encoding="utf-8")
+    t = Tables(html)
+    assert t["peer-comparisons"][1] == ["Detected events per organisation", "5", "—"]
+    assert len(t["peer-campaigns"][0]) == 3  # no peer columns
+    md = paths["md"].read_text(encoding="utf-8")
+    assert "| 2.5 |" not in md and "80.0%" not in md
+
+
+def test_cli_run_reports_for_one_org(tmp_path):
+    logs = tmp_path / "logs"
+    line = ('203.0.113.{n} - - [0{d}/May/2018:10:00:00 +0000] "POST /GponForm/diag_Form?images/ '
+            'HTTP/1.1" 200 5 "-" "Mozilla/5.0"\n')
+    for org, n in (("acme", 3), ("beta", 2)):
+        (logs / org).mkdir(parents=True)
+        (logs / org / "access.log").write_text(
+            "".join(line.format(n=i + 1, d=i + 1) for i in range(n)), encoding="utf-8")
+    orgs = tmp_path / "orgs.csv"
+    orgs.write_text("org_id,name,sector\nacme,Acme,finance\nbeta,Beta,finance\n",
+                    encoding="utf-8")
+    r = ts("run", "-w", str(tmp_path / "ws"), "--orgs", str(orgs), "--period", "2018Q2",
+           "--report-org", "acme", "-o", str(tmp_path / "out"), str(logs))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert doc["scope"]["org_id"] == "acme" and doc["totals"]["events"]["period"] == 3
+    assert doc["peers"]["withheld"]  # one other organisation in finance

@@ -81,13 +81,13 @@ def _top_rows(counts: dict[str, dict[str, int]], key: str, audience: _Group, pee
         named = [(total(n, group), n) for n in counts if total(n, group)]
         return [n for _, n in sorted(named, key=lambda x: (-x[0], x[1]))[:TOP_PEER]]
 
-    names = top(audience) + [n for n in (top(peers) if show_peers else []) if n not in
-                             top(audience)]
+    mine_top = top(audience)
+    names = mine_top + [n for n in (top(peers) if show_peers else []) if n not in mine_top]
     rows = []
     for n in names:
         mine = total(n, audience)
         row: dict[str, Any] = {key: n, "detected_events": mine,
-                               "per_org": audience_per_org(mine, audience),
+                               "per_org": _mean(mine, audience.n),
                                "share": _share(mine, audience.sums["period"])}
         if show_peers:
             theirs = total(n, peers)
@@ -98,15 +98,10 @@ def _top_rows(counts: dict[str, dict[str, int]], key: str, audience: _Group, pee
     return rows
 
 
-def audience_per_org(total: int, audience: _Group) -> float | None:
-    """The audience's count per organisation (an organisation's own count)."""
-    return _mean(total, audience.n)
-
-
 def _sector_rows(sectors: dict[str, list[str]], audience: set[str],
                  per_org: dict[str, dict]) -> tuple[list[dict[str, Any]], int]:
     """Detected events per organisation of each sector; a sector with 1..MIN_PEERS-1
-    organisations outside the audience is pooled into "other sectors". Returns the rows and
+    organisations outside the audience is pooled into "small sectors". Returns the rows and
     how many sectors were left out because even their pool was too small."""
     def row(name: str | None, members: list[str], pooled: int = 0) -> dict[str, Any]:
         g = _Group(members, per_org)

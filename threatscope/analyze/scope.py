@@ -60,7 +60,9 @@ def known_orgs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
 
 
 def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:KNOWN_LISTED])
+    # names come from orgs.csv and log folders: control characters shown escaped, not sent to
+    # the terminal
+    shown = ", ".join(repr(n)[1:-1] for n in names[:KNOWN_LISTED])
     return shown + (f", ... ({len(names)} in all)" if len(names) > KNOWN_LISTED else "")
 
 

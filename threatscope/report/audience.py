@@ -34,10 +34,12 @@ def scope_view(v: Any) -> dict[str, Any]:
     if kind == "org":
         out["title"] = (f"{out['org_name'] or out['org_id'] or '?'} "
                         f"(sector {out['sector'] or 'unknown'})")
+        out["whose"] = "This organisation has"
     elif kind == "sector":
         out["title"] = f"sector {out['sector'] or 'unknown'}"
+        out["whose"] = "This sector's organisations have"
     else:
-        out["title"] = ""
+        out["title"], out["whose"] = "", "The workspace has"
     return out
 
 
@@ -47,10 +49,18 @@ def peers_view(v: Any) -> dict[str, Any] | None:
         return None
     out = {k: v.get(k) for k in ("kind", "group", "min_peers", "peer_orgs", "reason",
                                  "sectors_withheld")}
-    out["withheld"] = bool(v.get("withheld"))
+    # too few peers is withheld whatever the document holds: a second guard of their privacy
+    peer_orgs, k = v.get("peer_orgs"), v.get("min_peers")
+    out["withheld"] = bool(v.get("withheld")) or not isinstance(peer_orgs, int) or (
+        isinstance(k, int) and peer_orgs < k)
     out["comparisons"] = _rows(v.get("comparisons"), _COMPARISON)
     out["campaigns"] = _rows(v.get("campaigns"), ("campaign",) + _TOP)
     out["cves"] = _rows(v.get("cves"), ("cve",) + _TOP)
+    if out["withheld"]:
+        for r in out["comparisons"]:
+            r["peers"] = None
+        for r in out["campaigns"] + out["cves"]:
+            r.update(peers_per_org=None, peers_share=None, peers_hit=None)
     out["sectors"] = _rows(v.get("sectors"), _SECTOR)
     for r in out["sectors"]:
         r["label"] = (r["sector"] if r["sector"] is not None

@@ -260,7 +260,7 @@ def render_markdown(metrics: dict) -> str:
         f"{md(v['tool']['version'] or '')}; workspace {md(v['workspace'] or '—')}; "
         f"schema version {md(v['schema_version'] or '—')}._\n")
     if v["empty"]:
-        add(f"> **Nothing detected in this period.** The workspace has no detections between "
+        add(f"> **Nothing detected in this period.** {md(v['scope']['whose'])} no detections between "
             f"{md(p['start'] or '—')} and {md(p['end'] or '—')}.\n")
     if v["no_baseline"]:
         add(f"> **No baseline.** Nothing was detected in {md(b['label'] or 'the baseline')} "
