@@ -312,4 +312,8 @@ def test_org_report_counts_that_organisation_only(pipeline):
     assert org["totals"]["detected_events"]["period"] == total > 0
     assert {c["campaign"]: c["period"] for c in org["campaigns"]} == by_campaign
     assert org["totals"]["detected_events"]["period"] < whole["totals"]["detected_events"]["period"]
+    from tests.report.test_numbers import stray_numbers  # and its pages show only its figures
+
+    assert not stray_numbers(org, (out / "report.html").read_text(encoding="utf-8"),
+                             (out / "report.md").read_text(encoding="utf-8"))
     assert org["consistency"]["ok"], org["consistency"]["problems"]
