@@ -51,7 +51,10 @@ document.getElementById("f").addEventListener("load", () => {
   };
   for (const el of d.body.querySelectorAll("*")) {
     const r = el.getBoundingClientRect();
-    if ((r.right > vw + 0.5 || r.left < -0.5) && r.width > 0 && !clipped(el))
+    // its box, or the content spilling out of it (a long unbreakable word), past the viewport
+    const spill = el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1
+                  && getComputedStyle(el).overflowX === "visible" ? r.left + el.scrollWidth : 0;
+    if ((r.right > vw + 0.5 || r.left < -0.5 || spill > vw + 0.5) && r.width > 0 && !clipped(el))
       wide.push(`${el.tagName.toLowerCase()}.${el.getAttribute("class") || ""} ` +
                 `[${Math.round(r.left)}, ${Math.round(r.right)}] ` +
                 (el.textContent || "").slice(0, 60));
