@@ -169,6 +169,14 @@ def ink(region: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)) 
     return float(np.any(region != np.array(background, np.uint8), axis=-1).mean())
 
 
+def cut_at_right(page: np.ndarray, margin_px: int) -> int:
+    """Dark (text) pixels in the last 3 pixel columns inside a printed page's right margin
+    (``margin_px`` wide): text cut by the page's content box ends there; a whole table cell keeps
+    its padding (4 CSS px) away from it. Table rules and headings' accent lines are not dark."""
+    edge = page.shape[1] - margin_px
+    return int((page[:, edge - 3:edge].max(-1) < 100).sum())
+
+
 # --- network log ---------------------------------------------------------------------------
 
 def page_requests(netlog: Path) -> list[str]:

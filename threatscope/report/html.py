@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from threatscope.report import svg
 from threatscope.report.consistency import check_view
+from threatscope.report.limits import TIMELINE_CAMPAIGNS, more_campaigns
 from threatscope.report.model import build_view
 from threatscope.report.text import (
     clean,
@@ -89,7 +90,7 @@ def _charts(v: dict) -> dict:
         "timelines": [
             svg.timeline(c["timeline"], f"Daily detected events of {c['campaign']}", c["onset"],
                          c["peak_day"], c["public_exploit_date"])
-            for c in v["campaigns"]
+            for c in v["campaigns"][:TIMELINE_CAMPAIGNS]
         ],
         "as_orgs": svg.hbars(
             [(a["as_org"] or "unknown", a["detected_events"],
@@ -155,4 +156,6 @@ def render_html(metrics: dict) -> str:
         plabel=clean(v["period"]["label"] or "period", 40),
         blabel=clean(v["baseline"]["label"] or "baseline", 40),
         span=fmt_span,
+        timeline_cap=TIMELINE_CAMPAIGNS,
+        more_timelines=more_campaigns(v["campaigns"]),
     )

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from threatscope.report.consistency import check_view
+from threatscope.report.limits import TIMELINE_CAMPAIGNS, more_campaigns
 from threatscope.report.model import build_view
 from threatscope.report.text import (
     clean,
@@ -293,7 +294,7 @@ def render_markdown(metrics: dict) -> str:
     add("## Campaign timelines\n")
     if not v["campaigns"]:
         add("_No campaign was detected in this period._\n")
-    for c in v["campaigns"]:
+    for c in v["campaigns"][:TIMELINE_CAMPAIGNS]:
         add(f"### {md(c['title'] or c['campaign'])} ({md(c['campaign'])})\n")
         e2o = c["days_exploit_to_onset"]
         facts = [
@@ -319,6 +320,10 @@ def render_markdown(metrics: dict) -> str:
                                         for a in c["top_countries"][:3]) or "—"),
         ]
         add("\n".join(f"- **{k}:** {val}" for k, val in facts) + "\n")
+    if more := more_campaigns(v["campaigns"]):
+        add(f"_… {fmt_int(more)} more campaigns in tables/campaigns.csv (their daily counts in "
+            f"tables/campaign_timelines.csv) and report.json; the {TIMELINE_CAMPAIGNS} with the "
+            "most detected events are shown._\n")
 
     s = v["sources"]
     d = s["per_ip_distribution"]
