@@ -6,6 +6,7 @@ is empty (nothing cut). Screenshots and page renders stay under the pytest tmp d
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,23 @@ def test_pdf_cut_check_sees_a_cut(tmp_path):
     pdf = print_pdf(page, tmp_path / "wide.pdf")
     pages = pdf_pages(pdf, tmp_path / "pages", dpi=DPI)
     assert cut_at_right(pages[0], MARGIN_PX) > 0
+
+
+def test_no_missing_value_reads_none(demo_report, tmp_path):
+    """A missing value shows as a dash, never as Python's None (the demo has detected events
+    without a source address: a top 'IP' that is null)."""
+    from tests.report.conftest import build_metrics
+    from tests.report.helpers import Page, Tables
+    from threatscope.report import write_report
+
+    for out in (demo_report, tmp_path):
+        if out == tmp_path:  # the case itself, should the demo ever lose it
+            m = build_metrics()
+            m["sources"]["top_ips"][0]["ip"] = None
+            m["sources"]["targeted"][0]["ip"] = None
+            write_report(m, out)
+        texts = Page((out / "report.html").read_text(encoding="utf-8")).texts  # text nodes
+        md = (out / "report.md").read_text(encoding="utf-8")
+        assert not [t for t in texts if re.search(r"\bNone\b", t)], out
+        assert not re.search(r"\bNone\b", md), out
+    assert Tables((tmp_path / "report.html").read_text(encoding="utf-8"))["targeted"][1][0] == "—"

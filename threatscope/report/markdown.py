@@ -126,7 +126,7 @@ def _noise(v: dict, pl: str, bl: str, add) -> None:
         return
     add(_table(["IP", "Country", "AS organisation", "Network", "Detected events",
                 "Organisations hit", "Campaigns", "First seen", "Last seen"],
-               [[md(r["ip"]), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
+               [[md(r["ip"] or "—"), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
                  md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
                  fmt_int(r["orgs_hit"]), md(", ".join(r["campaigns"]) or "—"),
                  md(r["first_seen"] or "—"), md(r["last_seen"] or "—")]
@@ -352,7 +352,7 @@ def render_markdown(metrics: dict) -> str:
     add("### Most active source IPs\n")
     add(_table(["IP", "Country", "AS organisation", "Network", "Detected events", "Rule matches",
                 "Rules", "Campaigns", "First seen", "Last seen"],
-               [[md(r["ip"]), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
+               [[md(r["ip"] or "—"), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
                  md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
                  fmt_int(r["rule_matches"]), fmt_int(r["rules"]),
                  md(", ".join(r["campaigns"]) or "—"), md(r["first_seen"] or "—"),
