@@ -90,7 +90,7 @@ def test_every_chart_is_drawn(demo_report, desktop):
     assert not _drawn(_region(shot, margin))
 
 
-@pytest.mark.parametrize("width", [DESKTOP, 800])
+@pytest.mark.parametrize("width", [DESKTOP, 800, 390])
 def test_nothing_overflows_the_viewport(demo_report, tmp_path, width):
     layout = measure(tmp_path, demo_report / "report.html", width)
     assert layout["viewport"] == width

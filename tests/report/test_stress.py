@@ -77,7 +77,7 @@ def test_unicode_is_intact_in_html_and_markdown(unicode_report):
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-@pytest.mark.parametrize("width", [1280, 800])
+@pytest.mark.parametrize("width", [1280, 800, 390])
 def test_unicode_does_not_widen_the_page(unicode_report, tmp_path, width):
     _, paths = unicode_report
     layout = measure(tmp_path, paths["html"], width)
