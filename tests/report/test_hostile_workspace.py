@@ -171,3 +171,12 @@ def test_csv_cells_are_not_formulas(hostile_run):
     assert bad == []
     # the hostile sector is in sectors.csv, defused with a leading apostrophe
     assert ("sectors.csv", "'" + FORMULA_SECTOR) in cells
+
+
+def test_markdown_keeps_payloads_inert(hostile_run):
+    """The same payloads in report.md: entities, never raw markup a Markdown viewer would run."""
+    _, out, _, _ = hostile_run
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in md  # shown, as text
+    assert "<script" not in md.lower() and "<img" not in md.lower()
+    assert "http://evil.example" not in md  # escaped so that no viewer autolinks it
