@@ -22,6 +22,7 @@ from threatscope.report import svg
 from threatscope.report.audience import fmt_figure, peers_heading
 from threatscope.report.consistency import check_view
 from threatscope.report.exposure import long_text
+from threatscope.report.limits import TIMELINE_CAMPAIGNS, more_campaigns
 from threatscope.report.model import build_view
 from threatscope.report.text import (
     clean,
@@ -93,7 +94,7 @@ def _charts(v: dict) -> dict:
         "timelines": [
             svg.timeline(c["timeline"], f"Daily detected events of {c['campaign']}", c["onset"],
                          c["peak_day"], c["public_exploit_date"])
-            for c in v["campaigns"]
+            for c in v["campaigns"][:TIMELINE_CAMPAIGNS]
         ],
         "as_orgs": svg.hbars(
             [(a["as_org"] or "unknown", a["detected_events"],
@@ -162,4 +163,6 @@ def render_html(metrics: dict) -> str:
         span=fmt_span,
         figure=fmt_figure,
         peers_heading=peers_heading,
+        timeline_cap=TIMELINE_CAMPAIGNS,
+        more_timelines=more_campaigns(v["campaigns"]),
     )

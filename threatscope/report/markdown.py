@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from threatscope.report.audience import peers_markdown
 from threatscope.report.consistency import check_view
 from threatscope.report.exposure import markdown_exposure, markdown_recommendations
+from threatscope.report.limits import TIMELINE_CAMPAIGNS, more_campaigns
 from threatscope.report.model import build_view
 from threatscope.report.text import (
     clean,
@@ -127,7 +128,7 @@ def _noise(v: dict, pl: str, bl: str, add) -> None:
         return
     add(_table(["IP", "Country", "AS organisation", "Network", "Detected events",
                 "Organisations hit", "Campaigns", "First seen", "Last seen"],
-               [[md(r["ip"]), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
+               [[md(r["ip"] or "—"), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
                  md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
                  fmt_int(r["orgs_hit"]), md(", ".join(r["campaigns"]) or "—"),
                  md(r["first_seen"] or "—"), md(r["last_seen"] or "—")]
@@ -302,7 +303,7 @@ def render_markdown(metrics: dict) -> str:
     add("## Campaign timelines\n")
     if not v["campaigns"]:
         add("_No campaign was detected in this period._\n")
-    for c in v["campaigns"]:
+    for c in v["campaigns"][:TIMELINE_CAMPAIGNS]:
         add(f"### {md(c['title'] or c['campaign'])} ({md(c['campaign'])})\n")
         e2o = c["days_exploit_to_onset"]
         facts = [
@@ -328,6 +329,10 @@ def render_markdown(metrics: dict) -> str:
                                         for a in c["top_countries"][:3]) or "—"),
         ]
         add("\n".join(f"- **{k}:** {val}" for k, val in facts) + "\n")
+    if more := more_campaigns(v["campaigns"]):
+        add(f"_… {fmt_int(more)} more campaigns in tables/campaigns.csv (their daily counts in "
+            f"tables/campaign_timelines.csv) and report.json; the {TIMELINE_CAMPAIGNS} with the "
+            "most detected events are shown._\n")
 
     add(markdown_exposure(v, pl, bl, md, _table))
 
@@ -358,7 +363,7 @@ def render_markdown(metrics: dict) -> str:
     add("### Most active source IPs\n")
     add(_table(["IP", "Country", "AS organisation", "Network", "Detected events", "Rule matches",
                 "Rules", "Campaigns", "First seen", "Last seen"],
-               [[md(r["ip"]), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
+               [[md(r["ip"] or "—"), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
                  md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
                  fmt_int(r["rule_matches"]), fmt_int(r["rules"]),
                  md(", ".join(r["campaigns"]) or "—"), md(r["first_seen"] or "—"),
