@@ -414,13 +414,13 @@ def main() -> None:
 class _Timed:
     """A connection that times each statement (``--profile``): what analyze spends its time on."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, log: list[tuple[float, str]]):
+    def __init__(self, con: duckdb.DuckDBPyConnection, log: list[tuple[float, float, str]]):
         self._con, self._log = con, log
 
     def execute(self, sql: str, *a, **k):  # type: ignore[no-untyped-def]
-        t = time.perf_counter()
+        w, c = time.perf_counter(), time.process_time()
         out = self._con.execute(sql, *a, **k)
-        self._log.append((time.perf_counter() - t, sql))
+        self._log.append((time.perf_counter() - w, time.process_time() - c, sql))
         return out
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
@@ -433,7 +433,7 @@ class _Timed:
         self._con.close()
 
 
-def _threads(ws: Workspace, log: list[tuple[float, str]] | None = None) -> None:
+def _threads(ws: Workspace, log: list[tuple[float, float, str]] | None = None) -> None:
     """Limit every connection the workspace opens to THREADS threads (DuckDB's setting is per
     database: set it on each new connection); with ``log``, time each statement into it."""
     connect = ws.connect
@@ -448,18 +448,19 @@ def _threads(ws: Workspace, log: list[tuple[float, str]] | None = None) -> None:
 
 def profile(ws: Workspace, out: Path, top: int = 25) -> None:
     """One report with every statement timed: the slowest ``top`` printed."""
-    log: list[tuple[float, str]] = []
+    log: list[tuple[float, float, str]] = []
     _threads(ws, log)
-    w = time.perf_counter()
+    w, c = time.perf_counter(), time.process_time()
     metrics = analyze_stage.analyze(ws, Period.parse(PERIOD))
-    a = time.perf_counter() - w
+    a, ac = time.perf_counter() - w, time.process_time() - c
     report.write_report(metrics, out)
-    print(f"analyze {a:.2f} s ({sum(t for t, _ in log):.2f} s in {len(log)} statements), "
-          f"write_report {time.perf_counter() - w - a:.2f} s; slowest statements:")
+    print(f"analyze {a:.2f} s, CPU {ac:.2f} s ({sum(x[1] for x in log):.2f} s CPU in {len(log)} "
+          f"statements), write_report {time.perf_counter() - w - a:.2f} s; slowest statements "
+          "(wall, CPU):")
     period = Period.parse(PERIOD)
     names = {figures.figure_sql(f, period, period.baseline()): k for k, f in figures.FIGURES.items()}
-    for t, sql in sorted(log, key=lambda x: -x[0])[:top]:
-        print(f"  {t:6.2f} s  {names.get(sql) or ' '.join(sql.split())[:110]}")
+    for t, cpu, sql in sorted(log, key=lambda x: -x[1])[:top]:
+        print(f"  {t:6.2f} s {cpu:6.2f} s  {names.get(sql) or ' '.join(sql.split())[:100]}")
 
 
 if __name__ == "__main__":

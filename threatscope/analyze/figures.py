@@ -246,26 +246,36 @@ SECTOR = "coalesce(nullif(trim(o.sector), ''), 'unknown')"
 EXEC_COLUMNS = ("org_id", "ts", "day", "ev", "event_kind", "file_id", "source_file",
                 "source_line", "rule_id", "title", "severity", "evidence", "sector")
 
+
+def _det_branch(ev: str, join: str, where: str) -> str:
+    """The SELECT of det's rows matching ``where``, ``ev`` their event key."""
+    return f"""
+        SELECT d.*, CAST(d.ts AS DATE) AS day, {ev} AS ev,
+               s.country_code, s.country_name, s.asn, s.as_org, s.network_type,
+               s.classification, s.ioc_matches, s.malware_families AS source_families,
+               {SECTOR} AS sector
+        FROM {{detection}} d {join}
+        LEFT JOIN s ON s.ip = d.src_ip
+        LEFT JOIN org o ON o.org_id = d.org_id
+        WHERE d.ts >= {{start}} AND d.ts < {{end}} AND {where}"""
+
+
 # The named relations figures read. {detection}/{source} are the catalog tables or typed empty
 # stand-ins; det is materialised for the days [start, end) only.
 RELATIONS: dict[str, str] = {
     "det": f"""
-        SELECT d.*, CAST(d.ts AS DATE) AS day,
-               -- the event (file, line) as one exact integer: distinct counts stay cheap; a
-               -- detection without file or line is its own event (negative keys never collide)
-               CASE WHEN f.fno IS NULL OR d.source_line IS NULL THEN -row_number() OVER ()
-                    ELSE f.fno * 68719476736 + d.source_line END AS ev,
-               s.country_code, s.country_name, s.asn, s.as_org, s.network_type,
-               s.classification, s.ioc_matches, s.malware_families AS source_families,
-               {SECTOR} AS sector
-        FROM {{detection}} d
-        LEFT JOIN (SELECT file_id, row_number() OVER (ORDER BY file_id) AS fno
-                   FROM (SELECT DISTINCT file_id FROM {{detection}} WHERE file_id IS NOT NULL)) f
-               ON f.file_id = d.file_id
-        LEFT JOIN (SELECT * FROM {{source}} QUALIFY row_number() OVER (PARTITION BY ip) = 1) s
-               ON s.ip = d.src_ip
-        LEFT JOIN org o ON o.org_id = d.org_id
-        WHERE d.ts >= {{start}} AND d.ts < {{end}}""",
+        WITH f AS (SELECT file_id, row_number() OVER (ORDER BY file_id) AS fno
+                   FROM (SELECT DISTINCT file_id FROM {{detection}} WHERE file_id IS NOT NULL)),
+             s AS (SELECT DISTINCT ON (ip) ip, country_code, country_name, asn, as_org,
+                          network_type, classification, ioc_matches, malware_families
+                   FROM {{source}})
+        -- the event (file, line) as one exact integer: distinct counts stay cheap; a detection
+        -- without file or line is its own event (negative keys never collide). Two branches:
+        -- numbering rows (a window over all of them) would cost more than the rest of det.
+        {_det_branch("f.fno * 68719476736 + d.source_line",
+                     "JOIN f ON f.file_id = d.file_id", "d.source_line IS NOT NULL")}
+        UNION ALL
+        {_det_branch("-row_number() OVER ()", "", "(d.file_id IS NULL OR d.source_line IS NULL)")}""",
     "det_cve": "SELECT *, unnest(list_distinct(cves)) AS cve FROM det",
     "det_technique": "SELECT *, unnest(list_distinct(attack_techniques)) AS technique FROM det",
     # one row per endpoint detection and execution technique its rule names, mapped once per
@@ -389,7 +399,10 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
         w, span = "'period'", "true"
     else:
         raise ValueError(f"unknown windows {fig.windows!r}")
-    extras = "".join(f", {expr} AS {name}" for name, expr in fig.extra.items())
+    # a ranked list's extras are computed for the groups it keeps only (at 100,000 source
+    # addresses, distinct counts and lists of every group cost more than the rest)
+    late = bool(fig.top and fig.extra and by)
+    extras = "" if late else "".join(f", {expr} AS {name}" for name, expr in fig.extra.items())
     grouped = (
         f"SELECT {w} AS _w, {by_sel}{fig.measure} AS _v{extras} FROM {fig.table} "
         f"WHERE ({fig.where}) AND {span} GROUP BY ALL"
@@ -401,7 +414,8 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
 
     # one row per group: the period value, the baseline value (a constant outside "compare")
     baseline_col = {"compare": win("baseline"), "all": win("period")}.get(fig.windows, "0")
-    pivot_extra = "".join(f", any_value({n}) FILTER (WHERE _w = 'period') AS {n}" for n in fig.extra)
+    pivot_extra = "" if late else "".join(
+        f", any_value({n}) FILTER (WHERE _w = 'period') AS {n}" for n in fig.extra)
     group_by = f" GROUP BY {', '.join(by)}" if by else ""
     pivot = (f"SELECT {by_sel}{win('period')} AS period, {baseline_col} AS baseline{pivot_extra} "
              f"FROM g{group_by}")
@@ -419,6 +433,24 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
         f"WITH g AS ({grouped}), p AS ({pivot}), r AS ({ranked}) "
         f"SELECT * FROM r{keep} ORDER BY {outer_order}"
     )
+    if late:
+        # the extras of the period's rows ('period' windows of grouped) of the kept groups
+        rows = {"span": span, "all": "true"}.get(fig.windows, _window("day", period))
+        keys = ", ".join(f"{c} AS _k{i}" for i, c in enumerate(by))
+        on = " AND ".join(f"{c} IS NOT DISTINCT FROM k._k{i}" for i, c in enumerate(by))
+        ex = (f"SELECT {by_sel}{', '.join(f'{e} AS {n}' for n, e in fig.extra.items())} "
+              f"FROM {fig.table} SEMI JOIN (SELECT {keys} FROM kept) k ON {on} "
+              f"WHERE ({fig.where}) AND {rows} GROUP BY ALL")
+        cols = ", ".join([*(f"k.{c}" for c in by), "k.period", "k.baseline",
+                          *(f"e.{n}" for n in fig.extra), "k.share", "k.baseline_share",
+                          "k.rank"])
+        join = " AND ".join(f"k.{c} IS NOT DISTINCT FROM e.{c}" for c in by)
+        sql = (
+            f"WITH g AS ({grouped}), p AS ({pivot}), r AS ({ranked}), "
+            f"kept AS (SELECT * FROM r{keep}), e AS ({ex}) "
+            f"SELECT {cols} FROM kept k LEFT JOIN e ON {join} "
+            f"ORDER BY {', '.join(f'k.{c}' for c in [*fig.partition, 'rank'])}"
+        )
     if fig.rollup:
         sql = f"SELECT {fig.rollup} FROM ({sql})"
     return sql
