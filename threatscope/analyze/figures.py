@@ -319,9 +319,10 @@ RELATIONS: dict[str, str] = {
         FROM det WHERE src_ip IS NOT NULL AND src_ip <> ''
         GROUP BY src_ip, ts >= {split}""",
     "src_host": f"""
+        WITH sf AS MATERIALIZED (SELECT * FROM src_first)  -- read twice: grouped once
         SELECT f.*, h.host_record_ts, h.os, h.os_family, h.products, h.services,
                h.service_classes, h.host_kind
-        FROM src_first f LEFT JOIN ({hosts.profile_sql("src_first")}) h
+        FROM sf f LEFT JOIN ({hosts.profile_sql("sf")}) h
              ON h.ip = f.ip AND h.ref_ts = f.ref_ts""",
     "src_service": """
         SELECT ip, day, split_part(svc, ':', 1) AS service_class,
