@@ -302,9 +302,11 @@ def _intel(con: duckdb.DuckDBPyConnection, ws: Workspace, rng: random.Random) ->
                    snaps AS (SELECT k, n, t FROM s
                              UNION ALL SELECT k, n, t - INTERVAL 60 DAY FROM s
                              WHERE hash(k, 7) % 10 = 0),
-                   svc AS (SELECT k, n, t, (hash(k, t, j) % {len(HOST_PRODUCTS)}) AS p
+                   svc AS (SELECT k, n, t, (hash(k, t, j) % {len(HOST_PRODUCTS)}) AS p,
+                                  -- each banner crawled at its own second of the hour
+                                  t + to_seconds(CAST(hash(k, t, j, 9) % 3600 AS BIGINT)) AS bt
                            FROM snaps, range(3) r(j) WHERE j = 0 OR hash(k, t, j, 8) % 2 = 0)
-              SELECT DISTINCT ON (k, t, p.p) t AS ts, CAST(t AS DATE) AS event_date,
+              SELECT DISTINCT ON (k, t, p.p) bt AS ts, CAST(bt AS DATE) AS event_date,
                      'host_record' AS event_kind, 'bench' AS source_file,
                      row_number() OVER () AS source_line, NULL AS raw, {_text_ip('n')} AS ip,
                      CAST({V4_MAPPED} + n AS DECIMAL(38,0)) AS ip_num, p.port,

@@ -400,9 +400,10 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
         w, span = "'period'", "true"
     else:
         raise ValueError(f"unknown windows {fig.windows!r}")
-    # a ranked list's extras are computed for the groups it keeps only (at 100,000 source
-    # addresses, distinct counts and lists of every group cost more than the rest)
-    late = bool(fig.top and fig.extra and by)
+    # a ranked list of addresses or indicators computes its extras for the groups it keeps
+    # only (distinct counts and lists of 100,000 groups cost more than the rest; a list of
+    # countries keeps the groups of most rows: there a second pass would cost more)
+    late = bool(fig.top and fig.extra and {"src_ip", "ip", "value"} & set(by))
     extras = "" if late else "".join(f", {expr} AS {name}" for name, expr in fig.extra.items())
     grouped = (
         f"SELECT {w} AS _w, {by_sel}{fig.measure} AS _v{extras} FROM {fig.table} "
@@ -420,6 +421,11 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
     group_by = f" GROUP BY {', '.join(by)}" if by else ""
     pivot = (f"SELECT {by_sel}{win('period')} AS period, {baseline_col} AS baseline{pivot_extra} "
              f"FROM g{group_by}")
+    if fig.windows != "compare" and by:
+        # one window: g has one row per group already (no second grouping of every group)
+        v = "coalesce(_v, 0)" if fig.zero else "_v"
+        pivot = (f"SELECT {by_sel}{v} AS period, {v if fig.windows == 'all' else '0'} AS "
+                 f"baseline{''.join(f', {n}' for n in fig.extra if not late)} FROM g")
     part = f"PARTITION BY {', '.join(fig.partition)} " if fig.partition else ""
     # lists run by period value descending, then name (the grouping columns)
     order = ", ".join(["period DESC NULLS LAST"] + [f"{c} ASC NULLS LAST" for c in by])
