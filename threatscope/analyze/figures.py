@@ -247,15 +247,21 @@ EXEC_COLUMNS = ("org_id", "ts", "day", "ev", "event_kind", "file_id", "source_fi
                 "source_line", "rule_id", "title", "severity", "evidence", "sector")
 
 
-def _det_branch(ev: str, join: str, where: str) -> str:
-    """The SELECT of det's rows matching ``where``, ``ev`` their event key."""
+# a detection that names no event (no file or line); usually none: the lookup of their
+# addresses is then skipped (an empty build side), not a second hash table of every address
+_UNKEYED = "(d.file_id IS NULL OR d.source_line IS NULL)"
+
+
+def _det_branch(ev: str, join: str, where: str, source: str = "s") -> str:
+    """The SELECT of det's rows matching ``where``, ``ev`` their event key; ``source``: the
+    rows of ``source`` their addresses are looked up in."""
     return f"""
         SELECT d.*, CAST(d.ts AS DATE) AS day, {ev} AS ev,
                s.country_code, s.country_name, s.asn, s.as_org, s.network_type,
                s.classification, s.ioc_matches, s.malware_families AS source_families,
                {SECTOR} AS sector
         FROM {{detection}} d {join}
-        LEFT JOIN s ON s.ip = d.src_ip
+        LEFT JOIN {source} s ON s.ip = d.src_ip
         LEFT JOIN org o ON o.org_id = d.org_id
         WHERE d.ts >= {{start}} AND d.ts < {{end}} AND {where}"""
 
@@ -275,7 +281,9 @@ RELATIONS: dict[str, str] = {
         {_det_branch("f.fno * 68719476736 + d.source_line",
                      "JOIN f ON f.file_id = d.file_id", "d.source_line IS NOT NULL")}
         UNION ALL
-        {_det_branch("-row_number() OVER ()", "", "(d.file_id IS NULL OR d.source_line IS NULL)")}""",
+        {_det_branch("-row_number() OVER ()", "", _UNKEYED,
+                     f"(SELECT * FROM s WHERE ip IN (SELECT src_ip FROM {{detection}} d "
+                     f"WHERE {_UNKEYED}))")}""",
     "det_cve": "SELECT *, unnest(list_distinct(cves)) AS cve FROM det",
     "det_technique": "SELECT *, unnest(list_distinct(attack_techniques)) AS technique FROM det",
     # one row per endpoint detection and execution technique its rule names, mapped once per
