@@ -466,7 +466,10 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
             f"SELECT {cols} FROM kept k LEFT JOIN e ON {join} "
             f"ORDER BY {', '.join(f'k.{c}' for c in [*fig.partition, 'rank'])}"
         )
-    if fig.rollup:
+    if fig.rollup and not fig.top:
+        # a rollup of every group reads the groups' values (no shares or ranks to sort for)
+        sql = f"WITH g AS ({grouped}), p AS ({pivot}) SELECT {fig.rollup} FROM p"
+    elif fig.rollup:
         sql = f"SELECT {fig.rollup} FROM ({sql})"
     return sql
 
