@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/windows.py
 	$(BIN)/python bench/powershell.py
 	$(BIN)/python bench/enrich.py
+	$(BIN)/python bench/report.py
 
 # PowerShell obfuscation classifier: retrain the shipped model / cross-source evaluation table
 # (data: PS_DATA, default ../shared/data/powershell; numpy needed, in the [test] extra)

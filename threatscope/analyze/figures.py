@@ -262,26 +262,44 @@ SECTOR = "coalesce(nullif(trim(o.sector), ''), 'unknown')"
 EXEC_COLUMNS = ("org_id", "ts", "day", "ev", "event_kind", "file_id", "source_file",
                 "source_line", "rule_id", "title", "severity", "evidence", "sector")
 
+
+# a detection that names no event (no file or line); usually none: the lookup of their
+# addresses is then skipped (an empty build side), not a second hash table of every address
+_UNKEYED = "(d.file_id IS NULL OR d.source_line IS NULL)"
+
+
+def _det_branch(ev: str, join: str, where: str, source: str = "s") -> str:
+    """The SELECT of det's rows matching ``where``, ``ev`` their event key; ``source``: the
+    rows of ``source`` their addresses are looked up in."""
+    return f"""
+        SELECT d.*, CAST(d.ts AS DATE) AS day, {ev} AS ev,
+               s.country_code, s.country_name, s.asn, s.as_org, s.network_type,
+               s.classification, s.ioc_matches, s.malware_families AS source_families,
+               {SECTOR} AS sector
+        FROM {{detection}} d {join}
+        LEFT JOIN {source} s ON s.ip = d.src_ip
+        LEFT JOIN org o ON o.org_id = d.org_id
+        WHERE d.ts >= {{start}} AND d.ts < {{end}} AND {where}"""
+
+
 # The named relations figures read. {detection}/{source} are the catalog tables or typed empty
 # stand-ins; det is materialised for the days [start, end) only.
 RELATIONS: dict[str, str] = {
     "det": f"""
-        SELECT d.*, CAST(d.ts AS DATE) AS day,
-               -- the event (file, line) as one exact integer: distinct counts stay cheap; a
-               -- detection without file or line is its own event (negative keys never collide)
-               CASE WHEN f.fno IS NULL OR d.source_line IS NULL THEN -row_number() OVER ()
-                    ELSE f.fno * 68719476736 + d.source_line END AS ev,
-               s.country_code, s.country_name, s.asn, s.as_org, s.network_type,
-               s.classification, s.ioc_matches, s.malware_families AS source_families,
-               {SECTOR} AS sector
-        FROM {{detection}} d
-        LEFT JOIN (SELECT file_id, row_number() OVER (ORDER BY file_id) AS fno
-                   FROM (SELECT DISTINCT file_id FROM {{detection}} WHERE file_id IS NOT NULL)) f
-               ON f.file_id = d.file_id
-        LEFT JOIN (SELECT * FROM {{source}} QUALIFY row_number() OVER (PARTITION BY ip) = 1) s
-               ON s.ip = d.src_ip
-        LEFT JOIN org o ON o.org_id = d.org_id
-        WHERE d.ts >= {{start}} AND d.ts < {{end}}""",
+        WITH f AS (SELECT file_id, row_number() OVER (ORDER BY file_id) AS fno
+                   FROM (SELECT DISTINCT file_id FROM {{detection}} WHERE file_id IS NOT NULL)),
+             s AS (SELECT DISTINCT ON (ip) ip, country_code, country_name, asn, as_org,
+                          network_type, classification, ioc_matches, malware_families
+                   FROM {{source}})
+        -- the event (file, line) as one exact integer: distinct counts stay cheap; a detection
+        -- without file or line is its own event (negative keys never collide). Two branches:
+        -- numbering rows (a window over all of them) would cost more than the rest of det.
+        {_det_branch("f.fno * 68719476736 + d.source_line",
+                     "JOIN f ON f.file_id = d.file_id", "d.source_line IS NOT NULL")}
+        UNION ALL
+        {_det_branch("-row_number() OVER ()", "", _UNKEYED,
+                     f"(SELECT * FROM s WHERE ip IN (SELECT src_ip FROM {{detection}} d "
+                     f"WHERE {_UNKEYED}))")}""",
     "det_cve": "SELECT *, unnest(list_distinct(cves)) AS cve FROM det",
     "det_technique": "SELECT *, unnest(list_distinct(attack_techniques)) AS technique FROM det",
     # one row per endpoint detection and execution technique its rule names, mapped once per
@@ -325,9 +343,10 @@ RELATIONS: dict[str, str] = {
         FROM det WHERE src_ip IS NOT NULL AND src_ip <> ''
         GROUP BY src_ip, ts >= {split}""",
     "src_host": f"""
+        WITH sf AS MATERIALIZED (SELECT * FROM src_first)  -- read twice: grouped once
         SELECT f.*, h.host_record_ts, h.os, h.os_family, h.products, h.services,
                h.service_classes, h.host_kind
-        FROM src_first f LEFT JOIN ({hosts.profile_sql("src_first")}) h
+        FROM sf f LEFT JOIN ({hosts.profile_sql("sf")}) h
              ON h.ip = f.ip AND h.ref_ts = f.ref_ts""",
     "src_service": """
         SELECT ip, day, split_part(svc, ':', 1) AS service_class,
@@ -449,7 +468,11 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
         w, span = "'period'", "true"
     else:
         raise ValueError(f"unknown windows {fig.windows!r}")
-    extras = "".join(f", {expr} AS {name}" for name, expr in fig.extra.items())
+    # a ranked list of addresses or indicators computes its extras for the groups it keeps
+    # only (distinct counts and lists of 100,000 groups cost more than the rest; a list of
+    # countries keeps the groups of most rows: there a second pass would cost more)
+    late = bool(fig.top and fig.extra and {"src_ip", "ip", "value"} & set(by))
+    extras = "" if late else "".join(f", {expr} AS {name}" for name, expr in fig.extra.items())
     grouped = (
         f"SELECT {w} AS _w, {by_sel}{fig.measure} AS _v{extras} FROM {fig.table} "
         f"WHERE ({fig.where}) AND {span} GROUP BY ALL"
@@ -461,10 +484,16 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
 
     # one row per group: the period value, the baseline value (a constant outside "compare")
     baseline_col = {"compare": win("baseline"), "all": win("period")}.get(fig.windows, "0")
-    pivot_extra = "".join(f", any_value({n}) FILTER (WHERE _w = 'period') AS {n}" for n in fig.extra)
+    pivot_extra = "" if late else "".join(
+        f", any_value({n}) FILTER (WHERE _w = 'period') AS {n}" for n in fig.extra)
     group_by = f" GROUP BY {', '.join(by)}" if by else ""
     pivot = (f"SELECT {by_sel}{win('period')} AS period, {baseline_col} AS baseline{pivot_extra} "
              f"FROM g{group_by}")
+    if fig.windows != "compare" and by:
+        # one window: g has one row per group already (no second grouping of every group)
+        v = "coalesce(_v, 0)" if fig.zero else "_v"
+        pivot = (f"SELECT {by_sel}{v} AS period, {v if fig.windows == 'all' else '0'} AS "
+                 f"baseline{''.join(f', {n}' for n in fig.extra if not late)} FROM g")
     part = f"PARTITION BY {', '.join(fig.partition)} " if fig.partition else ""
     # lists run by period value descending, then name (the grouping columns)
     order = ", ".join(["period DESC NULLS LAST"] + [f"{c} ASC NULLS LAST" for c in by])
@@ -479,7 +508,28 @@ def figure_sql(fig: Figure, period: Period, baseline: Period) -> str:
         f"WITH g AS ({grouped}), p AS ({pivot}), r AS ({ranked}) "
         f"SELECT * FROM r{keep} ORDER BY {outer_order}"
     )
-    if fig.rollup:
+    if late:
+        # the extras of the period's rows ('period' windows of grouped) of the kept groups
+        rows = {"span": span, "all": "true"}.get(fig.windows, _window("day", period))
+        keys = ", ".join(f"{c} AS _k{i}" for i, c in enumerate(by))
+        on = " AND ".join(f"{c} IS NOT DISTINCT FROM k._k{i}" for i, c in enumerate(by))
+        ex = (f"SELECT {by_sel}{', '.join(f'{e} AS {n}' for n, e in fig.extra.items())} "
+              f"FROM {fig.table} SEMI JOIN (SELECT {keys} FROM kept) k ON {on} "
+              f"WHERE ({fig.where}) AND {rows} GROUP BY ALL")
+        cols = ", ".join([*(f"k.{c}" for c in by), "k.period", "k.baseline",
+                          *(f"e.{n}" for n in fig.extra), "k.share", "k.baseline_share",
+                          "k.rank"])
+        join = " AND ".join(f"k.{c} IS NOT DISTINCT FROM e.{c}" for c in by)
+        sql = (
+            f"WITH g AS ({grouped}), p AS ({pivot}), r AS ({ranked}), "
+            f"kept AS (SELECT * FROM r{keep}), e AS ({ex}) "
+            f"SELECT {cols} FROM kept k LEFT JOIN e ON {join} "
+            f"ORDER BY {', '.join(f'k.{c}' for c in [*fig.partition, 'rank'])}"
+        )
+    if fig.rollup and not fig.top:
+        # a rollup of every group reads the groups' values (no shares or ranks to sort for)
+        sql = f"WITH g AS ({grouped}), p AS ({pivot}) SELECT {fig.rollup} FROM p"
+    elif fig.rollup:
         sql = f"SELECT {fig.rollup} FROM ({sql})"
     return sql
 
