@@ -357,6 +357,14 @@ EXPORT_COLUMNS = (
 )
 
 
+def table_export_options(f: Callable) -> Callable:
+    """--format jsonl|csv|parquet and -o FILE of the table exports."""
+    f = click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Output file (default: stdout; required for parquet).")(f)
+    return click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]),
+                        default="jsonl", show_default=True)(f)
+
+
 @main.group("export")
 def export_group() -> None:
     """Export tables of the workspace."""
@@ -364,8 +372,7 @@ def export_group() -> None:
 
 @export_group.command("detections")
 @workspace_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl", show_default=True)
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: stdout; required for parquet).")
+@table_export_options
 @handle_user_errors
 def export_detections(workspace, fmt, out) -> None:
     """One row per detection: org, time, source, file and line, rule, CVEs, techniques, campaign."""
@@ -386,8 +393,7 @@ SOURCE_EXPORT = (
 
 @export_group.command("sources")
 @workspace_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl", show_default=True)
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: stdout; required for parquet).")
+@table_export_options
 @handle_user_errors
 def export_sources(workspace, fmt, out) -> None:
     """One row per attacking IP: country, AS (hosting/access), what the host is (OS, products,

@@ -430,9 +430,8 @@ def build_empty() -> dict:
 _KEEP = {"day", "start", "end", "onset", "peak_day", "last_day", "public_exploit_date"}
 
 
-def build_hostile() -> dict:
-    """The realistic document with a payload appended to every string (cycling through PAYLOADS)."""
-    m = copy.deepcopy(build_metrics())
+def append_to_strings(doc: object, texts: list[str], sep: str = "") -> object:
+    """A copy of ``doc`` with ``texts`` appended in turn to every string but dates (_KEEP)."""
     n = 0
 
     def walk(v, key=None):
@@ -443,10 +442,15 @@ def build_hostile() -> dict:
             return [walk(x, key) for x in v]
         if isinstance(v, str) and key not in _KEEP:
             n += 1
-            return v + PAYLOADS[n % len(PAYLOADS)]
+            return v + sep + texts[n % len(texts)]
         return v
 
-    m = walk(m)
+    return walk(copy.deepcopy(doc))
+
+
+def build_hostile() -> dict:
+    """The realistic document with a payload appended to every string (cycling through PAYLOADS)."""
+    m = append_to_strings(build_metrics(), PAYLOADS)
     # a few fields that are only the payload (a cell that starts with it)
     m["campaigns"][0]["campaign"] = PAYLOADS[0]
     m["sources"]["top_as_orgs"][0]["as_org"] = PAYLOADS[1]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.report.browser import CHROMIUM, PDFTOPPM, cut_at_right, ink, measure, pdf_pages
-from tests.report.conftest import _KEEP, build_metrics
+from tests.report.conftest import append_to_strings, build_metrics
 from tests.report.helpers import Page
 from threatscope.report import write_report
 from threatscope.report.limits import TIMELINE_CAMPAIGNS
@@ -36,20 +36,7 @@ LONG_WORD = "Überlängenwort" * 12  # 168 letters and no break opportunity
 
 def _unicode_metrics() -> dict:
     """The realistic document with a Unicode string appended to every string (dates kept)."""
-    n = 0
-
-    def walk(v, key=None):
-        nonlocal n
-        if isinstance(v, dict):
-            return {k: walk(x, k) for k, x in v.items()}
-        if isinstance(v, list):
-            return [walk(x, key) for x in v]
-        if isinstance(v, str) and key not in _KEEP:
-            n += 1
-            return f"{v} {UNICODE[n % len(UNICODE)]}"
-        return v
-
-    m = walk(copy.deepcopy(build_metrics()))
+    m = append_to_strings(build_metrics(), UNICODE, " ")
     m["campaigns"][0]["title"] = f"{LONG_WORD} {UNICODE[0]}"
     m["sectors"][0]["sector"] = LONG_WORD
     m["indicators"]["appendix"][1]["value"] = f"http://例え.テスト/{LONG_WORD}?q=🔥"

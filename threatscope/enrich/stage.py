@@ -262,7 +262,7 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
         con.unregister("_ts_breadth")
         addresses = pa.concat_tables([breadth, others], promote_options="default")
         geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb))
-        _describe(con, have)
+        _describe(con, detection, have)
         classification = classify.classification_sql("g", "coalesce(sc.scanner, false)", limits)
         _write_run(ws, con, [
             ("source", schema.SOURCE_STORED,
@@ -324,13 +324,11 @@ def _write_run(ws: Workspace, con: duckdb.DuckDBPyConnection,
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _describe(con: duckdb.DuckDBPyConnection, have: set[str]) -> None:
+def _describe(con: duckdb.DuckDBPyConnection, detection: str, have: set[str]) -> None:
     """The temp tables _SOURCE_SELECT and _PAYLOAD_SELECT read besides ``_ts_geo``:
     ``_ts_prof`` (the host record of each attacking address nearest its first attack),
     ``_ts_scan`` (research scanners), ``_ts_iocm`` (IOC list matches), ``_ts_pay`` (payload
-    indicators)."""
-    detection = "detection" if "detection" in have else \
-        f"({schema.empty_select(schema.DETECTION)})"
+    indicators). ``detection``: the detections' relation (or an empty one)."""
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_b AS SELECT * FROM _ts_geo "
                 "WHERE detections IS NOT NULL")
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_att AS SELECT b.ip, b.first_seen AS ref_ts, "
