@@ -328,7 +328,9 @@ def _lake_columns(cols: list[tuple[str, str]], have: set[str] | None = None) -> 
     items = []
     for n, t in cols:
         if n == "file_id":
-            items.append("split_part(split_part(replace(filename, '\\', '/'), '/', -1), '_', 1)"
+            # a regexp, not split_part: DuckDB evaluates it once per file (filename is a
+            # constant vector), where split_part would run on each of millions of rows
+            items.append(r"regexp_extract(filename, '([^/\\_]*)[^/\\]*$', 1)"
                          f' AS "{n}"')
         elif have is not None and n not in have:
             items.append(f'CAST(NULL AS {t}) AS "{n}"')

@@ -43,6 +43,10 @@ _LOG_NAME = (r"regexp_replace(regexp_replace(regexp_replace(regexp_extract(h.sou
 SERVER = (f"coalesce(nullif(trim(h.destination_ip), ''), nullif(trim(h.url_domain), ''), "
           f"{_LOG_NAME})")
 
+# One pass over the window's requests: each is looked up once among the detected ones (an
+# integer group per event: ``mark``), reference sizes are aggregated per server, and the
+# attempts' responses ride along in a list, so the 10M-row lake is scanned and probed once.
+REF = "m.source_line IS NULL AND h.http_response_body_bytes > 0"
 RELATION = f"""
     WITH att AS (
         SELECT DISTINCT d.ev, d.day, d.ts, d.org_id, d.src_ip, d.file_id, d.source_line,
@@ -52,28 +56,34 @@ RELATION = f"""
         LEFT JOIN (SELECT DISTINCT ev, unnest(list_distinct(cves)) AS cve FROM det
                    WHERE campaign IS NULL) c ON c.ev = d.ev AND d.campaign IS NULL
         WHERE d.event_kind = 'http' AND (d.campaign IS NOT NULL OR c.cve IS NOT NULL)),
-    h AS (
-        SELECT h.org_id, h.file_id, h.source_line, {SERVER} AS server, h.url_original,
-               h.http_response_status_code AS status, h.http_response_body_bytes AS bytes,
-               h.ts >= {{split}} AS in_period
-        FROM http h WHERE h.ts >= {{start}} AND h.ts < {{end}}),
-    detected AS (SELECT DISTINCT org_id, file_id, source_line FROM det WHERE event_kind = 'http'),
-    ref AS (
-        SELECT org_id, server, in_period, count(*) AS reference_responses,
-               quantile_cont(bytes, 0.5) AS median_bytes, quantile_cont(bytes, 0.99) AS p99_bytes
-        FROM (SELECT * FROM h WHERE bytes > 0) r
-        ANTI JOIN detected USING (org_id, file_id, source_line)
-        GROUP BY ALL)
-    SELECT a.*, h.server, h.url_original, h.status, h.bytes,
-           coalesce(h.status BETWEEN 200 AND 299, false) AS success,
-           coalesce(r.reference_responses >= {MIN_REFERENCE}
-                    AND h.bytes > greatest({SIZE_MEDIAN_FACTOR} * r.median_bytes, r.p99_bytes),
+    -- every detected request; ev only where it is an exploit attempt (as att says)
+    mark AS (
+        SELECT any_value(org_id) AS org_id, any_value(file_id) AS file_id,
+               any_value(source_line) AS source_line,
+               CASE WHEN bool_or(campaign IS NOT NULL OR len(cves) > 0) THEN ev END AS ev
+        FROM det WHERE event_kind = 'http' GROUP BY ev),
+    per_server AS (  -- REF: a reference response (no rule matched the request; it has a body)
+        SELECT h.org_id, {SERVER} AS server, h.ts >= {{split}} AS in_period,
+               count(*) FILTER (WHERE {REF}) AS reference_responses,
+               quantile_cont(h.http_response_body_bytes, 0.5) FILTER (WHERE {REF}) AS median_bytes,
+               quantile_cont(h.http_response_body_bytes, 0.99) FILTER (WHERE {REF}) AS p99_bytes,
+               list({{{{'ev': m.ev, 'url_original': h.url_original,
+                      'status': h.http_response_status_code,
+                      'bytes': h.http_response_body_bytes}}}}) FILTER (WHERE m.ev IS NOT NULL)
+                   AS attempts
+        FROM http h
+        LEFT JOIN mark m ON m.org_id = h.org_id AND m.file_id = h.file_id
+                        AND m.source_line = h.source_line
+        WHERE h.ts >= {{start}} AND h.ts < {{end}}
+        GROUP BY ALL),
+    x AS (SELECT * EXCLUDE (attempts), unnest(attempts, recursive := true) FROM per_server)
+    SELECT a.*, x.server, x.url_original, x.status, x.bytes,
+           coalesce(x.status BETWEEN 200 AND 299, false) AS success,
+           coalesce(x.reference_responses >= {MIN_REFERENCE}
+                    AND x.bytes > greatest({SIZE_MEDIAN_FACTOR} * x.median_bytes, x.p99_bytes),
                     false) AS unusual_size,
-           r.reference_responses, r.median_bytes, r.p99_bytes
-    FROM att a
-    JOIN h ON h.org_id = a.org_id AND h.file_id = a.file_id AND h.source_line = a.source_line
-    LEFT JOIN ref r ON r.org_id = a.org_id AND r.server = h.server
-                   AND r.in_period = (a.ts >= {{split}})"""
+           x.reference_responses, x.median_bytes, x.p99_bytes
+    FROM att a JOIN x USING (ev)"""
 
 ATTEMPTS = "count(DISTINCT ev)"
 SUCCESSES = "count(DISTINCT ev) FILTER (WHERE success)"
