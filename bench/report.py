@@ -458,8 +458,8 @@ def profile(ws: Workspace, out: Path, top: int = 25) -> None:
     metrics = analyze_stage.analyze(ws, Period.parse(PERIOD))
     a, ac = time.perf_counter() - w, time.process_time() - c
     report.write_report(metrics, out)
-    print(f"analyze {a:.2f} s, CPU {ac:.2f} s ({sum(x[1] for x in log):.2f} s CPU in {len(log)} "
-          f"statements), write_report {time.perf_counter() - w - a:.2f} s; slowest statements "
+    print(f"analyze {a:.2f} s, CPU {ac:.2f} s ({sum(x[0] for x in log):.2f} s wall, "
+          f"{sum(x[1] for x in log):.2f} s CPU in {len(log)} statements), write_report {time.perf_counter() - w - a:.2f} s; slowest statements "
           "(wall, CPU):")
     period = Period.parse(PERIOD)
     names = {figures.figure_sql(f, period, period.baseline()): k for k, f in figures.FIGURES.items()}

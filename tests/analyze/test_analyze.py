@@ -376,3 +376,13 @@ def test_malware_families_are_ranked_with_their_change_in_rank():
     assert [r["family"] for r in ranked] == ["downloader", "emotet", "shellcode-injector"]
     assert [r["rank"] for r in ranked] == [1, 2, 2]
     assert _sorted("families", ranked, "period", "family") == []
+
+
+@pytest.mark.parametrize("titles", [("Zeta probe", "Alpha probe"), ("Alpha probe", "Zeta probe")])
+def test_a_campaigns_title_and_product_on_a_tie_are_the_first_by_name(build, titles):
+    build.orgs(("o1", "Org 1", "biotech", None))
+    for title in titles:  # two rules of one campaign, as many matches each
+        build.detect("2018-04-02 10:00:00", 2, rule=f"r-{title}", title=title,
+                     campaign="unlisted-campaign", product=title.split()[0].lower())
+    c = by(analyze(build.ws, Q2)["campaigns"], "campaign", "unlisted-campaign")
+    assert (c["title"], c["product"]) == ("Alpha probe", "alpha")

@@ -93,6 +93,15 @@ def test_one_snapshot_describes_every_attack_and_ties_go_to_the_smaller_key(con)
         ("5.5.5.5", "2018-02-01 00:00:00", [22], "Linux")]
 
 
+@pytest.mark.parametrize("order", [1, -1])
+def test_two_oses_at_the_same_time_give_the_last_by_name_whatever_the_order(con, order):
+    banners = [("6.6.6.6", "2018-02-01 00:00", 22, "tcp", "ssh", "OpenSSH", "Linux"),
+               ("6.6.6.6", "2018-02-01 00:00", 3389, "tcp", "rdp", None, "Windows 7 or 8")]
+    _records(con, *banners[::order])
+    host, = _profile(con, ("6.6.6.6", "2018-02-02", "access"))
+    assert host["os"] == "Windows 7 or 8"
+
+
 @pytest.mark.parametrize(("module", "product", "port", "transport", "banner", "want"), [
     ("ftp", "Microsoft ftpd", 21, "tcp", None, ["ftp:ftp"]),
     (None, None, 21, "tcp", "220 ProFTPD Server ready", ["ftp:ftp"]),

@@ -98,7 +98,7 @@ FIGURES: dict[str, F.Figure] = {
             "source_ips": "count(DISTINCT src_ip)",
             "first_seen": "min(ts)",
             "last_seen": "max(ts)",
-            "product": "mode(product)",
+            "product": "mode(product ORDER BY product)",
             # an answered attempt's URI first (large, then 2xx), then the earliest
             "example_uri": f"left(arg_min(url_original, (NOT unusual_size, NOT success, ts, ev)),"
                            f" {URI_CHARS})",

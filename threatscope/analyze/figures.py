@@ -114,8 +114,8 @@ FIGURES: dict[str, Figure] = {
     "campaigns.meta": Figure(
         "det", MATCHES, ("campaign",), CAMPAIGN, windows="span",
         extra={
-            "title": "mode(title)",
-            "product": "mode(product)",
+            "title": "mode(title ORDER BY title)",  # ties: the first by name
+            "product": "mode(product ORDER BY product)",
             "cves": "list_sort(list_distinct(flatten(list(coalesce(cves, [])))))",
             "techniques": "list_sort(list_distinct(flatten(list(coalesce(attack_techniques, [])))))",
         },
@@ -288,9 +288,9 @@ RELATIONS: dict[str, str] = {
     "det": f"""
         WITH f AS (SELECT file_id, row_number() OVER (ORDER BY file_id) AS fno
                    FROM (SELECT DISTINCT file_id FROM {{detection}} WHERE file_id IS NOT NULL)),
-             s AS (SELECT DISTINCT ON (ip) ip, country_code, country_name, asn, as_org,
-                          network_type, classification, ioc_matches, malware_families
-                   FROM {{source}})
+             -- source has one row per address (enrich writes it so)
+             s AS (SELECT ip, country_code, country_name, asn, as_org, network_type,
+                          classification, ioc_matches, malware_families FROM {{source}})
         -- the event (file, line) as one exact integer: distinct counts stay cheap; a detection
         -- without file or line is its own event (negative keys never collide). Two branches:
         -- numbering rows (a window over all of them) would cost more than the rest of det.
@@ -427,6 +427,8 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
         "split": f"TIMESTAMP '{(split or end).isoformat()}'",
     }
     sqlfn.install(con)
+    # every figure orders its own rows: materialising the relations need not keep row order
+    con.execute("SET preserve_insertion_order = false")
     con.register("_attack_technique", attack.technique_table())
     con.execute("CREATE OR REPLACE TEMP TABLE attack_technique AS SELECT * FROM _attack_technique")
     con.unregister("_attack_technique")

@@ -8,8 +8,9 @@ the API cache). Its time is its latest banner's. The profile of ``(ip, ref_ts)``
 whose time is nearest ``ref_ts`` (the later on a tie), so a server that was clean in January and
 compromised in May is described as it was when it attacked.
 
-The profile: ``os`` (of the record's latest banner that names one), ``os_family`` (the first
-pattern of ``data/os_families.csv`` that matches it), ``products``, ``services`` and
+The profile: ``os`` (of the record's latest banner that names one; of two at the same time,
+the last by name), ``os_family`` (the first pattern of ``data/os_families.csv`` that matches
+it), ``products``, ``services`` and
 ``service_classes`` (every row of ``data/service_classes.csv`` a banner matches, as
 ``class:service``; banner patterns are tried only on banners whose product the record does not
 name, as a named product says more than its banner; ``fallback`` rows only when no other row
@@ -147,7 +148,9 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
                           THEN h.source_line END AS sl,
                      CASE WHEN h.record_type = 'host' THEN NULL ELSE h.event_date END AS sd,
                      a.ref_ts, a.network_type"""
-    snap = """max(ts) AS snap_ts, arg_max(os, ts) FILTER (WHERE os IS NOT NULL) AS os,
+    snap = """max(ts) AS snap_ts,
+               -- the latest banner's OS (of two at the same time, the last by name)
+               arg_max(os, (ts, os)) FILTER (WHERE os IS NOT NULL) AS os,
                -- reverse DNS is the host's, the same on each banner: the latest banner's
                -- (arg_max_null: also when it has none; a list per row would cost more)
                CASE WHEN max(ts) IS NOT NULL
