@@ -59,6 +59,11 @@ document.getElementById("f").addEventListener("load", () => {
                 `[${Math.round(r.left)}, ${Math.round(r.right)}] ` +
                 (el.textContent || "").slice(0, 60));
   }
+  // a table cell whose content is wider than the cell runs into its neighbour
+  const spilled = [...d.querySelectorAll("th, td")].filter(
+      c => c.clientWidth > 0 && c.scrollWidth > c.clientWidth + 1).map(
+      c => `${c.closest("table").id || "table"}: ${(c.textContent || "").slice(0, 40)} ` +
+           `(${c.scrollWidth} > ${c.clientWidth})`);
   const charts = [...d.querySelectorAll("svg.chart")].map(s => {
     const r = s.getBoundingClientRect();
     return {label: s.getAttribute("aria-label"), x: r.left, y: r.top + root.scrollTop,
@@ -66,7 +71,8 @@ document.getElementById("f").addEventListener("load", () => {
   });
   document.getElementById("out").textContent = JSON.stringify({
     viewport: vw, scroll_width: root.scrollWidth, height: root.scrollHeight, wide: wide.slice(0, 20),
-    n_wide: wide.length, charts, title: d.title});
+    n_wide: wide.length, spilled: spilled.slice(0, 20), n_spilled: spilled.length, charts,
+    title: d.title});
 });
 </script></body></html>
 """
@@ -74,7 +80,8 @@ document.getElementById("f").addEventListener("load", () => {
 
 def measure(tmp_path: Path, html: Path, width: int) -> dict:
     """Layout facts of ``html`` laid out ``width`` CSS pixels wide: ``viewport``, ``scroll_width``,
-    ``height``, ``wide`` (elements reaching past the viewport), ``charts`` (page boxes of every
+    ``height``, ``wide`` (elements reaching past the viewport), ``spilled`` (table cells whose
+    content is wider than they are: it runs into the next cell), ``charts`` (page boxes of every
     svg.chart and how many marks it drew) and ``title``."""
     wrapper = html.with_name(f"_measure_{width}.html")
     wrapper.write_text(_WRAPPER % {"src": html.name, "width": width}, encoding="utf-8")

@@ -5,6 +5,8 @@ is empty (nothing cut). Screenshots and page renders stay under the pytest tmp d
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import subprocess
@@ -90,12 +92,47 @@ def test_every_chart_is_drawn(demo_report, desktop):
     assert not _drawn(_region(shot, margin))
 
 
-@pytest.mark.parametrize("width", [DESKTOP, 800, 390])
-def test_nothing_overflows_the_viewport(demo_report, tmp_path, width):
-    layout = measure(tmp_path, demo_report / "report.html", width)
+A4_WIDTH = 703  # CSS px between the margins of an A4 page (210 mm - 2 x 12 mm)
+
+
+def _as_printed(html: Path, out: Path) -> Path:
+    """``html`` with its print rules applied on screen: laid out A4_WIDTH wide, it is the
+    page Chromium prints (fonts, paddings and column widths of paper). The policy allows the
+    style sheet by its hash: the changed sheet gets its own."""
+    text = html.read_text(encoding="utf-8")
+    start = text.index("<style>") + len("<style>")
+    css = text[start:text.index("</style>", start)]
+    assert "@media print" in css
+    printed = css.replace("@media print", "@media all")
+    def digest(sheet: str) -> str:
+        return base64.b64encode(hashlib.sha256(sheet.encode("utf-8")).digest()).decode("ascii")
+    assert text.count(digest(css)) == 1
+    out.write_text(text.replace(css, printed).replace(digest(css), digest(printed)),
+                   encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize("width", [DESKTOP, 800, 680, 390, "print"])
+def test_nothing_overflows_the_viewport_or_a_table_cell(demo_report, tmp_path, width):
+    html = demo_report / "report.html"
+    if width == "print":
+        html, width = _as_printed(html, demo_report / "report-as-printed.html"), A4_WIDTH
+    layout = measure(tmp_path, html, width)
     assert layout["viewport"] == width
     assert layout["n_wide"] == 0, layout["wide"]
     assert layout["scroll_width"] <= width
+    assert layout["n_spilled"] == 0, layout["spilled"]
+
+
+def test_a_spilled_cell_is_detected(tmp_path):
+    """The measurement sees a heading wider than its fixed-width column."""
+    page = tmp_path / "cells.html"
+    page.write_text('<table id="t" style="table-layout:fixed;width:200px"><tr>'
+                    '<th style="width:20%">Organisation</th><th>b</th></tr></table>',
+                    encoding="utf-8")
+    layout = measure(tmp_path, page, 800)
+    assert layout["n_wide"] == 0 and layout["spilled"] == ["t: Organisation (" +
+                                                            layout["spilled"][0].split("(")[1]]
 
 
 def test_overflow_is_detected(tmp_path):

@@ -45,7 +45,7 @@ def test_exploited_cves_show_product_disclosure_and_first_attack(tmp_path):
     html = render_html(m)
     assert "Exploited CVEs in" in html
     text = Page(html).text
-    assert "CVE-2017-7269iis2017-03-272017-03-272018-04-02T05:06:072018-06-29T10:00:00" in \
+    assert "CVE-2017-7269iis2017-03-272017-03-272018-04-02 05:06:072018-06-29 10:00:00" in \
         text.replace("\n", "")
     paths = write_report(m, tmp_path / "out")
     with open(paths["tables"] / "cves.csv", newline="", encoding="utf-8") as f:

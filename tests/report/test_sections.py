@@ -32,6 +32,11 @@ NO_HOST_RECORDS = "No host records cover the attacking addresses."
 COMMANDS = ("threatscope intel add shodan FILE", "threatscope intel fetch --shodan-key KEY")
 
 
+def shown(ts: str) -> str:
+    """An ISO timestamp as the HTML shows it: date, a space (where it may wrap), time."""
+    return ts.replace("T", " ", 1)
+
+
 def _old(m: dict) -> dict:
     """The document as the analysis wrote it before these sections existed."""
     m = copy.deepcopy(m)
@@ -179,7 +184,7 @@ def test_html_indicators_figures_equal_the_metrics(metrics):
         return [r["role"], r["indicator_type"], r["value"], fmt_int(r["sightings"]),
                 ", ".join(r["campaigns"]) or "—", ", ".join(r["cves"]) or "—",
                 ", ".join(r["malware_families"]) or "—", ", ".join(r["ioc_feeds"]) or "—",
-                r["first_seen"], r["last_seen"]]
+                shown(r["first_seen"]), shown(r["last_seen"])]
 
     assert tables["ioc-payloads"][1:] == [expect(r) for r in ind["payload_matches"]]
     assert tables["ioc-appendix"][1:] == [expect(r) for r in ind["appendix"]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from functools import cache
 from pathlib import Path
 
@@ -52,6 +53,23 @@ def _join(items: object) -> str:
     return ", ".join(clean(x, 80) for x in items) if isinstance(items, list) else ""
 
 
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def _is_time(v: object) -> bool:
+    return isinstance(v, str) and _TIME.match(v) is not None
+
+
+def _when(v: object) -> Markup | str:
+    """An ISO timestamp shown as date and time, each kept whole: a narrow column (or paper)
+    wraps it between the two, not inside a number."""
+    if not _is_time(v):
+        return "—" if v is None or v == "" else clean(str(v), 600)
+    day, _, clock = str(v).partition("T")
+    return Markup('<span class="when">{}</span> <span class="when">{}</span>').format(
+        clean(day, 40), clean(clock, 40))
+
+
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -65,6 +83,7 @@ def _env() -> jinja2.Environment:
     env.filters.update(int=fmt_int, num=fmt_num, fold=fmt_fold, pct=fmt_pct, share=fmt_share,
                        flag=fmt_flag, pp=fmt_pp, jl=_join)
     env.filters["long_text"] = long_text
+    env.globals.update(when=_when, is_time=_is_time)
     return env
 
 
