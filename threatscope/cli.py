@@ -38,6 +38,35 @@ def workspace_option(f: Callable) -> Callable:
     )(f)
 
 
+def engine_options(f: Callable) -> Callable:
+    """``--engine`` and ``--spark-master``: the command's stages run on DuckDB (one machine) or
+    on Apache Spark (local, a cluster's master, or Spark Connect via $SPARK_REMOTE)."""
+    f = click.option("--spark-master", metavar="URL",
+                     help="Spark master (local[N], spark://host:7077, yarn, k8s://...); "
+                          "default $SPARK_MASTER, else local[*]. Spark Connect: set "
+                          "SPARK_REMOTE=sc://host:15002 instead.")(f)
+    return click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb",
+                        show_default=True, envvar="THREATSCOPE_ENGINE",
+                        help="Where the work runs ($THREATSCOPE_ENGINE).")(f)
+
+
+class Engine:
+    """The engine keywords stage functions take; the Spark session is started once, on
+    first use, and shared by the stages of one command."""
+
+    def __init__(self, engine: str, master: str | None):
+        self.engine, self.master, self._session = engine, master, None
+
+    def kw(self) -> dict:
+        if self.engine == "duckdb":
+            return {}
+        if self._session is None:
+            from threatscope import spark
+
+            self._session = spark.session(self.master)
+        return {"engine": "spark", "spark": self._session}
+
+
 def _stderr_console():
     from rich.console import Console
 
@@ -117,13 +146,14 @@ def init(workspace: Path, orgs: Path | None) -> None:
     click.echo(f"workspace ready: {ws.root}")
 
 
-def _ingest(ws: Workspace, paths, org, fmt, orgs, as_json: bool):
+def _ingest(ws: Workspace, paths, org, fmt, orgs, as_json: bool, engine: Engine):
     from threatscope import ingest
 
     if orgs:
         ws.register_orgs(read_orgs_csv(orgs))
     with progress_bar(not as_json) as progress:
-        summary = ingest.ingest_paths(ws, list(paths), org=org, fmt=fmt, progress=progress)
+        summary = ingest.ingest_paths(ws, list(paths), org=org, fmt=fmt, progress=progress,
+                                      **engine.kw())
     _print_summary(summary, as_json, "ingest")
     return summary
 
@@ -134,19 +164,20 @@ def _ingest(ws: Workspace, paths, org, fmt, orgs, as_json: bool):
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
 @click.option("--orgs", type=click.Path(dir_okay=False, path_type=Path), help="Register organisations from CSV first.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@engine_options
 @click.argument("paths", nargs=-1, required=True)
 @handle_user_errors
-def ingest_cmd(workspace, org, fmt, orgs, as_json, paths) -> None:
+def ingest_cmd(workspace, org, fmt, orgs, as_json, engine, spark_master, paths) -> None:
     """Ingest log files, folders, globs or - (stdin) into the workspace lake."""
     ws = Workspace.open(workspace, create=True)
-    _ingest(ws, paths, org, fmt, orgs, as_json)
+    _ingest(ws, paths, org, fmt, orgs, as_json, Engine(engine, spark_master))
 
 
-def _detect(ws: Workspace, rules, as_json: bool):
+def _detect(ws: Workspace, rules, as_json: bool, engine: Engine):
     from threatscope import detect
 
     with progress_bar(not as_json) as progress:
-        summary = detect.run_detect(ws, rule_dirs=list(rules), progress=progress)
+        summary = detect.run_detect(ws, rule_dirs=list(rules), progress=progress, **engine.kw())
     _print_summary(summary, as_json, "detect")
     return summary
 
@@ -155,16 +186,17 @@ def _detect(ws: Workspace, rules, as_json: bool):
 @workspace_option
 @click.option("--rules", multiple=True, type=click.Path(exists=True, path_type=Path), help="Extra Sigma rule folder or file (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@engine_options
 @handle_user_errors
-def detect_cmd(workspace, rules, as_json) -> None:
+def detect_cmd(workspace, rules, as_json, engine, spark_master) -> None:
     """Run the built-in rule pack and extra Sigma rules over the lake."""
-    _detect(Workspace.open(workspace), rules, as_json)
+    _detect(Workspace.open(workspace), rules, as_json, Engine(engine, spark_master))
 
 
-def _enrich(ws: Workspace, mmdb, as_json: bool = False):
+def _enrich(ws: Workspace, mmdb, as_json: bool, engine: Engine):
     from threatscope import enrich
 
-    summary = enrich.run_enrich(ws, mmdb=list(mmdb))
+    summary = enrich.run_enrich(ws, mmdb=list(mmdb), **engine.kw())
     _print_summary(summary, as_json, "enrich")
     return summary
 
@@ -173,18 +205,19 @@ def _enrich(ws: Workspace, mmdb, as_json: bool = False):
 @workspace_option
 @click.option("--mmdb", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="MaxMind-format .mmdb (country/ASN), repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@engine_options
 @handle_user_errors
-def enrich_cmd(workspace, mmdb, as_json) -> None:
+def enrich_cmd(workspace, mmdb, as_json, engine, spark_master) -> None:
     """Attribute source IPs: country, AS organisation, hosting or access network."""
-    _enrich(Workspace.open(workspace), mmdb, as_json)
+    _enrich(Workspace.open(workspace), mmdb, as_json, Engine(engine, spark_master))
 
 
-def _report(ws: Workspace, period: str | None, out: Path, pdf: bool = False,
-            org: str | None = None, sector: str | None = None) -> dict:
+def _report(ws: Workspace, period: str | None, out: Path, pdf: bool, org: str | None,
+            sector: str | None, engine: Engine) -> dict:
     from threatscope import analyze, report
 
     p = analyze.parse_period(period) if period else None
-    metrics = analyze.analyze(ws, p, org=org, sector=sector)
+    metrics = analyze.analyze(ws, p, org=org, sector=sector, **engine.kw())
     paths = report.write_report(metrics, out, pdf=pdf)
     consistency = metrics.get("consistency") or {}
     if consistency and not consistency.get("ok", True):
@@ -201,10 +234,12 @@ def _report(ws: Workspace, period: str | None, out: Path, pdf: bool = False,
 @click.option("--pdf", is_flag=True, help="Also print report.pdf (needs chromium).")
 @click.option("--org", "org", help="Report for this organisation (org_id), compared with its sector peers.")
 @click.option("--sector", help="Report for this sector's organisations, compared with the other sectors.")
+@engine_options
 @handle_user_errors
-def report_cmd(workspace, period, out, pdf, org, sector) -> None:
+def report_cmd(workspace, period, out, pdf, org, sector, engine, spark_master) -> None:
     """Analyse a period against the one before and write report.html/.json/.md and tables/."""
-    _report(Workspace.open(workspace), period, out, pdf, org, sector)
+    _report(Workspace.open(workspace), period, out, pdf, org, sector,
+            Engine(engine, spark_master))
 
 
 @main.command("run")
@@ -219,16 +254,18 @@ def report_cmd(workspace, period, out, pdf, org, sector) -> None:
 @click.option("--pdf", is_flag=True, help="Also print report.pdf (needs chromium).")
 @click.option("--report-org", help="Report for this organisation (org_id) only.")
 @click.option("--report-sector", help="Report for this sector only.")
+@engine_options
 @click.argument("paths", nargs=-1, required=True)
 @handle_user_errors
 def run_cmd(workspace, orgs, org, fmt, rules, mmdb, period, out, pdf, report_org, report_sector,
-            paths) -> None:
+            engine, spark_master, paths) -> None:
     """All stages: ingest -> detect -> enrich -> report."""
     ws = Workspace.open(workspace, create=True)
-    _ingest(ws, paths, org, fmt, orgs, False)
-    _detect(ws, rules, False)
-    _enrich(ws, mmdb)
-    _report(ws, period, out, pdf, report_org, report_sector)
+    eng = Engine(engine, spark_master)
+    _ingest(ws, paths, org, fmt, orgs, False, eng)
+    _detect(ws, rules, False, eng)
+    _enrich(ws, mmdb, False, eng)
+    _report(ws, period, out, pdf, report_org, report_sector, eng)
 
 
 @main.group("intel")
@@ -617,8 +654,9 @@ def simulate(out, seed, scale) -> None:
 @main.command()
 @click.option("-o", "--out", "out", default="demo-out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=7, show_default=True, type=int)
+@engine_options
 @handle_user_errors
-def demo(out: Path, seed: int) -> None:
+def demo(out: Path, seed: int, engine: str, spark_master: str | None) -> None:
     """Simulate telemetry, run every stage on it and write a report."""
     import shutil
 
@@ -631,10 +669,11 @@ def demo(out: Path, seed: int) -> None:
     click.echo(f"simulating telemetry into {data} ...")
     sim.simulate(data, seed=seed)
     ws = Workspace.open(ws_dir, create=True)
-    _ingest(ws, [str(data)], None, "auto", data / "orgs.csv", False)
-    _detect(ws, (), False)
-    _enrich(ws, ())
-    paths = _report(ws, None, out / "report")
+    eng = Engine(engine, spark_master)
+    _ingest(ws, [str(data)], None, "auto", data / "orgs.csv", False, eng)
+    _detect(ws, (), False, eng)
+    _enrich(ws, (), False, eng)
+    paths = _report(ws, None, out / "report", False, None, None, eng)
     click.echo(f"\nopen the report: {Path(paths['html']).resolve()}")
 
 
