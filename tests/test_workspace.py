@@ -104,3 +104,16 @@ def test_lake_views_read_files_of_an_older_schema(tmp_path):
     with ws.connect() as con:  # one file has it
         assert sorted(con.execute("SELECT source_line, url_original FROM http").fetchall()) == [
             (1, None), (2, "GET /x")]
+
+
+@pytest.mark.parametrize(("version", "advice"), [
+    (2, "upgrade threatscope to read it"), (0, "ingest its inputs again into a new workspace"),
+    ('"1"', "ingest its inputs again")])
+def test_a_workspace_of_another_layout_version_is_refused(tmp_path, version, advice):
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    config = ws.config_path.read_text().replace("version = 1", f"version = {version}")
+    ws.config_path.write_text(config)
+    before = sorted(p.name for p in ws.root.rglob("*"))
+    with pytest.raises(UserError, match=f"layout version .*this one reads version 1: {advice}"):
+        Workspace.open(ws.root)
+    assert sorted(p.name for p in ws.root.rglob("*")) == before  # nothing written

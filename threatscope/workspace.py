@@ -22,11 +22,15 @@ from threatscope import schema
 from threatscope.errors import UserError
 
 DEFAULT_WORKSPACE = "threatscope-ws"
+# The layout of the lake and the enriched tables this threatscope reads and writes
+# ([workspace] version in config.toml): a workspace of another version is refused, whole,
+# rather than read half-right by either engine.
+LAYOUT_VERSION = 1
 
 _DEFAULT_CONFIG = """\
 # threatscope workspace configuration
 [workspace]
-version = 1
+version = {version}
 
 [detect]
 # Extra Sigma rule folders, used in addition to the built-in pack.
@@ -108,11 +112,19 @@ class Workspace:
                 )
             root.mkdir(parents=True, exist_ok=True)
             (root / "lake").mkdir(exist_ok=True)
-            (root / "config.toml").write_text(_DEFAULT_CONFIG)
+            (root / "config.toml").write_text(_DEFAULT_CONFIG.format(version=LAYOUT_VERSION))
         try:
             config = tomllib.loads((root / "config.toml").read_text())
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"{root / 'config.toml'}: invalid TOML: {e}") from None
+        version = config.get("workspace", {}).get("version", LAYOUT_VERSION)
+        if version != LAYOUT_VERSION:
+            newer = isinstance(version, int) and version > LAYOUT_VERSION
+            raise UserError(
+                f"{root} was written by a threatscope with workspace layout version {version!r}; "
+                f"this one reads version {LAYOUT_VERSION}: "
+                + ("upgrade threatscope to read it" if newer else
+                   "ingest its inputs again into a new workspace"))
         ws = cls(root=root, config=config)
         ws.lake.mkdir(exist_ok=True)
         if not ws.catalog_path.exists():
