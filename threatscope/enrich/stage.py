@@ -23,10 +23,11 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -39,7 +40,11 @@ from threatscope.files import write_atomic
 from threatscope.ingest.arrowfn import to_native
 from threatscope.ipnum import num_to_ip, reserved_ranges
 from threatscope.native import native
+from threatscope.spark import check_engine
 from threatscope.workspace import Workspace, parquet_write_columns, relations
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # what `lookup` gives: the address's own attributes (geo, AS, network type)
 OUTPUT_COLUMNS = ["ip", "country_code", "country_name", "asn", "as_org", "network_type",
@@ -131,20 +136,29 @@ def _reserved_table() -> pa.Table:
                      for i, end in enumerate(("first", "last")) for half in ("hi", "lo")})
 
 
-def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str]
-            ) -> tuple[pa.Table, pa.Table, str]:
+# (ips, range table, reserved ranges) -> (hi, lo table aligned with ips, reserved?, range row)
+Locate = Callable[[pa.Array, pa.Table, pa.Table], tuple[pa.Table, pa.Array, pa.Array]]
+
+
+def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str],
+            locate: Locate | None = None) -> tuple[pa.Table, pa.Table, str]:
     """Where each address of ``ips`` is: ``(addresses, places, geo_source label)``, Arrow
     tables. ``addresses``, aligned with ``ips``: ip, hi, lo (its number's halves, NULL when it
     is no address), place (a row of ``places``). ``places``: place, country_code, country_name,
     asn, as_org, network_type: one row per range of the range table of ``mmdb`` (default:
     geoip2fast's data) holding some address, and one (NULL country and AS) for reserved
-    addresses and those no range holds. The AS classification runs once per place."""
+    addresses and those no range holds. The AS classification runs once per place.
+    ``locate``: finds the numbers and ranges instead of this process (the Spark engine)."""
     label, path = ranges.combined(mmdb)
     table = ranges.open_combined(path)
-    hi, lo, known = _halves(con, ips)
-    q = pa.table({"hi": pa.array(hi, mask=~known), "lo": pa.array(lo, mask=~known)})
-    reserved = _range_rows(con, q, _reserved_table()).is_valid()
-    rows = pc.if_else(reserved, pa.scalar(None, pa.int32()), _range_rows(con, q, table))
+    if locate is None:
+        hi, lo, known = _halves(con, ips)
+        q = pa.table({"hi": pa.array(hi, mask=~known), "lo": pa.array(lo, mask=~known)})
+        reserved = _range_rows(con, q, _reserved_table()).is_valid()
+        found_rows = _range_rows(con, q, table)
+    else:
+        q, reserved, found_rows = locate(ips, table, _reserved_table())
+    rows = pc.if_else(reserved, pa.scalar(None, pa.int32()), found_rows)
     found = pc.dictionary_encode(rows, null_encoding="encode")  # a place per range row found
     con.register("_ts_orgs", pa.table({
         "place": pa.array(range(len(found.dictionary)), pa.int32()),
@@ -209,12 +223,12 @@ def _flat(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def _geo_views(con: duckdb.DuckDBPyConnection, addresses: pa.Table,
-               mmdb: Sequence[Path | str]) -> str:
+               mmdb: Sequence[Path | str], locate: Locate | None = None) -> str:
     """Temp views ``_ts_geo`` (the columns of ``addresses``, one row per distinct ``ip``, and
     ip_num, place) and ``_ts_place`` (place and its SOURCE columns country_code ..
     geo_source), over Arrow tables registered on ``con`` (scanning one costs no more than a
     table, copying it into one does); returns the geo_source label."""
-    placed, places, label = _placed(con, _flat(addresses.column("ip")), mmdb)
+    placed, places, label = _placed(con, _flat(addresses.column("ip")), mmdb, locate)
     for name in ("hi", "lo", "place"):
         addresses = addresses.append_column(f"_{name}", placed.column(name))
     con.register("_ts_geo_arrow", addresses)
@@ -235,14 +249,30 @@ def _resolve_mmdb(ws: Workspace, mmdb: Sequence[Path | str]) -> list[Path]:
     return [p if p.is_absolute() or p.exists() else ws.root / p for p in paths]
 
 
-def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
+def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (), engine: str = "duckdb",
+               spark: SparkSession | None = None) -> EnrichSummary:
     """Replace what the views ``source`` (one row per distinct source IP of detections and
     events: where it is, what it is, what the IOC lists and its detections say about it) and
     ``indicator`` (what is worth sharing) read: a new run folder (Workspace.enriched).
 
     ``mmdb``: MaxMind-format files to use instead of geoip2fast's data (default: the
     workspace's ``[enrich] mmdb`` list).
+
+    ``engine="spark"``: the addresses' numbers and ranges are found by Spark (``spark``,
+    default ``threatscope.spark.session()``); see :mod:`threatscope.enrich.spark`.
+
+        run_enrich(ws, engine="spark", spark=threatscope.spark.session("local[4]"))
     """
+    if check_engine(engine) == "spark":
+        from threatscope.enrich import spark as on_spark  # pyspark only when asked for
+
+        return on_spark.run_enrich(ws, mmdb, spark)
+    return _run(ws, mmdb)
+
+
+def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None
+         ) -> EnrichSummary:
+    """run_enrich, with the address look-ups of ``locate`` when given."""
     t0 = time.perf_counter()
     limits = classify.thresholds(ws.config)
     with ws.connect() as con:
@@ -261,7 +291,7 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
             """).to_arrow_table()
         con.unregister("_ts_breadth")
         addresses = pa.concat_tables([breadth, others], promote_options="default")
-        geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb))
+        geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb), locate)
         _describe(con, detection, have)
         classification = classify.classification_sql("g", "coalesce(sc.scanner, false)", limits)
         _write_run(ws, con, [
