@@ -25,6 +25,7 @@ place, host profiles, IOC matches, classification, indicators and the atomic swi
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,24 +69,28 @@ def locate(spark: SparkSession, ips: pa.Array, table: pa.Table, reserved: pa.Tab
     addresses = spark.createDataFrame(pa.table({"pos": pa.array(range(n), pa.int64()),
                                                 "ip": ips.cast(pa.string())}))
     numbers = addresses.mapInArrow(_numbers, "pos BIGINT, hi BIGINT, lo BIGINT")
-    numbers.createOrReplaceTempView("_ts_numbers")
-    _ranges(spark, table, reserved).createOrReplaceTempView("_ts_ranges")
-    found = spark.sql(f"""
-        SELECT n.pos, n.hi, n.lo, m.rid, coalesce(m.reserved, false) AS reserved
-        FROM _ts_numbers n
-        LEFT JOIN (
-            SELECT /*+ BROADCAST(r) */ k.pos, max(CASE WHEN r.src = {GEO} THEN r.rid END) AS rid,
-                   bool_or(r.src = {RESERVED}) AS reserved
-            FROM (SELECT pos, hi, lo, level, {', '.join(_key('hi', 'lo'))}
-                  FROM _ts_numbers LATERAL VIEW explode({LEVELS}) l AS level
-                  WHERE hi IS NOT NULL) k
-            JOIN _ts_ranges r
-              ON r.level = k.level AND r.khi = k.khi AND r.klo = k.klo
-             AND (k.hi > r.fh OR (k.hi = r.fh AND k.lo >= r.fl))
-             AND (k.hi < r.lh OR (k.hi = r.lh AND k.lo <= r.ll))
-            GROUP BY k.pos) m ON m.pos = n.pos""").toArrow()
-    spark.catalog.dropTempView("_ts_numbers")
-    spark.catalog.dropTempView("_ts_ranges")
+    # views of this call only: another run in the same session has its own
+    numbers_view, ranges_view = (f"_ts_{name}_{uuid.uuid4().hex}" for name in ("n", "r"))
+    numbers.createOrReplaceTempView(numbers_view)
+    _ranges(spark, table, reserved).createOrReplaceTempView(ranges_view)
+    # every address probes its 17 buckets (one pass over ``numbers``: no match for one that is
+    # no address), the ranges side broadcast; at most one range of each table holds it
+    sql = f"""
+        SELECT /*+ BROADCAST(r) */ k.pos, max(k.hi) AS hi, max(k.lo) AS lo,
+               max(CASE WHEN r.src = {GEO} THEN r.rid END) AS rid,
+               coalesce(bool_or(r.src = {RESERVED}), false) AS reserved
+        FROM (SELECT pos, hi, lo, level, {', '.join(_key('hi', 'lo'))}
+              FROM {numbers_view} LATERAL VIEW explode({LEVELS}) l AS level) k
+        LEFT JOIN {ranges_view} r
+          ON r.level = k.level AND r.khi = k.khi AND r.klo = k.klo
+         AND (k.hi > r.fh OR (k.hi = r.fh AND k.lo >= r.fl))
+         AND (k.hi < r.lh OR (k.hi = r.lh AND k.lo <= r.ll))
+        GROUP BY k.pos"""
+    try:
+        found = spark.sql(sql).toArrow()
+    finally:
+        for view in (numbers_view, ranges_view):
+            spark.catalog.dropTempView(view)
     # back in the order of ``ips`` (stage numbers the places in that order)
     found = found.take(np.argsort(np.asarray(found.column("pos"), np.int64)))
     known = found.column("hi").is_valid()
