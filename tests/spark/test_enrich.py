@@ -14,7 +14,8 @@ import pytest
 from tests.enrich.mmdb_writer import write_mmdb
 from threatscope import ingest
 from threatscope.detect import run_detect
-from threatscope.enrich import ranges, run_enrich, stage
+from threatscope.enrich import hosts, ranges, run_enrich, stage
+from threatscope.enrich import spark as on_spark
 from threatscope.enrich.spark import locate
 from threatscope.simulate import attacks
 from threatscope.workspace import Workspace
@@ -136,3 +137,20 @@ def test_spark_locate_equals_the_c_search(spark_session):
     assert got_res.to_pylist() == want_res.to_pylist()
     assert got_rows.to_pylist() == want_rows.to_pylist()
     assert sum(r is not None for r in want_rows.to_pylist()) >= 4
+
+
+def test_spark_host_profiles_equal_the_sql(spark_session, workspaces):
+    """Host profiles made by Spark tasks: hosts.profile_sql's rows, nearest record per attack."""
+    duck = workspaces[0]
+    with duck.connect() as con:
+        con.execute(f"""CREATE TEMP VIEW _ts_att AS SELECT * FROM (VALUES
+            ('{MASS}', TIMESTAMP '2018-04-02 00:00:00', 'hosting'),
+            ('{TARGETED}', TIMESTAMP '2018-05-20 10:00:00', 'access')) t(ip, ref_ts, network_type)""")
+        cols = ("ip, ref_ts, host_record_ts, os, os_family, products, services, "
+                "service_classes, ports, hostnames, cloud, host_kind")
+        want = con.execute(f"SELECT {cols} FROM ({hosts.profile_sql('_ts_att')})").fetchall()
+        got = on_spark.profiles(spark_session, duck, con)
+        con.register("_got", got)
+        got = con.execute(f"SELECT {cols} FROM _got").fetchall()
+    assert got == want and len(want) == 1
+    assert want[0][2].month == 4 and want[0][4] == "Linux"  # April's record: nearest

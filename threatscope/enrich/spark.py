@@ -34,7 +34,8 @@ import numpy as np
 import pyarrow as pa
 
 from threatscope import spark as ts_spark
-from threatscope.enrich import stage
+from threatscope.enrich import hosts, stage
+from threatscope.spark.lake import kind_frame
 from threatscope.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -52,8 +53,9 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (),
         summary = run_enrich(ws, spark=threatscope.spark.session())
     """
     spark = spark or ts_spark.session()
-    return stage._run(ws, mmdb, locate=lambda ips, table, reserved:
-                      locate(spark, ips, table, reserved))
+    return stage._run(ws, mmdb,
+                      locate=lambda ips, table, reserved: locate(spark, ips, table, reserved),
+                      profiles=lambda con: profiles(spark, ws, con))
 
 
 def locate(spark: SparkSession, ips: pa.Array, table: pa.Table, reserved: pa.Table
@@ -163,3 +165,76 @@ def _numbers(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 names=["pos", "hi", "lo"])
     finally:
         con.close()
+
+
+# what hosts.profile_sql reads of a host record
+RECORD_COLUMNS = ("ip", "ts", "os", "hostnames", "module", "product", "port", "transport",
+                  "cloud_provider", "tags", "banner", "record_type", "source_line", "file_id",
+                  "event_date")
+# what a task returns of hosts.profile_sql (times as epoch microseconds: no zone on the way)
+PROFILE = pa.schema([
+    ("ip", pa.string()), ("ref_us", pa.int64()), ("host_record_us", pa.int64()),
+    ("os", pa.string()), ("os_family", pa.string()), ("products", pa.list_(pa.string())),
+    ("services", pa.list_(pa.string())), ("service_classes", pa.list_(pa.string())),
+    ("ports", pa.list_(pa.int32())), ("hostnames", pa.list_(pa.string())),
+    ("cloud", pa.bool_()), ("host_kind", pa.string()), ("sig", pa.string()),
+])
+PROFILE_DDL = (
+    "ip STRING, ref_us BIGINT, host_record_us BIGINT, os STRING, os_family STRING, "
+    "products ARRAY<STRING>, services ARRAY<STRING>, service_classes ARRAY<STRING>, "
+    "ports ARRAY<INT>, hostnames ARRAY<STRING>, cloud BOOLEAN, host_kind STRING, sig STRING"
+)
+
+
+def profiles(spark: SparkSession, ws: Workspace, con) -> pa.Table | None:
+    """The host profiles of the attacks of the view ``_ts_att`` on ``con`` (ip, ref_ts,
+    network_type), as ``stage._describe`` takes them: the host records joined to the attacks
+    by address in Spark, then ``hosts.profile_sql`` per partition (all records of an address
+    in one), with ``sig`` for numbering the profiles once. None when there is nothing to
+    profile (the SQL then makes no rows on the driver)."""
+    if not ws.has_data("host_record"):
+        return None
+    att = con.sql("SELECT ip, epoch_us(ref_ts) AS ref_us, network_type FROM _ts_att "
+                  "WHERE ip IS NOT NULL").to_arrow_table()
+    if not att.num_rows:
+        return None
+    from pyspark.sql import functions as F  # noqa: N812 (pyspark's own spelling)
+
+    attacks = (spark.createDataFrame(att).groupBy("ip")
+               .agg(F.collect_list(F.struct("ref_us", "network_type")).alias("_attacks")))
+    records = kind_frame(spark, ws, "host_record").select(*RECORD_COLUMNS)
+    out = (records.join(attacks, "ip").repartition("ip")
+           .mapInArrow(_profiles, PROFILE_DDL).toArrow())
+    ts = pa.timestamp("us")
+    return pa.table({
+        "ip": out.column("ip"), "ref_ts": out.column("ref_us").cast(ts),
+        "host_record_ts": out.column("host_record_us").cast(ts),
+        **{n: out.column(n) for n in PROFILE.names[3:]},
+    })
+
+
+def _profiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow: host records with their address's attacks -> hosts.profile_sql's rows."""
+    import duckdb
+
+    from threatscope import sqlfn
+
+    got = list(batches)
+    if not got or not sum(b.num_rows for b in got):
+        return
+    con = duckdb.connect()
+    try:
+        sqlfn.install(con)
+        con.register("_j", pa.Table.from_batches(got))
+        con.execute("CREATE TEMP TABLE _hr AS SELECT * EXCLUDE (_attacks) FROM _j")
+        con.execute("CREATE TEMP TABLE _a AS SELECT DISTINCT ip, "
+                    "make_timestamp(a.ref_us) AS ref_ts, a.network_type "
+                    "FROM (SELECT ip, unnest(_attacks) AS a FROM _j)")
+        out = con.sql(
+            "SELECT ip, epoch_us(ref_ts) AS ref_us, epoch_us(host_record_ts) AS host_record_us, "
+            "os, os_family, products, services, service_classes, ports, hostnames, cloud, "
+            "host_kind, CAST(sig AS VARCHAR) AS sig "
+            f"FROM ({hosts.profile_sql('_a', '_hr', with_sig=True)})").to_arrow_table()
+    finally:
+        con.close()
+    yield from out.cast(PROFILE).to_batches()

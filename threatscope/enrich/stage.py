@@ -138,6 +138,8 @@ def _reserved_table() -> pa.Table:
 
 # (ips, range table, reserved ranges) -> (hi, lo table aligned with ips, reserved?, range row)
 Locate = Callable[[pa.Array, pa.Table, pa.Table], tuple[pa.Table, pa.Array, pa.Array]]
+# (connection with the view _ts_att) -> the rows of hosts.profile_sql('_ts_att'), or None
+Profiles = Callable[[duckdb.DuckDBPyConnection], pa.Table | None]
 
 
 def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str],
@@ -270,9 +272,10 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (), engine: str = "du
     return _run(ws, mmdb)
 
 
-def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None
-         ) -> EnrichSummary:
-    """run_enrich, with the address look-ups of ``locate`` when given."""
+def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None,
+         profiles: Profiles | None = None) -> EnrichSummary:
+    """run_enrich, with the address look-ups of ``locate`` and the host profiles of
+    ``profiles`` when given."""
     t0 = time.perf_counter()
     limits = classify.thresholds(ws.config)
     with ws.connect() as con:
@@ -292,7 +295,7 @@ def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None
         con.unregister("_ts_breadth")
         addresses = pa.concat_tables([breadth, others], promote_options="default")
         geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb), locate)
-        _describe(con, detection, have)
+        _describe(con, detection, have, profiles)
         classification = classify.classification_sql("g", "coalesce(sc.scanner, false)", limits)
         _write_run(ws, con, [
             ("source", schema.SOURCE_STORED,
@@ -354,16 +357,32 @@ def _write_run(ws: Workspace, con: duckdb.DuckDBPyConnection,
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _describe(con: duckdb.DuckDBPyConnection, detection: str, have: set[str]) -> None:
+def _describe(con: duckdb.DuckDBPyConnection, detection: str, have: set[str],
+              profiles: Profiles | None = None) -> None:
     """The temp tables _SOURCE_SELECT and _PAYLOAD_SELECT read besides ``_ts_geo``:
     ``_ts_prof`` (the host record of each attacking address nearest its first attack),
     ``_ts_scan`` (research scanners), ``_ts_iocm`` (IOC list matches), ``_ts_pay`` (payload
-    indicators). ``detection``: the detections' relation (or an empty one)."""
+    indicators). ``detection``: the detections' relation (or an empty one); ``profiles``:
+    makes ``_ts_prof``'s rows elsewhere (the Spark engine)."""
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_b AS SELECT * FROM _ts_geo "
                 "WHERE detections IS NOT NULL")
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_att AS SELECT b.ip, b.first_seen AS ref_ts, "
                 "p.network_type FROM _ts_b b JOIN _ts_place p USING (place)")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_prof AS {hosts.profile_sql('_ts_att')}")
+    made = profiles(con) if profiles is not None else None
+    if made is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_prof AS {hosts.profile_sql('_ts_att')}")
+    else:
+        con.register("_ts_prof_arrow", made)
+        try:  # profile numbers for all results as one (as hosts.profile_sql numbers them)
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _ts_prof AS
+                SELECT * EXCLUDE (sig), (dense_rank() OVER (ORDER BY sig, os))::INTEGER
+                       AS profile
+                FROM (SELECT * EXCLUDE (profile)  -- no rows: the types of the SQL's
+                      FROM ({hosts.profile_sql('(SELECT * FROM _ts_att WHERE false)')})
+                      UNION ALL BY NAME SELECT * FROM _ts_prof_arrow)""")
+        finally:
+            con.unregister("_ts_prof_arrow")
     # research scanners: a scanner's name on any record of the address, or its user agent
     # (the patterns tried once per distinct name or agent, the attackers looked up last: few
     # records have names, few agents are a scanner's)
