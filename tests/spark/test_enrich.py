@@ -14,7 +14,7 @@ import pytest
 from tests.enrich.mmdb_writer import write_mmdb
 from threatscope import ingest
 from threatscope.detect import run_detect
-from threatscope.enrich import hosts, ranges, run_enrich, stage
+from threatscope.enrich import hosts, iocs, ranges, run_enrich, stage
 from threatscope.enrich import spark as on_spark
 from threatscope.enrich.spark import locate
 from threatscope.simulate import attacks
@@ -54,8 +54,8 @@ def workspaces(tmp_path_factory):
     lines.append(json.dumps({"ts": "2018-05-02T09:00:00Z", "src_ip": BENIGN, "method": "GET",
                              "uri": "/index.html", "headers": {}, "status": 200, "org_id": "a"}))
     (root / "requests.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "list.txt").write_text(f"# ours\n{TARGETED}\n{V6_NONE}\n"
-                                   "hxxp://203.0.113.77/gpon.sh\n")
+    (root / "list.txt").write_text(f"# ours\n{TARGETED}\n{V6_NONE}\n8.8.8.0/28\n"
+                                   "2a00:1450::/48\nhxxp://203.0.113.77/gpon.sh\n")
     (root / "hosts.json").write_text("\n".join([
         _host(MASS, "2018-04-01T00:00:00", 80, "nginx", "Linux"),
         _host(MASS, "2018-05-02T00:00:00", 3389, "Microsoft IIS httpd", "Windows Server 2008"),
@@ -154,3 +154,22 @@ def test_spark_host_profiles_equal_the_sql(spark_session, workspaces):
         got = con.execute(f"SELECT {cols} FROM _got").fetchall()
     assert got == want and len(want) == 1
     assert want[0][2].month == 4 and want[0][4] == "Linux"  # April's record: nearest
+
+
+def test_spark_ioc_matches_equal_the_sql(spark_session, workspaces):
+    """IOC list matches by the broadcast range join: iocs.address_matches_sql's rows."""
+    duck = workspaces[0]
+    with duck.connect() as con:
+        stage._prepare(con)
+        con.execute(f"""CREATE TEMP VIEW _ts_geo AS SELECT ip, ts_ip_num(ip) AS ip_num
+                        FROM (VALUES ('{MASS}'), ('{TARGETED}'), ('{V6}'), ('{V6_NONE}'),
+                                     ('{BENIGN}'), ('not an ip')) t(ip)""")
+        want = con.execute(
+            "SELECT ip, ioc_matches, ioc_families, epoch_us(ioc_first_seen), "
+            "epoch_us(ioc_last_seen) FROM (" + iocs.address_matches_sql(
+                "(SELECT ip, ip_num FROM _ts_geo)", iocs.cidr_shifts(con)) + ") ORDER BY ip"
+        ).fetchall()
+        got = on_spark.ioc_matches(spark_session, con)
+    got = sorted(tuple(r.values()) for r in got.to_pylist())
+    assert got == want
+    assert {r[0] for r in want} == {MASS, TARGETED, V6, V6_NONE}  # networks and addresses

@@ -1,26 +1,32 @@
-"""Enrich on Spark: where each address is, found by Spark tasks and a broadcast range join.
+"""Enrich on Spark: the per-address work in Spark tasks and broadcast joins.
 
     from threatscope.enrich import run_enrich
     run_enrich(ws, engine="spark")                       # threatscope.spark.session()
     run_enrich(ws, mmdb=["GeoLite2-City.mmdb"], engine="spark", spark=s)
 
-Per address, on the executors: its 128-bit number (``stage._halves``, the DuckDB engine's C
-code, per partition with ``mapInArrow``), then the range holding it by an equi-join on a
-prefix bucket with the range table broadcast:
+On the executors:
 
-* a range ``[first, last]`` goes to level ``b`` (a multiple of 8): the bits ``first`` and
-  ``last`` share, rounded down to a byte; its bucket is ``first``'s top ``b`` bits. Ranges do
-  not overlap and every range of a level-``b`` bucket crosses a level-``b+8`` boundary (else it
-  would be a level further down), so a bucket holds at most 255 ranges: no nested loop;
-* an address probes its bucket at each of the 17 levels (0, 8, .., 128); the join keeps the
-  (at most one) range whose bounds hold it. IPv4 (``::ffff:0:0/96``) and IPv6 alike.
+* each address's 128-bit number (``stage._halves``, the DuckDB engine's C code, per partition
+  with ``mapInArrow``);
+* the geo/AS range holding it, by an equi-join on a prefix bucket with the range table
+  broadcast. A range ``[first, last]`` goes to level ``b`` (a multiple of 8): the bits
+  ``first`` and ``last`` share, rounded down to a byte; its bucket is ``first``'s top ``b``
+  bits. Ranges do not overlap and every range of a level-``b`` bucket crosses a level-``b+8``
+  boundary (else it would be a level further down), so a bucket holds at most 255 ranges: no
+  nested loop. An address probes its bucket at each of the 17 levels (0, 8, .., 128) and keeps
+  the range whose bounds hold it. IPv4 (``::ffff:0:0/96``) and IPv6 alike; the reserved
+  networks join the same way;
+* the IOC lists' addresses and networks, the same broadcast join (overlapping ranges: every
+  list naming an address matches), aggregated in Spark SQL;
+* the host profiles: host records joined to the attacking addresses in Spark, then
+  ``hosts.profile_sql`` per partition (all records of an address in one partition).
 
 Numbers are two 64-bit halves, stored with the top bit flipped so that Spark's signed
-comparisons order them as unsigned. The reserved networks join the same way. The addresses
-come from the detections and events (DuckDB, on the driver), and the AS classification per
-place, host profiles, IOC matches, classification, indicators and the atomic switch of
-``enriched/CURRENT`` are the DuckDB engine's own code over the rows found here
-(:func:`threatscope.enrich.stage._run`), so both engines write the same tables.
+comparisons order them as unsigned. On the driver, with the DuckDB engine's own code
+(:func:`threatscope.enrich.stage._run`): the list of addresses and their breadth (from the
+detections and events), the AS classification per place (a place per range found: few), the
+research-scanner check, payload indicators, the classification, the writing of the tables and
+the atomic switch of ``enriched/CURRENT``; so both engines write the same rows.
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (),
     spark = spark or ts_spark.session()
     return stage._run(ws, mmdb,
                       locate=lambda ips, table, reserved: locate(spark, ips, table, reserved),
-                      profiles=lambda con: profiles(spark, ws, con))
+                      profiles=lambda con: profiles(spark, ws, con),
+                      matches=lambda con: ioc_matches(spark, con))
 
 
 def locate(spark: SparkSession, ips: pa.Array, table: pa.Table, reserved: pa.Table
@@ -81,12 +88,7 @@ def locate(spark: SparkSession, ips: pa.Array, table: pa.Table, reserved: pa.Tab
         SELECT /*+ BROADCAST(r) */ k.pos, max(k.hi) AS hi, max(k.lo) AS lo,
                max(CASE WHEN r.src = {GEO} THEN r.rid END) AS rid,
                coalesce(bool_or(r.src = {RESERVED}), false) AS reserved
-        FROM (SELECT pos, hi, lo, level, {', '.join(_key('hi', 'lo'))}
-              FROM {numbers_view} LATERAL VIEW explode({LEVELS}) l AS level) k
-        LEFT JOIN {ranges_view} r
-          ON r.level = k.level AND r.khi = k.khi AND r.klo = k.klo
-         AND (k.hi > r.fh OR (k.hi = r.fh AND k.lo >= r.fl))
-         AND (k.hi < r.lh OR (k.hi = r.lh AND k.lo <= r.ll))
+        FROM ({_probe(numbers_view)}) k LEFT JOIN {ranges_view} r ON {_HOLDS}
         GROUP BY k.pos"""
     try:
         found = spark.sql(sql).toArrow()
@@ -111,20 +113,40 @@ def _key(hi: str, lo: str) -> list[str]:
             f"ELSE {lo} & shiftleft(-1L, 128 - level) END AS klo"]
 
 
+# the join of probes ``k`` (pos, hi, lo, level, khi, klo) and ranges ``r``: same bucket, and
+# the range holds the number (128-bit comparisons on the flipped halves)
+_HOLDS = """r.level = k.level AND r.khi = k.khi AND r.klo = k.klo
+            AND (k.hi > r.fh OR (k.hi = r.fh AND k.lo >= r.fl))
+            AND (k.hi < r.lh OR (k.hi = r.lh AND k.lo <= r.ll))"""
+
+
+def _probe(numbers: str) -> str:
+    """Spark SQL: each row of ``numbers`` (hi, lo, ...) once per level, with its bucket."""
+    return (f"SELECT *, {', '.join(_key('hi', 'lo'))} "
+            f"FROM {numbers} LATERAL VIEW explode({LEVELS}) l AS level")
+
+
+def _bounds(spark: SparkSession, bounds: Sequence[np.ndarray], cols: dict[str, pa.Array]
+            ) -> DataFrame:
+    """Ranges (uint64 halves ``first_hi, first_lo, last_hi, last_lo``) with ``cols``, as a
+    DataFrame of fh, fl, lh, ll (flipped), level, khi, klo and ``cols``."""
+    fh, fl, lh, ll = bounds
+    t = pa.table({**cols, "fh": _flip(fh), "fl": _flip(fl), "lh": _flip(lh), "ll": _flip(ll),
+                  "level": pa.array(_level(fh, fl, lh, ll))})
+    return spark.createDataFrame(t).selectExpr("*", *_key("fh", "fl"))
+
+
 def _ranges(spark: SparkSession, table: pa.Table, reserved: pa.Table) -> DataFrame:
     """Both range tables as one (src, rid, fh, fl, lh, ll, level, khi, klo) DataFrame."""
-    parts = []
-    for src, t in ((GEO, table), (RESERVED, reserved)):
-        fh, fl, lh, ll = (np.asarray(t.column(c), np.uint64)
-                          for c in ("first_hi", "first_lo", "last_hi", "last_lo"))
-        parts.append(pa.table({
-            "src": pa.array(np.full(len(fh), src, np.int8)),
-            "rid": pa.array(np.arange(len(fh), dtype=np.int32)),
-            "fh": _flip(fh), "fl": _flip(fl), "lh": _flip(lh), "ll": _flip(ll),
-            "level": pa.array(_level(fh, fl, lh, ll)),
-        }))
-    ranges = spark.createDataFrame(pa.concat_tables(parts))
-    return ranges.selectExpr("*", *_key("fh", "fl"))
+    bounds: list[list[np.ndarray]] = [[], [], [], []]
+    src, rid = [], []
+    for k, t in ((GEO, table), (RESERVED, reserved)):
+        for i, c in enumerate(("first_hi", "first_lo", "last_hi", "last_lo")):
+            bounds[i].append(np.asarray(t.column(c), np.uint64))
+        src.append(np.full(t.num_rows, k, np.int8))
+        rid.append(np.arange(t.num_rows, dtype=np.int32))
+    return _bounds(spark, [np.concatenate(b) for b in bounds],
+                   {"src": pa.array(np.concatenate(src)), "rid": pa.array(np.concatenate(rid))})
 
 
 def _level(fh: np.ndarray, fl: np.ndarray, lh: np.ndarray, ll: np.ndarray) -> np.ndarray:
@@ -238,3 +260,58 @@ def _profiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     finally:
         con.close()
     yield from out.cast(PROFILE).to_batches()
+
+
+def ioc_matches(spark: SparkSession, con) -> pa.Table | None:
+    """``iocs.address_matches_sql`` over the addresses of ``_ts_geo`` on ``con``, in Spark: the
+    IOC lists' addresses and networks are ranges too (overlapping ones: every list that names
+    an address matches), joined broadcast as the geo ranges are. Rows: ip, ioc_matches,
+    ioc_families, first_us, last_us (epoch microseconds). None when no list names addresses."""
+    # a network matches as the SQL's shift join does: the aligned block of its size, when
+    # that size is a power of two (others never match there)
+    iocs = con.execute("""
+        SELECT CAST(ip_first_num AS VARCHAR), CAST(ip_last_num AS VARCHAR), ioc_type,
+               feed || ':' || value, malware_family, epoch_us(first_seen), epoch_us(last_seen)
+        FROM ioc WHERE ioc_type IN ('ip', 'cidr') AND ip_first_num IS NOT NULL""").fetchall()
+    rows = []
+    for first, last, kind, match, family, first_us, last_us in iocs:
+        lo = int(first)
+        size = 1 if kind == "ip" else int(last) - lo + 1 if last is not None else 0
+        if size <= 0 or size & (size - 1):
+            continue
+        lo -= lo % size
+        rows.append((lo, lo + size - 1, match, family, first_us, last_us))
+    if not rows:
+        return None
+    mask = (1 << 64) - 1
+    bounds = [np.array([r[i] >> 64 if half else r[i] & mask for r in rows], np.uint64)
+              for i in (0, 1) for half in (True, False)]
+    lists = _bounds(spark, bounds, {
+        "m": pa.array([r[2] for r in rows], pa.string()),
+        "family": pa.array([r[3] for r in rows], pa.string()),
+        "first_us": pa.array([r[4] for r in rows], pa.int64()),
+        "last_us": pa.array([r[5] for r in rows], pa.int64())})
+    addresses = con.sql(f"""
+        SELECT ip, (ip_num >> 64)::UBIGINT AS hi, (ip_num & {mask}::UHUGEINT)::UBIGINT AS lo
+        FROM _ts_geo WHERE ip_num IS NOT NULL""").to_arrow_table()
+    if not addresses.num_rows:
+        return None
+    addresses = pa.table({"ip": addresses.column("ip"),
+                          "hi": _flip(np.asarray(addresses.column("hi"), np.uint64)),
+                          "lo": _flip(np.asarray(addresses.column("lo"), np.uint64))})
+    numbers_view, lists_view = (f"_ts_{name}_{uuid.uuid4().hex}" for name in ("a", "i"))
+    spark.createDataFrame(addresses).createOrReplaceTempView(numbers_view)
+    lists.createOrReplaceTempView(lists_view)
+    try:  # (collect_list skips NULLs as the SQL's list_distinct does)
+        return spark.sql(f"""
+            SELECT /*+ BROADCAST(r) */ k.ip,
+                   array_sort(array_distinct(collect_list(r.m))) AS ioc_matches,
+                   -- (the SQL's filtered list of no family is NULL, not empty)
+                   nullif(array_sort(array_distinct(collect_list(r.family))), array())
+                       AS ioc_families,
+                   min(r.first_us) AS first_us, max(r.last_us) AS last_us
+            FROM ({_probe(numbers_view)}) k JOIN {lists_view} r ON {_HOLDS}
+            GROUP BY k.ip""").toArrow()
+    finally:
+        for view in (numbers_view, lists_view):
+            spark.catalog.dropTempView(view)

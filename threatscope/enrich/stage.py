@@ -138,8 +138,10 @@ def _reserved_table() -> pa.Table:
 
 # (ips, range table, reserved ranges) -> (hi, lo table aligned with ips, reserved?, range row)
 Locate = Callable[[pa.Array, pa.Table, pa.Table], tuple[pa.Table, pa.Array, pa.Array]]
-# (connection with the view _ts_att) -> the rows of hosts.profile_sql('_ts_att'), or None
+# (connection with the view _ts_att) -> the rows of hosts.profile_sql('_ts_att'), or None;
+# (connection with _ts_geo) -> the rows of iocs.address_matches_sql over it, or None
 Profiles = Callable[[duckdb.DuckDBPyConnection], pa.Table | None]
+Matches = Callable[[duckdb.DuckDBPyConnection], pa.Table | None]
 
 
 def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str],
@@ -273,9 +275,9 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (), engine: str = "du
 
 
 def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None,
-         profiles: Profiles | None = None) -> EnrichSummary:
-    """run_enrich, with the address look-ups of ``locate`` and the host profiles of
-    ``profiles`` when given."""
+         profiles: Profiles | None = None, matches: Matches | None = None) -> EnrichSummary:
+    """run_enrich, with the address look-ups of ``locate``, the host profiles of ``profiles``
+    and the IOC list matches of ``matches`` when given (the Spark engine)."""
     t0 = time.perf_counter()
     limits = classify.thresholds(ws.config)
     with ws.connect() as con:
@@ -295,7 +297,7 @@ def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None
         con.unregister("_ts_breadth")
         addresses = pa.concat_tables([breadth, others], promote_options="default")
         geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb), locate)
-        _describe(con, detection, have, profiles)
+        _describe(con, detection, have, profiles, matches)
         classification = classify.classification_sql("g", "coalesce(sc.scanner, false)", limits)
         _write_run(ws, con, [
             ("source", schema.SOURCE_STORED,
@@ -358,12 +360,13 @@ def _write_run(ws: Workspace, con: duckdb.DuckDBPyConnection,
 
 
 def _describe(con: duckdb.DuckDBPyConnection, detection: str, have: set[str],
-              profiles: Profiles | None = None) -> None:
+              profiles: Profiles | None = None, matches: Matches | None = None) -> None:
     """The temp tables _SOURCE_SELECT and _PAYLOAD_SELECT read besides ``_ts_geo``:
     ``_ts_prof`` (the host record of each attacking address nearest its first attack),
     ``_ts_scan`` (research scanners), ``_ts_iocm`` (IOC list matches), ``_ts_pay`` (payload
     indicators). ``detection``: the detections' relation (or an empty one); ``profiles``:
-    makes ``_ts_prof``'s rows elsewhere (the Spark engine)."""
+    makes ``_ts_prof``'s rows elsewhere, ``matches`` those of ``_ts_iocm`` (the Spark
+    engine)."""
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_b AS SELECT * FROM _ts_geo "
                 "WHERE detections IS NOT NULL")
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_att AS SELECT b.ip, b.first_seen AS ref_ts, "
@@ -398,8 +401,18 @@ def _describe(con: duckdb.DuckDBPyConnection, detection: str, have: set[str],
                 WHERE {classify.user_agent_scanner_sql('ua')}) s
                 ON s.ua = http.user_agent_original)
         SEMI JOIN _ts_b USING (ip)""")
-    con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS " + iocs.address_matches_sql(
-        "(SELECT ip, ip_num FROM _ts_geo)", iocs.cidr_shifts(con)))
+    made = matches(con) if matches is not None else None
+    if made is None:
+        con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS " + iocs.address_matches_sql(
+            "(SELECT ip, ip_num FROM _ts_geo)", iocs.cidr_shifts(con)))
+    else:
+        con.register("_ts_iocm_arrow", made)
+        try:
+            con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS SELECT ip, ioc_matches, "
+                        "ioc_families, make_timestamp(first_us) AS ioc_first_seen, "
+                        "make_timestamp(last_us) AS ioc_last_seen FROM _ts_iocm_arrow")
+        finally:
+            con.unregister("_ts_iocm_arrow")
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_pay AS "
                 + iocs.payloads_sql(have | {"http", "powershell", "document"}))
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_paym AS " + iocs.payload_matches_sql("_ts_pay"))
