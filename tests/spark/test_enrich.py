@@ -14,8 +14,9 @@ import pytest
 from tests.enrich.mmdb_writer import write_mmdb
 from threatscope import ingest
 from threatscope.detect import run_detect
-from threatscope.enrich import hosts, iocs, ranges, run_enrich, stage
+from threatscope.enrich import classify, hosts, iocs, ranges, run_enrich, stage
 from threatscope.enrich import spark as on_spark
+from threatscope.enrich.classify import thresholds
 from threatscope.enrich.spark import locate
 from threatscope.simulate import attacks
 from threatscope.workspace import Workspace
@@ -173,3 +174,19 @@ def test_spark_ioc_matches_equal_the_sql(spark_session, workspaces):
     got = sorted(tuple(r.values()) for r in got.to_pylist())
     assert got == want
     assert {r[0] for r in want} == {MASS, TARGETED, V6, V6_NONE}  # networks and addresses
+
+
+def test_spark_breadth_equals_the_sql(spark_session, workspaces):
+    """Breadth of the attacking addresses in Spark SQL: classify.breadth_sql's rows."""
+    duck = workspaces[0]
+    limits = thresholds(duck.config)
+    with duck.connect() as con:
+        stage._prepare(con)
+        want = con.execute(
+            "SELECT * EXCLUDE (first_seen, last_seen), epoch_us(first_seen), epoch_us(last_seen) "
+            f"FROM ({classify.breadth_sql('detection', limits)})").fetchall()
+    got = on_spark.breadth(spark_session, duck, limits)
+    cols = [c for c in got.column_names if c not in ("first_us", "last_us")]
+    got = [tuple(r[c] for c in [*cols, "first_us", "last_us"]) for r in got.to_pylist()]
+    assert sorted(got, key=repr) == sorted(want, key=repr)
+    assert len(want) >= 5 and any(r[2] > 1 for r in want)  # (detections)

@@ -62,7 +62,76 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (),
     return stage._run(ws, mmdb,
                       locate=lambda ips, table, reserved: locate(spark, ips, table, reserved),
                       profiles=lambda con: profiles(spark, ws, con),
-                      matches=lambda con: ioc_matches(spark, con))
+                      matches=lambda con: ioc_matches(spark, con),
+                      others=lambda rows: other_addresses(spark, ws, rows),
+                      breadth=lambda limits: breadth(spark, ws, limits))
+
+
+# classify.EXPLOIT and classify.SENSOR in Spark SQL (Java regular expressions: $1, not \1)
+_EXPLOIT = "coalesce(campaign, array_min(cves), rule_id)"
+_SENSOR = (r"org_id || '/' || regexp_replace(regexp_replace(regexp_replace(source_file, "
+           r"'(u_ex|u_in|ex|in)[0-9]{4,8}', '$1'), '[0-9]{4}-?[0-9]{2}(-?[0-9]{2})?', ''), "
+           r"'\\.[0-9]+(\\.(gz|bz2|zst))?$', '$1')")
+
+
+def breadth(spark: SparkSession, ws: Workspace, limits: dict[str, int]) -> pa.Table | None:
+    """``classify.breadth_sql`` over the detections in Spark SQL (one aggregation per address
+    and one per exploit, not the SQL's single-detection shortcut: the same rows). Times as
+    epoch microseconds ``first_us``, ``last_us``. None without detections."""
+    if not ws.detections_path.exists():
+        return None
+    view = f"_ts_d_{uuid.uuid4().hex}"
+    spark.read.parquet(str(ws.detections_path)).createOrReplaceTempView(view)
+    # (the SQL's filtered list of no value is NULL for an address of several detections, as
+    # the list of one detection is [])
+    lists = ", ".join(
+        f"CASE WHEN {empty} AND count(*) > 1 AND size(array_distinct({agg})) = 0 THEN NULL "
+        f"ELSE array_sort(array_distinct({agg})) END AS {name}" for name, agg, empty in (
+            ("campaigns", "collect_list(campaign)", "true"),
+            ("cves", "flatten(collect_list(coalesce(cves, array())))", "false"),
+            ("malware_families", "collect_list(malware_family)", "true"),
+            ("attack_techniques", "flatten(collect_list(coalesce(attack_techniques, array())))",
+             "false")))
+    try:
+        return spark.sql(f"""
+            WITH d AS (
+                SELECT src_ip AS ip, org_id, unix_micros(CAST(ts AS TIMESTAMP)) AS us, file_id,
+                       source_line, campaign, cves, malware_family, attack_techniques,
+                       {_EXPLOIT} AS exploit, {_SENSOR} AS sensor,
+                       campaign IS NOT NULL OR size(coalesce(cves, array())) > 0 AS f
+                FROM {view} WHERE src_ip IS NOT NULL AND src_ip <> ''),
+            e AS (
+                SELECT exploit, bool_or(f) AND count(DISTINCT org_id) >= {limits['campaign_orgs']}
+                                AND count(DISTINCT ip) >= {limits['campaign_sources']} AS wide
+                FROM d GROUP BY exploit)
+            SELECT /*+ BROADCAST(e) */ d.ip, min(us) AS first_us, max(us) AS last_us,
+                   count(DISTINCT named_struct('f', file_id, 'l', source_line)) AS detections,
+                   CAST(count(DISTINCT org_id) AS INT) AS orgs_hit,
+                   CAST(count(DISTINCT sensor) AS INT) AS sensors_hit,
+                   CAST(count(DISTINCT d.exploit) AS INT) AS exploits, {lists},
+                   coalesce(bool_or(e.wide), false) AS widespread
+            FROM d LEFT JOIN e ON e.exploit = d.exploit
+            GROUP BY d.ip""").toArrow()
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def other_addresses(spark: SparkSession, ws: Workspace, breadth: pa.Table) -> pa.Table:
+    """The distinct source addresses of the lake's http and alert events that ``breadth``
+    (the attacking addresses, column ip) does not hold: a scan of every event, in Spark."""
+    events = [kind_frame(spark, ws, kind).selectExpr("source_ip AS ip")
+              for kind in ("http", "alert") if ws.has_data(kind)]
+    if not events:
+        return pa.table({"ip": pa.array([], pa.string())})
+    seen = events[0] if len(events) == 1 else events[0].unionAll(events[1])
+    seen = seen.where("ip IS NOT NULL AND ip <> ''").distinct()
+    if breadth.num_rows:
+        from pyspark.sql import functions as F  # noqa: N812 (pyspark's own spelling)
+
+        attackers = spark.createDataFrame(breadth.select(["ip"]).cast(
+            pa.schema([("ip", pa.string())])))
+        seen = seen.join(F.broadcast(attackers), "ip", "left_anti")
+    return seen.toArrow().cast(pa.schema([("ip", pa.string())]))
 
 
 def locate(spark: SparkSession, ips: pa.Array, table: pa.Table, reserved: pa.Table

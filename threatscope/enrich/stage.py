@@ -142,6 +142,10 @@ Locate = Callable[[pa.Array, pa.Table, pa.Table], tuple[pa.Table, pa.Array, pa.A
 # (connection with _ts_geo) -> the rows of iocs.address_matches_sql over it, or None
 Profiles = Callable[[duckdb.DuckDBPyConnection], pa.Table | None]
 Matches = Callable[[duckdb.DuckDBPyConnection], pa.Table | None]
+# (the attacking addresses' table) -> the other addresses of http and alert events (ip)
+Others = Callable[[pa.Table], pa.Table]
+# (thresholds) -> the rows of classify.breadth_sql over the detections, or None
+Breadth = Callable[[dict[str, int]], pa.Table | None]
 
 
 def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str],
@@ -275,9 +279,11 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (), engine: str = "du
 
 
 def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None,
-         profiles: Profiles | None = None, matches: Matches | None = None) -> EnrichSummary:
-    """run_enrich, with the address look-ups of ``locate``, the host profiles of ``profiles``
-    and the IOC list matches of ``matches`` when given (the Spark engine)."""
+         profiles: Profiles | None = None, matches: Matches | None = None,
+         others: Others | None = None, breadth: Breadth | None = None) -> EnrichSummary:
+    """run_enrich, with the address look-ups of ``locate``, the host profiles of ``profiles``,
+    the IOC list matches of ``matches``, the events' other addresses of ``others`` and the
+    attacking addresses' breadth of ``breadth`` when given (the Spark engine)."""
     t0 = time.perf_counter()
     limits = classify.thresholds(ws.config)
     with ws.connect() as con:
@@ -287,15 +293,30 @@ def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None
             f"({schema.empty_select(schema.DETECTION)})"
         # every attacking address with its breadth, then the addresses only events name; the
         # address table is built around them in Arrow, aligned, so nothing joins on addresses
-        breadth = con.sql(classify.breadth_sql(detection, limits)).to_arrow_table()
-        con.register("_ts_breadth", breadth)
-        others = con.sql("""
-            SELECT DISTINCT ip FROM (SELECT source_ip AS ip FROM http
-                                     UNION ALL SELECT source_ip FROM alert)
-            WHERE ip IS NOT NULL AND ip <> '' AND ip NOT IN (SELECT ip FROM _ts_breadth)
-            """).to_arrow_table()
-        con.unregister("_ts_breadth")
-        addresses = pa.concat_tables([breadth, others], promote_options="default")
+        made = breadth(limits) if breadth is not None else None
+        if made is None:
+            made = con.sql(classify.breadth_sql(detection, limits)).to_arrow_table()
+        else:  # the SQL's types (a query of no rows gives them)
+            con.register("_ts_breadth_arrow", made)
+            made = con.sql(f"""
+                SELECT * FROM ({classify.breadth_sql(detection, limits)}) WHERE false
+                UNION ALL BY NAME
+                SELECT * EXCLUDE (first_us, last_us), make_timestamp(first_us) AS first_seen,
+                       make_timestamp(last_us) AS last_seen FROM _ts_breadth_arrow
+                """).to_arrow_table()
+            con.unregister("_ts_breadth_arrow")
+        breadth = made
+        if others is None:
+            con.register("_ts_breadth", breadth)
+            rest = con.sql("""
+                SELECT DISTINCT ip FROM (SELECT source_ip AS ip FROM http
+                                         UNION ALL SELECT source_ip FROM alert)
+                WHERE ip IS NOT NULL AND ip <> '' AND ip NOT IN (SELECT ip FROM _ts_breadth)
+                """).to_arrow_table()
+            con.unregister("_ts_breadth")
+        else:
+            rest = others(breadth)
+        addresses = pa.concat_tables([breadth, rest], promote_options="default")
         geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb), locate)
         _describe(con, detection, have, profiles, matches)
         classification = classify.classification_sql("g", "coalesce(sc.scanner, false)", limits)
