@@ -70,7 +70,11 @@ def test_spark_ingest_equals_duckdb(spark_session, tmp_path):
     ws_duck = Workspace.open(tmp_path / "duck", create=True)
     ws_spark = Workspace.open(tmp_path / "spark", create=True)
     want = _relative(ws_duck, logs)
-    got = _relative(ws_spark, logs, engine="spark", spark=spark_session)
+    calls: list[tuple[int, int | None]] = []
+    got = _relative(ws_spark, logs, engine="spark", spark=spark_session,
+                    progress=lambda n, total, desc: calls.append((n, total)))
+    total = sum(f.stat().st_size for f in logs.rglob("*") if f.is_file())
+    assert sum(n for n, _ in calls) == total and {t for _, t in calls} == {total}
     assert (got.files, got.rows_written, got.rows_quarantined, got.lines_read) == \
         (want.files, want.rows_written, want.rows_quarantined, want.lines_read) == \
         (4, 9, 5, 25)

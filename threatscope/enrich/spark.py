@@ -4,8 +4,12 @@
     run_enrich(ws, engine="spark")                       # threatscope.spark.session()
     run_enrich(ws, mmdb=["GeoLite2-City.mmdb"], engine="spark", spark=s)
 
-On the executors:
+In Spark (executors):
 
+* the attacking addresses' breadth (detections, organisations, sensors, exploits, lists,
+  widespread campaigns): ``classify.breadth_sql`` as Spark SQL over ``detection.parquet``;
+* the addresses only events name: a scan of the lake's http and alert events, less the
+  attackers (broadcast anti-join);
 * each address's 128-bit number (``stage._halves``, the DuckDB engine's C code, per partition
   with ``mapInArrow``);
 * the geo/AS range holding it, by an equi-join on a prefix bucket with the range table
@@ -23,10 +27,14 @@ On the executors:
 
 Numbers are two 64-bit halves, stored with the top bit flipped so that Spark's signed
 comparisons order them as unsigned. On the driver, with the DuckDB engine's own code
-(:func:`threatscope.enrich.stage._run`): the list of addresses and their breadth (from the
-detections and events), the AS classification per place (a place per range found: few), the
-research-scanner check, payload indicators, the classification, the writing of the tables and
-the atomic switch of ``enriched/CURRENT``; so both engines write the same rows.
+(:func:`threatscope.enrich.stage._run`, which each piece above replaces): the AS
+classification per place (a place per range found: few), the research-scanner check (user
+agents of http events, host names), payload indicators (regular expressions over detected
+events), the classification, joining it all per address, the writing of the tables and the
+atomic switch of ``enriched/CURRENT``; so both engines write the same rows.
+
+The workspace must be at the same path on the driver and the executors (a shared file system
+on a cluster); the range table is broadcast from the driver.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ GEO, RESERVED = 0, 1  # which range table a joined row comes from
 
 def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (),
                spark: SparkSession | None = None) -> stage.EnrichSummary:
-    """:func:`threatscope.enrich.stage.run_enrich` with the address look-ups on Spark.
+    """:func:`threatscope.enrich.stage.run_enrich` with the per-address work on Spark.
 
         summary = run_enrich(ws, spark=threatscope.spark.session())
     """

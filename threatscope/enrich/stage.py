@@ -266,8 +266,9 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (), engine: str = "du
     ``mmdb``: MaxMind-format files to use instead of geoip2fast's data (default: the
     workspace's ``[enrich] mmdb`` list).
 
-    ``engine="spark"``: the addresses' numbers and ranges are found by Spark (``spark``,
-    default ``threatscope.spark.session()``); see :mod:`threatscope.enrich.spark`.
+    ``engine="spark"``: the per-address work (breadth, numbers, ranges, host profiles, IOC
+    matches) runs on Spark (``spark``, default ``threatscope.spark.session()``), the same
+    tables are written; see :mod:`threatscope.enrich.spark`.
 
         run_enrich(ws, engine="spark", spark=threatscope.spark.session("local[4]"))
     """
@@ -293,21 +294,20 @@ def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None
             f"({schema.empty_select(schema.DETECTION)})"
         # every attacking address with its breadth, then the addresses only events name; the
         # address table is built around them in Arrow, aligned, so nothing joins on addresses
-        made = breadth(limits) if breadth is not None else None
-        if made is None:
-            made = con.sql(classify.breadth_sql(detection, limits)).to_arrow_table()
+        attackers = breadth(limits) if breadth is not None else None
+        if attackers is None:
+            attackers = con.sql(classify.breadth_sql(detection, limits)).to_arrow_table()
         else:  # the SQL's types (a query of no rows gives them)
-            con.register("_ts_breadth_arrow", made)
-            made = con.sql(f"""
+            con.register("_ts_breadth_arrow", attackers)
+            attackers = con.sql(f"""
                 SELECT * FROM ({classify.breadth_sql(detection, limits)}) WHERE false
                 UNION ALL BY NAME
                 SELECT * EXCLUDE (first_us, last_us), make_timestamp(first_us) AS first_seen,
                        make_timestamp(last_us) AS last_seen FROM _ts_breadth_arrow
                 """).to_arrow_table()
             con.unregister("_ts_breadth_arrow")
-        breadth = made
         if others is None:
-            con.register("_ts_breadth", breadth)
+            con.register("_ts_breadth", attackers)
             rest = con.sql("""
                 SELECT DISTINCT ip FROM (SELECT source_ip AS ip FROM http
                                          UNION ALL SELECT source_ip FROM alert)
@@ -315,8 +315,8 @@ def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None
                 """).to_arrow_table()
             con.unregister("_ts_breadth")
         else:
-            rest = others(breadth)
-        addresses = pa.concat_tables([breadth, rest], promote_options="default")
+            rest = others(attackers)
+        addresses = pa.concat_tables([attackers, rest], promote_options="default")
         geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb), locate)
         _describe(con, detection, have, profiles, matches)
         classification = classify.classification_sql("g", "coalesce(sc.scanner, false)", limits)
