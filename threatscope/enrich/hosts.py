@@ -117,7 +117,7 @@ def host_kind_sql(os_family: str, router: str, iot: str, server: str, cloud: str
         ELSE 'unknown' END"""
 
 
-def profile_sql(attacks: str, records: str = "host_record") -> str:
+def profile_sql(attacks: str, records: str = "host_record", with_sig: bool = False) -> str:
     """SELECT ip, ref_ts, host_record_ts, os, os_family, products, services, service_classes,
     ports, hostnames, cloud, host_kind, profile: the profile of every row of ``attacks``
     (columns ip, ref_ts, network_type; one row per ``(ip, ref_ts)``) that has a record in
@@ -132,7 +132,10 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
     Lists are built once per distinct set of services (a *signature*: the sorted ids of the
     distinct (module, product, port, transport, banner) of a snapshot), not once per address:
     at a million addresses, building lists row by row is most of the work, and a few thousand
-    signatures describe them all."""
+    signatures describe them all.
+
+    ``with_sig``: also ``sig``, what ``profile`` numbers with ``os`` (for numbering the
+    profiles of several results as one: the Spark engine)."""
     server = ", ".join(f"'{c}'" for c in SERVER_CLASSES)
     # a service's id: a 64-bit hash of its (module, product, port, transport, banner) (a
     # collision would merge two services; joining on the five nullable columns costs more)
@@ -217,4 +220,5 @@ def profile_sql(attacks: str, records: str = "host_record") -> str:
            c.services, c.service_classes, c.ports, p.hostnames, p.cloud,
            {host_kind_sql('c.os_family', 'c.router', 'c.iot', 'c.server',
                           'p.cloud', 'p.network_type')} AS host_kind, c.profile
+           {', c.sig' if with_sig else ''}
     FROM picked p JOIN combos c ON c.sig = p.sig AND c.os IS NOT DISTINCT FROM p.os"""

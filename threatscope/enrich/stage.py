@@ -23,10 +23,11 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -39,7 +40,11 @@ from threatscope.files import write_atomic
 from threatscope.ingest.arrowfn import to_native
 from threatscope.ipnum import num_to_ip, reserved_ranges
 from threatscope.native import native
+from threatscope.spark import check_engine
 from threatscope.workspace import Workspace, parquet_write_columns, relations
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # what `lookup` gives: the address's own attributes (geo, AS, network type)
 OUTPUT_COLUMNS = ["ip", "country_code", "country_name", "asn", "as_org", "network_type",
@@ -131,20 +136,37 @@ def _reserved_table() -> pa.Table:
                      for i, end in enumerate(("first", "last")) for half in ("hi", "lo")})
 
 
-def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str]
-            ) -> tuple[pa.Table, pa.Table, str]:
+# (ips, range table, reserved ranges) -> (hi, lo table aligned with ips, reserved?, range row)
+Locate = Callable[[pa.Array, pa.Table, pa.Table], tuple[pa.Table, pa.Array, pa.Array]]
+# (connection with the view _ts_att) -> the rows of hosts.profile_sql('_ts_att'), or None;
+# (connection with _ts_geo) -> the rows of iocs.address_matches_sql over it, or None
+Profiles = Callable[[duckdb.DuckDBPyConnection], pa.Table | None]
+Matches = Callable[[duckdb.DuckDBPyConnection], pa.Table | None]
+# (the attacking addresses' table) -> the other addresses of http and alert events (ip)
+Others = Callable[[pa.Table], pa.Table]
+# (thresholds) -> the rows of classify.breadth_sql over the detections, or None
+Breadth = Callable[[dict[str, int]], pa.Table | None]
+
+
+def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path | str],
+            locate: Locate | None = None) -> tuple[pa.Table, pa.Table, str]:
     """Where each address of ``ips`` is: ``(addresses, places, geo_source label)``, Arrow
     tables. ``addresses``, aligned with ``ips``: ip, hi, lo (its number's halves, NULL when it
     is no address), place (a row of ``places``). ``places``: place, country_code, country_name,
     asn, as_org, network_type: one row per range of the range table of ``mmdb`` (default:
     geoip2fast's data) holding some address, and one (NULL country and AS) for reserved
-    addresses and those no range holds. The AS classification runs once per place."""
+    addresses and those no range holds. The AS classification runs once per place.
+    ``locate``: finds the numbers and ranges instead of this process (the Spark engine)."""
     label, path = ranges.combined(mmdb)
     table = ranges.open_combined(path)
-    hi, lo, known = _halves(con, ips)
-    q = pa.table({"hi": pa.array(hi, mask=~known), "lo": pa.array(lo, mask=~known)})
-    reserved = _range_rows(con, q, _reserved_table()).is_valid()
-    rows = pc.if_else(reserved, pa.scalar(None, pa.int32()), _range_rows(con, q, table))
+    if locate is None:
+        hi, lo, known = _halves(con, ips)
+        q = pa.table({"hi": pa.array(hi, mask=~known), "lo": pa.array(lo, mask=~known)})
+        reserved = _range_rows(con, q, _reserved_table()).is_valid()
+        found_rows = _range_rows(con, q, table)
+    else:
+        q, reserved, found_rows = locate(ips, table, _reserved_table())
+    rows = pc.if_else(reserved, pa.scalar(None, pa.int32()), found_rows)
     found = pc.dictionary_encode(rows, null_encoding="encode")  # a place per range row found
     con.register("_ts_orgs", pa.table({
         "place": pa.array(range(len(found.dictionary)), pa.int32()),
@@ -209,12 +231,12 @@ def _flat(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def _geo_views(con: duckdb.DuckDBPyConnection, addresses: pa.Table,
-               mmdb: Sequence[Path | str]) -> str:
+               mmdb: Sequence[Path | str], locate: Locate | None = None) -> str:
     """Temp views ``_ts_geo`` (the columns of ``addresses``, one row per distinct ``ip``, and
     ip_num, place) and ``_ts_place`` (place and its SOURCE columns country_code ..
     geo_source), over Arrow tables registered on ``con`` (scanning one costs no more than a
     table, copying it into one does); returns the geo_source label."""
-    placed, places, label = _placed(con, _flat(addresses.column("ip")), mmdb)
+    placed, places, label = _placed(con, _flat(addresses.column("ip")), mmdb, locate)
     for name in ("hi", "lo", "place"):
         addresses = addresses.append_column(f"_{name}", placed.column(name))
     con.register("_ts_geo_arrow", addresses)
@@ -235,14 +257,34 @@ def _resolve_mmdb(ws: Workspace, mmdb: Sequence[Path | str]) -> list[Path]:
     return [p if p.is_absolute() or p.exists() else ws.root / p for p in paths]
 
 
-def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
+def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (), engine: str = "duckdb",
+               spark: SparkSession | None = None) -> EnrichSummary:
     """Replace what the views ``source`` (one row per distinct source IP of detections and
     events: where it is, what it is, what the IOC lists and its detections say about it) and
     ``indicator`` (what is worth sharing) read: a new run folder (Workspace.enriched).
 
     ``mmdb``: MaxMind-format files to use instead of geoip2fast's data (default: the
     workspace's ``[enrich] mmdb`` list).
+
+    ``engine="spark"``: the per-address work (breadth, numbers, ranges, host profiles, IOC
+    matches) runs on Spark (``spark``, default ``threatscope.spark.session()``), the same
+    tables are written; see :mod:`threatscope.enrich.spark`.
+
+        run_enrich(ws, engine="spark", spark=threatscope.spark.session("local[4]"))
     """
+    if check_engine(engine) == "spark":
+        from threatscope.enrich import spark as on_spark  # pyspark only when asked for
+
+        return on_spark.run_enrich(ws, mmdb, spark)
+    return _run(ws, mmdb)
+
+
+def _run(ws: Workspace, mmdb: Sequence[Path | str], locate: Locate | None = None,
+         profiles: Profiles | None = None, matches: Matches | None = None,
+         others: Others | None = None, breadth: Breadth | None = None) -> EnrichSummary:
+    """run_enrich, with the address look-ups of ``locate``, the host profiles of ``profiles``,
+    the IOC list matches of ``matches``, the events' other addresses of ``others`` and the
+    attacking addresses' breadth of ``breadth`` when given (the Spark engine)."""
     t0 = time.perf_counter()
     limits = classify.thresholds(ws.config)
     with ws.connect() as con:
@@ -252,17 +294,31 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = ()) -> EnrichSummary:
             f"({schema.empty_select(schema.DETECTION)})"
         # every attacking address with its breadth, then the addresses only events name; the
         # address table is built around them in Arrow, aligned, so nothing joins on addresses
-        breadth = con.sql(classify.breadth_sql(detection, limits)).to_arrow_table()
-        con.register("_ts_breadth", breadth)
-        others = con.sql("""
-            SELECT DISTINCT ip FROM (SELECT source_ip AS ip FROM http
-                                     UNION ALL SELECT source_ip FROM alert)
-            WHERE ip IS NOT NULL AND ip <> '' AND ip NOT IN (SELECT ip FROM _ts_breadth)
-            """).to_arrow_table()
-        con.unregister("_ts_breadth")
-        addresses = pa.concat_tables([breadth, others], promote_options="default")
-        geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb))
-        _describe(con, detection, have)
+        attackers = breadth(limits) if breadth is not None else None
+        if attackers is None:
+            attackers = con.sql(classify.breadth_sql(detection, limits)).to_arrow_table()
+        else:  # the SQL's types (a query of no rows gives them)
+            con.register("_ts_breadth_arrow", attackers)
+            attackers = con.sql(f"""
+                SELECT * FROM ({classify.breadth_sql(detection, limits)}) WHERE false
+                UNION ALL BY NAME
+                SELECT * EXCLUDE (first_us, last_us), make_timestamp(first_us) AS first_seen,
+                       make_timestamp(last_us) AS last_seen FROM _ts_breadth_arrow
+                """).to_arrow_table()
+            con.unregister("_ts_breadth_arrow")
+        if others is None:
+            con.register("_ts_breadth", attackers)
+            rest = con.sql("""
+                SELECT DISTINCT ip FROM (SELECT source_ip AS ip FROM http
+                                         UNION ALL SELECT source_ip FROM alert)
+                WHERE ip IS NOT NULL AND ip <> '' AND ip NOT IN (SELECT ip FROM _ts_breadth)
+                """).to_arrow_table()
+            con.unregister("_ts_breadth")
+        else:
+            rest = others(attackers)
+        addresses = pa.concat_tables([attackers, rest], promote_options="default")
+        geo_source = _geo_views(con, addresses, _resolve_mmdb(ws, mmdb), locate)
+        _describe(con, detection, have, profiles, matches)
         classification = classify.classification_sql("g", "coalesce(sc.scanner, false)", limits)
         _write_run(ws, con, [
             ("source", schema.SOURCE_STORED,
@@ -324,16 +380,33 @@ def _write_run(ws: Workspace, con: duckdb.DuckDBPyConnection,
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _describe(con: duckdb.DuckDBPyConnection, detection: str, have: set[str]) -> None:
+def _describe(con: duckdb.DuckDBPyConnection, detection: str, have: set[str],
+              profiles: Profiles | None = None, matches: Matches | None = None) -> None:
     """The temp tables _SOURCE_SELECT and _PAYLOAD_SELECT read besides ``_ts_geo``:
     ``_ts_prof`` (the host record of each attacking address nearest its first attack),
     ``_ts_scan`` (research scanners), ``_ts_iocm`` (IOC list matches), ``_ts_pay`` (payload
-    indicators). ``detection``: the detections' relation (or an empty one)."""
+    indicators). ``detection``: the detections' relation (or an empty one); ``profiles``:
+    makes ``_ts_prof``'s rows elsewhere, ``matches`` those of ``_ts_iocm`` (the Spark
+    engine)."""
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_b AS SELECT * FROM _ts_geo "
                 "WHERE detections IS NOT NULL")
     con.execute("CREATE OR REPLACE TEMP VIEW _ts_att AS SELECT b.ip, b.first_seen AS ref_ts, "
                 "p.network_type FROM _ts_b b JOIN _ts_place p USING (place)")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_prof AS {hosts.profile_sql('_ts_att')}")
+    made = profiles(con) if profiles is not None else None
+    if made is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _ts_prof AS {hosts.profile_sql('_ts_att')}")
+    else:
+        con.register("_ts_prof_arrow", made)
+        try:  # profile numbers for all results as one (as hosts.profile_sql numbers them)
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _ts_prof AS
+                SELECT * EXCLUDE (sig), (dense_rank() OVER (ORDER BY sig, os))::INTEGER
+                       AS profile
+                FROM (SELECT * EXCLUDE (profile)  -- no rows: the types of the SQL's
+                      FROM ({hosts.profile_sql('(SELECT * FROM _ts_att WHERE false)')})
+                      UNION ALL BY NAME SELECT * FROM _ts_prof_arrow)""")
+        finally:
+            con.unregister("_ts_prof_arrow")
     # research scanners: a scanner's name on any record of the address, or its user agent
     # (the patterns tried once per distinct name or agent, the attackers looked up last: few
     # records have names, few agents are a scanner's)
@@ -349,8 +422,18 @@ def _describe(con: duckdb.DuckDBPyConnection, detection: str, have: set[str]) ->
                 WHERE {classify.user_agent_scanner_sql('ua')}) s
                 ON s.ua = http.user_agent_original)
         SEMI JOIN _ts_b USING (ip)""")
-    con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS " + iocs.address_matches_sql(
-        "(SELECT ip, ip_num FROM _ts_geo)", iocs.cidr_shifts(con)))
+    made = matches(con) if matches is not None else None
+    if made is None:
+        con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS " + iocs.address_matches_sql(
+            "(SELECT ip, ip_num FROM _ts_geo)", iocs.cidr_shifts(con)))
+    else:
+        con.register("_ts_iocm_arrow", made)
+        try:
+            con.execute("CREATE OR REPLACE TEMP TABLE _ts_iocm AS SELECT ip, ioc_matches, "
+                        "ioc_families, make_timestamp(first_us) AS ioc_first_seen, "
+                        "make_timestamp(last_us) AS ioc_last_seen FROM _ts_iocm_arrow")
+        finally:
+            con.unregister("_ts_iocm_arrow")
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_pay AS "
                 + iocs.payloads_sql(have | {"http", "powershell", "document"}))
     con.execute("CREATE OR REPLACE TEMP TABLE _ts_paym AS " + iocs.payload_matches_sql("_ts_pay"))

@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -43,8 +43,12 @@ from threatscope.errors import UserError
 from threatscope.ingest import formats, lake, reader
 from threatscope.ingest.arrowfn import ip_numbers, per_distinct, url_parts
 from threatscope.ingest.formats import Format, ParseResult, Part
+from threatscope.spark import check_engine
 from threatscope.sqlfn import sql_str
 from threatscope.workspace import Workspace
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 SNIFF_BYTES = 64 << 10
 INFLIGHT = 3  # batches of one file queued or being parsed (bounds memory)
@@ -113,6 +117,7 @@ class _FileResult:
     error: str | None = None
     staged: Path | None = None
     quarantine_files: list = field(default_factory=list)
+    quarantine: pa.Table | None = None  # (source_line, reason, raw), as a Spark task returns it
     started_at: datetime | None = None
 
     def per_file(self) -> dict:
@@ -155,6 +160,8 @@ def ingest_paths(
     progress: Progress | None = None,
     only: Sequence[str] | None = None,
     fallback: str | None = None,
+    engine: str = "duckdb",
+    spark: SparkSession | None = None,
 ) -> IngestSummary:
     """Ingest files, folders (recursively), globs and ``-`` (stdin) into the workspace.
 
@@ -170,7 +177,12 @@ def ingest_paths(
     more at the end) is read from the line after the last one ingested. ``only``: with
     ``fmt="auto"``, the format names the sniffer may choose from (``threatscope intel add``);
     ``fallback``: the format of a file none of them recognises (else that file is an error).
+
+    ``engine="spark"``: the files are parsed by Spark tasks (``spark``, default
+    ``threatscope.spark.session()``), same lake files and catalog rows; see
+    :mod:`threatscope.ingest.spark` (no stdin there).
     """
+    check_engine(engine)
     if fmt != "auto":
         formats.get(fmt)
     for name in [*(only or ()), *([fallback] if fallback else [])]:
@@ -179,6 +191,11 @@ def ingest_paths(
         if not org.strip() or clean_org(org) != org.strip():
             raise UserError(f"invalid organisation id {org!r} (use letters, digits, . _ -)")
         org = org.strip()
+    if engine == "spark":
+        from threatscope.ingest import spark as on_spark  # pyspark only when asked for
+
+        return on_spark.ingest_paths(ws, paths, org=org, fmt=fmt, progress=progress,
+                                     only=only, fallback=fallback, spark=spark)
     _keep_freed_memory()
     summary = IngestSummary()
     inputs, errors = _resolve(paths)
@@ -764,6 +781,15 @@ def _commit(ws: Workspace, con: duckdb.DuckDBPyConnection, res: _FileResult,
                 "INSERT INTO quarantine (file_id, source_file, source_line, format, reason, raw) "
                 f"SELECT ?, ?, source_line, ?, reason, raw FROM read_parquet({files})",
                 [res.file_id, inp.display, res.fmt])
+        if res.quarantine is not None and res.quarantine.num_rows:
+            con.register("_quarantine", res.quarantine)
+            try:
+                con.execute(
+                    "INSERT INTO quarantine (file_id, source_file, source_line, format, reason, "
+                    "raw) SELECT ?, ?, source_line, ?, reason, raw FROM _quarantine",
+                    [res.file_id, inp.display, res.fmt])
+            finally:
+                con.unregister("_quarantine")
         con.execute(
             "INSERT INTO ingest_manifest (file_id, path, size, sha256, format, org_id, "
             "lines_read, rows_written, rows_quarantined, comment_lines, lines_ignored, error, "
