@@ -10,7 +10,7 @@ import base64
 
 import pytest
 
-from tests.detect.sigma_helpers import RULE_ID, matches, rule_yaml
+from tests.detect.sigma_helpers import RULE_ID, check_on_spark, matches, rule_yaml
 from threatscope.detect import evaluate, load_rules
 from threatscope.errors import UserError
 from threatscope.workspace import Workspace
@@ -347,13 +347,22 @@ CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
 }
 
 
+def _logsource(name: str) -> dict:
+    return {"logsource": "category: proxy"} if name.startswith(("proxy", "cidr on a text")) else {}
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_sigma_feature(tmp_path, name):
     detection, cases = CASES[name]
-    kw = {"logsource": "category: proxy"} if name.startswith(("proxy", "cidr on a text")) else {}
     rows = [r for r, _ in cases]
     want = [w for _, w in cases]
-    assert matches(tmp_path, detection, rows, **kw) == want
+    assert matches(tmp_path, detection, rows, **_logsource(name)) == want
+
+
+def test_sigma_features_on_spark(tmp_path, spark_session):
+    """Every case on the Spark engine, in one Spark job (its rules' Spark SQL)."""
+    check_on_spark(tmp_path, spark_session, [(det, _logsource(name), "http", cases)
+                                             for name, (det, cases) in CASES.items()])
 
 
 def test_expand_takes_placeholder_values_from_the_workspace_config(tmp_path):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -40,7 +41,11 @@ from threatscope.detect.ruleset import (
     rule_sets,
 )
 from threatscope.errors import UserError
+from threatscope.spark import check_engine
 from threatscope.usercache import user_cache_dir
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 Progress = Callable[[int, "int | None", str], None]
 
@@ -52,6 +57,8 @@ def evaluate(
     rows: pa.Table | list[dict],
     *,
     reference: bool = False,
+    engine: str = "duckdb",
+    spark: SparkSession | None = None,
 ) -> list[list[str]]:
     """Ids of the rules of ``ruleset`` matching each row (in rule order), as the stage runs them.
 
@@ -62,8 +69,10 @@ def evaluate(
         evaluate(rs, "http", [{"http_request_method": "GET", "url_original": "/a?b=%27"}])
 
     ``reference=True`` runs every rule's SQL on every row instead of the engine (tests check
-    both agree).
+    both agree). ``engine="spark"`` runs every rule's Spark SQL on the same rows in ``spark``
+    (default: threatscope.spark.session()).
     """
+    check_engine(engine)
     if kind not in schema.RULE_TABLES:
         raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.RULE_TABLES)})")
     cols = schema.RULE_TABLES[kind]
@@ -89,6 +98,15 @@ def evaluate(
         sqlfn.install(con)
         con.register("__rows", tbl)
         source = f"SELECT __row, {', '.join(select)} FROM __rows"
+        if engine == "spark":
+            from threatscope.detect.spark import evaluate_spark
+            from threatscope.spark import session
+
+            # the rows as the DuckDB path derives them; 128-bit numbers as text for Arrow
+            huge = [f'CAST("{n}" AS VARCHAR) AS "{n}"' for n, t in cols if t == "UHUGEINT"]
+            data = con.sql(f"SELECT * REPLACE ({', '.join(huge)}) FROM ({source})" if huge
+                           else source).to_arrow_table()
+            return evaluate_spark(spark or session(), ruleset, kind, data)
         if reference:
             for row, found in con.execute(reference_sql(rules, source, "__row")).fetchall():
                 hits[row].update(found)
