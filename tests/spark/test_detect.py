@@ -1,0 +1,57 @@
+"""The detect stage on Spark gives the DuckDB engine's detections, row for row."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.detect.sigma_helpers import rule_yaml
+from threatscope import ingest
+from threatscope.detect import run_detect
+from threatscope.simulate import simulate
+from threatscope.workspace import Workspace
+
+MY_RULE = "00000000-0000-4000-8000-00000000b001"
+LOOK_ALIKE = "00000000-0000-4000-8000-00000000b002"
+
+
+def _rows(path) -> list[tuple]:
+    t = pq.read_table(path)
+    return sorted(tuple(map(repr, r.values())) for r in t.to_pylist())
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sparkdetect")
+    data = simulate(root / "data", seed=5, scale=0.02)
+    ws = Workspace.open(root / "ws", create=True)
+    ingest.ingest_paths(ws, [str(data)])
+    rules = root / "rules"
+    rules.mkdir()
+    # a rule that must fire (every POST, by a Java regex) and a look-alike that must not (a
+    # lower-case method, cased: would fire if case were folded)
+    (rules / "post.yml").write_text(rule_yaml(
+        "sel:\n  cs-method|re: '^P.ST$'\ncondition: sel").replace(
+        "00000000-0000-4000-8000-000000000001", MY_RULE), encoding="utf-8")
+    (rules / "never.yml").write_text(rule_yaml(
+        "sel:\n  cs-method|cased: post\ncondition: sel").replace(
+        "00000000-0000-4000-8000-000000000001", LOOK_ALIKE), encoding="utf-8")
+    return ws, rules
+
+
+def test_spark_detections_equal_duckdb(workspace, spark_session, tmp_path):
+    ws, rules = workspace
+    duck = run_detect(ws, [rules])
+    duck_rows = _rows(ws.detections_path)
+    duck_ps = _rows(ws.powershell_path)
+    shutil.copy(ws.detections_path, tmp_path / "duckdb.parquet")
+    spark = run_detect(ws, [rules], engine="spark", spark=spark_session)
+    assert _rows(ws.detections_path) == duck_rows
+    assert _rows(ws.powershell_path) == duck_ps
+    assert spark.per_rule == duck.per_rule and spark.events_scanned == duck.events_scanned
+    assert spark.per_rule.get(MY_RULE, 0) > 0 and LOOK_ALIKE not in spark.per_rule
+    with ws.connect(read_only=True) as con:
+        runs = con.execute("SELECT count(*) FROM run_history WHERE stage = 'detect'").fetchone()
+    assert runs == (2,)
