@@ -15,6 +15,8 @@ from threatscope.workspace import Workspace
 
 MY_RULE = "00000000-0000-4000-8000-00000000b001"
 LOOK_ALIKE = "00000000-0000-4000-8000-00000000b002"
+GET_RULE = "00000000-0000-4000-8000-00000000b003"
+BURST = "00000000-0000-4000-8000-00000000b004"
 
 
 def _rows(path) -> list[tuple]:
@@ -38,6 +40,22 @@ def workspace(tmp_path_factory):
     (rules / "never.yml").write_text(rule_yaml(
         "sel:\n  cs-method|cased: post\ncondition: sel").replace(
         "00000000-0000-4000-8000-000000000001", LOOK_ALIKE), encoding="utf-8")
+    # a correlation (the Spark engine gathers its events): bursts of GETs from one address;
+    # the GETs themselves are no detections (generate: false)
+    (rules / "get.yml").write_text(rule_yaml(
+        "sel:\n  cs-method: GET\ncondition: sel", extra="name: get_request\n").replace(
+        "00000000-0000-4000-8000-000000000001", GET_RULE), encoding="utf-8")
+    (rules / "burst.yml").write_text(f"""title: GET burst
+id: {BURST}
+status: test
+level: low
+correlation:
+  type: event_count
+  rules: get_request
+  group-by: [c-ip]
+  timespan: 10m
+  condition: {{gte: 20}}
+""", encoding="utf-8")
     return ws, rules
 
 
@@ -52,6 +70,9 @@ def test_spark_detections_equal_duckdb(workspace, spark_session, tmp_path):
     assert _rows(ws.powershell_path) == duck_ps
     assert spark.per_rule == duck.per_rule and spark.events_scanned == duck.events_scanned
     assert spark.per_rule.get(MY_RULE, 0) > 0 and LOOK_ALIKE not in spark.per_rule
+    assert spark.per_rule.get(BURST, 0) > 0 and GET_RULE not in spark.per_rule
+    assert spark.correlation_detections == duck.correlation_detections
+    assert spark.powershell_detections == duck.powershell_detections > 0
     with ws.connect(read_only=True) as con:
         runs = con.execute("SELECT count(*) FROM run_history WHERE stage = 'detect'").fetchone()
     assert runs == (2,)

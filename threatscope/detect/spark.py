@@ -132,6 +132,21 @@ def detect_lake(spark: SparkSession, con, ws, ruleset: RuleSet, tables: list[str
     """stage._detect_lake on Spark (see the module doc): the same detections through
     ``write``, the PowerShell analysis into ``ps_out``, counts in ``per_rule`` and
     ``summary``; ``con``: the workspace's DuckDB connection (correlations, formatting)."""
+    # A table's rules in one projection outgrow the 64 KB a whole-stage method may have (Spark
+    # would log the failure and fall back): per-expression code generation instead, which
+    # splits large projections into methods.
+    before = spark.conf.get("spark.sql.codegen.wholeStage")
+    spark.conf.set("spark.sql.codegen.wholeStage", "false")
+    try:
+        _detect_lake(spark, con, ws, ruleset, tables, write, per_rule, summary, correlated,
+                     ps_out, step)
+    finally:
+        spark.conf.set("spark.sql.codegen.wholeStage", before)
+
+
+def _detect_lake(spark: SparkSession, con, ws, ruleset: RuleSet, tables: list[str],
+                 write: Write, per_rule: Counter[str], summary, correlated: Correlated,
+                 ps_out: Path, step: Callable[[int, str], None]) -> None:
     from threatscope.spark.lake import kind_frame
 
     # the lake's kinds only (lake.register_views also copies catalog tables, which the open
