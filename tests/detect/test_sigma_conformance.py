@@ -339,6 +339,31 @@ CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
         "a:\n  cs-method: PUT\nb:\n  sc-status: 500\ncondition:\n  - a\n  - b",
         [(m("PUT"), True), ({"http_response_status_code": 500}, True), (m("GET"), False)],
     ),
+    # RE2 as DuckDB reads it; the Spark dialect translates to Java regex (compiler.java_regex)
+    "re: $ is the end of the text, not before a final newline": (
+        "sel:\n  cs-uri-query|re: 'a$'\ncondition: sel",
+        [(q("xa"), True), (q("xa\n"), False)],
+    ),
+    "re: [ and && inside a class are literal": (
+        "sel:\n  cs-uri-query|re: '[[]x|^[a&&b]$'\ncondition: sel",
+        [(q("[x"), True), (q("&"), True), (q("x"), False), (q("ab"), False)],
+    ),
+    "re: POSIX class": (
+        "sel:\n  cs-uri-query|re: '^[[:digit:]]+$'\ncondition: sel",
+        [(q("123"), True), (q("12a"), False)],
+    ),
+    "re|i folds non-ASCII case": (
+        "sel:\n  cs-uri-query|re|i: 'ÉTÉ'\ncondition: sel",
+        [(q("un été"), True), (q("un ete"), False)],
+    ),
+    "re: dot matches a carriage return, \\s no vertical tab": (
+        "sel:\n  cs-uri-query|re: 'a.b|c\\sd'\ncondition: sel",
+        [(q("a\rb"), True), (q("c d"), True), (q("c\x0bd"), False)],
+    ),
+    "re: a brace that is no repetition is literal": (
+        "sel:\n  cs-uri-query|re: 'a{,2}'\ncondition: sel",
+        [(q("a{,2}"), True), (q("aa"), False)],
+    ),
     "proxy category maps to http": (
         "sel:\n  c-uri|contains: '/wp-admin'\n  c-useragent|startswith: 'python'\ncondition: sel",
         [({"url_original": "/wp-admin/x", "user_agent_original": "Python-urllib"}, True),

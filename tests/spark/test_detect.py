@@ -53,8 +53,8 @@ correlation:
   type: event_count
   rules: get_request
   group-by: [c-ip]
-  timespan: 10m
-  condition: {{gte: 20}}
+  timespan: 1h
+  condition: {{gte: 2}}
 """, encoding="utf-8")
     return ws, rules
 

@@ -86,6 +86,7 @@ class Dialect:
     starts_with: str = "starts_with"
     ends_with: str = "ends_with"
     contains: str = "contains"
+    max_ip_num: int | None = None  # the largest IP number the dialect's IP columns hold
 
     def quote(self, name: str) -> str:
         return f'"{name}"'
@@ -103,7 +104,10 @@ class Dialect:
 
 
 class SparkDialect(Dialect):
-    """Spark SQL (3.4+, ANSI mode or not)."""
+    """Spark SQL (3.4+, ANSI mode or not). Strings stay in Spark's default literal syntax
+    (not ``spark.sql.parser.escapedStringLiterals``, a session-wide setting); IP numbers are
+    DECIMAL(38,0) (threatscope.spark.lake): a CIDR range reaching 10^38 (fc00::/7,
+    fe80::/10) is tested on the address text instead (``source_ip`` is canonical)."""
 
     def quote(self, name: str) -> str:
         return "`" + name.replace("`", "``") + "`"
@@ -116,16 +120,12 @@ class SparkDialect(Dialect):
         return f"regexp_like({text}, {self.string(java_regex(pattern))})"
 
     def ip_range(self, num: str, lo: int, hi: int) -> str:
-        # DECIMAL(38,0) holds numbers below 10^38 (IP numbers above are NULL in Spark)
-        if lo > DECIMAL_MAX:
-            return "false"
-        return f"{num} BETWEEN {lo}BD AND {min(hi, DECIMAL_MAX)}BD"
+        return f"{num} BETWEEN {lo}BD AND {hi}BD"
 
 
-DECIMAL_MAX = 10**38 - 1
 DUCKDB = Dialect()
 SPARK = SparkDialect(name="spark", text_type="STRING", starts_with="startswith",
-                     ends_with="endswith")
+                     ends_with="endswith", max_ip_num=10**38 - 1)
 DIALECTS = {"duckdb": DUCKDB, "spark": SPARK}
 
 
@@ -515,11 +515,10 @@ _V4_MAPPED = 0xFFFF << 32  # ::ffff:0:0/96, how schema stores IPv4 in *_ip_num
 
 def _cidr(col: _Col, value: SigmaCIDRExpression) -> tuple[str, Expr]:
     net = value.network
-    if col.num_sql is not None:
-        lo = int(net.network_address)
-        if isinstance(net, IPv4Network):
-            lo += _V4_MAPPED
-        hi = lo + net.num_addresses - 1
+    lo = int(net.network_address) + (_V4_MAPPED if isinstance(net, IPv4Network) else 0)
+    hi = lo + net.num_addresses - 1
+    top = col.dialect.max_ip_num
+    if col.num_sql is not None and (top is None or hi <= top):
         sql = col.dialect.ip_range(col.num_sql, lo, hi)
         return _leaf(col.num_column, _two_valued(sql))
     if not col.is_text:
