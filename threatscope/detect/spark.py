@@ -38,6 +38,7 @@ from threatscope.detect.compiler import SPARK
 from threatscope.detect.correlation import Correlated
 from threatscope.detect.ruleset import CompiledRule, RuleSet
 from threatscope.detect.sqltext import read_columns
+from threatscope.detect.stage import _EVIDENCE, _SEVERITY, cve_owners
 from threatscope.sqlfn import field_column
 
 if TYPE_CHECKING:
@@ -193,8 +194,6 @@ def _rows(spark: SparkSession, table: str) -> DataFrame:
 def _sigma(spark: SparkSession, table: str, rules: list[CompiledRule], write: Write,
            per_rule: Counter[str], correlated: Correlated) -> int:
     """stage._sigma on Spark: every rule of ``table`` in one pass; returns the rows scanned."""
-    from threatscope.detect.stage import _EVIDENCE  # stage imports this module lazily
-
     has = dict(schema.KINDS[table])
     scanned = spark.table(table).count()
     if not rules:
@@ -246,8 +245,6 @@ def _ev_col(c: str, has: dict[str, str], wanted: set[str]) -> str:
 
 def _detection_items(table: str, has: dict[str, str]) -> list[str]:
     """The columns of schema.DETECTION, in order, of a Sigma hit (stage._sigma)."""
-    from threatscope.detect.stage import _EVIDENCE
-
     about = q(_EVIDENCE[table]) if table in _EVIDENCE else "CAST(NULL AS STRING)"
     method = q("http_request_method") if "http_request_method" in has else "CAST(NULL AS STRING)"
     evidence = (f"left(concat_ws(' ', {method}, coalesce({about}, {_RAW_EVIDENCE.get(table, 'raw')})),"
@@ -313,9 +310,7 @@ def _powershell(spark: SparkSession, con, rules: list[CompiledRule], write: Writ
         "layers", f"left(final, {keep}) AS deobfuscated", "iocs", "truncated", "reason",
         "CAST(NULL AS STRING) AS family")
     names = analysed.columns
-    found = (match_frame(analysed, rules, names) if rules else
-             analysed.selectExpr("*", "CAST(array() AS ARRAY<INT>) AS hits"))
-    data = found.orderBy("org_id", "ts", "file_id", "source_line").toArrow()
+    data = match_frame(analysed, rules, names).orderBy("org_id", "ts", "file_id", "source_line").toArrow()
     hits = data.column("hits").combine_chunks()
     rows = pc.list_parent_indices(hits)
     idx = pc.list_flatten(hits).cast(pa.int32())
@@ -329,8 +324,6 @@ def _powershell(spark: SparkSession, con, rules: list[CompiledRule], write: Writ
 def _alerts(spark: SparkSession, ruleset: RuleSet, write: Write) -> int:
     """stage._alerts in Spark SQL: Suricata alerts as detections, campaign/product from the
     pack's CVE tags (a map literal: a handful of CVEs)."""
-    from threatscope.detect.stage import _SEVERITY, cve_owners
-
     owners = cve_owners(ruleset)
 
     def lookup(pos: int) -> str:
