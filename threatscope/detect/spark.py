@@ -170,12 +170,12 @@ def joined_blocks(spark: SparkSession, cols: Sequence[str]) -> DataFrame:
     """scan.joined_blocks_sql in Spark SQL: the ps_script blocks logged in parts, one row each
     (per organisation, host and block id), text and raw records joined in part order, every
     other column of ``cols`` the first part's."""
-    def joined(c: str, sep: str) -> str:
+    def joined(c: str, sep: str) -> str:  # sep: SQL
         parts = f"array_sort(collect_list(struct(message_number, {q(c)})))"
         return (f"CASE WHEN count({q(c)}) > 0 THEN array_join(transform({parts}, "
-                f"x -> x.{q(c)}), {SPARK.string(sep)}) END AS {q(c)}")
+                f"x -> x.{q(c)}), {sep}) END AS {q(c)}")
 
-    items = [joined(c, "") if c == "script_block_text" else joined(c, "\n") if c == "raw"
+    items = [joined(c, "''") if c == "script_block_text" else joined(c, "chr(10)") if c == "raw"
              else f"min_by({q(c)}, struct(message_number, ts)) AS {q(c)}" for c in cols]
     return spark.sql(f"SELECT {', '.join(items)} FROM ps_script WHERE {scan.IN_PARTS} "
                      "GROUP BY org_id, computer, script_block_id")
@@ -311,6 +311,7 @@ def _powershell(spark: SparkSession, con, rules: list[CompiledRule], write: Writ
         "CAST(NULL AS STRING) AS family")
     names = analysed.columns
     data = match_frame(analysed, rules, names).orderBy("org_id", "ts", "file_id", "source_line").toArrow()
+    spark.catalog.dropTempView("__ts_ps_joined")
     hits = data.column("hits").combine_chunks()
     rows = pc.list_parent_indices(hits)
     idx = pc.list_flatten(hits).cast(pa.int32())
