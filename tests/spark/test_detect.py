@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 
 import pyarrow.parquet as pq
 import pytest
@@ -17,6 +17,18 @@ MY_RULE = "00000000-0000-4000-8000-00000000b001"
 LOOK_ALIKE = "00000000-0000-4000-8000-00000000b002"
 GET_RULE = "00000000-0000-4000-8000-00000000b003"
 BURST = "00000000-0000-4000-8000-00000000b004"
+ALERTS = [
+    {"timestamp": "2018-05-01T10:00:01.000000+0000", "event_type": "alert",
+     "src_ip": "203.0.113.9", "dest_ip": "10.0.0.2", "dest_port": 80,
+     "alert": {"signature_id": 2024043, "signature": "ET EXPLOIT Apache Struts RCE",
+               "category": "Attempted Administrator Privilege Gain", "severity": 1,
+               "metadata": {"cve": ["CVE_2017_5638"]}},
+     "http": {"hostname": "shop.example", "url": "/struts2/index.action", "http_method": "GET"}},
+    {"timestamp": "2018-05-01T10:00:02.000000+0000", "event_type": "alert",
+     "src_ip": "192.0.2.1", "dest_ip": "10.0.0.2", "dest_port": 8080,
+     "alert": {"signature_id": 1, "signature": "GPON Router RCE (CVE-2018-10562) CVE-2018-10561",
+               "category": "x", "severity": 2, "metadata": {"cve": ["2018-10561"]}}},
+]
 
 
 def _rows(path) -> list[tuple]:
@@ -30,6 +42,9 @@ def workspace(tmp_path_factory):
     data = simulate(root / "data", seed=5, scale=0.02)
     ws = Workspace.open(root / "ws", create=True)
     ingest.ingest_paths(ws, [str(data)])
+    eve = root / "eve.json"  # Suricata alerts (the simulation writes none at this scale)
+    eve.write_text("".join(json.dumps(r) + "\n" for r in ALERTS), encoding="utf-8")
+    ingest.ingest_paths(ws, [str(eve)], org="org01")
     rules = root / "rules"
     rules.mkdir()
     # a rule that must fire (every POST, by a Java regex) and a look-alike that must not (a
@@ -59,12 +74,11 @@ correlation:
     return ws, rules
 
 
-def test_spark_detections_equal_duckdb(workspace, spark_session, tmp_path):
+def test_spark_detections_equal_duckdb(workspace, spark_session):
     ws, rules = workspace
     duck = run_detect(ws, [rules])
     duck_rows = _rows(ws.detections_path)
     duck_ps = _rows(ws.powershell_path)
-    shutil.copy(ws.detections_path, tmp_path / "duckdb.parquet")
     spark = run_detect(ws, [rules], engine="spark", spark=spark_session)
     assert _rows(ws.detections_path) == duck_rows
     assert _rows(ws.powershell_path) == duck_ps
@@ -73,6 +87,7 @@ def test_spark_detections_equal_duckdb(workspace, spark_session, tmp_path):
     assert spark.per_rule.get(BURST, 0) > 0 and GET_RULE not in spark.per_rule
     assert spark.correlation_detections == duck.correlation_detections
     assert spark.powershell_detections == duck.powershell_detections > 0
+    assert spark.suricata_detections == duck.suricata_detections == 2
     with ws.connect(read_only=True) as con:
         runs = con.execute("SELECT count(*) FROM run_history WHERE stage = 'detect'").fetchone()
     assert runs == (2,)
