@@ -10,7 +10,7 @@ import base64
 
 import pytest
 
-from tests.detect.sigma_helpers import RULE_ID, matches, rule_yaml
+from tests.detect.sigma_helpers import RULE_ID, check_on_spark, matches, rule_yaml
 from threatscope.detect import evaluate, load_rules
 from threatscope.errors import UserError
 from threatscope.workspace import Workspace
@@ -339,6 +339,31 @@ CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
         "a:\n  cs-method: PUT\nb:\n  sc-status: 500\ncondition:\n  - a\n  - b",
         [(m("PUT"), True), ({"http_response_status_code": 500}, True), (m("GET"), False)],
     ),
+    # RE2 as DuckDB reads it; the Spark dialect translates to Java regex (compiler.java_regex)
+    "re: $ is the end of the text, not before a final newline": (
+        "sel:\n  cs-uri-query|re: 'a$'\ncondition: sel",
+        [(q("xa"), True), (q("xa\n"), False)],
+    ),
+    "re: [ and && inside a class are literal": (
+        "sel:\n  cs-uri-query|re: '[[]x|^[a&&b]$'\ncondition: sel",
+        [(q("[x"), True), (q("&"), True), (q("x"), False), (q("ab"), False)],
+    ),
+    "re: POSIX class": (
+        "sel:\n  cs-uri-query|re: '^[[:digit:]]+$'\ncondition: sel",
+        [(q("123"), True), (q("12a"), False)],
+    ),
+    "re|i folds non-ASCII case": (
+        "sel:\n  cs-uri-query|re|i: 'ÉTÉ'\ncondition: sel",
+        [(q("un été"), True), (q("un ete"), False)],
+    ),
+    "re: dot matches a carriage return, \\s no vertical tab": (
+        "sel:\n  cs-uri-query|re: 'a.b|c\\sd'\ncondition: sel",
+        [(q("a\rb"), True), (q("c d"), True), (q("c\x0bd"), False)],
+    ),
+    "re: a brace that is no repetition is literal": (
+        "sel:\n  cs-uri-query|re: 'a{,2}'\ncondition: sel",
+        [(q("a{,2}"), True), (q("aa"), False)],
+    ),
     "proxy category maps to http": (
         "sel:\n  c-uri|contains: '/wp-admin'\n  c-useragent|startswith: 'python'\ncondition: sel",
         [({"url_original": "/wp-admin/x", "user_agent_original": "Python-urllib"}, True),
@@ -347,13 +372,22 @@ CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
 }
 
 
+def _logsource(name: str) -> dict:
+    return {"logsource": "category: proxy"} if name.startswith(("proxy", "cidr on a text")) else {}
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_sigma_feature(tmp_path, name):
     detection, cases = CASES[name]
-    kw = {"logsource": "category: proxy"} if name.startswith(("proxy", "cidr on a text")) else {}
     rows = [r for r, _ in cases]
     want = [w for _, w in cases]
-    assert matches(tmp_path, detection, rows, **kw) == want
+    assert matches(tmp_path, detection, rows, **_logsource(name)) == want
+
+
+def test_sigma_features_on_spark(tmp_path, spark_session):
+    """Every case on the Spark engine, in one Spark job (its rules' Spark SQL)."""
+    check_on_spark(tmp_path, spark_session, [(det, _logsource(name), "http", cases)
+                                             for name, (det, cases) in CASES.items()])
 
 
 def test_expand_takes_placeholder_values_from_the_workspace_config(tmp_path):

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.detect.sigma_helpers import RULE_ID, load_one
+from tests.detect.sigma_helpers import RULE_ID, check_on_spark, load_one
 from threatscope.detect import evaluate
 
 PROC = "category: process_creation\n    product: windows"
@@ -164,3 +164,9 @@ def test_sigma_feature_on_windows_events(tmp_path, name):
         got = [RULE_ID in hits for hits in evaluate(rs, table, [r for r, _ in cases],
                                                      reference=reference)]
         assert got == [w for _, w in cases], (reference, got)
+
+
+def test_sigma_features_on_windows_events_on_spark(tmp_path, spark_session):
+    """Every case on the Spark engine, in one Spark job per table."""
+    check_on_spark(tmp_path, spark_session, [(det, {"logsource": ls}, table, cases)
+                                             for ls, det, table, cases in CASES.values()])

@@ -4,6 +4,7 @@
     rs = load_rules(["sigma/rules/web"])            # built-in pack + these
     evaluate(rs, "http", [{"url_original": "/index.php?id=1'+union+select+1"}])
     run_detect(ws).to_dict()                         # replaces detection.parquet (view `detection`)
+    run_detect(ws, engine="spark")                   # the same rows, computed by Spark
 
 See docs/architecture.md for the interface and the Sigma field mapping.
 """

@@ -1,6 +1,15 @@
-"""Sigma detection (as parsed by pySigma) -> a DuckDB SQL boolean expression over one table.
+"""Sigma detection (as parsed by pySigma) -> a SQL boolean expression over one table, in DuckDB's
+dialect or Spark SQL's.
 
-    sql, expr = compile_condition(tree, "http")
+    sql, expr = compile_condition(tree, "http")                    # DuckDB
+    spark_sql, _ = compile_condition(tree, "http", dialect=SPARK)  # Spark SQL, same semantics
+
+The compiler decides *what* to test; a :class:`Dialect` says how each test is spelled (quoting,
+string literals, LIKE, regular expressions, casts, CIDR ranges), as pySigma backends do with
+their token templates. Spark SQL differs from DuckDB in: backslash escapes in string literals
+(doubled here), Java regular expressions (RE2 syntax translated by :func:`java_regex`), no
+128-bit integers (IP numbers are DECIMAL(38,0)), ``startswith``/``endswith`` and backquoted
+names.
 
 Semantics (Sigma specification):
 - strings match case-insensitively (both sides ``lower()``-ed) unless ``|cased``;
@@ -27,8 +36,10 @@ from regular expressions by parsing them.
 
 from __future__ import annotations
 
+import re
 import re._constants as _sre
 import re._parser as _sre_parse
+from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 from sigma.conditions import (
@@ -65,14 +76,78 @@ class CompileError(Exception):
     """The rule cannot be expressed over threatscope's data; the message is the reason."""
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """How one SQL dialect spells the compiler's tests (the DuckDB spelling is the default)."""
+
+    name: str = "duckdb"
+    text_type: str = "VARCHAR"
+    double: str = "DOUBLE"
+    starts_with: str = "starts_with"
+    ends_with: str = "ends_with"
+    contains: str = "contains"
+    max_ip_num: int | None = None  # the largest IP number the dialect's IP columns hold
+
+    def quote(self, name: str) -> str:
+        return f'"{name}"'
+
+    def string(self, s: str) -> str:
+        return sql_str(s)
+
+    def regex(self, text: str, pattern: str) -> str:
+        """An unanchored search of RE2 ``pattern`` (with its inline flags) in ``text``."""
+        return f"regexp_matches({text}, {self.string(pattern)})"
+
+    def ip_range(self, num: str, lo: int, hi: int) -> str:
+        """``num`` (an IP number column) is within [lo, hi]."""
+        return f"{num} BETWEEN '{lo}'::UHUGEINT AND '{hi}'::UHUGEINT"
+
+
+class SparkDialect(Dialect):
+    """Spark SQL (3.4+, ANSI mode or not). Strings stay in Spark's default literal syntax
+    (not ``spark.sql.parser.escapedStringLiterals``, a session-wide setting); IP numbers are
+    DECIMAL(38,0) (threatscope.spark.lake): a CIDR range reaching 10^38 (fc00::/7,
+    fe80::/10) is tested on the address text instead (``source_ip`` is canonical)."""
+
+    def quote(self, name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def string(self, s: str) -> str:
+        # Spark reads backslash escapes in '...': double them, escape the quote with one
+        return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def regex(self, text: str, pattern: str) -> str:
+        return f"regexp_like({text}, {self.string(java_regex(pattern))})"
+
+    def ip_range(self, num: str, lo: int, hi: int) -> str:
+        return f"{num} BETWEEN {lo}BD AND {hi}BD"
+
+
+DUCKDB = Dialect()
+SPARK = SparkDialect(name="spark", text_type="STRING", starts_with="startswith",
+                     ends_with="endswith", max_ip_num=10**38 - 1)
+DIALECTS = {"duckdb": DUCKDB, "spark": SPARK}
+
+
+def dialect_of(dialect: str | Dialect) -> Dialect:
+    if isinstance(dialect, Dialect):
+        return dialect
+    try:
+        return DIALECTS[dialect]
+    except KeyError:
+        raise ValueError(f"unknown SQL dialect {dialect!r} (known: {', '.join(DIALECTS)})") from None
+
+
 class _Col:
     """A resolved field: SQL expression, DuckDB type, requirement key and the table column read."""
 
     def __init__(
-        self, sql: str, dtype: str, key: str, num_sql: str | None = None, column: str = ""
+        self, sql: str, dtype: str, key: str, num_sql: str | None = None, column: str = "",
+        dialect: Dialect = DUCKDB, num_column: str | None = None,
     ):
         self.sql, self.dtype, self.key, self.num_sql = sql, dtype, key, num_sql
         self.column = column or key
+        self.dialect, self.num_column = dialect, num_column
 
     @property
     def is_text(self) -> bool:
@@ -80,17 +155,19 @@ class _Col:
 
     @property
     def text(self) -> str:
-        return self.sql if self.is_text else f"CAST({self.sql} AS VARCHAR)"
+        return self.sql if self.is_text else f"CAST({self.sql} AS {self.dialect.text_type})"
 
 
-def resolve_field(field: str, table: str) -> _Col:
+def resolve_field(field: str, table: str, dialect: Dialect = DUCKDB) -> _Col:
     """The column (or header lookup) a mapped Sigma field name denotes in ``table``."""
     cols = mapping.columns(table)
+    q = dialect.quote
     if field in cols:
         num = mapping.IP_NUM_COLUMNS.get(field)
         if num in cols:
-            return _Col(f'"{field}"', cols[field], field, f'"{num}"', column=field)
-        return _Col(f'"{field}"', cols[field], field)
+            return _Col(q(field), cols[field], field, q(num), column=field, dialect=dialect,
+                        num_column=num)
+        return _Col(q(field), cols[field], field, dialect=dialect)
     inner = mapping.JSON_FIELDS.get(table)
     if inner and inner[0] in cols and field.lower().startswith(inner[1]):
         column, prefix, lower = inner
@@ -98,23 +175,28 @@ def resolve_field(field: str, table: str) -> _Col:
         if not name or any(c in name for c in "\"'\\") or any(ord(c) < 33 for c in name):
             raise CompileError(f"invalid field name {field!r}")
         key = f"{column}.{name}"  # a field column (sqltext.field_column), added when matching
-        return _Col(f'"{key}"', "VARCHAR", key)
+        return _Col(q(key), "VARCHAR", key, dialect=dialect)
     raise CompileError(f"unknown field {field!r} for table {table}")
 
 
-def compile_condition(node, table: str) -> tuple[str, Expr]:
-    """SQL and expression (see the module doc) of a postprocessed pySigma condition tree."""
+def compile_condition(node, table: str, dialect: str | Dialect = DUCKDB) -> tuple[str, Expr]:
+    """SQL (in ``dialect``: "duckdb" or "spark") and expression (see the module doc) of a
+    postprocessed pySigma condition tree.
+
+        sql, expr = compile_condition(rule.detection.parsed_condition[0].parsed, "http")
+    """
+    d = dialect_of(dialect)
     if isinstance(node, ConditionAND | ConditionOR):
-        parts = [compile_condition(a, table) for a in node.args]
+        parts = [compile_condition(a, table, d) for a in node.args]
         op = "and" if isinstance(node, ConditionAND) else "or"
         return _group(op, parts)
     if isinstance(node, ConditionNOT):
-        sql, expr = compile_condition(node.args[0], table)
+        sql, expr = compile_condition(node.args[0], table, d)
         return f"(NOT {sql})", ["not", expr]
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _field_value(resolve_field(node.field, table), node.value, table)
+        return _field_value(resolve_field(node.field, table, d), node.value, table)
     if isinstance(node, ConditionValueExpression):
-        return _keyword(node.value, table)
+        return _keyword(node.value, table, d)
     raise CompileError(f"unsupported condition element {type(node).__name__}")
 
 
@@ -208,7 +290,7 @@ def _guard(key: str, lits) -> list[str] | None:
     return lits
 
 
-def _keyword(value, table: str) -> tuple[str, Expr]:
+def _keyword(value, table: str, d: Dialect) -> tuple[str, Expr]:
     """A keyword value (no field): any of the table's keyword columns holds it."""
     cols = mapping.KEYWORD_COLUMNS.get(table)
     if not cols:
@@ -222,7 +304,7 @@ def _keyword(value, table: str) -> tuple[str, Expr]:
             value = value + SpecialChars.WILDCARD_MULTI
     elif not isinstance(value, SigmaRegularExpression | SigmaExpansion):
         raise CompileError(f"unsupported keyword value type {type(value).__name__}")
-    return _group("or", [_field_value(resolve_field(c, table), value, table) for c in cols])
+    return _group("or", [_field_value(resolve_field(c, table, d), value, table) for c in cols])
 
 
 def _two_valued(sql: str) -> str:
@@ -251,14 +333,15 @@ def _field_value(col: _Col, value, table: str) -> tuple[str, Expr]:
     if isinstance(value, SigmaCIDRExpression):
         return _cidr(col, value)
     if isinstance(value, SigmaFieldReference):
-        other = resolve_field(value.field, table)
+        d = col.dialect
+        other = resolve_field(value.field, table, d)
         a, b = f"lower({col.text})", f"lower({other.text})"
         if value.starts_with and value.ends_with:
-            sql = f"contains({a}, {b})"
+            sql = f"{d.contains}({a}, {b})"
         elif value.starts_with:
-            sql = f"starts_with({a}, {b})"
+            sql = f"{d.starts_with}({a}, {b})"
         elif value.ends_with:
-            sql = f"ends_with({a}, {b})"
+            sql = f"{d.ends_with}({a}, {b})"
         else:
             sql = f"{a} = {b}"
         return _leaf(None, _two_valued(sql))  # two columns: evaluated per row
@@ -282,7 +365,7 @@ def _compare(col: _Col, value: SigmaCompareExpression) -> str:
     op = _OPS.get(value.op)
     if op is None:
         op = "<>"  # CompareOperators.NEQ (the `neq` modifier)
-    x = f"TRY_CAST({col.sql} AS DOUBLE)" if col.is_text else col.sql
+    x = f"TRY_CAST({col.sql} AS {col.dialect.double})" if col.is_text else col.sql
     return _two_valued(f"{x} {op} {_num(value.number)}")
 
 
@@ -290,9 +373,9 @@ def _like_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _lower_lit(s: str) -> str:
-    # Python and DuckDB agree on ASCII case mapping; leave anything else to DuckDB's lower()
-    return sql_str(s.lower()) if s.isascii() else f"lower({sql_str(s)})"
+def _lower_lit(s: str, d: Dialect) -> str:
+    # Python and SQL agree on ASCII case mapping; leave anything else to the SQL lower()
+    return d.string(s.lower()) if s.isascii() else f"lower({d.string(s)})"
 
 
 def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Expr]:
@@ -301,8 +384,12 @@ def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Expr]:
         if isinstance(p, Placeholder):
             raise CompileError(f"placeholder %{p.name}% has no value (give it one under "
                                "[detect.placeholders] in the workspace's config.toml)")
+    d = col.dialect
     x = col.text if cased else f"lower({col.text})"
-    lit = sql_str if cased else _lower_lit
+
+    def lit(s: str) -> str:
+        return d.string(s) if cased else _lower_lit(s, d)
+
     strs = [p for p in parts if isinstance(p, str)]
     specials = [p for p in parts if not isinstance(p, str)]
     star = SpecialChars.WILDCARD_MULTI
@@ -312,21 +399,21 @@ def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Expr]:
     elif all(p is star for p in parts):
         sql = f"{col.sql} IS NOT NULL"
     elif len(parts) == 3 and parts[0] is star and parts[2] is star and isinstance(parts[1], str):
-        sql, kind = f"contains({x}, {lit(parts[1])})", "sub"
+        sql, kind = f"{d.contains}({x}, {lit(parts[1])})", "sub"
     elif len(parts) == 2 and parts[1] is star and isinstance(parts[0], str):
-        sql, kind = f"starts_with({x}, {lit(parts[0])})", "pre"
+        sql, kind = f"{d.starts_with}({x}, {lit(parts[0])})", "pre"
     elif len(parts) == 2 and parts[0] is star and isinstance(parts[1], str):
-        sql, kind = f"ends_with({x}, {lit(parts[1])})", "suf"
+        sql, kind = f"{d.ends_with}({x}, {lit(parts[1])})", "suf"
     else:
         pat = "".join(
             _like_escape(p) if isinstance(p, str) else ("%" if p is star else "_") for p in parts
         )
-        sql = f"{x} LIKE {lit(pat)} ESCAPE '\\'"
+        sql = f"{x} LIKE {lit(pat)} ESCAPE {d.string(chr(92))}"
     sql = _two_valued(sql)
     text = "".join(strs)
     # a literal test the engine's automaton runs (of a text column, a non-empty literal; the
     # engine lower-cases it as DuckDB's lower() does)
-    if kind != "sql" and col.is_text and col.sql == f'"{col.column}"' and text:
+    if kind != "sql" and col.is_text and col.sql == d.quote(col.column) and text:
         return _leaf(col.column, sql, kind, text, cased)
     runs = [r for s in strs for r in _ascii_runs(s)] if col.is_text else []
     guard = _guard(col.key, [max(runs, key=lambda r: literal_score(col.key, r))]) if runs else None
@@ -419,7 +506,7 @@ def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Expr]:
     lits = regex_literals(pattern, col.key) if col.is_text else None
     if flags:
         pattern = f"(?{flags}){pattern}"
-    sql = _two_valued(f"regexp_matches({col.text}, {sql_str(pattern)})")
+    sql = _two_valued(col.dialect.regex(col.text, pattern))
     return _leaf(col.column, sql, guard=_guard(col.key, lits) if lits else None)
 
 
@@ -428,14 +515,105 @@ _V4_MAPPED = 0xFFFF << 32  # ::ffff:0:0/96, how schema stores IPv4 in *_ip_num
 
 def _cidr(col: _Col, value: SigmaCIDRExpression) -> tuple[str, Expr]:
     net = value.network
-    if col.num_sql is not None:
-        lo = int(net.network_address)
-        if isinstance(net, IPv4Network):
-            lo += _V4_MAPPED
-        hi = lo + net.num_addresses - 1
-        sql = f"{col.num_sql} BETWEEN '{lo}'::UHUGEINT AND '{hi}'::UHUGEINT"
-        return _leaf(col.num_sql.strip('"'), _two_valued(sql))
+    lo = int(net.network_address) + (_V4_MAPPED if isinstance(net, IPv4Network) else 0)
+    hi = lo + net.num_addresses - 1
+    top = col.dialect.max_ip_num
+    if col.num_sql is not None and (top is None or hi <= top):
+        sql = col.dialect.ip_range(col.num_sql, lo, hi)
+        return _leaf(col.num_column, _two_valued(sql))
     if not col.is_text:
         raise CompileError(f"cidr on non-text column {col.key}")
     # no numeric twin: prefix patterns of the network's textual form (pySigma's expansion)
     return _group("or", [_string(col, SigmaString(p), cased=False) for p in value.expand("*")])
+
+
+# -- RE2 -> Java regular expressions (Spark's rlike / regexp_like) -----------------------------
+_POSIX = {"alnum": "Alnum", "alpha": "Alpha", "ascii": "ASCII", "blank": "Blank",
+          "cntrl": "Cntrl", "digit": "Digit", "graph": "Graph", "lower": "Lower",
+          "print": "Print", "punct": "Punct", "space": "Space", "upper": "Upper",
+          "word": "Alnum_", "xdigit": "XDigit"}
+_REPEAT = re.compile(r"\{\d+(,\d*)?\}")
+_INLINE_M = re.compile(r"\(\?[a-zA-Z]*m[a-zA-Z-]*[:)]")
+
+
+def java_regex(pattern: str) -> str:
+    """``pattern`` (RE2, as DuckDB's regexp_matches reads it) as a Java regex matching the same
+    texts: only ``\\n`` ends a line (``(?d)``), ``(?i)`` folds Unicode case (``(?u)``), ``$``
+    outside multi-line mode is the end of the text, ``[`` and ``&`` in a class are literal,
+    POSIX classes, ``\\s``/``\\v`` as RE2 reads them, group names dropped (RE2 has no
+    back-references), ``{`` that is no repetition literal."""
+    multiline = bool(_INLINE_M.search(pattern))
+    out = ["(?du)"]
+    i, n, in_class, first = 0, len(pattern), False, False
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            e, first = pattern[i + 1], False
+            if e == "Q":  # \Q...\E: literal, copied as is (Java reads it alike)
+                end = pattern.find("\\E", i + 2)
+                end = n if end < 0 else end + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            if e == "s":
+                out.append("\\t\\n\\f\\r " if in_class else "[\\t\\n\\f\\r ]")
+            elif e == "S" and not in_class:
+                out.append("[^\\t\\n\\f\\r ]")
+            elif e == "v":
+                out.append("\\x0B")
+            elif e in "pP" and i + 2 < n and pattern[i + 2] == "{":
+                end = pattern.find("}", i + 3)
+                name = pattern[i + 3:end] if end > 0 else ""
+                if len(name) > 2 and not name.startswith(("Is", "In", "^")):
+                    name = "Is" + name  # a script: \p{Greek} is \p{IsGreek} in Java
+                out.append(f"\\{e}{{{name}}}")
+                i = (end if end > 0 else n) + 1
+                continue
+            else:
+                out.append(c + e)
+            i += 2
+            continue
+        if in_class:
+            if c == "]" and not first:
+                in_class = False
+                out.append(c)
+            elif c == "[" and pattern.startswith("[:", i):
+                end = pattern.find(":]", i + 2)
+                name = pattern[i + 2:end] if end > 0 else ""
+                neg = name.startswith("^")
+                cls = _POSIX.get(name.lstrip("^"))
+                if cls is None:
+                    out.append("\\[")
+                else:
+                    out.append(f"\\{'P' if neg else 'p'}{{{cls}}}" if cls != "Alnum_"
+                               else ("[^\\p{Alnum}_]" if neg else "\\p{Alnum}_"))
+                    i = end + 2
+                    first = False
+                    continue
+            elif c in "[&]":
+                out.append("\\" + c)
+            else:
+                out.append(c)
+            first = False
+            i += 1
+            continue
+        if c == "[":
+            in_class, first = True, True
+            if pattern.startswith("[^", i):
+                out.append("[^")
+                i += 2
+                continue
+            out.append(c)
+        elif c == "(" and pattern.startswith(("(?P<", "(?<"), i) and not \
+                pattern.startswith(("(?<=", "(?<!"), i):
+            out.append("(")  # a named group: its name only matters to back-references
+            i = pattern.index(">", i) + 1
+            continue
+        elif c == "{" and not _REPEAT.match(pattern, i):
+            out.append("\\{")
+        elif c == "$" and not multiline:
+            out.append("\\z")
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)

@@ -210,6 +210,12 @@ class Correlated:
         own = pc.invert(pc.is_in(idx, value_set=silent))
         return rows.filter(own), idx.filter(own)
 
+    def add(self, events: pa.Table) -> None:
+        """Keep ``events`` (the columns of ``schema``), gathered by another engine."""
+        if self.writer is not None and events.num_rows:
+            self.writer.write_table(pa.table([events.column(f.name).cast(f.type)
+                                              for f in self.schema], schema=self.schema))
+
     def _events(self, con, group: Group, rules: list[CompiledRule], rows: pa.Array,
                 idx: pa.Array) -> pa.Table:
         ids = pa.array([r.id for r in rules], pa.string())

@@ -76,7 +76,15 @@ def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], i
     ``out`` (schema.POWERSHELL_ANALYSIS, with the first family named) and, through ``write``,
     the detections: obfuscated PowerShell (with its family) and each rule's hits, counted in
     ``per_rule``; returns their number."""
-    per_rule = Counter() if per_rule is None else per_rule
+    table = _analysed(con, workers)
+    rules = list(rules)
+    rows, idx = _family_hits(con, table, rules)
+    return write_analysis(con, table, rules, rows, idx, write, out, per_rule)
+
+
+def _analysed(con: duckdb.DuckDBPyConnection, workers: int | None) -> pa.Table:
+    """The lake's PowerShell events with their analysis (schema.POWERSHELL_ANALYSIS, no family
+    yet), in event order."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE __ts_ps AS {_EVENTS}")
     texts = [t for (t,) in con.execute("SELECT DISTINCT text FROM __ts_ps").fetchall()]
     results = analyse_all(texts, workers)
@@ -92,8 +100,16 @@ def run_powershell(con: duckdb.DuckDBPyConnection, write: Callable[[pa.Table], i
         ORDER BY e.org_id, e.ts, e.file_id, e.source_line""").to_arrow_table()
     con.unregister("__ts_ps_results")
     con.execute("DROP TABLE __ts_ps")
-    rules = list(rules)
-    rows, idx = _family_hits(con, table, rules)
+    return table
+
+
+def write_analysis(con: duckdb.DuckDBPyConnection, table: pa.Table, rules: list[CompiledRule],
+                   rows: pa.Array, idx: pa.Array, write: Callable[[pa.Table], int], out: Path,
+                   per_rule: Counter | None = None) -> int:
+    """Write the analysed events ``table`` (with each event's first family among the hits
+    ``rows``, ``idx`` of ``rules``) to ``out`` and their detections through ``write``; returns
+    the detections' number. Shared by both engines (detect.spark computes its inputs)."""
+    per_rule = Counter() if per_rule is None else per_rule
     if len(rows):  # each event's first family, in rule order
         first: dict[int, tuple[int, str]] = {}
         for r, i in zip(rows.to_pylist(), idx.to_pylist(), strict=True):

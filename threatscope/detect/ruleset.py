@@ -24,7 +24,8 @@ BUILTIN_RULES = Path(__file__).resolve().parent / "rules"
 @dataclass
 class CompiledRule:
     """A Sigma rule compiled into a DuckDB boolean expression over ``table`` (``sql``, the
-    reference) and the same as an expression over leaves (``expr``, which the engine runs)."""
+    reference), the same in Spark SQL (``spark_sql``) and as an expression over leaves
+    (``expr``, which the engine runs)."""
 
     id: str
     title: str
@@ -43,6 +44,7 @@ class CompiledRule:
     family: str | None = None
     malware: str | None = None  # malware family, e.g. 'emotet'
     expr: Expr = field(default_factory=list, repr=False)  # see compiler
+    spark_sql: str = field(default="", repr=False)  # ``sql`` in Spark SQL (detect.spark)
     name: str | None = None  # the rule's `name:`, by which correlations may refer to it
 
 

@@ -26,7 +26,7 @@ from sigma.rule import SigmaRule
 
 from threatscope import schema
 from threatscope.detect import mapping
-from threatscope.detect.compiler import CompileError, compile_condition, resolve_field
+from threatscope.detect.compiler import SPARK, CompileError, compile_condition, resolve_field
 from threatscope.detect.ruleset import (
     CompiledCorrelation,
     CompiledRule,
@@ -151,6 +151,8 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
     # the conditions of a rule are alternatives
     parts = [compile_condition(c.parsed, table) for c in rule.detection.parsed_condition]
     sql = _or_sql([p[0] for p in parts])
+    spark_sql = _or_sql([compile_condition(c.parsed, table, SPARK)[0]
+                         for c in rule.detection.parsed_condition])
     expr = parts[0][1] if len(parts) == 1 else ["or", [p[1] for p in parts]]
     # field columns (event_data.Image, ...) are added to the table when matching
     source = with_read_fields(f'SELECT * FROM "{table}"', sql, mapping.columns(table))
@@ -172,6 +174,7 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
         },
         table=table,
         sql=sql,
+        spark_sql=spark_sql,
         path=path,
         expr=expr,
         name=rule.name or None,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -40,7 +41,11 @@ from threatscope.detect.ruleset import (
     rule_sets,
 )
 from threatscope.errors import UserError
+from threatscope.spark import check_engine
 from threatscope.usercache import user_cache_dir
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 Progress = Callable[[int, "int | None", str], None]
 
@@ -52,6 +57,8 @@ def evaluate(
     rows: pa.Table | list[dict],
     *,
     reference: bool = False,
+    engine: str = "duckdb",
+    spark: SparkSession | None = None,
 ) -> list[list[str]]:
     """Ids of the rules of ``ruleset`` matching each row (in rule order), as the stage runs them.
 
@@ -62,8 +69,10 @@ def evaluate(
         evaluate(rs, "http", [{"http_request_method": "GET", "url_original": "/a?b=%27"}])
 
     ``reference=True`` runs every rule's SQL on every row instead of the engine (tests check
-    both agree).
+    both agree). ``engine="spark"`` runs every rule's Spark SQL on the same rows in ``spark``
+    (default: threatscope.spark.session()).
     """
+    check_engine(engine)
     if kind not in schema.RULE_TABLES:
         raise UserError(f"unknown event kind {kind!r} (known: {', '.join(schema.RULE_TABLES)})")
     cols = schema.RULE_TABLES[kind]
@@ -89,6 +98,15 @@ def evaluate(
         sqlfn.install(con)
         con.register("__rows", tbl)
         source = f"SELECT __row, {', '.join(select)} FROM __rows"
+        if engine == "spark":
+            from threatscope.detect.spark import evaluate_spark
+            from threatscope.spark import session
+
+            # the rows as the DuckDB path derives them; 128-bit numbers as text for Arrow
+            huge = [f'CAST("{n}" AS VARCHAR) AS "{n}"' for n, t in cols if t == "UHUGEINT"]
+            data = con.sql(f"SELECT * REPLACE ({', '.join(huge)}) FROM ({source})" if huge
+                           else source).to_arrow_table()
+            return evaluate_spark(spark or session(), ruleset, kind, data)
         if reference:
             for row, found in con.execute(reference_sql(rules, source, "__row")).fetchall():
                 hits[row].update(found)
@@ -164,10 +182,22 @@ _SEVERITY = {1: "high", 2: "medium", 3: "low"}
 
 
 def run_detect(
-    ws, rule_dirs: Sequence[Path | str] = (), progress: Progress | None = None
+    ws, rule_dirs: Sequence[Path | str] = (), progress: Progress | None = None,
+    engine: str = "duckdb", spark: SparkSession | None = None,
 ) -> DetectSummary:
     """Run all rules over the workspace's lake; replace the workspace's detections (the view
-    ``detection``: ``Workspace.detections_path``), atomically."""
+    ``detection``: ``Workspace.detections_path``), atomically.
+
+        run_detect(ws)                                   # DuckDB, on this machine
+        run_detect(ws, engine="spark", spark=session)    # the same rows, computed by Spark
+
+    ``engine="spark"``: the lake read and matched by Spark (detect.spark; ``spark`` None:
+    threatscope.spark.session()); the files and the run_history row are the same."""
+    check_engine(engine)
+    if engine == "spark" and spark is None:
+        from threatscope.spark import session
+
+        spark = session()  # before any file is touched: its errors say what to fix
     started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
     ruleset = load_rules([*ws.rule_dirs, *rule_dirs], builtin=True,
@@ -200,23 +230,20 @@ def run_detect(
                     schema=_DETECTION))
                 return t.num_rows
 
-            for table in tables:
+            def step(done: int, what: str) -> None:
                 if progress:
-                    progress(0, total, f"detect: {table}")
-                rules = ruleset.for_table(table)
-                summary.events_scanned[table] = _sigma(con, ws, table, rules, write, per_rule,
-                                                       correlated)
-                if progress:
-                    progress(1, total, f"detect: {table}")
-            summary.correlation_detections = correlated.run(con, write, per_rule)
-            if progress:
-                progress(0, total, "detect: PowerShell")
-            summary.powershell_detections = run_powershell(
-                con, write, ps_tmp, ruleset.for_table("powershell"), per_rule)
-            summary.suricata_detections = _alerts(con, ruleset, write)
+                    progress(done, total, f"detect: {what}")
+
+            if engine == "spark":
+                from threatscope.detect.spark import detect_lake
+
+                detect_lake(spark, con, ws, ruleset, tables, write, per_rule, summary,
+                            correlated, ps_tmp, step)
+            else:
+                _detect_lake(con, ws, ruleset, tables, write, per_rule, summary, correlated,
+                             ps_tmp, step)
         summary.events_scanned["alert"] = summary.suricata_detections
-        if progress:
-            progress(1, total, "detect: suricata alerts")
+        step(1, "suricata alerts")
         summary.per_rule = dict(sorted(per_rule.items(), key=lambda kv: (-kv[1], kv[0])))
         summary.sigma_detections = (sum(summary.per_rule.values())
                                     - summary.correlation_detections
@@ -249,6 +276,25 @@ def run_detect(
         con.close()
         correlated.close()
     return summary
+
+
+def _detect_lake(con: duckdb.DuckDBPyConnection, ws, ruleset: RuleSet, tables: list[str],
+                 write: Callable[[pa.Table], int], per_rule: Counter[str],
+                 summary: DetectSummary, correlated: Correlated, ps_tmp: Path,
+                 step: Callable[[int, str], None]) -> None:
+    """The detections of the lake (DuckDB and the rule engine) through ``write``: Sigma rules
+    per table, correlations, the PowerShell analyzer (its analysis into ``ps_tmp``), Suricata
+    alerts; counted in ``per_rule`` and ``summary``."""
+    for table in tables:
+        step(0, table)
+        summary.events_scanned[table] = _sigma(con, ws, table, ruleset.for_table(table), write,
+                                               per_rule, correlated)
+        step(1, table)
+    summary.correlation_detections = correlated.run(con, write, per_rule)
+    step(0, "PowerShell")
+    summary.powershell_detections = run_powershell(
+        con, write, ps_tmp, ruleset.for_table("powershell"), per_rule)
+    summary.suricata_detections = _alerts(con, ruleset, write)
 
 
 # Columns with few values (organisations, files, rules) as dictionaries: cheap to write.
@@ -339,15 +385,20 @@ def _col(t: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
     return t.column(name) if name in t.column_names else pa.nulls(t.num_rows, pa.string())
 
 
-def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
-            write: Callable[[pa.Table], int]) -> int:
-    """Suricata EVE alerts are detections already; campaign/product from the pack's CVE tags."""
+def cve_owners(ruleset: RuleSet) -> list[tuple[str, str | None, str | None]]:
+    """(cve, campaign, product) of each CVE the pack's rules tag with one campaign/product."""
     owners: dict[str, set[tuple[str | None, str | None]]] = defaultdict(set)
     for r in ruleset.rules:
         if r.campaign or r.product:
             for c in r.cves:
                 owners[c].add((r.campaign, r.product))
-    cve_map = [(c, *next(iter(o))) for c, o in sorted(owners.items()) if len(o) == 1]
+    return [(c, *next(iter(o))) for c, o in sorted(owners.items()) if len(o) == 1]
+
+
+def _alerts(con: duckdb.DuckDBPyConnection, ruleset: RuleSet,
+            write: Callable[[pa.Table], int]) -> int:
+    """Suricata EVE alerts are detections already; campaign/product from the pack's CVE tags."""
+    cve_map = cve_owners(ruleset)
     con.register("__cve_map", pa.table({
         "cve": pa.array([c for c, _, _ in cve_map], pa.string()),
         "campaign": pa.array([k for _, k, _ in cve_map], pa.string()),
