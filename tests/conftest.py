@@ -1,5 +1,4 @@
-"""A local Spark session (two cores) for the conformance suites' Spark runs; the same session as
-tests/spark's (Spark keeps one per process)."""
+"""Fixtures shared by test folders."""
 
 from __future__ import annotations
 
@@ -8,6 +7,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def spark_session():
+    """One local Spark session (two cores) per test worker: Spark keeps one per process, and
+    starting it takes seconds. Skipped where pyspark is not installed (`make install` does)."""
     pytest.importorskip("pyspark")
     from threatscope import spark
 
