@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 import re._constants as _sre
 import re._parser as _sre_parse
+import warnings
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
@@ -442,7 +443,9 @@ def regex_literals(pattern: str, key: str = "") -> frozenset[str] | None:
     if "[:" in pattern or "\\Q" in pattern:  # POSIX classes / quoting: Python reads them otherwise
         return None
     try:
-        tree = _sre_parse.parse(pattern)
+        with warnings.catch_warnings():  # Python's future set syntax ("[[", "&&"): not RE2's
+            warnings.simplefilter("ignore", FutureWarning)
+            tree = _sre_parse.parse(pattern)
     except Exception:  # noqa: BLE001 - unparseable here means "no literal", not an error
         return None
     return _seq_literals(list(tree), key)
