@@ -76,7 +76,10 @@ RELATION = f"""
                         AND m.source_line = h.source_line
         WHERE h.ts >= {{start}} AND h.ts < {{end}}
         GROUP BY ALL),
-    x AS (SELECT * EXCLUDE (attempts), unnest(attempts, recursive := true) FROM per_server)
+    -- (each attempt's fields by name, not unnest(recursive := true): Spark reads this too)
+    x AS (SELECT * EXCLUDE (attempts, _att), _att.ev AS ev, _att.url_original AS url_original,
+                 _att.status AS status, _att.bytes AS bytes
+          FROM (SELECT *, unnest(attempts) AS _att FROM per_server))
     SELECT a.*, x.server, x.url_original, x.status, x.bytes,
            coalesce(x.status BETWEEN 200 AND 299, false) AS success,
            coalesce(x.reference_responses >= {MIN_REFERENCE}

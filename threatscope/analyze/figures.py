@@ -355,9 +355,9 @@ RELATIONS: dict[str, str] = {
     "src_product": "SELECT ip, day, unnest(products) AS product FROM src_host",
     # detections from addresses that IOC lists name, once per list
     "det_listed": """
-        SELECT * FROM (SELECT * EXCLUDE (ioc_matches),
-                              split_part(unnest(ioc_matches), ':', 1) AS feed
-                       FROM det WHERE len(ioc_matches) > 0)""",
+        SELECT * EXCLUDE (feed), split_part(feed, ':', 1) AS feed
+        FROM (SELECT * EXCLUDE (ioc_matches), unnest(ioc_matches) AS feed
+              FROM det WHERE len(ioc_matches) > 0)""",
     # indicators (enrich's table) seen in the period
     "ind": """
         SELECT *, CAST(first_seen AS DATE) AS day FROM {indicator}

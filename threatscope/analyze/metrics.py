@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -37,7 +37,11 @@ from threatscope.analyze.recommend import recommendations
 from threatscope.analyze.scope import Scope, resolve_scope
 from threatscope.enrich import classify
 from threatscope.errors import UserError
+from threatscope.spark import check_engine
 from threatscope.workspace import Workspace, relations
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 SCHEMA_VERSION = 1
 TINY_BASELINE = 10  # 0 < baseline < 10: a fold change over it is flagged
@@ -214,12 +218,28 @@ def _indicators(ev, record) -> dict[str, Any]:
 
 
 def analyze(ws: Workspace, period: Period | None = None, org: str | None = None,
-            sector: str | None = None) -> dict[str, Any]:
+            sector: str | None = None, engine: str = "duckdb",
+            spark: SparkSession | None = None) -> dict[str, Any]:
     """The metrics document of ``period`` (default: the latest quarter with detections, or with
     events when nothing was detected) against the period just before it; for every
     organisation, or only for organisation ``org`` or sector ``sector`` (analyze/scope.py:
-    every figure counts its organisations, and ``peers`` compares them with the others)."""
-    with ws.connect() as con:
+    every figure counts its organisations, and ``peers`` compares them with the others).
+
+    ``engine="spark"`` evaluates the same SQL on Spark (analyze/spark.py) over the workspace's
+    Spark views, in ``spark`` (default: :func:`threatscope.spark.session`); the document is the
+    one DuckDB makes::
+
+        analyze(ws, Period.parse("2018Q2"), engine="spark", spark=spark.session("local[4]"))
+    """
+    check_engine(engine)
+    if engine == "spark":
+        from threatscope.analyze.spark import SparkConnection
+        from threatscope.spark import session
+
+        connect = SparkConnection(spark if spark is not None else session(), ws)
+    else:
+        connect = ws.connect()
+    with connect as con:
         scope = resolve_scope(con, org, sector)
         latest = _latest_day(con)
         if latest is None:
