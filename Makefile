@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint install clean train-ps eval-ps
+.PHONY: demo test test-spark bench lint install clean train-ps eval-ps
 
 $(STAMP): pyproject.toml setup.py threatscope/_native.c threatscope/_patterns.c
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check threatscope tests bench
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not spark_stages"
+
+# the Spark engine stage by stage against DuckDB (several minutes of local Spark)
+test-spark: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/spark tests/detect/test_sigma_conformance.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

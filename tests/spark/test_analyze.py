@@ -12,7 +12,8 @@ from threatscope.analyze.period import Period
 from threatscope.simulate import simulate
 from threatscope.workspace import Workspace, read_orgs_csv
 
-pytestmark = pytest.mark.spark
+# each stage compared in depth between the engines: `make test-spark` (minutes of Spark)
+pytestmark = pytest.mark.spark_stages
 
 
 @pytest.fixture(scope="module")

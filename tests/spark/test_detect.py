@@ -13,6 +13,9 @@ from threatscope.detect import run_detect
 from threatscope.simulate import simulate
 from threatscope.workspace import Workspace
 
+# each stage compared in depth between the engines: `make test-spark` (minutes of Spark)
+pytestmark = pytest.mark.spark_stages
+
 MY_RULE = "00000000-0000-4000-8000-00000000b001"
 LOOK_ALIKE = "00000000-0000-4000-8000-00000000b002"
 GET_RULE = "00000000-0000-4000-8000-00000000b003"

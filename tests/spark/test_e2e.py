@@ -13,8 +13,8 @@ import pytest
 from threatscope.simulate import simulate
 
 BIN = str(Path(sys.executable).parent / "threatscope")
-# what may differ: when and by what the document was made, and timings
-VOLATILE = {"generated_at", "seconds", "started_at", "finished_at"}
+# what may differ: when the document was made, where the workspace is, and timings
+VOLATILE = {"generated_at", "seconds", "started_at", "finished_at", "workspace"}
 
 
 def _run(root: Path, data: Path, engine: str) -> dict:
@@ -51,7 +51,7 @@ def _diff(a, b, path="") -> list[str]:
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("engines")
-    data = simulate(root / "data", seed=5, scale=0.05)
+    data = simulate(root / "data", seed=5, scale=0.02)
     return _run(root, data, "duckdb"), _run(root, data, "spark")
 
 

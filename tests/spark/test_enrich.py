@@ -21,6 +21,9 @@ from threatscope.enrich.spark import locate
 from threatscope.simulate import attacks
 from threatscope.workspace import Workspace
 
+# each stage compared in depth between the engines: `make test-spark` (minutes of Spark)
+pytestmark = pytest.mark.spark_stages
+
 SCANNER = "45.83.64.1"  # a research scanner's user agent
 MASS = "8.8.8.10"  # GPON at three organisations; in the test .mmdb; has a host record
 TARGETED = "81.2.69.160"  # Drupal at one organisation; in the .mmdb; on an IOC list

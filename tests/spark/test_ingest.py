@@ -16,6 +16,9 @@ from threatscope.errors import UserError
 from threatscope.ingest import ingest_paths
 from threatscope.workspace import Workspace
 
+# each stage compared in depth between the engines: `make test-spark` (minutes of Spark)
+pytestmark = pytest.mark.spark_stages
+
 ACCESS = [
     '203.0.113.9 - - [12/May/2018:10:00:01 +0000] "GET /GponForm/diag_Form?images/ HTTP/1.1" '
     '200 512 "-" "Mozilla/5.0"',
