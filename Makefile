@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/powershell.py
 	$(BIN)/python bench/enrich.py
 	$(BIN)/python bench/report.py
+	$(BIN)/python bench/spark.py
 
 # PowerShell obfuscation classifier: retrain the shipped model / cross-source evaluation table
 # (data: PS_DATA, default ../shared/data/powershell; numpy needed, in the [test] extra)
