@@ -13,6 +13,9 @@ import pytest
 from threatscope.simulate import simulate
 
 BIN = str(Path(sys.executable).parent / "threatscope")
+# about 6 minutes of local Spark today (the report's ~80 figure queries are ~80 Spark jobs):
+# in `make test-spark` until the figures are batched into few jobs
+pytestmark = pytest.mark.spark_stages
 # what may differ: when the document was made, where the workspace is, and timings
 VOLATILE = {"generated_at", "seconds", "started_at", "finished_at", "workspace"}
 
