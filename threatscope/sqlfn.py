@@ -20,6 +20,8 @@ Also ``with_fields``: a query with fields of JSON object columns (a Windows even
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 
 from threatscope.ipnum import install_ip_macros
@@ -72,16 +74,29 @@ def field_column(column: str) -> tuple[str, str] | None:
     return (parent, name) if dot and name else None
 
 
-def with_fields(source: str, columns: list[str]) -> str:
-    """A SELECT of ``source`` (a query) with the field ``columns`` (see field_column) added:
-    one JSON parse per row and object column (a struct of every field; DuckDB's struct keys
-    ignore case, so a second spelling of a name is looked up on its own)."""
+def field_spellings(columns: Sequence[str]
+                    ) -> tuple[dict[str, dict[str, str]], list[tuple[str, str, str, bool]]]:
+    """The field ``columns`` (see field_column) grouped for parsing: per object column, its
+    field names by lower-cased name (the first spelling), and per column ``(column, parent,
+    name, in_struct)``: ``in_struct`` False for a second spelling of a name, which a struct
+    (whose keys ignore case in DuckDB and Spark) cannot hold, so it is looked up on its own."""
     in_struct: dict[str, dict[str, str]] = {}  # parent -> lower-cased name -> name
-    taken = []
+    out = []
     for c in columns:
         parent, name = field_column(c)  # type: ignore[misc]
         first = in_struct.setdefault(parent, {}).setdefault(name.lower(), name)
-        if first == name:
+        out.append((c, parent, name, first == name))
+    return in_struct, out
+
+
+def with_fields(source: str, columns: list[str]) -> str:
+    """A SELECT of ``source`` (a query) with the field ``columns`` (see field_column) added:
+    one JSON parse per row and object column (a struct of every field; a second spelling of
+    a name is looked up on its own)."""
+    in_struct, fields = field_spellings(columns)
+    taken = []
+    for c, parent, name, whole in fields:
+        if whole:
             taken.append(f'"__f_{parent}"."{name}" AS "{c}"')
         else:
             path = sql_str('$."' + name + '"')

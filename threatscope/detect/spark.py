@@ -39,7 +39,7 @@ from threatscope.detect.correlation import Correlated
 from threatscope.detect.ruleset import CompiledRule, RuleSet
 from threatscope.detect.sqltext import read_columns
 from threatscope.detect.stage import _EVIDENCE, _SEVERITY, cve_owners
-from threatscope.sqlfn import field_column
+from threatscope.sqlfn import field_column, field_spellings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -60,12 +60,10 @@ def with_fields(df: DataFrame, fields: Sequence[str]) -> DataFrame:
     json_transform to VARCHAR)."""
     if not fields:
         return df
-    in_struct: dict[str, dict[str, str]] = {}  # parent -> lower-cased name -> name
+    in_struct, spelled = field_spellings(fields)
     items = []
-    for c in fields:
-        parent, name = field_column(c)  # type: ignore[misc]
-        first = in_struct.setdefault(parent, {}).setdefault(name.lower(), name)
-        if first == name:
+    for c, parent, name, whole in spelled:
+        if whole:
             items.append(f"{q('__f_' + parent)}.{q(name)} AS {q(c)}")
         else:  # Spark resolves struct fields ignoring case: a second spelling on its own
             items.append(f"get_json_object({q(parent)}, {SPARK.string(f'$[{name!r}]')}) AS {q(c)}")
