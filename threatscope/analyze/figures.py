@@ -379,6 +379,9 @@ RELATIONS: dict[str, str] = {
 # A report's scope (some organisations: analyze/scope.py) narrows these relations, and every
 # relation built on them, once: no figure filters on its own ({body}: the unscoped relation).
 _IN_SCOPE = "SELECT * FROM ({body}) WHERE org_id IN (SELECT org_id FROM scope_org)"
+# what the scope's own detections say of an indicator, in place of the workspace's (columns
+# named, not i.* REPLACE: the Spark engine runs this SQL too)
+_SCOPE_SAYS = ("sightings", "orgs", "first_seen", "last_seen", "campaigns", "cves")
 # an attacking address as its indicator value (as schema.INDICATOR_SELECT writes it)
 _ADDRESS = r"lower(regexp_replace(src_ip, '^::ffff:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)$', '\1', 'i'))"
 SCOPED: dict[str, str] = {
@@ -388,8 +391,8 @@ SCOPED: dict[str, str] = {
     # attacked it in the period, with what its own detections say of them (the workspace's
     # sightings, organisations and campaigns would tell of the others)
     "ind": f"""
-        SELECT i.* REPLACE (s.sightings AS sightings, s.orgs AS orgs, s.first_seen AS first_seen,
-                            s.last_seen AS last_seen, s.campaigns AS campaigns, s.cves AS cves)
+        SELECT {", ".join(f"s.{c}" if c in _SCOPE_SAYS else f"i.{c}"
+                          for c in [*(n for n, _ in schema.INDICATOR), "day"])}
         FROM ({{body}}) i JOIN (
             SELECT {_ADDRESS} AS value, count(DISTINCT ev) AS sightings,
                    CAST(count(DISTINCT org_id) AS INTEGER) AS orgs, min(ts) AS first_seen,

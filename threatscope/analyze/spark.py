@@ -12,7 +12,7 @@ the Python types DuckDB returns (naive datetimes, dates, lists), so that
 
 What analyze asks of a DuckDB connection: ``execute(sql, params)`` with ``fetchall`` /
 ``fetchone`` / ``description``; ``register`` / ``unregister`` of Arrow tables;
-``CREATE OR REPLACE TEMP TABLE|VIEW name AS ...`` (a table is a cached temp view); the
+``CREATE OR REPLACE TEMP TABLE|VIEW name AS ...`` (a table is a checkpointed temp view); the
 catalog query of :func:`threatscope.workspace.relations`. ``SET`` and macros (DuckDB only: the
 analysis does not call them) are ignored.
 """
@@ -42,7 +42,8 @@ _IGNORED = re.compile(r"^\s*(SET\s|CREATE\s+(OR\s+REPLACE\s+)?TEMP(ORARY)?\s+MAC
 _CATALOG = "information_schema.tables"
 # Lake views read twice by one plan: Spark 4.0 fails to plan host profiles (enrich/hosts.py)
 # over the view itself (INTERNAL_ERROR_ATTRIBUTE_NOT_FOUND: its file_id comes from
-# input_file_name()); cached, the view is a plain relation (a few rows per attacking address)
+# input_file_name()); materialised, the view is a plain relation (a few rows per attacking
+# address)
 _CACHED_VIEWS = ("host_record",)
 _CATALOG_COPIES = ("run_history",)  # the last detect run's rule sets (metrics._rules_summary)
 _DEBUG = bool(os.environ.get("THREATSCOPE_SPARK_SQL_DEBUG"))
@@ -84,7 +85,7 @@ class SparkConnection:
     """What the analysis uses of a DuckDB connection, on a SparkSession (see the module doc).
 
     ``ws``: register the workspace's views (spark/lake.py) first. A context manager: on exit
-    the tables it cached are dropped."""
+    the tables it materialised are freed."""
 
     def __init__(self, spark: SparkSession, ws: Workspace | None = None):
         self.spark = spark
@@ -99,8 +100,8 @@ class SparkConnection:
                 for name in _CATALOG_COPIES:
                     _from_duckdb(spark, duck, name).createOrReplaceTempView(name)
             for name in _CACHED_VIEWS:
-                df = spark.table(name).cache()
-                df.count()
+                df = spark.table(name).localCheckpoint()
+                df.createOrReplaceTempView(name)
                 self._tables[name] = df
 
     def __enter__(self) -> SparkConnection:
@@ -111,7 +112,7 @@ class SparkConnection:
 
     def close(self) -> None:
         for df in self._tables.values():
-            df.unpersist()
+            _release(df)
         self._tables.clear()
 
     def translate(self, sql: str, params: list[Any] | None = None) -> str:
@@ -132,7 +133,8 @@ class SparkConnection:
         if _IGNORED.match(sql):
             return SparkResult([], [])
         if _CATALOG in sql:
-            names = [t.name for t in self.spark.catalog.listTables() if t.isTemporary]
+            names = [r.tableName for r in self.spark.sql("SHOW TABLES").collect()
+                     if r.isTemporary]
             return SparkResult(["table_name"], [(n,) for n in names])
         m = _CREATE.match(sql)
         if m:
@@ -140,10 +142,12 @@ class SparkConnection:
             df = self._sql_df(self.translate(body, params))
             old = self._tables.pop(name, None)
             if kind == "TABLE":
-                # computed once, as DuckDB's temp table: several figures read it
+                # computed once, as DuckDB's temp table: several figures read it. Not cache():
+                # a cached plan is found again by comparing plans, and one with nondeterministic
+                # parts (input_file_name, row numbers) never matches: every figure recomputed
+                # det (3x slower analysis). A checkpoint is the rows themselves.
                 try:
-                    df = df.cache()
-                    df.count()
+                    df = df.localCheckpoint()
                 except Exception as e:
                     if _DEBUG:
                         raise RuntimeError(f"{name}: {e}"[:2000]) from e
@@ -151,7 +155,7 @@ class SparkConnection:
                 self._tables[name] = df
             df.createOrReplaceTempView(name)
             if old is not None:
-                old.unpersist()
+                _release(old)
             return SparkResult([], [])
         return _fetch(self._sql_df(self.translate(sql, params)))
 
@@ -172,6 +176,15 @@ class SparkConnection:
 
     def unregister(self, name: str) -> None:
         self.spark.catalog.dropTempView(name)
+
+
+def _release(df: DataFrame) -> None:
+    """Free a checkpointed DataFrame's rows now (classic Spark; on Spark Connect the server
+    frees them once nothing refers to them)."""
+    try:
+        df._jdf.queryExecution().logical().rdd().unpersist(False)
+    except Exception:  # no JVM handle (Spark Connect): left to the server
+        pass
 
 
 def _fetch(df: DataFrame) -> SparkResult:
@@ -256,6 +269,11 @@ def _spark_ast(tree: exp.Expression, params: list[Any]) -> exp.Expression:
                 return exp.Anonymous(this="xxhash64", expressions=node.expressions)
             if name == "arg_max_null":  # Spark's max_by also keeps a NULL value
                 return exp.Anonymous(this="max_by", expressions=node.expressions)
+        # DuckDB's list() of no rows is NULL, Spark's collect_list []: NULL for none (the
+        # analysis lists no NULL elements, which DuckDB would keep and Spark drop)
+        if (isinstance(node, exp.Filter) and isinstance(node.this, exp.ArrayAgg)
+                or isinstance(node, exp.ArrayAgg) and not isinstance(node.parent, exp.Filter)):
+            return exp.Nullif(this=node.copy(), expression=exp.Array(expressions=[]))
         if isinstance(node, exp.ArrayOverlaps):  # sqlglot writes &&, which Spark lacks
             return exp.Anonymous(this="arrays_overlap", expressions=[node.this, node.expression])
         if isinstance(node, exp.TimeToUnix):  # epoch(): seconds with their fraction

@@ -1,0 +1,16 @@
+"""Comparing two metrics documents (one per engine) with a readable failure."""
+
+from __future__ import annotations
+
+
+def diff(a, b, path: str = "") -> list[str]:
+    """Where two JSON-like documents differ (every place, in document order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = [f"{path}.{k}: only in one" for k in sorted(set(a) ^ set(b))]
+        for k in sorted(set(a) & set(b)):
+            out += diff(a[k], b[k], f"{path}.{k}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for d in diff(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r:.120} != {b!r:.120}"]
