@@ -79,7 +79,10 @@ correlation:
 """
 
 
-def _run(tmp_path, orgs: dict[str, list[dict]], rules: str) -> tuple[list[tuple], object]:
+def _run(tmp_path, orgs: dict[str, list[dict]], rules: str, **engine
+         ) -> tuple[list[tuple], object]:
+    """The detections of ``rules`` (after BASE) over the events of each organisation, and the
+    detect summary; ``engine``: run_detect's engine and spark."""
     ws = Workspace.open(tmp_path / "ws", create=True)
     for org, events in orgs.items():
         f = tmp_path / f"{org}.json"
@@ -89,17 +92,22 @@ def _run(tmp_path, orgs: dict[str, list[dict]], rules: str) -> tuple[list[tuple]
     rdir.mkdir()
     (rdir / "base.yml").write_text(BASE)
     (rdir / "corr.yml").write_text(rules)
-    summary = run_detect(ws, rule_dirs=[rdir])
+    return _detect(ws, rdir, **engine)
+
+
+def _detect(ws: Workspace, rdir, **engine) -> tuple[list[tuple], object]:
+    summary = run_detect(ws, rule_dirs=[rdir], **engine)
     assert not [f for f in summary.failed if "0000000c" in f["rule"]], summary.failed
     with ws.connect() as con:
         rows = con.execute(
             "SELECT right(rule_id, 4), org_id, strftime(ts, '%H:%M:%S'), detector, evidence, "
             "attack_techniques FROM detection WHERE rule_id LIKE '00000000-%' "
-            "ORDER BY rule_id, org_id, ts").fetchall()
+            "ORDER BY rule_id, org_id, ts, evidence").fetchall()
     return rows, summary
 
 
-def test_event_count_sliding_window_grouped_per_organisation(tmp_path):
+def _brute_force() -> tuple[dict[str, list[dict]], str]:
+    """Failed logons in bursts, in several groups and organisations."""
     events = (
         [_fail(m, "bob") for m in (0, 0.5, 1, 1.5, 2, 3)]          # 6 in 3 min: fires once
         + [_fail(m, "alice") for m in (0, 1, 2, 3)]                 # 4 in 5 min: no
@@ -115,8 +123,11 @@ def test_event_count_sliding_window_grouped_per_organisation(tmp_path):
   group-by: [TargetUserName, IpAddress]
   timespan: 5m
   condition: {gte: 5}""", "Brute force")
-    rows, summary = _run(tmp_path, {"acme": events + [_fail(m, "erin") for m in (3, 4)],
-                                    "globex": other}, rules)
+    return {"acme": events + [_fail(m, "erin") for m in (3, 4)], "globex": other}, rules
+
+
+def test_event_count_sliding_window_grouped_per_organisation(tmp_path):
+    rows, summary = _run(tmp_path, *_brute_force())
     fired = [(r[1], r[2], r[4].rsplit(" (", 1)[0]) for r in rows if r[0] == "0101"]
     assert fired == [
         ("acme", "10:00:00", "event_count 6 (gte 5) within 5m: TargetUserName=bob, "
@@ -134,7 +145,8 @@ def test_event_count_sliding_window_grouped_per_organisation(tmp_path):
     assert summary.per_rule["00000000-0000-4000-8000-0000000c0101"] == 3
 
 
-def test_generate_keeps_the_rules_own_detections(tmp_path):
+def _generated() -> tuple[dict[str, list[dict]], str]:
+    """A correlation that keeps its rule's own detections."""
     rules = _correlation("02", """
   type: event_count
   rules: [failed_logon]
@@ -142,11 +154,16 @@ def test_generate_keeps_the_rules_own_detections(tmp_path):
   group-by: TargetUserName
   timespan: 1h
   condition: {gte: 2}""")
-    rows, _ = _run(tmp_path, {"acme": [_fail(0, "bob"), _fail(1, "bob"), _fail(2, "amy")]}, rules)
+    return {"acme": [_fail(0, "bob"), _fail(1, "bob"), _fail(2, "amy")]}, rules
+
+
+def test_generate_keeps_the_rules_own_detections(tmp_path):
+    rows, _ = _run(tmp_path, *_generated())
     assert [r[0] for r in rows] == ["0001", "0001", "0001", "0102"]
 
 
-def test_value_count_password_spray(tmp_path):
+def _spray() -> tuple[dict[str, list[dict]], str]:
+    """Failed logons of several users from one address."""
     events = ([_fail(m, u, ip="192.0.2.1") for m, u in enumerate(("a", "b", "c"))]
               + [_fail(m, u, ip="192.0.2.2") for m, u in enumerate(("a", "b", "a", "b"))]
               + [_fail(m * 6, u, ip="192.0.2.3") for m, u in enumerate(("a", "b", "c"))])
@@ -156,12 +173,17 @@ def test_value_count_password_spray(tmp_path):
   group-by: IpAddress
   timespan: 10m
   condition: {field: TargetUserName, gte: 3}""")
-    rows, _ = _run(tmp_path, {"acme": events}, rules)
+    return {"acme": events}, rules
+
+
+def test_value_count_password_spray(tmp_path):
+    rows, _ = _run(tmp_path, *_spray())
     assert [r[4].rsplit(" (", 1)[0] for r in rows] == [
         "value_count 3 (gte 3) within 10m: IpAddress=192.0.2.1"]
 
 
-def test_fixed_windows_for_upper_bounds_and_sums(tmp_path):
+def _fixed_windows() -> tuple[dict[str, list[dict]], str]:
+    """Upper bounds and sums on fixed hour windows."""
     # lt: hours in which a user failed exactly once (fixed hour buckets, UTC)
     events = [_fail(0, "bob"), _fail(10, "bob"), _fail(70, "bob"), _fail(5, "amy"),
               _fail(130, "amy", Attempts="7"), _fail(131, "amy", Attempts="5")]
@@ -176,7 +198,11 @@ def test_fixed_windows_for_upper_bounds_and_sums(tmp_path):
   group-by: TargetUserName
   timespan: 1h
   condition: {field: Attempts, gte: 12}""")
-    rows, _ = _run(tmp_path, {"acme": events}, rules)
+    return {"acme": events}, rules
+
+
+def test_fixed_windows_for_upper_bounds_and_sums(tmp_path):
+    rows, _ = _run(tmp_path, *_fixed_windows())
     assert [(r[0], r[2], r[4].split(":")[0]) for r in rows] == [
         ("0104", "10:05:00", "event_count 1 (lt 2) within 1h"),   # amy, 10:00-11:00
         ("0104", "11:10:00", "event_count 1 (lt 2) within 1h"),   # bob, 11:00-12:00
@@ -184,7 +210,8 @@ def test_fixed_windows_for_upper_bounds_and_sums(tmp_path):
     ]
 
 
-def test_temporal_across_tables_with_aliases(tmp_path):
+def _temporal_aliases() -> tuple[dict[str, list[dict]], str]:
+    """A logon and a whoami by one user, the user field named differently."""
     # a logon (Security, windows_event) and whoami (Sysmon, process_creation) by one user
     events = [_logon(0, "bob"), _proc(4, "CORP\\bob", "C:\\Windows\\System32\\whoami.exe"),
               _logon(0, "amy"), _proc(25, "CORP\\amy", "C:\\Windows\\System32\\whoami.exe"),
@@ -200,12 +227,17 @@ def test_temporal_across_tables_with_aliases(tmp_path):
   aliases:
     user: {logon: TargetUserName, whoami: User}
   timespan: 10m""")
-    rows, _ = _run(tmp_path, {"acme": events}, rules)
+    return {"acme": events}, rules
+
+
+def test_temporal_across_tables_with_aliases(tmp_path):
+    rows, _ = _run(tmp_path, *_temporal_aliases())
     assert [r[4].rsplit(" (", 1)[0] for r in rows] == [
         "temporal 2 of 2 rules within 10m: user=CORP\\bob"]
 
 
-def test_temporal_ordered_and_extended_conditions(tmp_path):
+def _ordered() -> tuple[dict[str, list[dict]], str]:
+    """Failures and logons in both orders."""
     # windows look forward from each event: `failed_logon and not logon` is a failure with
     # no logon in the 5 minutes from it
     events = [_fail(0, "bob"), _logon(2, "bob"),       # fail then logon: 07, 08
@@ -225,11 +257,35 @@ def test_temporal_ordered_and_extended_conditions(tmp_path):
   group-by: TargetUserName
   timespan: 5m
   condition: failed_logon and not logon""")
-    rows, _ = _run(tmp_path, {"acme": events}, rules)
+    return {"acme": events}, rules
+
+
+def test_temporal_ordered_and_extended_conditions(tmp_path):
+    rows, _ = _run(tmp_path, *_ordered())
     got = sorted((r[0], r[4].split(": ")[1].rsplit(" (", 1)[0]) for r in rows)
     assert got == [("0107", "TargetUserName=bob"),
                    ("0108", "TargetUserName=amy"), ("0108", "TargetUserName=bob"),
                    ("0109", "TargetUserName=amy"), ("0109", "TargetUserName=joe")]
+
+
+SCENARIOS = (_brute_force, _generated, _spray, _fixed_windows, _temporal_aliases, _ordered)
+
+
+def test_every_correlation_fires_the_same_on_spark(tmp_path, spark_session):
+    # every scenario at once (each in its own organisations: correlations never cross them),
+    # detected by both engines in one workspace
+    orgs, rules = {}, []
+    for n, scenario in enumerate(SCENARIOS):
+        events, text = scenario()
+        orgs.update({f"{org}{n}": evs for org, evs in events.items()})
+        rules.append(text)
+    on_duckdb, summary = _run(tmp_path, orgs, "---".join(rules))
+    on_spark, spark_summary = _detect(Workspace.open(tmp_path / "ws"), tmp_path / "rules",
+                                      engine="spark", spark=spark_session)
+    assert on_spark == on_duckdb
+    fired = {r[0] for r in on_duckdb if r[3] == "correlation"}
+    assert fired == {f"01{c:02d}" for c in range(1, 10)}, fired
+    assert spark_summary.correlation_detections == summary.correlation_detections
 
 
 @pytest.mark.parametrize("body, reason", [

@@ -68,7 +68,7 @@ def correlation_sql(c: CompiledCorrelation, events: str) -> str:
     EVENT (its first event), ``until`` (its last event's time), ``value`` (the count, sum, ...
     it fired with; for sliding windows the largest of the firing) and ``groups`` (the
     group-by values, as text, in ``c.group_by`` order)."""
-    span = f"to_seconds({int(c.timespan)})"
+    span = f"INTERVAL {int(c.timespan)} SECOND"
     ev = _events(c, events)
     if c.type == "temporal_ordered":
         return _ordered(c, ev, span)
@@ -81,7 +81,7 @@ def correlation_sql(c: CompiledCorrelation, events: str) -> str:
             SELECT {cols}, min(ts) AS ts, max(ts) AS until, CAST({agg} AS DOUBLE) AS value,
                    any_value(groups) AS groups
             FROM ({ev})
-            GROUP BY org_id, gkey, time_bucket({span}, ts, TIMESTAMP '1970-01-01')
+            GROUP BY org_id, gkey, floor(epoch(ts) / {int(c.timespan)})
             HAVING {cond}"""
     win = (f"PARTITION BY org_id, gkey ORDER BY ts "
            f"RANGE BETWEEN CURRENT ROW AND {span} FOLLOWING")
@@ -138,13 +138,24 @@ def _expr(e: list, present: dict[str, str]) -> str:
 
 def _ordered(c: CompiledCorrelation, ev: str, span: str) -> str:
     """Anchored at each event of the first rule: the earliest event of each next rule at or
-    after the one before (an ASOF join per step), all within the timespan."""
-    steps = [f"a0 AS (SELECT *, ts AS t0 FROM ({ev}) WHERE rule_id = {sql_str(c.rules[0])})"]
+    after the one before, all within the timespan.
+
+    Each step is what an ASOF join would give (``b.ts >= a.t``, the nearest), as a window over
+    the anchors and the next rule's events in time order: the least event time from each
+    anchor's on (Spark has no ASOF join; this runs on both engines)."""
+    part = "PARTITION BY org_id, gkey"
+    steps = [f"a0 AS (SELECT *, ts AS t0, row_number() OVER ({part} ORDER BY {_ORDER}) AS aid "
+             f"FROM ({ev}) WHERE rule_id = {sql_str(c.rules[0])})"]
     for i, rid in enumerate(c.rules[1:], start=1):
+        both = (f"SELECT org_id, gkey, aid, t{i - 1} AS t_from, NULL AS bt FROM a{i - 1} "
+                f"UNION ALL SELECT org_id, gkey, NULL, ts, ts FROM ({ev}) "
+                f"WHERE rule_id = {sql_str(rid)}")
+        nearest = (f"SELECT org_id, gkey, aid, min(bt) OVER ({part} ORDER BY t_from RANGE BETWEEN "
+                   f"CURRENT ROW AND UNBOUNDED FOLLOWING) AS t{i} FROM ({both})")
         steps.append(
-            f"a{i} AS (SELECT a.*, b.ts AS t{i} FROM a{i - 1} a ASOF JOIN "
-            f"(SELECT org_id, gkey, ts FROM ({ev}) WHERE rule_id = {sql_str(rid)}) b "
-            f"ON a.org_id = b.org_id AND a.gkey = b.gkey AND b.ts >= a.t{i - 1})")
+            f"a{i} AS (SELECT a.*, n.t{i} FROM a{i - 1} a JOIN ({nearest}) n "
+            f"ON n.org_id = a.org_id AND n.gkey = a.gkey AND n.aid = a.aid "
+            f"WHERE n.t{i} IS NOT NULL)")
     last = len(c.rules) - 1
     fired = (f"WITH {', '.join(steps)} SELECT *, t{last} AS until, "
              f"CAST({len(c.rules)} AS DOUBLE) AS value FROM a{last} "
@@ -209,12 +220,6 @@ class Correlated:
             return rows, idx
         own = pc.invert(pc.is_in(idx, value_set=silent))
         return rows.filter(own), idx.filter(own)
-
-    def add(self, events: pa.Table) -> None:
-        """Keep ``events`` (the columns of ``schema``), gathered by another engine."""
-        if self.writer is not None and events.num_rows:
-            self.writer.write_table(pa.table([events.column(f.name).cast(f.type)
-                                              for f in self.schema], schema=self.schema))
 
     def _events(self, con, group: Group, rules: list[CompiledRule], rows: pa.Array,
                 idx: pa.Array) -> pa.Table:

@@ -15,17 +15,18 @@ columns (``event_data.Image``) are added as DuckDB adds them (``sqlfn.with_field
 
 The stage on Spark (``detect_lake``) reads the lake through threatscope.spark.lake's views and
 gives the DuckDB engine's rows: Sigma rules per table (PowerShell script blocks logged in
-parts joined first, as scan.script_blocks does), the PowerShell analyzer in ``mapInArrow``
-(the same Python, once per distinct text), Suricata alerts in Spark SQL. Only detections and
-the events correlations read come back to the driver; the correlations themselves then run in
-DuckDB over those events (detect.correlation's SQL, which uses DuckDB's ASOF joins and time
-buckets), as do the formatting of the PowerShell rows (detect.powershell.write_analysis).
+parts joined first, as scan.script_blocks does), the correlations over the hits of the rules
+they name (detect.correlation's SQL through spark.sql.to_spark), the PowerShell analyzer in
+``mapInArrow`` (the same Python, once per distinct text), Suricata alerts in Spark SQL. Only
+detections come back to the driver, where the PowerShell rows are formatted as DuckDB formats
+them (detect.powershell.write_analysis).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,10 +36,11 @@ import pyarrow.compute as pc
 from threatscope import schema
 from threatscope.detect import powershell, scan
 from threatscope.detect.compiler import SPARK
-from threatscope.detect.correlation import Correlated
+from threatscope.detect.correlation import Correlated, detections_sql
 from threatscope.detect.ruleset import CompiledRule, RuleSet
 from threatscope.detect.sqltext import read_columns
 from threatscope.detect.stage import _EVIDENCE, _SEVERITY, cve_owners
+from threatscope.spark.sql import to_spark
 from threatscope.sqlfn import field_column, field_spellings
 
 if TYPE_CHECKING:
@@ -130,7 +132,7 @@ def detect_lake(spark: SparkSession, con, ws, ruleset: RuleSet, tables: list[str
                 step: Callable[[int, str], None]) -> None:
     """stage._detect_lake on Spark (see the module doc): the same detections through
     ``write``, the PowerShell analysis into ``ps_out``, counts in ``per_rule`` and
-    ``summary``; ``con``: the workspace's DuckDB connection (correlations, formatting)."""
+    ``summary``; ``con``: the workspace's DuckDB connection (formatting)."""
     # A table's rules in one projection outgrow the 64 KB a whole-stage method may have (Spark
     # would log the failure and fall back): per-expression code generation instead, which
     # splits large projections into methods.
@@ -152,12 +154,13 @@ def _detect_lake(spark: SparkSession, con, ws, ruleset: RuleSet, tables: list[st
     # read-write catalog connection would block)
     for kind in schema.KINDS:
         kind_frame(spark, ws, kind).createOrReplaceTempView(kind)
+    events: list[DataFrame] = []  # the hits of rules correlations name, per table
     for table in tables:
         step(0, table)
         summary.events_scanned[table] = _sigma(spark, table, ruleset.for_table(table), write,
-                                               per_rule, correlated)
+                                               per_rule, correlated, events)
         step(1, table)
-    summary.correlation_detections = correlated.run(con, write, per_rule)
+    summary.correlation_detections = _correlate(spark, correlated, events, write, per_rule)
     step(0, "PowerShell")
     summary.powershell_detections = _powershell(spark, con, ruleset.for_table("powershell"),
                                                 write, ps_out, per_rule)
@@ -190,8 +193,9 @@ def _rows(spark: SparkSession, table: str) -> DataFrame:
 
 
 def _sigma(spark: SparkSession, table: str, rules: list[CompiledRule], write: Write,
-           per_rule: Counter[str], correlated: Correlated) -> int:
-    """stage._sigma on Spark: every rule of ``table`` in one pass; returns the rows scanned."""
+           per_rule: Counter[str], correlated: Correlated, events: list[DataFrame]) -> int:
+    """stage._sigma on Spark: every rule of ``table`` in one pass; returns the rows scanned.
+    The hits of rules correlations name go to ``events`` (correlation.Correlated's columns)."""
     has = dict(schema.KINDS[table])
     scanned = spark.table(table).count()
     if not rules:
@@ -221,7 +225,7 @@ def _sigma(spark: SparkSession, table: str, rules: list[CompiledRule], write: Wr
             ev = hits.where(hits.rule_id.isin(list(reads))).selectExpr(*(
                 f"CAST({_ev_col(c, has, wanted)} AS {types.get(c, 'STRING')}) AS {q(c)}"
                 for c in cols))
-            correlated.add(ev.toArrow())
+            events.append(ev.localCheckpoint())  # the hits are freed below
         own = hits.where(~hits.rule_id.isin(list(correlated.silent))) if correlated.silent \
             else hits
         found = own.selectExpr(*_detection_items(table, has)).toArrow()
@@ -231,6 +235,31 @@ def _sigma(spark: SparkSession, table: str, rules: list[CompiledRule], write: Wr
     for rid, n in Counter(found.column("rule_id").to_pylist()).items():
         per_rule[rid] += n
     return scanned
+
+
+def _correlate(spark: SparkSession, correlated: Correlated, events: list[DataFrame],
+               write: Write, per_rule: Counter[str]) -> int:
+    """Correlated.run on Spark: each correlation's SQL (detect.correlation, written once in
+    DuckDB SQL, through spark.sql.to_spark) over the named rules' events of every table."""
+    if not correlated.correlations:
+        return 0
+    if events:
+        frame = reduce(lambda a, b: a.unionByName(b), events)
+    else:
+        types = {"ts": "TIMESTAMP_NTZ", "source_line": "BIGINT"}
+        frame = spark.createDataFrame([], ", ".join(
+            f"{q(n)} {types.get(n, 'STRING')}" for n in correlated.schema.names))
+    frame.createOrReplaceTempView("__ts_events")
+    n = 0
+    try:
+        for c in correlated.correlations:
+            found = write(spark.sql(to_spark(detections_sql(c, "__ts_events"))).toArrow())
+            if found:
+                per_rule[c.id] += found
+            n += found
+    finally:
+        spark.catalog.dropTempView("__ts_events")
+    return n
 
 
 def _ev_col(c: str, has: dict[str, str], wanted: set[str]) -> str:
