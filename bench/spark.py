@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=10_000_000)
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--memory", default="6g", help="Spark driver memory (local mode)")
     args = ap.parse_args()
     stages = [s for s in args.stages.split(",") if s]
     OUT.mkdir(parents=True, exist_ok=True)
@@ -96,7 +97,9 @@ def main() -> None:
     wc = _wc(log)
     print(f"{lines:,} lines ({log.stat().st_size / 2**20:,.0f} MiB); wc -l {wc:.2f} s")
     t0 = time.perf_counter()
-    session = spark_engine.session("local[2]")
+    # local mode runs tasks in the driver's JVM: its heap is the executors' memory (Spark's
+    # default 1 GB is too little for the detections of 10M lines)
+    session = spark_engine.session("local[2]", conf={"spark.driver.memory": args.memory})
     start = time.perf_counter() - t0
     print(f"  spark session start {start:.1f} s")
     duck, ws_duck = run_engine("duckdb", log, stages)

@@ -364,6 +364,18 @@ CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
         "sel:\n  cs-uri-query|re: 'a{,2}'\ncondition: sel",
         [(q("a{,2}"), True), (q("aa"), False)],
     ),
+    # a regular expression or wildcard runs where the text holds the literal it needs (the
+    # engine's guards; in the Spark SQL, a substring test of the lower-cased text)
+    "re behind its literal: case variants, the literal alone is not enough": (
+        "sel:\n  cs-uri-query|re|i: 'union\\s+(all\\s+)?select'\ncondition: sel",
+        [(q("id=1 UNION ALL SeLeCt 2"), True), (q("id=1 uNiOn\tselect"), True),
+         (q("id=1 union-select"), False), (q("union"), False), (q("id=1"), False)],
+    ),
+    "wildcard behind its literal, case-insensitive": (
+        "sel:\n  cs-uri-query: '*/ETC/PASS?D*'\ncondition: sel",
+        [(q("f=../../etc/passwd"), True), (q("f=/Etc/PassXd"), True),
+         (q("f=/etc/pass"), False), (q("f=/etc/shadow"), False)],
+    ),
     "proxy category maps to http": (
         "sel:\n  c-uri|contains: '/wp-admin'\n  c-useragent|startswith: 'python'\ncondition: sel",
         [({"url_original": "/wp-admin/x", "user_agent_original": "Python-urllib"}, True),
@@ -388,6 +400,25 @@ def test_sigma_features_on_spark(tmp_path, spark_session):
     """Every case on the Spark engine, in one Spark job (its rules' Spark SQL)."""
     check_on_spark(tmp_path, spark_session, [(det, _logsource(name), "http", cases)
                                              for name, (det, cases) in CASES.items()])
+
+
+def test_spark_runs_a_regex_behind_its_literal(tmp_path):
+    # the Spark SQL of a regex leaf tests the literal first (Java's regex engine is the cost of
+    # detection on Spark); DuckDB's text leaves guards to its engine; a non-ASCII literal,
+    # whose lower case can depend on the locale, is no guard
+    def compiled(pattern: str):
+        d = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        (d / "rule.yml").write_text(rule_yaml(f"sel:\n  cs-uri-query|re: '{pattern}'\n"
+                                              "condition: sel"), encoding="utf-8")
+        rs = load_rules([d], builtin=False)
+        assert not rs.failed, rs.failed
+        return rs.for_table("http")[0]
+
+    rule = compiled("union\\s+select")
+    assert rule.spark_sql.startswith("(coalesce(contains(lower(`url_query`), 'select'), false) AND ")
+    assert "contains(" not in rule.sql
+    assert "contains(" not in compiled("été\\d+").spark_sql
 
 
 def test_expand_takes_placeholder_values_from_the_workspace_config(tmp_path):

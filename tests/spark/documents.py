@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+# what may differ between two runs: when the document was made, where the workspace is, timings
+VOLATILE = {"generated_at", "seconds", "started_at", "finished_at", "workspace"}
+
+
+def strip(doc):
+    """``doc`` without its VOLATILE fields, at any depth."""
+    if isinstance(doc, dict):
+        return {k: strip(v) for k, v in doc.items() if k not in VOLATILE}
+    if isinstance(doc, list):
+        return [strip(v) for v in doc]
+    return doc
+
 
 def diff(a, b, path: str = "") -> list[str]:
     """Where two JSON-like documents differ (every place, in document order)."""

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.spark.documents import diff
+from tests.spark.documents import diff, strip
 from threatscope.simulate import simulate
 
 BIN = str(Path(sys.executable).parent / "threatscope")
-# what may differ: when the document was made, where the workspace is, and timings
-VOLATILE = {"generated_at", "seconds", "started_at", "finished_at", "workspace"}
 
 
 def _run(root: Path, data: Path, engine: str) -> dict:
@@ -28,14 +26,6 @@ def _run(root: Path, data: Path, engine: str) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-def _strip(doc):
-    if isinstance(doc, dict):
-        return {k: _strip(v) for k, v in doc.items() if k not in VOLATILE}
-    if isinstance(doc, list):
-        return [_strip(v) for v in doc]
-    return doc
-
-
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("engines")
@@ -44,7 +34,7 @@ def reports(tmp_path_factory):
 
 
 def test_both_engines_give_the_same_report_figures(reports):
-    duck, spark = (_strip(r) for r in reports)
+    duck, spark = (strip(r) for r in reports)
     assert duck["totals"]["detections"]["period"] > 0 and duck["campaigns"]
     assert diff(duck, spark)[:20] == []
 

@@ -103,6 +103,12 @@ class Dialect:
         """``num`` (an IP number column) is within [lo, hi]."""
         return f"{num} BETWEEN '{lo}'::UHUGEINT AND '{hi}'::UHUGEINT"
 
+    def guarded(self, text: str, guard: list[str] | None, sql: str) -> str:
+        """``sql``, a leaf's two-valued test of ``text``, run only where ``text`` holds one of
+        the ``guard`` literals (lower-cased). DuckDB's text is the test alone: its engine
+        (engine.Engine) checks guards over whole columns first."""
+        return sql
+
 
 class SparkDialect(Dialect):
     """Spark SQL (3.4+, ANSI mode or not). Strings stay in Spark's default literal syntax
@@ -122,6 +128,16 @@ class SparkDialect(Dialect):
 
     def ip_range(self, num: str, lo: int, hi: int) -> str:
         return f"{num} BETWEEN {lo}BD AND {hi}BD"
+
+    def guarded(self, text: str, guard: list[str] | None, sql: str) -> str:
+        # Spark runs every rule's SQL on every row, and Java's regex engine is most of that
+        # cost: a regular expression or LIKE runs only behind a substring test of the literal
+        # it needs (the same lower() of the text for every leaf: Spark computes it once).
+        # ASCII literals only: their lower case is the same in every locale.
+        if not guard or not all(g.isascii() for g in guard):
+            return sql
+        need = " OR ".join(f"contains(lower({text}), {self.string(g)})" for g in guard)
+        return f"(coalesce({need}, false) AND {sql})"
 
 
 DUCKDB = Dialect()
@@ -418,7 +434,7 @@ def _string(col: _Col, value: SigmaString, cased: bool) -> tuple[str, Expr]:
         return _leaf(col.column, sql, kind, text, cased)
     runs = [r for s in strs for r in _ascii_runs(s)] if col.is_text else []
     guard = _guard(col.key, [max(runs, key=lambda r: literal_score(col.key, r))]) if runs else None
-    return _leaf(col.column, sql, guard=guard)
+    return _leaf(col.column, d.guarded(col.text, guard, sql), guard=guard)
 
 
 def _ascii_runs(s: str) -> list[str]:
@@ -510,7 +526,8 @@ def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Expr]:
     if flags:
         pattern = f"(?{flags}){pattern}"
     sql = _two_valued(col.dialect.regex(col.text, pattern))
-    return _leaf(col.column, sql, guard=_guard(col.key, lits) if lits else None)
+    guard = _guard(col.key, lits) if lits else None
+    return _leaf(col.column, col.dialect.guarded(col.text, guard, sql), guard=guard)
 
 
 _V4_MAPPED = 0xFFFF << 32  # ::ffff:0:0/96, how schema stores IPv4 in *_ip_num

@@ -204,7 +204,8 @@ def profile_sql(attacks: str, records: str = "host_record", with_sig: bool = Fal
                    AS products,
                list_sort(list_distinct(flatten(list(k.services)))) AS services,
                list_sort(list_distinct(list(k.port) FILTER (WHERE k.port IS NOT NULL))) AS ports
-        FROM (SELECT DISTINCT sig FROM picked) x, unnest(x.sig) AS u(kid) JOIN k USING (kid)
+        FROM (SELECT sig, unnest(sig) AS kid FROM (SELECT DISTINCT sig FROM picked)) x
+             JOIN k USING (kid)
         GROUP BY sig),
     kinds AS (
         SELECT *, list_has_any(service_classes, ['router', 'mikrotik']) AS router,
@@ -213,7 +214,10 @@ def profile_sql(attacks: str, records: str = "host_record", with_sig: bool = Fal
         FROM (SELECT *, list_sort(list_distinct(list_transform(services,
                             lambda x: split_part(x, ':', 1)))) AS service_classes FROM sigs)),
     -- one join for both lookups: a few thousand (signature, os) pairs
-    combos AS (SELECT c.sig, c.os, {os_family_sql('c.os')} AS os_family, kinds.* EXCLUDE (sig),
+    -- (SQL both engines run: the Spark engine's analysis reads it through spark.sql.to_spark)
+    combos AS (SELECT c.sig, c.os, {os_family_sql('c.os')} AS os_family, kinds.products,
+                      kinds.services, kinds.ports, kinds.service_classes, kinds.router, kinds.iot,
+                      kinds.server,
                       row_number() OVER ()::INTEGER AS profile
                FROM (SELECT DISTINCT sig, os FROM picked) c JOIN kinds USING (sig))
     SELECT p.ip, p.ref_ts, p.snap_ts AS host_record_ts, p.os, c.os_family, c.products,

@@ -29,7 +29,7 @@ SPARK_TYPES = {
 CATALOG_TABLES = ("org", "ingest_manifest", "quarantine")
 ENRICHED = ("source", "payload_indicator", "indicator")  # views over enrich's files
 # file_id is the lake file name's prefix (<file_id>_<n>.parquet), as Workspace reads it
-FILE_ID = r"regexp_extract(input_file_name(), '([^/\\\\_]*)[^/\\\\]*$', 1)"
+FILE_ID = "regexp_extract(_metadata.file_name, '^([^_]*)', 1)"
 
 
 def spark_type(duckdb_type: str) -> str:

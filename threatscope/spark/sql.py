@@ -20,25 +20,9 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-# DuckDB text that sqlglot cannot carry to Spark, in a form both engines read the same
-# (enrich/hosts.py: a comma join of unnest lists the signature's ids)
-_PORTABLE = [
-    (re.compile(r"FROM \(SELECT DISTINCT sig FROM picked\) x, unnest\(x\.sig\) AS u\(kid\)"
-                r"\s+JOIN k USING \(kid\)"),
-     "FROM (SELECT sig, unnest(sig) AS kid FROM (SELECT DISTINCT sig FROM picked)) x "
-     "JOIN k USING (kid)"),
-    # (the columns of kinds but sig, named: a qualified star with EXCEPT in a join is not
-    # proven on Spark; the failure it was suspected of came from host_record, see above)
-    (re.compile(r"kinds\.\* EXCLUDE \(sig\)"),
-     "kinds.products, kinds.services, kinds.ports, kinds.service_classes, kinds.router, "
-     "kinds.iot, kinds.server"),
-]
-
 
 def to_spark(sql: str, params: list[Any] | None = None) -> str:
     """The Spark SQL of one DuckDB statement (``?`` parameters inlined as literals)."""
-    for pattern, repl in _PORTABLE:
-        sql = pattern.sub(repl, sql)
     return _spark_ast(sqlglot.parse_one(sql, read="duckdb"), params or []).sql(dialect="spark")
 
 
