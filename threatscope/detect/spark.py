@@ -95,6 +95,59 @@ def match_frame(df: DataFrame, rules: Sequence[CompiledRule], keep: Sequence[str
                          f"filter(array({cases}), i -> i IS NOT NULL) AS hits")
 
 
+# rows per Arrow batch the engine gets: it tests each column's distinct values once per batch
+ENGINE_BATCH = 65536
+
+
+def engine_frame(df: DataFrame, rules: Sequence[CompiledRule], keep: Sequence[str]) -> DataFrame:
+    """The rows of ``df`` that a rule of ``rules`` (all of one table) matches: ``keep``
+    columns plus ``hits`` (ARRAY<INT>, indexes into ``rules``), found by the DuckDB engine's
+    own matcher (engine.Engine: the rules' literals in one automaton per column over its
+    distinct values, the other tests behind their literal guards) over each partition's Arrow
+    batches. The same hits as :func:`match_frame`'s Spark SQL, at the engine's speed: Spark
+    evaluates every rule's string tests on every row."""
+    from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
+
+    from threatscope.detect.engine import Engine
+
+    if not rules:
+        return df.selectExpr(*(q(k) for k in keep), "CAST(array() AS ARRAY<INT>) AS hits")
+    table = rules[0].table
+    read = Engine(rules, table).read
+    have = set(df.columns)
+    # the columns the rules read (a field of a JSON object column: the object column)
+    reading = list(dict.fromkeys(
+        c if c in have else field_column(c)[0] for c in sorted(read)
+        if c in have or (field_column(c) and field_column(c)[0] in have)))
+    cols = list(dict.fromkeys([*keep, *reading]))
+    out = StructType([df.schema[c] for c in keep] + [
+        StructField("hits", ArrayType(IntegerType()))])
+    rules = list(rules)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
+        engine = Engine(rules, table)
+        con = duckdb.connect()
+        for batch in batches:
+            t = pa.Table.from_batches([batch])
+            # text as dictionaries, as the lake is read: the engine tests distinct values
+            # (raw, one value per row, stays plain: the engine reads it only where needed)
+            probe = pa.table({n: pc.dictionary_encode(t.column(n)) if n != "raw" and
+                              pa.types.is_string(t.schema.field(n).type) else t.column(n)
+                              for n in reading})
+            rows, idx = engine.match(con, probe)
+            if not len(rows):
+                continue
+            hits = (pa.table({"row": rows, "rule": idx})
+                    .group_by("row", use_threads=False).aggregate([("rule", "list")]))
+            picked = t.select(list(keep)).take(hits.column("row"))
+            yield from picked.append_column("hits", hits.column("rule_list")).to_batches()
+        con.close()
+
+    return df.select(*cols).mapInArrow(run, out)
+
+
 def arrow_frame(spark: SparkSession, data: pa.Table, cols: Sequence[tuple[str, str]]) -> DataFrame:
     """``data`` (DuckDB-typed columns ``cols``, 128-bit numbers as decimal text, plus any
     others) as a Spark DataFrame with the lake's Spark types (threatscope.spark.lake)."""
@@ -136,13 +189,19 @@ def detect_lake(spark: SparkSession, con, ws, ruleset: RuleSet, tables: list[str
     # A table's rules in one projection outgrow the 64 KB a whole-stage method may have (Spark
     # would log the failure and fall back): per-expression code generation instead, which
     # splits large projections into methods.
-    before = spark.conf.get("spark.sql.codegen.wholeStage")
-    spark.conf.set("spark.sql.codegen.wholeStage", "false")
+    # The engine (engine_frame) tests each column's distinct values once per Arrow batch:
+    # larger batches than Spark's 10,000 rows.
+    settings = {"spark.sql.codegen.wholeStage": "false",
+                "spark.sql.execution.arrow.maxRecordsPerBatch": str(ENGINE_BATCH)}
+    before = {k: spark.conf.get(k) for k in settings}
+    for k, v in settings.items():
+        spark.conf.set(k, v)
     try:
         _detect_lake(spark, con, ws, ruleset, tables, write, per_rule, summary, correlated,
                      ps_out, step)
     finally:
-        spark.conf.set("spark.sql.codegen.wholeStage", before)
+        for k, v in before.items():
+            spark.conf.set(k, v)
 
 
 def _detect_lake(spark: SparkSession, con, ws, ruleset: RuleSet, tables: list[str],
@@ -206,8 +265,8 @@ def _sigma(spark: SparkSession, table: str, rules: list[CompiledRule], write: Wr
     keep = list(dict.fromkeys([
         *(c for c in scan.KEEP if c in has), "raw",
         *([_EVIDENCE[table]] if table in _EVIDENCE else []), *sorted(wanted)]))
-    hits = (match_frame(_rows(spark, table), rules, keep, fields)
-            .where("size(hits) > 0").selectExpr("*", "explode(hits) AS __i").drop("hits"))
+    hits = (engine_frame(with_fields(_rows(spark, table), fields), rules, keep)
+            .selectExpr("*", "explode(hits) AS __i").drop("hits"))
     meta = spark.createDataFrame(pa.table({
         "__i": pa.array(range(len(rules)), pa.int32()),
         "rule_id": [r.id for r in rules], "title": [r.title for r in rules],
