@@ -16,15 +16,3 @@ def spark_session():
     yield s
     s.stop()
 
-
-# The longest test files, started first: `pytest -n 2 --dist loadfile` hands files to workers
-# in this order, and a long file handed out last would run alone at the end.
-SLOW_FIRST = ("tests/spark/test_e2e.py",)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::")[0]
-        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
-
-    items.sort(key=rank)  # stable: the others keep their order

@@ -1,25 +1,29 @@
-"""Detection on Apache Spark: the rules' Spark SQL (``CompiledRule.spark_sql``, the compiler's
-Spark dialect) over Spark DataFrames, with the results of the DuckDB engine.
+"""Detection on Apache Spark, with the results of the DuckDB engine.
 
     from threatscope.detect.spark import evaluate_spark
     evaluate_spark(spark, load_rules(), "http", [{"url_original": "/?id=1 union select 1"}])
 
-    hits = match_frame(df, rules, keep=["__row"])   # keep + hits (indexes into rules)
+    hits = match_frame(df, rules, keep=["__row"])   # the rules' Spark SQL: keep + hits
+    hits = engine_frame(df, rules, keep=["raw"])    # the engine's matcher, per partition
 
     run_detect(ws, engine="spark")                  # detect_lake: the stage on Spark
 
-Every rule of a table runs in one pass over it: one projection holding each rule's condition
-(``CASE WHEN <rule> THEN i END``), the hits an array of rule indexes. Fields inside JSON object
-columns (``event_data.Image``) are added as DuckDB adds them (``sqlfn.with_fields``): one
-``from_json`` per object column, a second spelling of a name looked up on its own.
+Two ways to run a table's rules, with the same hits. ``match_frame`` is the compiler's Spark
+dialect (``CompiledRule.spark_sql``): one projection holding each rule's condition (``CASE WHEN
+<rule> THEN i END``), fields inside JSON object columns (``event_data.Image``) added as DuckDB
+adds them (``sqlfn.with_fields``); what ``evaluate_spark`` and the conformance tests run.
+``engine_frame`` runs the DuckDB engine's matcher (engine.Engine: the rules' literals in one
+automaton per column over its distinct values, regular expressions behind their literal guards)
+in ``mapInArrow`` over each partition's Arrow batches: Spark SQL tests every rule's strings on
+every row, which at 10 million requests is minutes where the engine takes seconds.
 
 The stage on Spark (``detect_lake``) reads the lake through threatscope.spark.lake's views and
-gives the DuckDB engine's rows: Sigma rules per table (PowerShell script blocks logged in
-parts joined first, as scan.script_blocks does), the correlations over the hits of the rules
-they name (detect.correlation's SQL through spark.sql.to_spark), the PowerShell analyzer in
-``mapInArrow`` (the same Python, once per distinct text), Suricata alerts in Spark SQL. Only
-detections come back to the driver, where the PowerShell rows are formatted as DuckDB formats
-them (detect.powershell.write_analysis).
+gives the DuckDB engine's rows: Sigma rules per table with ``engine_frame`` (PowerShell script
+blocks logged in parts joined first, as scan.script_blocks does), the correlations over the
+hits of the rules they name (detect.correlation's SQL through spark.sql.to_spark), the
+PowerShell analyzer in ``mapInArrow`` (the same Python, once per distinct text), Suricata
+alerts in Spark SQL. Only detections come back to the driver, where the PowerShell rows are
+formatted as DuckDB formats them (detect.powershell.write_analysis).
 """
 
 from __future__ import annotations
