@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check threatscope tests bench
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not spark_stages"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder -m "not spark_stages"
 
 # the Spark engine stage by stage against DuckDB (several minutes of local Spark)
 test-spark: $(STAMP)

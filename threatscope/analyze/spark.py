@@ -37,10 +37,10 @@ _CREATE = re.compile(
 _IGNORED = re.compile(r"^\s*(SET\s|CREATE\s+(OR\s+REPLACE\s+)?TEMP(ORARY)?\s+MACRO\s)", re.I)
 # DuckDB's table of tables (workspace.relations): answered from Spark's temp views
 _CATALOG = "information_schema.tables"
-# Lake views read twice by one plan: Spark 4.0 fails to plan host profiles (enrich/hosts.py)
-# over the view itself (INTERNAL_ERROR_ATTRIBUTE_NOT_FOUND: its file_id comes from
-# input_file_name()); materialised, the view is a plain relation (a few rows per attacking
-# address)
+# Lake views read twice by one plan, materialised first: Spark 4.0 failed to plan host profiles
+# (enrich/hosts.py) over the view itself (INTERNAL_ERROR_ATTRIBUTE_NOT_FOUND, when its file_id
+# came from input_file_name(); spark/lake.py now reads _metadata.file_name). A few rows per
+# attacking address: materialising costs little either way.
 _CACHED_VIEWS = ("host_record",)
 _CATALOG_COPIES = ("run_history",)  # the last detect run's rule sets (metrics._rules_summary)
 _DEBUG = bool(os.environ.get("THREATSCOPE_SPARK_SQL_DEBUG"))

@@ -124,9 +124,13 @@ def engine_frame(df: DataFrame, rules: Sequence[CompiledRule], keep: Sequence[st
         c if c in have else field_column(c)[0] for c in sorted(read)
         if c in have or (field_column(c) and field_column(c)[0] in have)))
     cols = list(dict.fromkeys([*keep, *reading]))
-    out = StructType([df.schema[c] for c in keep] + [
+    # the columns as __c<i> in the Python workers (mapInArrow fails on names with dots, as
+    # field columns have: event_data.Image)
+    alias = {c: f"__c{i}" for i, c in enumerate(cols)}
+    out = StructType([StructField(alias[c], df.schema[c].dataType) for c in keep] + [
         StructField("hits", ArrayType(IntegerType()))])
     rules = list(rules)
+    kept, probed = [alias[c] for c in keep], {alias[c]: c for c in reading}
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import duckdb
@@ -137,19 +141,20 @@ def engine_frame(df: DataFrame, rules: Sequence[CompiledRule], keep: Sequence[st
             t = pa.Table.from_batches([batch])
             # text as dictionaries, as the lake is read: the engine tests distinct values
             # (raw, one value per row, stays plain: the engine reads it only where needed)
-            probe = pa.table({n: pc.dictionary_encode(t.column(n)) if n != "raw" and
-                              pa.types.is_string(t.schema.field(n).type) else t.column(n)
-                              for n in reading})
+            probe = pa.table({n: pc.dictionary_encode(t.column(a)) if n != "raw" and
+                              pa.types.is_string(t.schema.field(a).type) else t.column(a)
+                              for a, n in probed.items()})
             rows, idx = engine.match(con, probe)
             if not len(rows):
                 continue
             hits = (pa.table({"row": rows, "rule": idx})
                     .group_by("row", use_threads=False).aggregate([("rule", "list")]))
-            picked = t.select(list(keep)).take(hits.column("row"))
+            picked = t.select(kept).take(hits.column("row"))
             yield from picked.append_column("hits", hits.column("rule_list")).to_batches()
         con.close()
 
-    return df.select(*cols).mapInArrow(run, out)
+    return (df.selectExpr(*(f"{q(c)} AS {a}" for c, a in alias.items())).mapInArrow(run, out)
+            .selectExpr(*(f"{alias[c]} AS {q(c)}" for c in keep), "hits"))
 
 
 def arrow_frame(spark: SparkSession, data: pa.Table, cols: Sequence[tuple[str, str]]) -> DataFrame:
