@@ -195,11 +195,10 @@ def detect_lake(spark: SparkSession, con, ws, ruleset: RuleSet, tables: list[str
     """stage._detect_lake on Spark (see the module doc): the same detections through
     ``write``, the PowerShell analysis into ``ps_out``, counts in ``per_rule`` and
     ``summary``; ``con``: the workspace's DuckDB connection (formatting)."""
-    # A table's rules in one projection outgrow the 64 KB a whole-stage method may have (Spark
-    # would log the failure and fall back): per-expression code generation instead, which
-    # splits large projections into methods.
     # The engine (engine_frame) tests each column's distinct values once per Arrow batch:
-    # larger batches than Spark's 10,000 rows.
+    # larger batches than Spark's 10,000 rows. Whole-stage code generation off: set when the
+    # stage ran match_frame's one projection of every rule (it outgrew the 64 KB a generated
+    # method may have); kept as measured, though only evaluate_spark builds that projection now.
     settings = {"spark.sql.codegen.wholeStage": "false",
                 "spark.sql.execution.arrow.maxRecordsPerBatch": str(ENGINE_BATCH)}
     before = {k: spark.conf.get(k) for k in settings}
