@@ -94,6 +94,12 @@ class Workspace:
         return folder if name.isalnum() and folder.is_dir() else None
 
     @property
+    def cache(self) -> Path:
+        """Files derived from data outside the workspace and kept for reuse (the Spark engine's
+        range table); removing the folder loses nothing."""
+        return self.root / "cache"
+
+    @property
     def lake(self) -> Path:
         return self.root / "lake"
 

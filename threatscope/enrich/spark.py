@@ -34,11 +34,13 @@ events), the classification, joining it all per address, the writing of the tabl
 atomic switch of ``enriched/CURRENT``; so both engines write the same rows.
 
 The workspace must be at the same path on the driver and the executors (a shared file system
-on a cluster); the range table is broadcast from the driver.
+on a cluster); the range table is written once to the workspace's ``cache`` as Parquet and read
+from there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,6 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from threatscope import spark as ts_spark
 from threatscope.enrich import hosts, stage
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
 _FLIP = np.uint64(1 << 63)
 LEVELS = "sequence(0, 128, 8)"
 GEO, RESERVED = 0, 1  # which range table a joined row comes from
+RANGES_FORMAT = "ranges-1"  # the cached range file's layout: change it and old files are unused
 
 
 def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (),
@@ -68,7 +72,7 @@ def run_enrich(ws: Workspace, mmdb: Sequence[Path | str] = (),
     """
     spark = spark or ts_spark.session()
     return stage._run(ws, mmdb,
-                      locate=lambda ips, table, reserved: locate(spark, ips, table, reserved),
+                      locate=lambda ips, table, reserved: locate(spark, ws, ips, table, reserved),
                       profiles=lambda con: profiles(spark, ws, con),
                       matches=lambda con: ioc_matches(spark, con),
                       others=lambda rows: other_addresses(spark, ws, rows),
@@ -142,8 +146,8 @@ def other_addresses(spark: SparkSession, ws: Workspace, breadth: pa.Table) -> pa
     return seen.toArrow().cast(pa.schema([("ip", pa.string())]))
 
 
-def locate(spark: SparkSession, ips: pa.Array, table: pa.Table, reserved: pa.Table
-           ) -> tuple[pa.Table, pa.Array, pa.Array]:
+def locate(spark: SparkSession, ws: Workspace, ips: pa.Array, table: pa.Table,
+           reserved: pa.Table) -> tuple[pa.Table, pa.Array, pa.Array]:
     """For each address of ``ips`` (in order): ``(table of hi, lo: its number's UBIGINT halves,
     NULL when it is no address; whether a reserved range holds it; the row of ``table``
     holding it, NULL if none)``, as ``stage._placed`` takes them."""
@@ -158,7 +162,7 @@ def locate(spark: SparkSession, ips: pa.Array, table: pa.Table, reserved: pa.Tab
     # views of this call only: another run in the same session has its own
     numbers_view, ranges_view = (f"_ts_{name}_{uuid.uuid4().hex}" for name in ("n", "r"))
     numbers.createOrReplaceTempView(numbers_view)
-    _ranges(spark, table, reserved).createOrReplaceTempView(ranges_view)
+    _ranges(spark, ws, table, reserved).createOrReplaceTempView(ranges_view)
     # every address probes its 17 buckets (one pass over ``numbers``: no match for one that is
     # no address), the ranges side broadcast; at most one range of each table holds it
     sql = f"""
@@ -203,27 +207,40 @@ def _probe(numbers: str) -> str:
             f"FROM {numbers} LATERAL VIEW explode({LEVELS}) l AS level")
 
 
-def _bounds(spark: SparkSession, bounds: Sequence[np.ndarray], cols: dict[str, pa.Array]
-            ) -> DataFrame:
+def _bounds(bounds: Sequence[np.ndarray], cols: dict[str, pa.Array]) -> pa.Table:
     """Ranges (uint64 halves ``first_hi, first_lo, last_hi, last_lo``) with ``cols``, as a
-    DataFrame of fh, fl, lh, ll (flipped), level, khi, klo and ``cols``."""
+    table of ``cols``, fh, fl, lh, ll (flipped) and level; ``_key("fh", "fl")`` adds the
+    bucket."""
     fh, fl, lh, ll = bounds
-    t = pa.table({**cols, "fh": _flip(fh), "fl": _flip(fl), "lh": _flip(lh), "ll": _flip(ll),
-                  "level": pa.array(_level(fh, fl, lh, ll))})
-    return spark.createDataFrame(t).selectExpr("*", *_key("fh", "fl"))
+    return pa.table({**cols, "fh": _flip(fh), "fl": _flip(fl), "lh": _flip(lh),
+                     "ll": _flip(ll), "level": pa.array(_level(fh, fl, lh, ll))})
 
 
-def _ranges(spark: SparkSession, table: pa.Table, reserved: pa.Table) -> DataFrame:
-    """Both range tables as one (src, rid, fh, fl, lh, ll, level, khi, klo) DataFrame."""
+def _ranges(spark: SparkSession, ws: Workspace, table: pa.Table, reserved: pa.Table
+            ) -> DataFrame:
+    """Both range tables as one (src, rid, fh, fl, lh, ll, level, khi, klo) DataFrame, read
+    from Parquet in the workspace's cache (written once per range data): a million ranges
+    sent from the driver on every run would cross the network each time, and through Spark
+    Connect's gRPC channel as a local relation."""
     bounds: list[list[np.ndarray]] = [[], [], [], []]
     src, rid = [], []
+    digest = hashlib.blake2b(RANGES_FORMAT.encode(), digest_size=16)
     for k, t in ((GEO, table), (RESERVED, reserved)):
         for i, c in enumerate(("first_hi", "first_lo", "last_hi", "last_lo")):
-            bounds[i].append(np.asarray(t.column(c), np.uint64))
+            bounds[i].append(b := np.ascontiguousarray(t.column(c), np.uint64))
+            digest.update(b.tobytes())
         src.append(np.full(t.num_rows, k, np.int8))
         rid.append(np.arange(t.num_rows, dtype=np.int32))
-    return _bounds(spark, [np.concatenate(b) for b in bounds],
-                   {"src": pa.array(np.concatenate(src)), "rid": pa.array(np.concatenate(rid))})
+        digest.update(b"|")
+    path = ws.cache / f"ranges-{digest.hexdigest()}.parquet"
+    if not path.exists():
+        ws.cache.mkdir(parents=True, exist_ok=True)
+        t = _bounds([np.concatenate(b) for b in bounds],
+                    {"src": pa.array(np.concatenate(src)), "rid": pa.array(np.concatenate(rid))})
+        part = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        pq.write_table(t, part)
+        part.replace(path)  # whole or absent: a run killed while writing leaves no half file
+    return spark.read.parquet(str(path)).selectExpr("*", *_key("fh", "fl"))
 
 
 def _level(fh: np.ndarray, fl: np.ndarray, lh: np.ndarray, ll: np.ndarray) -> np.ndarray:
@@ -363,11 +380,11 @@ def ioc_matches(spark: SparkSession, con) -> pa.Table | None:
     mask = (1 << 64) - 1
     bounds = [np.array([r[i] >> 64 if half else r[i] & mask for r in rows], np.uint64)
               for i in (0, 1) for half in (True, False)]
-    lists = _bounds(spark, bounds, {
+    lists = spark.createDataFrame(_bounds(bounds, {
         "m": pa.array([r[2] for r in rows], pa.string()),
         "family": pa.array([r[3] for r in rows], pa.string()),
         "first_us": pa.array([r[4] for r in rows], pa.int64()),
-        "last_us": pa.array([r[5] for r in rows], pa.int64())})
+        "last_us": pa.array([r[5] for r in rows], pa.int64())})).selectExpr("*", *_key("fh", "fl"))
     addresses = con.sql(f"""
         SELECT ip, (ip_num >> 64)::UBIGINT AS hi, (ip_num & {mask}::UHUGEINT)::UBIGINT AS lo
         FROM _ts_geo WHERE ip_num IS NOT NULL""").to_arrow_table()
