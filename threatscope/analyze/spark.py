@@ -37,11 +37,6 @@ _CREATE = re.compile(
 _IGNORED = re.compile(r"^\s*(SET\s|CREATE\s+(OR\s+REPLACE\s+)?TEMP(ORARY)?\s+MACRO\s)", re.I)
 # DuckDB's table of tables (workspace.relations): answered from Spark's temp views
 _CATALOG = "information_schema.tables"
-# Lake views read twice by one plan, materialised first: Spark 4.0 failed to plan host profiles
-# (enrich/hosts.py) over the view itself (INTERNAL_ERROR_ATTRIBUTE_NOT_FOUND, when its file_id
-# came from input_file_name(); spark/lake.py now reads _metadata.file_name). A few rows per
-# attacking address: materialising costs little either way.
-_CACHED_VIEWS = ("host_record",)
 _CATALOG_COPIES = ("run_history",)  # the last detect run's rule sets (metrics._rules_summary)
 _DEBUG = bool(os.environ.get("THREATSCOPE_SPARK_SQL_DEBUG"))
 
@@ -83,10 +78,6 @@ class SparkConnection:
             with ws.connect(read_only=True) as duck:
                 for name in _CATALOG_COPIES:
                     _from_duckdb(spark, duck, name).createOrReplaceTempView(name)
-            for name in _CACHED_VIEWS:
-                df = spark.table(name).localCheckpoint()
-                df.createOrReplaceTempView(name)
-                self._tables[name] = df
 
     def __enter__(self) -> SparkConnection:
         return self

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,8 +181,10 @@ def evaluate_spark(spark: SparkSession, ruleset: RuleSet, kind: str, data: pa.Ta
     rules = ruleset.for_table(kind)
     hits: list[list[int]] = [[] for _ in range(data.num_rows)]
     df = arrow_frame(spark, data, [*schema.RULE_TABLES[kind], ("__row", "BIGINT")])
-    for row in match_frame(df, rules, ["__row"]).collect():
-        hits[row["__row"]] = row["hits"]
+    # one projection of every rule outgrows the 64 KB a generated Java method may have
+    with _conf(spark, {"spark.sql.codegen.wholeStage": "false"}):
+        for row in match_frame(df, rules, ["__row"]).collect():
+            hits[row["__row"]] = row["hits"]
     return [[rules[i].id for i in sorted(h)] for h in hits]
 
 
@@ -196,17 +199,20 @@ def detect_lake(spark: SparkSession, con, ws, ruleset: RuleSet, tables: list[str
     ``write``, the PowerShell analysis into ``ps_out``, counts in ``per_rule`` and
     ``summary``; ``con``: the workspace's DuckDB connection (formatting)."""
     # The engine (engine_frame) tests each column's distinct values once per Arrow batch:
-    # larger batches than Spark's 10,000 rows. Whole-stage code generation off: set when the
-    # stage ran match_frame's one projection of every rule (it outgrew the 64 KB a generated
-    # method may have); kept as measured, though only evaluate_spark builds that projection now.
-    settings = {"spark.sql.codegen.wholeStage": "false",
-                "spark.sql.execution.arrow.maxRecordsPerBatch": str(ENGINE_BATCH)}
+    # larger batches than Spark's 10,000 rows.
+    with _conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(ENGINE_BATCH)}):
+        _detect_lake(spark, con, ws, ruleset, tables, write, per_rule, summary, correlated,
+                     ps_out, step)
+
+
+@contextmanager
+def _conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """The session's ``settings`` for the block, then their earlier values again."""
     before = {k: spark.conf.get(k) for k in settings}
     for k, v in settings.items():
         spark.conf.set(k, v)
     try:
-        _detect_lake(spark, con, ws, ruleset, tables, write, per_rule, summary, correlated,
-                     ps_out, step)
+        yield
     finally:
         for k, v in before.items():
             spark.conf.set(k, v)
