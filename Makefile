@@ -23,7 +23,7 @@ test: $(STAMP)
 
 # the Spark engine stage by stage against DuckDB (several minutes of local Spark)
 test-spark: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/spark tests/detect/test_sigma_conformance.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/spark tests/detect/test_sigma_conformance.py tests/detect/test_correlation.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -271,6 +271,7 @@ def test_temporal_ordered_and_extended_conditions(tmp_path):
 SCENARIOS = (_brute_force, _generated, _spray, _fixed_windows, _temporal_aliases, _ordered)
 
 
+@pytest.mark.spark_stages  # two minutes of local Spark: `make test-spark`
 def test_every_correlation_fires_the_same_on_spark(tmp_path, spark_session):
     # every scenario at once (each in its own organisations: correlations never cross them),
     # detected by both engines in one workspace

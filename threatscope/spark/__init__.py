@@ -79,9 +79,14 @@ def session(master: str | None = None, remote: str | None = None,
     for key, value in settings.items():
         builder = builder.config(key, value)
     try:
-        return builder.getOrCreate()
+        spark = builder.getOrCreate()
     except Exception as e:  # py4j and Spark raise many kinds; the message is what helps
         raise UserError(f"could not start Spark ({remote or master}): {_first_line(e)}") from None
+    if not remote:  # (a Connect server's logging is its own)
+        # Spark's warnings (a window without partitions, a checkpoint's lineage) are about its
+        # plans, not the user's data: hundreds of lines per report otherwise
+        spark.sparkContext.setLogLevel(os.environ.get("THREATSCOPE_SPARK_LOG", "ERROR"))
+    return spark
 
 
 def _java() -> None:
