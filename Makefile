@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-spark bench lint install clean train-ps eval-ps
+.PHONY: demo test test-spark fuzz crash bench lint install clean train-ps eval-ps
 
 $(STAMP): pyproject.toml setup.py threatscope/_native.c threatscope/_patterns.c
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 # the Spark engine stage by stage against DuckDB (several minutes of local Spark)
 test-spark: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/spark tests/detect/test_sigma_conformance.py tests/detect/test_correlation.py
+
+# the fuzz tests of make test, long: thousands of random inputs per parser and for the Sigma
+# compiler (THREATSCOPE_FUZZ_EXAMPLES=N for more); findings are replayed from .hypothesis/
+fuzz: $(STAMP)
+	THREATSCOPE_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests/fuzz --hypothesis-show-statistics
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -37,7 +37,14 @@ BLOCK = 32 << 20
 MIN_BLOCK = 4 << 20  # the first block, and the least near the end of a file (see _block_size)
 MAX_LINE = 1 << 20  # longer lines are quarantined ("line too long")
 RAW_KEEP = 4096
-COMPRESSED_STEP = 256 << 10  # bytes of a quarantined line kept in the quarantine table
+COMPRESSED_STEP = 256 << 10  # bytes decompressed per step (what a damaged stream may lose)
+# A compressed file that decompresses to more than MAX_RATIO times the compressed bytes read so
+# far (past RATIO_FLOOR, so small files are never cut) is a decompression bomb, or as good as
+# one: its reading stops there, with an error in the manifest. Logs compress 5-50:1; gzip can
+# reach 1032:1, zstd and bzip2 far more. $THREATSCOPE_MAX_COMPRESSION_RATIO raises the limit.
+MAX_RATIO = 200
+RATIO_FLOOR = 64 << 20
+RAW_STEP = 64 << 10  # compressed bytes fed to a decompressor at a time
 
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
 
@@ -59,6 +66,8 @@ class Source(io.RawIOBase):
         self.path = path
         self.hasher = hasher
         self.error: str | None = None
+        self._out = 0  # decompressed bytes returned
+        self._max_ratio = max_ratio()
         self._raw = open(path, "rb")  # noqa: SIM115 - closed in close()
         self.compression = compression_of(self._raw.peek(4)[:4])
         if self.compression == "gzip":
@@ -125,6 +134,14 @@ class Source(io.RawIOBase):
                 break
             parts.append(piece)
             got += len(piece)
+            self._out += len(piece)
+            if self._out > RATIO_FLOOR and self._out > self._max_ratio * self._raw.tell():
+                self.error = (
+                    f"{self.compression} stream decompresses to more than {self._max_ratio} "
+                    f"times its size ({self._out >> 20} MiB from {self._raw.tell() >> 10} KiB): "
+                    "cut off as a likely decompression bomb (THREATSCOPE_MAX_COMPRESSION_RATIO "
+                    "raises the limit)")
+                break
         return b"".join(parts)
 
     def close(self) -> None:
@@ -139,32 +156,22 @@ class Source(io.RawIOBase):
 
 class _Members:
     """Multi-member gzip/bzip2 stream over decompressor objects. Unlike GzipFile, everything
-    decompressed before a damaged or truncated spot is returned before the error is raised."""
+    decompressed before a damaged or truncated spot is returned before the error is raised,
+    and no call makes more than it was asked for (a bomb's megabyte of zeros would otherwise
+    become a gigabyte in one ``decompress``)."""
 
     def __init__(self, raw, factory):
         self._raw, self._factory = raw, factory
         self._d = factory()
+        self._pending = b""  # compressed bytes read, not yet given to a decompressor
         self._buf = bytearray()
         self._error: Exception | None = None
         self._done = False
 
     def read(self, n: int) -> bytes:
         while len(self._buf) < n and not self._done:
-            chunk = self._raw.read(1 << 20)
-            if not chunk:
-                self._done = True
-                if self._d is not None and not self._d.eof:
-                    self._error = EOFError("compressed stream ended before its end marker")
-                break
             try:
-                while chunk:
-                    if self._d is None:  # next member
-                        self._d = self._factory()
-                    self._buf += self._d.decompress(chunk)
-                    if not self._d.eof:
-                        break
-                    chunk = self._d.unused_data
-                    self._d = None
+                self._step(n - len(self._buf))
             except Exception as e:  # zlib.error, OSError: damaged data
                 self._error, self._done = e, True
         if not self._buf and self._error is not None:
@@ -174,12 +181,40 @@ class _Members:
         del self._buf[:n]
         return out
 
+    def _step(self, limit: int) -> None:
+        if self._d is None:  # between members: another one, or the end
+            if not self._pending and not (chunk := self._raw.read(RAW_STEP)):
+                self._done = True
+                return
+            self._pending = self._pending or chunk
+            self._d = self._factory()
+        out = self._d.decompress(self._pending, limit)
+        # zlib hands back the input it did not reach; bz2 keeps it and asks for b"" next
+        self._pending = getattr(self._d, "unconsumed_tail", b"")
+        self._buf += out
+        if self._d.eof:
+            self._pending, self._d = self._d.unused_data, None
+        elif not out and not self._pending:
+            chunk = self._raw.read(RAW_STEP)
+            if not chunk:
+                self._done = True
+                self._error = EOFError("compressed stream ended before its end marker")
+            self._pending = chunk
+
     def close(self) -> None:
         pass
 
 
 def open_source(path: str, hasher=None) -> Source:
     return Source(path, hasher)
+
+
+def max_ratio() -> int:
+    """MAX_RATIO, or $THREATSCOPE_MAX_COMPRESSION_RATIO when set to a number."""
+    try:
+        return max(1, int(os.environ.get("THREATSCOPE_MAX_COMPRESSION_RATIO", MAX_RATIO)))
+    except ValueError:
+        return MAX_RATIO
 
 
 @dataclass
