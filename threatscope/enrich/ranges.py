@@ -126,10 +126,21 @@ def _flat_bounds(firsts: list[list[int]], netlens: list[list[int]]) -> tuple[lis
     return first, last
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain data only (lists, tuples, dicts, strings, numbers): a pickle that names
+    any class or function, which could run code while loading, is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: data only")
+
+
 def _convert_geoip2fast(src: Path, out: Path) -> None:
-    # The package's own data file, pickled by the package: trusted as much as its code is.
-    with gzip.open(src, "rb") as f:
-        version, info, _total, db = pickle.load(f)  # noqa: S301
+    # The package's data file is a pickle of plain lists and dicts: read as data, never code
+    try:
+        with gzip.open(src, "rb") as f:
+            version, info, _total, db = _PlainUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
+        raise UserError(f"{src}: unreadable geoip2fast data ({e}); reinstall geoip2fast") from None
     if version not in (120, 121) or not (info.get("country") and info.get("asn")):
         raise UserError(f"{src}: unsupported geoip2fast data (version {version})")
     (_idx, _idx_asn, country_names, asn_names, first_c, first_a, id_c, id_a, len_c, len_a) = db
