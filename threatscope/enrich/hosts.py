@@ -218,7 +218,8 @@ def profile_sql(attacks: str, records: str = "host_record", with_sig: bool = Fal
     combos AS (SELECT c.sig, c.os, {os_family_sql('c.os')} AS os_family, kinds.products,
                       kinds.services, kinds.ports, kinds.service_classes, kinds.router, kinds.iot,
                       kinds.server,
-                      row_number() OVER ()::INTEGER AS profile
+                      -- numbered in (sig, os) order: a rerun gives the same numbers
+                      row_number() OVER (ORDER BY c.sig, c.os)::INTEGER AS profile
                FROM (SELECT DISTINCT sig, os FROM picked) c JOIN kinds USING (sig))
     SELECT p.ip, p.ref_ts, p.snap_ts AS host_record_ts, p.os, c.os_family, c.products,
            c.services, c.service_classes, c.ports, p.hostnames, p.cloud,

@@ -167,10 +167,13 @@ def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path |
     else:
         q, reserved, found_rows = locate(ips, table, _reserved_table())
     rows = pc.if_else(reserved, pa.scalar(None, pa.int32()), found_rows)
-    found = pc.dictionary_encode(rows, null_encoding="encode")  # a place per range row found
+    # a place per range row found, numbered in range order (not in the order the addresses
+    # came, which a DISTINCT does not fix): a rerun numbers them the same
+    ranks, place_of = np.unique(np.asarray(rows.fill_null(-1), np.int64), return_inverse=True)
+    range_rows = pa.array(ranks, pa.int64(), mask=ranks < 0)
     con.register("_ts_orgs", pa.table({
-        "place": pa.array(range(len(found.dictionary)), pa.int32()),
-        **{c: table.column(c).take(found.dictionary)
+        "place": pa.array(range(len(ranks)), pa.int32()),
+        **{c: table.column(c).take(range_rows)
            for c in ("country_code", "country_name", "asn", "as_org")},
     }))
     try:
@@ -189,7 +192,7 @@ def _placed(con: duckdb.DuckDBPyConnection, ips: pa.Array, mmdb: Sequence[Path |
     finally:
         con.unregister("_ts_orgs")
     addresses = pa.table({"ip": ips, "hi": q.column("hi"), "lo": q.column("lo"),
-                          "place": found.indices})
+                          "place": pa.array(place_of.astype(np.int32))})
     return addresses, places, label
 
 

@@ -227,9 +227,10 @@ def ingest_paths(
                 for inp in inputs
             ]
             for fut in futures:
-                res = fut.result()
-                _commit(ws, con, res, summary)
-                ws.refresh_views(con)
+                _commit(ws, con, fut.result(), summary)
+        # once, not per file: binding a view lists the lake's files (a view per commit made
+        # ingesting many small files quadratic)
+        ws.refresh_views(con)
         if stdin_tmp:
             Path(stdin_tmp).unlink(missing_ok=True)
         shutil.rmtree(stage_root, ignore_errors=True)
