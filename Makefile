@@ -31,7 +31,7 @@ fuzz: $(STAMP)
 	THREATSCOPE_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests/fuzz --hypothesis-show-statistics
 
 # SIGKILL at random points of ingest, detect, enrich and report, several hundred times; each
-# complete rerun must equal the uninterrupted run (tests/faults/kills.py)
+# complete rerun must equal the uninterrupted run (tests/faults/harness.py)
 KILLS ?= 400
 crash: $(STAMP)
 	THREATSCOPE_KILLS=$(KILLS) $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/faults

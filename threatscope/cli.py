@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from threatscope import __version__
-from threatscope.errors import UserError
+from threatscope.errors import UserError, storage_error
 from threatscope.workspace import DEFAULT_WORKSPACE, Workspace, read_orgs_csv, relations
 
 FORMATS = ["auto", "w3c", "combined", "common", "http-jsonl", "eve", "zeek", "winevent-json", "evtx"]
@@ -123,6 +123,10 @@ def handle_user_errors(f: Callable) -> Callable:
             return f(*args, **kwargs)
         except UserError as e:
             raise click.ClickException(str(e)) from None
+        except Exception as e:
+            if (why := storage_error(e)) is None:
+                raise
+            raise click.ClickException(why) from None
 
     return wrapper
 

@@ -240,6 +240,16 @@ class Workspace:
         return [Path(p) for p in self.config.get("enrich", {}).get("mmdb", [])]
 
 
+def abort(con: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK the catalog's open transaction, if there still is one: a COMMIT that failed
+    (the disk full when writing the WAL) has ended it already, and a second error would hide
+    the first."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        pass
+
+
 def relations(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Names of the tables and views a query on ``con`` can read (catalog tables such as
     ``source``, the lake views, ``detection`` once detect has run)."""

@@ -43,6 +43,7 @@ from threatscope.detect.ruleset import (
 from threatscope.errors import UserError
 from threatscope.spark import check_engine
 from threatscope.usercache import user_cache_dir
+from threatscope.workspace import abort
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -268,7 +269,7 @@ def run_detect(
         con.execute("COMMIT")
     except BaseException:
         if began:
-            con.execute("ROLLBACK")
+            abort(con)
         tmp.unlink(missing_ok=True)
         ps_tmp.unlink(missing_ok=True)
         raise

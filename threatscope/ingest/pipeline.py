@@ -39,13 +39,13 @@ import pyarrow.parquet as pq
 
 from threatscope import schema, sqlfn
 from threatscope.arrowutil import constant
-from threatscope.errors import UserError
+from threatscope.errors import UserError, storage_error
 from threatscope.ingest import formats, lake, reader
 from threatscope.ingest.arrowfn import ip_numbers, per_distinct, url_parts
 from threatscope.ingest.formats import Format, ParseResult, Part
 from threatscope.spark import check_engine
 from threatscope.sqlfn import sql_str
-from threatscope.workspace import Workspace
+from threatscope.workspace import Workspace, abort
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -443,10 +443,13 @@ def _process(inp: _Input, fmt: str, org: str | None, stage_root: Path,
         res.status = "ingested"
     except _NotOfKind as e:
         res.error = f"{inp.display}: {e}"
-    except OSError as e:
-        res.error = f"{inp.display}: cannot read: {e.strerror or e}"
-    except Exception as e:  # a bug must not lose the other files' work
-        res.error = f"{inp.display}: ingest failed: {type(e).__name__}: {e}"
+    except Exception as e:
+        if storage_error(e) is not None:  # the disk, not this file: the other files would fail
+            raise
+        if isinstance(e, OSError):
+            res.error = f"{inp.display}: cannot read: {e.strerror or e}"
+        else:  # a bug must not lose the other files' work
+            res.error = f"{inp.display}: ingest failed: {type(e).__name__}: {e}"
     return res
 
 
@@ -804,7 +807,7 @@ def _commit(ws: Workspace, con: duckdb.DuckDBPyConnection, res: _FileResult,
             ws.ensure_org(con, o)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        abort(con)
         raise
     shutil.rmtree(res.staged, ignore_errors=True)
     summary.files += 1

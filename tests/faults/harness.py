@@ -1,11 +1,17 @@
-"""The crash harness: `threatscope ingest`, `detect`, `enrich` and `report` killed with SIGKILL
-at random points, then run again; after each rerun that completes, the workspace (totals,
-detections, enrichment) and the report must equal an uninterrupted run's.
+"""The fault harness: `threatscope ingest`, `detect`, `enrich` and `report` killed with
+SIGKILL at random points, or stopped by a full disk, then run again; after each rerun that
+completes, the workspace (totals, detections, enrichment) and the report must equal an
+uninterrupted run's.
 
-    from tests.faults.kills import Harness
+    from tests.faults.harness import Harness
     h = Harness(tmp_path, seed=1)
     h.prepare(lambda folder: simulate(folder, seed=3, scale=0.005))  # the reference run
     h.run("ingest", kills=100)  # kill / rerun cycles of one stage; h.killed counts the kills
+    h.fill("detect", limit)     # a run that may write no file beyond `limit` bytes, then a rerun
+
+A full disk is the process's file size limit (RLIMIT_FSIZE, SIGXFSZ ignored): the write that
+would cross it fails with EFBIG, as one on a full disk fails with ENOSPC, wherever it is
+(lake Parquet, the catalog's WAL, detections, enrichment, report files).
 
 Each process is a real `threatscope` command (the CLI's own entry point) started from a fork
 server that has imported threatscope already (so a process starts in milliseconds rather than
@@ -39,11 +45,16 @@ def _noop() -> None:
     pass
 
 
-def _command(args: list[str]) -> None:
-    """The body of a child process: one threatscope command, its exit status the process's."""
+def _command(args: list[str], log: str = "/dev/null", fsize: int | None = None) -> None:
+    """The body of a child process: one threatscope command, its exit status the process's,
+    its output into ``log``; ``fsize``: no file may grow beyond this many bytes."""
+    import resource
     import sys
 
-    sys.stdout = sys.stderr = open("/dev/null", "w")  # noqa: SIM115 (the process ends here)
+    if fsize is not None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+    sys.stdout = sys.stderr = open(log, "w")  # noqa: SIM115 (the process ends here)
     from threatscope.cli import main
 
     main(args, prog_name="threatscope")
@@ -55,9 +66,13 @@ class Harness:
         self.data = root / "data"
         self.reference: dict[str, object] = {}
         self.duration: dict[str, float] = {}
+        # the sizes of the files each stage wrote (new or changed), smallest first: a size
+        # limit just below one stops a run at that write
+        self.written: dict[str, list[int]] = {}
         self.killed = 0  # processes killed before they ended
         self.finished_early = 0  # runs that ended before their kill came
         self.compared = 0  # reruns to the end compared with the reference
+        self.disk_full = 0  # runs stopped by a full disk
 
     # -- the commands --------------------------------------------------------------------
     def args(self, stage: str, ws: Path) -> list[str]:
@@ -68,8 +83,9 @@ class Harness:
             return ["report", "-w", str(ws), "-o", str(ws.parent / f"{ws.name}-report")]
         return [stage, "-w", str(ws)]
 
-    def start(self, stage: str, ws: Path) -> multiprocessing.Process:
-        p = _CTX.Process(target=_command, args=(self.args(stage, ws),))
+    def start(self, stage: str, ws: Path, log: str = "/dev/null", fsize: int | None = None
+              ) -> multiprocessing.Process:
+        p = _CTX.Process(target=_command, args=(self.args(stage, ws), log, fsize))
         p.start()
         return p
 
@@ -91,9 +107,12 @@ class Harness:
         ws = self.root / "reference"
         Workspace.open(ws, create=True)
         for stage in STAGES:
+            before = _sizes(ws)
             shutil.copytree(ws, self.root / f"before-{stage}")
             self.duration[stage] = self.complete(stage, ws)
             self.reference[stage] = state(stage, ws)
+            after = _sizes(ws) | _sizes(ws.parent / f"{ws.name}-report")
+            self.written[stage] = sorted({n for p, n in after.items() if before.get(p) != n})
 
     # -- the kill cycles -----------------------------------------------------------------
     def run(self, stage: str, kills: int) -> None:
@@ -114,6 +133,27 @@ class Harness:
             self.compared += 1
             shutil.rmtree(ws)
             shutil.rmtree(ws.parent / f"{ws.name}-report", ignore_errors=True)
+
+    def fill(self, stage: str, limit: int) -> str | None:
+        """One run of ``stage`` that may write no file beyond ``limit`` bytes, then a complete
+        rerun, compared. What the stopped run said (None if it did not stop)."""
+        ws = self.root / f"{stage}-full-{limit}"
+        shutil.copytree(self.root / f"before-{stage}", ws)
+        log = ws.parent / f"{ws.name}.log"
+        p = self.start(stage, ws, str(log), fsize=limit)
+        p.join(600)
+        said = log.read_text(encoding="utf-8", errors="replace")
+        if p.exitcode != 0:
+            assert p.exitcode == 1 and "could not write" in said and "Traceback" not in said, \
+                f"{stage} at {limit} bytes: exit {p.exitcode}\n{said[-3000:]}"
+            self.disk_full += 1
+        self.complete(stage, ws)
+        got = state(stage, ws)
+        assert got == self.reference[stage], _difference(stage, self.reference[stage], got)
+        self.compared += 1
+        shutil.rmtree(ws)
+        shutil.rmtree(ws.parent / f"{ws.name}-report", ignore_errors=True)
+        return said if p.exitcode else None
 
     def kill(self, stage: str, ws: Path) -> bool:
         """One run of ``stage`` killed after a random delay; whether the kill came first."""
@@ -155,6 +195,10 @@ def state(stage: str, ws_root: Path) -> object:
         assert folder is not None, "no enrich run is current"
         return {p.name: _fingerprint(con, f"read_parquet('{p}')")
                 for p in sorted(folder.glob("*.parquet"))}
+
+
+def _sizes(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_size for p in folder.rglob("*") if p.is_file()}
 
 
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
