@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-spark fuzz crash bench lint install clean train-ps eval-ps
+.PHONY: demo test test-spark fuzz crash stress bench lint install clean train-ps eval-ps
 
 $(STAMP): pyproject.toml setup.py threatscope/_native.c threatscope/_patterns.c
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ fuzz: $(STAMP)
 KILLS ?= 400
 crash: $(STAMP)
 	THREATSCOPE_KILLS=$(KILLS) $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/faults
+
+# memory on a generated 10 GiB stream through `ingest -`, with the default 32 MiB blocks
+stress: $(STAMP)
+	THREATSCOPE_STRESS_GIB=10 THREATSCOPE_STRESS_BLOCK_MIB=32 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/faults/test_memory.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
