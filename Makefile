@@ -32,9 +32,9 @@ fuzz: $(STAMP)
 
 # SIGKILL at random points of ingest, detect, enrich and report, several hundred times; each
 # complete rerun must equal the uninterrupted run (tests/faults/harness.py)
-KILLS ?= 400
+KILLS ?= 300
 crash: $(STAMP)
-	THREATSCOPE_KILLS=$(KILLS) $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/faults
+	THREATSCOPE_KILLS=$(KILLS) THREATSCOPE_FULL_DISKS=8 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/faults
 
 # memory on a generated 10 GiB stream through `ingest -`, with the default 32 MiB blocks
 stress: $(STAMP)
