@@ -37,8 +37,11 @@ CREATE OR REPLACE TEMP MACRO ts_url_decode(u) AS CASE
     ELSE coalesce(try(url_decode(u)),
                   try(url_decode(regexp_replace(u, '%([89a-fA-F][0-9a-fA-F])', '%25\1', 'g'))),
                   u) END;
-CREATE OR REPLACE TEMP MACRO ts_epoch_ts(x) AS
-    make_timestamp(CAST(round(CAST(x AS DOUBLE) * 1000000) AS BIGINT));
+-- NULL outside years 1..9999 (as ts_iso_ts): a plain CAST of NaN, inf or 1e13 s to BIGINT
+-- microseconds raised, failing the whole file on one hostile record
+CREATE OR REPLACE TEMP MACRO ts_epoch_ts(x) AS CASE
+    WHEN CAST(x AS DOUBLE) BETWEEN -62135596800 AND 253402300799
+    THEN make_timestamp(TRY_CAST(round(CAST(x AS DOUBLE) * 1000000) AS BIGINT)) END;
 CREATE OR REPLACE TEMP MACRO _ts_tzmin(z) AS CASE
     WHEN z = '' OR upper(z) = 'Z' THEN 0
     ELSE (CASE WHEN z[1] = '-' THEN -1 ELSE 1 END)

@@ -166,6 +166,34 @@ CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
         [({"destination_ip": "192.168.1.9"}, True), ({"destination_ip": "192.168.2.9"}, False),
          ({"destination_ip": "1.192.168.1"}, False)],
     ),
+    # (tests/fuzz/test_sigma.py) pySigma's prefix wildcards of the canonical text held for
+    # a:b::1:0:0:1 in a:b::/80, and missed every non-canonical form
+    "cidr on a text-only IP column: IPv6 in any of its forms": (
+        "sel:\n  dst_ip|cidr: 'a:b::/80'\ncondition: sel",
+        [({"destination_ip": "a:b::1"}, True), ({"destination_ip": "A:B:0:0:0:0:0:1"}, True),
+         ({"destination_ip": "a:b::ffff:1.2.3.4"}, True), ({"destination_ip": "a:b::1%eth0"}, True),
+         ({"destination_ip": "a:b::1:0:0:1"}, False), ({"destination_ip": "a:b:0:0:1::"}, False),
+         ({"destination_ip": "a:c::1"}, False), ({"destination_ip": "10.0.0.1"}, False),
+         ({"destination_ip": "x"}, False)],
+    ),
+    "cidr on a text-only IP column: ::1 written in full": (
+        "sel:\n  dst_ip|cidr: '::1/128'\ncondition: sel",
+        [({"destination_ip": "0:0:0:0:0:0:0:1"}, True), ({"destination_ip": "::0001"}, True),
+         ({"destination_ip": "::1"}, True), ({"destination_ip": "::2"}, False),
+         ({"destination_ip": "1::"}, False)],
+    ),
+    # (fuzz) IP numbers reach the engine as DECIMAL(38,0): a range beyond 10^38 made it fail
+    "cidr beyond 10^38 on an IP column with a number": (
+        "sel:\n  c-ip|cidr: 'fe80::/10'\ncondition: sel",
+        [({"source_ip": "fe80::1"}, True), ({"source_ip": "FEBF:FFFF::1"}, True),
+         ({"source_ip": "fe80::1%eth0"}, True), ({"source_ip": "fec0::1"}, False),
+         ({"source_ip": "10.0.0.1"}, False), ({}, False)],
+    ),
+    "cidr ::/0 on an IP column with a number holds IPv4 too": (
+        "sel:\n  c-ip|cidr: '::/0'\ncondition: sel",
+        [({"source_ip": "10.1.2.3"}, True), ({"source_ip": "::1"}, True),
+         ({"source_ip": "2001:db8::1"}, True), ({"source_ip": "x"}, False), ({}, False)],
+    ),
     "null": (
         "sel:\n  cs-referer: null\ncondition: sel",
         [({}, True), ({"http_request_referrer": ""}, False), ({"http_request_referrer": "x"}, False)],
@@ -199,6 +227,19 @@ CASES: dict[str, tuple[str, list[tuple[dict, bool]]]] = {
     "lt on a text column": (
         "sel:\n  cs-uri-query|lt: 10\ncondition: sel",
         [(q("9"), True), (q("10"), False), (q("abc"), False)],
+    ),
+    # (fuzz) a cast read 'nan' (above every number), 'inf', ' 10', DuckDB's '1_0', Java's '10d'
+    "gt on a text: only finite decimals are numbers": (
+        "sel:\n  cs-uri-query|gt: 5\ncondition: sel",
+        [(q("10"), True), (q("6.5"), True), (q("1e1"), True), (q("+7"), True), (q("nan"), False),
+         (q("NaN"), False), (q("inf"), False), (q("Infinity"), False), (q(" 10"), False),
+         (q("10 "), False), (q("1_0"), False), (q("1e400"), False), (q("0x10"), False),
+         (q("10d"), False)],
+    ),
+    "lt on a text: -inf is no number": (
+        "sel:\n  cs-uri-query|lt: 5\ncondition: sel",
+        [(q("-inf"), False), (q("-Infinity"), False), (q("-1e400"), False), (q("4"), True),
+         (q("-10"), True), (q(".5"), True)],
     ),
     "gt and lte together": (
         "sel:\n  sc-status|gt: 399\nsel2:\n  sc-status|lte: 404\ncondition: sel and sel2",

@@ -1,6 +1,8 @@
+import time
 from datetime import datetime
 
 from tests.ingest.conftest import assert_invariant, quarantine, rows, run, write
+from threatscope.ingest.formats import sniff
 
 COMBINED = (
     '203.0.113.9 - alice [10/Oct/2018:13:55:36 -0700] "GET /a%2e%2e/b.php?x=1&y=%41 HTTP/1.1" '
@@ -67,3 +69,13 @@ def test_forced_format_quarantines_misfits(ws, tmp_path):
     log = write(tmp_path / "x.log", '{"a": 1}\n')
     s = run(ws, log, fmt="combined")
     assert (s.rows_written, s.rows_quarantined) == (0, 1)
+
+
+def test_sniffing_a_line_of_many_quotes_takes_linear_time():
+    # (found fuzzing the sniffers: the combined/common regex `".*" \S+ \S+ ".*" ".*"`
+    # back-tracked quadratically: seconds per 64 KiB line of quotes at auto-detection)
+    line = '192.0.2.1 - - [10/Oct/2018:22:00:00 +0000] "' + '" a b "' * 9000
+    start = time.perf_counter()
+    assert sniff([line] * 3) == "common"
+    assert sniff([line + '" "ua"'] * 3) == "combined"
+    assert time.perf_counter() - start < 0.5

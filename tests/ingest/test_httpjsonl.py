@@ -60,3 +60,25 @@ def test_hostile_org_id_is_sanitised(ws, tmp_path):
     run(ws, log)
     assert rows(ws, cols="org_id") == [{"org_id": ".._.._etc_x"}]
     assert not (ws.root / "etc").exists()
+
+
+def test_epoch_ts_out_of_range_is_quarantined(ws, tmp_path):
+    # (found by tests/fuzz: "ts": 9223372036855.0 failed the cast to microseconds, and with it
+    # the whole file)
+    lines = [json.dumps({"ts": ts, "method": "GET", "uri": "/"})
+             for ts in (1525168800.5, 9223372036855.0, "nan", "1e300", 253402300800)]
+    s = run(ws, write(tmp_path / "reqs.jsonl", "\n".join(lines) + "\n"), fmt="http-jsonl")
+    assert_invariant(s)
+    assert (s.errors, s.rows_written, s.rows_quarantined) == ([], 1, 4)
+    assert quarantine(ws) == [(n, "invalid timestamp") for n in range(2, 6)]
+
+
+def test_deeply_nested_line_is_quarantined_not_a_failed_file(ws, tmp_path):
+    # (found by tests/fuzz: the JSON sniffers' json.loads raised RecursionError, failing the
+    # whole file at auto-detection)
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    text = (json.dumps({"method": "GET", "uri": "/"}) + "\n") * 2 + deep + "\n"
+    s = run(ws, write(tmp_path / "reqs.jsonl", text))
+    assert_invariant(s)
+    assert s.per_file[0]["format"] == "http-jsonl" and not s.errors
+    assert (s.rows_written, s.rows_quarantined) == (2, 1)

@@ -208,6 +208,15 @@ def test_feodo_json_invalid_document_is_one_quarantined_record(ws, tmp_path):
     assert quarantine(ws)[-1] == (1, "not a JSON array of Feodo Tracker entries")
 
 
+def test_feodo_json_nested_too_deeply_is_one_quarantined_record(ws, tmp_path):
+    # (found by tests/fuzz: json's RecursionError failed the whole ingest, no manifest row)
+    deep = write(tmp_path / "deep.json", "[" * 5000 + "]" * 5000)
+    s = run(ws, deep, fmt="ioc-feodo-json")
+    assert_invariant(s)
+    assert (s.files, s.lines_read, s.rows_quarantined, s.errors) == (1, 1, 1, [])
+    assert quarantine(ws) == [(1, "not valid JSON: nested too deeply")]
+
+
 def test_feodo_json_too_big_is_refused(ws, tmp_path, monkeypatch):
     monkeypatch.setattr(ioc_mod, "JSON_MAX_BYTES", 100)
     s = run(ws, write(tmp_path / "big.json", _feodo_json()), fmt="ioc-feodo-json")

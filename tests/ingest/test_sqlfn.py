@@ -37,6 +37,16 @@ def test_url_helpers(con):
     assert got == ("/a../b+c%ff%zz", "/xA", "/a", "b?c", None)
 
 
+def test_epoch_ts_outside_years_1_to_9999_is_null(con):
+    # (NaN, inf or 1e13 s used to raise a conversion error, failing a whole file's ingest)
+    got = con.execute(
+        "SELECT ts_epoch_ts(x)::VARCHAR FROM (VALUES ('nan'::DOUBLE), ('inf'::DOUBLE), "
+        "(1e13), (-1e300), (253402300799), (253402300800), (-62135596800), (-62135596801), "
+        "(NULL)) t(x)").fetchall()
+    assert [g[0] for g in got] == [None, None, None, None, "9999-12-31 23:59:59", None,
+                                   "0001-01-01 00:00:00", None, None]
+
+
 def test_timestamps_and_cves(con):
     got = con.execute(
         "SELECT ts_iso_ts('2018-04-01T10:00:00.5+0200')::VARCHAR, "

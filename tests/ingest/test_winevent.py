@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from tests.fuzz.evtx_build import Event, evtx_file
 from tests.ingest.conftest import SHARED, assert_invariant, manifest, quarantine, rows, run, write
 
 EVTX = sorted((SHARED / "evtx").rglob("*.evtx")) if SHARED.exists() else []
@@ -137,12 +138,46 @@ def test_a_corrupt_chunk_and_a_cut_file_lose_only_what_is_damaged(ws, tmp_path):
     assert any(r.startswith("EVTX file cut short") for r in reasons), reasons
 
 
-def test_a_file_with_the_evtx_magic_that_is_not_one_is_an_error_naming_it(ws, tmp_path):
+def test_a_file_with_the_evtx_magic_that_is_not_one_is_quarantined_naming_why(ws, tmp_path):
+    # (found by tests/fuzz: the parser's error on the header made the file "failed", with no
+    # manifest row; now it is one quarantine entry of a file in the manifest)
     fake = write(tmp_path / "fake.evtx", b"ElfFile\x00" + b"\x00" * 100)
+    empty = write(tmp_path / "empty.evtx", b"")
     ok = write(tmp_path / "ok.json", json.dumps(SYSMON_1) + "\n")
     s = run(ws, fake, ok)
-    assert len(s.errors) == 1 and "fake.evtx" in s.errors[0] and "EVTX" in s.errors[0]
+    assert_invariant(s)
+    assert not s.errors and s.rows_quarantined == 1
+    ((line, reason),) = quarantine(ws)
+    assert line == 1 and reason.startswith("not a readable EVTX file: ") and "header" in reason
     assert rows(ws, "windows_event", "event_id") == [{"event_id": 1}]
+    s = run(ws, empty, fmt="evtx")
+    assert (s.files, s.lines_read, s.rows_quarantined, s.errors) == (1, 1, 1, [])
+    assert {m["path"] for m in manifest(ws)} == {str(fake), str(ok), str(empty)}
+
+
+def test_evtx_files_built_here_whole_and_cut(ws, tmp_path):
+    # EVTX files from tests/fuzz/evtx_build (the fuzz seeds), so that this runs without the
+    # shared samples: every record read, a cut file keeps its whole chunks
+    events = [Event(1, "cmd /c whoami"), Event(3, "x"),
+              Event(4104, "Get-Process", channel="Microsoft-Windows-PowerShell/Operational",
+                    provider="Microsoft-Windows-PowerShell")]
+    data = evtx_file(events * 2, per_chunk=3)
+    whole = write(tmp_path / "a.evtx", data)
+    cut = write(tmp_path / "cut.evtx", data[:len(data) - 1000])
+    s = run(ws, whole, cut, org="lab")
+    assert_invariant(s)
+    per = {f["path"].rsplit("/", 1)[-1]: f for f in s.per_file}
+    assert (per["a.evtx"]["rows_written"], per["a.evtx"]["rows_quarantined"]) == (6, 0)
+    assert (per["cut.evtx"]["rows_written"], per["cut.evtx"]["rows_quarantined"]) == (3, 1)
+    assert per["a.evtx"]["derived_rows_by_kind"] == {"process_creation": 2, "ps_script": 2}
+    got = rows(ws, "windows_event", "source_line, event_id, record_id, ts, computer",
+               f"source_file = '{whole}'")
+    assert [(r["source_line"], r["event_id"], r["record_id"]) for r in got] == [
+        (1, 1, 1), (2, 3, 2), (3, 4104, 3), (4, 1, 4), (5, 3, 5), (6, 4104, 6)]
+    assert str(got[0]["ts"]) == "2018-05-12 10:00:01" and got[0]["computer"] == "WS01"
+    assert rows(ws, "process_creation", "process_command_line",
+                f"source_file = '{whole}'")[0] == {"process_command_line": "cmd /c whoami"}
+    assert any(r.startswith("EVTX file cut short") for _, r in quarantine(ws))
 
 
 def _sysmon(event_id: int, record: int, data: dict) -> str:

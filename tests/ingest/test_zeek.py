@@ -64,3 +64,29 @@ def test_zeek_json_and_other_logs(ws, tmp_path):
     conn = write(tmp_path / "z" / "conn.log", TSV.replace("#path\thttp", "#path\tconn"))
     s = run(ws, conn)
     assert (s.rows_written, s.lines_ignored, s.comment_lines) == (0, 4, 9), s.to_dict()
+
+
+def test_zeek_epoch_ts_out_of_range_is_quarantined(ws, tmp_path):
+    # (found by tests/fuzz: a ts of nan, inf or 1e13 s failed the cast to microseconds, and
+    # with it the whole file)
+    good = TSV.splitlines()[8]
+    bad = [good.replace("1525168800.123456", ts, 1) for ts in ("nan", "inf", "1e13", "-1e300")]
+    lines = [*TSV.splitlines()[:7], good, *bad]
+    s = run(ws, write(tmp_path / "http.log", "\n".join(lines) + "\n"), fmt="zeek")
+    assert_invariant(s)
+    assert (s.errors, s.rows_written, s.rows_quarantined) == ([], 1, 4)
+    assert quarantine(ws) == [(n, "invalid timestamp") for n in range(9, 13)]
+    lines = [json.dumps({"ts": ts, "method": "GET", "uri": "/"}) for ts in (1e13, "nan", -1e300)]
+    s = run(ws, write(tmp_path / "http.json", "\n".join(lines) + "\n"), fmt="zeek")
+    assert (s.errors, s.rows_written, s.rows_quarantined) == ([], 0, 3)
+
+
+def test_zeek_bad_separator_escape_is_taken_as_written(ws, tmp_path):
+    # (found by tests/fuzz: '#separator \\' raised UnicodeDecodeError, failing the file)
+    text = ("#separator \\\n#fields\\ts\\method\\uri\\status_code\n"
+            "1525168800\\GET\\/\\200\n#separator \\x\n")
+    s = run(ws, write(tmp_path / "http.log", text), fmt="zeek")
+    assert_invariant(s)
+    assert (s.errors, s.rows_written, s.comment_lines) == ([], 1, 3)
+    assert rows(ws, cols="url_original, http_response_status_code") == [
+        {"url_original": "/", "http_response_status_code": 200}]

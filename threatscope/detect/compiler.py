@@ -41,7 +41,7 @@ import re._constants as _sre
 import re._parser as _sre_parse
 import warnings
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 
 from sigma.conditions import (
     ConditionAND,
@@ -65,6 +65,7 @@ from sigma.types import (
     SigmaRegularExpression,
     SigmaRegularExpressionFlag,
     SigmaString,
+    SigmaTimestampPart,
     SpecialChars,
 )
 
@@ -140,7 +141,9 @@ class SparkDialect(Dialect):
         return f"(coalesce({need}, false) AND {sql})"
 
 
-DUCKDB = Dialect()
+# IP numbers are DECIMAL(38,0) where rules meet them, in both dialects: in the lake (Parquet has
+# no 128-bit integer) and in the Arrow tables the engine runs DuckDB's leaves on.
+DUCKDB = Dialect(max_ip_num=10**38 - 1)
 SPARK = SparkDialect(name="spark", text_type="STRING", starts_with="startswith",
                      ends_with="endswith", max_ip_num=10**38 - 1)
 DIALECTS = {"duckdb": DUCKDB, "spark": SPARK}
@@ -341,6 +344,8 @@ def _field_value(col: _Col, value, table: str) -> tuple[str, Expr]:
         return _string(col, SigmaString("true" if value.boolean else "false"), cased=False)
     if isinstance(value, SigmaCompareExpression):
         return _leaf(col.column, _compare(col, value))
+    if isinstance(value, SigmaTimestampPart):  # |hour, |day, ...: a number, but not equality
+        raise CompileError(f"modifier |{value.timestamp_part.name.lower()} is not supported")
     if isinstance(value, SigmaNumber):
         if col.is_text:
             return _string(col, SigmaString(str(value.number)), cased=False)
@@ -378,12 +383,23 @@ _OPS = {
 }
 
 
+# A text compared as a number (|gt, |lt, ...) must be a finite decimal, not whatever a cast
+# reads: 'nan' and 'inf' (which sort above every number), blanks around it, DuckDB's '1_0' or
+# Java's '1d' would make a text a number in one dialect or in both.
+_DECIMAL = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_MAX_DOUBLE = "1.7976931348623157e308"  # '1e999' is a decimal too, but casts to infinity
+
+
 def _compare(col: _Col, value: SigmaCompareExpression) -> str:
     op = _OPS.get(value.op)
     if op is None:
         op = "<>"  # CompareOperators.NEQ (the `neq` modifier)
-    x = f"TRY_CAST({col.sql} AS {col.dialect.double})" if col.is_text else col.sql
-    return _two_valued(f"{x} {op} {_num(value.number)}")
+    n = _num(value.number)
+    if not col.is_text:
+        return _two_valued(f"{col.sql} {op} {n}")
+    d = col.dialect
+    x = f"(CASE WHEN {d.regex(col.sql, _DECIMAL)} THEN TRY_CAST({col.sql} AS {d.double}) END)"
+    return _two_valued(f"{x} {op} {n} AND abs({x}) <= {_MAX_DOUBLE}")
 
 
 def _like_escape(s: str) -> str:
@@ -512,6 +528,8 @@ def _seq_literals(items, key: str) -> frozenset[str] | None:
 
 
 def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Expr]:
+    if not isinstance(value.regexp, SigmaString):  # `|re: 123`, `|re: null` as YAML reads them
+        raise CompileError(f"a regular expression must be a string, not {value.regexp!r}")
     if value.regexp.contains_placeholder():
         raise CompileError("placeholders in regular expressions are not supported")
     flags = ""
@@ -521,7 +539,10 @@ def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Expr]:
         flags += "m"
     if SigmaRegularExpressionFlag.DOTALL in value.flags:
         flags += "s"
-    pattern = value.regexp.to_plain(regex=True)
+    return _regex_leaf(col, value.regexp.to_plain(regex=True), flags)
+
+
+def _regex_leaf(col: _Col, pattern: str, flags: str = "") -> tuple[str, Expr]:
     lits = regex_literals(pattern, col.key) if col.is_text else None
     if flags:
         pattern = f"(?{flags}){pattern}"
@@ -531,6 +552,7 @@ def _regex(col: _Col, value: SigmaRegularExpression) -> tuple[str, Expr]:
 
 
 _V4_MAPPED = 0xFFFF << 32  # ::ffff:0:0/96, how schema stores IPv4 in *_ip_num
+_V4_MAPPED_NET = IPv6Network((_V4_MAPPED, 96))
 
 
 def _cidr(col: _Col, value: SigmaCIDRExpression) -> tuple[str, Expr]:
@@ -543,8 +565,86 @@ def _cidr(col: _Col, value: SigmaCIDRExpression) -> tuple[str, Expr]:
         return _leaf(col.num_column, _two_valued(sql))
     if not col.is_text:
         raise CompileError(f"cidr on non-text column {col.key}")
-    # no numeric twin: prefix patterns of the network's textual form (pySigma's expansion)
-    return _group("or", [_string(col, SigmaString(p), cased=False) for p in value.expand("*")])
+    # No numeric twin (or a range beyond it): the address text, in any of its forms. Not
+    # pySigma's prefix wildcards of the canonical text: 'a:b::*' of a:b::/80 holds for
+    # a:b::1:0:0:1 too, and Windows logs write ::1 as 0:0:0:0:0:0:0:1.
+    pattern = ip_text_regex(net)
+    if col.num_sql is not None and net.overlaps(_V4_MAPPED_NET):  # ::/0, ::/1: IPv4 in it
+        pattern = f"{pattern}|{ip_text_regex(IPv4Network((0, 0)))}"
+    return _regex_leaf(col, pattern)
+
+
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_HEX_DIGIT = "[0-9a-fA-F]"
+
+
+def _either(alternatives: list[str]) -> str:
+    return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+
+
+def ip_text_regex(net: IPv4Network | IPv6Network) -> str:
+    """An anchored RE2 pattern of the texts of every address in ``net``, as Python's
+    ipaddress reads them: IPv4 dotted quads; IPv6 in any case, with or without leading zeros
+    and ``::``, an IPv4 tail (``::ffff:1.2.3.4``) or a zone (``fe80::1%eth0``)."""
+    addr, plen = int(net.network_address), net.prefixlen
+    if net.version == 4:
+        return f"^{_ipv4_regex(addr, plen)}$"
+    groups = []  # per 16-bit group: its texts, and whether it may be 0 (left out in '::')
+    for i in range(8):
+        free = 16 - min(16, max(0, plen - 16 * i))
+        first = (addr >> (112 - 16 * i)) & 0xFFFF & ~((1 << free) - 1)
+        groups.append((_hex_group(first, free), first == 0))
+    tail = _ipv4_regex(addr & 0xFFFFFFFF, max(0, plen - 96))
+    forms = _ipv6_forms(groups, "") + _ipv6_forms(groups[:6], tail)
+    return f"^{_either(forms)}(?:%[^%]+)?$"
+
+
+def _ipv4_regex(addr: int, plen: int) -> str:
+    octets = []
+    for i in range(4):
+        free = 8 - min(8, max(0, plen - 8 * i))
+        first = (addr >> (24 - 8 * i)) & 0xFF & ~((1 << free) - 1)
+        octets.append(_OCTET if free == 8 else
+                      _either([str(v) for v in range(first, first + (1 << free))]))
+    return r"\.".join(octets)
+
+
+def _hex_group(first: int, free: int) -> str:
+    """The texts (1 to 4 hex digits) of the values ``first`` .. ``first + 2**free - 1``."""
+    if free == 16:
+        return _HEX_DIGIT + "{1,4}"
+    nibbles = []
+    for k in range(4):
+        shift = 12 - 4 * k
+        v = (first >> shift) & 0xF
+        nibbles.append(range(v, v + (1 << min(4, max(0, free - shift)))))
+
+    def digit(values: range) -> str:
+        if len(values) == 16:
+            return _HEX_DIGIT
+        chars = "".join(sorted({c for x in values for c in (f"{x:x}", f"{x:X}")}))
+        return chars if len(chars) == 1 else f"[{chars}]"
+
+    texts = []
+    for skip in range(4):  # leading zero digits a text leaves out
+        if skip and 0 not in nibbles[skip - 1]:
+            break
+        texts.append("".join(digit(n) for n in nibbles[skip:]))
+    return _either(texts)
+
+
+def _ipv6_forms(groups: list[tuple[str, bool]], tail: str) -> list[str]:
+    """The ways to write ``groups`` (then ``tail``, an IPv4 text): all of them, or with '::'
+    for a run of one or more groups that may be 0."""
+    n, sep = len(groups), ":" if tail else ""
+    forms = [":".join(g for g, _ in groups) + sep + tail]
+    for before in range(n):
+        for after in range(n - before):
+            if all(zero for _, zero in groups[before:n - after]):
+                right = ":".join(g for g, _ in groups[n - after:])
+                forms.append(":".join(g for g, _ in groups[:before]) + "::" + right
+                             + (sep if right else "") + tail)
+    return forms
 
 
 # -- RE2 -> Java regular expressions (Spark's rlike / regexp_like) -----------------------------

@@ -148,11 +148,23 @@ def _compile(rule: SigmaRule, path: str, pipeline, con) -> CompiledRule:
             f"no data for logsource {logsource_label(ls.category, ls.product, ls.service)}"
         )
     pipeline.apply(rule)
+    if not all(isinstance(c, str) for c in rule.detection.condition):
+        raise CompileError("invalid condition: a condition is a text (or a list of texts)")
+    try:  # pySigma parses conditions here, and a malformed one raises more than SigmaError
+        trees = [c.parsed for c in rule.detection.parsed_condition]
+    except SigmaError:
+        raise
+    except RecursionError:
+        raise CompileError("condition nested too deeply") from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+        raise CompileError(f"invalid condition: {_one_line(e)}") from None
     # the conditions of a rule are alternatives
-    parts = [compile_condition(c.parsed, table) for c in rule.detection.parsed_condition]
+    try:
+        parts = [compile_condition(t, table) for t in trees]
+        spark_sql = _or_sql([compile_condition(t, table, SPARK)[0] for t in trees])
+    except RecursionError:
+        raise CompileError("condition nested too deeply") from None
     sql = _or_sql([p[0] for p in parts])
-    spark_sql = _or_sql([compile_condition(c.parsed, table, SPARK)[0]
-                         for c in rule.detection.parsed_condition])
     expr = parts[0][1] if len(parts) == 1 else ["or", [p[1] for p in parts]]
     # field columns (event_data.Image, ...) are added to the table when matching
     source = with_read_fields(f'SELECT * FROM "{table}"', sql, mapping.columns(table))

@@ -48,7 +48,7 @@ def sniff_json(lines: list[str]) -> list[dict]:
             continue
         try:
             obj = json.loads(x)
-        except ValueError:
+        except (ValueError, RecursionError):  # (deep nesting: a hostile line, not a record)
             continue
         if isinstance(obj, dict):
             out.append(obj)

@@ -382,6 +382,9 @@ class FeodoJson(Format):
         except (ValueError, UnicodeDecodeError) as e:
             yield _bad_document(f"not valid JSON: {str(e)[:200]}", data)
             return
+        except RecursionError:  # (json's limit: deep nesting failed the whole ingest)
+            yield _bad_document("not valid JSON: nested too deeply", data)
+            return
         if not isinstance(doc, list):
             yield _bad_document("not a JSON array of Feodo Tracker entries", data)
             return
@@ -391,7 +394,11 @@ class FeodoJson(Format):
             bad: list[tuple[int, str, str]] = []
             part = doc[start:start + JSON_RECORDS_PER_BATCH]
             for i, elem in enumerate(part, start + 1):
-                text = json.dumps(elem, separators=(",", ":"), ensure_ascii=False)
+                try:
+                    text = json.dumps(elem, separators=(",", ":"), ensure_ascii=False)
+                except RecursionError:  # (a stricter limit than json.loads' would fail the file)
+                    bad.append((i, "array element nested too deeply", ""))
+                    continue
                 if isinstance(elem, dict):
                     nums.append(i)
                     lines.append(text)

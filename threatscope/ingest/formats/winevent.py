@@ -208,7 +208,17 @@ class Evtx(_WindowsEvents):
     def read_batches(self, path: str) -> Iterator[reader.Batch]:
         import evtx  # the Rust parser: 40-100k records/s
 
-        records = evtx.PyEvtxParser(path).records_json()
+        with open(path, "rb"):  # a file that cannot be read stays an error ("cannot read")
+            pass
+        try:
+            records = evtx.PyEvtxParser(path).records_json()
+        except (RuntimeError, OSError, ValueError) as e:
+            # A header the parser cannot read (cut short, damaged, not EVTX after all): one
+            # quarantine entry, so that the file is still accounted for in the manifest.
+            yield reader.Batch(table=pa.table({"n": pa.array([], pa.int64()),
+                                               "line": pa.array([], pa.string())}),
+                               lines=1, bad=[(1, f"not a readable EVTX file: {e}"[:500], "")])
+            return
         n = 0
         lines: list[str] = []
         nums: list[int] = []

@@ -41,7 +41,10 @@ _MAP = {
 
 def _unescape(s: str) -> str:
     # Header values are written as \x09 etc.
-    return s.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    try:
+        return s.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:  # a bad escape ('\', '\x'): as written, not a failed file
+        return s
 
 
 @register
