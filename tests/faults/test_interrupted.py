@@ -2,9 +2,9 @@
 SIGKILL at random points, or stopped by a full disk; each complete rerun gives the
 uninterrupted run's totals, detections, enrichment and report.
 
-`make test` kills the stages 12 times in all (THREATSCOPE_KILLS) and fills the disk at two
-writes of each; `make crash` kills them several hundred times and fills the disk at every size
-of file a stage writes."""
+`make test` kills the stages 8 times in all (THREATSCOPE_KILLS) and fills the disk at the
+smallest write of each; `make crash` kills them several hundred times and fills the disk at up
+to 8 sizes of file per stage (THREATSCOPE_FULL_DISKS; 0: every size)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from tests.faults.harness import STAGES, Harness
 from threatscope.simulate import simulate
 
-KILLS = int(os.environ.get("THREATSCOPE_KILLS", "12"))
-FULL_DISKS = int(os.environ.get("THREATSCOPE_FULL_DISKS", "2"))  # per stage; 0: every size
+KILLS = int(os.environ.get("THREATSCOPE_KILLS", "8"))
+FULL_DISKS = int(os.environ.get("THREATSCOPE_FULL_DISKS", "1"))  # per stage; 0: every size
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,10 @@ def test_killed_and_rerun_equals_uninterrupted(harness, stage):
 def test_a_full_disk_stops_with_a_clear_error_and_the_rerun_equals_uninterrupted(harness, stage):
     sizes = harness.written[stage]
     assert sizes, f"{stage} wrote nothing?"
-    if FULL_DISKS:  # spread over the sizes: the smallest file, the largest, between
-        step = max(1, (len(sizes) - 1) // max(1, FULL_DISKS - 1))
-        sizes = sorted({*sizes[::step][:FULL_DISKS - 1], sizes[-1]})
+    if FULL_DISKS:  # spread over the sizes: the smallest file first, then up to the largest
+        last = len(sizes) - 1
+        sizes = sorted({sizes[round(i * last / max(1, FULL_DISKS - 1))]
+                        for i in range(FULL_DISKS)})
     stopped = [harness.fill(stage, max(1, n - 1)) for n in sizes]
     # the smallest limit stops a run, which says why (a limit the catalog's end crosses may
     # not: DuckDB keeps the data in its WAL when the checkpoint at close cannot write)

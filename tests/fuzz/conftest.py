@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-settings.register_profile("brief", max_examples=25, deadline=None, derandomize=True,
+settings.register_profile("brief", max_examples=15, deadline=None, derandomize=True,
                           database=None, suppress_health_check=_SLOW_OK, print_blob=True)
 settings.register_profile("long", deadline=None, suppress_health_check=_SLOW_OK,
                           max_examples=int(os.environ.get("THREATSCOPE_FUZZ_EXAMPLES", "2000")),
