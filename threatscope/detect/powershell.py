@@ -227,7 +227,18 @@ def analyse_all(texts: list[str], workers: int | None = None) -> list[dict]:
 def _analyse_chunk(texts: list[str]) -> list[dict]:
     from threatscope.powershell.analysis import analyse
 
-    return [analyse(t) for t in texts]
+    return [analyse(t, budget_ms=budget_ms()) for t in texts]
+
+
+def budget_ms() -> float:
+    """The deobfuscator's time budget per script: 50 ms, or $THREATSCOPE_PS_BUDGET_MS. The
+    budget is wall-clock time, so a script near it may be cut on a loaded machine and not on an
+    idle one; a large budget makes reruns give the same analysis (caps on layers, depth and
+    size still bound pathological scripts)."""
+    try:
+        return max(1.0, float(os.environ.get("THREATSCOPE_PS_BUDGET_MS", "50")))
+    except ValueError:
+        return 50.0
 
 
 def _texts(vs: list[str]) -> str:
