@@ -20,6 +20,10 @@ Semantics (Sigma specification):
   flags;
 - every leaf is two-valued (a missing field is *false*, never NULL), so ``not`` of a selection
   over a NULL field is true, as Sigma intends;
+- ``gt``/``gte``/``lt``/``lte`` read a text as a number only when it is a finite decimal
+  (``-1.5``, ``2e3``; not ``nan``, ``inf``, nor one with blanks around it);
+- ``cidr`` tests an IP number column's range where there is one (IPv4 is ``::ffff:a.b.c.d``,
+  schema.py), else the address text in any of its forms (an RE2 pattern, :func:`ip_text_regex`);
 - keyword values (no field) are substring searches over the table's keyword columns
   (``mapping.KEYWORD_COLUMNS``).
 
