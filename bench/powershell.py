@@ -7,6 +7,12 @@ deobfuscation time per script (median, p99, max).
     python bench/powershell.py --procs 1
     valgrind --tool=callgrind python bench/powershell.py --sample 15   # instructions (below)
 
+``--calibrate`` checks the deobfuscator's work budget against the clock: per text, the work it
+counts (powershell/deobfuscate.py STEP_S and the rest, in seconds of the reference machine)
+beside its wall time (best of 3, nothing cut), and the ratio's spread over the texts that take
+over a millisecond. Over 1 the count is short of the work: a busy machine nears the wall-clock
+backstop sooner.
+
 ``--sample K`` only analyses every K-th text of the mix, in this process, with no time budget:
 the same work on every run, to count its instructions under callgrind (less a run with
 ``--sample 0``, which loads everything and analyses nothing), as the machine's speed drifts.
@@ -89,11 +95,43 @@ def _sample(texts: list[str], k: int) -> int:
     return 0
 
 
+def _calibrate(texts: list[str]) -> int:
+    import importlib
+
+    d = importlib.import_module("threatscope.powershell.deobfuscate")
+    made: list = []
+
+    class Counted(d._Ctx):  # the deobfuscation's own context, kept to read its count
+        __slots__ = ()
+
+        def __init__(self, *a) -> None:
+            super().__init__(*a)
+            made.append(self)
+
+    d._Ctx = Counted
+    rows = []
+    for t in texts:
+        wall = float("inf")
+        for _ in range(3):
+            made.clear()
+            t0 = time.perf_counter()
+            d.deobfuscate(t, budget_ms=1e9)
+            wall = min(wall, time.perf_counter() - t0)
+        rows.append((wall, made[0].spent))
+    timed = sorted(w / max(s, 1e-9) for w, s in rows if w > 1e-3)
+    q = lambda f: timed[int(f * (len(timed) - 1))]  # noqa: E731
+    print(f"{len(texts)} texts: wall {sum(w for w, _ in rows):.2f} s, counted "
+          f"{sum(s for _, s in rows):.2f} s; wall/counted over the {len(timed)} texts over 1 ms: "
+          f"p10 {q(0.1):.2f}, median {q(0.5):.2f}, p90 {q(0.9):.2f}, max {timed[-1]:.2f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sample", type=int, default=None)
+    ap.add_argument("--calibrate", action="store_true")
     a = ap.parse_args()
     if not (DATA / "manifest.csv").exists():
         print(f"skipped: {DATA} absent")
@@ -107,6 +145,8 @@ def main() -> int:
     sets["all"] = [t for v in list(sets.values()) for t in v]
     if a.sample is not None:
         return _sample(sets["all"], a.sample)
+    if a.calibrate:
+        return _calibrate(sets["all"])
     with ProcessPoolExecutor(a.procs) as ex:
         for f in [ex.submit(_warm) for _ in range(a.procs)]:  # imports and model load
             f.result()

@@ -4,6 +4,7 @@ import base64
 import gzip
 import importlib
 import random
+import threading
 import time
 import zlib
 
@@ -280,6 +281,29 @@ def test_ten_thousand_layers():
     r, dt = timed(chain)  # the default budget cuts it sooner
     assert r.truncated and r.reason in ("layer cap", "time budget")
     assert dt < LIMIT_S
+
+
+def test_the_budget_counts_work_so_a_busy_machine_cuts_where_an_idle_one_does():
+    # a script the budget cuts: with a wall-clock budget, a thread competing for the interpreter
+    # (half its time) cut it sooner, and the analysis (here its techniques) changed from run to
+    # run; counted in work, the cut is where the work ran out, whatever the machine's load
+    script = "\n".join(f"Write-Host ('ab'+'c{i}')" for i in range(3000))
+    idle = deobfuscate(script).to_dict()
+    assert idle["truncated"] and idle["reason"] == "time budget"
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    busy = threading.Thread(target=spin)
+    busy.start()
+    try:
+        runs = [deobfuscate(script).to_dict() for _ in range(3)]
+    finally:
+        stop.set()
+        busy.join()
+    assert runs == [idle] * 3
 
 
 def test_deep_nesting():

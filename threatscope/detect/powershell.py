@@ -231,10 +231,9 @@ def _analyse_chunk(texts: list[str]) -> list[dict]:
 
 
 def budget_ms() -> float:
-    """The deobfuscator's time budget per script: 50 ms, or $THREATSCOPE_PS_BUDGET_MS. The
-    budget is wall-clock time, so a script near it may be cut on a loaded machine and not on an
-    idle one; a large budget makes reruns give the same analysis (caps on layers, depth and
-    size still bound pathological scripts)."""
+    """The deobfuscator's budget per script: 50 ms, or $THREATSCOPE_PS_BUDGET_MS. It counts
+    work (what it takes on a reference machine), so a rerun, on any load, analyses each script
+    as far as the first run did (powershell/deobfuscate.py, STEP_S)."""
     try:
         return max(1.0, float(os.environ.get("THREATSCOPE_PS_BUDGET_MS", "50")))
     except ValueError:

@@ -20,7 +20,7 @@ import binascii
 import re
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, AnyStr
@@ -36,6 +36,17 @@ MAX_VALUE = 8 * 1024 * 1024  # the largest string/array the folder builds (caps 
 MAX_DEPTH = 120  # parser recursion: ~60 nested parentheses, well inside Python's stack
 _AFFORD_MIN = 100_000  # characters: shorter work needs no clock read before it starts
 TICKS = 32  # steps between clock reads: a read is ~50 ns; a step can cost far more on big tokens
+# The budget is counted in work, not read from the wall clock: steps of the passes, tokens
+# scanned and characters decoded or searched, each at what it takes on a reference machine (these
+# constants; bench/powershell.py --calibrate measures them). So a script gets the same analysis on
+# a busy machine as on an idle one, and a rerun the same detections. The wall clock is a backstop
+# for work the counts miss: a run BACKSTOP times slower than its count ends by the clock.
+STEP_S = 0.5e-6  # a step of a pass over the tokens
+PARSE_STEPS = 8  # an expression parsed (a pipeline: its binary, unary, primary and member calls)
+TOKEN_S = 0.25e-6
+CHAR_S = 20e-9
+IOC_CHAR_S = 15e-9  # the IOC scan, a character
+BACKSTOP = 10.0
 
 
 @dataclass
@@ -78,16 +89,36 @@ class _Stop(Exception):
 
 
 class _Ctx:
-    __slots__ = ("deadline", "end", "ticks", "reason", "max_bytes")
+    """The budget of one deobfuscation: the work done so far (``spent``, in seconds of the
+    reference machine), the steps not yet counted (``ticks``), and why the work stopped."""
+
+    __slots__ = ("deadline", "end", "ticks", "reason", "max_bytes", "spent", "t0")
 
     def __init__(self, budget_ms: float, max_bytes: int) -> None:
         # the passes stop at `deadline`; the last tenth of the budget, up to `end`, is kept for
         # the work after them (IOCs, the SecureString check), which stops at `end`
-        self.end = time.perf_counter() + budget_ms / 1000.0
+        self.t0 = time.perf_counter()
+        self.spent = 0.0
+        self.end = budget_ms / 1000.0
         self.deadline = self.end - budget_ms / 10_000.0
         self.ticks = 0
         self.reason: str | None = None
         self.max_bytes = max_bytes
+
+    def now(self) -> float:
+        """The work so far, or the wall clock's time over BACKSTOP when that is more."""
+        return max(self.spent, (time.perf_counter() - self.t0) / BACKSTOP)
+
+    def probe(self) -> _Ctx:
+        """A context on this one's budget whose stop reason stays its own; ``spend`` it back."""
+        p = _Ctx(0, self.max_bytes)
+        p.t0, p.spent, p.end, p.deadline = self.t0, self.spent, self.end, self.deadline
+        return p
+
+    def token_clock(self) -> float:
+        """The tokenizer's clock: it reads it every 1024 tokens."""
+        self.spent += 1024 * TOKEN_S
+        return self.now()
 
     def tick(self, n: int = 1) -> None:
         self.ticks += n
@@ -95,18 +126,20 @@ class _Ctx:
             self.check()
 
     def check(self) -> None:
-        """Read the clock (every TICKS steps): stop past the deadline."""
+        """Count the steps (every TICKS of them): stop past the deadline."""
+        self.spent += self.ticks * STEP_S
         self.ticks = 0
-        if time.perf_counter() > self.deadline:
+        if self.now() > self.deadline:
             self.reason = self.reason or "time budget"  # the first cause is the telling one
             raise _Stop
 
     def afford(self, chars: int) -> None:
-        """Stop (time budget) when work over *chars* characters, at ~20 ns each (decoding,
-        unescaping: single C calls the clock cannot interrupt), would end past the deadline."""
-        if chars > _AFFORD_MIN and time.perf_counter() + chars * 20e-9 > self.deadline:
+        """Count work over *chars* characters (decoding, unescaping: single C calls the clock
+        cannot interrupt), stopping first (time budget) when it would end past the deadline."""
+        if chars > _AFFORD_MIN and self.now() + chars * CHAR_S > self.deadline:
             self.reason = self.reason or "time budget"
             raise _Stop
+        self.spent += chars * CHAR_S
 
     def reserve(self, text: str) -> None:
         """Keep time after the passes for the work on *text* that follows them (hashing,
@@ -116,7 +149,7 @@ class _Ctx:
     def token_deadline(self) -> float:
         """When tokenizing must stop: freeing the tokens later costs a third of making them, and
         folding needs time too, so a scan may use 60% of what is left."""
-        now = time.perf_counter()
+        now = self.now()
         return now + 0.6 * (self.deadline - now)
 
     def size(self, n: int) -> None:
@@ -434,7 +467,7 @@ class _Folder:
         if self.depth > MAX_DEPTH:
             self._too_deep()
         ctx = self.ctx
-        ctx.ticks += 1
+        ctx.ticks += PARSE_STEPS
         if ctx.ticks >= TICKS:
             ctx.check()
         try:
@@ -1177,7 +1210,7 @@ def _text_runs(seg: str, ctx: _Ctx, decoded: bytes | None = None) -> tuple[list[
     while pos + 8 <= n:
         start = None
         for j in range(pos, n - 7):  # the first offset where 5 characters in a row are text
-            ctx.tick()
+            ctx.tick(16)  # (a base64 and three UTF-16 decodes, and their calls: ~8 us)
             window = _b64_prefix(seg[j:j + 16])
             for par in (0, 1, 2):  # the byte offset (3 is offset 0 at j + 4)
                 w = window[par:par + 10]
@@ -1247,9 +1280,9 @@ def _decode_encoded(raw: str, ctx: _Ctx) -> str:
     """-EncodedCommand's value: base64 of UTF-16LE. A value cut or shifted by a character or a
     byte (seen in the wild) is re-aligned when that turns noise into text; the repair is noted."""
     ctx.afford(len(raw))
-    probe = _Ctx(0, ctx.max_bytes)
-    probe.deadline = ctx.deadline
+    probe = ctx.probe()
     text = _decode_utf16(_b64(raw, probe), probe)
+    ctx.spent = probe.spent
     if probe.reason is None and _ascii_share(text) >= 0.9:
         return text
     # damaged (bad characters, odd length, invalid UTF-16) or noise: read it leniently, unless that
@@ -1570,6 +1603,7 @@ def _script_step(toks: list[Tok], env: dict[str, Any], ctx: _Ctx,
     while i < n:
         steps += 1  # ctx.tick() a token, counted here: this loop is hot
         if steps >= TICKS:
+            ctx.ticks += steps
             steps = 0
             ctx.check()
         k = t[i][0]
@@ -2089,14 +2123,14 @@ class _Late(Exception):
 
 
 def _finditer_at(rx: re.Pattern[str], text: str, starts: list[int],
-                 deadline: float | None = None) -> list[re.Match[str]]:
+                 late: Callable[[], bool] | None = None) -> list[re.Match[str]]:
     """rx.finditer(text) when every match of rx starts at one of *starts* (a superset): the
     same matches, each tried only there. A match is the leftmost one at or after the end of
     the previous, so trying the candidates in order and skipping those inside a match is exact."""
     out = []
     end = 0
     for n, s in enumerate(sorted(set(starts))):
-        if deadline is not None and not n & 127 and time.perf_counter() > deadline:
+        if late is not None and not n & 127 and late():
             raise _Late
         if s >= end and (m := rx.match(text, s)) is not None:
             out.append(m)
@@ -2113,12 +2147,12 @@ def extract_iocs(text: str) -> dict[str, list[str]]:
     return _iocs(text, None)[0]
 
 
-def _iocs(text: str, deadline: float | None) -> tuple[dict[str, list[str]], bool]:
-    """extract_iocs(text), and whether it finished: past *deadline* (a time.perf_counter()
-    value) the kinds not yet scanned stay empty and the one being scanned keeps what it found."""
+def _iocs(text: str, late: Callable[[], bool] | None) -> tuple[dict[str, list[str]], bool]:
+    """extract_iocs(text), and whether it finished: once *late()* is true the kinds not yet
+    scanned stay empty and the one being scanned keeps what it found."""
     found: dict[str, list[str]] = {"urls": [], "domains": [], "ips": [], "paths": []}
     try:
-        _scan_iocs(text[:IOC_SCAN], found, deadline)
+        _scan_iocs(text[:IOC_SCAN], found, late)
     except _Late:
         return found, False
     return found, True
@@ -2130,24 +2164,24 @@ def _left(text: str, at: int) -> int:
     return at - _LEFT_RUN.match(text[max(0, at - 253):at][::-1]).end()
 
 
-def _scan_iocs(text: str, found: dict[str, list[str]], deadline: float | None) -> None:
+def _scan_iocs(text: str, found: dict[str, list[str]], late: Callable[[], bool] | None) -> None:
     def uniq(xs: Any) -> list[str]:
         return list(dict.fromkeys(xs))[:1000]
 
-    def late() -> None:
-        if deadline is not None and time.perf_counter() > deadline:
+    def stop_if_late() -> None:
+        if late is not None and late():
             raise _Late
 
     starts = _url_starts(text)
-    urls = found["urls"] = uniq(m.group().rstrip(".'\"") for m in _finditer_at(_URL, text, starts, deadline))
-    late()
+    urls = found["urls"] = uniq(m.group().rstrip(".'\"") for m in _finditer_at(_URL, text, starts, late))
+    stop_if_late()
     hosts = [re.sub(r"(?i)^[a-z]+://(?:[^@/]*@)?", "", u).split("/")[0].split(":")[0].split("?")[0].lower() for u in urls]
     bare = []
     tlds = (_TLD_HIT_LOW.finditer(_ascii_low(text)) if text.isascii()
             else _TLD_HIT.finditer(text))
     for n, m in enumerate(tlds):
         if not n & 31:
-            late()
+            stop_if_late()
         left = _left(text, m.start())
         if left == m.start() or text[m.end():m.end() + 1] == "(":
             continue
@@ -2156,13 +2190,13 @@ def _scan_iocs(text: str, found: dict[str, list[str]], deadline: float | None) -
         if "." in name and _is_host(name) and before not in ("@", "$", "\\", "/", "-"):
             bare.append(name)
     found["domains"] = uniq([h for h in hosts if h and not _IP.fullmatch(h)] + bare)
-    late()
+    stop_if_late()
     starts = [m.start() - d for m in _IP_AT.finditer(text) for d in (3, 2, 1) if m.start() >= d]
-    found["ips"] = uniq(m.group() for m in _finditer_at(_IP_CAND, text, starts, deadline)
+    found["ips"] = uniq(m.group() for m in _finditer_at(_IP_CAND, text, starts, late)
                         if _IP.fullmatch(m.group()))
-    late()
+    stop_if_late()
     starts = _path_starts(text)
-    found["paths"] = uniq(m.group().rstrip(".") for m in _finditer_at(_PATH, text, starts, deadline))
+    found["paths"] = uniq(m.group().rstrip(".") for m in _finditer_at(_PATH, text, starts, late))
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -2172,8 +2206,9 @@ def _tokens_in_time(text: str, ctx: _Ctx) -> list[Tok]:
     """code_tuples(text), or _Stop (time budget) when the scan was cut short: the tokenizer
     stops at its deadline with the tokens so far, and a partial list must not be read as whole."""
     limit = ctx.token_deadline()
-    toks = code_tuples(text, limit)
-    if time.perf_counter() > limit:
+    toks = code_tuples(text, limit, ctx.token_clock)
+    ctx.spent += len(toks) % 1024 * TOKEN_S  # (the clock counted each whole 1024)
+    if ctx.now() > limit:
         ctx.reason = ctx.reason or "time budget"
         raise _Stop
     return toks
@@ -2210,7 +2245,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             if _depth == max_layers:
                 res.truncated, res.reason = True, res.reason or "layer cap"
                 break
-            if time.perf_counter() > ctx.deadline:
+            if ctx.now() > ctx.deadline:
                 res.truncated, ctx.reason = True, ctx.reason or "time budget"
                 break
             step = _launcher(cur, env, ctx)
@@ -2238,7 +2273,7 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
             res.layers.append(Layer(name, nxt))
             res.techniques.update(techs)
             cur = nxt
-        if time.perf_counter() <= ctx.deadline:
+        if ctx.now() <= ctx.deadline:
             if toks is None or toks_of != cur:
                 toks = _tokens_in_time(cur, ctx)
                 tables = _Tables(toks)
@@ -2267,19 +2302,25 @@ def deobfuscate(text: str | bytes, *, budget_ms: float = 50, max_layers: int = M
         res.secure_string = True
         res.techniques.add("securestring")
     # out of time: IOCs from the head of each text only; past the end of the budget no more
-    now = time.perf_counter()
+    now = ctx.now()
     scan = IOC_SCAN if now <= ctx.deadline else IOC_SCAN // 8
     # and no more than the rest of the budget can scan (~30 ns a character; the scan checks the
     # clock between its steps only, so a long one must not start late)
-    affordable = max(0, int((ctx.end - now) / 40e-9))
+    affordable = max(0, int((ctx.end - now) / IOC_CHAR_S))
     done = affordable >= min(scan, max(len(x.text) for x in res.layers) if res.layers else len(res.final))
     scan = min(scan, affordable)
-    iocs, finished = _iocs(res.final[:scan], ctx.end)
+
+    def late() -> bool:
+        return ctx.now() > ctx.end
+
+    iocs, finished = _iocs(res.final[:scan], late)
+    ctx.spent += min(scan, len(res.final)) * IOC_CHAR_S
     done = done and finished
     for layer in res.layers[:-1]:
         if not done:
             break
-        more, done = _iocs(layer.text[:scan], ctx.end)
+        more, done = _iocs(layer.text[:scan], late)
+        ctx.spent += min(scan, len(layer.text)) * IOC_CHAR_S
         for key, vals in more.items():
             iocs[key] = list(dict.fromkeys(iocs[key] + vals))
     if not done:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from threatscope.native import native
@@ -121,36 +122,41 @@ _NATIVE_KINDS = ("newline", "word", "comment", "herestring", "string", "subexpr"
                  "semicolon", "pipe", "amp", "unknown")
 
 
-def _tokens(text: str, deadline: float | None, skip_comments: bool) -> list[Token]:
+def _tokens(text: str, deadline: float | None, skip_comments: bool,
+            clock: Callable[[], float] = time.perf_counter) -> list[Token]:
     """Tokens without spaces (and without comments when *skip_comments*): the C scanner when
-    the extension is built, else the regex."""
+    the extension is built, else the regex. Both read *clock* every 1024 tokens."""
     c = native()
     if c is not None:
-        return c.ps_tokens(text, Token, _NATIVE_KINDS, skip_comments, deadline, time.perf_counter)
-    toks = _tokens_fast(text, deadline)
+        return c.ps_tokens(text, Token, _NATIVE_KINDS, skip_comments, deadline, clock)
+    toks = _tokens_fast(text, deadline, clock)
     return [t for t in toks if t.kind != "comment"] if skip_comments else toks
 
 
-def code_tokens(text: str, deadline: float | None = None) -> list[Token]:
-    """tokenize(text) without its comments (what the deobfuscator reads)."""
-    return _tokens(text, deadline, True)
+def code_tokens(text: str, deadline: float | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> list[Token]:
+    """tokenize(text) without its comments (what the deobfuscator reads); past *deadline* on
+    *clock* (read every 1024 tokens) the tokens so far."""
+    return _tokens(text, deadline, True, clock)
 
 
 # (kind, text, start): a Token, or the plain tuple code_tuples makes
 Tok = tuple[str, str, int]
 
 
-def code_tuples(text: str, deadline: float | None = None) -> list[Tok]:
+def code_tuples(text: str, deadline: float | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> list[Tok]:
     """code_tokens(text) as plain tuples when the C scanner makes them: what the deobfuscator
     reads by index, cheaper to make and to free than Tokens (a tuple subclass; about a fifth of
     the analysis was making and freeing them)."""
     c = native()
     if c is not None:
-        return c.ps_tokens(text, tuple, _NATIVE_KINDS, True, deadline, time.perf_counter)
-    return code_tokens(text, deadline)
+        return c.ps_tokens(text, tuple, _NATIVE_KINDS, True, deadline, clock)
+    return code_tokens(text, deadline, clock)
 
 
-def _tokens_fast(text: str, deadline: float | None) -> list[Token]:
+def _tokens_fast(text: str, deadline: float | None,
+                 clock: Callable[[], float] = time.perf_counter) -> list[Token]:
     kinds = _FAST_KINDS
     new = tuple.__new__
     it = _FAST.finditer(text)
@@ -162,7 +168,7 @@ def _tokens_fast(text: str, deadline: float | None) -> list[Token]:
             for g in (m.lastindex or 0,)
         ]
         out.extend(batch)
-        if len(batch) < 1024 or (deadline is not None and time.perf_counter() > deadline):
+        if len(batch) < 1024 or (deadline is not None and clock() > deadline):
             return out
 
 
