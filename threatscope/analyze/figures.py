@@ -23,7 +23,9 @@ for its source IP and its sector and twice in ``totals.detections``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -549,6 +551,28 @@ def evaluate(
     cur = con.execute(figure_sql(fig, period, baseline))
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+@contextmanager
+def ahead(con: Any, period: Period, baseline: Period,
+          figures: Sequence[str] | None = None) -> Iterator[dict[str, Future]]:
+    """The figures (default: all of :data:`FIGURES`) evaluated ahead and together, as futures,
+    on a connection that gains from it: one with ``concurrent_queries`` above 1 (Spark, where
+    each query pays for planning and scheduling a job, and queries in flight together share
+    that wait). Empty on DuckDB, whose one query already uses every core. A figure whose query
+    fails raises when its result is asked for; on exit what has not started is cancelled."""
+    workers = int(getattr(con, "concurrent_queries", 1))
+    if workers <= 1:
+        yield {}
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="figure") as pool:
+        futures = {fid: pool.submit(evaluate, con, FIGURES[fid], period, baseline)
+                   for fid in (figures or FIGURES)}
+        try:
+            yield futures
+        finally:
+            for f in futures.values():
+                f.cancel()
 
 
 def rows_sql(

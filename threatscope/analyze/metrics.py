@@ -250,7 +250,8 @@ def analyze(ws: Workspace, period: Period | None = None, org: str | None = None,
             period = Period.containing(latest, "quarter")
         base = period.baseline()
         have = F.prepare(con, base.start, period.end, period.start, scope.org_ids)
-        doc = _build(con, ws, period, base, have)
+        with F.ahead(con, period, base) as ready:
+            doc = _build(con, ws, period, base, have, ready)
         _add_scope(doc, con, scope, period, have)
     doc["key_findings"] = peers.scoped_findings(key_findings(doc), doc)
     doc["notes"] = [*doc.get("notes", []), *caveats(doc)]
@@ -272,9 +273,12 @@ def _add_scope(doc: dict[str, Any], con: duckdb.DuckDBPyConnection, scope: Scope
 
 
 def _build(
-    con: duckdb.DuckDBPyConnection, ws: Workspace, period: Period, base: Period, have: dict
+    con: duckdb.DuckDBPyConnection, ws: Workspace, period: Period, base: Period, have: dict,
+    ready: dict[str, Any],
 ) -> dict[str, Any]:
     def ev(fid: str) -> list[dict[str, Any]]:
+        if fid in ready:  # evaluated ahead (F.ahead)
+            return ready[fid].result()
         return F.evaluate(con, F.FIGURES[fid], period, base)
 
     notes: list[str] = []

@@ -64,7 +64,11 @@ class SparkConnection:
     """What the analysis uses of a DuckDB connection, on a SparkSession (see the module doc).
 
     ``ws``: register the workspace's views (spark/lake.py) first. A context manager: on exit
-    the tables it materialised are freed."""
+    the tables it materialised are freed. Its queries may run from several threads at once
+    (``concurrent_queries``: figures.ahead): each Spark query waits mostly on planning and job
+    scheduling, which queries in flight together share."""
+
+    concurrent_queries = 6
 
     def __init__(self, spark: SparkSession, ws: Workspace | None = None):
         self.spark = spark
