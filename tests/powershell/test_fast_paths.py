@@ -241,7 +241,7 @@ def test_domain_left_part_read_backwards():
     left = re.compile(r"[\w.-]{1,253}\Z")
     rng = random.Random(22)
     atoms = list("a.-_ 9/@$\u017f\xe9\u212a(") + ["x" * 100, "a-b.c", "\u0660"]
-    for _ in range(20_000):
+    for _ in range(5_000):
         s = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 12)))
         for at in range(len(s) + 1):
             m = left.search(s, max(0, at - 253), at)
