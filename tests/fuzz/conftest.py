@@ -17,7 +17,7 @@ _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter
 settings.register_profile("brief", max_examples=15, deadline=None, derandomize=True,
                           database=None, suppress_health_check=_SLOW_OK, print_blob=True)
 settings.register_profile("long", deadline=None, suppress_health_check=_SLOW_OK,
-                          max_examples=int(os.environ.get("THREATSCOPE_FUZZ_EXAMPLES", "2000")),
+                          max_examples=int(os.environ.get("THREATSCOPE_FUZZ_EXAMPLES", "500")),
                           print_blob=True)
 settings.load_profile(os.environ.get("THREATSCOPE_FUZZ", "brief"))
 
