@@ -110,7 +110,8 @@ class _Ctx:
         return max(self.spent, (time.perf_counter() - self.t0) / BACKSTOP)
 
     def probe(self) -> _Ctx:
-        """A context on this one's budget whose stop reason stays its own; ``spend`` it back."""
+        """A context on this one's budget whose stop reason stays its own (the caller takes
+        its count back: ``ctx.spent = probe.spent``)."""
         p = _Ctx(0, self.max_bytes)
         p.t0, p.spent, p.end, p.deadline = self.t0, self.spent, self.end, self.deadline
         return p
