@@ -23,6 +23,7 @@ from tests.fuzz.harness import (
     mutate_lines,
     wrapped,
 )
+from tests.ingest.test_winevent import NXLOG, SECURITY_4688, SYSMON_1, WINLOGBEAT
 
 labs = labs_fixture()
 
@@ -83,32 +84,8 @@ def test_http_jsonl(labs, inputs, block):
     labs("http-jsonl").check(inputs, "http-jsonl", ".jsonl", block)
 
 
-WINEVENT = [
-    {"Event": {
-        "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
-        "System": {
-            "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}}, "EventID": 1,
-            "EventRecordID": 41, "Channel": "Microsoft-Windows-Sysmon/Operational",
-            "Computer": "WS01", "Security": {"#attributes": {"UserID": "S-1-5-18"}},
-            "TimeCreated": {"#attributes": {"SystemTime": "2018-05-12T10:00:01.250000Z"}}},
-        "EventData": {"Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c whoami",
-                      "ProcessId": "412", "IntegrityLevel": "High"}}},
-    {"Event": {"System": {
-        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing"}},
-        "EventID": {"#text": 4688, "#attributes": {"Qualifiers": ""}}, "EventRecordID": 7,
-        "Channel": "Security", "Computer": "WS02",
-        "TimeCreated": {"#attributes": {"SystemTime": "2018-05-12T10:00:02Z"}}},
-        "EventData": {"NewProcessName": "C:\\x.exe", "NewProcessId": "0x4f0",
-                      "MandatoryLabel": "S-1-16-12288", "SubjectUserName": "bob"}}},
-    {"@timestamp": "2018-05-12T10:00:03.000Z",
-     "winlog": {"channel": "Microsoft-Windows-PowerShell/Operational",
-                "provider_name": "Microsoft-Windows-PowerShell", "event_id": 4104,
-                "record_id": 99, "computer_name": "WS03", "user": {"identifier": "S-1-5-21-1"},
-                "event_data": {"ScriptBlockText": "Get-Process", "MessageNumber": "1"}}},
-    {"EventTime": "2018-05-12 10:00:04", "Hostname": "WS04", "EventID": 4625,
-     "SourceName": "Microsoft-Windows-Security-Auditing", "Channel": "Security",
-     "RecordNumber": 5, "TargetUserName": "admin", "IpAddress": "203.0.113.7"},
-]
+# the four shapes of exported Windows events ingest's own tests use
+WINEVENT = [SYSMON_1, SECURITY_4688, WINLOGBEAT, NXLOG]
 
 
 @examples()

@@ -227,17 +227,7 @@ def analyse_all(texts: list[str], workers: int | None = None) -> list[dict]:
 def _analyse_chunk(texts: list[str]) -> list[dict]:
     from threatscope.powershell.analysis import analyse
 
-    return [analyse(t, budget_ms=budget_ms()) for t in texts]
-
-
-def budget_ms() -> float:
-    """The deobfuscator's budget per script: 50 ms, or $THREATSCOPE_PS_BUDGET_MS. It counts
-    work (what it takes on a reference machine), so a rerun, on any load, analyses each script
-    as far as the first run did (powershell/deobfuscate.py, STEP_S)."""
-    try:
-        return max(1.0, float(os.environ.get("THREATSCOPE_PS_BUDGET_MS", "50")))
-    except ValueError:
-        return 50.0
+    return [analyse(t) for t in texts]
 
 
 def _texts(vs: list[str]) -> str:
