@@ -21,6 +21,7 @@ import click
 
 from threatscope import __version__
 from threatscope.errors import UserError, storage_error
+from threatscope.terminal import safe_text as _safe_text
 from threatscope.workspace import DEFAULT_WORKSPACE, Workspace, read_orgs_csv, relations
 
 FORMATS = ["auto", "w3c", "combined", "common", "http-jsonl", "eve", "zeek", "winevent-json", "evtx"]
@@ -222,11 +223,8 @@ def _report(ws: Workspace, period: str | None, out: Path, pdf: bool, org: str | 
 
     p = analyze.parse_period(period) if period else None
     metrics = analyze.analyze(ws, p, org=org, sector=sector, **engine.kw())
+    # refuses (InconsistentReport, a UserError naming the figures) a report failing a check
     paths = report.write_report(metrics, out, pdf=pdf)
-    consistency = metrics.get("consistency") or {}
-    if consistency and not consistency.get("ok", True):
-        for problem in consistency.get("problems", []):
-            click.echo(f"  consistency: {problem}", err=True)
     click.echo(f"report ({metrics['period']['label']} vs {metrics['baseline']['label']}): {paths['html']}")
     return paths
 
@@ -687,19 +685,6 @@ def ps_group() -> None:
     ever run)."""
 
 
-def _safe_text(s: str) -> str:
-    """Escape control and format characters (ESC, C1, bidi overrides): a sample must not drive the terminal."""
-    import unicodedata
-
-    out = []
-    for ch in s:
-        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs"):
-            out.append(ch)
-        else:
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-    return "".join(out)
-
-
 def _print_deobfuscated(res, label: str | None) -> None:
     if label is not None:
         click.echo(f"== {_safe_text(label)}")
@@ -789,6 +774,93 @@ def _read_capped(path: Path, limit: int) -> bytes:
             return f.read(limit)
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
+
+
+@main.command("explain")
+@workspace_option
+@click.argument("figure_id", required=False)
+@click.option("--period", help="The report's period (default: latest quarter with detections).")
+@click.option("--baseline", is_flag=True, help="The rows of the baseline (the period before).")
+@click.option("--org", "org", help="As the report of this organisation (org_id) counts.")
+@click.option("--sector", help="As the report of this sector counts.")
+@click.option("--count", "count_only", is_flag=True,
+              help="Print only how many events contribute (a count figure's value).")
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl", "csv"]), default="text",
+              show_default=True, help="jsonl/csv: every contributing row, with the raw line, "
+              "parsed fields, rule and enrichment.")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the export here (default: stdout).")
+@click.option("--limit", type=click.IntRange(min=0), help="Rows listed (text: 10; exports: all).")
+@click.option("--list", "list_figures", is_flag=True, help="List the figures and their keys.")
+@handle_user_errors
+def explain_cmd(workspace, figure_id, period, baseline, org, sector, count_only, fmt, out, limit,
+                list_figures) -> None:
+    """The definition of a report figure and the events behind it.
+
+    FIGURE_ID is an id of report.json's `figures` list, e.g. 'campaigns[campaign=gpon]'."""
+    from threatscope import analyze
+    from threatscope.explore import Provenance, target, write_rows
+    from threatscope.explore.explain import explain_text, figure_list
+
+    if list_figures:
+        for line in figure_list():
+            click.echo(line)
+        return
+    if not figure_id:
+        raise UserError("name a figure id (report.json `figures`), or --list the figures")
+    target(figure_id)  # an unknown id fails before the workspace is read
+    p = analyze.parse_period(period) if period else None
+    with Provenance.open(Workspace.open(workspace), p, org=org, sector=sector) as prov:
+        if count_only:
+            click.echo(prov.count(figure_id, baseline))
+        elif fmt == "text":
+            for line in explain_text(prov, figure_id, baseline, 10 if limit is None else limit):
+                click.echo(line)
+        else:
+            rows = prov.rows(figure_id, baseline, limit=limit)
+            if out is None:
+                write_rows(rows, fmt, sys.stdout)
+            else:
+                with _open_out(out) as f:
+                    n = write_rows(rows, fmt, f)
+                click.echo(f"{n} rows: {out}", err=True)
+
+
+@main.command("serve")
+@workspace_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; other than loopback, a token is required.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar="THREATSCOPE_SERVE_TOKEN",
+              help="Token the browser must present ($THREATSCOPE_SERVE_TOKEN; generated when "
+                   "listening away from loopback without one).")
+@handle_user_errors
+def serve_cmd(workspace, host, port, token) -> None:
+    """A local, read-only web dashboard over the workspace: the figures under filters, the
+    events behind each, full-text search of the raw lines, the quarantine."""
+    from threatscope.explore.serve import make_server
+
+    server = make_server(Workspace.open(workspace), host, port, token)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{server.server_address[1]}/"
+    click.echo(f"threatscope serve: {url}" + (f"?token={server.token}" if server.token else ""))
+    click.echo("read-only; Ctrl-C stops it", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@contextmanager
+def _open_out(path: Path):
+    try:
+        f = open(path, "w", encoding="utf-8", newline="")
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    with f:
+        yield f
 
 
 if __name__ == "__main__":

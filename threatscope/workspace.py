@@ -11,6 +11,7 @@ Everything a report says can be recomputed from the workspace.
 from __future__ import annotations
 
 import csv
+import time
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -147,10 +148,7 @@ class Workspace:
             with ws.connect(windows_categories=True) as con:
                 con.sql("SELECT destination_ip, count(*) FROM network_connection GROUP BY 1")
         """
-        try:
-            con = duckdb.connect(str(self.catalog_path), read_only=read_only)
-        except duckdb.IOException as e:
-            raise UserError(f"cannot open {self.catalog_path}: {e}") from None
+        con = open_catalog(self.catalog_path, read_only)
         if not read_only:
             con.execute(schema.CATALOG_DDL)
         self.refresh_views(con, windows_categories)
@@ -162,6 +160,28 @@ class Workspace:
     def has_data(self, kind: str) -> bool:
         return any((self.lake / kind).rglob("*.parquet")) if (self.lake / kind).exists() else False
 
+    def lake_view(self, con: duckdb.DuckDBPyConnection, kind: str,
+                  files: list[str] | None = None, temp: bool = True) -> None:
+        """The view ``kind`` (its columns, schema.KINDS) over the lake's files of that kind, or
+        over ``files`` only (a snapshot's: explore/snapshot.py); an empty view without files.
+        ``temp=False``: a view of the database, which its other cursors see too."""
+        cols, tmp = schema.KINDS[kind], "TEMP " if temp else ""
+        if not (self.has_data(kind) if files is None else files):
+            con.execute(f'CREATE OR REPLACE {tmp}VIEW "{kind}" AS {schema.empty_select(cols)}')
+            return
+        where = (f"'{_sql_str(self.kind_glob(kind))}'" if files is None
+                 else "[" + ", ".join(f"'{_sql_str(f)}'" for f in files) + "]")
+        files_sql = (f"read_parquet({where}, hive_partitioning = true, filename = true, "
+                     "union_by_name = true, hive_types = {'org_id': VARCHAR})")
+        try:
+            con.execute(f'CREATE OR REPLACE {tmp}VIEW "{kind}" AS '
+                        f"SELECT {_lake_columns(cols)} FROM {files_sql}")
+        except duckdb.BinderException:
+            # a column newer than every file of the lake: NULL until files have it
+            have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {files_sql}").fetchall()}
+            con.execute(f'CREATE OR REPLACE {tmp}VIEW "{kind}" AS '
+                        f"SELECT {_lake_columns(cols, have)} FROM {files_sql}")
+
     def refresh_views(self, con: duckdb.DuckDBPyConnection,
                       windows_categories: bool = False) -> None:
         """(Re)create one temp view per event kind over its Parquet files (or an empty one),
@@ -169,34 +189,30 @@ class Workspace:
         also one view of ``windows_event`` per Sigma Windows category (schema.WINDOWS_CATEGORIES,
         with the ECS columns of schema.WINDOWS_CATEGORY_COLUMNS); only on request, as binding
         each view reads the lake's file list again."""
-        for kind, cols in schema.KINDS.items():
-            if not self.has_data(kind):
-                con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS {schema.empty_select(cols)}')
-                continue
-            files = (f"read_parquet('{_sql_str(self.kind_glob(kind))}', hive_partitioning = true, "
-                     "filename = true, union_by_name = true, hive_types = {'org_id': VARCHAR})")
-            try:
-                con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS '
-                            f"SELECT {_lake_columns(cols)} FROM {files}")
-            except duckdb.BinderException:
-                # a column newer than every file of the lake: NULL until files have it
-                have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()}
-                con.execute(f'CREATE OR REPLACE TEMP VIEW "{kind}" AS '
-                            f"SELECT {_lake_columns(cols, have)} FROM {files}")
+        for kind in schema.KINDS:
+            self.lake_view(con, kind)
         for category, sql in (_WINDOWS_VIEWS.items() if windows_categories else ()):
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{category}" AS {sql}')
-        con.execute('CREATE OR REPLACE TEMP VIEW powershell AS ' + (
+        for name, sql in self.stage_outputs().items():
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+    def stage_outputs(self) -> dict[str, str]:
+        """The SELECT of each table the stages after ingest wrote, in the order to create
+        them: ``powershell`` (an empty one before detect), ``detection`` once detect has run,
+        ``source``, ``payload_indicator`` and ``indicator`` once enrich has."""
+        out = {"powershell": (
             f"SELECT * FROM read_parquet('{_sql_str(str(self.powershell_path))}')"
-            if self.powershell_path.exists() else schema.empty_select(schema.POWERSHELL_ANALYSIS)))
+            if self.powershell_path.exists() else schema.empty_select(schema.POWERSHELL_ANALYSIS))}
         if self.detections_path.exists():
-            con.execute("CREATE OR REPLACE TEMP VIEW detection AS SELECT * FROM "
-                        f"read_parquet('{_sql_str(str(self.detections_path))}')")
-        if (folder := self.enriched()) is not None:  # `source`, `payload_indicator`, `indicator`
-            con.execute(f"CREATE OR REPLACE TEMP VIEW source AS {_source_select(folder)}")
-            con.execute("CREATE OR REPLACE TEMP VIEW payload_indicator AS SELECT "
-                        f"{parquet_read_columns(schema.INDICATOR)} FROM "
-                        f"read_parquet('{_sql_str(str(folder / 'payload_indicator.parquet'))}')")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW indicator AS {schema.INDICATOR_SELECT}")
+            out["detection"] = (f"SELECT * FROM "
+                                f"read_parquet('{_sql_str(str(self.detections_path))}')")
+        if (folder := self.enriched()) is not None:
+            out["source"] = _source_select(folder)
+            out["payload_indicator"] = (
+                f"SELECT {parquet_read_columns(schema.INDICATOR)} FROM "
+                f"read_parquet('{_sql_str(str(folder / 'payload_indicator.parquet'))}')")
+            out["indicator"] = schema.INDICATOR_SELECT
+        return out
 
     # -- organisations ------------------------------------------------------------------
     def register_orgs(self, orgs: Iterable[Org]) -> int:
@@ -238,6 +254,32 @@ class Workspace:
     @property
     def mmdb_files(self) -> list[Path]:
         return [Path(p) for p in self.config.get("enrich", {}).get("mmdb", [])]
+
+
+# how long opening the catalog waits for another process that holds it (the dashboard's
+# snapshot holds it for milliseconds; an ingest for its whole run)
+LOCK_WAIT_S = 5.0
+
+
+def open_catalog(path: Path, read_only: bool = False,
+                 wait_s: float = LOCK_WAIT_S) -> duckdb.DuckDBPyConnection:
+    """A connection to the catalog file; waits up to ``wait_s`` while another process holds
+    its lock, then raises a UserError saying so."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower():
+                raise UserError(f"cannot open {path}: {e}") from None
+            if time.monotonic() >= deadline:
+                raise WorkspaceBusy(f"{path} is in use by another threatscope process (an "
+                                    f"ingest or detect still running?): {e}") from None
+            time.sleep(0.05)
+
+
+class WorkspaceBusy(UserError):
+    """Another process holds the catalog (DuckDB allows one writer and no reader beside it)."""
 
 
 def abort(con: duckdb.DuckDBPyConnection) -> None:

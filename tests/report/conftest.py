@@ -1,7 +1,9 @@
 """Metrics documents (report.json, schema_version 1) built by hand from docs/architecture.md.
 
 ``build_metrics()`` is a realistic quarter with four campaigns, ``build_empty()`` a period with
-nothing detected, ``build_hostile()`` the realistic one with an attack payload in every string.
+nothing detected, ``build_hostile()`` the realistic one with an attack payload in every string
+(its analysis consistency problems too, so ``write_report`` refuses it: ``build_hostile_report()``
+is the same document with no consistency problem, which it writes).
 """
 
 from __future__ import annotations
@@ -484,6 +486,18 @@ def empty_metrics() -> dict:
     return build_empty()
 
 
+def build_hostile_report() -> dict:
+    """The hostile document as the analysis would hand it over: consistent, so it is written."""
+    m = build_hostile()
+    m["consistency"] = {"ok": True, "problems": []}
+    return m
+
+
 @pytest.fixture
 def hostile_metrics() -> dict:
     return build_hostile()
+
+
+@pytest.fixture
+def hostile_report() -> dict:
+    return build_hostile_report()

@@ -36,8 +36,8 @@ def _csp_complaints(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "Content Security Policy" in line]
 
 
-def test_hostile_report_dom_has_no_injected_elements(hostile_metrics, tmp_path):
-    html = write_report(hostile_metrics, tmp_path / "out")["html"]
+def test_hostile_report_dom_has_no_injected_elements(hostile_report, tmp_path):
+    html = write_report(hostile_report, tmp_path / "out")["html"]
     r = _chromium(tmp_path, "--dump-dom", html.as_uri())
     assert r.returncode == 0, r.stderr[-2000:]
     dom = Page(r.stdout)

@@ -18,7 +18,7 @@ from threatscope.analyze import Period, analyze
 from threatscope.report import render_html, render_markdown, write_report
 from threatscope.report.consistency import check_view
 from threatscope.report.model import build_view
-from threatscope.report.tables import cell
+from threatscope.report.tables import cell, write_tables
 from threatscope.report.text import clean, fmt_int, fmt_pct
 
 CHECK = "exposure: successes and unusual sizes are at most the attempts"
@@ -201,5 +201,7 @@ def test_long_exposure_lists_are_cut_with_a_pointer_to_the_csv(expo, tmp_path):
     assert len(Tables(html)["exposure-rows"]) == 1 + 50
     assert "10 more rows" in Page(html).text
     assert len(_md_table(render_markdown(expo), "Organisation")) == 1 + 50
-    with open(write_report(expo, tmp_path)["tables"] / "exposure.csv", encoding="utf-8") as f:
+    # 60 made-up rows do not add up to the document's totals: write_report would refuse them
+    write_tables(expo, tmp_path / "tables")
+    with open(tmp_path / "tables" / "exposure.csv", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == 60

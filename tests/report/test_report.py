@@ -14,7 +14,7 @@ from markdown_it import MarkdownIt
 from tests.report.conftest import PAYLOADS, build_metrics, change
 from tests.report.helpers import Page, external_refs, md_tables, split_row
 from threatscope.errors import UserError
-from threatscope.report import render_html, render_markdown, write_report
+from threatscope.report import InconsistentReport, render_html, render_markdown, write_report
 from threatscope.report.consistency import check_view
 from threatscope.report.model import build_view
 from threatscope.report.tables import TABLES, cell, services_cell
@@ -29,7 +29,7 @@ ALLOWED_TAGS = {
 }
 
 
-@pytest.fixture(params=["metrics", "empty_metrics", "hostile_metrics"])
+@pytest.fixture(params=["metrics", "empty_metrics", "hostile_report"])
 def any_metrics(request):
     return request.getfixturevalue(request.param)
 
@@ -118,12 +118,20 @@ def test_empty_period_says_there_is_nothing(empty_metrics, tmp_path):
 
 @pytest.mark.parametrize("doc", [{}, {"schema_version": 1, "future_key": {"x": [1, 2]}},
                                  {"campaigns": "not a list", "sources": [], "period": None,
-                                  "totals": {"detections": 5}, "inputs": {"files": ["a.log"]}},
-                                 {"campaigns": [{"campaign": "x", "timeline": [{"day": "bad"}]}]}])
+                                  "totals": {"detections": 5}, "inputs": {"files": ["a.log"]}}])
 def test_missing_and_malformed_keys_still_render(doc, tmp_path):
     paths = write_report(doc, tmp_path)
     assert "Threat report" in Page(paths["html"].read_text()).text
     assert paths["md"].read_text().startswith("# Threat report")
+
+
+def test_a_campaign_without_counts_renders_but_is_not_written(tmp_path):
+    doc = {"campaigns": [{"campaign": "x", "timeline": [{"day": "bad"}]}]}
+    assert "Threat report" in Page(render_html(doc)).text
+    assert render_markdown(doc).startswith("# Threat report")
+    with pytest.raises(InconsistentReport, match=r"campaigns\[x\]: period/baseline not numbers"):
+        write_report(doc, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_hostile_strings_are_text_in_html(hostile_metrics):
@@ -135,7 +143,10 @@ def test_hostile_strings_are_text_in_html(hostile_metrics):
     assert external_refs(page) == []
     for tag, attrs in page.elements:
         assert not any(k.startswith("on") for k in attrs), (tag, attrs)
-        assert not any(v and "javascript:" in v for v in attrs.values()), (tag, attrs)
+        # data-figure* hold figure ids verbatim (escaped): never a URL, only on a <span>
+        assert tag == "span" or not any(k.startswith("data-figure") for k in attrs), tag
+        assert not any(v and "javascript:" in v for k, v in attrs.items()
+                       if not k.startswith("data-figure")), (tag, attrs)
     text = page.text
     for p in PAYLOADS:
         assert clean(p, 600) in text, p
@@ -197,7 +208,7 @@ def _read_csv(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("fixture", ["metrics", "hostile_metrics"])
+@pytest.mark.parametrize("fixture", ["metrics", "hostile_report"])
 def test_csv_rows_match_the_metrics(fixture, request, tmp_path):
     m = request.getfixturevalue(fixture)
     folder = write_report(m, tmp_path)["tables"]
@@ -250,7 +261,8 @@ def test_units_are_named_detected_events_versus_rule_matches(metrics, tmp_path):
     assert events != matches
     html = render_html(metrics)
     page = Page(html)
-    kpis = re.findall(r'<div class="k">([^<]*)</div><div class="v">([^<]*)</div>', html)
+    kpis = [(k, re.sub(r"<[^>]+>", "", v)) for k, v in
+            re.findall(r'<div class="k">([^<]*)</div><div class="v">(.*?)</div>', html)]
     assert kpis[:3] == [("Detected events (requests)", f"{events:,}"),
                         ("Rule matches", f"{matches:,}"), ("Events logged", "2,398,100")]
     for s in ("Rules (rule matches)", "Detected events by AS organisation",

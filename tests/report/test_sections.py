@@ -17,7 +17,7 @@ from tests.report.conftest import (
     build_metrics,
 )
 from tests.report.helpers import Page, Tables, external_refs, md_tables, section, split_row
-from threatscope.report import render_html, render_markdown, write_report
+from threatscope.report import InconsistentReport, render_html, render_markdown, write_report
 from threatscope.report.consistency import check_view
 from threatscope.report.markdown import md
 from threatscope.report.model import build_view
@@ -121,7 +121,8 @@ def test_html_infrastructure_figures_equal_the_metrics(metrics):
     inf = metrics["infrastructure"]
     html = section(render_html(metrics), "infrastructure")
     page, tables = Page(html), Tables(html)
-    kpis = re.findall(r'<div class="k">([^<]*)</div><div class="v">([^<]*)</div>', html)
+    kpis = [(k, re.sub(r"<[^>]+>", "", v)) for k, v in
+            re.findall(r'<div class="k">([^<]*)</div><div class="v">(.*?)</div>', html)]
     assert kpis == [("Attacking addresses", fmt_int(inf["source_ips"]["period"])),
                     ("With a host record", fmt_int(inf["with_host_record"]["period"]))]
     assert f"coverage {fmt_share(inf['coverage'])}" in page.text
@@ -311,9 +312,16 @@ def test_malformed_new_keys_are_ignored(bad, tmp_path):
     m.update(bad)
     m["sources"]["classification"] = {"not": "a list"}
     m["sources"]["targeted"] = [None, {"ip": "192.0.2.1", "campaigns": None}]
-    paths = write_report(m, tmp_path)
-    assert "Threat report" in Page(paths["html"].read_text()).text
-    assert paths["md"].read_text().startswith("# Threat report")
+    assert "Threat report" in Page(render_html(m)).text
+    assert render_markdown(m).startswith("# Threat report")
+    if "service_classes" in bad["infrastructure"]:
+        # a service class without counts renders, but fails a check: the report is not written
+        with pytest.raises(InconsistentReport, match=r"service_classes\[mail\]"):
+            write_report(m, tmp_path)
+    else:
+        paths = write_report(m, tmp_path)
+        assert "Threat report" in Page(paths["html"].read_text()).text
+        assert paths["md"].read_text().startswith("# Threat report")
     v = build_view(m)
     assert v["sources"]["classification"] == []
     assert v["sources"]["targeted"][0]["ip"] == "192.0.2.1"
@@ -336,7 +344,9 @@ def test_hostile_new_sections_are_text_in_html(hostile_metrics):
     assert external_refs(page) == []
     assert all(a.get("href", "#").startswith("#") for t, a in page.elements if t == "a")
     for tag, attrs in page.elements:
-        assert not any(v and "javascript:" in v for v in attrs.values()), (tag, attrs)
+        # data-figure* hold figure ids verbatim (escaped), never a URL
+        assert not any(v and "javascript:" in v for k, v in attrs.items()
+                       if not k.startswith("data-figure")), (tag, attrs)
         assert not any(k.startswith("on") for k in attrs), (tag, attrs)
     for name in ("infrastructure", "indicators"):
         assert "a" not in Page(section(html, name)).tags(), name
@@ -368,7 +378,7 @@ def test_hostile_new_sections_are_text_in_markdown(hostile_metrics):
         assert all(len(split_row(row)) == width for row in t), t[0]
 
 
-@pytest.mark.parametrize("fixture", ["metrics", "hostile_metrics"])
+@pytest.mark.parametrize("fixture", ["metrics", "hostile_report"])
 def test_new_csv_tables(fixture, request, tmp_path):
     m = request.getfixturevalue(fixture)
     folder = write_report(m, tmp_path)["tables"]

@@ -241,6 +241,17 @@ def check_consistency(m: dict[str, Any]) -> list[str]:
             if sec_sum != total:
                 out.append(f"sectors: {col} sum to {sec_sum}, expected {total} "
                            "(totals.detected_events)")
+        ids = [f["id"] for f in m.get("figures", [])]
+        if len(ids) != len(set(ids)):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            out.append(f"figures: ids not unique: {', '.join(dup[:5])}")
+        # each event belongs to one organisation: the organisations add up to the total too
+        detected = totals.get("detected_events", totals["detections"])
+        for w in ("period", "baseline") if m.get("organisations") is not None else ():
+            org_sum = sum(o[w] for o in m["organisations"])
+            if org_sum != detected[w]:
+                out.append(f"organisations: {w} detected events sum to {org_sum}, expected "
+                           f"{detected[w]} (totals.detected_events)")
         for s in sectors:
             if s["orgs"] and not _close(s["per_org"], s["detected_events"] / s["orgs"], 1e-2):
                 out.append(f"sector {s['sector']}: per_org {s['per_org']} != "

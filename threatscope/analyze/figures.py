@@ -252,6 +252,8 @@ FIGURES: dict[str, Figure] = {
         extra=INDICATOR_EXTRA),
     "indicators.count": Figure("ind", MATCHES, ("role",), windows="all"),
     "sectors.events": Figure("det", EVENTS, ("sector",)),
+    # detected events per organisation (with its sector): they add up to the total
+    "orgs.events": Figure("det", EVENTS, ("org_id", "sector")),
     "sectors.orgs": Figure(
         "orgs", MATCHES, ("sector",), windows="all",
         # a sector's sensors are known only when every one of its organisations states them
@@ -368,8 +370,10 @@ RELATIONS: dict[str, str] = {
     "manifest": "SELECT * FROM ingest_manifest",
     "quarantined": "SELECT * FROM quarantine",
     "events": """
-        SELECT org_id, ts, event_date AS day, event_kind FROM http
-        UNION ALL SELECT org_id, ts, event_date AS day, event_kind FROM alert""",
+        SELECT org_id, ts, event_date AS day, event_kind, file_id, source_file, source_line
+        FROM http
+        UNION ALL SELECT org_id, ts, event_date AS day, event_kind, file_id, source_file,
+                         source_line FROM alert""",
     "orgs": f"""
         SELECT o.org_id, {SECTOR} AS sector, o.sensors FROM org o
         UNION ALL
@@ -411,12 +415,14 @@ MATERIALISED = {"det", "det_exec", "src_host"}  # read by several figures: compu
 
 
 def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
-            split: date | None = None, scope_orgs: Sequence[str] | None = None
-            ) -> dict[str, bool]:
+            split: date | None = None, scope_orgs: Sequence[str] | None = None,
+            temp: bool = True) -> dict[str, bool]:
     """Create the named relations on ``con`` for the days ``[start, end)``; ``split`` is the
     first day of the period (the baseline is ``[start, split)``; default: ``end``).
     ``scope_orgs``: the organisations the relations keep (None: every one); ``det_all`` and
-    ``orgs_all`` keep every organisation either way.
+    ``orgs_all`` keep every organisation either way. ``temp=False`` creates them in the
+    database, not the connection, so that its other cursors read them too (the dashboard's
+    snapshot; the inputs must then be database tables and views too).
 
     Returns which optional inputs were present: ``{"detection", "source", "indicator"}``.
     """
@@ -431,27 +437,28 @@ def prepare(con: duckdb.DuckDBPyConnection, start: date, end: date,
         "end": f"TIMESTAMP '{end.isoformat()}'",
         "split": f"TIMESTAMP '{(split or end).isoformat()}'",
     }
+    tmp = "TEMP " if temp else ""
     sqlfn.install(con)
     # every figure orders its own rows: materialising the relations need not keep row order
     con.execute("SET preserve_insertion_order = false")
     con.register("_attack_technique", attack.technique_table())
-    con.execute("CREATE OR REPLACE TEMP TABLE attack_technique AS SELECT * FROM _attack_technique")
+    con.execute(f"CREATE OR REPLACE {tmp}TABLE attack_technique AS SELECT * FROM _attack_technique")
     con.unregister("_attack_technique")
     scoped = scope_orgs is not None
     if scoped:
-        con.execute("CREATE OR REPLACE TEMP TABLE scope_org AS "
+        con.execute(f"CREATE OR REPLACE {tmp}TABLE scope_org AS "
                     "SELECT unnest(CAST(? AS VARCHAR[])) AS org_id", [list(scope_orgs)])
     for name, sql in RELATIONS.items():
         body = sql.format(**subst)
         kind = "TABLE" if name in MATERIALISED else "VIEW"
         if scoped and name in UNSCOPED_TWINS:
-            con.execute(f"CREATE OR REPLACE TEMP {kind} {name}_all AS {body}")
+            con.execute(f"CREATE OR REPLACE {tmp}{kind} {name}_all AS {body}")
             body = f"SELECT * FROM {name}_all"
         if scoped and name in SCOPED:
             body = SCOPED[name].format(body=body, **subst)
-        con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {body}")
+        con.execute(f"CREATE OR REPLACE {tmp}{kind} {name} AS {body}")
         if not scoped and name in UNSCOPED_TWINS:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_all AS SELECT * FROM {name}")
+            con.execute(f"CREATE OR REPLACE {tmp}VIEW {name}_all AS SELECT * FROM {name}")
     return have
 
 
@@ -575,6 +582,62 @@ def ahead(con: Any, period: Period, baseline: Period,
                 f.cancel()
 
 
+def figure_id(figure: str, key: dict[str, Any] | None = None) -> str:
+    """The stable id of a figure's value, the figure and its group's key::
+
+        >>> figure_id("campaigns", {"campaign": "gpon"})
+        'campaigns[campaign=gpon]'
+        >>> figure_id("sources.as_orgs", {"asn": None})   # NULL: the column without a value
+        'sources.as_orgs[asn]'
+
+    In a value, ``\\`` and ``]`` are escaped with a backslash (values come from logs)."""
+    def part(col: str, v: Any) -> str:
+        if v is None:
+            return f"[{col}]"
+        text = v.isoformat() if isinstance(v, date) else str(v)
+        return f"[{col}={text.replace(chr(92), chr(92) * 2).replace(']', chr(92) + ']')}]"
+    return figure + "".join(part(c, v) for c, v in (key or {}).items())
+
+
+def parse_id(text: str) -> tuple[str, dict[str, str | None]]:
+    """The figure and key of an id :func:`figure_id` wrote (values as text).
+
+        >>> parse_id("campaigns.timeline[campaign=gpon][day=2018-05-12]")
+        ('campaigns.timeline', {'campaign': 'gpon', 'day': '2018-05-12'})
+    """
+    from threatscope.errors import UserError
+
+    figure, _, rest = text.partition("[")
+    key: dict[str, str | None] = {}
+    i = len(figure)
+    while i < len(text):
+        if text[i] != "[":
+            raise UserError(f"figure id {text!r}: expected '[' at character {i + 1}")
+        j, buf, col, escaped = i + 1, [], None, False
+        while j < len(text):
+            c = text[j]
+            if escaped:
+                buf.append(c)
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == "=" and col is None:
+                col, buf = "".join(buf), []
+            elif c == "]":
+                break
+            else:
+                buf.append(c)
+            j += 1
+        else:
+            raise UserError(f"figure id {text!r}: a '[' is not closed")
+        name = col if col is not None else "".join(buf)
+        if not name.isidentifier():
+            raise UserError(f"figure id {text!r}: {name!r} is not a column name")
+        key[name] = "".join(buf) if col is not None else None
+        i = j + 1
+    return figure, key
+
+
 def rows_sql(
     fig: Figure, period: Period, key: dict[str, Any] | None = None
 ) -> tuple[str, list[Any]]:
@@ -588,7 +651,9 @@ def rows_sql(
         conds.append(_window("day", period))
     params: list[Any] = []
     for col, val in key.items():
-        conds.append(f"{col} IS NOT DISTINCT FROM ?")
+        # a key parsed from an id is text: compared as text with columns of any type
+        conds.append(f"{f'CAST({col} AS VARCHAR)' if isinstance(val, str) else col} "
+                     "IS NOT DISTINCT FROM ?")
         params.append(val)
     return f"SELECT * FROM {fig.table} WHERE {' AND '.join(conds)}", params
 

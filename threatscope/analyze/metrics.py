@@ -250,9 +250,16 @@ def analyze(ws: Workspace, period: Period | None = None, org: str | None = None,
             period = Period.containing(latest, "quarter")
         base = period.baseline()
         have = F.prepare(con, base.start, period.end, period.start, scope.org_ids)
-        with F.ahead(con, period, base) as ready:
-            doc = _build(con, ws, period, base, have, ready)
-        _add_scope(doc, con, scope, period, have)
+        return document(con, ws, period, base, have, scope)
+
+
+def document(con: Any, ws: Workspace, period: Period, base: Period, have: dict[str, bool],
+             scope: Scope) -> dict[str, Any]:
+    """The metrics document from a connection prepared (figures.prepare) for ``period`` and
+    ``base`` (what :func:`analyze` returns; the dashboard calls it on its snapshot)."""
+    with F.ahead(con, period, base) as ready:
+        doc = _build(con, ws, period, base, have, ready)
+    _add_scope(doc, con, scope, period, have)
     doc["key_findings"] = peers.scoped_findings(key_findings(doc), doc)
     doc["notes"] = [*doc.get("notes", []), *caveats(doc)]
     doc["recommendations"] = recommendations(doc)
@@ -293,8 +300,7 @@ def _build(
 
     def record(fid: str, row: dict[str, Any], key: tuple[str, ...] = ()) -> None:
         k = {c: _iso(row[c]) for c in key}
-        fid_k = fid + "".join(f"[{c}={v}]" for c, v in k.items())
-        figs.append({"id": fid_k, "figure": fid, **({"key": k} if k else {}),
+        figs.append({"id": F.figure_id(fid, k), "figure": fid, **({"key": k} if k else {}),
                      "value": row["period"], "baseline": row["baseline"]})
 
     # -- totals -------------------------------------------------------------------------
@@ -328,6 +334,7 @@ def _build(
     daily: dict[str, dict[date, int]] = {}
     for r in ev("campaigns.timeline"):
         daily.setdefault(r["campaign"], {})[r["day"]] = r["period"]
+        record("campaigns.timeline", r, ("campaign", "day"))
     as_orgs: dict[str, list] = {}
     for r in ev("campaigns.as_orgs"):
         as_orgs.setdefault(r["campaign"], []).append(
@@ -391,15 +398,29 @@ def _build(
                        "published": _iso(info["published"]),
                        "public_exploit_date": _iso(info["public_exploit"])})
         record("cves", r, ("cve",))
-    families = [{"family": r["family"], **change(r["period"], r["baseline"])}
-                for r in ev("families")]
-    malware = _ranked([{"family": r["malware_family"], **change(r["period"], r["baseline"])}
-                       for r in ev("malware")])
-    rules = [{"rule_id": r["rule_id"], "title": r["title"], "level": r["severity"],
-              **change(r["period"], r["baseline"])} for r in ev("rules")]
+    families = []
+    for r in ev("families"):
+        families.append({"family": r["family"], **change(r["period"], r["baseline"])})
+        record("families", r, ("family",))
+    malware = []
+    for r in ev("malware"):
+        malware.append({"family": r["malware_family"], **change(r["period"], r["baseline"])})
+        record("malware", r, ("malware_family",))
+    malware = _ranked(malware)
+    rules = []
+    for r in ev("rules"):
+        rules.append({"rule_id": r["rule_id"], "title": r["title"], "level": r["severity"],
+                      **change(r["period"], r["baseline"])})
+        record("rules", r, ("rule_id", "severity"))  # a native analyzer's rule has levels
 
     # -- sources ------------------------------------------------------------------------
     hosting = ev("sources.hosting_share")[0]["period"]
+    # (a key names one group: unknown ASNs are grouped by network type too)
+    for fid, key in (("sources.countries", ("country_code",)),
+                     ("sources.as_orgs", ("asn", "network_type")),
+                     ("sources.ips", ("src_ip",))):
+        for r in ev(fid):
+            record(fid, r, key)
     dist = ev("sources.per_ip")[0]
     sources = {
         "distinct_ips": totals["source_ips"]["period"],
@@ -456,8 +477,15 @@ def _build(
     infrastructure = _infrastructure(ev, record)
     indicators = _indicators(ev, record)
 
-    # -- sectors ------------------------------------------------------------------------
+    # -- sectors and organisations ------------------------------------------------------
     det_by = {r["sector"]: r for r in ev("sectors.events")}
+    for r in det_by.values():
+        record("sectors.events", r, ("sector",))
+    organisations = []
+    for r in ev("orgs.events"):
+        organisations.append({"org_id": r["org_id"], "sector": r["sector"],
+                              **change(r["period"], r["baseline"])})
+        record("orgs.events", r, ("org_id",))
     sectors = []
     org_rows = {r["sector"]: r for r in ev("sectors.orgs")}
     for name in sorted(set(org_rows) | set(det_by)):
@@ -522,7 +550,7 @@ def _build(
         "campaigns.timeline", "campaigns.as_orgs", "campaigns.countries", "cves", "families",
         "malware",
         "rules", "sources.hosting_share", "sources.countries", "sources.as_orgs", "sources.ips",
-        "sources.per_ip", "sectors.events", "sectors.orgs", "endpoint.execution_techniques",
+        "sources.per_ip", "sectors.events", "sectors.orgs", "orgs.events", "endpoint.execution_techniques",
         "endpoint.powershell_families", "sources.targeted", "infrastructure.services",
         "infrastructure.as_orgs", "infrastructure.countries", "indicators.payload_matches",
         "indicators.appendix", "indicators.count"}
@@ -545,6 +573,7 @@ def _build(
         "infrastructure": infrastructure,
         "indicators": indicators,
         "sectors": sectors,
+        "organisations": organisations,
         "endpoint": endpoint,
         "exposure": exposure,
         "attack": attack_doc,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from threatscope.analyze import figures
 from threatscope.analyze.knowledge import campaign_info, cve_info, malware_info
 
 HOSTING_SHARE_MIN = 0.5  # hosting networks sent at least half of the detected events
@@ -25,7 +26,7 @@ LIST_MAX = 5  # servers, ASNs named in one text
 
 def figure_id(figure: str, **key: Any) -> str:
     """The id a figure row has in ``figures`` (``exposure[org_id=org01][server=web01]``)."""
-    return figure + "".join(f"[{k}={v}]" for k, v in key.items())
+    return figures.figure_id(figure, key)
 
 
 def _n(count: int, noun: str) -> str:

@@ -1,14 +1,15 @@
 """Consistency checks the report runs over the metrics it renders.
 
     checks = check_view(build_view(metrics))
-    [c for c in checks if not c["ok"]]     # each: {"check", "ok", "detail"}
+    [c for c in checks if not c["ok"]]     # each: {"check", "ok", "detail", "problems"}
 
 Each check restates a rule of docs/architecture.md (change = ratio of its counts, shares in 0..1,
 execution technique shares sum to 100%, a campaign's timeline adds up to its period count, lines
 read = rows + quarantined + comments, source classification shares sum to 100%, infrastructure
 shares are counts over the addresses with a host record, which are at most the attacking
 addresses). Checks whose figures a document lacks (older documents) are left out.
-The methodology section shows the result; a failure means the analysis stage has a bug.
+The methodology section shows the result; a failure means the analysis stage has a bug, and
+``write_report`` refuses to write the report (:class:`InconsistentReport`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,26 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from threatscope.errors import UserError
 from threatscope.report.exposure import exposure_problems
 
 _EPS = 1e-6
+SHOWN = 5  # problems an InconsistentReport message lists
+
+
+class InconsistentReport(UserError):
+    """The report failed a consistency check and was not written; ``problems`` lists every
+    failure, each starting with the figure it concerns."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        n = len(self.problems)
+        lines = [f"report not written: {n} consistency problem{'s' if n != 1 else ''} "
+                 "(a bug in the analysis or the report, not in the data):"]
+        lines += [f"  {p}" for p in self.problems[:SHOWN]]
+        if n > SHOWN:
+            lines.append(f"  … and {n - SHOWN} more")
+        super().__init__("\n".join(lines))
 
 
 def _close(a: float, b: float) -> bool:
@@ -137,7 +155,8 @@ def check_view(view: dict) -> list[dict]:
         if n:
             detail = "; ".join(problems[:5]) + (" …" if len(problems) > 5 else "")
             out.append({"check": name, "ok": not problems,
-                        "detail": detail if problems else f"{n} checked"})
+                        "detail": detail if problems else f"{n} checked",
+                        "problems": list(problems)})
 
     changes = list(_changes(view))
     probs = [f"{name}: {p}" for name, c in changes if (p := _change_problem(c))]

@@ -15,7 +15,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from threatscope.report.text import clean, fmt_flag, fmt_int, fmt_pct
+from threatscope.report.rendered import Fig, view_fid
+from threatscope.report.text import clean, fmt_flag, fmt_int
 
 EXPOSURE_ROW = ("org_id", "server", "threat_kind", "threat", "product", "attempts",
                 "successes", "unusual_size", "source_ips", "first_seen", "last_seen",
@@ -113,8 +114,9 @@ def markdown_exposure(v: dict, pl: str, bl: str, md: Callable[..., str], table: 
                      ("unusual_size", "Unusual response size")):
         c = e[k]
         if c:
-            tot.append([label, fmt_int(c["period"]), fmt_int(c["baseline"]),
-                        fmt_pct(c["pct_change"]), md(fmt_flag(c["flag"]))])
+            fid = f"exposure.{k}"
+            tot.append([label, Fig(c["period"], fid), Fig(c["baseline"], fid, "baseline"),
+                        Fig(c["pct_change"], fid, "pct"), md(fmt_flag(c["flag"]))])
     if tot:
         out.append(table(["Exposure", pl, bl, "% change", "Flag"], tot,
                          ["l", "r", "r", "r", "l"]) + "\n")
@@ -125,7 +127,8 @@ def markdown_exposure(v: dict, pl: str, bl: str, md: Callable[..., str], table: 
         ["Organisation", "Server", "Campaign / CVE", "Product", "Attempts", "2xx",
          "Unusual size", "First seen", "Last seen", "Example URI", "Advice"],
         [[md(r["org_id"]), md(r["server"]), md(r["threat"]), md(r["product"] or "—"),
-          fmt_int(r["attempts"]), fmt_int(r["successes"]), fmt_int(r["unusual_size"]),
+          Fig(r["attempts"], view_fid(v, "exposure", r)),
+          fmt_int(r["successes"]), fmt_int(r["unusual_size"]),
           md(r["first_seen"] or "—"), md(r["last_seen"] or "—"),
           # no code span: its content would be shown without md()'s escaping
           md(r["example_uri"], 120) if r["example_uri"] else "—",

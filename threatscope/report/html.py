@@ -3,9 +3,11 @@
     html = render_html(metrics)       # one string, nothing fetched when it is opened
 
 Every value printed by the template goes through ``clean`` (control and bidi characters made
-visible) and then HTML escaping; charts are escaped markup from ``svg.py``. The page carries a
-Content-Security-Policy that allows only its own style element (by hash) and data: images, so even
-markup that slipped through could neither run script nor load anything.
+visible) and then HTML escaping; charts are escaped markup from ``svg.py``. Every number that is
+a recorded figure is printed by ``fig(value, figure id, part)``, which marks it with the id
+(``<span data-figure="campaigns[campaign=gpon]">3,000</span>``) for ``rendered.check_html``.
+The page carries a Content-Security-Policy that allows only its own style element (by hash)
+and data: images, so even markup that slipped through could neither run script nor load anything.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from threatscope.report.consistency import check_view
 from threatscope.report.exposure import long_text
 from threatscope.report.limits import TIMELINE_CAMPAIGNS, more_campaigns
 from threatscope.report.model import build_view
+from threatscope.report.rendered import ATTRS, encode_id, fmt_part, view_fid
 from threatscope.report.text import (
     clean,
     fmt_flag,
@@ -70,6 +73,16 @@ def _when(v: object) -> Markup | str:
         clean(day, 40), clean(clock, 40))
 
 
+def _figure(value: object, figure_id: str | None, part: str = "value") -> Markup | str:
+    """A figure's part as text, marked with its id (encoded and escaped: ids hold strings from
+    logs)."""
+    text = fmt_part(value, part)
+    if not figure_id:
+        return text
+    return Markup('<span {}="{}">{}</span>').format(Markup(ATTRS[part]), encode_id(figure_id),
+                                                     text)
+
+
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -83,7 +96,8 @@ def _env() -> jinja2.Environment:
     env.filters.update(int=fmt_int, num=fmt_num, fold=fmt_fold, pct=fmt_pct, share=fmt_share,
                        flag=fmt_flag, pp=fmt_pp, jl=_join)
     env.filters["long_text"] = long_text
-    env.globals.update(when=_when, is_time=_is_time)
+    # looked up at call time: the environment is cached, the helper may be replaced
+    env.globals.update(when=_when, is_time=_is_time, fig=lambda *a: _figure(*a))
     return env
 
 
@@ -165,6 +179,12 @@ def _infra_charts(v: dict) -> dict:
     }
 
 
+def report_csp() -> str:
+    """The Content-Security-Policy of every rendered report (a server sending the page sends
+    this one: the dashboard's /report)."""
+    return csp_for(_css())
+
+
 def render_html(metrics: dict) -> str:
     """Render the metrics document as one self-contained HTML page."""
     v = build_view(metrics)
@@ -176,6 +196,7 @@ def render_html(metrics: dict) -> str:
         csp=csp_for(css),
         charts=_charts(v),
         checks=checks,
+        fid=lambda figure, row=None: view_fid(v, figure, row),
         failed=[c for c in checks if not c["ok"]],
         plabel=clean(v["period"]["label"] or "period", 40),
         blabel=clean(v["baseline"]["label"] or "baseline", 40),

@@ -6,18 +6,24 @@ Strings from the metrics go through ``md`` (after ``clean``): HTML-significant c
 entities, Markdown-significant ones are backslash-escaped (so ``|`` cannot split a table cell,
 ``<script>`` cannot become HTML and ``[x](javascript:...)`` cannot become a link), and line breaks
 become spaces.
+
+Every number that is a recorded figure is a ``Fig`` cell of a pipe table: ``_table`` prints it
+and writes a comment line above the table naming each row's figure id and each figure column's
+part (``rendered.md_marker``), which ``rendered.check_markdown`` reads back from the final text.
+Figures in prose (bullets, sentences) carry no marker.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from threatscope.report.audience import peers_markdown
 from threatscope.report.consistency import check_view
 from threatscope.report.exposure import markdown_exposure, markdown_recommendations
 from threatscope.report.limits import TIMELINE_CAMPAIGNS, more_campaigns
 from threatscope.report.model import build_view
+from threatscope.report.rendered import Fig, fmt_part, md_marker, view_fid
 from threatscope.report.text import (
     clean,
     fmt_flag,
@@ -33,6 +39,7 @@ from threatscope.report.text import (
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # significant anywhere: code spans, emphasis, link/image brackets, table pipes, strikethrough, math
 _BACKSLASH = set("\\`*_[]|~$")
+_Ids = Callable[[dict], str]  # a view row's figure id
 _LEADING = re.compile(r"^(\s*)([-+=#]|\d+[.)])")  # list, heading, setext markers at a line start
 
 
@@ -54,40 +61,66 @@ def md(value: object, limit: int = 240) -> str:
     return _LEADING.sub(lambda m: m[1] + m[2][:-1] + "\\" + m[2][-1], s)
 
 
-def _ranked(rows: list[dict], pl: str, bl: str) -> str:
-    """Families ranked, with their rank in the baseline and the change."""
+def _ranked(rows: list[dict], pl: str, bl: str, fid: _Ids | None = None) -> str:
+    """Families ranked, with their rank in the baseline and the change (``fid``: a row's figure
+    id, when the rows are a recorded figure)."""
+    body = []
+    for r in rows[:50]:
+        rid = fid(r) if fid else None
+        body.append([fmt_int(r["rank"]), md(r["family"]), Fig(r["period"], rid),
+                     Fig(r["baseline"], rid, "baseline"), fmt_int(r["baseline_rank"]),
+                     _rank_change(r["rank_change"]), Fig(r["pct_change"], rid, "pct"),
+                     md(fmt_flag(r["flag"]))])
     return _table(["Rank", "Family", pl, bl, f"Rank in {bl}", "Rank change", "% change", "Flag"],
-                  [[fmt_int(r["rank"]), md(r["family"]), fmt_int(r["period"]),
-                    fmt_int(r["baseline"]), fmt_int(r["baseline_rank"]),
-                    _rank_change(r["rank_change"]), fmt_pct(r["pct_change"]),
-                    md(fmt_flag(r["flag"]))] for r in rows[:50]],
-                  ["r", "l", "r", "r", "r", "r", "r", "l"])
+                  body, ["r", "l", "r", "r", "r", "r", "r", "l"])
 
 
 def _rank_change(n: int | None) -> str:
     return "—" if n is None else ("±0" if n == 0 else f"{n:+d}")
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[str]],
+def _fig_text(cell: Fig) -> str:
+    return fmt_part(cell.value, cell.part)
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[str | Fig]],
            align: Sequence[str] | None = None) -> str:
+    """A pipe table; ``Fig`` cells are printed as numbers and named in a marker line above it
+    (a row shows one figure, a column one part of it)."""
     align = align or ["l"] * len(head)
+    parts: dict[int, str] = {}
+    ids: list[str | None] = []
+    body = []
+    for r in rows:
+        cells, fid = [], None
+        for i, c in enumerate(r):
+            if isinstance(c, Fig):
+                parts[i], fid = c.part, fid or c.id
+                c = _fig_text(c)
+            cells.append(c if c != "" else " ")
+        body.append(cells)
+        ids.append(fid)
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(c if c != "" else " " for c in r) + " |" for r in rows]
-    return "\n".join(lines)
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    marker = [md_marker(parts, ids)] if any(ids) else []
+    return "\n".join(marker + lines)
 
 
 def _change_table(rows: list[dict], key: str, head: str, plabel: str, blabel: str,
-                  limit: int = 50, extra: tuple[str, str] | None = None) -> str:
+                  limit: int = 50, extra: tuple[str, str] | None = None,
+                  fid: _Ids | None = None) -> str:
     if not rows:
         return "_None in this period._"
     cols = [head] + ([extra[1]] if extra else []) + [plabel, blabel, "Fold change", "% change",
                                                      "Flag"]
     body = []
     for r in rows[:limit]:
+        rid = fid(r) if fid else None
         body.append([md(r[key])] + ([md(r[extra[0]]) or "—"] if extra else [])
-                    + [fmt_int(r["period"]), fmt_int(r["baseline"]), fmt_fold(r["fold_change"]),
-                       fmt_pct(r["pct_change"]), md(fmt_flag(r["flag"]))])
+                    + [Fig(r["period"], rid), Fig(r["baseline"], rid, "baseline"),
+                       Fig(r["fold_change"], rid, "fold"), Fig(r["pct_change"], rid, "pct"),
+                       md(fmt_flag(r["flag"]))])
     text = _table(cols, body, ["l"] * (2 if extra else 1) + ["r"] * 4 + ["l"])
     if len(rows) > limit:
         text += f"\n\n_… {len(rows) - limit:,} more rows in report.json and tables/._"
@@ -117,9 +150,10 @@ def _noise(v: dict, pl: str, bl: str, add) -> None:
     add(_table(["Classification", "Kind", pl, bl, "Fold change", "% change", "Flag", "Source IPs",
                 "Share", f"Share in {bl}"],
                [[md(r["classification"] or "unclassified"), "noise" if r["noise"] else "targeted",
-                 fmt_int(r["period"]), fmt_int(r["baseline"]), fmt_fold(r["fold_change"]),
-                 fmt_pct(r["pct_change"]), md(fmt_flag(r["flag"])), fmt_int(r["source_ips"]),
-                 fmt_share(r["share"]), fmt_share(r["baseline_share"])]
+                 Fig(r["period"], fid := view_fid(v, "sources.classification", r)),
+                 Fig(r["baseline"], fid, "baseline"), Fig(r["fold_change"], fid, "fold"),
+                 Fig(r["pct_change"], fid, "pct"), md(fmt_flag(r["flag"])),
+                 fmt_int(r["source_ips"]), fmt_share(r["share"]), fmt_share(r["baseline_share"])]
                 for r in s["classification"]],
                ["l", "l", "r", "r", "r", "r", "l", "r", "r", "r"]) + "\n")
     add("#### Targeted sources\n")
@@ -138,13 +172,14 @@ def _noise(v: dict, pl: str, bl: str, add) -> None:
 
 
 def _share_table(rows: list[dict], key: str, head: str, pl: str, bl: str,
-                 services: bool = False) -> str:
+                 services: bool = False, fid: _Ids | None = None) -> str:
     cols = [head, pl, "Share", bl, "Share", "% change", "Flag"]
     body = []
     for r in rows[:50]:
-        row = [md(r[key] or "unknown"), fmt_int(r["period"]), fmt_share(r["share"]),
-               fmt_int(r["baseline"]), fmt_share(r["baseline_share"]), fmt_pct(r["pct_change"]),
-               md(fmt_flag(r["flag"]))]
+        rid = fid(r) if fid else None
+        row = [md(r[key] or "unknown"), Fig(r["period"], rid), fmt_share(r["share"]),
+               Fig(r["baseline"], rid, "baseline"), fmt_share(r["baseline_share"]),
+               Fig(r["pct_change"], rid, "pct"), md(fmt_flag(r["flag"]))]
         if services:
             row.append(md(", ".join(f"{clean(x['service'] or '?', 40)} {fmt_int(x['source_ips'])}"
                                     for x in r["services"]) or "—", 600))
@@ -193,7 +228,10 @@ def _infrastructure(v: dict, pl: str, bl: str, add) -> None:
                                    "Exposed services"),
                                   ("products", "product", "Product", "Top products")):
         add(f"### {title}\n")
-        add(_share_table(inf[key], col, head, pl, bl, key == "service_classes") + "\n"
+        # infrastructure products are not recorded figures (analyze/metrics.py)
+        fid = (lambda r, f=f"infrastructure.{key}": view_fid(v, f, r)) \
+            if key != "products" else None
+        add(_share_table(inf[key], col, head, pl, bl, key == "service_classes", fid) + "\n"
             if inf[key] else "_None in the host records._\n")
     add("### By AS organisation\n")
     add(_mix_table(inf["as_orgs"], [("AS organisation", "as_org"), ("ASN", "asn"),
@@ -231,8 +269,10 @@ def _indicators(v: dict, pl: str, bl: str, add) -> None:
     ls = ind["listed_sources"]
     add(_table(["IOC list", pl, bl, "Fold change", "% change", "Flag", "Source IPs",
                 "Malware families", "First seen", "Last seen"],
-               [[md(r["feed"]), fmt_int(r["period"]), fmt_int(r["baseline"]),
-                 fmt_fold(r["fold_change"]), fmt_pct(r["pct_change"]), md(fmt_flag(r["flag"])),
+               [[md(r["feed"]), Fig(r["period"], fid := view_fid(v, "indicators.listed_sources",
+                                                                   r)),
+                 Fig(r["baseline"], fid, "baseline"), Fig(r["fold_change"], fid, "fold"),
+                 Fig(r["pct_change"], fid, "pct"), md(fmt_flag(r["flag"])),
                  fmt_int(r["source_ips"]), md(", ".join(r["malware_families"]) or "—"),
                  md(r["first_seen"] or "—"), md(r["last_seen"] or "—")] for r in ls],
                ["l", "r", "r", "r", "r", "l", "r", "l", "l", "l"])
@@ -274,8 +314,10 @@ def render_markdown(metrics: dict) -> str:
                        ("source_ips", "Source IPs"), ("orgs_hit", "Organisations hit")):
         c = v["totals"][key]
         if c:
-            rows.append([label, fmt_int(c["period"]), fmt_int(c["baseline"]),
-                         fmt_fold(c["fold_change"]), fmt_pct(c["pct_change"]), md(fmt_flag(c["flag"]))])
+            fid = f"totals.{key}"
+            rows.append([label, Fig(c["period"], fid), Fig(c["baseline"], fid, "baseline"),
+                         Fig(c["fold_change"], fid, "fold"), Fig(c["pct_change"], fid, "pct"),
+                         md(fmt_flag(c["flag"]))])
     if rows:
         add(_table(["Total", pl, bl, "Fold change", "% change", "Flag"], rows,
                    ["l", "r", "r", "r", "r", "l"]) + "\n")
@@ -298,7 +340,8 @@ def render_markdown(metrics: dict) -> str:
                                   ("families", "family", "Family", None),
                                   ("rules", "title", "Rule", ("level", "Level"))):
         add(f"### {head}s" + (" (rule matches)" if sec == "rules" else "") + "\n")
-        add(_change_table(v[sec], key, head, pl, bl, 30 if sec == "rules" else 50, extra) + "\n")
+        add(_change_table(v[sec], key, head, pl, bl, 30 if sec == "rules" else 50, extra,
+                          lambda r, f=sec: view_fid(v, f, r)) + "\n")
 
     add("## Campaign timelines\n")
     if not v["campaigns"]:
@@ -349,7 +392,8 @@ def render_markdown(metrics: dict) -> str:
         "once each however many rules matched them.\n")
     add(_table(["AS organisation", "ASN", "Network", "Detected events", "Source IPs", "Share"],
                [[md(r["as_org"] or "unknown"), md(r["asn"] if r["asn"] is not None else "—"),
-                 md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
+                 md(r["network_type"] or "—"),
+                 Fig(r["detected_events"], view_fid(v, "sources.as_orgs", r)),
                  fmt_int(r["source_ips"]),
                  fmt_share(r["share"])] for r in s["top_as_orgs"]],
                ["l", "r", "l", "r", "r", "r"]) + "\n" if s["top_as_orgs"]
@@ -357,14 +401,16 @@ def render_markdown(metrics: dict) -> str:
     add("### Countries\n")
     add(_table(["Country", "Code", "Detected events", "Source IPs", "Share"],
                [[md(r["country_name"] or "unknown"), md(r["country_code"] or "—"),
-                 fmt_int(r["detected_events"]), fmt_int(r["source_ips"]), fmt_share(r["share"])]
+                 Fig(r["detected_events"], view_fid(v, "sources.countries", r)),
+                 fmt_int(r["source_ips"]), fmt_share(r["share"])]
                 for r in s["top_countries"]], ["l", "l", "r", "r", "r"]) + "\n"
         if s["top_countries"] else "_No source countries in this period._\n")
     add("### Most active source IPs\n")
     add(_table(["IP", "Country", "AS organisation", "Network", "Detected events", "Rule matches",
                 "Rules", "Campaigns", "First seen", "Last seen"],
                [[md(r["ip"] or "—"), md(r["country_code"] or "—"), md(r["as_org"] or "unknown"),
-                 md(r["network_type"] or "—"), fmt_int(r["detected_events"]),
+                 md(r["network_type"] or "—"),
+                 Fig(r["detected_events"], view_fid(v, "sources.ips", r)),
                  fmt_int(r["rule_matches"]), fmt_int(r["rules"]),
                  md(", ".join(r["campaigns"]) or "—"), md(r["first_seen"] or "—"),
                  md(r["last_seen"] or "—")] for r in s["top_ips"][:50]],
@@ -403,10 +449,11 @@ def render_markdown(metrics: dict) -> str:
                 add(_ranked(ps["families"], pl, bl) + "\n")
         add(_table(["Execution technique", "Parent", pl, "Share", bl, "Share", "Change of share",
                     "% change", "Flag"],
-                   [[md(r["label"]), md(r["parent"] or "—"), fmt_int(r["period"]),
-                     fmt_share(r["share"]), fmt_int(r["baseline"]), fmt_share(r["baseline_share"]),
-                     fmt_pp(r["share_change_pp"]), fmt_pct(r["pct_change"]),
-                     md(fmt_flag(r["flag"]))]
+                   [[md(r["label"]), md(r["parent"] or "—"),
+                     Fig(r["period"], fid := view_fid(v, "endpoint.execution_techniques", r)),
+                     fmt_share(r["share"]), Fig(r["baseline"], fid, "baseline"),
+                     fmt_share(r["baseline_share"]), fmt_pp(r["share_change_pp"]),
+                     Fig(r["pct_change"], fid, "pct"), md(fmt_flag(r["flag"]))]
                     for r in ep["execution_techniques"][:50]],
                    ["l", "l", "r", "r", "r", "r", "r", "r", "l"]) + "\n")
         if len(ep["execution_techniques"]) > 50:
@@ -417,7 +464,7 @@ def render_markdown(metrics: dict) -> str:
     add("## Malware\n")
     if v["malware"]:
         add(f"Ranked by detected events in {pl}; the rank in {bl} beside it.\n")
-        add(_ranked(v["malware"], pl, bl) + "\n")
+        add(_ranked(v["malware"], pl, bl, lambda r: view_fid(v, "malware", r)) + "\n")
     else:
         add(f"_No malware family was detected in {pl} or {bl}._\n")
 
@@ -427,7 +474,9 @@ def render_markdown(metrics: dict) -> str:
     add(_table(["Rank", "Sector", "Organisations", "Sensors", "Detected events", "Per organisation",
                 "Per sensor", "Baseline per org."],
                [[fmt_int(r["rank"]), md(r["sector"] or "unassigned"), fmt_int(r["orgs"]),
-                 fmt_int(r["sensors"]), fmt_int(r["detected_events"]), fmt_num(r["per_org"]),
+                 fmt_int(r["sensors"]),
+                 Fig(r["detected_events"], view_fid(v, "sectors.events", r)),
+                 fmt_num(r["per_org"]),
                  fmt_num(r["per_sensor"]), fmt_num(r["baseline_per_org"])] for r in v["sectors"]],
                ["r", "l", "r", "r", "r", "r", "r", "r"]) + "\n"
         if v["sectors"] else "_No sector figures for this period._\n")

@@ -21,6 +21,7 @@ from typing import Any
 
 from threatscope.report.audience import peers_view, scope_view
 from threatscope.report.exposure import exposure_view, recommendations_view
+from threatscope.report.rendered import key_columns
 
 CHANGE = ("period", "baseline", "fold_change", "pct_change", "flag")
 
@@ -263,6 +264,8 @@ def build_view(metrics: dict) -> dict:
         "scope": scope_view(m.get("scope")),
         "peers": peers_view(m.get("peers")),
     }
+    # how the renderers name each figure they show (rendered.view_fid)
+    view["figure_keys"] = key_columns(m)
     cons = m.get("consistency")  # written by the analysis stage: {"ok", "problems": [str]}
     view["consistency"] = ({"ok": cons.get("ok"), "problems": _strs(cons.get("problems"))}
                            if isinstance(cons, dict) else None)

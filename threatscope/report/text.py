@@ -25,6 +25,9 @@ _INVISIBLE = re.compile(
 )
 
 
+INVISIBLE = _INVISIBLE  # figure ids in attributes encode these too (rendered.py)
+
+
 def _visible(m: re.Match[str]) -> str:
     c = ord(m.group())
     return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"

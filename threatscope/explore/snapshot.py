@@ -1,0 +1,225 @@
+"""A consistent, read-only snapshot of a workspace: what the dashboard reads.
+
+    snap = Snapshot.take(ws)            # raises WorkspaceBusy while a writer holds the catalog
+    with snap.cursor() as con:          # one cursor per request thread
+        con.execute("SELECT count(*) FROM det").fetchone()
+
+A snapshot copies into an in-memory database what the stages replace as a whole (the
+organisations, ingest manifest and quarantine of the catalog; the detections, the PowerShell
+analysis and the enriched sources), and pins the lake files of the ingests committed at that
+moment (lake files are never rewritten, and files of an ingest still running are not yet in the
+manifest). The figures' relations (analyze.figures.prepare) are then built once, over every day
+with data, in the database so that every cursor reads them. An ingest, detect or enrich that
+runs meanwhile changes none of it: the dashboard takes a new snapshot when they are done
+(:class:`Snapshots`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from threatscope import schema
+from threatscope.analyze import figures as F
+from threatscope.analyze.period import Period
+from threatscope.workspace import Workspace, WorkspaceBusy, open_catalog
+
+CATALOG_TABLES = ("org", "ingest_manifest", "quarantine")
+
+
+def signature(ws: Workspace) -> tuple:
+    """What changes when a stage commits: the catalog (and its write-ahead log), the
+    detections, the PowerShell analysis and the current enrich run."""
+    def stat(p: Path) -> tuple:
+        try:
+            st = p.stat()
+            return (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            return ()
+    try:
+        current = (ws.enriched_root / "CURRENT").read_text(encoding="utf-8").strip()
+    except OSError:
+        current = ""
+    wal = ws.catalog_path.with_name(ws.catalog_path.name + ".wal")
+    return (stat(ws.catalog_path), stat(wal), stat(ws.detections_path),
+            stat(ws.powershell_path), current)
+
+
+@dataclass
+class Snapshot:
+    """An in-memory database with the workspace's tables as they were at ``taken_at``."""
+
+    ws: Workspace
+    db: duckdb.DuckDBPyConnection
+    taken_at: datetime
+    signature: tuple
+    have: dict[str, bool] = field(default_factory=dict)
+    first_day: date | None = None
+    last_day: date | None = None
+    default_period: Period | None = None
+    catalog_read: bool = True  # False: the catalog was busy, its tables are empty
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def take(cls, ws: Workspace, catalog_wait_s: float = 2.0,
+             require_catalog: bool = True) -> Snapshot:
+        """Copy the workspace's state. While another process writes the catalog (an ingest),
+        raise :class:`WorkspaceBusy`, or with ``require_catalog=False`` go on without the
+        catalog: no organisations or quarantine, the lake files the detections name."""
+        sig = signature(ws)
+        db = duckdb.connect(config={"threads": max(1, min(4, os.cpu_count() or 1))})
+        db.execute("SET preserve_insertion_order = false")
+        db.execute(schema.CATALOG_DDL)
+        catalog_read = False
+        if ws.catalog_path.exists():
+            try:
+                _copy_catalog(db, ws.catalog_path, catalog_wait_s)
+                catalog_read = True
+            except WorkspaceBusy:
+                if require_catalog:
+                    db.close()
+                    raise
+        for name, sql in ws.stage_outputs().items():
+            # a table, not a view: the next detect or enrich replaces the files
+            kind = "VIEW" if name == "indicator" else "TABLE"
+            db.execute(f"CREATE OR REPLACE {kind} {name} AS {sql}")
+        committed = (None if not catalog_read else
+                     {r[0] for r in db.execute("SELECT file_id FROM ingest_manifest").fetchall()})
+        if committed is None:
+            committed = ({r[0] for r in db.execute(
+                "SELECT DISTINCT file_id FROM detection WHERE file_id IS NOT NULL").fetchall()}
+                if "detection" in _tables(db) else set())
+        for kind in schema.KINDS:
+            ws.lake_view(db, kind, files=_pinned(ws, kind, committed), temp=False)
+        snap = cls(ws, db, datetime.now(UTC), sig, catalog_read=catalog_read)
+        snap._prepare()
+        return snap
+
+    def _prepare(self) -> None:
+        tables = _tables(self.db)
+        src = "detection" if "detection" in tables else "(SELECT ts FROM http)"
+        first, last = self.db.execute(
+            f"SELECT CAST(min(ts) AS DATE), CAST(max(ts) AS DATE) FROM {src}").fetchone()
+        if first is None:  # no detections: the events' days
+            first, last = self.db.execute(
+                "SELECT CAST(min(ts) AS DATE), CAST(max(ts) AS DATE) FROM "
+                "(SELECT ts FROM http UNION ALL SELECT ts FROM alert)").fetchone()
+        self.first_day, self.last_day = first, last
+        if last is not None:
+            self.default_period = Period.containing(last, "quarter")
+        # every day with data, and the default period's baseline (whose start may come first)
+        start = min(d for d in (first, self.default_period and
+                                self.default_period.baseline().start) if d) \
+            if first else date(1970, 1, 1)
+        end = (last + timedelta(days=1)) if last else start + timedelta(days=1)
+        split = self.default_period.start if self.default_period else end
+        self.have = F.prepare(self.db, start, end, split, temp=False)
+
+    def new_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of the snapshot's database, for the caller to close (cursors run in
+        parallel; each has its own temp relations)."""
+        with self._lock:  # cursor() itself is not safe to call from two threads at once
+            return self.db.cursor()
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the snapshot's database for one request."""
+        cur = self.new_cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _tables(db: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in db.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+    ).fetchall()}
+
+
+def _copy_catalog(db: duckdb.DuckDBPyConnection, path: Path, wait_s: float) -> None:
+    # opened (waiting for a writer to finish) and copied in one go: it is held for milliseconds
+    src = open_catalog(path, read_only=True, wait_s=wait_s)
+    try:
+        for t in CATALOG_TABLES:
+            try:
+                arrow = src.sql(f"SELECT * FROM {t}").to_arrow_table()
+            except duckdb.CatalogException:
+                continue  # an older catalog without it: the empty table stays
+            db.register("_copy", arrow)
+            db.execute(f"INSERT INTO {t} BY NAME SELECT * FROM _copy")
+            db.unregister("_copy")
+    finally:
+        src.close()
+
+
+def _pinned(ws: Workspace, kind: str, committed: set[str]) -> list[str]:
+    """The lake files of ``kind`` written by committed ingests (named ``<file_id>_<n>``)."""
+    root = ws.lake / kind
+    if not root.is_dir():
+        return []
+    return sorted(str(p) for p in root.glob("org_id=*/*.parquet")
+                  if p.name.split("_", 1)[0] in committed)
+
+
+class Snapshots:
+    """The current snapshot of a workspace, renewed in the background when a stage has
+    committed and the workspace has been still for ``settle_s``. Requests read
+    :attr:`current`; one in flight keeps the snapshot it started with."""
+
+    def __init__(self, ws: Workspace, poll_s: float = 1.0,
+                 on_error: Callable[[str], None] | None = None):
+        self.ws, self.poll_s, self.on_error = ws, poll_s, on_error
+        self.current = Snapshot.take(ws, require_catalog=False)
+        self.error: str | None = None  # why the last renewal failed (shown on pages)
+        self.busy_since: datetime | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="snapshot", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        seen = self.current.signature
+        while not self._stop.wait(self.poll_s):
+            sig = signature(self.ws)
+            if sig == self.current.signature and self.current.catalog_read:
+                self.busy_since, seen = None, sig
+                continue
+            if sig != seen:  # still changing: wait until it has been still one poll
+                seen = sig
+                continue
+            self.renew()
+
+    def renew(self) -> bool:
+        """Take a new snapshot now; False (and the old one kept) while a writer is busy."""
+        try:
+            snap = Snapshot.take(self.ws, catalog_wait_s=0.2)
+        except WorkspaceBusy:
+            self.busy_since = self.busy_since or datetime.now(UTC)
+            return False
+        except Exception as e:  # keep answering from the last snapshot; say why on pages
+            self.error = f"{type(e).__name__}: {e}"
+            if self.on_error:
+                self.on_error(self.error)
+            time.sleep(self.poll_s)
+            return False
+        self.current, self.error, self.busy_since = snap, None, None
+        return True
