@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/powershell.py
 	$(BIN)/python bench/enrich.py
 	$(BIN)/python bench/report.py
+	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/spark.py
 
 # PowerShell obfuscation classifier: retrain the shipped model / cross-source evaluation table

@@ -24,7 +24,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from tests.explore.conftest import BAD_LINES, HOSTILE_ORG, HOSTILE_SECTOR, HOSTILE_UA
+from tests.explore.conftest import (
+    BAD_LINES,
+    HOSTILE_NAME,
+    HOSTILE_ORG,
+    HOSTILE_SECTOR,
+    HOSTILE_UA,
+)
 from threatscope.explore.pages import PAGE_SIZE
 from threatscope.explore.serve import make_server
 from threatscope.report.pdf import chromium_args, find_chromium
@@ -253,6 +259,12 @@ def test_overview_shows_the_reports_figures(tab, report_figures):
     assert tab.page.locator('section[id="campaigns"] h2').inner_text() == "Campaigns"
 
     values, baselines = tab.figures(), tab.figures(baseline=True)
+    for name in TABS[1:]:  # the other tabs, through their links (the view goes along)
+        tab.click(f'nav.tabs a[href*="tab={name}"]')
+        assert tab.query["tab"] == [name]
+        assert tab.page.locator("nav.tabs a.current").get_attribute("href").endswith(name)
+        values |= tab.figures()
+        baselines |= tab.figures(baseline=True)
     assert len(values) > 50 and len(baselines) > 20
     for fid in ("totals.detected_events", "totals.detections", "totals.source_ips",
                 "totals.orgs_hit"):
@@ -303,6 +315,10 @@ def test_filter_through_the_form_then_drill_down(tab, report_figures):
     assert chips == [f"organisation = {org}", f"campaign = {campaign}"], chips
 
     shown = tab.figures()
+    tab.click('nav.tabs a[href*="tab=targets"]')  # the filters go along to another tab
+    assert tab.query["org"] == [org] and tab.query["campaign"] == [campaign]
+    shown |= tab.figures()
+    tab.click('nav.tabs a[href*="tab=attacks"]')
     fid = f"campaigns[campaign={campaign}]"
     assert {f for f in shown if f.startswith("campaigns[")} == {fid}
     assert {f for f in shown if f.startswith("orgs.events[")} == {f"orgs.events[org_id={org}]"}
@@ -361,11 +377,13 @@ def test_drill_down_of_each_section_and_total(tab, report_figures):
     """The totals, the first row of each section and the rows whose key has a NULL part
     (``sources.as_orgs[asn][network_type]``: no ASN): #figure-value is the overview's number
     and the number of events listed."""
-    tab.goto("/")
-    shown = tab.figures()
-    firsts = tab.page.eval_on_selector_all(
-        "section.figure", "ss => ss.map(s => s.querySelector('a[data-figure]'))"
-        ".filter(a => a).map(a => a.getAttribute('data-figure'))")
+    shown, firsts = {}, []
+    for name in TABS:
+        tab.goto(f"/?tab={name}")
+        shown |= tab.figures()
+        firsts += tab.page.eval_on_selector_all(
+            "section.figure", "ss => ss.map(s => s.querySelector('a[data-figure]'))"
+            ".filter(a => a).map(a => a.getAttribute('data-figure'))")
     nulls = [f for f in shown if re.search(r"\[[a-z_]+\]", f)]
     picked = list(dict.fromkeys([f for f in shown if f.startswith("totals.")] + firsts + nulls))
     assert len(picked) >= 12 and nulls, picked
@@ -395,10 +413,12 @@ _HOSTILE_SEARCH = "<img src=x onerror=alert(7)>"
 _HOSTILE_FIGURE = "<script>alert(8)</script>"
 
 # name, path, link to click there (None: the page itself), status, what must show as text
+TABS = ("attacks", "sources", "targets")  # the overview's tabs, the first shown at "/"
 HOSTILE_PAGES = [
-    ("overview", "/", None, 200, {'[id="orgs.events"]': [HOSTILE_ORG, HOSTILE_SECTOR],
-                                  '[id="sectors.events"]': [HOSTILE_SECTOR]}),
-    ("sector-filter", "/?" + urlencode({"sector": HOSTILE_SECTOR}), None, 200,
+    ("overview", "/?tab=targets", None, 200, {
+        '[id="orgs.events"]': [HOSTILE_ORG, HOSTILE_NAME, HOSTILE_SECTOR],
+        '[id="sectors.events"]': [HOSTILE_SECTOR]}),
+    ("sector-filter", "/?" + urlencode({"sector": HOSTILE_SECTOR, "tab": "targets"}), None, 200,
      {".active": [f"sector = {HOSTILE_SECTOR}"], '[id="orgs.events"]': [HOSTILE_ORG]}),
     ("org-events", "/events?" + urlencode({"figure": f"orgs.events[org_id={HOSTILE_ORG}]"}),
      None, 200, {"#events": [HOSTILE_SECTOR, *_GPON_MARKUP]}),

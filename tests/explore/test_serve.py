@@ -42,6 +42,7 @@ class Marks(HTMLParser):
         for attr, into in (("data-figure", self.values), ("data-figure-baseline", self.baselines)):
             if attr in a:
                 self._open = (into, a[attr])
+                into[a[attr]] = ""  # the figure may show again (the totals on each tab)
                 if tag == "a" and into is self.values:
                     self.hrefs[a[attr]] = a["href"]
 
@@ -93,17 +94,22 @@ def server(explore_ws):
     s.server_close()
 
 
+TABS = ("attacks", "sources", "targets")
+
+
 def test_the_overview_shows_the_reports_numbers_with_a_csp(server, explore_ws):
-    status, headers, page = get(server, "/")
-    assert status == 200
-    csp = headers["Content-Security-Policy"]
-    assert "default-src 'none'" in csp and "script" not in csp.replace("script-src", "")
-    assert headers["X-Content-Type-Options"] == "nosniff"
     marks = Marks()
-    marks.feed(page)
+    for tab in TABS:
+        status, headers, page = get(server, f"/?tab={tab}")
+        assert status == 200
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "script" not in csp.replace("script-src", "")
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        marks.feed(page)
     report = {f["id"]: f for f in explore_ws.report["figures"]}
     shared = set(marks.values) & set(report)
-    assert {"totals.detected_events", "campaigns[campaign=gpon]"} <= shared
+    assert {"totals.detected_events", "campaigns[campaign=gpon]", "orgs.events[org_id=org01]",
+            "sources.countries[country_code=CN]"} <= shared
     assert len(shared) > 40
     for fid in shared:
         assert number(marks.values[fid]) == report[fid]["value"], fid
@@ -145,9 +151,11 @@ def test_a_small_figure_lists_each_of_its_events_across_pages(server, explore_ws
 
 def test_filters_narrow_every_figure_and_drill_downs_keep_them(server, explore_ws):
     org = "org01"
-    _, _, page = get(server, "/?" + urlencode({"org": org, "campaign": "gpon"}))
     marks = Marks()
-    marks.feed(page)
+    for tab in TABS:
+        _, _, page = get(server, "/?" + urlencode({"org": org, "campaign": "gpon", "tab": tab}))
+        assert f'name="tab" value="{tab}"' in page  # the form keeps the tab
+        marks.feed(page)
     n = number(marks.values["campaigns[campaign=gpon]"])
     assert 0 < n < next(f["value"] for f in explore_ws.report["figures"]
                         if f["id"] == "campaigns[campaign=gpon]")
@@ -173,7 +181,9 @@ def test_filters_narrow_every_figure_and_drill_downs_keep_them(server, explore_w
     ("/events?figure=totals.detections&page=abc", 400, "page must be a number"),
     ("/?org=" + "x" * 600, 400, "too long"),
     ("/nowhere", 404, "no such page"),
+    ("/?tab=nope", 400, "no tab"),
     ("/search?q=" + "%00", 200, "No logged line"),
+    ("/search?q=%25%25%25%25", 200, "No logged line"),  # '%' is a character, not a wildcard
 ])
 def test_bad_input_gets_a_message_not_a_trace(server, path, status, text):
     got, headers, page = get(server, path)
@@ -247,7 +257,7 @@ def test_hostile_strings_are_shown_as_text(server):
     assert "&lt;script&gt;alert(&#34;ua&#34;)&lt;/script&gt;" in page
     assert "\\x1b[31mred\\u202eevil" in page  # escape and bidi override shown, not obeyed
     assert 'href="javascript:' not in page
-    _, _, page = get(server, "/")  # the organisation's name, in its list and its row
+    _, _, page = get(server, "/?tab=targets")  # the organisation's name: its list, its row
     assert page.count("&lt;script&gt;alert(&#39;org&#39;)&lt;/script&gt;") == 2
     _, _, page = get(server, "/quarantine")
     assert "&lt;script&gt;alert(&#39;quarantine&#39;)&lt;/script&gt;" in page

@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -39,6 +40,11 @@ from threatscope.report.text import clean, fmt_fold, fmt_int, fmt_pct
 PAGE_SIZE = 50
 RAW_SHOWN = 400  # characters of a raw line shown before "more"
 WINDOWS_KEPT = 4  # prepared (period, baseline) pairs kept per snapshot
+OVERVIEWS_KEPT = 32  # overviews (period, baseline, filters) whose figures are kept
+WORKERS = 4  # threads (and cursors) a page's queries run on
+# relations whose rows depend on the period (prepare's split): their figures are evaluated on a
+# cursor prepared for the request's period; every other relation holds every day once
+WINDOWED = {"src_first", "src_host", "src_service", "src_product", "ind", "exposure"}
 _TEMPLATES = Path(__file__).with_name("templates")
 
 # filter name -> (label, SQL condition over the detection relations; {v}: the quoted value)
@@ -51,22 +57,29 @@ FILTERS: dict[str, tuple[str, str]] = {
     "as_org": ("AS organisation", "as_org = {v}"),
 }
 
-# the overview's sections: title, figure, key columns (as report.json ids), label columns
-SECTIONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("Campaigns", "campaigns", ("campaign",), ("campaign",)),
-    ("Products", "products", ("product",), ("product",)),
-    ("CVEs", "cves", ("cve",), ("cve", "product")),
-    ("Source countries", "sources.countries", ("country_code",),
-     ("country_code", "country_name")),
-    ("Source AS organisations", "sources.as_orgs", ("asn", "network_type"),
-     ("as_org", "asn", "network_type")),
-    ("Sectors", "sectors.events", ("sector",), ("sector",)),
-    ("Organisations", "orgs.events", ("org_id",), ("org_id", "name", "sector")),
-    ("Attack families", "families", ("family",), ("family",)),
-    ("Malware families", "malware", ("malware_family",), ("malware_family",)),
-    ("Rules", "rules", ("rule_id", "severity"), ("title", "severity")),
-    ("Top source addresses", "sources.ips", ("src_ip",), ("src_ip", "country_code", "as_org")),
-)
+# the overview's tabs, each of sections: title, figure, key columns (as report.json ids), label
+# columns. Tabs, not one page: each figure is a pass over the detections, and a page of a few
+# stays quick under any filter.
+Section = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+TABS: dict[str, tuple[str, tuple[Section, ...]]] = {
+    "attacks": ("Attacks", (
+        ("Campaigns", "campaigns", ("campaign",), ("campaign",)),
+        ("Products", "products", ("product",), ("product",)),
+        ("CVEs", "cves", ("cve",), ("cve", "product")),
+        ("Attack families", "families", ("family",), ("family",)),
+        ("Malware families", "malware", ("malware_family",), ("malware_family",)))),
+    "sources": ("Sources", (
+        ("Source countries", "sources.countries", ("country_code",),
+         ("country_code", "country_name")),
+        ("Source AS organisations", "sources.as_orgs", ("asn", "network_type"),
+         ("as_org", "asn", "network_type")),
+        ("Top source addresses", "sources.ips", ("src_ip",),
+         ("src_ip", "country_code", "as_org")))),
+    "targets": ("Targets and rules", (
+        ("Sectors", "sectors.events", ("sector",), ("sector",)),
+        ("Organisations", "orgs.events", ("org_id",), ("org_id", "name", "sector")),
+        ("Rules", "rules", ("rule_id", "severity"), ("title", "severity")))),
+}
 TOTALS = ("totals.detected_events", "totals.detections", "totals.source_ips", "totals.orgs_hit")
 
 
@@ -100,7 +113,8 @@ class Window:
         self.have = F.prepare(self.con, start, end, period.start)
 
     def close(self) -> None:
-        self.con.close()
+        with self.lock:  # after the request using it, if one is
+            self.con.close()
 
 
 class Dashboard:
@@ -111,6 +125,9 @@ class Dashboard:
         self._windows: OrderedDict[tuple, Window] = OrderedDict()
         self._wlock = threading.Lock()
         self._reports: dict[tuple, str] = {}
+        self._overviews: OrderedDict[tuple, tuple] = OrderedDict()
+        self._lists: dict[int, tuple] = {}  # per snapshot: filter choices, organisation names
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="page")
 
     # -- request plumbing -------------------------------------------------------------------
     def page(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
@@ -147,9 +164,9 @@ class Dashboard:
         return View(period, baseline, filters)
 
     def _window(self, snap: Snapshot, view: View) -> Window:
-        key = (id(snap), view.period, view.baseline)
+        key = (snap.serial, view.period, view.baseline)
         with self._wlock:
-            for k in [k for k in self._windows if k[0] != id(snap)]:
+            for k in [k for k in self._windows if k[0] != snap.serial]:
                 self._windows.pop(k).close()  # an older snapshot's: renewed since
             w = self._windows.get(key)
             if w is None:
@@ -173,7 +190,23 @@ class Dashboard:
     def _message(self, snap: Snapshot, title: str, text: str, args: dict[str, str]) -> str:
         return self._render(snap, "message.html.j2", args, title=title, text=text)
 
+    def _names(self, snap: Snapshot) -> dict[str, str]:
+        return self._snapshot_lists(snap)[1]
+
     def _choices(self, snap: Snapshot) -> dict[str, list[tuple[str, str]]]:
+        return self._snapshot_lists(snap)[0]
+
+    def _snapshot_lists(self, snap: Snapshot) -> tuple[dict, dict]:
+        """What the filter lists offer and the organisations' names: once per snapshot."""
+        got = self._lists.get(snap.serial)
+        if got is None:
+            with snap.cursor() as con:
+                names = dict(con.execute("SELECT org_id, name FROM org").fetchall())
+            got = (self._choice_lists(snap), names)
+            self._lists = {snap.serial: got}  # an older snapshot's are not needed again
+        return got
+
+    def _choice_lists(self, snap: Snapshot) -> dict[str, list[tuple[str, str]]]:
         """The values each filter can take (value, text) for its list, from the snapshot."""
         sql = {"org": "SELECT DISTINCT o.org_id, concat_ws(' — ', o.org_id, g.name) FROM orgs o "
                       "LEFT JOIN org g USING (org_id)",
@@ -189,26 +222,69 @@ class Dashboard:
         return out
 
     # -- pages ------------------------------------------------------------------------------
+    def _on_cursors(self, snap: Snapshot, jobs: list[Callable[[Any], Any]]) -> list[Any]:
+        """Run ``jobs`` (each given a cursor of the snapshot) on the dashboard's threads, a
+        share of them per cursor: DuckDB runs a query over a filtered table on few threads,
+        several queries side by side use the cores."""
+        n = min(len(jobs), WORKERS)
+
+        def run(share: list[tuple[int, Callable]]) -> list[tuple[int, Any]]:
+            with snap.cursor() as con:
+                return [(i, job(con)) for i, job in share]
+
+        shares = [list(enumerate(jobs))[k::n] for k in range(n)]
+        out = [r for part in self._pool.map(run, shares) for r in part]
+        return [r for _, r in sorted(out, key=lambda x: x[0])]
+
     def _overview(self, snap: Snapshot, args: dict[str, str]) -> str:
         view = self._view(snap, args)
-        win = self._window(snap, view)
-        with win.lock:
-            prov = Provenance(win.con, snap.ws, view.period, view.baseline, view.where())
-            totals = [self._figure_row(prov, view, fid, {}) for fid in TOTALS]
-            names = dict(win.con.execute("SELECT org_id, name FROM org").fetchall())
-            sections = []
-            for title, fid, key, labels in SECTIONS:
-                fig = prov.narrowed(F.FIGURES[fid])
+        tab = args.get("tab") or "attacks"
+        if tab not in TABS:
+            raise UserError(f"no tab {tab!r}: {', '.join(TABS)}")
+        key = (snap.serial, tab, view.period, view.baseline,
+               tuple(sorted(view.filters.items())))
+        cached = self._overviews.get(key)
+        if cached is None:
+            cached = self._overview_figures(snap, view, TABS[tab][1])
+            with self._wlock:
+                self._overviews[key] = cached
+                while len(self._overviews) > OVERVIEWS_KEPT:
+                    self._overviews.popitem(last=False)
+        totals, sections = cached
+        tabs = [(name, label, "/?" + view.query(tab=name)) for name, (label, _) in TABS.items()]
+        return self._render(snap, "overview.html.j2", args, view=view, totals=totals,
+                            sections=sections, choices=self._choices(snap), tab=tab, tabs=tabs)
+
+    def _overview_figures(self, snap: Snapshot, view: View,
+                          shown: tuple[Section, ...]) -> tuple[list, list]:
+        """The overview's totals and sections: the snapshot is never written, so a view's
+        figures are computed once (the few most recent kept)."""
+        names = self._names(snap)
+
+        def total(fid: str) -> Callable:
+            def job(con: Any) -> dict:
+                prov = Provenance(con, snap.ws, view.period, view.baseline, view.where())
+                return self._figure_row(prov, view, fid, {})
+            return job
+
+        def section(title: str, fid: str, key: tuple, labels: tuple) -> Callable:
+            def job(con: Any) -> dict:
+                prov = Provenance(con, snap.ws, view.period, view.baseline, view.where())
+                # (its extra columns are not shown: not computed; values and ranks the same)
+                fig = replace(prov.narrowed(F.FIGURES[fid]), extra={})
                 rows = []
-                for r in F.evaluate(win.con, fig, view.period, view.baseline):
-                    k = {c: jsonable(r[c]) for c in key}
+                for r in F.evaluate(con, fig, view.period, view.baseline):
                     r["name"] = names.get(r.get("org_id"))  # organisations by name too
+                    k = {c: jsonable(r[c]) for c in key}
                     rows.append({"labels": [jsonable(r.get(c)) for c in labels],
                                  **self._cells(view, fid, k, r["period"], r["baseline"])})
-                sections.append({"title": title, "figure": fid, "labels": labels,
-                                 "compare": fig.windows == "compare", "rows": rows})
-        return self._render(snap, "overview.html.j2", args, view=view, totals=totals,
-                            sections=sections, choices=self._choices(snap))
+                return {"title": title, "figure": fid, "labels": labels,
+                        "compare": fig.windows == "compare", "rows": rows}
+            return job
+
+        done = self._on_cursors(snap, [total(f) for f in TOTALS]
+                                + [section(*s) for s in shown])
+        return done[:len(TOTALS)], done[len(TOTALS):]
 
     def _figure_row(self, prov: Provenance, view: View, fid: str, key: dict) -> dict:
         value, base = prov.value(F.figure_id(fid, key))
@@ -233,17 +309,27 @@ class Dashboard:
             page = max(1, int(args.get("page", "1")))
         except ValueError:
             raise UserError("page must be a number") from None
-        win = self._window(snap, view)
-        with win.lock:
-            prov = Provenance(win.con, snap.ws, view.period, view.baseline, view.where())
-            try:
-                value, base_value = prov.value(t.id)
-                count = prov.count(t.id, baseline)
-                listing = prov.events(t.id, baseline, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-            except duckdb.BinderException:
-                raise UserError(f"the filters cannot narrow {t.name}: its rows have no "
-                                "organisation, campaign or source columns") from None
-            definition = prov.definition(t.id, baseline)
+        offset = (page - 1) * PAGE_SIZE
+
+        def prov_on(con: Any) -> Provenance:
+            return Provenance(con, snap.ws, view.period, view.baseline, view.where(),
+                              snap.indexed)
+
+        jobs = [lambda c: prov_on(c).value(t.id), lambda c: prov_on(c).count(t.id, baseline),
+                lambda c: prov_on(c).events(t.id, baseline, PAGE_SIZE, offset),
+                lambda c: prov_on(c).definition(t.id, baseline)]
+        try:
+            if t.figure.table in WINDOWED:
+                # relations built for one period: on the window's cursor, in turn
+                win = self._window(snap, view)
+                with win.lock:
+                    results = [job(win.con) for job in jobs]
+            else:  # relations over every day: side by side on the snapshot's cursors
+                results = self._on_cursors(snap, jobs)
+        except duckdb.BinderException:
+            raise UserError(f"the filters cannot narrow {t.name}: its rows have no "
+                            "organisation, campaign or source columns") from None
+        (value, base_value), count, listing, definition = results
         pages = max(1, -(-count // PAGE_SIZE))
         return self._render(
             snap, "events.html.j2", args, view=view, t=t, definition=definition,
@@ -301,13 +387,13 @@ class Dashboard:
         from threatscope.report.html import render_html
 
         view = self._view(snap, args)
-        key = (id(snap), view.period, view.baseline)
+        key = (snap.serial, view.period, view.baseline)
         if key not in self._reports:
             win = self._window(snap, view)
             with win.lock:
                 doc = document(win.con, snap.ws, view.period, view.baseline, win.have,
                                resolve_scope(win.con))
-            self._reports = {k: v for k, v in self._reports.items() if k[0] == id(snap)}
+            self._reports = {k: v for k, v in self._reports.items() if k[0] == snap.serial}
             self._reports[key] = render_html(doc)
         return self._reports[key]
 
@@ -327,7 +413,9 @@ def search(snap: Snapshot, q: str, view: View | None, limit: int, offset: int
            ) -> tuple[list[dict[str, Any]], bool]:
     """Logged events whose raw line contains ``q`` (case-insensitive), oldest first, with the
     rules that matched them; and whether there are more."""
-    conds, params = ["contains(lower(raw), lower(?))"], [q]
+    # ILIKE, not lower() of every line: no copy of 10 million strings per search
+    like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    conds, params = ["raw ILIKE ? ESCAPE '\\'"], [like]
     if view is not None:
         if "org" in view.filters:
             conds.append("org_id = ?")

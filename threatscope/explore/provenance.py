@@ -42,6 +42,9 @@ _NOT_FIELDS = {"org_id", "event_kind", "file_id", "source_file", "source_line", 
                "event_date", "filename"}
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
 LAKE_BATCH = 2000  # detections joined to the lake per query when exporting
+# An index of logged events: (cursor, kinds) whose tables event_<kind> hold the lake rows of
+# those kinds' detected events (a dashboard snapshot's: explore/snapshot.py).
+EventIndex = tuple[duckdb.DuckDBPyConnection, set[str]]
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,17 @@ class Provenance:
     """A connection with the figures' relations prepared for one period and its baseline."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, ws: Workspace, period: Period,
-                 baseline: Period | None = None, where: str = "true"):
+                 baseline: Period | None = None, where: str = "true",
+                 indexed: set[str] = frozenset()):
         """``con``: prepared (figures.prepare) for ``period`` and ``baseline`` (default: the
         period before). ``where``: a condition on the relations' columns that narrows every
-        figure (the dashboard's filters), SQL text with its values quoted."""
+        figure (the dashboard's filters), SQL text with its values quoted. ``indexed``: event
+        kinds whose detected events ``con`` holds as ``event_<kind>`` (a snapshot's), read
+        there instead of the lake."""
         self.con, self.ws, self.period = con, ws, period
         self.baseline = baseline or period.baseline()
         self.where = where
+        self.index: EventIndex | None = (con, set(indexed)) if indexed else None
 
     @classmethod
     @contextmanager
@@ -162,7 +169,8 @@ class Provenance:
             f"SELECT {select} FROM ({sql}) ORDER BY {', '.join(order)}{page}", params)
         names = [d[0] for d in res.description]
         while batch := res.fetchmany(LAKE_BATCH):
-            yield from lake_join(self.ws, [dict(zip(names, r, strict=True)) for r in batch])
+            yield from lake_join(self.ws, [dict(zip(names, r, strict=True)) for r in batch],
+                                 self.index)
 
     def events(self, figure_id: str, baseline: bool = False, limit: int = 50,
                offset: int = 0) -> dict[str, Any]:
@@ -191,7 +199,7 @@ class Provenance:
                 **{k: v for k, v in r.items() if k not in detail and k not in ("ev", "fno")},
                 "detections": []})
             item["detections"].append({k: r[k] for k in detail if k in r})
-        items = lake_join(self.ws, [by_ev[e] for e in evs if e in by_ev])
+        items = lake_join(self.ws, [by_ev[e] for e in evs if e in by_ev], self.index)
         return {"unit": "events", "items": items}
 
     def definition(self, figure_id: str, baseline: bool = False) -> dict[str, Any]:
@@ -228,10 +236,12 @@ def _unit(measure: str) -> str:
     return measure
 
 
-def lake_join(ws: Workspace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def lake_join(ws: Workspace, rows: list[dict[str, Any]],
+              index: EventIndex | None = None) -> list[dict[str, Any]]:
     """``rows`` with ``raw`` and ``fields`` (the lake's parsed columns) of the logged event each
     names by ``event_kind``, ``org_id``, ``file_id`` and ``source_line`` (rows that name none are
-    returned as they are). One query per event kind over the named files only."""
+    returned as they are). One query per event kind: in ``index`` when it holds the kind, else
+    over the named lake files only."""
     want: dict[str, dict[tuple[str, str], set[int]]] = {}
     for r in rows:
         kind, org, fid, line = (r.get("event_kind"), r.get("org_id"), r.get("file_id"),
@@ -241,7 +251,10 @@ def lake_join(ws: Workspace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
             want.setdefault(kind, {}).setdefault((org, fid), set()).add(int(line))
     found: dict[tuple[str, str, str, int], dict[str, Any]] = {}
     for kind, files in want.items():
-        found.update(_lake_rows(ws, kind, files))
+        if index is not None and kind in index[1]:
+            found.update(_indexed_rows(index[0], kind, files))
+        else:
+            found.update(_lake_rows(ws, kind, files))
     out = []
     for r in rows:
         ev = found.get((r.get("event_kind"), r.get("org_id"), r.get("file_id"),
@@ -249,6 +262,34 @@ def lake_join(ws: Workspace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
         if ev is not None:
             r = {**r, "raw": ev.pop("raw", None), "fields": ev}
         out.append(r)
+    return out
+
+
+def _indexed_rows(con: duckdb.DuckDBPyConnection, kind: str,
+                  files: dict[tuple[str, str], set[int]]
+                  ) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    keys = [{"o": org, "f": fid, "l": line} for (org, fid), ls in files.items() for line in ls]
+    cur = con.execute(f"SELECT * FROM event_{kind} WHERE (org_id, file_id, source_line) IN "
+                      "(SELECT unnest(?, recursive := true))", [keys])
+    return _as_found(kind, cur, lambda r: (r["org_id"], r["file_id"]), files)
+
+
+def _as_found(kind: str, cur: duckdb.DuckDBPyConnection, where: Any,
+              files: dict[tuple[str, str], set[int]]
+              ) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    """Rows of a lake query by event key (``where(row)``: its organisation and file), those
+    asked for only; ``raw`` beside the parsed fields."""
+    names = [d[0] for d in cur.description]
+    out = {}
+    for rec in cur.fetchall():
+        r = dict(zip(names, rec, strict=True))
+        org, fid = where(r)
+        if r["source_line"] not in files.get((org, fid), ()):
+            continue
+        out[(kind, org, fid, r["source_line"])] = {
+            "raw": r.get("raw"),
+            **{k: v for k, v in r.items()
+               if k not in _NOT_FIELDS and not k.endswith("_num") and v is not None}}
     return out
 
 
@@ -273,19 +314,9 @@ def _lake_rows(ws: Workspace, kind: str, files: dict[tuple[str, str], set[int]]
         cur = con.execute(
             "SELECT * FROM read_parquet(?, filename = true, union_by_name = true) "
             f"WHERE source_line IN ({', '.join(str(n) for n in sorted(lines))})", [paths])
-        names = [d[0] for d in cur.description]
-        out = {}
-        for rec in cur.fetchall():
-            r = dict(zip(names, rec, strict=True))
-            org = Path(r["filename"]).parent.name.removeprefix("org_id=")
-            fid = Path(r["filename"]).name.split("_", 1)[0]
-            if r["source_line"] not in files.get((org, fid), ()):
-                continue
-            out[(kind, org, fid, r["source_line"])] = {
-                "raw": r.get("raw"),
-                **{k: v for k, v in r.items()
-                   if k not in _NOT_FIELDS and not k.endswith("_num") and v is not None}}
-        return out
+        return _as_found(kind, cur, lambda r: (
+            Path(r["filename"]).parent.name.removeprefix("org_id="),
+            Path(r["filename"]).name.split("_", 1)[0]), files)
     finally:
         con.close()
 
