@@ -17,10 +17,10 @@ def spark_session():
     s.stop()
 
 
-# The longest test file, started first: `make test` runs pytest -n 2 --dist loadfile
+# The longest test files, started first: `make test` runs pytest -n 2 --dist loadfile
 # --no-loadscope-reorder, which hands files to the workers in this order (xdist's own order,
 # by number of tests, would start a long file of two tests last).
-SLOW_FIRST = ("tests/spark/test_e2e.py",)
+SLOW_FIRST = ("tests/spark/test_e2e.py", "tests/explore/test_browser.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,5 +1,7 @@
 """The demo's telemetry through both engines: `threatscope run --engine duckdb` and
-`--engine spark` (local[2]) give the same report.json figures."""
+`--engine spark` (local[2]) give the same report.json figures. In `make test-spark` (about three
+minutes of local Spark: `make test` keeps under ten minutes on two cores with the Spark session,
+lake and CLI tests)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from tests.spark.documents import diff, strip
 from threatscope.simulate import simulate
 
 BIN = str(Path(sys.executable).parent / "threatscope")
+pytestmark = pytest.mark.spark_stages
 
 
 def _run(root: Path, data: Path, engine: str) -> dict:

@@ -137,6 +137,7 @@ class Dashboard:
             "/": self._overview, "/events": self._events, "/search": self._search,
             "/quarantine": self._quarantine, "/report": self._report}
         snap = self.snapshots.current
+        self._forget_older(snap)
         args = {k: v[-1] for k, v in query.items() if v}
         if path not in route:
             return 404, self._message(snap, "Not found", "There is no such page.", args)
@@ -147,6 +148,22 @@ class Dashboard:
             return 200, route[path](snap, args)
         except UserError as e:
             return 400, self._message(snap, "Cannot show this", str(e), args)
+
+    def _forget_older(self, snap: Snapshot) -> None:
+        """Once a newer snapshot serves, what was kept for older ones goes (their windows'
+        cursors would keep the older database in memory)."""
+        with self._wlock:
+            for k in [k for k in self._windows if k[0] != snap.serial]:
+                self._windows.pop(k).close()
+            for k in [k for k in self._overviews if k[0] != snap.serial]:
+                del self._overviews[k]
+
+    def close(self) -> None:
+        """Stop the page threads and close the windows' cursors."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._wlock:
+            while self._windows:
+                self._windows.popitem()[1].close()
 
     def _view(self, snap: Snapshot, args: dict[str, str]) -> View:
         if snap.default_period is None:
@@ -166,8 +183,6 @@ class Dashboard:
     def _window(self, snap: Snapshot, view: View) -> Window:
         key = (snap.serial, view.period, view.baseline)
         with self._wlock:
-            for k in [k for k in self._windows if k[0] != snap.serial]:
-                self._windows.pop(k).close()  # an older snapshot's: renewed since
             w = self._windows.get(key)
             if w is None:
                 w = self._windows[key] = Window(snap, view.period, view.baseline)

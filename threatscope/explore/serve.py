@@ -62,6 +62,7 @@ class Server(ThreadingHTTPServer):
         super().server_close()
         if hasattr(self, "dashboard"):
             self.dashboard.snapshots.stop()
+            self.dashboard.close()
 
 
 class Server6(Server):
