@@ -306,3 +306,30 @@ def test_the_dashboard_keeps_its_snapshot_while_an_ingest_writes(running, explor
         time.sleep(0.2)
     else:
         pytest.fail("the snapshot was not renewed after the ingest")
+
+
+def test_a_workspace_without_some_tables_says_what_is_missing(running, tmp_path):
+    """Nothing ingested, then events without detections or enrichment: pages, not errors."""
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    server = running(ws, poll_s=0.2)
+    for path in ("/", "/events?figure=totals.detections", "/report"):
+        status, _, page = get(server, path)
+        assert (status, "Nothing to show yet" in page) == (200, True), (path, page[:300])
+    assert get(server, "/search?q=x")[0] == get(server, "/quarantine")[0] == 200
+    log = tmp_path / "a.log"
+    log.write_text('203.0.113.9 - - [02/May/2018:10:00:00 +0000] "GET /a HTTP/1.1" 200 5 "-" '
+                   '"x"\nnot a line\n')
+    r = subprocess.run([BIN, "ingest", "-w", str(ws.root), "--org", "o1", "--format",
+                        "combined", str(log)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 30
+    while "Nothing to show yet" in get(server, "/")[2]:
+        assert time.monotonic() < deadline, "the snapshot was not renewed after the ingest"
+        time.sleep(0.2)
+    status, _, page = get(server, "/")
+    assert status == 200 and "Nothing in 2018Q2" in page  # no detections: empty sections
+    status, _, page = get(server, "/events?figure=totals.events")
+    assert status == 200 and 'id="event-count">1<' in page and "GET /a HTTP/1.1" in page
+    assert "1 lines" in get(server, "/quarantine")[2]
+    assert get(server, "/report")[0] == 200
+    assert "GET /a" in get(server, "/search?q=get+/A")[2]
