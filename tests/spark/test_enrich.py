@@ -118,7 +118,7 @@ def test_spark_enrich_equals_duckdb(spark_session, workspaces):
     assert (on_spark.enriched_root / "CURRENT").read_text().strip() == on_spark.enriched().name
 
 
-def test_spark_locate_equals_the_c_search(spark_session):
+def test_spark_locate_equals_the_c_search(spark_session, tmp_path):
     """The broadcast range join finds the rows the C binary search finds, on geoip2fast's
     ranges (IPv4 and IPv6, reserved, in no range, not an address): the real table's rows
     around the addresses (the whole table takes a test's minute to broadcast on two cores)."""
@@ -136,7 +136,8 @@ def test_spark_locate_equals_the_c_search(spark_session):
     table = full.take(pa.array(sorted(r for r in near if 0 <= r < full.num_rows)))
     want_res = stage._range_rows(con, q, stage._reserved_table()).is_valid()
     want_rows = stage._range_rows(con, q, table)
-    got_q, got_res, got_rows = locate(spark_session, ips, table, stage._reserved_table())
+    ws = Workspace.open(tmp_path / "ws", create=True)  # its cache holds the ranges for Spark
+    got_q, got_res, got_rows = locate(spark_session, ws, ips, table, stage._reserved_table())
     assert got_q.equals(q)
     assert got_res.to_pylist() == want_res.to_pylist()
     assert got_rows.to_pylist() == want_rows.to_pylist()
