@@ -677,6 +677,8 @@ def demo(out: Path, seed: int, engine: str, spark_master: str | None) -> None:
     _enrich(ws, (), False, eng)
     paths = _report(ws, None, out / "report", False, None, None, eng)
     click.echo(f"\nopen the report: {Path(paths['html']).resolve()}")
+    click.echo(f"explore it:      threatscope serve -w {ws_dir}   "
+               f"(or: threatscope explain -w {ws_dir} 'campaigns[campaign=gpon]')")
 
 
 @main.group("ps")

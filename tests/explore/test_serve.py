@@ -267,7 +267,8 @@ def test_hostile_strings_are_shown_as_text(server):
 
 def test_the_dashboard_keeps_its_snapshot_while_an_ingest_writes(running, explore_ws, tmp_path):
     """An ingest holds the catalog for its whole run: the dashboard keeps answering from the
-    snapshot before it and shows the new state, whole, once the ingest is done."""
+    snapshot before it (and says an ingest is running) and shows the new state, whole, once
+    the ingest is done."""
     root = tmp_path / "ws"
     shutil.copytree(explore_ws.ws.root, root)
     ws = Workspace.open(root)
@@ -284,7 +285,7 @@ def test_the_dashboard_keeps_its_snapshot_while_an_ingest_writes(running, explor
     proc = subprocess.Popen([BIN, "ingest", "-w", str(root), "--org", "org01", "--format",
                              "combined", str(big)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    answered = 0
+    answered, announced = 0, 0
     try:
         while proc.poll() is None:
             status, _, page = get(server, "/quarantine")
@@ -292,16 +293,19 @@ def test_the_dashboard_keeps_its_snapshot_while_an_ingest_writes(running, explor
             m = re.search(r"<small>([\d,]+) lines", page)
             # the old snapshot whole, or the new one whole: never a half-written state
             assert int(m.group(1).replace(",", "")) in (n_before, n_before + 3)
+            announced += "an ingest is writing the workspace" in page
             answered += 1
             time.sleep(0.05)
     finally:
         out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, out
     assert answered >= 3
+    assert announced >= 1  # the pages say an ingest is on its way
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         page = get(server, "/quarantine")[2]
         if f"<small>{n_before + 3:,} lines" in page:
+            assert "an ingest is writing the workspace" not in page
             break
         time.sleep(0.2)
     else:

@@ -35,6 +35,7 @@ from threatscope.analyze.period import Period
 from threatscope.errors import UserError
 from threatscope.explore.provenance import Provenance, jsonable, sql_text, target
 from threatscope.explore.snapshot import Snapshot, Snapshots
+from threatscope.ingest.lake import staging_root
 from threatscope.report.text import clean, fmt_fold, fmt_int, fmt_pct
 
 PAGE_SIZE = 50
@@ -199,6 +200,8 @@ class Dashboard:
         s = self.snapshots
         return {"taken_at": snap.taken_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
                 "busy_since": s.busy_since.strftime("%H:%M:%S UTC") if s.busy_since else None,
+                # an ingest stages its files there until it commits (or a killed one left them)
+                "ingesting": staging_root(snap.ws).exists(),
                 "catalog_read": snap.catalog_read, "error": s.error,
                 "workspace": str(snap.ws.root)}
 
