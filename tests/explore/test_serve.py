@@ -337,3 +337,20 @@ def test_a_workspace_without_some_tables_says_what_is_missing(running, tmp_path)
     assert "1 lines" in get(server, "/quarantine")[2]
     assert get(server, "/report")[0] == 200
     assert "GET /a" in get(server, "/search?q=get+/A")[2]
+
+
+def test_snapshots_leave_no_files_behind(explore_ws):
+    from threatscope.explore.snapshot import Snapshots
+
+    snaps = Snapshots(explore_ws.ws)
+    first = snaps.current
+    assert (first.folder / "snapshot.duckdb").exists()
+    assert snaps.renew() and snaps.current is not first
+    assert first.folder.exists()  # requests that started on it may still read it
+    with first.cursor() as con:
+        assert con.execute("SELECT count(*) FROM det").fetchone()[0] > 0
+    snaps._close_retired(0)
+    assert not first.folder.exists()
+    current = snaps.current.folder
+    snaps.stop()
+    assert not current.exists()

@@ -4,7 +4,9 @@
     with snap.cursor() as con:          # one cursor per request thread
         con.execute("SELECT count(*) FROM det").fetchone()
 
-A snapshot copies into an in-memory database what the stages replace as a whole (the
+A snapshot copies into a database of its own (a DuckDB file in a temporary folder, so that
+DuckDB keeps in memory only what it works on, removed with the snapshot) what the stages
+replace as a whole (the
 organisations, ingest manifest and quarantine of the catalog; the detections, the PowerShell
 analysis and the enriched sources), and pins the lake files of the ingests committed at that
 moment (lake files are never rewritten, and files of an ingest still running are not yet in the
@@ -18,8 +20,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +40,7 @@ from threatscope.workspace import Workspace, WorkspaceBusy, open_catalog
 
 CATALOG_TABLES = ("org", "ingest_manifest", "quarantine")
 _SERIALS = itertools.count(1)
+RETIRE_S = 120.0  # a replaced snapshot stays open this long for the requests still on it
 
 
 def signature(ws: Workspace) -> tuple:
@@ -57,7 +63,7 @@ def signature(ws: Workspace) -> tuple:
 
 @dataclass
 class Snapshot:
-    """An in-memory database with the workspace's tables as they were at ``taken_at``."""
+    """A database with the workspace's tables as they were at ``taken_at``."""
 
     ws: Workspace
     db: duckdb.DuckDBPyConnection
@@ -71,7 +77,9 @@ class Snapshot:
     indexed: set[str] = field(default_factory=set)  # kinds with a table event_<kind>
     # which snapshot this is, for caches (an id() may be reused once one is freed)
     serial: int = field(default_factory=lambda: next(_SERIALS))
+    folder: Path | None = None  # where its database file is
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _finalizer: Callable[[], object] = field(default=lambda: None, repr=False)
 
     @classmethod
     def take(cls, ws: Workspace, catalog_wait_s: float = 2.0,
@@ -80,7 +88,23 @@ class Snapshot:
         raise :class:`WorkspaceBusy`, or with ``require_catalog=False`` go on without the
         catalog: no organisations or quarantine, the lake files the detections name."""
         sig = signature(ws)
-        db = duckdb.connect(config={"threads": max(1, min(4, os.cpu_count() or 1))})
+        folder = Path(tempfile.mkdtemp(prefix="threatscope-snapshot-"))
+        db = duckdb.connect(str(folder / "snapshot.duckdb"), config={
+            "threads": max(1, min(4, os.cpu_count() or 1)),
+            "temp_directory": str(folder / "spill")})
+        try:
+            snap = cls._fill(ws, db, sig, catalog_wait_s, require_catalog)
+        except BaseException:
+            _discard(db, folder)
+            raise
+        # the file goes with the snapshot: when it is closed, or else when it is freed
+        snap.folder = folder
+        snap._finalizer = weakref.finalize(snap, _discard, db, folder)
+        return snap
+
+    @classmethod
+    def _fill(cls, ws: Workspace, db: duckdb.DuckDBPyConnection, sig: tuple,
+              catalog_wait_s: float, require_catalog: bool) -> Snapshot:
         db.execute("SET preserve_insertion_order = false")
         db.execute(schema.CATALOG_DDL)
         catalog_read = False
@@ -90,7 +114,6 @@ class Snapshot:
                 catalog_read = True
             except WorkspaceBusy:
                 if require_catalog:
-                    db.close()
                     raise
         for name, sql in ws.stage_outputs().items():
             # a table, not a view: the next detect or enrich replaces the files
@@ -168,7 +191,15 @@ class Snapshot:
             cur.close()
 
     def close(self) -> None:
-        self.db.close()
+        """Close the database and remove its file (requests still on it fail)."""
+        self._finalizer()
+
+
+def _discard(db: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    try:
+        db.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _tables(db: duckdb.DuckDBPyConnection) -> set[str]:
@@ -213,6 +244,7 @@ class Snapshots:
         self.current = Snapshot.take(ws, require_catalog=False)
         self.error: str | None = None  # why the last renewal failed (shown on pages)
         self.busy_since: datetime | None = None
+        self._retired: list[tuple[float, Snapshot]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -221,13 +253,17 @@ class Snapshots:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop renewing and close every snapshot."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._close_retired(0)
+        self.current.close()
 
     def _run(self) -> None:
         seen = self.current.signature
         while not self._stop.wait(self.poll_s):
+            self._close_retired(RETIRE_S)
             sig = signature(self.ws)
             if sig == self.current.signature and self.current.catalog_read:
                 self.busy_since, seen = None, sig
@@ -250,5 +286,17 @@ class Snapshots:
                 self.on_error(self.error)
             time.sleep(self.poll_s)
             return False
+        # the one before serves the requests that started on it: closed a while later
+        self._retired.append((time.monotonic(), self.current))
         self.current, self.error, self.busy_since = snap, None, None
         return True
+
+    def _close_retired(self, older_than_s: float) -> None:
+        now = time.monotonic()
+        keep = []
+        for at, snap in self._retired:
+            if now - at >= older_than_s:
+                snap.close()
+            else:
+                keep.append((at, snap))
+        self._retired = keep
