@@ -406,7 +406,9 @@ class _Timed:
 
 def profile(ws: Workspace, search: str) -> None:
     """Each page once more (after a cold overview) with its time split into SQL statements,
-    lake reads (``lake_join``), template rendering and the rest (Python, HTTP)."""
+    lake file reads (``lake_join`` of events the snapshot did not index), template rendering
+    and the rest (Python, HTTP). A page's statements run on parallel cursors: their sum can
+    exceed its time (then "other" is negative)."""
     sql: list[list] = []
     parts = {"lake": 0.0, "render": 0.0}
     new_cursor, lake_rows, render = (Snapshot.new_cursor, provenance._lake_rows,
@@ -432,7 +434,7 @@ def profile(ws: Workspace, search: str) -> None:
             took, body = get(srv.base, path, query)
             s = sum(x[0] for x in sql)
             print(f"{name:<31}{took * 1000:7.0f} ms: SQL {s * 1000:5.0f} ms in {len(sql):2} "
-                  f"statements, lake_join {parts['lake'] * 1000:4.0f} ms, render "
+                  f"statements, lake files {parts['lake'] * 1000:4.0f} ms, render "
                   f"{parts['render'] * 1000:4.0f} ms, other "
                   f"{(took - s - parts['lake'] - parts['render']) * 1000:4.0f} ms")
             for t, q in sorted(sql, key=lambda x: -x[0])[:4]:

@@ -76,7 +76,7 @@ def parse_period(spec: str, ws: Workspace | None = None) -> Period:
     return Period.parse(spec)
 
 
-def _latest_day(con: duckdb.DuckDBPyConnection) -> date | None:
+def latest_day(con: duckdb.DuckDBPyConnection) -> date | None:
     """The last day with detections, else the last day with events, else None."""
     if "detection" in relations(con):
         d = con.execute("SELECT CAST(max(ts) AS DATE) FROM detection").fetchall()[0][0]
@@ -241,7 +241,7 @@ def analyze(ws: Workspace, period: Period | None = None, org: str | None = None,
         connect = ws.connect()
     with connect as con:
         scope = resolve_scope(con, org, sector)
-        latest = _latest_day(con)
+        latest = latest_day(con)
         if latest is None:
             raise UserError(
                 f"workspace {ws.root} has no events or detections: run `threatscope ingest` first"

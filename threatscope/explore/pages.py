@@ -37,6 +37,7 @@ from threatscope.explore.provenance import Provenance, jsonable, sql_text, targe
 from threatscope.explore.snapshot import Snapshot, Snapshots
 from threatscope.ingest.lake import staging_root
 from threatscope.report.text import clean, fmt_fold, fmt_int, fmt_pct
+from threatscope.workspace import relations
 
 PAGE_SIZE = 50
 RAW_SHOWN = 400  # characters of a raw line shown before "more"
@@ -452,8 +453,7 @@ def search(snap: Snapshot, q: str, view: View | None, limit: int, offset: int
         hits = hits[:limit]
         keys = [(h["file_id"], h["source_line"]) for h in hits]
         rules: dict[tuple, list] = {}
-        if keys and "detection" in {r[0] for r in con.execute(
-                "SELECT table_name FROM information_schema.tables").fetchall()}:
+        if keys and "detection" in relations(con):
             for fid, line, title, sev in con.execute(
                     "SELECT file_id, source_line, title, severity FROM detection "
                     "WHERE (file_id, source_line) IN (SELECT unnest(?, recursive := true))",

@@ -100,12 +100,12 @@ class Provenance:
              sector: str | None = None) -> Iterator[Provenance]:
         """The period's relations (default period: the report's, the latest quarter with
         detections), for every organisation or the scope of ``org``/``sector``."""
-        from threatscope.analyze.metrics import _latest_day
+        from threatscope.analyze.metrics import latest_day
 
-        with ws.connect(read_only=ws.catalog_path.exists()) as con:
+        with ws.connect(read_only=True) as con:  # (Workspace.open made the catalog)
             scope = resolve_scope(con, org, sector)
             if period is None:
-                latest = _latest_day(con)
+                latest = latest_day(con)
                 if latest is None:
                     raise UserError(f"workspace {ws.root} has no events or detections")
                 period = Period.containing(latest, "quarter")
@@ -127,8 +127,8 @@ class Provenance:
         its key names no group)."""
         t = target(figure_id)
         # the key as a filter, so that a group outside a top-N list still has its value
-        fig = replace(self.narrowed(t.figure), top=None)
-        fig = replace(fig, where=" AND ".join(
+        fig = self.narrowed(t.figure)
+        fig = replace(fig, top=None, where=" AND ".join(
             [f"({fig.where})", *(_key_cond(c, v) for c, v in t.key.items())]))
         rows = F.evaluate(self.con, fig, self.period, self.baseline)
         if len(rows) > 1:  # a key must name one group (metrics records ids so)

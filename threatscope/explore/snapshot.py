@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ import duckdb
 from threatscope import schema
 from threatscope.analyze import figures as F
 from threatscope.analyze.period import Period
-from threatscope.workspace import Workspace, WorkspaceBusy, open_catalog
+from threatscope.workspace import Workspace, WorkspaceBusy, open_catalog, relations
 
 CATALOG_TABLES = ("org", "ingest_manifest", "quarantine")
 _SERIALS = itertools.count(1)
@@ -69,9 +70,6 @@ class Snapshot:
     db: duckdb.DuckDBPyConnection
     taken_at: datetime
     signature: tuple
-    have: dict[str, bool] = field(default_factory=dict)
-    first_day: date | None = None
-    last_day: date | None = None
     default_period: Period | None = None
     catalog_read: bool = True  # False: the catalog was busy, its tables are empty
     indexed: set[str] = field(default_factory=set)  # kinds with a table event_<kind>
@@ -124,7 +122,7 @@ class Snapshot:
         if committed is None:
             committed = ({r[0] for r in db.execute(
                 "SELECT DISTINCT file_id FROM detection WHERE file_id IS NOT NULL").fetchall()}
-                if "detection" in _tables(db) else set())
+                if "detection" in relations(db) else set())
         for kind in schema.KINDS:
             ws.lake_view(db, kind, files=_pinned(ws, kind, committed), temp=False)
         snap = cls(ws, db, datetime.now(UTC), sig, catalog_read=catalog_read)
@@ -136,7 +134,7 @@ class Snapshot:
         """The lake rows of the detected events, per kind (``event_<kind>``): a drill-down
         lists 50 events of maybe 50 files, whose rows the lake stores in row groups of
         thousands; read here once, they are found in milliseconds."""
-        if "detection" not in _tables(self.db):
+        if "detection" not in relations(self.db):
             return
         kinds = [r[0] for r in self.db.execute(
             "SELECT DISTINCT event_kind FROM detection").fetchall() if r[0] in schema.KINDS]
@@ -149,24 +147,16 @@ class Snapshot:
             self.indexed.add(kind)
 
     def _prepare(self) -> None:
-        tables = _tables(self.db)
-        src = "detection" if "detection" in tables else "(SELECT ts FROM http)"
-        first, last = self.db.execute(
-            f"SELECT CAST(min(ts) AS DATE), CAST(max(ts) AS DATE) FROM {src}").fetchone()
-        if first is None:  # no detections: the events' days
-            first, last = self.db.execute(
-                "SELECT CAST(min(ts) AS DATE), CAST(max(ts) AS DATE) FROM "
-                "(SELECT ts FROM http UNION ALL SELECT ts FROM alert)").fetchone()
-        self.first_day, self.last_day = first, last
-        if last is not None:
-            self.default_period = Period.containing(last, "quarter")
-        # every day with data, and the default period's baseline (whose start may come first)
-        start = min(d for d in (first, self.default_period and
-                                self.default_period.baseline().start) if d) \
-            if first else date(1970, 1, 1)
-        end = (last + timedelta(days=1)) if last else start + timedelta(days=1)
-        split = self.default_period.start if self.default_period else end
-        self.have = F.prepare(self.db, start, end, split, temp=False)
+        """The figures' relations over every day up to the last with data (none without
+        data: the pages that need them say there is nothing yet)."""
+        from threatscope.analyze.metrics import latest_day
+
+        last = latest_day(self.db)
+        if last is None:
+            return
+        self.default_period = Period.containing(last, "quarter")
+        F.prepare(self.db, date(1970, 1, 1), last + timedelta(days=1),
+                  self.default_period.start, temp=False)
         # the relations the analysis leaves as views are computed once here too (the snapshot
         # is read many times, never written), but `events`: every logged request
         for name in F.RELATIONS:
@@ -202,12 +192,6 @@ def _discard(db: duckdb.DuckDBPyConnection, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _tables(db: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in db.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-    ).fetchall()}
-
-
 def _copy_catalog(db: duckdb.DuckDBPyConnection, path: Path, wait_s: float) -> None:
     # opened (waiting for a writer to finish) and copied in one go: it is held for milliseconds
     src = open_catalog(path, read_only=True, wait_s=wait_s)
@@ -235,12 +219,11 @@ def _pinned(ws: Workspace, kind: str, committed: set[str]) -> list[str]:
 
 class Snapshots:
     """The current snapshot of a workspace, renewed in the background when a stage has
-    committed and the workspace has been still for ``settle_s``. Requests read
+    committed and the workspace has then been still for one poll (``poll_s``). Requests read
     :attr:`current`; one in flight keeps the snapshot it started with."""
 
-    def __init__(self, ws: Workspace, poll_s: float = 1.0,
-                 on_error: Callable[[str], None] | None = None):
-        self.ws, self.poll_s, self.on_error = ws, poll_s, on_error
+    def __init__(self, ws: Workspace, poll_s: float = 1.0):
+        self.ws, self.poll_s = ws, poll_s
         self.current = Snapshot.take(ws, require_catalog=False)
         self.error: str | None = None  # why the last renewal failed (shown on pages)
         self.busy_since: datetime | None = None
@@ -282,8 +265,7 @@ class Snapshots:
             return False
         except Exception as e:  # keep answering from the last snapshot; say why on pages
             self.error = f"{type(e).__name__}: {e}"
-            if self.on_error:
-                self.on_error(self.error)
+            traceback.print_exc()  # the pages say it failed; the console says why
             time.sleep(self.poll_s)
             return False
         # the one before serves the requests that started on it: closed a while later
